@@ -1,0 +1,243 @@
+"""De-duplication, pricing, sessions and tool-call pairing.
+
+Every API response is counted once across all files, the way ccusage 20 does:
+keyed on (message.id, requestId), the copy with the largest token total kept,
+a main-thread copy preferred over a sidechain replay. A later, better copy
+moves the totals by its difference only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from bisect import bisect_left
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from ccotel.batch import Batch
+from ccotel.pricing import PriceTable
+from ccotel.records import Record, Usage
+from ccotel.state.store import Store
+
+log = structlog.get_logger()
+
+TOOL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+_CACHE = 20_000
+
+# Row layout of schema.RESPONSE_COLS.
+K, MK, SESSION, CWD, MODEL, TS, INP, OUT, CR, W5, W1, WS, SIDE, SPEED, COST, PRICED = range(16)
+
+
+def h64(*parts: str | None) -> int:
+    d = hashlib.blake2b(digest_size=8)
+    for p in parts:
+        d.update(b"\x00" if p is None else p.encode("utf-8", "surrogatepass") + b"\x01")
+    return int.from_bytes(d.digest(), "big", signed=True)
+
+
+@dataclass(slots=True)
+class FileContext:
+    """What a file tells about its lines beyond the lines themselves."""
+
+    path: str
+    session: str  # from the file name (subagent files: their parent folder)
+    cwd: str | None = None
+
+
+def _values(row: tuple) -> list[float]:
+    tokens = row[INP] + row[OUT] + row[CR] + row[W5] + row[W1]
+    return [row[INP], row[OUT], row[CR], row[W5], row[W1], row[WS], 1, row[COST], 0 if row[PRICED] else tokens]
+
+
+def _usage_key(row: tuple) -> tuple[str, int, str, str]:
+    return (row[SESSION] or "", int(row[TS] // 3600), row[MODEL] or "unknown", row[CWD] or "")
+
+
+def _total(row: tuple) -> int:
+    return row[INP] + row[OUT] + row[CR] + row[W5] + row[W1]
+
+
+def _better(new: tuple, old: tuple) -> bool:
+    """ccusage's should_replace_deduped_entry."""
+    if bool(new[SIDE]) != bool(old[SIDE]):
+        return bool(old[SIDE])
+    if _total(new) != _total(old):
+        return _total(new) > _total(old)
+    return bool(new[SPEED]) and not old[SPEED]
+
+
+class Accountant:
+    def __init__(self, store: Store, prices: PriceTable, clock: Callable[[], float]):
+        self.store, self.prices, self.clock = store, prices, clock
+        self.known: set[int] = set()  # response keys, aliases and tool ids held by the state
+        self.known_mkeys: set[int] = set()
+        for key, mkey in store.response_keys():
+            self.known.add(key)
+            if mkey is not None:
+                self.known_mkeys.add(mkey)
+        for (tid,) in store.query("SELECT id FROM tools"):
+            self.known.add(h64("tool", tid))
+        self.sessions: dict[str, str] = dict(store.query("SELECT id, COALESCE(cwd, '') FROM sessions"))
+        self.tool_agg = store.tool_agg()
+        self._rows: OrderedDict[int, tuple] = OrderedDict()
+        self._tools: OrderedDict[str, tuple] = OrderedDict()
+        self._warned: set[str] = set()
+        self.begin()
+
+    # --- batch lifecycle -----------------------------------------------------
+
+    def begin(self) -> Batch:
+        self.batch = Batch()
+        self._batch_mkeys: dict[int, list[int]] = {}
+        self.new_sessions: dict[str, str] = {}
+        return self.batch
+
+    def committed(self) -> None:
+        """The batch is durable: remember what it holds."""
+        b = self.batch
+        for key, row in b.responses.items():
+            self.known.add(key)
+            self.known_mkeys.add(row[MK])
+            self._remember(self._rows, key, row)
+        self.known.update(b.aliases)
+        for tid, row in b.tools.items():
+            self.known.add(h64("tool", tid))
+            self._remember(self._tools, tid, row)
+        self.tool_agg.update(b.tool_agg)
+        self.sessions.update(self.new_sessions)
+
+    @staticmethod
+    def _remember(cache: OrderedDict, key, row) -> None:
+        cache[key] = row
+        cache.move_to_end(key)
+        if len(cache) > _CACHE:
+            cache.popitem(last=False)
+
+    # --- records -------------------------------------------------------------
+
+    def apply(self, rec: Record, ctx: FileContext) -> None:
+        b = self.batch
+        b.lines += 1
+        if rec.error:
+            b.count("parse_errors")
+        if rec.ts is not None:
+            b.last_event_ts = rec.ts if b.last_event_ts is None else max(b.last_event_ts, rec.ts)
+        if rec.cwd:
+            ctx.cwd = rec.cwd
+        session = rec.session or ctx.session
+        cwd = rec.cwd or ctx.cwd or self.sessions.get(session) or self.new_sessions.get(session) or ""
+        if rec.ts is not None and rec.type in ("user", "assistant", "system"):
+            self._touch_session(session, rec, cwd)
+        if rec.usage is not None and rec.ts is not None:
+            self._usage(rec.usage, rec.ts, session, cwd)
+        if rec.tool_uses and rec.ts is not None:
+            for t in rec.tool_uses:
+                self._tool_use(t.id, t.name, rec.ts, session, cwd)
+        if rec.tool_results and rec.ts is not None:
+            for r in rec.tool_results:
+                self._tool_result(r.tool_use_id, r.is_error, rec.ts)
+
+    def _touch_session(self, sid: str, rec: Record, cwd: str) -> None:
+        b = self.batch
+        cur = b.sessions.get(sid)
+        if cur is None:
+            b.sessions[sid] = [cwd or None, rec.branch, rec.version, rec.ts, rec.ts]
+            if sid not in self.sessions and sid not in self.new_sessions:
+                self.new_sessions[sid] = cwd
+            return
+        if not cur[0] and cwd:
+            cur[0] = cwd
+        cur[1] = rec.branch or cur[1]
+        cur[2] = rec.version or cur[2]
+        cur[3] = min(cur[3], rec.ts)
+        cur[4] = max(cur[4], rec.ts)
+
+    # --- usage ---------------------------------------------------------------
+
+    def _row(self, key: int) -> tuple | None:
+        row = self.batch.responses.get(key)
+        if row is None:
+            target = self.batch.aliases.get(key)
+            if target is not None:
+                return self._row(target)
+            row = self._rows.get(key)
+        if row is None and key in self.known:
+            row = self.store.response(key)
+        return row
+
+    def _sidechain_match(self, mkey: int, candidate_side: bool) -> tuple | None:
+        """A /btw sidechain replay of a parent message under a new request id."""
+        rows = [self.batch.responses[k] for k in self._batch_mkeys.get(mkey, ())]
+        if mkey in self.known_mkeys:
+            seen = {r[K] for r in rows}
+            rows += [self.batch.responses.get(r[K], r) for r in self.store.responses_by_mkey(mkey) if r[K] not in seen]
+        for r in rows:
+            if candidate_side or r[SIDE]:
+                return r
+        return None
+
+    def _usage(self, u: Usage, ts: float, session: str, cwd: str) -> None:
+        b = self.batch
+        if u.message_id is None:  # ccusage never de-duplicates these
+            key = mkey = h64("anon", session, str(ts), repr(u))
+        else:
+            key, mkey = h64(u.message_id, u.request_id), h64(u.message_id)
+        cost = self.prices.cost(u)
+        if cost is None and u.total and u.model and u.model not in self._warned:
+            self._warned.add(u.model)
+            log.warning("unpriced model: its tokens count, its cost is 0", model=u.model)
+        new = (
+            key, mkey, session, cwd, u.model, ts, u.input, u.output, u.cache_read,
+            u.cache_write_5m, u.cache_write_1h, u.web_search, int(u.sidechain), int(u.has_speed),
+            cost or 0.0, int(cost is not None),
+        )  # fmt: skip
+        old = self._row(key)
+        if old is None and u.message_id is not None:
+            old = self._sidechain_match(mkey, u.sidechain)
+            if old is not None:
+                b.aliases[key] = old[K]
+        if old is None:
+            b.responses[key] = new
+            self._batch_mkeys.setdefault(mkey, []).append(key)
+            self._add(new, +1)
+            return
+        if not _better(new, old):
+            return
+        new = (old[K], old[MK], *new[2:])  # the kept entry keeps its identity
+        b.responses[old[K]] = new
+        self._add(old, -1)
+        self._add(new, +1)
+
+    def _add(self, row: tuple, sign: int) -> None:
+        b = self.batch
+        b.add_usage(_usage_key(row), _values(row), sign)
+        minute = int(row[TS] // 60)
+        b.spend[minute] = b.spend.get(minute, 0.0) + sign * row[COST]
+
+    # --- tools ---------------------------------------------------------------
+
+    def _tool(self, tid: str) -> tuple | None:
+        row = self.batch.tools.get(tid) or self._tools.get(tid)
+        if row is None and h64("tool", tid) in self.known:
+            row = self.store.tool(tid)
+        return row
+
+    def _tool_use(self, tid: str, name: str, ts: float, session: str, cwd: str) -> None:
+        if self._tool(tid) is None:
+            self.batch.tools[tid] = (tid, name, session, cwd, ts, None, None)
+
+    def _tool_result(self, tid: str, is_error: bool, ts: float) -> None:
+        row = self._tool(tid)
+        if row is None or row[6] is not None:
+            return  # a result without its call, or a copy of one already counted
+        status = "error" if is_error else "ok"
+        self.batch.tools[tid] = (*row[:5], ts, status)
+        key = (row[1], row[3] or "", status)
+        agg = self.batch.tool_agg.get(key) or self.tool_agg.get(key)
+        count, dur_sum, buckets = agg if agg else (0, 0.0, [0] * (len(TOOL_BUCKETS) + 1))
+        dur = max(0.0, ts - row[4])
+        buckets = list(buckets)
+        buckets[bisect_left(TOOL_BUCKETS, dur)] += 1
+        self.batch.tool_agg[key] = [count + 1, dur_sum + dur, buckets]

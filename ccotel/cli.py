@@ -1,0 +1,217 @@
+"""The command line: run, backfill, report, status (and service)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.error
+import urllib.request
+from datetime import date
+from pathlib import Path
+
+import click
+
+from ccotel import __version__
+from ccotel.config import Config, ConfigError, load
+
+EXIT_CONFIG = 2
+
+
+def _config(ctx: click.Context, **flags) -> Config:
+    root = ctx.find_root()
+    file = root.params.get("config")
+    over = {k: v for k, v in flags.items() if v not in (None, ())}
+    if "claude_dir" in over:
+        over["claude_dirs"] = list(over.pop("claude_dir"))
+    try:
+        return load(Path(file) if file else None, flags=over)
+    except ConfigError as exc:
+        click.echo(f"ccotel: configuration error: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+
+
+def _fail(msg: str, code: int = 1):
+    click.echo(f"ccotel: {msg}", err=True)
+    sys.exit(code)
+
+
+_common = [
+    click.option("--claude-dir", multiple=True, help="Claude config dir to read (repeatable). Default: CLAUDE_CONFIG_DIR, ~/.config/claude, ~/.claude."),
+    click.option("--state-dir", help="Where the state database lives (CCOTEL_STATE_DIR)."),
+]
+
+
+def common(f):
+    for opt in reversed(_common):
+        f = opt(f)
+    return f
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", envvar="CCOTEL_CONFIG", type=click.Path(dir_okay=False), help="TOML config file.")
+@click.version_option(__version__, prog_name="ccotel")
+def main(config: str | None) -> None:
+    """Claude Code transcripts to Prometheus metrics and OpenTelemetry traces."""
+
+
+@main.command()
+@common
+@click.option("--metrics-addr", help="HOST:PORT for /metrics and /healthz (default 127.0.0.1:9470).")
+@click.option("--log-format", type=click.Choice(["auto", "json", "console"]))
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.pass_context
+def run(ctx, **flags) -> None:
+    """Run the daemon in the foreground."""
+    from ccotel import app, log
+    from ccotel.state.store import StateError
+
+    cfg = _config(ctx, **flags)
+    log.setup(cfg.log_level, cfg.log_format)
+    try:
+        app.run(cfg)
+    except StateError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        if exc.errno == 98 or "Address already in use" in str(exc):
+            _fail(f"metrics_addr {cfg.metrics_addr} is in use; choose another with --metrics-addr")
+        raise
+
+
+@main.command()
+@common
+@click.option("--rebuild", is_flag=True, help="Start the state over and re-read every transcript.")
+@click.pass_context
+def backfill(ctx, rebuild: bool, **flags) -> None:
+    """Ingest everything not yet ingested into the state, then exit."""
+    from ccotel import app, log
+    from ccotel.state.store import DB_NAME, StateError
+
+    cfg = _config(ctx, **flags)
+    log.setup("warning", "console" if sys.stderr.isatty() else "json")
+    if rebuild:
+        for suffix in ("", "-wal", "-shm"):
+            (cfg.resolved_state_dir() / f"{DB_NAME}{suffix}").unlink(missing_ok=True)
+    try:
+        if sys.stderr.isatty():
+            from rich.progress import Progress
+
+            with Progress(transient=True) as bar:
+                task = bar.add_task("backfill", total=None)
+                res = app.backfill(
+                    cfg,
+                    progress=lambda n: bar.advance(task, n),
+                    on_total=lambda n: bar.update(task, total=n),
+                )
+        else:
+            res = app.backfill(cfg)
+    except StateError as exc:
+        _fail(str(exc))
+    click.echo(
+        f"backfill: {res['lines']} lines from {res['files']} files in {res['seconds']} s"
+        + (f", {res['parse_errors']} malformed lines skipped" if res["parse_errors"] else ""),
+        err=True,
+    )
+
+
+@main.command()
+@click.option("--state-dir", help="Where the state database lives.")
+@click.option("--by", "by", type=click.Choice(["session", "day", "model", "project"]), default="day", show_default=True)
+@click.option("--since", help="Only usage on or after this day (YYYY-MM-DD or YYYYMMDD).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def report(ctx, by: str, since: str | None, as_json: bool, state_dir: str | None) -> None:
+    """Usage and cost tables from the state (the daemon need not run)."""
+    from ccotel import report as rep
+    from ccotel.sinks.prometheus import project_labeler
+    from ccotel.state.store import StateError, open_readonly
+
+    cfg = _config(ctx, state_dir=state_dir)
+    since_day = None
+    if since:
+        try:
+            s = since.replace("-", "")
+            since_day = date(int(s[:4]), int(s[4:6]), int(s[6:8]))
+        except ValueError:
+            _fail(f"--since: expected YYYY-MM-DD, got {since!r}", EXIT_CONFIG)
+    try:
+        store = open_readonly(cfg.resolved_state_dir())
+    except StateError as exc:
+        _fail(str(exc))
+    try:
+        data = rep.build(store, by, since_day, project_labeler(cfg.project_label if cfg.project_label != "off" else "name"))
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    _print_table(data, by)
+
+
+def _print_table(data: dict, by: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"Claude Code usage by {by}", show_footer=True)
+    tot = data["totals"]
+    cols = [
+        (by.capitalize(), None, "Total"),
+        ("Models", "models", ""),
+        ("Input", "input_tokens", f"{tot['input_tokens']:,}"),
+        ("Output", "output_tokens", f"{tot['output_tokens']:,}"),
+        ("Cache write", "cache_write_tokens", f"{tot['cache_write_tokens']:,}"),
+        ("Cache read", "cache_read_tokens", f"{tot['cache_read_tokens']:,}"),
+        ("Cost (USD)", "cost_usd", f"${tot['cost_usd']:,.2f}"),
+    ]
+    for title, _key, footer in cols:
+        t.add_column(title, footer=footer, justify="left" if title in (by.capitalize(), "Models") else "right")
+    for r in data["rows"]:
+        t.add_row(
+            str(r[by]),
+            ", ".join(r["models"]),
+            f"{r['input_tokens']:,}",
+            f"{r['output_tokens']:,}",
+            f"{r['cache_write_tokens']:,}",
+            f"{r['cache_read_tokens']:,}",
+            f"${r['cost_usd']:,.2f}",
+        )
+    Console().print(t)
+
+
+@main.command()
+@click.option("--metrics-addr", help="Where the daemon listens.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def status(ctx, as_json: bool, **flags) -> None:
+    """Is the daemon up, what is it watching, how far behind."""
+    cfg = _config(ctx, **flags)
+    host, port = cfg.metrics_host_port()
+    host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    url = f"http://{host}:{port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=3) as r:
+            h = json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        h = json.loads(exc.read() or b"{}")
+    except (urllib.error.URLError, OSError) as exc:
+        _fail(f"the daemon is not running at {url} ({getattr(exc, 'reason', exc)})", 3)
+    if as_json:
+        click.echo(json.dumps(h, indent=2))
+        return
+    click.echo(f"ccotel {h.get('version')} (pid {h.get('pid')}) {'ready' if h.get('ok') else 'catching up'}")
+    click.echo(f"  watching   {', '.join(h.get('roots', []))}")
+    click.echo(f"  state      {h.get('state_dir')}")
+    click.echo(f"  files      {h.get('files_tracked')} tracked, {h.get('pending_bytes')} bytes pending")
+    click.echo(f"  lines      {h.get('lines')} read, {h.get('parse_errors')} malformed")
+    click.echo(f"  lag        {h.get('lag_seconds')} s (last line read vs its event time)")
+
+
+try:  # the service command, when its module is present
+    from ccotel.service import service as _service
+
+    main.add_command(_service)
+except ImportError:
+    pass
+
+
+if __name__ == "__main__":
+    main()

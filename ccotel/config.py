@@ -1,0 +1,147 @@
+"""Configuration: defaults, then the TOML file, then CCOTEL_* variables, then flags.
+
+A wrong value is a ConfigError whose message names the key.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+import platformdirs
+from msgspec import Meta, Struct
+
+APP = "ccotel"
+DEFAULT_METRICS_ADDR = "127.0.0.1:9470"  # 9464 is Claude Code's own exporter
+
+
+class ConfigError(ValueError):
+    pass
+
+
+Positive = Annotated[float, Meta(ge=0)]
+
+
+class Budget(Struct, forbid_unknown_fields=True, frozen=True):
+    hourly_usd: Positive | None = None
+    daily_usd: Positive | None = None
+
+
+class Config(Struct, forbid_unknown_fields=True, kw_only=True):
+    claude_dirs: list[str] = []  # empty: CLAUDE_CONFIG_DIR, else ~/.config/claude and ~/.claude
+    state_dir: str = ""
+    metrics_addr: str = DEFAULT_METRICS_ADDR
+    project_label: Literal["name", "path", "hash", "off"] = "name"
+    pricing_file: str = ""
+    pricing_rules: Literal["ccusage", "anthropic"] = "ccusage"
+    price_web_search: bool = False
+    budget: Budget = Budget()
+    rescan_interval: Annotated[float, Meta(gt=0)] = 60.0
+    max_line_bytes: Annotated[int, Meta(ge=1024)] = 64 << 20
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    session_idle: Positive = 600.0
+    workers: Annotated[int, Meta(ge=0)] = 0  # backfill processes; 0: one per core
+
+    def resolved_state_dir(self) -> Path:
+        return Path(self.state_dir).expanduser() if self.state_dir else default_state_dir()
+
+    def metrics_host_port(self) -> tuple[str, int]:
+        return parse_addr(self.metrics_addr, "metrics_addr")
+
+
+def default_state_dir() -> Path:
+    return Path(platformdirs.user_state_dir(APP))
+
+
+def default_config_file() -> Path:
+    return Path(platformdirs.user_config_dir(APP)) / "config.toml"
+
+
+def parse_addr(value: str, key: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(f"{key}: expected HOST:PORT, got {value!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+# Environment: CCOTEL_<KEY>, nested keys joined by "_" (CCOTEL_BUDGET_HOURLY_USD).
+_NESTED = {"budget": ("hourly_usd", "daily_usd")}
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for field in Config.__struct_fields__:
+        if field in _NESTED:
+            for sub in _NESTED[field]:
+                v = env.get(f"CCOTEL_{field}_{sub}".upper())
+                if v is not None:
+                    out.setdefault(field, {})[sub] = _scalar(v)
+            continue
+        v = env.get(f"CCOTEL_{field}".upper())
+        if v is not None:
+            out[field] = [p for p in v.split(",") if p] if field == "claude_dirs" else _scalar(v)
+    return out
+
+
+def _scalar(v: str) -> Any:
+    low = v.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            pass
+    return v
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(base.get(k), dict):
+            _merge(base[k], v)
+        elif v is not None:
+            base[k] = v
+    return base
+
+
+def load(
+    file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> Config:
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {}
+    path = file or (Path(env["CCOTEL_CONFIG"]) if env.get("CCOTEL_CONFIG") else None)
+    if path is None and default_config_file().is_file():
+        path = default_config_file()
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config: no such file {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config: {path}: {exc}") from None
+    _merge(data, _from_env(env))
+    _merge(data, flags or {})
+    try:
+        cfg = msgspec.convert(data, Config, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_key_message(exc)) from None
+    cfg.metrics_host_port()
+    return cfg
+
+
+def _key_message(exc: msgspec.ValidationError) -> str:
+    """msgspec says '... - at `$.budget.hourly_usd`'; lead with the key."""
+    text = str(exc)
+    msg, sep, where = text.rpartition(" - at `$.")
+    if sep:
+        return f"{where.rstrip('`')}: {msg}"
+    if text.startswith("Object contains unknown field"):
+        return f"{text.split('`')[1]}: unknown key" if "`" in text else text
+    return text

@@ -1,0 +1,263 @@
+"""The ingest pipeline: files -> records -> accounting -> one commit -> sinks.
+
+Used by the daemon (live, one batch per wake-up) and by backfill (many files a
+batch, decoded by worker processes). Offsets move only with the commit that
+holds what they produced.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import msgspec
+import structlog
+
+from ccotel.accounting import Accountant, FileContext
+from ccotel.batch import Batch, FileCursor
+from ccotel.config import Config
+from ccotel.pricing import PriceTable
+from ccotel.records import Record, decode
+from ccotel.sources.discovery import session_of, transcript_files
+from ccotel.sources.tail import read_new
+from ccotel.state.store import Store
+from ccotel.totals import Totals
+
+log = structlog.get_logger()
+
+_ERRORS_LOGGED_PER_FILE = 5
+BATCH_LINES = 50_000
+
+
+class Sink(Protocol):
+    """Something that wants the records of each committed batch (traces)."""
+
+    def on_records(self, records: list[tuple[FileContext, Record]]) -> None: ...
+
+
+@dataclass
+class Health:
+    files_tracked: int = 0
+    pending_bytes: int = 0
+    unreadable: set[str] = field(default_factory=set)
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(list[Record])
+
+
+def _decode_file(args: tuple) -> list[tuple[tuple | None, list[int], bool, bytes]]:
+    """Worker: read and decode one file's new lines; records travel as msgpack."""
+    path, cursor, max_line, keep = args
+    cur = FileCursor(*cursor) if cursor else None
+    out = []
+    try:
+        for ch in read_new(path, cur, max_line):
+            recs = [r for n, raw in ch.lines if (r := decode(raw, n, keep)) is not None]
+            c = ch.cursor
+            out.append(((c.dev, c.ino, c.offset, c.line_no, c.marker) if c else None, ch.oversized, ch.restarted, _encoder.encode(recs)))
+    except OSError as exc:
+        out.append((None, [], False, _encoder.encode([Record(-1, "", error=f"{type(exc).__name__}: {exc}")])))
+    return out
+
+
+class Ingest:
+    def __init__(
+        self,
+        cfg: Config,
+        store: Store,
+        roots: list[Path],
+        clock: Callable[[], float],
+        sinks: Iterable[Sink] = (),
+    ):
+        self.cfg, self.store, self.roots, self.clock = cfg, store, roots, clock
+        self.prices = PriceTable(
+            Path(cfg.pricing_file).expanduser() if cfg.pricing_file else None,
+            cfg.pricing_rules,
+            cfg.price_web_search,
+        )
+        self.acct = Accountant(store, self.prices, clock)
+        self.totals = Totals.load(store, clock())
+        self.cursors = store.files()
+        self.health = Health(files_tracked=len(self.cursors))
+        self.sinks = list(sinks)
+        self.keep_content = False
+        self._ctx: dict[str, FileContext] = {}
+        self._errors_logged: dict[str, int] = {}
+        self._records: list[tuple[FileContext, Record]] = []
+        self._commit_failed = False
+
+    # --- discovery -----------------------------------------------------------
+
+    def all_files(self) -> list[str]:
+        files: list[str] = []
+        for root in self.roots:
+            files.extend(transcript_files(root, on_error=self._walk_error))
+        return sorted(files)
+
+    def _walk_error(self, exc: OSError) -> None:
+        if exc.filename and exc.filename not in self.health.unreadable:
+            self.health.unreadable.add(exc.filename)
+            if not isinstance(exc, FileNotFoundError):
+                log.warning("cannot read folder", path=exc.filename, error=exc.strerror)
+
+    def scan(self) -> list[str]:
+        """Stat every transcript: the ones with bytes to read; forget the deleted."""
+        present = self.all_files()
+        pending, todo = 0, []
+        for path in present:
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            cur = self.acct.batch.files.get(path) or self.cursors.get(path)
+            if cur is None or (st.st_dev, st.st_ino) != (cur.dev, cur.ino) or st.st_size != cur.offset:
+                todo.append(path)
+                pending += max(0, st.st_size - (cur.offset if cur else 0))
+        gone = set(self.cursors) - set(present)
+        for path in gone:
+            if not os.path.exists(path):
+                self.acct.batch.forgotten.add(path)
+        self.health.pending_bytes = pending
+        self.totals.pending_bytes = pending
+        return todo
+
+    # --- reading -------------------------------------------------------------
+
+    def context(self, path: str) -> FileContext:
+        ctx = self._ctx.get(path)
+        if ctx is None:
+            ctx = self._ctx[path] = FileContext(path, session_of(path))
+        return ctx
+
+    def _cursor(self, path: str) -> FileCursor | None:
+        return self.acct.batch.files.get(path) or self.cursors.get(path)
+
+    def ingest(self, path: str) -> int:
+        """Read one file's new lines into the current batch. Returns lines read."""
+        n = 0
+        try:
+            for ch in read_new(path, self._cursor(path), self.cfg.max_line_bytes):
+                recs = [r for ln, raw in ch.lines if (r := decode(raw, ln, self.keep_content)) is not None]
+                n += self._account(path, ch.cursor, ch.oversized, ch.restarted, recs)
+                if self.acct.batch.lines >= BATCH_LINES:
+                    self.flush()
+        except FileNotFoundError:
+            if path in self.cursors:
+                self.acct.batch.forgotten.add(path)
+        except OSError as exc:
+            if path not in self.health.unreadable:
+                self.health.unreadable.add(path)
+                log.warning("cannot read transcript", path=path, error=str(exc))
+        return n
+
+    def _account(
+        self, path: str, cursor: FileCursor | None, oversized: list[int], restarted: bool, recs: list[Record]
+    ) -> int:
+        ctx = self.context(path)
+        if restarted:
+            log.info("transcript changed under its cursor; reading it again from the start", path=path)
+        for ln in oversized:
+            self._parse_error(path, ln, f"line longer than max_line_bytes ({self.cfg.max_line_bytes})")
+            self.acct.batch.count("parse_errors")
+        for rec in recs:
+            if rec.error:
+                self._parse_error(path, rec.line_no, rec.error)
+            self.acct.apply(rec, ctx)
+        if self.sinks:
+            self._records.extend((ctx, r) for r in recs)
+        if cursor is not None:
+            self.acct.batch.files[path] = cursor
+        return len(recs)
+
+    def _parse_error(self, path: str, line_no: int, reason: str) -> None:
+        seen = self._errors_logged.get(path, 0)
+        self._errors_logged[path] = seen + 1
+        if seen < _ERRORS_LOGGED_PER_FILE:
+            log.warning("skipped a malformed line", path=path, line=line_no, reason=reason[:200])
+        elif seen == _ERRORS_LOGGED_PER_FILE:
+            log.warning("more malformed lines in this file; counting them quietly", path=path)
+
+    # --- committing ----------------------------------------------------------
+
+    def flush(self) -> bool:
+        """Commit the current batch; on failure nothing moves and it is retried later."""
+        b: Batch = self.acct.batch
+        if not b and not b.lines:
+            return True
+        b.count("lines", b.lines)
+        try:
+            self.store.commit(b)
+        except sqlite3.Error as exc:
+            if not self._commit_failed:
+                log.error("cannot write the state; will retry", path=str(self.store.path), error=str(exc))
+            self._commit_failed = True
+            self._records.clear()
+            self.acct.begin()
+            return False
+        if self._commit_failed:
+            log.info("state writable again")
+            self._commit_failed = False
+        self.acct.committed()
+        self.cursors.update(b.files)
+        for p in b.forgotten:
+            self.cursors.pop(p, None)
+            self._ctx.pop(p, None)
+        self.health.files_tracked = self.totals.files_tracked = len(self.cursors)
+        self.totals.merge(b, self.acct.new_sessions, self.clock())
+        records, self._records = self._records, []
+        for sink in self.sinks:
+            sink.on_records(records)
+        self.acct.begin()
+        return True
+
+    # --- backfill ------------------------------------------------------------
+
+    def backfill(self, paths: list[str], workers: int, progress: Callable[[int], None] | None = None) -> int:
+        """Decode files in worker processes, account them here in path order."""
+        if workers <= 1 or len(paths) < 8:
+            total = 0
+            for p in paths:
+                total += self.ingest(p)
+                if progress:
+                    progress(1)
+            self.flush()
+            return total
+        total = 0
+        ml = self.cfg.max_line_bytes
+        jobs = [(p, _cursor_args(self._cursor(p)), ml, self.keep_content) for p in paths]
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for path, chunks in zip(paths, pool.map(_decode_file, jobs, chunksize=4), strict=True):
+                total += self._take(path, chunks)
+                if progress:
+                    progress(1)
+                if self.acct.batch.lines >= BATCH_LINES:
+                    self.flush()
+        self.flush()
+        return total
+
+    def _take(self, path: str, chunks: list) -> int:
+        n = 0
+        for cursor, oversized, restarted, blob in chunks:
+            recs = _decoder.decode(blob)
+            if cursor is None and recs and recs[0].line_no == -1:
+                if path not in self.health.unreadable:
+                    self.health.unreadable.add(path)
+                    log.warning("cannot read transcript", path=path, error=recs[0].error)
+                continue
+            n += self._account(path, FileCursor(*cursor) if cursor else None, oversized, restarted, recs)
+        return n
+
+
+def _cursor_args(c: FileCursor | None) -> tuple | None:
+    return (c.dev, c.ino, c.offset, c.line_no, c.marker) if c else None
+
+
+def iter_chunks(seq: list, n: int) -> Iterator[list]:
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]

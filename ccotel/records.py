@@ -1,0 +1,338 @@
+"""Typed decoding of transcript lines into compact records.
+
+Only the fields ccotel uses are declared; msgspec skips the rest without
+building objects for them. A line whose shape is off falls back to the narrow
+usage schema ccusage itself reads, so a stray wrong type elsewhere in the line
+never loses its tokens.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta, Raw, Struct
+
+NonNeg = Annotated[int, Meta(ge=0)]
+
+# ccusage counts usage only on lines containing this exact byte string.
+USAGE_MARKER = b'"usage":{'
+# ccusage drops usage lines where one of these fields is null.
+_NULL_FIELDS = re.compile(
+    rb'"(?:id|cwd|model|speed|costUSD|version|sessionId|requestId|isApiErrorMessage|'
+    rb'cache_read_input_tokens|cache_creation_input_tokens)":null'
+)
+_SEMVER_PREFIX = re.compile(r"\d+\.\d+\.\d")
+SYNTHETIC_MODEL = "<synthetic>"
+
+
+# --- the wire shapes (what Claude Code writes) -------------------------------
+
+
+class _CacheCreation(Struct):
+    ephemeral_5m_input_tokens: NonNeg = 0
+    ephemeral_1h_input_tokens: NonNeg = 0
+
+
+class _ServerToolUse(Struct):
+    web_search_requests: int | float | None = 0
+
+
+class _Usage(Struct):
+    input_tokens: NonNeg
+    output_tokens: NonNeg
+    cache_creation_input_tokens: NonNeg = 0
+    cache_read_input_tokens: NonNeg = 0
+    cache_creation: _CacheCreation | None = None
+    speed: Literal["standard", "fast"] | None = None
+    server_tool_use: Raw = msgspec.field(default_factory=Raw)
+
+
+class _Block(Struct):
+    type: str = ""
+    id: str | None = None
+    name: str | None = None
+    tool_use_id: str | None = None
+    is_error: bool | None = None
+    input: Raw = msgspec.field(default_factory=Raw)
+    content: Raw = msgspec.field(default_factory=Raw)
+
+
+class _Message(Struct):
+    id: str | None = None
+    model: str | None = None
+    usage: _Usage | None = None
+    content: str | list[_Block] | None = None
+    stop_reason: str | None = None
+
+
+class _ToolUseResult(Struct):
+    agentId: str | None = None
+
+
+class _Line(Struct):
+    type: str = ""
+    timestamp: str | None = None
+    sessionId: str | None = None
+    uuid: str | None = None
+    parentUuid: str | None = None
+    cwd: str | None = None
+    gitBranch: str | None = None
+    version: str | None = None
+    isSidechain: bool | None = None
+    agentId: str | None = None
+    requestId: str | None = None
+    isApiErrorMessage: bool | None = None
+    isMeta: bool | None = None
+    isCompactSummary: bool | None = None
+    costUSD: float | None = None
+    message: _Message | None = None
+    toolUseResult: Raw = msgspec.field(default_factory=Raw)
+
+
+class _UsageMessage(Struct):
+    usage: _Usage
+    model: str | None = None
+    id: str | None = None
+
+
+class _UsageLine(Struct):
+    """The narrow schema of ccusage's UsageEntry."""
+
+    timestamp: str
+    message: _UsageMessage
+    sessionId: str | None = None
+    version: str | None = None
+    costUSD: float | None = None
+    requestId: str | None = None
+    isApiErrorMessage: bool | None = None
+    isSidechain: bool | None = None
+
+
+_line_decoder = msgspec.json.Decoder(_Line)
+_usage_decoder = msgspec.json.Decoder(_UsageLine)
+_result_decoder = msgspec.json.Decoder(_ToolUseResult)
+_any_decoder = msgspec.json.Decoder()
+
+
+# --- the records ccotel works with --------------------------------------------
+
+
+class Usage(Struct, array_like=True, gc=False):
+    """One API response as counted by ccusage (one line of it)."""
+
+    message_id: str | None
+    request_id: str | None
+    model: str | None
+    input: int
+    output: int
+    cache_read: int
+    cache_write_5m: int
+    cache_write_1h: int
+    web_search: int
+    fast: bool
+    has_speed: bool
+    sidechain: bool
+
+    @property
+    def total(self) -> int:
+        return self.input + self.output + self.cache_read + self.cache_write_5m + self.cache_write_1h
+
+
+class ToolUse(Struct, array_like=True, gc=False):
+    id: str
+    name: str
+    input: bytes | None  # raw JSON, kept only for content capture
+
+
+class ToolResult(Struct, array_like=True, gc=False):
+    tool_use_id: str
+    is_error: bool
+    content: bytes | None
+
+
+class Record(Struct, array_like=True, gc=False):
+    """What one transcript line means to ccotel."""
+
+    line_no: int
+    type: str
+    ts: float | None = None
+    session: str | None = None
+    uuid: str | None = None
+    parent_uuid: str | None = None
+    cwd: str | None = None
+    branch: str | None = None
+    version: str | None = None
+    sidechain: bool = False
+    agent_id: str | None = None
+    model: str | None = None
+    stop_reason: str | None = None
+    usage: Usage | None = None
+    tool_uses: list[ToolUse] | None = None
+    tool_results: list[ToolResult] | None = None
+    prompt: bool = False  # a user prompt (not a tool result, not injected)
+    result_agent_id: str | None = None
+    error: str | None = None  # why the line (or part of it) could not be read
+
+
+def parse_ts(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        return None
+
+
+def _usage_eligible(raw: bytes, version: str | None, ids: tuple[str | None, ...]) -> bool:
+    """ccusage's gate for a usage line: marker present, no null key field, sane ids."""
+    if USAGE_MARKER not in raw or (b":null" in raw and _NULL_FIELDS.search(raw)):
+        return False
+    if version is not None and not _SEMVER_PREFIX.match(version):
+        return False
+    return all(v is None or v != "" for v in ids)
+
+
+def _usage(
+    u: _Usage, message_id: str | None, request_id: str | None, model: str | None, sidechain: bool
+) -> Usage:
+    if u.cache_creation is not None:
+        w5, w1 = u.cache_creation.ephemeral_5m_input_tokens, u.cache_creation.ephemeral_1h_input_tokens
+    else:
+        w5, w1 = u.cache_creation_input_tokens, 0
+    return Usage(
+        message_id,
+        request_id,
+        model,
+        u.input_tokens,
+        u.output_tokens,
+        u.cache_read_input_tokens,
+        w5,
+        w1,
+        _web_searches(u.server_tool_use),
+        u.speed == "fast",
+        u.speed is not None,
+        sidechain,
+    )
+
+
+def _web_searches(raw: Raw) -> int:
+    if not raw:
+        return 0
+    try:
+        n = msgspec.json.decode(raw, type=_ServerToolUse).web_search_requests
+    except msgspec.DecodeError:
+        return 0
+    return int(n) if isinstance(n, int | float) and n > 0 else 0
+
+
+def _blocks(msg: _Message, keep_content: bool) -> tuple[list[ToolUse] | None, list[ToolResult] | None]:
+    if not isinstance(msg.content, list):
+        return None, None
+    uses: list[ToolUse] | None = None
+    results: list[ToolResult] | None = None
+    for b in msg.content:
+        if b.type == "tool_use" and b.id:
+            uses = uses or []
+            uses.append(ToolUse(b.id, b.name or "unknown", bytes(b.input) if keep_content and b.input else None))
+        elif b.type == "tool_result" and b.tool_use_id:
+            results = results or []
+            content = bytes(b.content) if keep_content and b.content else None
+            results.append(ToolResult(b.tool_use_id, bool(b.is_error), content))
+    return uses, results
+
+
+def _result_agent(raw: Raw) -> str | None:
+    if not raw or b'"agentId"' not in memoryview(raw).tobytes():
+        return None
+    try:
+        return msgspec.json.decode(raw, type=_ToolUseResult).agentId
+    except msgspec.DecodeError:
+        return None
+
+
+def decode(raw: bytes, line_no: int, keep_content: bool = False) -> Record | None:
+    """Decode one line (without its newline). None for a blank line."""
+    if not raw.strip():
+        return None
+    try:
+        line = _line_decoder.decode(raw)
+    except msgspec.DecodeError as exc:
+        return _salvage(raw, line_no, exc)
+    msg = line.message
+    sidechain = bool(line.isSidechain)
+    rec = Record(
+        line_no,
+        line.type,
+        parse_ts(line.timestamp),
+        line.sessionId,
+        line.uuid,
+        line.parentUuid,
+        line.cwd,
+        line.gitBranch,
+        line.version,
+        sidechain,
+        line.agentId,
+    )
+    if msg is None:
+        return rec
+    rec.model = msg.model
+    rec.stop_reason = msg.stop_reason
+    if (
+        msg.usage is not None
+        and line.timestamp is not None
+        and rec.ts is not None
+        and _usage_eligible(raw, line.version, (line.sessionId, line.requestId, msg.id, msg.model))
+        and not _no_usage(msg.model, line.isApiErrorMessage)
+    ):
+        rec.usage = _usage(msg.usage, msg.id, line.requestId, msg.model, sidechain)
+    rec.tool_uses, rec.tool_results = _blocks(msg, keep_content)
+    if line.type == "user":
+        rec.prompt = (
+            rec.tool_results is None
+            and not line.isMeta
+            and not line.isCompactSummary
+            and not sidechain
+            and msg.content is not None
+        )
+        if rec.tool_results:
+            rec.result_agent_id = _result_agent(line.toolUseResult)
+    return rec
+
+
+def _no_usage(model: str | None, api_error: bool | None) -> bool:
+    return model == SYNTHETIC_MODEL or bool(api_error)
+
+
+def _salvage(raw: bytes, line_no: int, exc: Exception) -> Record:
+    """The full schema failed: keep what ccusage would still count."""
+    reason = _reason(raw, exc)
+    rec = Record(line_no, "", error=reason)
+    if USAGE_MARKER not in raw:
+        return rec
+    try:
+        u = _usage_decoder.decode(raw)
+    except msgspec.DecodeError:
+        return rec
+    ts = parse_ts(u.timestamp)
+    m = u.message
+    if ts is None or not _usage_eligible(raw, u.version, (u.sessionId, u.requestId, m.id, m.model)):
+        return rec
+    rec.ts, rec.session, rec.model = ts, u.sessionId, m.model
+    if not _no_usage(m.model, u.isApiErrorMessage):
+        rec.usage = _usage(m.usage, m.id, u.requestId, m.model, bool(u.isSidechain))
+    return rec
+
+
+def _reason(raw: bytes, exc: Exception) -> str:
+    try:
+        _any_decoder.decode(raw)
+    except msgspec.DecodeError:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return "invalid UTF-8"
+        return "not JSON"
+    return f"unexpected shape: {exc}"

@@ -1,0 +1,200 @@
+"""Prometheus exposition of the totals: a custom collector and a small HTTP server.
+
+The values are computed elsewhere and restored from the state, so the
+collector builds fresh metric families on every scrape (client_python's
+custom-collector model) from a private registry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable
+from functools import lru_cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import PurePath
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import choose_encoder
+
+from ccotel import __version__
+from ccotel.accounting import TOOL_BUCKETS
+from ccotel.totals import SPEND_WINDOWS, Totals
+
+TOKEN_TYPES = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h")
+
+
+def project_labeler(mode: str) -> Callable[[str], str]:
+    """cwd -> the project label: its last component, the path, a hash, or nothing."""
+
+    @lru_cache(maxsize=4096)
+    def label(cwd: str) -> str:
+        if mode == "off":
+            return ""
+        if not cwd:
+            return "unknown"
+        if mode == "path":
+            return cwd
+        if mode == "hash":
+            return hashlib.sha256(cwd.encode()).hexdigest()[:12]
+        return PurePath(cwd).name or cwd
+
+    return label
+
+
+class TotalsCollector:
+    def __init__(
+        self,
+        totals: Totals,
+        project: Callable[[str], str],
+        budgets: dict[str, float],
+        clock: Callable[[], float],
+        extra: Callable[[], list[Metric]] | None = None,
+    ):
+        self.t, self.project, self.budgets, self.clock = totals, project, budgets, clock
+        self.extra = extra
+
+    def collect(self):
+        now = self.clock()
+        t = self.t
+        with t.lock:
+            usage = {k: list(v) for k, v in t.usage.items()}
+            tools = {k: (v[0], v[1], list(v[2])) for k, v in t.tool_agg.items()}
+            sessions = dict(t.sessions_by_cwd)
+            active = t.active_by_cwd(now)
+            spend = {w: t.spend_in(s, now) for w, s in SPEND_WINDOWS.items()}
+            counters = dict(t.counters)
+            files, lag, pending = t.files_tracked, t.lag, t.pending_bytes
+        yield from self._usage(usage)
+        yield from self._tools(tools)
+
+        s_total = CounterMetricFamily("ccotel_sessions", "Sessions seen", labels=["project"])
+        for proj, n in self._by_project(sessions).items():
+            s_total.add_metric([proj], n)
+        yield s_total
+        act = GaugeMetricFamily("ccotel_active_sessions", "Sessions with activity in the last 5 minutes", labels=["project"])
+        for proj, n in self._by_project(active).items():
+            act.add_metric([proj], n)
+        yield act
+
+        sp = GaugeMetricFamily("ccotel_spend_usd", "Spend whose event time falls in the trailing window, USD", labels=["window"])
+        for w, v in spend.items():
+            sp.add_metric([w], v)
+        yield sp
+        bud = GaugeMetricFamily("ccotel_budget_usd", "Configured budget per window, USD", labels=["window"])
+        for w, v in self.budgets.items():
+            bud.add_metric([w], v)
+        yield bud
+
+        yield CounterMetricFamily("ccotel_lines", "Transcript lines read", value=counters.get("lines", 0))
+        yield CounterMetricFamily("ccotel_parse_errors", "Malformed lines skipped", value=counters.get("parse_errors", 0))
+        yield GaugeMetricFamily("ccotel_ingest_lag_seconds", "How late the last line read was: read time minus its event time", value=lag)
+        yield GaugeMetricFamily("ccotel_files_tracked", "Transcript files tracked", value=files)
+        yield GaugeMetricFamily("ccotel_pending_bytes", "Bytes written to transcripts and not read yet (last rescan)", value=pending)
+        info = GaugeMetricFamily("ccotel_build_info", "ccotel version", labels=["version"])
+        info.add_metric([__version__], 1)
+        yield info
+        if self.extra:
+            yield from self.extra()
+
+    def _by_project(self, by_cwd: dict[str, int]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for cwd, n in by_cwd.items():
+            p = self.project(cwd or "")
+            out[p] = out.get(p, 0) + n
+        return out
+
+    def _usage(self, usage: dict[tuple[str, str], list[float]]):
+        tokens = CounterMetricFamily("ccotel_tokens", "Tokens of de-duplicated API responses", labels=["model", "type", "project"])
+        cost = CounterMetricFamily("ccotel_cost_usd", "Cost of de-duplicated API responses, USD", labels=["model", "project"])
+        reqs = CounterMetricFamily("ccotel_requests", "De-duplicated API responses", labels=["model", "project"])
+        web = CounterMetricFamily("ccotel_web_search_requests", "Web search requests", labels=["model", "project"])
+        unpriced = CounterMetricFamily("ccotel_unpriced_tokens", "Tokens of models without a price", labels=["model"])
+        merged: dict[tuple[str, str], list[float]] = {}
+        unp: dict[str, float] = {}
+        for (model, cwd), v in usage.items():
+            row = merged.setdefault((model, self.project(cwd)), [0] * len(v))
+            for i, x in enumerate(v):
+                row[i] += x
+            if v[8]:
+                unp[model] = unp.get(model, 0) + v[8]
+        for (model, proj), v in sorted(merged.items()):
+            for i, typ in enumerate(TOKEN_TYPES):
+                tokens.add_metric([model, typ, proj], v[i])
+            cost.add_metric([model, proj], v[7])
+            reqs.add_metric([model, proj], v[6])
+            web.add_metric([model, proj], v[5])
+        for model, n in sorted(unp.items()):
+            unpriced.add_metric([model], n)
+        yield from (tokens, cost, reqs, web, unpriced)
+
+    def _tools(self, tools: dict[tuple[str, str, str], tuple]):
+        calls = CounterMetricFamily("ccotel_tool_calls", "Tool calls with a result", labels=["tool", "project", "status"])
+        hist = HistogramMetricFamily("ccotel_tool_duration_seconds", "Tool call duration: tool_use to tool_result", labels=["tool"])
+        by_tool: dict[str, list] = {}
+        merged: dict[tuple[str, str, str], float] = {}
+        for (tool, cwd, status), (count, dur, buckets) in tools.items():
+            key = (tool, self.project(cwd), status)
+            merged[key] = merged.get(key, 0) + count
+            agg = by_tool.setdefault(tool, [0.0, [0] * len(buckets)])
+            agg[0] += dur
+            agg[1] = [a + b for a, b in zip(agg[1], buckets, strict=True)]
+        for key, n in sorted(merged.items()):
+            calls.add_metric(list(key), n)
+        for tool, (dur, buckets) in sorted(by_tool.items()):
+            cum, acc = [], 0
+            for bound, n in zip((*TOOL_BUCKETS, float("inf")), buckets, strict=True):
+                acc += n
+                cum.append(("+Inf" if bound == float("inf") else repr(float(bound)), acc))
+            hist.add_metric([tool], cum, dur)
+        yield calls
+        yield hist
+
+
+class MetricsServer:
+    """/metrics (Prometheus text or OpenMetrics) and /healthz (JSON) on one port."""
+
+    def __init__(self, host: str, port: int, registry: CollectorRegistry, health: Callable[[], dict]):
+        registry_ = registry
+        health_ = health
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    encoder, ctype = choose_encoder(self.headers.get("Accept"))
+                    self._send(200, ctype, encoder(registry_))
+                elif path == "/healthz":
+                    h = health_()
+                    self._send(200 if h.get("ok") else 503, "application/json", json.dumps(h).encode())
+                else:
+                    self._send(404, "text/plain", b"not found: try /metrics or /healthz\n")
+
+            def _send(self, code: int, ctype: str, body: bytes) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="metrics", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

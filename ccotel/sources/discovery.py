@@ -1,0 +1,46 @@
+"""Where transcripts live: the Claude config roots and the JSONL files under them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+
+def claude_roots(env: Mapping[str, str], home: Path) -> list[Path]:
+    """Like ccusage: CLAUDE_CONFIG_DIR (comma-separated), else ~/.config/claude and ~/.claude."""
+    configured = [p.strip() for p in env.get("CLAUDE_CONFIG_DIR", "").split(",") if p.strip()]
+    if configured:
+        return [Path(p).expanduser() for p in configured]
+    return [home / ".config" / "claude", home / ".claude"]
+
+
+def projects_dir(root: Path) -> Path:
+    return root / "projects"
+
+
+def transcript_files(root: Path, on_error=None) -> Iterator[str]:
+    """Every *.jsonl below root/projects, subagents included. Links are not followed."""
+    base = projects_dir(root)
+    for dirpath, _dirs, files in os.walk(base, onerror=on_error, followlinks=False):
+        for name in files:
+            if name.endswith(".jsonl"):
+                yield os.path.join(dirpath, name)
+
+
+def session_of(path: str) -> str:
+    """The session a file belongs to, from its place in the tree.
+
+    <project>/<session>.jsonl, <project>/<session>/subagents/agent-x.jsonl,
+    and the legacy flat <project>/agent-x.jsonl (its lines name the session).
+    """
+    p = Path(path)
+    if p.parent.name == "subagents":
+        return p.parent.parent.name
+    return p.stem
+
+
+def agent_of(path: str) -> str | None:
+    """The agent id of a subagent transcript (agent-<id>.jsonl), else None."""
+    stem = Path(path).stem
+    return stem[len("agent-") :] if stem.startswith("agent-") else None

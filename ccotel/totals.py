@@ -1,0 +1,81 @@
+"""The all-time totals that the sinks show, restored from the state and moved on by batches."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from ccotel.batch import USAGE_FIELDS, Batch
+from ccotel.state.store import Store
+
+ACTIVE_SECONDS = 300
+SPEND_WINDOWS = {"1h": 3600, "5h": 5 * 3600, "24h": 24 * 3600}
+_KEEP_SPEND = 25 * 3600
+
+
+@dataclass
+class Totals:
+    usage: dict[tuple[str, str], list[float]] = field(default_factory=dict)  # (model, cwd)
+    tool_agg: dict[tuple[str, str, str], list] = field(default_factory=dict)  # (tool, cwd, status)
+    sessions_by_cwd: dict[str, int] = field(default_factory=dict)
+    recent: dict[str, tuple[str, float]] = field(default_factory=dict)  # session -> (cwd, last_ts)
+    spend: dict[int, float] = field(default_factory=dict)  # minute -> USD
+    counters: dict[str, float] = field(default_factory=dict)
+    files_tracked: int = 0
+    pending_bytes: int = 0
+    last_event_ts: float | None = None
+    lag: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def load(cls, store: Store, now: float) -> Totals:
+        t = cls()
+        for model, cwd, *values in store.usage_by_labels():
+            t.usage[(model, cwd)] = list(values)
+        t.tool_agg = store.tool_agg()
+        t.sessions_by_cwd = store.sessions_by_cwd()
+        t.recent = {sid: (cwd or "", last) for sid, cwd, last in store.sessions_since(now - 3600)}
+        t.spend = store.spend_since(int(now - _KEEP_SPEND) // 60)
+        t.counters = store.counters()
+        return t
+
+    def merge(self, b: Batch, new_sessions: dict[str, str], now: float) -> None:
+        """Fold a committed batch in. new_sessions: session -> cwd, first seen in b."""
+        with self.lock:
+            for (_s, _h, model, cwd), values in b.usage.items():
+                row = self.usage.setdefault((model, cwd), [0] * USAGE_FIELDS)
+                for i, v in enumerate(values):
+                    row[i] += v
+            self.tool_agg.update(b.tool_agg)
+            for cwd in new_sessions.values():
+                self.sessions_by_cwd[cwd] = self.sessions_by_cwd.get(cwd, 0) + 1
+            for sid, (cwd, _br, _v, _first, last) in b.sessions.items():
+                if last is not None and last >= now - 3600:
+                    prev = self.recent.get(sid)
+                    if prev is None or last > prev[1]:
+                        self.recent[sid] = (cwd or (prev[0] if prev else ""), last)
+            for minute, cost in b.spend.items():
+                if minute * 60 >= now - _KEEP_SPEND:
+                    self.spend[minute] = self.spend.get(minute, 0.0) + cost
+            for name, v in b.counters.items():
+                self.counters[name] = self.counters.get(name, 0) + v
+            if b.last_event_ts is not None:
+                self.last_event_ts = b.last_event_ts
+                self.lag = max(0.0, now - b.last_event_ts)
+
+    def spend_in(self, seconds: int, now: float) -> float:
+        start = (now - seconds) / 60
+        return sum(c for m, c in self.spend.items() if m >= start and m * 60 <= now + 300)
+
+    def active_by_cwd(self, now: float) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for cwd, last in self.recent.values():
+            if now - ACTIVE_SECONDS <= last <= now + 60:
+                out[cwd] = out.get(cwd, 0) + 1
+        return out
+
+    def prune(self, now: float) -> None:
+        with self.lock:
+            self.recent = {s: v for s, v in self.recent.items() if v[1] >= now - 3600}
+            floor = (now - _KEEP_SPEND) // 60
+            self.spend = {m: c for m, c in self.spend.items() if m >= floor}
