@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +91,7 @@ class Ingest:
         self._errors_logged: dict[str, int] = {}
         self._records: list[tuple[FileContext, Record]] = []
         self._commit_failed = False
+        self._pending: dict[str, int] = {}
 
     # --- discovery -----------------------------------------------------------
 
@@ -109,22 +110,20 @@ class Ingest:
     def scan(self) -> list[str]:
         """Stat every transcript: the ones with bytes to read; forget the deleted."""
         present = self.all_files()
-        pending, todo = 0, []
+        todo, self._pending = [], {}
         for path in present:
             try:
                 st = os.stat(path)
             except OSError:
                 continue
-            cur = self.acct.batch.files.get(path) or self.cursors.get(path)
+            cur = self._cursor(path)
             if cur is None or (st.st_dev, st.st_ino) != (cur.dev, cur.ino) or st.st_size != cur.offset:
                 todo.append(path)
-                pending += max(0, st.st_size - (cur.offset if cur else 0))
-        gone = set(self.cursors) - set(present)
-        for path in gone:
+                self._pending[path] = max(0, st.st_size - (cur.offset if cur else 0))
+        for path in set(self.cursors) - set(present):
             if not os.path.exists(path):
                 self.acct.batch.forgotten.add(path)
-        self.health.pending_bytes = pending
-        self.totals.pending_bytes = pending
+        self.health.pending_bytes = self.totals.pending_bytes = sum(self._pending.values())
         return todo
 
     # --- reading -------------------------------------------------------------
@@ -145,6 +144,8 @@ class Ingest:
             for ch in read_new(path, self._cursor(path), self.cfg.max_line_bytes):
                 recs = [r for ln, raw in ch.lines if (r := decode(raw, ln, self.keep_content)) is not None]
                 n += self._account(path, ch.cursor, ch.oversized, ch.restarted, recs)
+                if ch.cursor is not None:
+                    self._pending[path] = max(0, ch.size - ch.cursor.offset)
                 if self.acct.batch.lines >= BATCH_LINES:
                     self.flush()
         except FileNotFoundError:
@@ -209,6 +210,7 @@ class Ingest:
             self.cursors.pop(p, None)
             self._ctx.pop(p, None)
         self.health.files_tracked = self.totals.files_tracked = len(self.cursors)
+        self.health.pending_bytes = self.totals.pending_bytes = sum(self._pending.values())
         self.totals.merge(b, self.acct.new_sessions, self.clock())
         records, self._records = self._records, []
         for sink in self.sinks:
@@ -236,6 +238,7 @@ class Ingest:
                 total += self._take(path, chunks)
                 if progress:
                     progress(1)
+                self._pending.pop(path, None)
                 if self.acct.batch.lines >= BATCH_LINES:
                     self.flush()
         self.flush()
@@ -256,8 +259,3 @@ class Ingest:
 
 def _cursor_args(c: FileCursor | None) -> tuple | None:
     return (c.dev, c.ino, c.offset, c.line_no, c.marker) if c else None
-
-
-def iter_chunks(seq: list, n: int) -> Iterator[list]:
-    for i in range(0, len(seq), n):
-        yield seq[i : i + n]

@@ -25,6 +25,7 @@ class Chunk:
     oversized: list[int] = field(default_factory=list)  # line numbers skipped for length
     cursor: FileCursor | None = None
     restarted: bool = False  # the file was read again from the start
+    size: int = 0  # the file's size when read
 
 
 def _restart_reason(fd: int, st: os.stat_result, cur: FileCursor | None) -> str | None:
@@ -57,7 +58,7 @@ def read_new(path: str, cur: FileCursor | None, max_line: int, chunk: int = CHUN
         end = st.st_size
         if end <= offset:
             if restarted:
-                yield Chunk(cursor=cur, restarted=True)
+                yield Chunk(cursor=cur, restarted=True, size=end)
             return
         carry = b""
         skipping = False
@@ -68,7 +69,7 @@ def read_new(path: str, cur: FileCursor | None, max_line: int, chunk: int = CHUN
             if not data:
                 break
             read_at += len(data)
-            out = Chunk(restarted=restarted)
+            out = Chunk(restarted=restarted, size=end)
             restarted = False
             start = 0
             if skipping:
