@@ -115,6 +115,8 @@ _line_decoder = msgspec.json.Decoder(_Line)
 _usage_decoder = msgspec.json.Decoder(_UsageLine)
 _result_decoder = msgspec.json.Decoder(_ToolUseResult)
 _any_decoder = msgspec.json.Decoder()
+# msgspec raises UnicodeDecodeError for invalid UTF-8 in a declared string.
+_DECODE_ERRORS = (msgspec.DecodeError, UnicodeDecodeError)
 
 
 # --- the records ccotel works with --------------------------------------------
@@ -223,7 +225,7 @@ def _web_searches(raw: Raw) -> int:
         return 0
     try:
         n = msgspec.json.decode(raw, type=_ServerToolUse).web_search_requests
-    except msgspec.DecodeError:
+    except _DECODE_ERRORS:
         return 0
     return int(n) if isinstance(n, int | float) and n > 0 else 0
 
@@ -249,7 +251,7 @@ def _result_agent(raw: Raw) -> str | None:
         return None
     try:
         return msgspec.json.decode(raw, type=_ToolUseResult).agentId
-    except msgspec.DecodeError:
+    except _DECODE_ERRORS:
         return None
 
 
@@ -259,7 +261,7 @@ def decode(raw: bytes, line_no: int, keep_content: bool = False) -> Record | Non
         return None
     try:
         line = _line_decoder.decode(raw)
-    except msgspec.DecodeError as exc:
+    except _DECODE_ERRORS as exc:
         return _salvage(raw, line_no, exc)
     msg = line.message
     sidechain = bool(line.isSidechain)
@@ -314,7 +316,7 @@ def _salvage(raw: bytes, line_no: int, exc: Exception) -> Record:
         return rec
     try:
         u = _usage_decoder.decode(raw)
-    except msgspec.DecodeError:
+    except _DECODE_ERRORS:
         return rec
     ts = parse_ts(u.timestamp)
     m = u.message
@@ -329,7 +331,7 @@ def _salvage(raw: bytes, line_no: int, exc: Exception) -> Record:
 def _reason(raw: bytes, exc: Exception) -> str:
     try:
         _any_decoder.decode(raw)
-    except msgspec.DecodeError:
+    except _DECODE_ERRORS:
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError:

@@ -1,0 +1,64 @@
+"""Shared fixtures: the real-CLI harness plugin and small helpers to drive ccotel."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["tests.realcli"]
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO.parent / "shared" / "fixtures" / "real-transcripts"
+if not FIXTURES.exists():  # CI clones main with shared/ beside it
+    FIXTURES = Path(os.environ.get("CCOTEL_FIXTURES", "/work/shared/fixtures/real-transcripts"))
+
+
+def ccotel(*args: str, env: dict | None = None, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the real CLI as a user would."""
+    e = dict(os.environ if env is None else env)
+    e.pop("CCOTEL_CONFIG", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ccotel", *args], capture_output=True, text=True, env=e, timeout=timeout
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"ccotel {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def report_totals(state: Path) -> dict:
+    return json.loads(ccotel("report", "--json", "--state-dir", str(state)).stdout)["totals"]
+
+
+def as_ccusage(t: dict) -> dict:
+    """ccotel report totals in ccusage's vocabulary."""
+    return {
+        "inputTokens": t["input_tokens"],
+        "outputTokens": t["output_tokens"],
+        "cacheCreationTokens": t["cache_write_tokens"],
+        "cacheReadTokens": t["cache_read_tokens"],
+        "totalCost": t["cost_usd"],
+    }
+
+
+def assert_equal_totals(ours: dict, oracle: dict) -> None:
+    for k in ("inputTokens", "outputTokens", "cacheCreationTokens", "cacheReadTokens"):
+        assert ours[k] == oracle[k], f"{k}: ccotel {ours[k]} != ccusage {oracle[k]}"
+    assert ours["totalCost"] == pytest.approx(oracle["totalCost"], rel=1e-6, abs=1e-9)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def fixtures_dir() -> Path:
+    assert FIXTURES.exists(), f"real transcripts not found at {FIXTURES}"
+    return FIXTURES

@@ -1,0 +1,94 @@
+"""Typed decoding: what is counted, what is salvaged, what is an error."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ccotel.records import decode
+from tests.lines import assistant, prompt, tool_result, tool_use
+
+
+def test_usage_line_fields():
+    r = decode(assistant(inp=3, out=7, cr=11, w5=13, w1=17, web=2).encode(), 1)
+    u = r.usage
+    assert (u.input, u.output, u.cache_read, u.cache_write_5m, u.cache_write_1h, u.web_search) == (3, 7, 11, 13, 17, 2)
+    assert (u.message_id, u.request_id, u.model) == ("msg_1", "req_1", "claude-sonnet-4-5-20250929")
+    assert r.session and r.cwd == "/home/u/proj" and r.ts > 1.7e9
+
+
+def test_flat_cache_creation_when_no_breakdown():
+    line = json.loads(assistant(w5=0, w1=0))
+    usage = line["message"]["usage"]
+    del usage["cache_creation"]
+    usage["cache_creation_input_tokens"] = 500
+    u = decode(json.dumps(line, separators=(",", ":")).encode(), 1).usage
+    assert (u.cache_write_5m, u.cache_write_1h) == (500, 0)
+
+
+def test_breakdown_wins_over_flat_field():
+    line = json.loads(assistant(w5=30, w1=40))
+    line["message"]["usage"]["cache_creation_input_tokens"] = 0  # 2.1.152+ quirk
+    u = decode(json.dumps(line, separators=(",", ":")).encode(), 1).usage
+    assert (u.cache_write_5m, u.cache_write_1h) == (30, 40)
+
+
+def test_synthetic_and_api_errors_count_nothing():
+    assert decode(assistant(model="<synthetic>").encode(), 1).usage is None
+    assert decode(assistant(isApiErrorMessage=True).encode(), 1).usage is None
+
+
+def test_ccusage_gates():
+    # Not compact: ccusage looks for the literal bytes "usage":{
+    spaced = json.dumps(json.loads(assistant()))
+    assert decode(spaced.encode(), 1).usage is None
+    # A null key field drops the line, as in ccusage.
+    assert decode(assistant(requestId=None).replace('"requestId":null', '"requestId":null').encode(), 1).usage is None
+    assert decode(assistant(version="garbage").encode(), 1).usage is None
+    assert decode(assistant(req="").encode(), 1).usage is None
+    line = json.loads(assistant())
+    line["message"]["usage"]["speed"] = "warp"
+    assert decode(json.dumps(line, separators=(",", ":")).encode(), 1).usage is None
+
+
+def test_wrong_type_elsewhere_keeps_usage_and_reports():
+    line = json.loads(assistant(out=42))
+    line["gitBranch"] = 7
+    r = decode(json.dumps(line, separators=(",", ":")).encode(), 3)
+    assert r.error and "unexpected shape" in r.error
+    assert r.usage is not None and r.usage.output == 42
+
+
+def test_bad_lines_are_errors_not_exceptions():
+    assert decode(b"{not json", 1).error == "not JSON"
+    assert decode(b'{"type":"user","cwd":"\xff\xfe"}', 1).error == "invalid UTF-8"
+    assert decode(b"[1,2,3]", 1).error.startswith("unexpected shape")
+    assert decode(b"   ", 1) is None
+    assert decode(b'{"type":"user","message":{"content":"a\x00b"}}', 1).error == "not JSON"  # raw NUL
+    assert decode(b'{"type":"user","message":{"content":"a\\u0000b"}}', 1).error is None
+
+
+def test_tools_and_prompts():
+    r = decode(tool_use("toolu_1").encode(), 1)
+    assert [(t.id, t.name, t.input) for t in r.tool_uses] == [("toolu_1", "Bash", None)]
+    assert decode(tool_use("toolu_1").encode(), 1, keep_content=True).tool_uses[0].input == b'{"command":"echo secret"}'
+    res = decode(tool_result("toolu_1", is_error=True, agent="a1").encode(), 2)
+    assert [(t.tool_use_id, t.is_error) for t in res.tool_results] == [("toolu_1", True)]
+    assert res.result_agent_id == "a1" and not res.prompt
+    assert decode(prompt().encode(), 3).prompt
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_never_raise(raw):
+    decode(raw.replace(b"\n", b""), 1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 400), st.binary(min_size=1, max_size=3))
+def test_mutated_real_lines_never_raise(pos, junk):
+    raw = tool_use("toolu_9").encode()
+    pos = min(pos, len(raw))
+    decode((raw[:pos] + junk + raw[pos:]).replace(b"\n", b""), 1)
