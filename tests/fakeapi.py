@@ -270,7 +270,7 @@ class FakeAnthropic:
         self._httpd = ThreadingHTTPServer((self.host, 0), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="fakeapi", daemon=True
+            target=self._httpd.serve_forever, args=(0.05,), name="fakeapi", daemon=True
         )
         self._thread.start()
         return self

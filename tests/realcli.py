@@ -278,6 +278,9 @@ class SessionRun:
     side: list[dict[str, Any]]  # side requests Claude Code made during this run
     duration_s: float
     result: dict[str, Any] = field(default_factory=dict)  # the CLI's --output-format json
+    # calls the stand-in did not recognize during this run ([method, path]), e.g.
+    # CONNECT api.anthropic.com:443 refused by the egress guard
+    unknown: list[list[str]] = field(default_factory=list)
 
     @property
     def usage(self) -> Usage:
@@ -506,6 +509,7 @@ def run_claude(
         *extra_args,
     ]
     env = _claude_env(home, api, scenario.nonessential_traffic)
+    n_unknown = len(api.unknown)
     t0 = time.monotonic()
     try:
         proc = subprocess.run(
@@ -564,6 +568,7 @@ def run_claude(
         side=[r.to_json() for r in api.side_responses() if r.session_id == session_id],
         duration_s=round(duration, 3),
         result=result,
+        unknown=[list(u) for u in api.unknown[n_unknown:]],
     )
     _record(home, run)
     return run

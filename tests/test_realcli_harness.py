@@ -468,6 +468,9 @@ def test_side_requests_never_reach_transcript_usage(real_claude_home: Transcript
     for run in real_claude_home.runs:
         if not scenario(run.scenario).nonessential_traffic:
             assert run.side == [], run.scenario
+            assert run.unknown == [], run.scenario  # nothing but /v1/messages was called
+        else:  # what it tried instead of leaving the machine went to the egress guard
+            assert all(method == "CONNECT" for method, _ in run.unknown), run.unknown
     run = real_claude_home.run("text-side")
     assert run.side, "title generation side request expected"
     side_ids = {r["message_id"] for r in run.side}
