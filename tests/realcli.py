@@ -243,8 +243,9 @@ SCENARIOS: tuple[Scenario, ...] = (
         },
         expect={"tools": ["Agent"], "errors": 0, "agents": 1, "subagent_tools": ["Bash"]},
     ),
-    # (e) plain text answers on each model; this one with Claude Code's side
-    # requests switched on (title generation), to show they stay out of transcripts
+    # (e) the models: sonnet-4-5, opus-4-6 and haiku-4-5 are spread over the runs
+    # above; this one answers in plain text on haiku with Claude Code's side
+    # requests switched on (title generation), to show they stay out of usage
     Scenario(
         name="text-side",
         model=HAIKU,
@@ -272,9 +273,8 @@ class SessionRun:
     session_id: str
     cwd: str
     transcript: str  # path of <session>.jsonl
-    served: list[
-        dict[str, Any]
-    ]  # scenario responses (main thread + subagents), ServedResponse.to_json()
+    # scenario responses (main thread + subagents), as ServedResponse.to_json()
+    served: list[dict[str, Any]]
     side: list[dict[str, Any]]  # side requests Claude Code made during this run
     duration_s: float
     result: dict[str, Any] = field(default_factory=dict)  # the CLI's --output-format json
@@ -687,7 +687,9 @@ def real_claude_home(tmp_path_factory: pytest.TempPathFactory) -> Transcripts:
 
 
 @pytest.fixture
-def fake_anthropic() -> Iterator[FakeAnthropic]:
-    """A running stand-in for the Messages API, for tests that drive the CLI themselves."""
-    with FakeAnthropic() as api:
+def fake_anthropic(request: pytest.FixtureRequest) -> Iterator[FakeAnthropic]:
+    """A running stand-in for the Messages API, for tests that drive the CLI themselves
+    (``run_claude(home, ..., api=fake_anthropic)``). Its id seed is the test's node id:
+    deterministic, and distinct from every other test's."""
+    with FakeAnthropic(seed=f"fixture:{request.node.nodeid}") as api:
         yield api
