@@ -1,0 +1,105 @@
+"""The daemon live: real Claude Code sessions written while it runs, kill -9, restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import assert_equal_totals, free_port
+from tests.oracle import ccusage_totals
+from tests.realcli import append_sessions, make_transcripts
+
+TYPE_TO_ORACLE = {"input": "inputTokens", "output": "outputTokens", "cache_read": "cacheReadTokens"}
+
+
+def scrape(port: int) -> dict:
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out = {"inputTokens": 0, "outputTokens": 0, "cacheCreationTokens": 0, "cacheReadTokens": 0, "totalCost": 0.0,
+           "tool_calls": {}, "sessions": 0, "lines": 0}
+    for fam in text_string_to_metric_families(body):
+        for s in fam.samples:
+            if s.name == "ccotel_tokens_total":
+                t = s.labels["type"]
+                out[TYPE_TO_ORACLE.get(t, "cacheCreationTokens")] += int(s.value)
+            elif s.name == "ccotel_cost_usd_total":
+                out["totalCost"] += s.value
+            elif s.name == "ccotel_tool_calls_total":
+                k = (s.labels["tool"], s.labels["status"])
+                out["tool_calls"][k] = out["tool_calls"].get(k, 0) + int(s.value)
+            elif s.name == "ccotel_sessions_total":
+                out["sessions"] += int(s.value)
+            elif s.name == "ccotel_lines_total":
+                out["lines"] = int(s.value)
+    return out
+
+
+def start(config_dir: Path, state: Path, port: int) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CCOTEL_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ccotel", "run", "--claude-dir", str(config_dir), "--state-dir", str(state),
+         "--metrics-addr", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+    )
+    for _ in range(300):
+        try:
+            h = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read())
+            if h["ok"]:
+                return proc
+        except OSError:
+            pass
+        assert proc.poll() is None, proc.stdout.read().decode()
+        time.sleep(0.05)
+    raise AssertionError("daemon did not become ready")
+
+
+def wait_equal(port: int, config_dir: Path, timeout: float = 30) -> dict:
+    want = ccusage_totals(config_dir)
+    deadline = time.monotonic() + timeout
+    while True:
+        got = scrape(port)
+        try:
+            assert_equal_totals(got, want)
+            return got
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+@pytest.mark.timeout(300)
+def test_live_kill9_restart_equals_oracle(tmp_path):
+    home = tmp_path / "home"
+    make_transcripts(home, ["bash"])  # the harness HOME exists before the daemon starts
+    config_dir = home / ".claude"
+    port = free_port()
+    state = tmp_path / "state"
+    proc = start(config_dir, state, port)
+    try:
+        first = wait_equal(port, config_dir)
+        append_sessions(home, ["parallel", "error", "agent"])  # written while it runs
+        got = wait_equal(port, config_dir)
+        assert got["tool_calls"].get(("Bash", "error"), 0) >= 1
+        assert got["tool_calls"].get(("Agent", "ok"), 0) == 1
+        assert got["sessions"] == 4 and got["lines"] > first["lines"]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        append_sessions(home, ["bash", "agent-haiku"])  # while it is down
+        proc = start(config_dir, state, port)
+        after = wait_equal(port, config_dir)
+        assert after["sessions"] == 6
+        # Graceful stop on SIGTERM.
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+        assert b"ccotel stopped" in proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
