@@ -92,22 +92,15 @@ class PriceTable:
             return self.models.get(self.aliases[name]) if self.rules == "anthropic" else None
         if name in self.models:
             return self.models[name]
-        best = None
-        for key in self.models:
-            if name.startswith(key) and not _VERSION_REST.match(name[len(key) :]):
-                if best is None or len(key) > len(best):
-                    best = key
-        return self.models[best] if best else None
+        keys = [k for k in self.models if name.startswith(k) and not _VERSION_REST.match(name[len(k) :])]
+        return self.models[max(keys, key=len)] if keys else None
 
     def cost(self, u: Usage) -> float | None:
         """USD for one response; None when the model has no price."""
         rates = self.lookup(u.model)
         if rates is None:
             return None
-        if self.rules == "anthropic":
-            c = _whole_request(u, rates)
-        else:
-            c = _per_category(u, rates)
+        c = _whole_request(u, rates) if self.rules == "anthropic" else _per_category(u, rates)
         c *= rates.fast if u.fast else 1.0
         if self.price_web_search and u.web_search:
             c += u.web_search * self.web_search_price

@@ -25,6 +25,7 @@ class Totals:
     pending_bytes: int = 0
     last_event_ts: float | None = None
     lag: float = 0.0
+    exemplars: dict[tuple[str, str], tuple[str, float, float]] = field(default_factory=dict)  # (model, cwd) -> (session, usd, ts)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -42,10 +43,12 @@ class Totals:
     def merge(self, b: Batch, new_sessions: dict[str, str], now: float) -> None:
         """Fold a committed batch in. new_sessions: session -> cwd, first seen in b."""
         with self.lock:
-            for (_s, _h, model, cwd), values in b.usage.items():
+            for (session, hour, model, cwd), values in b.usage.items():
                 row = self.usage.setdefault((model, cwd), [0] * USAGE_FIELDS)
                 for i, v in enumerate(values):
                     row[i] += v
+                if values[7] > 0 and session:
+                    self.exemplars[(model, cwd)] = (session, values[7], min(now, hour * 3600 + 3599))
             self.tool_agg.update(b.tool_agg)
             for cwd in new_sessions.values():
                 self.sessions_by_cwd[cwd] = self.sessions_by_cwd.get(cwd, 0) + 1

@@ -18,6 +18,7 @@ from pathlib import PurePath
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
     CounterMetricFamily,
+    Exemplar,
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
@@ -66,13 +67,14 @@ class TotalsCollector:
         t = self.t
         with t.lock:
             usage = {k: list(v) for k, v in t.usage.items()}
+            exemplars = dict(t.exemplars)
             tools = {k: (v[0], v[1], list(v[2])) for k, v in t.tool_agg.items()}
             sessions = dict(t.sessions_by_cwd)
             active = t.active_by_cwd(now)
             spend = {w: t.spend_in(s, now) for w, s in SPEND_WINDOWS.items()}
             counters = dict(t.counters)
             files, lag, pending = t.files_tracked, t.lag, t.pending_bytes
-        yield from self._usage(usage)
+        yield from self._usage(usage, exemplars)
         yield from self._tools(tools)
 
         s_total = CounterMetricFamily("ccotel_sessions", "Sessions seen", labels=["project"])
@@ -111,7 +113,7 @@ class TotalsCollector:
             out[p] = out.get(p, 0) + n
         return out
 
-    def _usage(self, usage: dict[tuple[str, str], list[float]]):
+    def _usage(self, usage: dict[tuple[str, str], list[float]], exemplars: dict):
         tokens = CounterMetricFamily("ccotel_tokens", "Tokens of de-duplicated API responses", labels=["model", "type", "project"])
         cost = CounterMetricFamily("ccotel_cost_usd", "Cost of de-duplicated API responses, USD", labels=["model", "project"])
         reqs = CounterMetricFamily("ccotel_requests", "De-duplicated API responses", labels=["model", "project"])
@@ -125,10 +127,16 @@ class TotalsCollector:
                 row[i] += x
             if v[8]:
                 unp[model] = unp.get(model, 0) + v[8]
+        latest: dict[tuple[str, str], tuple[str, float, float]] = {}
+        for (model, cwd), ex in exemplars.items():
+            key = (model, self.project(cwd))
+            if key not in latest or ex[2] > latest[key][2]:
+                latest[key] = ex
         for (model, proj), v in sorted(merged.items()):
             for i, typ in enumerate(TOKEN_TYPES):
                 tokens.add_metric([model, typ, proj], v[i])
-            cost.add_metric([model, proj], v[7])
+            ex = latest.get((model, proj))
+            cost.add_metric([model, proj], v[7], exemplar=_exemplar(ex) if ex else None)
             reqs.add_metric([model, proj], v[6])
             web.add_metric([model, proj], v[5])
         for model, n in sorted(unp.items()):
@@ -156,6 +164,18 @@ class TotalsCollector:
             hist.add_metric([tool], cum, dur)
         yield calls
         yield hist
+
+
+def trace_id(session: str) -> str | None:
+    """A session's trace id: its UUID's 32 hex digits."""
+    hexed = session.replace("-", "").lower()
+    return hexed if len(hexed) == 32 and all(c in "0123456789abcdef" for c in hexed) else None
+
+
+def _exemplar(ex: tuple[str, float, float]) -> Exemplar | None:
+    session, usd, ts = ex
+    tid = trace_id(session)
+    return Exemplar({"trace_id": tid}, usd, ts) if tid else None
 
 
 class MetricsServer:

@@ -7,6 +7,7 @@ do not exist yet are watched from their parent until they appear.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 from pathlib import Path
 
@@ -62,10 +63,8 @@ class Watcher:
                 wanted.setdefault(parent, False)
         for path in list(self._watches):
             if path not in wanted or not path.is_dir():
-                try:
+                with contextlib.suppress(KeyError, ValueError):
                     self.observer.unschedule(self._watches.pop(path))
-                except (KeyError, ValueError):
-                    pass
         for path, recursive in wanted.items():
             if path in self._watches:
                 continue
