@@ -8,7 +8,6 @@ moves the totals by its difference only.
 
 from __future__ import annotations
 
-import hashlib
 from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Callable
@@ -28,13 +27,6 @@ _CACHE = 20_000
 
 # Row layout of schema.RESPONSE_COLS.
 K, MK, SESSION, CWD, MODEL, TS, INP, OUT, CR, W5, W1, WS, SIDE, SPEED, COST, PRICED = range(16)
-
-
-def h64(*parts: str | None) -> int:
-    d = hashlib.blake2b(digest_size=8)
-    for p in parts:
-        d.update(b"\x00" if p is None else p.encode("utf-8", "surrogatepass") + b"\x01")
-    return int.from_bytes(d.digest(), "big", signed=True)
 
 
 @dataclass(slots=True)
@@ -59,29 +51,29 @@ def _total(row: tuple) -> int:
     return row[INP] + row[OUT] + row[CR] + row[W5] + row[W1]
 
 
-def _better(new: tuple, old: tuple) -> bool:
+def _better(new: Usage, old: tuple) -> bool:
     """ccusage's should_replace_deduped_entry."""
-    if bool(new[SIDE]) != bool(old[SIDE]):
+    if new.sidechain != bool(old[SIDE]):
         return bool(old[SIDE])
-    if _total(new) != _total(old):
-        return _total(new) > _total(old)
-    return bool(new[SPEED]) and not old[SPEED]
+    total, old_total = new.total, _total(old)
+    if total != old_total:
+        return total > old_total
+    return new.has_speed and not old[SPEED]
 
 
 class Accountant:
     def __init__(self, store: Store, prices: PriceTable, clock: Callable[[], float]):
         self.store, self.prices, self.clock = store, prices, clock
-        self.known: set[int] = set()  # response keys, aliases and tool ids held by the state
-        self.known_mkeys: set[int] = set()
+        self.known: set[str] = set()  # response keys and aliases held by the state
+        self.known_mkeys: set[str] = set()
         for key, mkey in store.response_keys():
             self.known.add(key)
             if mkey is not None:
                 self.known_mkeys.add(mkey)
-        for (tid,) in store.query("SELECT id FROM tools"):
-            self.known.add(h64("tool", tid))
+        self.known_tools: set[str] = {tid for (tid,) in store.query("SELECT id FROM tools")}
         self.sessions: dict[str, str] = dict(store.query("SELECT id, COALESCE(cwd, '') FROM sessions"))
         self.tool_agg = store.tool_agg()
-        self._rows: OrderedDict[int, tuple] = OrderedDict()
+        self._rows: OrderedDict[str, tuple] = OrderedDict()
         self._tools: OrderedDict[str, tuple] = OrderedDict()
         self._warned: set[str] = set()
         self.begin()
@@ -90,7 +82,7 @@ class Accountant:
 
     def begin(self) -> Batch:
         self.batch = Batch()
-        self._batch_mkeys: dict[int, list[int]] = {}
+        self._batch_mkeys: dict[str, list[str]] = {}
         self.new_sessions: dict[str, str] = {}
         return self.batch
 
@@ -103,7 +95,7 @@ class Accountant:
             self._remember(self._rows, key, row)
         self.known.update(b.aliases)
         for tid, row in b.tools.items():
-            self.known.add(h64("tool", tid))
+            self.known_tools.add(tid)
             self._remember(self._tools, tid, row)
         self.tool_agg.update(b.tool_agg)
         self.sessions.update(self.new_sessions)
@@ -119,7 +111,6 @@ class Accountant:
 
     def apply(self, rec: Record, ctx: FileContext) -> None:
         b = self.batch
-        b.lines += 1
         if rec.error:
             b.count("parse_errors")
         if rec.ts is not None:
@@ -156,7 +147,7 @@ class Accountant:
 
     # --- usage ---------------------------------------------------------------
 
-    def _row(self, key: int) -> tuple | None:
+    def _row(self, key: str) -> tuple | None:
         row = self.batch.responses.get(key)
         if row is None:
             target = self.batch.aliases.get(key)
@@ -167,7 +158,7 @@ class Accountant:
             row = self.store.response(key)
         return row
 
-    def _sidechain_match(self, mkey: int, candidate_side: bool) -> tuple | None:
+    def _sidechain_match(self, mkey: str, candidate_side: bool) -> tuple | None:
         """A /btw sidechain replay of a parent message under a new request id."""
         rows = [self.batch.responses[k] for k in self._batch_mkeys.get(mkey, ())]
         if mkey in self.known_mkeys:
@@ -181,9 +172,17 @@ class Accountant:
     def _usage(self, u: Usage, ts: float, session: str, cwd: str) -> None:
         b = self.batch
         if u.message_id is None:  # ccusage never de-duplicates these
-            key = mkey = h64("anon", session, str(ts), repr(u))
+            key = mkey = f"\x00{session}\x00{ts}\x00{u!r}"
         else:
-            key, mkey = h64(u.message_id, u.request_id), h64(u.message_id)
+            mkey = u.message_id
+            key = mkey if u.request_id is None else f"{mkey}\x00{u.request_id}"
+        old = self._row(key)
+        if old is None and u.message_id is not None:
+            old = self._sidechain_match(mkey, u.sidechain)
+            if old is not None:
+                b.aliases[key] = old[K]
+        if old is not None and not _better(u, old):
+            return  # most lines: another copy of a response already counted
         cost = self.prices.cost(u)
         if cost is None and u.total and u.model and u.model not in self._warned:
             self._warned.add(u.model)
@@ -193,17 +192,10 @@ class Accountant:
             u.cache_write_5m, u.cache_write_1h, u.web_search, int(u.sidechain), int(u.has_speed),
             cost or 0.0, int(cost is not None),
         )  # fmt: skip
-        old = self._row(key)
-        if old is None and u.message_id is not None:
-            old = self._sidechain_match(mkey, u.sidechain)
-            if old is not None:
-                b.aliases[key] = old[K]
         if old is None:
             b.responses[key] = new
             self._batch_mkeys.setdefault(mkey, []).append(key)
             self._add(new, +1)
-            return
-        if not _better(new, old):
             return
         new = (old[K], old[MK], *new[2:])  # the kept entry keeps its identity
         b.responses[old[K]] = new
@@ -220,7 +212,7 @@ class Accountant:
 
     def _tool(self, tid: str) -> tuple | None:
         row = self.batch.tools.get(tid) or self._tools.get(tid)
-        if row is None and h64("tool", tid) in self.known:
+        if row is None and tid in self.known_tools:
             row = self.store.tool(tid)
         return row
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import urllib.error
-import urllib.request
 from datetime import date
 from pathlib import Path
 
@@ -183,6 +181,9 @@ def _print_table(data: dict, by: str) -> None:
 @click.pass_context
 def status(ctx, as_json: bool, **flags) -> None:
     """Is the daemon up, what is it watching, how far behind."""
+    import urllib.error
+    import urllib.request
+
     cfg = _config(ctx, **flags)
     host, port = cfg.metrics_host_port()
     host = "127.0.0.1" if host in ("0.0.0.0", "") else host

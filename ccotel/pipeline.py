@@ -60,9 +60,10 @@ def _decode_file(args: tuple) -> list[tuple[tuple | None, list[int], bool, bytes
         for ch in read_new(path, cur, max_line):
             recs = [r for n, raw in ch.lines if (r := decode(raw, n, keep)) is not None]
             c = ch.cursor
-            out.append(((c.dev, c.ino, c.offset, c.line_no, c.marker) if c else None, ch.oversized, ch.restarted, _encoder.encode(recs)))
+            cur_args = (c.dev, c.ino, c.offset, c.line_no, c.marker) if c else None
+            out.append((cur_args, ch.oversized, ch.restarted, len(ch.lines), _encoder.encode(recs)))
     except OSError as exc:
-        out.append((None, [], False, _encoder.encode([Record(-1, "", error=f"{type(exc).__name__}: {exc}")])))
+        out.append((None, [], False, 0, _encoder.encode([Record(-1, "", error=f"{type(exc).__name__}: {exc}")])))
     return out
 
 
@@ -143,7 +144,7 @@ class Ingest:
         try:
             for ch in read_new(path, self._cursor(path), self.cfg.max_line_bytes):
                 recs = [r for ln, raw in ch.lines if (r := decode(raw, ln, self.keep_content)) is not None]
-                n += self._account(path, ch.cursor, ch.oversized, ch.restarted, recs)
+                n += self._account(path, ch.cursor, ch.oversized, ch.restarted, recs, len(ch.lines))
                 if ch.cursor is not None:
                     self._pending[path] = max(0, ch.size - ch.cursor.offset)
                 if self.acct.batch.lines >= BATCH_LINES:
@@ -158,9 +159,16 @@ class Ingest:
         return n
 
     def _account(
-        self, path: str, cursor: FileCursor | None, oversized: list[int], restarted: bool, recs: list[Record]
+        self,
+        path: str,
+        cursor: FileCursor | None,
+        oversized: list[int],
+        restarted: bool,
+        recs: list[Record],
+        lines: int,
     ) -> int:
         ctx = self.context(path)
+        self.acct.batch.lines += lines
         if restarted:
             log.info("transcript changed under its cursor; reading it again from the start", path=path)
         for ln in oversized:
@@ -174,7 +182,7 @@ class Ingest:
             self._records.extend((ctx, r) for r in recs)
         if cursor is not None:
             self.acct.batch.files[path] = cursor
-        return len(recs)
+        return lines
 
     def _parse_error(self, path: str, line_no: int, reason: str) -> None:
         seen = self._errors_logged.get(path, 0)
@@ -246,14 +254,14 @@ class Ingest:
 
     def _take(self, path: str, chunks: list) -> int:
         n = 0
-        for cursor, oversized, restarted, blob in chunks:
+        for cursor, oversized, restarted, lines, blob in chunks:
             recs = _decoder.decode(blob)
             if cursor is None and recs and recs[0].line_no == -1:
                 if path not in self.health.unreadable:
                     self.health.unreadable.add(path)
                     log.warning("cannot read transcript", path=path, error=recs[0].error)
                 continue
-            n += self._account(path, FileCursor(*cursor) if cursor else None, oversized, restarted, recs)
+            n += self._account(path, FileCursor(*cursor) if cursor else None, oversized, restarted, recs, lines)
         return n
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Union
 
 import msgspec
 from msgspec import Meta, Raw, Struct
@@ -20,10 +20,13 @@ NonNeg = Annotated[int, Meta(ge=0)]
 # ccusage counts usage only on lines containing this exact byte string.
 USAGE_MARKER = b'"usage":{'
 # ccusage drops usage lines where one of these fields is null.
-_NULL_FIELDS = re.compile(
-    rb'"(?:id|cwd|model|speed|costUSD|version|sessionId|requestId|isApiErrorMessage|'
-    rb'cache_read_input_tokens|cache_creation_input_tokens)":null'
-)
+_NULL_KEYS = frozenset(
+    k.encode()
+    for k in (
+        "id", "cwd", "model", "speed", "costUSD", "version", "sessionId", "requestId",
+        "isApiErrorMessage", "cache_read_input_tokens", "cache_creation_input_tokens",
+    )
+)  # fmt: skip
 _SEMVER_PREFIX = re.compile(r"\d+\.\d+\.\d")
 SYNTHETIC_MODEL = "<synthetic>"
 
@@ -72,8 +75,7 @@ class _ToolUseResult(Struct):
     agentId: str | None = None
 
 
-class _Line(Struct):
-    type: str = ""
+class _Entry(Struct):
     timestamp: str | None = None
     sessionId: str | None = None
     uuid: str | None = None
@@ -89,7 +91,7 @@ class _Line(Struct):
     isCompactSummary: bool | None = None
     costUSD: float | None = None
     message: _Message | None = None
-    toolUseResult: Raw = msgspec.field(default_factory=Raw)
+    toolUseResult: _ToolUseResult | str | list | int | float | bool | None = None
 
 
 class _UsageMessage(Struct):
@@ -111,9 +113,43 @@ class _UsageLine(Struct):
     isSidechain: bool | None = None
 
 
+class _Line(_Entry):
+    """Any line, its type a plain field (the fallback for types not listed below)."""
+
+    type: str = ""
+
+
+class _Tagged(_Entry, tag_field="type"):
+    pass
+
+
+class _Assistant(_Tagged, tag="assistant"):
+    pass
+
+
+class _User(_Tagged, tag="user"):
+    pass
+
+
+class _System(_Tagged, tag="system"):
+    pass
+
+
+class _Skip(Struct, tag_field="type"):
+    """Records that carry nothing ccotel counts: decoded without building anything."""
+
+
+# progress lines copy subagent messages that the subagent files hold already.
+SKIPPED_TYPES = (
+    "progress", "file-history-snapshot", "queue-operation", "attachment", "last-prompt",
+    "summary", "ai-title", "custom-title", "agent-setting", "pr-link",
+)  # fmt: skip
+_SKIPS = tuple(msgspec.defstruct(f"_Skip{i}", [], bases=(_Skip,), tag=t) for i, t in enumerate(SKIPPED_TYPES))
+_TAG = {_Assistant: "assistant", _User: "user", _System: "system"}
+
+_tagged_decoder = msgspec.json.Decoder(_Assistant | _User | _System | Union[_SKIPS])  # noqa: UP007
 _line_decoder = msgspec.json.Decoder(_Line)
 _usage_decoder = msgspec.json.Decoder(_UsageLine)
-_result_decoder = msgspec.json.Decoder(_ToolUseResult)
 _any_decoder = msgspec.json.Decoder()
 # msgspec raises UnicodeDecodeError for invalid UTF-8 in a declared string.
 _DECODE_ERRORS = (msgspec.DecodeError, UnicodeDecodeError)
@@ -188,9 +224,18 @@ def parse_ts(value: str | None) -> float | None:
         return None
 
 
+def _has_null_key(raw: bytes) -> bool:
+    i = raw.find(b'":null')
+    while i >= 0:
+        if raw[raw.rfind(b'"', 0, i) + 1 : i] in _NULL_KEYS:
+            return True
+        i = raw.find(b'":null', i + 6)
+    return False
+
+
 def _usage_eligible(raw: bytes, version: str | None, ids: tuple[str | None, ...]) -> bool:
     """ccusage's gate for a usage line: marker present, no null key field, sane ids."""
-    if USAGE_MARKER not in raw or (b":null" in raw and _NULL_FIELDS.search(raw)):
+    if USAGE_MARKER not in raw or _has_null_key(raw):
         return False
     if version is not None and not _SEMVER_PREFIX.match(version):
         return False
@@ -246,28 +291,25 @@ def _blocks(msg: _Message, keep_content: bool) -> tuple[list[ToolUse] | None, li
     return uses, results
 
 
-def _result_agent(raw: Raw) -> str | None:
-    if not raw or b'"agentId"' not in memoryview(raw).tobytes():
-        return None
-    try:
-        return msgspec.json.decode(raw, type=_ToolUseResult).agentId
-    except _DECODE_ERRORS:
-        return None
-
-
 def decode(raw: bytes, line_no: int, keep_content: bool = False) -> Record | None:
     """Decode one line (without its newline). None for a blank line."""
-    if not raw.strip():
-        return None
     try:
-        line = _line_decoder.decode(raw)
-    except _DECODE_ERRORS as exc:
-        return _salvage(raw, line_no, exc)
+        line = _tagged_decoder.decode(raw)
+    except _DECODE_ERRORS:
+        if not raw.strip():
+            return None
+        try:
+            line = _line_decoder.decode(raw)
+        except _DECODE_ERRORS as exc:
+            return _salvage(raw, line_no, exc)
+    if isinstance(line, _Skip):
+        return None
+    kind = _TAG.get(type(line)) or line.type
     msg = line.message
     sidechain = bool(line.isSidechain)
     rec = Record(
         line_no,
-        line.type,
+        kind,
         parse_ts(line.timestamp),
         line.sessionId,
         line.uuid,
@@ -291,7 +333,7 @@ def decode(raw: bytes, line_no: int, keep_content: bool = False) -> Record | Non
     ):
         rec.usage = _usage(msg.usage, msg.id, line.requestId, msg.model, sidechain)
     rec.tool_uses, rec.tool_results = _blocks(msg, keep_content)
-    if line.type == "user":
+    if kind == "user":
         rec.prompt = (
             rec.tool_results is None
             and not line.isMeta
@@ -300,7 +342,8 @@ def decode(raw: bytes, line_no: int, keep_content: bool = False) -> Record | Non
             and msg.content is not None
         )
         if rec.tool_results:
-            rec.result_agent_id = _result_agent(line.toolUseResult)
+            tur = line.toolUseResult
+            rec.result_agent_id = tur.agentId if isinstance(tur, _ToolUseResult) else None
     return rec
 
 
