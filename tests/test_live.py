@@ -103,3 +103,20 @@ def test_live_kill9_restart_equals_oracle(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+@pytest.mark.timeout(120)
+def test_root_that_does_not_exist_yet_is_waited_for(tmp_path, fixtures_dir):
+    import shutil
+
+    config_dir = tmp_path / "later" / ".claude"  # neither exists when the daemon starts
+    port = free_port()
+    proc = start(config_dir, tmp_path / "state", port)
+    try:
+        assert scrape(port)["lines"] == 0
+        shutil.copytree(fixtures_dir / "claude-2.1.197", config_dir)
+        got = wait_equal(port, config_dir, timeout=20)
+        assert got["tool_calls"][("Bash", "error")] == 1 and got["sessions"] == 4
+    finally:
+        proc.kill()
+        proc.wait(10)
