@@ -145,7 +145,9 @@ class Daemon:
                 return
             if RESCAN in paths or time.monotonic() >= next_scan:
                 paths.discard(RESCAN)
-                self.watcher.refresh()
+                for _ in range(8):
+                    if not self.watcher.refresh():
+                        break
                 paths.update(self.ingest.scan())
                 self.ingest.totals.prune(self.clock())
                 next_scan = time.monotonic() + interval

@@ -49,8 +49,13 @@ class Watcher:
         self.refresh()
         self.observer.start()
 
-    def refresh(self) -> None:
-        """Watch each root's projects folder, or the nearest existing parent until it exists."""
+    def refresh(self) -> bool:
+        """Watch each root's projects folder, or the nearest existing parent until it exists.
+
+        Returns whether the watches changed: folders made before a watch was in place
+        sent no event, so the caller refreshes again until nothing changes.
+        """
+        before = set(self._watches)
         wanted: dict[Path, bool] = {}
         for root in self.roots:
             proj = projects_dir(root)
@@ -72,6 +77,7 @@ class Watcher:
                 self._watches[path] = self.observer.schedule(self.handler, str(path), recursive=recursive)
             except OSError as exc:
                 log.warning("cannot watch folder; the periodic rescan covers it", path=str(path), error=str(exc))
+        return set(self._watches) != before
 
     def stop(self) -> None:
         self.observer.stop()
