@@ -633,6 +633,7 @@ class _Gen:
         self.pool = _Pool(random.Random(seed * 7919 + 17), n_files=600 if files > 60 else 150)
         self.end_ms = int(start.timestamp() * 1000)
         self.scale = 1.0
+        self.scale_sum = 0.0
         # ground truth
         self.responses: dict[tuple[str, str], tuple[str, Usage, str, str]] = {}
         self.tool_status: dict[str, str] = {}
@@ -665,11 +666,18 @@ class _Gen:
         self._adjust_scale()
 
     def _adjust_scale(self) -> None:
+        """Steer the size of tool outputs so the corpus ends near target_bytes: assume a
+        file's bytes grow with the scale it was written at, estimate bytes per file per
+        unit of scale from what is written, and ask the remaining files for the rest."""
+        self.scale_sum += self.scale
         if not self.target_bytes or self.n_files < 3:
             return
-        want = self.target_bytes * self.n_files / self.files_target
-        ratio = want / max(1, self.n_bytes)
-        self.scale = min(30.0, max(0.03, self.scale * ratio**0.35))
+        left = self.files_target - self.n_files
+        if left <= 0:
+            return
+        per_unit = self.n_bytes / self.scale_sum
+        need = (self.target_bytes - self.n_bytes) / left / per_unit
+        self.scale = min(30.0, max(0.03, self.scale / 2, min(self.scale * 2, need)))
 
     # -- plan ----------------------------------------------------------------
     def plan(self) -> tuple[list[_Plan], int, int]:
