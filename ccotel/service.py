@@ -1,0 +1,580 @@
+"""`ccotel service install | uninstall | status`: run ccotel as a per-user background service.
+
+Linux: a systemd user unit, ``~/.config/systemd/user/ccotel.service``, enabled and started with
+``systemctl --user``. macOS: a launchd agent, ``~/Library/LaunchAgents/dev.ccotel.agent.plist``,
+loaded with ``launchctl bootstrap gui/<uid>``. Both files are rendered from the templates in
+``ccotel/data/`` (``ccotel.service.in``, ``dev.ccotel.agent.plist.in``) with the real path of the
+installed ``ccotel``; ``deploy/systemd`` and ``deploy/launchd`` hold the same templates rendered
+with example paths (a test checks that they agree).
+
+Everything is a plain function of ``home``, ``env``, ``uid`` and a command ``runner`` so that tests
+install into a temporary home with a recording runner; the click group ``service`` at the bottom
+is a thin layer over them. Reinstalling is idempotent; uninstalling keeps ccotel's state (its
+counters and offsets) unless ``purge_state`` is set.
+"""
+
+from __future__ import annotations
+
+import os
+import plistlib
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+from xml.sax.saxutils import escape as xml_escape
+
+import click
+
+Platform = Literal["linux", "darwin"]
+PLATFORMS: tuple[Platform, ...] = ("linux", "darwin")
+
+UNIT_NAME = "ccotel.service"
+LAUNCHD_LABEL = "dev.ccotel.agent"
+SYSTEMD_TEMPLATE = "ccotel.service.in"
+LAUNCHD_TEMPLATE = "dev.ccotel.agent.plist.in"
+
+# Exit codes of `status`, after the LSB convention for init scripts.
+STATUS_RUNNING = 0
+STATUS_NOT_RUNNING = 3
+STATUS_NOT_INSTALLED = 4
+
+Runner = Callable[[Sequence[str]], subprocess.CompletedProcess]
+
+
+class ServiceError(Exception):
+    """Something the user has to fix; the message says what."""
+
+
+# ---------------------------------------------------------------------------------------- paths
+
+
+def detect_platform(sys_platform: str | None = None) -> Platform:
+    name = sys.platform if sys_platform is None else sys_platform
+    if name.startswith("linux"):
+        return "linux"
+    if name == "darwin":
+        return "darwin"
+    raise ServiceError(
+        f"ccotel service supports Linux (systemd) and macOS (launchd), not {name}; "
+        "run `ccotel run` under your own supervisor"
+    )
+
+
+def _xdg(env: Mapping[str, str], var: str, home: Path, default: str) -> Path:
+    value = env.get(var, "")
+    return Path(value) if value and os.path.isabs(value) else home / default
+
+
+def state_dir_for(platform: Platform, home: Path, env: Mapping[str, str]) -> Path:
+    """ccotel's state directory, as ccotel itself finds it (platformdirs.user_state_dir)."""
+    if env.get("CCOTEL_STATE_DIR"):
+        return Path(os.path.expanduser(env["CCOTEL_STATE_DIR"]))
+    if platform == "darwin":
+        return home / "Library" / "Application Support" / "ccotel"
+    return _xdg(env, "XDG_STATE_HOME", home, ".local/state") / "ccotel"
+
+
+def log_dir_for(platform: Platform, home: Path) -> Path | None:
+    """Where launchd writes ccotel's output; systemd sends it to the journal."""
+    return home / "Library" / "Logs" / "ccotel" if platform == "darwin" else None
+
+
+def service_file_for(platform: Platform, home: Path, env: Mapping[str, str]) -> Path:
+    if platform == "darwin":
+        return home / "Library" / "LaunchAgents" / f"{LAUNCHD_LABEL}.plist"
+    return _xdg(env, "XDG_CONFIG_HOME", home, ".config") / "systemd" / "user" / UNIT_NAME
+
+
+def resolve_executable(
+    argv0: str | None = None,
+    which: Callable[[str], str | None] = shutil.which,
+    python: str | None = None,
+) -> list[str]:
+    """The command that starts the installed ccotel, as an absolute path.
+
+    The script that is running (``sys.argv[0]``) wins, so that the service runs the very ccotel
+    the user called, then ``ccotel`` on PATH, then ``python -m ccotel``. Symlinks are kept, not
+    resolved: a Homebrew or pipx link survives upgrades, the versioned target behind it does not.
+    """
+    argv0 = sys.argv[0] if argv0 is None else argv0
+    python = sys.executable if python is None else python
+    base = os.path.basename(argv0)
+    if base.startswith("ccotel") and not base.endswith(".py"):
+        path = argv0 if os.sep in argv0 else (which(argv0) or "")
+        if path and os.path.isfile(path) and os.access(path, os.X_OK):
+            return [os.path.abspath(path)]
+    found = which("ccotel")
+    if found:
+        return [os.path.abspath(found)]
+    return [os.path.abspath(python) if os.sep in python else python, "-m", "ccotel"]
+
+
+# ------------------------------------------------------------------------------------ rendering
+
+
+def template_text(name: str) -> str:
+    return resources.files("ccotel").joinpath("data", name).read_text(encoding="utf-8")
+
+
+def _systemd_word(value: str, *, command: bool) -> str:
+    """One word of a unit file value: % (specifiers) escaped everywhere, $ only on command lines
+    (where systemd expands variables), quoted when it holds blanks, quotes or backslashes."""
+    value = value.replace("%", "%%")
+    if command:
+        value = value.replace("$", "$$")
+    if value and not any(c in value for c in " \t\"'\\;"):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_systemd_unit(
+    exec_args: Sequence[str],
+    state_dir: str | Path,
+    *,
+    sandbox: bool = True,
+    escape: bool = True,
+) -> str:
+    """The unit file. ``escape=False`` takes values already in systemd syntax (``%h/...``)."""
+    text = template_text(SYSTEMD_TEMPLATE)
+    lines = text.splitlines(keepends=True)
+    begin, end = lines.index("# sandbox-begin\n"), lines.index("# sandbox-end\n")
+    if sandbox:
+        lines = lines[:begin] + lines[begin + 1 : end] + lines[end + 1 :]
+    else:
+        lines = lines[:begin] + lines[end + 1 :]
+    text = "".join(lines)
+
+    def word(value: str, command: bool = False) -> str:
+        return _systemd_word(value, command=command) if escape else value
+
+    # Each of these is one word in its directive: quote the whole of it, prefix included.
+    text = text.replace("@EXEC_START@", " ".join(word(a, command=True) for a in exec_args))
+    text = text.replace("CCOTEL_STATE_DIR=@STATE_DIR@", word(f"CCOTEL_STATE_DIR={state_dir}"))
+    text = text.replace("-@STATE_DIR@", word(f"-{state_dir}"))
+    _check_rendered(text, SYSTEMD_TEMPLATE)
+    return text
+
+
+def render_launchd_plist(
+    exec_args: Sequence[str], home: str | Path, state_dir: str | Path, log_dir: str | Path
+) -> str:
+    text = template_text(LAUNCHD_TEMPLATE)
+    line = next(ln for ln in text.splitlines(keepends=True) if "<string>@EXEC@</string>" in ln)
+    indent = line[: len(line) - len(line.lstrip())]
+    text = text.replace(
+        line, "".join(f"{indent}<string>{xml_escape(a)}</string>\n" for a in exec_args)
+    )
+    for key, value in (("@HOME@", home), ("@STATE_DIR@", state_dir), ("@LOG_DIR@", log_dir)):
+        text = text.replace(key, xml_escape(str(value)))
+    _check_rendered(text, LAUNCHD_TEMPLATE)
+    plist = plistlib.loads(text.encode("utf-8"))  # refuse to write a plist launchd cannot read
+    if plist["ProgramArguments"][: len(exec_args)] != list(exec_args):
+        raise ServiceError("internal error: ProgramArguments did not survive rendering")
+    return text
+
+
+def _check_rendered(text: str, template: str) -> None:
+    for token in ("@EXEC@", "@EXEC_START@", "@STATE_DIR@", "@HOME@", "@LOG_DIR@"):
+        if token in text:
+            raise ServiceError(f"internal error: {token} left in the rendered {template}")
+
+
+def example_systemd_unit() -> str:
+    """deploy/systemd/ccotel.service: paths relative to the user's home (%h)."""
+    return render_systemd_unit(
+        ["%h/.local/bin/ccotel"], "%h/.local/state/ccotel", escape=False
+    )
+
+
+def example_launchd_plist() -> str:
+    """deploy/launchd/dev.ccotel.agent.plist: rendered for a user "you"."""
+    home = Path("/Users/you")
+    return render_launchd_plist(
+        [str(home / ".local/bin/ccotel")],
+        home,
+        state_dir_for("darwin", home, {}),
+        log_dir_for("darwin", home),
+    )
+
+
+# ---------------------------------------------------------------------------------------- plans
+
+
+@dataclass(frozen=True)
+class Step:
+    """A command of a plan; ``when`` says under which condition it runs (shown in --dry-run)."""
+
+    argv: tuple[str, ...]
+    when: str = ""
+    check: bool = True
+
+    def shell(self) -> str:
+        return shlex.join(self.argv) + (f"    # {self.when}" if self.when else "")
+
+
+@dataclass
+class Context:
+    platform: Platform
+    home: Path
+    env: Mapping[str, str]
+    uid: int
+    runner: Runner
+    out: Callable[[str], None]
+    sleep: Callable[[float], None] = time.sleep
+
+    @property
+    def path(self) -> Path:
+        return service_file_for(self.platform, self.home, self.env)
+
+    @property
+    def state_dir(self) -> Path:
+        return state_dir_for(self.platform, self.home, self.env)
+
+    @property
+    def log_dir(self) -> Path | None:
+        return log_dir_for(self.platform, self.home)
+
+    @property
+    def domain(self) -> str:
+        return f"gui/{self.uid}"
+
+    @property
+    def target(self) -> str:
+        return f"{self.domain}/{LAUNCHD_LABEL}"
+
+    def run(self, step: Step) -> subprocess.CompletedProcess:
+        try:
+            proc = self.runner(list(step.argv))
+        except FileNotFoundError:
+            raise ServiceError(_no_manager_hint(self.platform, f"{step.argv[0]} not found")) from None
+        if step.check and proc.returncode != 0:
+            detail = (proc.stderr or proc.stdout or "").strip()
+            raise ServiceError(
+                _no_manager_hint(self.platform, f"`{shlex.join(step.argv)}` failed ({proc.returncode}): {detail}")
+            )
+        return proc
+
+
+def _no_manager_hint(platform: Platform, what: str) -> str:
+    if platform == "linux":
+        return (
+            f"{what}. Is a systemd user manager running for you (a desktop login, or "
+            "`loginctl enable-linger $USER` for ssh/headless)? Without systemd, run `ccotel run` "
+            "under your own supervisor."
+        )
+    return f"{what}. launchctl is part of macOS; run this as the logged-in user, not with sudo."
+
+
+def run_command(argv: Sequence[str]) -> subprocess.CompletedProcess:
+    """The real runner: no shell, output captured, never raises on a non-zero exit."""
+    return subprocess.run(list(argv), capture_output=True, text=True, check=False)
+
+
+@dataclass
+class Result:
+    """What install/uninstall/status did (or, with dry_run, would do)."""
+
+    platform: Platform
+    path: Path
+    content: str | None = None
+    changed: bool = False
+    commands: list[Step] = field(default_factory=list)
+    state: dict[str, str] = field(default_factory=dict)
+    code: int = 0
+
+
+def _systemctl(*args: str) -> tuple[str, ...]:
+    return ("systemctl", "--user", *args)
+
+
+def _is_loaded(ctx: Context) -> bool:
+    return ctx.run(Step(("launchctl", "print", ctx.target), check=False)).returncode == 0
+
+
+def _write(path: Path, content: str) -> bool:
+    """Atomically write ``content``; True when the file changed."""
+    if path.is_file() and path.read_text(encoding="utf-8") == content:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(content, encoding="utf-8")
+    tmp.chmod(0o644)
+    os.replace(tmp, path)
+    return True
+
+
+def _render(ctx: Context, exec_args: Sequence[str], sandbox: bool) -> str:
+    if ctx.platform == "linux":
+        return render_systemd_unit(exec_args, ctx.state_dir, sandbox=sandbox)
+    assert ctx.log_dir is not None
+    return render_launchd_plist(exec_args, ctx.home, ctx.state_dir, ctx.log_dir)
+
+
+def _dirs(ctx: Context) -> list[Path]:
+    return [d for d in (ctx.state_dir, ctx.log_dir) if d is not None]
+
+
+def install(ctx: Context, exec_args: Sequence[str], *, dry_run: bool = False, sandbox: bool = True) -> Result:
+    content = _render(ctx, exec_args, sandbox)
+    res = Result(ctx.platform, ctx.path, content)
+    existed = ctx.path.is_file()
+    mkdir = Step(("mkdir", "-p", *map(str, _dirs(ctx))))
+    if ctx.platform == "linux":
+        restart = Step(_systemctl("try-restart", UNIT_NAME), "when the unit file changed")
+        res.commands = [
+            mkdir,
+            Step(_systemctl("daemon-reload")),
+            Step(_systemctl("enable", "--now", UNIT_NAME)),
+            restart,
+        ]
+        if dry_run:
+            return res
+        for d in _dirs(ctx):
+            d.mkdir(parents=True, exist_ok=True)
+        res.changed = _write(ctx.path, content)
+        ctx.run(res.commands[1])
+        ctx.run(res.commands[2])
+        if res.changed and existed:  # running with the old unit (old path, old flags): restart
+            ctx.run(restart)
+        return res
+
+    bootout = Step(("launchctl", "bootout", ctx.target), "when already loaded (reinstall)")
+    bootstrap = Step(("launchctl", "bootstrap", ctx.domain, str(ctx.path)))
+    enable = Step(("launchctl", "enable", ctx.target))
+    res.commands = [mkdir, bootout, enable, bootstrap]
+    if dry_run:
+        return res
+    for d in _dirs(ctx):
+        d.mkdir(parents=True, exist_ok=True)
+    if _is_loaded(ctx):
+        ctx.run(Step(bootout.argv, check=False))
+        _wait_unloaded(ctx)
+    res.changed = _write(ctx.path, content)
+    ctx.run(enable)
+    _bootstrap(ctx, bootstrap)
+    return res
+
+
+def _wait_unloaded(ctx: Context, tries: int = 20) -> None:
+    """bootout returns before launchd has let go of the label; bootstrap would fail (5: I/O)."""
+    for _ in range(tries):
+        if not _is_loaded(ctx):
+            return
+        ctx.sleep(0.25)
+
+
+def _bootstrap(ctx: Context, step: Step, tries: int = 5) -> None:
+    for attempt in range(tries):
+        proc = ctx.run(Step(step.argv, check=False))
+        if proc.returncode == 0:
+            return
+        if attempt + 1 < tries:
+            ctx.sleep(0.5)
+    detail = (proc.stderr or proc.stdout or "").strip()
+    raise ServiceError(
+        f"`{shlex.join(step.argv)}` failed ({proc.returncode}): {detail}. "
+        f"See `launchctl print {ctx.target}` and {ctx.log_dir}."
+    )
+
+
+def uninstall(ctx: Context, *, dry_run: bool = False, purge_state: bool = False) -> Result:
+    res = Result(ctx.platform, ctx.path)
+    purge = [d for d in _dirs(ctx)] if purge_state else []
+    if ctx.platform == "linux":
+        res.commands = [
+            Step(_systemctl("disable", "--now", UNIT_NAME), "when installed", check=False),
+            Step(("rm", "-f", str(ctx.path))),
+            Step(_systemctl("daemon-reload")),
+            Step(_systemctl("reset-failed", UNIT_NAME), check=False),
+        ]
+    else:
+        res.commands = [
+            Step(("launchctl", "bootout", ctx.target), "when loaded", check=False),
+            Step(("rm", "-f", str(ctx.path))),
+        ]
+    if purge:
+        res.commands.append(Step(("rm", "-rf", *map(str, purge))))
+    if dry_run:
+        return res
+    if ctx.platform == "linux":
+        if ctx.path.is_file():
+            ctx.run(res.commands[0])
+        res.changed = ctx.path.is_file()
+        ctx.path.unlink(missing_ok=True)
+        ctx.run(res.commands[2])
+        ctx.run(res.commands[3])
+    else:
+        if _is_loaded(ctx):
+            ctx.run(res.commands[0])
+        res.changed = ctx.path.is_file()
+        ctx.path.unlink(missing_ok=True)
+    for d in purge:
+        shutil.rmtree(d, ignore_errors=True)
+    return res
+
+
+def status(ctx: Context, exec_args: Sequence[str] | None = None, *, dry_run: bool = False) -> Result:
+    res = Result(ctx.platform, ctx.path)
+    if ctx.platform == "linux":
+        res.commands = [
+            Step(_systemctl("is-enabled", UNIT_NAME), check=False),
+            Step(_systemctl("is-active", UNIT_NAME), check=False),
+        ]
+    else:
+        res.commands = [Step(("launchctl", "print", ctx.target), check=False)]
+    if dry_run:
+        return res
+    installed = ctx.path.is_file()
+    res.state["file"] = str(ctx.path) if installed else f"{ctx.path} (missing)"
+    if installed and exec_args is not None:
+        res.state["up to date"] = "yes" if ctx.path.read_text(encoding="utf-8") in {
+            _render(ctx, exec_args, True),
+            _render(ctx, exec_args, False),
+        } else "no (run `ccotel service install` again)"
+    running = False
+    if ctx.platform == "linux":
+        enabled = ctx.run(res.commands[0]).stdout.strip() or "unknown"
+        active = ctx.run(res.commands[1]).stdout.strip() or "unknown"
+        res.state.update(enabled=enabled, active=active)
+        running = active == "active"
+        res.state["logs"] = "journalctl --user -u ccotel"
+    else:
+        proc = ctx.run(res.commands[0])
+        loaded = proc.returncode == 0
+        res.state["loaded"] = "yes" if loaded else "no"
+        for line in proc.stdout.splitlines() if loaded else ():
+            key, sep, value = line.strip().partition(" = ")
+            if sep and key in ("state", "pid", "last exit code"):
+                res.state[key] = value
+        running = res.state.get("state") == "running"
+        res.state["logs"] = str(ctx.log_dir)
+    res.state["state dir"] = str(ctx.state_dir)
+    res.code = STATUS_RUNNING if running else STATUS_NOT_RUNNING if installed else STATUS_NOT_INSTALLED
+    return res
+
+
+def make_context(
+    platform: Platform | None = None,
+    home: Path | str | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    uid: int | None = None,
+    runner: Runner | None = None,
+    out: Callable[[str], None] = print,
+) -> Context:
+    return Context(
+        platform=platform or detect_platform(),
+        home=Path(home) if home is not None else Path.home(),
+        env=os.environ if env is None else env,
+        uid=os.getuid() if uid is None else uid,
+        runner=runner or run_command,
+        out=out,
+    )
+
+
+# ------------------------------------------------------------------------------------------ CLI
+
+
+def _print_plan(res: Result, verb: str, out: Callable[[str], None]) -> None:
+    out(f"# ccotel service {verb} --dry-run ({res.platform}): nothing is written or run.")
+    if res.content is not None:
+        out(f"# would write {res.path}:")
+        out(res.content.rstrip("\n"))
+    out("# would run:")
+    for step in res.commands:
+        out(step.shell())
+
+
+_platform_option = click.option(
+    "--platform",
+    type=click.Choice(PLATFORMS),
+    default=None,
+    help="linux (systemd) or darwin (launchd); default: this machine's.",
+)
+_dry_run_option = click.option("--dry-run", is_flag=True, help="Print what would be written and run; change nothing.")
+_home_option = click.option("--home", type=click.Path(file_okay=False), default=None, hidden=True)
+
+
+def _context(platform: str | None, home: str | None) -> Context:
+    try:
+        # Late lookup of run_command, so tests can replace it with a recorder.
+        return make_context(platform, home, runner=lambda argv: run_command(argv), out=click.echo)  # type: ignore[arg-type]
+    except ServiceError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group("service")
+def service() -> None:
+    """Run ccotel in the background as your user (systemd on Linux, launchd on macOS)."""
+
+
+@service.command("install")
+@_platform_option
+@_dry_run_option
+@_home_option
+@click.option("--exec", "exec_path", type=click.Path(dir_okay=False), default=None,
+              help="The ccotel executable the service runs (default: this one).")
+@click.option("--no-sandbox", is_flag=True,
+              help="Linux: leave out the mount-namespace hardening, for systems without unprivileged user namespaces.")
+def install_cmd(platform: str | None, dry_run: bool, home: str | None, exec_path: str | None, no_sandbox: bool) -> None:
+    """Write the service file with this ccotel's path, then enable and start it. Safe to rerun."""
+    ctx = _context(platform, home)
+    exec_args = [os.path.abspath(exec_path)] if exec_path else resolve_executable()
+    try:
+        res = install(ctx, exec_args, dry_run=dry_run, sandbox=not no_sandbox)
+    except ServiceError as exc:
+        raise click.ClickException(str(exc)) from None
+    if dry_run:
+        _print_plan(res, "install", click.echo)
+        return
+    how = "written" if res.changed else "unchanged"
+    click.echo(f"{res.path} {how}; ccotel runs as: {shlex.join(exec_args)} run")
+    if res.platform == "linux":
+        click.echo("started with systemctl --user; logs: journalctl --user -u ccotel")
+    else:
+        click.echo(f"loaded with launchctl bootstrap {ctx.domain}; logs: {ctx.log_dir}")
+
+
+@service.command("uninstall")
+@_platform_option
+@_dry_run_option
+@_home_option
+@click.option("--purge-state", is_flag=True, help="Also delete ccotel's state (counters, offsets) and logs.")
+def uninstall_cmd(platform: str | None, dry_run: bool, home: str | None, purge_state: bool) -> None:
+    """Stop and remove the service. ccotel's state is kept unless --purge-state."""
+    ctx = _context(platform, home)
+    try:
+        res = uninstall(ctx, dry_run=dry_run, purge_state=purge_state)
+    except ServiceError as exc:
+        raise click.ClickException(str(exc)) from None
+    if dry_run:
+        _print_plan(res, "uninstall", click.echo)
+        return
+    click.echo(f"{res.path} {'removed' if res.changed else 'was not installed'}")
+    kept = "deleted" if purge_state else "kept"
+    click.echo(f"state {kept}: {ctx.state_dir}")
+
+
+@service.command("status")
+@_platform_option
+@_dry_run_option
+@_home_option
+def status_cmd(platform: str | None, dry_run: bool, home: str | None) -> None:
+    """Is the service installed, current, enabled and running? Exit 0 running, 3 stopped, 4 not installed."""
+    ctx = _context(platform, home)
+    try:
+        res = status(ctx, resolve_executable(), dry_run=dry_run)
+    except ServiceError as exc:
+        raise click.ClickException(str(exc)) from None
+    if dry_run:
+        _print_plan(res, "status", click.echo)
+        return
+    for key, value in res.state.items():
+        click.echo(f"  {key:<11}{value}")
+    sys.exit(res.code)
