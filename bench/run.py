@@ -515,25 +515,25 @@ def free_port() -> int:
 
 
 def pick_targets(root: Path, n: int) -> list[Path]:
-    """The n most recently written main session files, from different projects if possible."""
-    cands = []
-    for p in (root / "projects").glob("*/*.jsonl"):
-        if not p.name.startswith("agent-") and p.stat().st_size > 0:
-            cands.append((p.stat().st_mtime, str(p)))
-    cands.sort(reverse=True)
-    out, seen = [], set()
-    for _, p in cands:
-        proj = Path(p).parent.name
-        if proj not in seen:
-            out.append(Path(p))
-            seen.add(proj)
-        if len(out) == n:
-            return out
-    for _, p in cands:
-        if Path(p) not in out:
-            out.append(Path(p))
-        if len(out) == n:
-            break
+    """The n most recently written main session files with a conversation in them,
+    from different projects if possible."""
+    cands = sorted(
+        (
+            (p.stat().st_mtime, p)
+            for p in (root / "projects").glob("*/*.jsonl")
+            if not p.name.startswith("agent-")
+        ),
+        key=lambda x: (-x[0], str(x[1])),
+    )
+    out: list[Path] = []
+    for distinct in (True, False):
+        for _, p in cands:
+            if len(out) == n:
+                return out
+            if p in out or (distinct and p.parent in {q.parent for q in out}):
+                continue
+            if p.stat().st_size > 0 and "sessionId" in session_meta(p):
+                out.append(p)
     return out
 
 
@@ -616,6 +616,19 @@ def phase_live(args, res, info: CorpusInfo, state: str) -> None:
         tokens0 = metric_sum(body0, "ccotel_tokens_total") or 0.0
         cost0 = metric_sum(body0, "ccotel_cost_usd_total") or 0.0
         out["lines_total_at_start"] = lines0
+        # what one poll costs (the latency loop below polls back to back)
+        st = []
+        for _ in range(20):
+            t1 = time.perf_counter()
+            sc.get("/metrics")
+            st.append((time.perf_counter() - t1) * 1000)
+        out["scrape"] = {
+            "bytes": len(body0),
+            "series": body0.count(b"\n") - body0.count(b"\n#"),
+            "p50_ms": pct(st, 0.5),
+            "max_ms": max(st),
+        }
+        log(f"/metrics: {len(body0):,} bytes, one scrape {out['scrape']['p50_ms']:.1f} ms (p50)")
 
         # append -> /metrics latency
         rng = random.Random(args.seed)
@@ -854,6 +867,17 @@ def report(res: dict[str, Any]) -> None:
                     _met(lp["p99"] <= TARGETS["p99_ms"]),
                 )
             )
+            sc = lv.get("scrape") or {}
+            if sc:
+                rows.append(
+                    (
+                        "one /metrics scrape (p50)",
+                        fmt(sc["p50_ms"], " ms", 1),
+                        "",
+                        f"{sc['bytes']:,} bytes, {sc['series']:,} samples",
+                        "",
+                    )
+                )
             ap = lv.get("appended", {})
             rows.append(("appended tokens/cost on /metrics", ap.get("check", "n/a"), "", "", ""))
         if "idle" in lv:
@@ -921,6 +945,19 @@ def targets_met(res: dict[str, Any]) -> dict[str, bool | None]:
     }
 
 
+def guarded(res: dict[str, Any], name: str, fn, *a, **kw):
+    """Run a phase; a crash is recorded in the results instead of ending the report."""
+    try:
+        return fn(*a, **kw)
+    except Exception as e:  # the bench reports, it does not stop at the first problem
+        import traceback
+
+        log(f"{name} crashed: {e!r}")
+        res.setdefault(name, {})["error"] = f"crashed: {e!r}"
+        res[name]["traceback"] = traceback.format_exc()[-3000:]
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -963,15 +1000,23 @@ def main(argv: list[str] | None = None) -> int:
     }
     info = phase_corpus(args, res)
     if "ccusage" in phases:
-        phase_ccusage(args, res, info)
+        guarded(res, "ccusage", phase_ccusage, args, res, info)
     state = None
     if "backfill" in phases or "live" in phases:
-        state = phase_backfill(args, res, info, runs=args.runs if "backfill" in phases else 1)
+        state = guarded(
+            res,
+            "backfill",
+            phase_backfill,
+            args,
+            res,
+            info,
+            runs=args.runs if "backfill" in phases else 1,
+        )
         if "backfill" not in phases:
             res.pop("backfill", None)
     if "live" in phases:
         if state:
-            phase_live(args, res, info, state)
+            guarded(res, "live", phase_live, args, res, info, state)
         else:
             res["live"] = {"error": "no backfilled state (backfill failed)"}
     if state:
