@@ -374,7 +374,7 @@ def test_ports_agree_between_services():
 
 
 def test_published_ports_bind_to_loopback_by_default():
-    for name, svc in services().items():
+    for name in services():
         for port, binding in published(name).items():
             assert binding == "127.0.0.1", f"{name}:{port} binds {binding or 'all interfaces'}"
 

@@ -52,7 +52,9 @@ def fake_ccotel(tmp_path) -> Path:
 
 
 def context(platform, home, runner, env=None, uid=501):
-    return svc.make_context(platform, home, env=env or {}, uid=uid, runner=runner, out=lambda s: None)
+    ctx = svc.make_context(platform, home, env=env or {}, uid=uid, runner=runner, out=lambda s: None)
+    ctx.sleep = lambda seconds: None  # launchd waits are simulated, not slept
+    return ctx
 
 
 # ------------------------------------------------------------------------------ files
@@ -307,7 +309,6 @@ def test_darwin_install_bootstraps_and_reinstall_boots_out_first(tmp_path, fake_
     rec = Recorder([(("launchctl", "print"), 0, "state = running"), (("launchctl", "print"), 0, ""),
                     (("launchctl", "print"), 113, "")])
     ctx = context("darwin", tmp_path, rec, uid=501)
-    ctx.sleep = lambda s: None
     svc.install(ctx, [str(fake_ccotel)])
     names = [" ".join(c[:2]) for c in rec.calls]
     assert names.index("launchctl bootout") < names.index("launchctl bootstrap")
@@ -317,12 +318,10 @@ def test_darwin_install_bootstraps_and_reinstall_boots_out_first(tmp_path, fake_
 def test_darwin_bootstrap_is_retried_while_launchd_is_busy(tmp_path, fake_ccotel):
     rec = Recorder([(("launchctl", "print"), 113, ""), (("launchctl", "bootstrap"), 5, "")])
     ctx = context("darwin", tmp_path, rec)
-    ctx.sleep = lambda s: None
     svc.install(ctx, [str(fake_ccotel)])
     assert [c[1] for c in rec.calls].count("bootstrap") == 2
     always = Recorder([(("launchctl", "print"), 113, "")] + [(("launchctl", "bootstrap"), 5, "")] * 5)
     ctx = context("darwin", tmp_path, always)
-    ctx.sleep = lambda s: None
     with pytest.raises(svc.ServiceError, match="bootstrap"):
         svc.install(ctx, [str(fake_ccotel)])
 

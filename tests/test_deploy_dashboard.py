@@ -1,0 +1,179 @@
+"""grafana/dashboards/ccotel.json: data source uids, variables, panels, and every Prometheus query
+parsed by promtool. tests/test_deploy_live.py runs the same queries against a real Prometheus.
+
+`panel_queries()` is what an end-to-end test needs: every Prometheus expression of the dashboard
+with Grafana's variables replaced (`$host` etc. by `.*`, `$__rate_interval` by `1m`, `$__range`
+by `1h`), ready for /api/v1/query. Tempo (TraceQL) and alert-list panels are not in it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from tests.test_deploy import CONTRACT, DATASOURCES_YML, metric_names
+
+REPO = Path(__file__).resolve().parent.parent
+DASHBOARD = REPO / "grafana" / "dashboards" / "ccotel.json"
+
+SUBSTITUTIONS = {
+    "$__rate_interval": "1m",
+    "$__range": "1h",
+    "$host": ".*",
+    "$user": ".*",
+    "$project": ".*",
+    "$model": ".*",
+}
+
+
+def dashboard() -> dict:
+    return json.loads(DASHBOARD.read_text())
+
+
+def panels(d: dict | None = None) -> list[dict]:
+    out = []
+    for p in (d or dashboard())["panels"]:
+        out.append(p)
+        out.extend(p.get("panels", []))  # collapsed rows keep their panels inside
+    return out
+
+
+def substitute(expr: str, values: dict[str, str] | None = None) -> str:
+    values = SUBSTITUTIONS if values is None else values
+    # longest first: $__range must not eat $__range_s, $host must not eat $hostname
+    for key in sorted(values, key=len, reverse=True):
+        expr = expr.replace(key, values[key])
+    return expr
+
+
+def panel_queries(values: dict[str, str] | None = None) -> list[tuple[str, str, str]]:
+    """(panel title, refId, PromQL) for every Prometheus target, variables substituted."""
+    out = []
+    for p in panels():
+        for t in p.get("targets", []):
+            if (t.get("datasource") or p.get("datasource", {})).get("type") == "prometheus":
+                out.append((p["title"], t["refId"], substitute(t["expr"], values)))
+    return out
+
+
+def provisioned() -> dict[str, str]:
+    return {d["uid"]: d["type"] for d in yaml.safe_load(DATASOURCES_YML.read_text())["datasources"]}
+
+
+def test_dashboard_uid_and_datasource_uids_match_provisioning():
+    d = dashboard()
+    assert d["uid"] == "ccotel"
+    known = provisioned()
+    refs = [p["datasource"] for p in panels(d) if p["type"] != "row"]
+    refs += [t["datasource"] for p in panels(d) for t in p.get("targets", [])]
+    refs += [v["datasource"] for v in d["templating"]["list"]]
+    assert refs
+    for ref in refs:
+        assert known.get(ref["uid"]) == ref["type"], ref
+
+
+def test_every_panel_has_a_datasource_and_a_title():
+    for p in panels():
+        if p["type"] == "row":
+            continue
+        assert p.get("title"), p
+        assert p.get("datasource", {}).get("uid"), p["title"]
+        if p["type"] != "alertlist":
+            assert p.get("targets"), p["title"]
+
+
+def test_variables_for_project_model_host_and_user():
+    variables = {v["name"]: v for v in dashboard()["templating"]["list"]}
+    assert set(variables) == {"host", "user", "project", "model"}
+    for v in variables.values():
+        assert v["includeAll"] and v["multi"] and v["allValue"] == ".*", v["name"]
+        assert v["definition"].startswith("label_values(")
+        assert metric_names(v["definition"]) <= CONTRACT
+    # project and model follow the host/user selection
+    assert '$host' in variables["project"]["definition"] and '$user' in variables["project"]["definition"]
+
+
+def test_every_panel_the_issue_lists_is_there():
+    titles = {p["title"] for p in panels()}
+    for needed in (
+        "Spend, last hour", "Spend today", "Spend this month",
+        "Spend per hour against the hourly budget", "Hourly budget used",
+        "Cost by model ($/hour)", "Cost by project ($/hour)", "Tokens by type (tokens/min)",
+        "Cache hit ratio", "Money saved by caching", "API requests per minute by model",
+        "Tool calls by tool", "Tool error rate", "Tool duration p50 / p95", "Active sessions",
+        "Recent sessions (Tempo)", "Ingest lag", "Parse errors", "Unpriced tokens by model",
+        "OTLP export errors by signal", "ccotel up (scraped)",
+    ):
+        assert needed in titles, needed
+    by_title = {p["title"]: p for p in panels()}
+    assert by_title["Spend today"]["timeFrom"] == "now/d"
+    assert by_title["Spend this month"]["timeFrom"] == "now/M"
+    sessions = by_title["Recent sessions (Tempo)"]
+    assert sessions["datasource"]["uid"] == "tempo"
+    assert sessions["targets"][0]["queryType"] == "traceql"
+    assert "ccotel.cost_usd" in sessions["targets"][0]["query"]
+    budget = by_title["Spend per hour against the hourly budget"]
+    assert any("ccotel_budget_usd" in t["expr"] for t in budget["targets"])
+
+
+def test_cost_panels_show_exemplars():
+    with_exemplars = [p["title"] for p in panels() for t in p.get("targets", []) if t.get("exemplar")]
+    assert {"Cost by model ($/hour)", "Cost by project ($/hour)"} <= set(with_exemplars)
+    for p in panels():
+        for t in p.get("targets", []):
+            if t.get("exemplar"):
+                assert "ccotel_cost_usd_total" in t["expr"]
+
+
+def test_queries_read_only_the_metric_contract_and_follow_host_and_user():
+    queries = panel_queries(values={})  # unsubstituted
+    assert len(queries) >= 30
+    for title, ref, expr in queries:
+        names = metric_names(expr)
+        assert names <= CONTRACT, (title, names - CONTRACT)
+        assert names or "up{" in expr, (title, expr)
+        assert '$host' in expr and '$user' in expr, (title, ref)
+
+
+def test_every_prometheus_query_parses(tmp_path):
+    """Each panel query, variables substituted, as a recording rule that promtool checks."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is not installed (scripts/install-test-deps installs it)"
+    queries = panel_queries()
+    rules = [{"record": f"dashboard:q{i}", "expr": expr} for i, (_, _, expr) in enumerate(queries)]
+    path = tmp_path / "dashboard_rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    proc = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"SUCCESS: {len(rules)} rules found" in proc.stdout
+    for _, _, expr in queries:
+        assert "$" not in expr, expr  # nothing left for Grafana to fill in
+
+
+def test_promtool_check_would_catch_a_broken_query(tmp_path):
+    promtool = shutil.which("promtool")
+    path = tmp_path / "bad.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "d", "rules": [
+        {"record": "dashboard:bad", "expr": "sum by (model) (rate(ccotel_cost_usd_total[1m])"}]}]}))
+    assert subprocess.run([promtool, "check", "rules", str(path)], capture_output=True).returncode != 0
+
+
+def test_panels_do_not_overlap():
+    taken: dict[tuple[int, int], str] = {}
+    for p in dashboard()["panels"]:
+        g = p["gridPos"]
+        assert g["x"] + g["w"] <= 24, p["title"]
+        for x in range(g["x"], g["x"] + g["w"]):
+            for y in range(g["y"], g["y"] + g["h"]):
+                assert (x, y) not in taken, (p["title"], taken.get((x, y)))
+                taken[(x, y)] = p["title"]
+
+
+def test_substitution_leaves_no_variable_and_keeps_regexes_valid():
+    for _, _, expr in panel_queries():
+        assert not re.search(r"\$\w", expr), expr
