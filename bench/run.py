@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import http.client
 import json
 import os
@@ -991,6 +992,15 @@ def main(argv: list[str] | None = None) -> int:
     phases = {p.strip() for p in args.only.split(",") if p.strip()}
     if not phases <= set(PHASES) or args.files < 1 or args.runs < 1:
         ap.error(f"--only takes {','.join(PHASES)}; --files and --runs must be >= 1")
+
+    # one run at a time: runs share bench/out (corpus, appends to it, results.json)
+    OUT.mkdir(parents=True, exist_ok=True)
+    lock = open(OUT / ".lock", "w")  # noqa: SIM115 - held until the process exits
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        log("another bench run holds bench/out/.lock; waiting for it")
+        fcntl.flock(lock, fcntl.LOCK_EX)
 
     res: dict[str, Any] = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
