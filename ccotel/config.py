@@ -46,6 +46,26 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     log_format: Literal["auto", "json", "console"] = "auto"
     session_idle: Positive = 600.0
     workers: Annotated[int, Meta(ge=0)] = 0  # backfill processes; 0: one per core
+    # Traces and OTLP push (docs/traces.md). Empty otlp_* values defer to OTEL_EXPORTER_OTLP_*.
+    traces: bool = True
+    otlp_endpoint: str = ""  # default http://localhost:4318 (grpc: :4317)
+    otlp_protocol: Literal["", "http/protobuf", "grpc"] = ""
+    otlp_headers: str = ""  # k=v,k2=v2 (OTEL_EXPORTER_OTLP_HEADERS syntax)
+    otlp_certificate: str = ""  # CA bundle for TLS
+    otlp_client_certificate: str = ""
+    otlp_client_key: str = ""
+    otlp_compression: Literal["", "none", "gzip"] = ""
+    otlp_timeout: Positive = 0.0  # seconds per request; 0: OTEL_EXPORTER_OTLP_TIMEOUT or 10
+    otlp_retry_max: Annotated[float, Meta(gt=0)] = 60.0  # longest backoff between retries, seconds
+    metrics_push_interval: Positive = 15.0  # OTLP metrics push period; 0: off
+    resource_user: str = "auto"  # user.name resource attribute: auto (login name), a value, or off
+    resource_host: str = "auto"  # host.name: auto (hostname), a value, or off
+    capture_content: bool = False  # prompts, tool arguments and results on spans (redacted, truncated)
+    tool_details: bool = False  # only command lines and file paths of tool calls
+    content_max_chars: Annotated[int, Meta(ge=0)] = 4096
+    trace_batch_spans: Annotated[int, Meta(ge=1)] = 512  # spans per export request
+    trace_rate: Positive = 5000.0  # spans per second at most while catching up; 0: no limit
+    trace_lookback: Positive = 86400.0  # the daemon traces files changed this recently (backfill: older)
 
     def resolved_state_dir(self) -> Path:
         return Path(self.state_dir).expanduser() if self.state_dir else default_state_dir()

@@ -1,0 +1,358 @@
+"""OTLP plumbing shared by traces and metrics: where to send, how, and as whom.
+
+Endpoint, protocol, headers, TLS files, compression and timeout come from the
+ccotel config when set there, else from the standard ``OTEL_EXPORTER_OTLP_*``
+variables (signal-specific ones first), else the defaults
+(``http://localhost:4318``, ``http/protobuf``). The senders do one attempt per
+call and never retry or log on their own: the caller owns backoff and the one
+warning, and the transcript is the durable queue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import gzip
+import http.client
+import os
+import socket
+import ssl
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
+from opentelemetry.proto.metrics.v1 import metrics_pb2 as pbm
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource as PbResource
+from opentelemetry.util.re import parse_env_headers
+
+from ccotel import __version__
+
+Signal = Literal["traces", "metrics"]
+DEFAULT_ENDPOINT = "http://localhost:4318"
+DEFAULT_GRPC_ENDPOINT = "http://localhost:4317"
+_PATHS = {"traces": "/v1/traces", "metrics": "/v1/metrics"}
+SCOPE = "ccotel"
+
+
+class ExportError(Exception):
+    """One export attempt failed; the message says why (never the payload)."""
+
+    def __init__(self, msg: str, retryable: bool = True):
+        super().__init__(msg)
+        self.retryable = retryable
+
+
+# --- configuration -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    signal: Signal
+    protocol: Literal["http/protobuf", "grpc"]
+    url: str  # http: full URL with the signal path; grpc: scheme://host:port
+    headers: dict[str, str] = field(default_factory=dict)
+    ca_file: str = ""
+    client_cert: str = ""
+    client_key: str = ""
+    compression: Literal["none", "gzip"] = "none"
+    timeout: float = 10.0
+    insecure: bool = False  # grpc only: no TLS even for a non-http URL
+
+
+def _env(env: Mapping[str, str], signal: Signal, name: str) -> str:
+    """OTEL_EXPORTER_OTLP_<SIGNAL>_<NAME>, else OTEL_EXPORTER_OTLP_<NAME>."""
+    return env.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_{name}") or env.get(f"OTEL_EXPORTER_OTLP_{name}") or ""
+
+
+def target(cfg, signal: Signal, env: Mapping[str, str] | None = None) -> Target:
+    """Resolve where one signal goes. cfg is ccotel's Config (its otlp_* keys win)."""
+    env = os.environ if env is None else env
+    protocol = (cfg.otlp_protocol or _env(env, signal, "PROTOCOL") or "http/protobuf").strip().lower()
+    if protocol not in ("http/protobuf", "grpc"):
+        raise ValueError(f"otlp_protocol: {protocol!r} is not supported (use http/protobuf or grpc)")
+    if cfg.otlp_endpoint:
+        base, specific = cfg.otlp_endpoint, ""
+    else:
+        base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+        specific = env.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT", "")
+    if protocol == "grpc":
+        url = specific or base or DEFAULT_GRPC_ENDPOINT
+        if "://" not in url:
+            url = "https://" + url
+    elif specific:
+        url = specific  # used as is, per the specification
+    else:
+        url = (base or DEFAULT_ENDPOINT).rstrip("/") + _PATHS[signal]
+    headers = dict(parse_env_headers(_env(env, signal, "HEADERS"), liberal=True))
+    if cfg.otlp_headers:
+        headers.update(parse_env_headers(cfg.otlp_headers, liberal=True))
+    compression = (cfg.otlp_compression or _env(env, signal, "COMPRESSION") or "none").lower()
+    if compression not in ("none", "gzip"):
+        raise ValueError(f"otlp_compression: {compression!r} is not supported (use none or gzip)")
+    timeout_ms = _env(env, signal, "TIMEOUT")
+    timeout = cfg.otlp_timeout or (float(timeout_ms) / 1000 if timeout_ms else 10.0)
+    insecure = _env(env, signal, "INSECURE").lower() == "true"
+    return Target(
+        signal,
+        protocol,  # type: ignore[arg-type]
+        url,
+        headers,
+        cfg.otlp_certificate or _env(env, signal, "CERTIFICATE"),
+        cfg.otlp_client_certificate or _env(env, signal, "CLIENT_CERTIFICATE"),
+        cfg.otlp_client_key or _env(env, signal, "CLIENT_KEY"),
+        compression,  # type: ignore[arg-type]
+        timeout,
+        insecure,
+    )
+
+
+def resource_attributes(cfg, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """service.name=ccotel, service.version, host.name, user.name, then OTEL_RESOURCE_ATTRIBUTES."""
+    env = os.environ if env is None else env
+    attrs: dict[str, str] = {"service.name": "ccotel", "service.version": __version__}
+    host = cfg.resource_host
+    if host == "auto":
+        host = socket.gethostname()
+    if host and host != "off":
+        attrs["host.name"] = host
+    user = cfg.resource_user
+    if user == "auto":
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):
+            user = ""
+    if user and user != "off":
+        attrs["user.name"] = user
+    for k, v in parse_env_headers(env.get("OTEL_RESOURCE_ATTRIBUTES", ""), liberal=True).items():
+        attrs[k.strip()] = v.strip()
+    if env.get("OTEL_SERVICE_NAME"):
+        attrs["service.name"] = env["OTEL_SERVICE_NAME"]
+    return attrs
+
+
+def pb_resource(attrs: Mapping[str, str]) -> PbResource:
+    return PbResource(attributes=[KeyValue(key=k, value=AnyValue(string_value=str(v))) for k, v in attrs.items()])
+
+
+# --- transport ---------------------------------------------------------------
+
+
+class Sender:
+    """Sends one serialized Export*ServiceRequest; raises ExportError on failure."""
+
+    def __init__(self, t: Target):
+        self.t = t
+        self._conn: http.client.HTTPConnection | None = None
+        self._grpc = None
+        u = urlsplit(t.url)
+        self._https = u.scheme == "https"
+        self._host = u.hostname or "localhost"
+        self._port = u.port or (443 if self._https else 80)
+        self._path = (u.path or "/") + (f"?{u.query}" if u.query else "")
+
+    # http/protobuf
+    def _ssl(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=self.t.ca_file or None)
+        if self.t.client_cert:
+            ctx.load_cert_chain(self.t.client_cert, self.t.client_key or None)
+        return ctx
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self._conn is None:
+            if self._https:
+                self._conn = http.client.HTTPSConnection(self._host, self._port, timeout=self.t.timeout, context=self._ssl())
+            else:
+                self._conn = http.client.HTTPConnection(self._host, self._port, timeout=self.t.timeout)
+        return self._conn
+
+    def _post(self, body: bytes) -> None:
+        headers = {"Content-Type": "application/x-protobuf", "User-Agent": f"ccotel/{__version__}"}
+        headers.update(self.t.headers)
+        if self.t.compression == "gzip":
+            body = gzip.compress(body, compresslevel=5)
+            headers["Content-Encoding"] = "gzip"
+        for attempt in (0, 1):  # a pooled connection the server closed: one fresh try
+            conn = self._connection()
+            try:
+                conn.request("POST", self._path, body=body, headers=headers)
+                resp = conn.getresponse()
+                payload = resp.read()
+            except (OSError, http.client.HTTPException) as exc:
+                self.close()
+                if attempt == 0 and isinstance(exc, (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)):
+                    continue
+                raise ExportError(f"{type(exc).__name__}: {exc}") from None
+            if resp.getheader("Connection", "").lower() == "close":
+                self.close()
+            if 200 <= resp.status < 300:
+                return
+            retryable = resp.status in (408, 429, 502, 503, 504) or resp.status >= 500
+            raise ExportError(f"HTTP {resp.status} {resp.reason}: {payload[:200]!r}", retryable)
+
+    # grpc
+    def _stub(self):
+        if self._grpc is None:
+            import grpc
+
+            target_ = f"{self._host}:{self._port}"
+            if self._https and not self.t.insecure:
+                root, key, chain = (Path(f).read_bytes() if f else None for f in (self.t.ca_file, self.t.client_key, self.t.client_cert))
+                chan = grpc.secure_channel(target_, grpc.ssl_channel_credentials(root, key, chain))
+            else:
+                chan = grpc.insecure_channel(target_)
+            if self.t.signal == "traces":
+                from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as svc
+
+                method = svc.TraceServiceStub(chan).Export
+            else:
+                from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc as svc
+
+                method = svc.MetricsServiceStub(chan).Export
+            self._grpc = (chan, method)
+        return self._grpc[1]
+
+    def _rpc(self, msg) -> None:
+        import grpc
+
+        meta = [(k.lower(), v) for k, v in self.t.headers.items()]
+        comp = grpc.Compression.Gzip if self.t.compression == "gzip" else None
+        try:
+            self._stub()(msg, metadata=meta, timeout=self.t.timeout, compression=comp)
+        except grpc.RpcError as exc:
+            code = exc.code() if hasattr(exc, "code") else None
+            retryable = code in (
+                grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                grpc.StatusCode.ABORTED, grpc.StatusCode.CANCELLED, grpc.StatusCode.DATA_LOSS,
+            )  # fmt: skip
+            detail = exc.details() if hasattr(exc, "details") else str(exc)
+            raise ExportError(f"gRPC {code.name if code else '?'}: {detail}", retryable) from None
+
+    def send(self, msg: ExportTraceServiceRequest | ExportMetricsServiceRequest) -> None:
+        if self.t.protocol == "grpc":
+            self._rpc(msg)
+        else:
+            self._post(msg.SerializeToString())
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(OSError):
+                self._conn.close()
+            self._conn = None
+
+    def shutdown(self) -> None:
+        self.close()
+        if self._grpc is not None:
+            self._grpc[0].close()
+            self._grpc = None
+
+
+# --- metrics: Prometheus families -> OTLP, cumulative --------------------------
+
+
+def _kv(labels: Mapping[str, str]) -> list[KeyValue]:
+    return [KeyValue(key=k, value=AnyValue(string_value=v)) for k, v in labels.items()]
+
+
+def _bucket_key(labels: Mapping[str, str]) -> tuple:
+    return tuple(sorted((k, v) for k, v in labels.items() if k != "le"))
+
+
+def metrics_request(
+    families: Iterable, resource: PbResource, start_ns: int, now_ns: int | None = None
+) -> ExportMetricsServiceRequest:
+    """The families one Prometheus scrape shows, as OTLP metrics with the same names.
+
+    Counters become cumulative monotonic sums named like the family (a Prometheus
+    exporter in the collector adds ``_total`` back), gauges gauges, histograms
+    cumulative explicit-bucket histograms.
+    """
+    now_ns = now_ns or time.time_ns()
+    cum = pbm.AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
+    out: list[pbm.Metric] = []
+    for fam in families:
+        m = pbm.Metric(name=fam.name, description=fam.documentation or "")
+        if fam.type == "counter":
+            pts = [
+                pbm.NumberDataPoint(attributes=_kv(s.labels), start_time_unix_nano=start_ns, time_unix_nano=now_ns, as_double=float(s.value))
+                for s in fam.samples
+                if s.name.endswith("_total")
+            ]
+            m.sum.CopyFrom(pbm.Sum(data_points=pts, aggregation_temporality=cum, is_monotonic=True))
+        elif fam.type == "histogram":
+            groups: dict[tuple, dict] = {}
+            for s in fam.samples:
+                g = groups.setdefault(_bucket_key(s.labels), {"labels": {k: v for k, v in s.labels.items() if k != "le"}, "b": []})
+                if s.name.endswith("_bucket"):
+                    g["b"].append((float(s.labels["le"]), s.value))
+                elif s.name.endswith("_sum"):
+                    g["sum"] = s.value
+                elif s.name.endswith("_count"):
+                    g["count"] = s.value
+            pts = []
+            for g in groups.values():
+                b = sorted(g["b"])
+                bounds = [le for le, _ in b if le != float("inf")]
+                counts, prev = [], 0.0
+                for _le, c in b:
+                    counts.append(int(c - prev))
+                    prev = c
+                pts.append(
+                    pbm.HistogramDataPoint(
+                        attributes=_kv(g["labels"]), start_time_unix_nano=start_ns, time_unix_nano=now_ns,
+                        count=int(g.get("count", prev)), sum=float(g.get("sum", 0.0)),
+                        bucket_counts=counts, explicit_bounds=bounds,
+                    )
+                )  # fmt: skip
+            m.histogram.CopyFrom(pbm.Histogram(data_points=pts, aggregation_temporality=cum))
+        else:  # gauge, info, unknown
+            pts = [
+                pbm.NumberDataPoint(attributes=_kv(s.labels), time_unix_nano=now_ns, as_double=float(s.value))
+                for s in fam.samples
+            ]
+            m.gauge.CopyFrom(pbm.Gauge(data_points=pts))
+        out.append(m)
+    scope = InstrumentationScope(name=SCOPE, version=__version__)
+    return ExportMetricsServiceRequest(
+        resource_metrics=[pbm.ResourceMetrics(resource=resource, scope_metrics=[pbm.ScopeMetrics(scope=scope, metrics=out)])]
+    )
+
+
+class Backoff:
+    """Exponential backoff with a cap; one warning when failing starts, one info when it ends."""
+
+    def __init__(self, log, what: str, where: str, cap: float, clock: Callable[[], float] = time.monotonic):
+        self.log, self.what, self.where, self.cap, self.clock = log, what, where, max(cap, 0.05), clock
+        self.failures = 0
+        self.next_try = 0.0
+        self.last_error = ""
+
+    def ready(self) -> bool:
+        return self.clock() >= self.next_try
+
+    def wait_time(self) -> float:
+        return max(0.0, self.next_try - self.clock())
+
+    def failed(self, err: str) -> None:
+        self.failures += 1
+        self.last_error = err
+        delay = min(self.cap, 0.5 * 2 ** min(self.failures, 20))
+        self.next_try = self.clock() + delay
+        if self.failures == 1:
+            self.log.warning(
+                f"cannot export {self.what}; metrics keep counting, retrying quietly with backoff",
+                endpoint=self.where, error=err[:300],
+            )  # fmt: skip
+        else:
+            self.log.debug(f"{self.what} export still failing", endpoint=self.where, error=err[:300], retry_in=round(delay, 1))
+
+    def ok(self) -> None:
+        if self.failures:
+            self.log.info(f"{self.what} export works again", endpoint=self.where, failed_attempts=self.failures)
+        self.failures = 0
+        self.next_try = 0.0
