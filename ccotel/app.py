@@ -20,6 +20,7 @@ from ccotel.sinks.prometheus import MetricsServer, TotalsCollector, project_labe
 from ccotel.sources.discovery import claude_roots
 from ccotel.sources.watch import RESCAN, Watcher
 from ccotel.state.store import Store
+from ccotel.traces import Exporters, backfill_traces
 
 log = structlog.get_logger()
 
@@ -54,18 +55,25 @@ def catch_up(ingest: Ingest, workers: int, progress=None, on_total=None) -> int:
     return ingest.backfill(todo, workers if big else 1, progress)
 
 
-def backfill(cfg: Config, clock: Callable[[], float] = time.time, progress=None, on_total=None) -> dict:
+def backfill(
+    cfg: Config, clock: Callable[[], float] = time.time, progress=None, on_total=None,
+    traces: bool = False, since: float | None = None,
+) -> dict:  # fmt: skip
+    """Metrics first; with traces, then the spans of files changed since ``since`` (epoch s)."""
     store = Store(cfg.resolved_state_dir())
     try:
         ingest = Ingest(cfg, store, roots_of(cfg), clock)
         t0 = time.perf_counter()
         lines = catch_up(ingest, workers_of(cfg), progress, on_total)
-        return {
+        out = {
             "lines": lines,
             "files": ingest.health.files_tracked,
             "seconds": round(time.perf_counter() - t0, 3),
             "parse_errors": int(ingest.totals.counters.get("parse_errors", 0)),
         }
+        if traces:
+            out["traces"] = backfill_traces(cfg, store.path, clock() - 7 * 86400 if since is None else since, clock)
+        return out
     finally:
         store.close()
 
@@ -76,6 +84,7 @@ class Daemon:
         self.roots = roots_of(cfg)
         self.store = Store(cfg.resolved_state_dir())
         self.ingest = Ingest(cfg, self.store, self.roots, clock)
+        self.exporters = Exporters(cfg, self.store.path, clock)
         self.q: queue.Queue[str] = queue.Queue()
         self.watcher = Watcher(self.roots, self.q)
         self.started = clock()
@@ -83,8 +92,11 @@ class Daemon:
         self.ready = threading.Event()
         registry = CollectorRegistry(auto_describe=False)
         registry.register(
-            TotalsCollector(self.ingest.totals, project_labeler(cfg.project_label), budgets_of(cfg), clock)
+            TotalsCollector(
+                self.ingest.totals, project_labeler(cfg.project_label), budgets_of(cfg), clock, extra=self.exporters.metrics
+            )
         )
+        self.exporters.attach_registry(registry)
         host, port = cfg.metrics_host_port()
         self.server = MetricsServer(host, port, registry, self.health)
 
@@ -104,6 +116,7 @@ class Daemon:
             "parse_errors": int(t.counters.get("parse_errors", 0)),
             "unreadable": sorted(self.ingest.health.unreadable)[:20],
             "uptime_seconds": round(self.clock() - self.started, 1),
+            "traces": self.exporters.health(),
         }
 
     def stop(self, *_args) -> None:
@@ -118,9 +131,11 @@ class Daemon:
             lines = catch_up(self.ingest, workers_of(self.cfg))
             log.info("caught up", lines=lines, files=self.ingest.health.files_tracked)
             self.ready.set()
+            self.exporters.start()
             self._loop()
         finally:
             self.ingest.flush()
+            self.exporters.stop()
             self.watcher.stop()
             self.server.stop()
             self.store.close()
@@ -154,6 +169,7 @@ class Daemon:
             for p in sorted(paths):
                 self.ingest.ingest(p)
             self.ingest.flush()
+            self.exporters.notify()
 
 
 def run(cfg: Config, clock: Callable[[], float] = time.time) -> None:

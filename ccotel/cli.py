@@ -55,6 +55,7 @@ def main(config: str | None) -> None:
 @main.command()
 @common
 @click.option("--metrics-addr", help="HOST:PORT for /metrics and /healthz (default 127.0.0.1:9470).")
+@click.option("--otlp-endpoint", help="OTLP endpoint for traces and metrics (default OTEL_EXPORTER_OTLP_ENDPOINT or http://localhost:4318).")
 @click.option("--log-format", type=click.Choice(["auto", "json", "console"]))
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 @click.pass_context
@@ -78,13 +79,25 @@ def run(ctx, **flags) -> None:
 @main.command()
 @common
 @click.option("--rebuild", is_flag=True, help="Start the state over and re-read every transcript.")
+@click.option("--traces", "export_traces", is_flag=True, help="Also export the sessions as OpenTelemetry traces (OTLP).")
+@click.option("--since", "since", help="With --traces: sessions changed since YYYY-MM-DD, or 12h / 30d ago (default 7d).")
+@click.option("--otlp-endpoint", help="Where traces go (default OTEL_EXPORTER_OTLP_ENDPOINT or http://localhost:4318).")
 @click.pass_context
-def backfill(ctx, rebuild: bool, **flags) -> None:
+def backfill(ctx, rebuild: bool, export_traces: bool, since: str | None, **flags) -> None:
     """Ingest everything not yet ingested into the state, then exit."""
     from ccotel import app, log
+    from ccotel.otlp import ExportError
     from ccotel.state.store import DB_NAME, StateError
 
     cfg = _config(ctx, **flags)
+    since_ts = _since(since) if since else None
+    if export_traces:
+        from ccotel.otlp import target
+
+        try:
+            target(cfg, "traces")
+        except ValueError as exc:  # an OTLP setting that cannot work (protocol, compression)
+            _fail(f"configuration error: {exc}", EXIT_CONFIG)
     log.setup("warning", "console" if sys.stderr.isatty() else "json")
     if rebuild:
         for suffix in ("", "-wal", "-shm"):
@@ -99,16 +112,45 @@ def backfill(ctx, rebuild: bool, **flags) -> None:
                     cfg,
                     progress=lambda n: bar.advance(task, n),
                     on_total=lambda n: bar.update(task, total=n),
+                    traces=export_traces,
+                    since=since_ts,
                 )
         else:
-            res = app.backfill(cfg)
+            res = app.backfill(cfg, traces=export_traces, since=since_ts)
     except StateError as exc:
         _fail(str(exc))
+    except ExportError as exc:
+        _fail(f"traces: {exc}")
     click.echo(
         f"backfill: {res['lines']} lines from {res['files']} files in {res['seconds']} s"
         + (f", {res['parse_errors']} malformed lines skipped" if res["parse_errors"] else ""),
         err=True,
     )
+    if "traces" in res:
+        t = res["traces"]
+        click.echo(
+            f"traces: {t['spans']} spans exported in {t['batches']} batches in {t['seconds']} s"
+            + (f"; {t['open_sessions']} sessions still active (their root spans follow when idle)" if t["open_sessions"] else ""),
+            err=True,
+        )
+
+
+def _since(value: str) -> float:
+    """YYYY-MM-DD (local midnight) or a duration ago: 90m, 12h, 30d."""
+    import re
+    import time
+    from datetime import datetime
+
+    v = value.strip()
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhdw])", v)
+    if m:
+        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}[m.group(2)]
+        return time.time() - float(m.group(1)) * unit
+    try:
+        return datetime.strptime(v.replace("-", ""), "%Y%m%d").timestamp()
+    except ValueError:
+        _fail(f"--since: expected YYYY-MM-DD or a duration like 7d, got {value!r}", EXIT_CONFIG)
+        raise
 
 
 @main.command()

@@ -75,7 +75,7 @@ def target(cfg, signal: Signal, env: Mapping[str, str] | None = None) -> Target:
     env = os.environ if env is None else env
     protocol = (cfg.otlp_protocol or _env(env, signal, "PROTOCOL") or "http/protobuf").strip().lower()
     if protocol not in ("http/protobuf", "grpc"):
-        raise ValueError(f"otlp_protocol: {protocol!r} is not supported (use http/protobuf or grpc)")
+        raise ValueError(f"OTLP protocol {protocol!r} (otlp_protocol, OTEL_EXPORTER_OTLP_PROTOCOL) is not supported: use http/protobuf or grpc")
     if cfg.otlp_endpoint:
         base, specific = cfg.otlp_endpoint, ""
     else:
@@ -94,7 +94,7 @@ def target(cfg, signal: Signal, env: Mapping[str, str] | None = None) -> Target:
         headers.update(parse_env_headers(cfg.otlp_headers, liberal=True))
     compression = (cfg.otlp_compression or _env(env, signal, "COMPRESSION") or "none").lower()
     if compression not in ("none", "gzip"):
-        raise ValueError(f"otlp_compression: {compression!r} is not supported (use none or gzip)")
+        raise ValueError(f"OTLP compression {compression!r} (otlp_compression, OTEL_EXPORTER_OTLP_COMPRESSION) is not supported: use none or gzip")
     timeout_ms = _env(env, signal, "TIMEOUT")
     timeout = cfg.otlp_timeout or (float(timeout_ms) / 1000 if timeout_ms else 10.0)
     insecure = _env(env, signal, "INSECURE").lower() == "true"
