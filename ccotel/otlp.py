@@ -239,6 +239,10 @@ class Sender:
         else:
             self._post(msg.SerializeToString())
 
+    def send_bytes(self, body: bytes) -> None:
+        """An already serialized request (http/protobuf only)."""
+        self._post(body)
+
     def close(self) -> None:
         if self._conn is not None:
             with contextlib.suppress(OSError):

@@ -109,3 +109,23 @@ def test_metrics_as_cumulative_otlp_with_the_same_names():
     p = h.data_points[0]
     assert list(p.explicit_bounds) == [0.1, 1.0] and list(p.bucket_counts) == [1, 2, 1] and p.count == 4 and p.sum == 5.5
     assert req.resource_metrics[0].resource.attributes[0].value.string_value == "ccotel"
+
+
+def test_wire_encoder_writes_what_protobuf_writes():
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    from ccotel.traces.export import encode, encode_bytes
+    from ccotel.traces.model import Span
+
+    spans = [
+        Span(2**127 + 5, 2**63 + 7, 12345, "chat claude-opus-4-6", 2, 10**18, 10**18 + 5,
+             {"s": "é", "n": -3, "big": 2**40, "f": 1.5, "t": True, "no": False, "l": ["end_turn"], "none": None},
+             "tool_error", [("interrupted", 99, {"reason": "z"})]),
+        Span(1, 2, 0, "invoke_agent claude-code", 0, 1, 2, {}, None, []),
+    ]  # fmt: skip
+    res = {"service.name": "ccotel", "host.name": "h"}
+    assert encode_bytes(spans, res) == encode(spans, res).SerializeToString()
+    back = ExportTraceServiceRequest.FromString(encode_bytes(spans, res))
+    s = back.resource_spans[0].scope_spans[0].spans[0]
+    assert s.status.code == 2 and s.kind == 3 and s.parent_span_id == (12345).to_bytes(8, "big")
+    assert {kv.key: kv.value.WhichOneof("value") for kv in s.attributes}["n"] == "int_value"

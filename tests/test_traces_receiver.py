@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import http.client
 import socket
+import ssl
 import threading
 import time
 from concurrent import futures
@@ -85,7 +86,7 @@ def decode_traces(body: bytes) -> list[RSpan]:
 class Receiver:
     """OTLP/HTTP on 127.0.0.1:port. ``fail_status`` set: answer every request with it."""
 
-    def __init__(self, port: int = 0, keep_raw: bool = True, decode: bool = True):
+    def __init__(self, port: int = 0, keep_raw: bool = True, decode: bool = True, tls: tuple[str, str] | None = None):
         self.got = Received()
         self.lock = threading.Lock()
         self.fail_status: int | None = None
@@ -158,6 +159,11 @@ class Receiver:
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+            self.url = f"https://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def __enter__(self) -> Receiver:

@@ -281,3 +281,48 @@ def test_collector_down_then_up_nothing_lost_nothing_twice(real_claude_home, tmp
     assert tokens.sum.is_monotonic and tokens.sum.aggregation_temporality == 2
     assert sum(p.as_double for p in tokens.sum.data_points if any(kv.value.string_value == "input" for kv in p.attributes)) == want["inputTokens"]
     assert 'ccotel_export_errors_total{signal="traces"}' in body and "ccotel_spans_exported_total" in body
+
+
+def _self_signed(dirpath: Path) -> tuple[str, str]:
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ccotel-test-collector")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    crt, k = dirpath / "collector.crt", dirpath / "collector.key"
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    k.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return str(crt), str(k)
+
+
+@pytest.mark.timeout(300)
+def test_tls_with_a_private_ca(tmp_path):
+    from tests.conftest import FIXTURES
+
+    crt, key = _self_signed(tmp_path)
+    src = FIXTURES / "claude-2.1.197"
+    with Receiver(tls=(crt, key)) as r:
+        # without the CA the collector is not trusted: nothing is sent, the CLI says why
+        p = subprocess.run([sys.executable, "-m", "ccotel", "backfill", "--traces", "--since", "3650d", "--claude-dir", str(src),
+                            "--state-dir", str(tmp_path / "s"), "--otlp-endpoint", r.url],
+                           capture_output=True, text=True, env=clean_env(CCOTEL_OTLP_RETRY_MAX="0.1"), timeout=120)  # fmt: skip
+        assert p.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in p.stderr and "run again to continue" in p.stderr
+        assert r.spans() == []
+        ccotel("backfill", "--traces", "--since", "3650d", "--claude-dir", str(src), "--state-dir", str(tmp_path / "s"),
+               "--otlp-endpoint", r.url, env=clean_env(OTEL_EXPORTER_OTLP_CERTIFICATE=crt, OTEL_EXPORTER_OTLP_COMPRESSION="gzip"))  # fmt: skip
+        spans = r.spans()
+    assert len({s.trace_id for s in spans}) == 4 and len(spans) == 25

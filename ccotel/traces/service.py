@@ -56,6 +56,7 @@ class TraceThread:
         self.tick = tick
         self.backoff = Backoff(log, "traces", where, retry_max)
         self.ev = threading.Event()
+        self._mark_at = -1e9
         self.thread = threading.Thread(target=self._run, name="ccotel-traces", daemon=True)
 
     def start(self) -> None:
@@ -86,7 +87,9 @@ class TraceThread:
                 ok = False
             if ok:
                 self.backoff.ok()
-                sh.set_meta(WATERMARK, str(sh.clock()))
+                if time.monotonic() - self._mark_at >= 60:  # the daemon ran up to here (coarse, rarely written)
+                    sh.set_meta(WATERMARK, str(sh.clock()))
+                    self._mark_at = time.monotonic()
             else:
                 self.backoff.failed(sh.stats.last_error)
 

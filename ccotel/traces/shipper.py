@@ -121,6 +121,7 @@ class Shipper:
         self.db = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False, timeout=30)
         self.db.execute("PRAGMA busy_timeout=30000")
         self._tx(CREATE)
+        self._tx(["DELETE FROM trace_files WHERE path NOT IN (SELECT path FROM files)"])  # forgotten transcripts
         self.sink, self.opts, self.clock = sink, opts, clock
         self.idle, self.since, self.batch, self.rate, self.max_line = session_idle, since, max(1, batch), rate, max_line
         self.stop = stop or threading.Event()
