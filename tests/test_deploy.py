@@ -180,6 +180,9 @@ def test_budget_rules_hard_code_no_threshold():
             'last_over_time(ccotel_budget_usd{window="24h"}[5m]))',
             "daily budget",
         ),
+        # With `for` no longer than the 5-minute activity window, a restart would look stalled.
+        ("restart is not a stall", "increase(ccotel_lines_total[15m])) == 0\n        for: 10m",
+         "increase(ccotel_lines_total[15m])) == 0\n        for: 5m", "ingest stalled"),
         # With `for` shorter than the rate window, a catch-up burst would warn.
         ("burst protection", "for: 15m\n        labels:\n          severity: warning\n          window: 1h",
          "for: 5m\n        labels:\n          severity: warning\n          window: 1h", "burn rate"),
