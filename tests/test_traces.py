@@ -132,8 +132,8 @@ def tool_uses(claude_dir: Path) -> Counter:
 class T:
     """A hand-made 2.1.x transcript: lines the way Claude Code writes them."""
 
-    def __init__(self, root: Path, session: str = SESSION, cwd: str = "/home/u/proj"):
-        self.session, self.cwd = session, cwd
+    def __init__(self, root: Path, session: str = SESSION, cwd: str = "/home/u/proj", entrypoint: str = "cli"):
+        self.session, self.cwd, self.entrypoint = session, cwd, entrypoint
         self.dir = root / "projects" / "-home-u-proj"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.path = self.dir / f"{session}.jsonl"
@@ -148,7 +148,7 @@ class T:
         self.n += 1
         d = {"parentUuid": None, "isSidechain": agent is not None, "type": kind, "uuid": str(uuid.UUID(int=self.n + zlib.crc32((agent or "").encode()) * 10_000)),
              "timestamp": self.ts(t), "sessionId": self.session, "cwd": self.cwd, "version": "2.1.197", "gitBranch": "main",
-             "userType": "external"}  # fmt: skip
+             "userType": "external", "entrypoint": self.entrypoint}  # fmt: skip
         if agent:
             d["agentId"] = agent
         d.update(extra)
@@ -523,13 +523,36 @@ def test_children_first_root_at_idle_then_continuation_joins(tmp_path):
     assert len({s.context.trace_id for s in spans}) == 1
 
 
-def test_finished_run_closes_without_waiting(tmp_path):
-    t, cfg = _live(tmp_path)
+def test_finished_run_closes_without_waiting_for_idleness(tmp_path):
+    t = T(tmp_path / "claude", entrypoint="sdk-cli")  # claude -p
+    cfg = cfg_for(tmp_path / "claude", tmp_path / "state", session_idle=600)
     t.write([t.prompt(0), t.assistant(1, "m1", [{"type": "text", "text": "x"}], stop="end_turn"), t.last_prompt()])
     app.backfill(cfg)
     m = Mem()
-    assert shipper(cfg, m, Clock(T0 + 2)).run_pass()
+    clock = Clock(T0 + 2)
+    sh = shipper(cfg, m, clock)
+    assert sh.run_pass()
+    assert [s.name for s in m.spans()] == ["chat claude-sonnet-4-5-20250929"], "a few seconds' grace first"
+    clock.t = T0 + 1 + 5
+    assert sh.run_pass()
     assert sorted(s.name for s in m.spans()) == ["chat claude-sonnet-4-5-20250929", "invoke_agent claude-code", "turn 1"]
+
+
+@pytest.mark.parametrize("case", ["interactive", "tool open", "tool result last"])
+def test_last_prompt_mid_session_does_not_close(tmp_path, case):
+    """Claude Code re-appends last-prompt every 32 KiB written: only a finished -p run closes."""
+    t = T(tmp_path / "claude", entrypoint="cli" if case == "interactive" else "sdk-cli")
+    cfg = cfg_for(tmp_path / "claude", tmp_path / "state", session_idle=600)
+    lines = [t.prompt(0), t.assistant(1, "m1", [t.use("toolu_1", command="make")])]
+    if case == "tool result last":
+        lines.append(t.result(2, "toolu_1"))
+    elif case == "interactive":
+        lines += [t.result(2, "toolu_1"), t.assistant(3, "m2", [{"type": "text", "text": "x"}], stop="end_turn")]
+    t.write([*lines, t.last_prompt()])
+    app.backfill(cfg)
+    m = Mem()
+    assert shipper(cfg, m, Clock(T0 + 100)).run_pass()
+    assert not [s for s in m.spans() if s.parent is None]
 
 
 def test_failed_exports_lose_nothing_and_send_nothing_twice(tmp_path):

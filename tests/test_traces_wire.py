@@ -43,6 +43,15 @@ def clean_env(**extra) -> dict:
     return env
 
 
+def settle(config_dir: Path) -> None:
+    """Wait until the newest transcript is a few seconds old: a finished -p run closes
+    after a short grace (a run still writing must not look finished)."""
+    from ccotel.traces.builder import FINISH_GRACE
+
+    newest = max(f.stat().st_mtime for f in config_dir.rglob("*.jsonl"))
+    time.sleep(max(0.0, newest + FINISH_GRACE + 1 - time.time()))
+
+
 def ccotel(*args, env=None, timeout=300) -> subprocess.CompletedProcess:
     p = subprocess.run([sys.executable, "-m", "ccotel", *args], capture_output=True, text=True, env=env or clean_env(), timeout=timeout)
     assert p.returncode == 0, f"ccotel {' '.join(args)} exited {p.returncode}\n{p.stdout}\n{p.stderr}"
@@ -109,6 +118,7 @@ def subagent_chain(spans: list[RSpan]) -> list[tuple]:
 @pytest.mark.timeout(600)
 def test_backfill_traces_of_real_cli_sessions(real_claude_home, tmp_path):
     home = real_claude_home
+    settle(home.config_dir)
     with Receiver() as r:
         p = ccotel("backfill", "--traces", "--since", "1d", "--claude-dir", str(home.config_dir),
                    "--state-dir", str(tmp_path / "state"), "--otlp-endpoint", r.url)  # fmt: skip
@@ -157,6 +167,7 @@ def test_captured_content_is_masked(tmp_path, real_claude_home):
         ),
     )
     run = run_claude(home.home, prompt=f"deploy using my key {SECRET_KEY} now", scenario=sc)
+    settle(home.config_dir)
     got = {}
     for mode, env in (("capture", {"CCOTEL_CAPTURE_CONTENT": "true"}), ("details", {"CCOTEL_TOOL_DETAILS": "true"})):
         with Receiver() as r:
@@ -182,6 +193,7 @@ def test_captured_content_is_masked(tmp_path, real_claude_home):
 
 @pytest.mark.timeout(600)
 def test_grpc(real_claude_home, tmp_path):
+    settle(real_claude_home.config_dir)
     with GrpcReceiver() as r:
         ccotel("backfill", "--traces", "--since", "2d", "--claude-dir", str(real_claude_home.config_dir), "--state-dir", str(tmp_path / "s"),
                env=clean_env(OTEL_EXPORTER_OTLP_PROTOCOL="grpc", OTEL_EXPORTER_OTLP_ENDPOINT=r.url,
@@ -206,7 +218,7 @@ def _reference(config_dir: Path, state: Path) -> dict[str, tuple]:
     """The spans a clean run builds for the same transcripts (in memory)."""
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    cfg = load(env={}, flags={"claude_dirs": [str(config_dir)], "state_dir": str(state), "trace_rate": 0})
+    cfg = load(env={}, flags={"claude_dirs": [str(config_dir)], "state_dir": str(state), "trace_rate": 0, "session_idle": 0})
     app.backfill(cfg)
     mem = InMemorySpanExporter()
     backfill_traces(cfg, state / "state.db", since=0, sink=SdkSpanSink(mem, {}))

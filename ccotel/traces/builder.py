@@ -52,6 +52,11 @@ MAIN = ""
 _NS = 1_000_000
 _FINAL_STOPS = ("end_turn", "stop_sequence", "max_tokens", "refusal")
 _TURN_END = (b'"subtype":"turn_duration"', b'"subtype":"stop_hook_summary"')
+_SDK = b'"entrypoint":"sdk-'
+# A finished non-interactive run: its last-prompt record, the main thread's last record a
+# response, no tool call open, and nothing written for this long. Claude Code re-appends
+# last-prompt every 32 KiB written too, possibly between two lines of one response.
+FINISH_GRACE = 5.0
 
 
 def ns(ts: float) -> int:
@@ -232,6 +237,9 @@ class Builder:
             if rec.prompt:
                 self._new_turn(s, th, rec, raw)
             parent = self._main_parent(s)
+            s.main_last = rec.type
+            if not s.sdk and _SDK in raw:
+                s.sdk = True
 
         if rec.type == "assistant" and rec.usage is not None:
             self._response(s, th, rec, raw, parent, thread_key)
@@ -527,11 +535,16 @@ class Builder:
         s.root_done = True
 
     def due(self, now: float, idle: float) -> list[str]:
-        """Open sessions to close: their run finished, or idle for ``idle`` seconds."""
-        return [
-            sid for sid, s in self.sessions.items()
-            if not s.closed and (s.finished or (s.last is not None and now - s.last >= idle))
-        ]  # fmt: skip
+        """Open sessions to close: idle for ``idle`` seconds, or their -p run finished."""
+        grace = min(idle, FINISH_GRACE)
+        out = []
+        for sid, s in self.sessions.items():
+            if s.closed:
+                continue
+            quiet = now - s.last if s.last is not None else float("inf")
+            if quiet >= idle or (s.finished and s.sdk and quiet >= grace and s.main_last == "assistant" and not s.tools):
+                out.append(sid)
+        return out
 
     def take(self) -> list[Span]:
         out, self.out = self.out, []

@@ -101,7 +101,9 @@ class Session(Struct):
     agents: dict[str, Agent] = {}
     root_done: bool = False
     closed: bool = False
-    finished: bool = False  # the run wrote its closing record (last-prompt)
+    finished: bool = False  # a last-prompt record came after the last record
+    sdk: bool = False  # written by a non-interactive run (claude -p, the Agent SDK)
+    main_last: str = ""  # type of the main thread's last record
 
     def trim(self) -> None:
         """Forget per-call state once closed; what a continuation needs stays."""
