@@ -98,21 +98,25 @@ def resolve_executable(
 ) -> list[str]:
     """The command that starts the installed ccotel, as an absolute path.
 
-    The script that is running (``sys.argv[0]``) wins, so that the service runs the very ccotel
-    the user called, then ``ccotel`` on PATH, then ``python -m ccotel``. Symlinks are kept, not
-    resolved: a Homebrew or pipx link survives upgrades, the versioned target behind it does not.
+    What is running wins, so that the service runs the very ccotel the user called: the
+    ``ccotel`` script (``sys.argv[0]``), or ``python -m ccotel`` with this interpreter; then
+    ``ccotel`` on PATH; then ``python -m ccotel``. Symlinks are kept, not resolved: a Homebrew or
+    pipx link survives upgrades, the versioned target behind it does not.
     """
     argv0 = sys.argv[0] if argv0 is None else argv0
     python = sys.executable if python is None else python
+    python_m = [os.path.abspath(python) if os.sep in python else python, "-m", "ccotel"]
     base = os.path.basename(argv0)
     if base.startswith("ccotel") and not base.endswith(".py"):
         path = argv0 if os.sep in argv0 else (which(argv0) or "")
         if path and os.path.isfile(path) and os.access(path, os.X_OK):
             return [os.path.abspath(path)]
+    if argv0.endswith(os.path.join("ccotel", "__main__.py")):
+        return python_m
     found = which("ccotel")
     if found:
         return [os.path.abspath(found)]
-    return [os.path.abspath(python) if os.sep in python else python, "-m", "ccotel"]
+    return python_m
 
 
 # ------------------------------------------------------------------------------------ rendering

@@ -66,8 +66,16 @@ def test_shipped_examples_are_the_templates_rendered():
 
 
 def test_templates_are_in_the_package_data():
+    """The templates must ship in the wheel, or `ccotel service install` fails once pip-installed."""
+    import fnmatch
+    import tomllib
+
     data = REPO / "ccotel" / "data"
-    assert (data / svc.SYSTEMD_TEMPLATE).is_file() and (data / svc.LAUNCHD_TEMPLATE).is_file()
+    patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["ccotel"]
+    for name in (svc.SYSTEMD_TEMPLATE, svc.LAUNCHD_TEMPLATE):
+        assert (data / name).is_file()
+        assert any(fnmatch.fnmatch(f"data/{name}", p) for p in patterns), (
+            f"pyproject.toml [tool.setuptools.package-data] ccotel needs a pattern for data/{name} (e.g. \"data/*.in\")")
 
 
 def unit_directives(text: str) -> dict[str, list[str]]:
@@ -176,8 +184,11 @@ def test_resolve_executable_keeps_symlinks(tmp_path, fake_ccotel):
     assert svc.resolve_executable(str(link), which=lambda n: None) == [str(link)]
 
 
-def test_resolve_executable_falls_back_to_path_then_python(fake_ccotel):
-    assert svc.resolve_executable("/x/ccotel/__main__.py", which=lambda n: str(fake_ccotel)) == [str(fake_ccotel)]
+def test_resolve_executable_for_python_m_and_fallbacks(fake_ccotel):
+    # `python -m ccotel service install`: this interpreter, not some other ccotel on PATH
+    assert svc.resolve_executable("/x/ccotel/__main__.py", which=lambda n: str(fake_ccotel), python="/venv/bin/python") == [
+        "/venv/bin/python", "-m", "ccotel"]
+    assert svc.resolve_executable("/x/pytest", which=lambda n: str(fake_ccotel)) == [str(fake_ccotel)]
     assert svc.resolve_executable("/x/pytest", which=lambda n: None, python="/venv/bin/python") == [
         "/venv/bin/python", "-m", "ccotel"]
 
