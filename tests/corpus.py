@@ -534,16 +534,20 @@ class _Pool:
         end = text.find(sep, start + n)
         return text[start : (end if end > 0 else start + n)]
 
-    def prose_text(self, rng: random.Random, n: int) -> str:
-        return self._slice(self.prose, rng, n, " ")
+    # Content draws (slices, sizes) come from their own stream, self.rng, set by the
+    # generator: a range that depends on a size makes randrange consume a variable
+    # number of bits, which would otherwise shift every later structural decision
+    # when target_bytes changes the sizes.
+    def prose_text(self, n: int) -> str:
+        return self._slice(self.prose, self.rng, n, " ")
 
-    def log_text(self, rng: random.Random, n: int) -> str:
-        return self._slice(self.logs, rng, n, "\n")
+    def log_text(self, n: int) -> str:
+        return self._slice(self.logs, self.rng, n, "\n")
 
-    def pick_file(self, rng: random.Random, size: int) -> int:
+    def pick_file(self, size: int) -> int:
         i = bisect.bisect_left(self.sizes, size)
         lo, hi = max(0, i - 15), min(len(self.sizes) - 1, i + 15)
-        return rng.randint(lo, hi)
+        return self.rng.randint(lo, hi)
 
     def numbered(self, idx: int) -> str:
         s = self._numbered.get(idx)
@@ -615,6 +619,7 @@ class _Plan:
     cache_mode: str  # 1h | 5m | mixed | flat
     long_ctx: bool = False
     agents: int = 0  # subagent files (Agent calls / compactions) to write
+    compacts: int = 0  # of which reserved for agent-acompact files
     legacy_agents: int = 0  # flat agent-<hex>.jsonl linked via Task
     warmups: int = 0  # flat unlinked Warmup agent files
     force: tuple[str, ...] = ()
@@ -634,6 +639,8 @@ class _Gen:
         self.end_ms = int(start.timestamp() * 1000)
         self.scale = 1.0
         self.scale_sum = 0.0
+        self.crng = random.Random(seed * 7919 + 29)  # content: sizes and slices
+        self.pool.rng = self.crng
         # ground truth
         self.responses: dict[tuple[str, str], tuple[str, Usage, str, str]] = {}
         self.tool_status: dict[str, str] = {}
@@ -691,7 +698,7 @@ class _Gen:
         if n_main < 1:
             n_main, n_sub, n_copy, n_legacy_agents, n_special = f, 0, 0, 0, 0
         n_legacy = max(1, round(n_main * 0.06)) if n_legacy_agents else 0
-        n_flat = max(1, round(n_main * 0.02)) if f >= 40 else 0
+        n_flat = max(1, round(n_main * 0.02)) if f >= 20 else 0
         n_modern = max(1, n_main - n_legacy - n_flat)
         n_legacy = n_main - n_modern - n_flat
 
@@ -714,7 +721,8 @@ class _Gen:
             cwds.append(cwd)
         self.cwds = cwds
         self.project_dirs = [encode_cwd(c) for c in cwds]
-        self.project_hooks = [rng.random() < 0.3 for _ in cwds]
+        hooked = min(1, n_proj - 1)  # at least one project runs hooks
+        self.project_hooks = [rng.random() < 0.3 or i == hooked for i in range(n_proj)]
         self.project_branch = [
             rng.choice(("main", "main", "master", f"feat/{rng.choice(_PARTS)}")) for _ in cwds
         ]
@@ -728,7 +736,7 @@ class _Gen:
                 model=SONNET45,
                 long_ctx=True,
                 cache_mode="mixed",
-                force=("miss_big", "nocache_big", "websearch"),
+                force=("miss_big", "nocache_big", "websearch", "bash_progress"),
             ),
             dict(model=OPUS46, long_ctx=True, cache_mode="1h", force=("synthetic", "error")),
             dict(model=HAIKU45, cache_mode="5m", force=("open_end", "error")),
@@ -792,6 +800,7 @@ class _Gen:
                 n_sub -= 1
             if n_sub and len(modern) > 3:
                 modern[3].agents += 1
+                modern[3].compacts += 1
                 n_sub -= 1
             for _ in range(n_sub):
                 rng.choice(modern).agents += 1
@@ -855,7 +864,7 @@ class _Gen:
                 _dumps(
                     {
                         "type": "summary",
-                        "summary": self.pool.prose_text(rng, 60),
+                        "summary": self.pool.prose_text(60),
                         "leafUuid": _uuid(rng),
                     }
                 )
@@ -942,6 +951,7 @@ class _SessionGen:
         self.last_msg_id = ""
         self.turn_starts: list[int] = []
         self.mid_cuts: list[int] = []
+        self.resp_starts: list[int] = []  # first line of each response in this file
         self.ctx_at: dict[int, int] = {}
         self.parent: str | None = None
         self.slug = "-".join(self.rng.sample(_WORDS, 3))
@@ -974,7 +984,8 @@ class _SessionGen:
             self.compact_limit = 165_000
         self.first_call = True
         self.force = set(plan.force) if not self.sidechain else set()
-        self.agents_left = plan.agents if not self.sidechain else 0
+        self.compacts_left = plan.compacts if not self.sidechain else 0
+        self.agents_left = plan.agents - self.compacts_left if not self.sidechain else 0
         self.legacy_left = plan.legacy_agents if not self.sidechain else 0
         self.calls = 0
         self.last_usage: Usage | None = None
@@ -1157,7 +1168,7 @@ class _SessionGen:
         if mode == "1h":
             c1, c5 = write, 0
         elif mode == "mixed":
-            c1 = rng.randint(0, write)
+            c1 = self.g.crng.randint(0, write)
             c5 = write - c1
         else:
             c1, c5 = 0, write
@@ -1185,7 +1196,7 @@ class _SessionGen:
             if b["type"] == "text":
                 out += _tok(len(b["text"]))
             elif b["type"] == "thinking":
-                out += _tok(len(b["thinking"])) + rng.randint(0, 400)
+                out += _tok(len(b["thinking"])) + self.g.crng.randint(0, 400)
             else:
                 out += _tok(len(_dumps(b["input"])))
         out += rng.randint(5, 60)
@@ -1198,7 +1209,8 @@ class _SessionGen:
         n = len(blocks)
         # output_tokens grows across the lines; the last line holds the largest count
         if has_final:
-            partial = [*sorted(rng.randint(1, max(1, min(out, 40))) for _ in range(n - 1)), out]
+            crng = self.g.crng
+            partial = [*sorted(crng.randint(1, max(1, min(out, 40))) for _ in range(n - 1)), out]
         else:
             partial = sorted(rng.randint(1, 40) for _ in range(n))
             u = Usage(u.input, partial[-1], u.cache_5m, u.cache_1h, u.cache_read, 0)
@@ -1244,6 +1256,7 @@ class _SessionGen:
                 self.tool_uses += 1
             if last and self.sidechain:
                 self.final_msgs.append((msg, req_id, uid, self.t))
+        self.resp_starts.append(len(self.lines) - n)
         if n > 1:
             self.mid_cuts.append(len(self.lines) - n + 1)
         self.g.responses[(msg_id, req_id)] = (model, u, self.pdir_name, self.sid)
@@ -1285,20 +1298,20 @@ class _SessionGen:
 
     # -- content ---------------------------------------------------------------------
     def sz(self, median: float, sigma: float, lo: int, hi: int) -> int:
-        return _lognorm(self.rng, median * self.g.scale, sigma, lo, hi)
+        return _lognorm(self.g.crng, median * self.g.scale, sigma, lo, hi)
 
     def text_block(self, n: int | None = None) -> dict:
         return {
             "type": "text",
-            "text": self.pool.prose_text(self.rng, n or self.sz(260, 1.0, 8, 6000)),
+            "text": self.pool.prose_text(n or self.sz(260, 1.0, 8, 6000)),
         }
 
     def thinking_block(self) -> dict:
-        rng = self.rng
+        rng = self.g.crng
         sig = base64.b64encode(rng.randbytes(rng.randint(200, 900))).decode()
         return {
             "type": "thinking",
-            "thinking": self.pool.prose_text(rng, self.sz(700, 1.0, 30, 12000)),
+            "thinking": self.pool.prose_text(self.sz(700, 1.0, 30, 12000)),
             "signature": sig,
         }
 
@@ -1306,7 +1319,7 @@ class _SessionGen:
         return f"{self.cwd}/{rel}"
 
     def tool_block(self, name: str) -> dict:
-        rng, pool = self.rng, self.pool
+        rng, pool = self.g.crng, self.pool  # content only: the tool was chosen by the caller
         if name == "Bash":
             cmd = rng.choice(
                 (
@@ -1318,14 +1331,14 @@ class _SessionGen:
                     f"ls -la {rng.choice(pool.files)[0].rsplit('/', 1)[0]}",
                 )
             )
-            inp = {"command": cmd, "description": self.pool.prose_text(rng, 30)}
+            inp = {"command": cmd, "description": self.pool.prose_text(30)}
             if rng.random() < 0.05:
                 inp["run_in_background"] = True
         elif name == "Read":
-            idx = pool.pick_file(rng, self.sz(6500, 1.0, 200, 70000))
+            idx = pool.pick_file(self.sz(6500, 1.0, 200, 70000))
             inp = {"file_path": self.abspath(pool.files[idx][0])}
         elif name == "Edit":
-            idx = pool.pick_file(rng, self.sz(5000, 0.9, 200, 60000))
+            idx = pool.pick_file(self.sz(5000, 0.9, 200, 60000))
             content = pool.files[idx][1]
             a = rng.randrange(max(1, len(content) - 400))
             old = content[a : a + rng.randint(40, 1200)]
@@ -1334,11 +1347,11 @@ class _SessionGen:
                 "old_string": old,
                 "new_string": old.replace("self", "this", 2)
                 + "\n"
-                + self.pool.prose_text(rng, rng.randint(10, 300)),
+                + self.pool.prose_text(rng.randint(10, 300)),
                 "replace_all": False,
             }
         elif name == "Write":
-            idx = pool.pick_file(rng, self.sz(2500, 0.8, 100, 30000))
+            idx = pool.pick_file(self.sz(2500, 0.8, 100, 30000))
             inp = {"file_path": self.abspath(pool.files[idx][0]), "content": pool.files[idx][1]}
         elif name == "Grep":
             inp = {
@@ -1353,9 +1366,9 @@ class _SessionGen:
             inp = {
                 "todos": [
                     {
-                        "content": pool.prose_text(rng, 50),
+                        "content": pool.prose_text(50),
                         "status": rng.choice(("pending", "in_progress", "completed")),
-                        "activeForm": pool.prose_text(rng, 40),
+                        "activeForm": pool.prose_text(40),
                     }
                     for _ in range(rng.randint(2, 8))
                 ]
@@ -1363,7 +1376,7 @@ class _SessionGen:
         elif name == "WebFetch":
             inp = {
                 "url": f"https://docs.example.com/{rng.choice(pool.idents)}",
-                "prompt": pool.prose_text(rng, 80),
+                "prompt": pool.prose_text(80),
             }
         elif name == "WebSearch":
             inp = {"query": " ".join(rng.sample(_WORDS, 4))}
@@ -1378,11 +1391,11 @@ class _SessionGen:
 
     def tool_output(self, b: dict, error: bool) -> tuple[Any, Any]:
         """(tool_result content, toolUseResult) for a non-Agent tool_use block."""
-        rng, pool, name, inp = self.rng, self.pool, b["name"], b["input"]
+        rng, pool, name, inp = self.g.crng, self.pool, b["name"], b["input"]
         if error:
             if name == "Bash":
                 text = f"Exit code {rng.choice((1, 2, 101, 127))}\n" + pool.log_text(
-                    rng, self.sz(500, 1.2, 20, 30000)
+                    self.sz(500, 1.2, 20, 30000)
                 )
             elif name == "Read":
                 text = "<tool_use_error>File does not exist.</tool_use_error>"
@@ -1393,10 +1406,10 @@ class _SessionGen:
                     + "</tool_use_error>"
                 )
             else:
-                text = f"<tool_use_error>{pool.prose_text(rng, 80)}</tool_use_error>"
+                text = f"<tool_use_error>{pool.prose_text(80)}</tool_use_error>"
             return text, "Error: " + text
         if name == "Bash":
-            out = pool.log_text(rng, self.sz(700, 1.5, 0, 90000))
+            out = pool.log_text(self.sz(700, 1.5, 0, 90000))
             return out, {
                 "stdout": out,
                 "stderr": "",
@@ -1458,7 +1471,7 @@ class _SessionGen:
             )
         if name == "Grep":
             n = self.sz(1500, 1.2, 0, 40000)
-            lines = pool.log_text(rng, n).split("\n") if n else []
+            lines = pool.log_text(n).split("\n") if n else []
             files = sorted(
                 {
                     self.abspath(pool.files[rng.randrange(len(pool.files))][0])
@@ -1500,7 +1513,7 @@ class _SessionGen:
                 {"oldTodos": [], "newTodos": inp["todos"]},
             )
         if name == "WebFetch":
-            body = pool.prose_text(rng, self.sz(3000, 0.8, 100, 40000))
+            body = pool.prose_text(self.sz(3000, 0.8, 100, 40000))
             return body, {
                 "bytes": len(body) * 3,
                 "code": 200,
@@ -1512,7 +1525,7 @@ class _SessionGen:
         if name == "WebSearch":
             results = [
                 {
-                    "title": pool.prose_text(rng, 40),
+                    "title": pool.prose_text(40),
                     "url": f"https://example.org/{rng.choice(pool.idents)}",
                 }
                 for _ in range(10)
@@ -1521,7 +1534,7 @@ class _SessionGen:
                 f'Web search results for query: "{inp["query"]}"\n\n'
                 + json.dumps(results)
                 + "\n\n"
-                + pool.prose_text(rng, self.sz(1500, 0.6, 100, 9000))
+                + pool.prose_text(self.sz(1500, 0.6, 100, 9000))
             )
             return text, {
                 "query": inp["query"],
@@ -1591,10 +1604,15 @@ class _SessionGen:
                     _uuid(rng),
                     tid,
                 )
-            if name == "Bash" and rng.random() < 0.12 and not self.sidechain:
+            if (
+                name == "Bash"
+                and not self.sidechain
+                and (rng.random() < 0.12 or "bash_progress" in self.force)
+            ):
+                self.force.discard("bash_progress")
                 full = ""
                 for _ in range(rng.randint(1, 4)):
-                    chunk = self.pool.log_text(rng, self.sz(400, 1.0, 20, 8000))
+                    chunk = self.pool.log_text(self.sz(400, 1.0, 20, 8000))
                     full = (full + "\n" + chunk)[-20000:]
                     self.progress(
                         {
@@ -1635,6 +1653,8 @@ class _SessionGen:
             k = 1 if rng.random() < 0.82 else rng.randint(2, 3)
             for _ in range(k):
                 name = rng.choices(_TOOL_NAMES, weights=_TOOL_W)[0]
+                if "bash_progress" in self.force:
+                    name = "Bash"
                 if self.sidechain and name in ("Edit", "Write", "TodoWrite"):
                     name = "Read"
                 b = self.tool_block(name)
@@ -1661,8 +1681,11 @@ class _SessionGen:
         self.force.discard("compact")
         rng = self.rng
         pre = self.ctx + self.pending
-        if self.agents_left > 0:
-            self.agents_left -= 1
+        if self.compacts_left > 0 or self.agents_left > 0:
+            if self.compacts_left > 0:
+                self.compacts_left -= 1
+            else:
+                self.agents_left -= 1
             aid = "acompact-" + _hex(rng, 6)
             sub = _SessionGen(
                 self.g,
@@ -1677,16 +1700,16 @@ class _SessionGen:
             sub.first_call = False
             sub.user_prompt(
                 "Your task is to create a detailed summary of the conversation so far. "
-                + self.pool.prose_text(rng, 2000)
+                + self.pool.prose_text(2000)
             )
-            summary = self.pool.prose_text(rng, self.sz(9000, 0.5, 1000, 40000))
+            summary = self.pool.prose_text(self.sz(9000, 0.5, 1000, 40000))
             sub.response([{"type": "text", "text": summary}])
             sub.finish()
             self.g.c["compact_files"] += 1
             self.g.c["subagent_files"] += 1
             self.t = sub.t
         else:
-            summary = self.pool.prose_text(rng, self.sz(9000, 0.5, 1000, 40000))
+            summary = self.pool.prose_text(self.sz(9000, 0.5, 1000, 40000))
         self.system(
             "compact_boundary",
             {
@@ -1720,7 +1743,6 @@ class _SessionGen:
         self.turn_starts.append(len(self.lines))
         self.ctx_at[len(self.lines)] = self.ctx + self.pending
         prompt = self.pool.prose_text(
-            rng,
             self.sz(250, 1.2, 10, 12000) if rng.random() < 0.9 else self.sz(4000, 0.7, 500, 20000),
         )
         self.prompt_id = _uuid(rng)
@@ -1733,7 +1755,7 @@ class _SessionGen:
             self.attachment(
                 {
                     "type": "skill_listing",
-                    "content": self.pool.prose_text(rng, 3500),
+                    "content": self.pool.prose_text(3500),
                     "skillCount": 13,
                     "isInitial": True,
                 }
@@ -1742,7 +1764,7 @@ class _SessionGen:
                 {
                     "type": "agent_listing_delta",
                     "addedTypes": ["Explore", "general-purpose", "Plan"],
-                    "addedLines": [self.pool.prose_text(rng, 300) for _ in range(3)],
+                    "addedLines": [self.pool.prose_text(300) for _ in range(3)],
                     "removedTypes": [],
                     "isInitial": True,
                     "showConcurrencyNote": True,
@@ -1792,12 +1814,6 @@ class _SessionGen:
             elif i >= 2 and "nocache_big" in self.force:
                 kind = "nocache_big"
                 self.force.discard("nocache_big")
-            if final and last_turn and "open_end" in self.force:
-                self.force.discard("open_end")
-                blocks = [self.text_block(), self.tool_block("Bash")]
-                self.response(blocks)
-                self.g.c["f_open_tool_use"] += 1
-                return
             self.call(final=final, kind=kind)
             self.maybe_compact()
         if self.hooks:
@@ -1835,8 +1851,8 @@ class _SessionGen:
                 "id": _tool_id(rng),
                 "name": "Agent" if self.modern else "Task",
                 "input": {
-                    "description": self.pool.prose_text(rng, 30),
-                    "prompt": self.pool.prose_text(rng, self.sz(900, 0.8, 60, 8000)),
+                    "description": self.pool.prose_text(30),
+                    "prompt": self.pool.prose_text(self.sz(900, 0.8, 60, 8000)),
                     "subagent_type": agent_type,
                 },
             }
@@ -1926,7 +1942,7 @@ class _SessionGen:
                 )
         self.t = max(self.t, sub.t) + rng.randint(50, 2000)
         lu = sub.last_usage or Usage()
-        report = sub.last_text or self.pool.prose_text(rng, 500)
+        report = sub.last_text or self.pool.prose_text(500)
         dur = max(1, sub.t - t_first)
         tail = (
             f"agentId: {aid} (use SendMessage with to: '{aid}', summary: '<5-10 word recap>' to continue this agent)\n"
@@ -1977,7 +1993,7 @@ class _SessionGen:
     def run(self, *, turns: int | None = None) -> None:
         rng = self.rng
         p = self.plan
-        self.turns_total = turns or min(40, 1 + int(rng.expovariate(1 / 2.2)))
+        self.turns_total = turns or min(40, 1 + int(rng.expovariate(1 / 2.0)))
         if not self.sidechain:
             self.g.sessions_main.append(self.sid)
             self.g.c["session_files"] += 1
@@ -1986,15 +2002,22 @@ class _SessionGen:
         if self.force:  # presets must get the chance to show their traps
             self.turns_total = max(self.turns_total, 3)
         for ti in range(self.turns_total):
-            n = _lognorm(rng, 3, 0.9, 1, 60)
+            n = _lognorm(rng, 2.8, 0.9, 1, 60)
             if self.force:
                 n = max(n, 4)
             self.turn(n, ti, ti == self.turns_total - 1)
             if self.t > self.g.end_ms - 3_600_000:
                 break
         # whatever quota is left (a turn ended early): spend it now
+        while self.compacts_left > 0:
+            self.force.add("compact")
+            self.maybe_compact()
         while self.agents_left > 0 or self.legacy_left > 0:
             self.agent_call(1)
+        if "open_end" in self.force:  # the session was killed while a tool ran: no result
+            self.force.discard("open_end")
+            self.response([self.text_block(), self.tool_block("Bash")])
+            self.g.c["f_open_tool_use"] += 1
         if self.modern and not self.sidechain and p.version >= "2.1.195":
             last_prompt = None
             for line in reversed(self.lines):
@@ -2022,10 +2045,15 @@ class _SessionGen:
 
     def resume_copy(self, lines: list[bytes]) -> None:
         rng = self.rng
-        mid = self.plan.copy_cut == "mid" and bool(self.mid_cuts)
-        cuts = self.mid_cuts if mid else (self.turn_starts[1:] or self.mid_cuts)
-        cut = rng.choice(cuts) if cuts else len(lines) // 2
-        cut = max(1, cut)
+        # the origin keeps its last response to itself, so that both files own usage
+        # whichever of the two ccusage reads first (it breaks ties by path order)
+        last = self.resp_starts[-1] if self.resp_starts else len(lines)
+        first_uuid = next((i for i, u in enumerate(self.uuids) if u), 0)
+        mids = [c for c in self.mid_cuts if c <= last]
+        turns = [c for c in self.turn_starts[1:] if first_uuid < c <= last]
+        mid = self.plan.copy_cut == "mid" and bool(mids)
+        cuts = mids if mid else (turns or mids)
+        cut = rng.choice(cuts) if cuts else first_uuid + 1  # at least the first prompt
         new_sid = _uuid(rng)
         old = self.sid.encode()
         prefix = [ln.replace(old, new_sid.encode()) for ln in lines[:cut]]
@@ -2072,8 +2100,11 @@ def generate(
     """Write a synthetic Claude config dir under ``root`` (``root/projects/...``).
 
     ``files`` is the number of ``.jsonl`` transcripts to write (meta.json files
-    come on top). ``target_bytes``, if given, scales tool outputs so the total
-    lands near it (a few percent); line counts do not depend on it. Timestamps
+    come on top). ``target_bytes``, if given, scales text and tool outputs so the total
+    lands near it (within ~1% at the benchmark size; small corpora have a floor of
+    fixed-size records). The structure (sessions, calls, lines) is drawn from a
+    separate random stream, so it does not move with ``target_bytes``, except where
+    bigger contexts trigger compactions sooner. Timestamps
     spread over the 30 days before ``start`` (default: now, UTC).
     """
     if files < 1:
