@@ -42,8 +42,9 @@ def scrape(port: int) -> dict:
     return out
 
 
-def start(config_dir: Path, state: Path, port: int) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CCOTEL_")}
+def start(config_dir: Path, state: Path, port: int, env: dict | None = None) -> subprocess.Popen:
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CCOTEL_")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "ccotel", "run", "--claude-dir", str(config_dir), "--state-dir", str(state),
          "--metrics-addr", f"127.0.0.1:{port}"],
