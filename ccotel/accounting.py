@@ -83,8 +83,19 @@ class Accountant:
     def begin(self) -> Batch:
         self.batch = Batch()
         self._batch_mkeys: dict[str, list[str]] = {}
+        self._prior: dict[str, tuple | None] = {}  # response key -> its committed row (None: new)
         self.new_sessions: dict[str, str] = {}
         return self.batch
+
+    def finish(self) -> Batch:
+        """Turn the batch's kept responses into usage and spend deltas, once per batch."""
+        b = self.batch
+        for key, row in b.responses.items():
+            self._add(row, +1)
+            prior = self._prior.get(key)
+            if prior is not None:
+                self._add(prior, -1)
+        return b
 
     def committed(self) -> None:
         """The batch is durable: remember what it holds."""
@@ -194,13 +205,12 @@ class Accountant:
         )  # fmt: skip
         if old is None:
             b.responses[key] = new
+            self._prior.setdefault(key, None)
             self._batch_mkeys.setdefault(mkey, []).append(key)
-            self._add(new, +1)
             return
         new = (old[K], old[MK], *new[2:])  # the kept entry keeps its identity
+        self._prior.setdefault(old[K], old)  # first touch in this batch: old is the committed row
         b.responses[old[K]] = new
-        self._add(old, -1)
-        self._add(new, +1)
 
     def _add(self, row: tuple, sign: int) -> None:
         b = self.batch

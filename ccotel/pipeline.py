@@ -196,7 +196,7 @@ class Ingest:
 
     def flush(self) -> bool:
         """Commit the current batch; on failure nothing moves and it is retried later."""
-        b: Batch = self.acct.batch
+        b: Batch = self.acct.finish()
         if not b and not b.lines:
             return True
         b.count("lines", b.lines)

@@ -7,6 +7,7 @@ PRAGMAS = (
     "PRAGMA synchronous=NORMAL",  # WAL + NORMAL: a kill -9 never loses a commit
     "PRAGMA foreign_keys=OFF",
     "PRAGMA busy_timeout=5000",
+    "PRAGMA cache_size=-16384",  # 16 MiB: random-key inserts of a backfill stay in memory
 )
 
 CREATE = (
@@ -18,10 +19,11 @@ CREATE = (
     """CREATE TABLE IF NOT EXISTS responses(
         key TEXT PRIMARY KEY, mkey TEXT NOT NULL, session TEXT, cwd TEXT, model TEXT,
         ts REAL, input INTEGER, output INTEGER, cache_read INTEGER, cw5m INTEGER, cw1h INTEGER,
-        web_search INTEGER, sidechain INTEGER, has_speed INTEGER, cost REAL, priced INTEGER)""",
+        web_search INTEGER, sidechain INTEGER, has_speed INTEGER, cost REAL, priced INTEGER)
+        WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS responses_mkey ON responses(mkey)",
     # Another exact key that resolved to a kept response (sidechain replays).
-    "CREATE TABLE IF NOT EXISTS response_alias(key TEXT PRIMARY KEY, target TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS response_alias(key TEXT PRIMARY KEY, target TEXT NOT NULL) WITHOUT ROWID",
     # Usage summed per session, hour, model and cwd: every report and counter derives from it.
     """CREATE TABLE IF NOT EXISTS usage(
         session TEXT NOT NULL, hour INTEGER NOT NULL, model TEXT NOT NULL, cwd TEXT NOT NULL,
@@ -39,7 +41,7 @@ CREATE = (
     # Tool calls by tool_use id; end_ts/status set when the result arrives.
     """CREATE TABLE IF NOT EXISTS tools(
         id TEXT PRIMARY KEY, name TEXT NOT NULL, session TEXT, cwd TEXT,
-        start_ts REAL, end_ts REAL, status TEXT)""",
+        start_ts REAL, end_ts REAL, status TEXT) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS tool_agg(
         tool TEXT NOT NULL, cwd TEXT NOT NULL, status TEXT NOT NULL,
         count INTEGER NOT NULL, dur_sum REAL NOT NULL, buckets TEXT NOT NULL,
