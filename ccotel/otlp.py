@@ -17,11 +17,12 @@ import http.client
 import os
 import socket
 import ssl
+import struct
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
@@ -256,6 +257,76 @@ class Sender:
             self._grpc = None
 
 
+# --- protobuf wire format, written directly (several times faster than the classes) ---
+
+
+_SMALL = [bytes([i]) for i in range(128)]
+
+
+def _varint(n: int) -> bytes:
+    if 0 <= n < 128:
+        return _SMALL[n]
+    if n < 0:
+        n += 1 << 64
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _ld(field: int, payload: bytes) -> bytes:
+    """A length-delimited field."""
+    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _str(field: int, s: str) -> bytes:
+    return _ld(field, s.encode("utf-8", "surrogatepass"))
+
+
+_DOUBLE = struct.Struct("<d")
+
+
+def _any_bytes(v: Any) -> bytes:
+    if isinstance(v, bool):
+        return b"\x10" + (b"\x01" if v else b"\x00")
+    if isinstance(v, int):
+        return b"\x18" + _varint(v)
+    if isinstance(v, float):
+        return b"\x21" + _DOUBLE.pack(v)
+    if isinstance(v, list | tuple):
+        return _ld(5, b"".join(_ld(1, _any_bytes(x)) for x in v))
+    return _str(1, v if isinstance(v, str) else str(v))
+
+
+_KV_CACHE: dict[tuple[int, str, Any], bytes] = {}
+_KEY_CACHE: dict[str, bytes] = {}
+
+
+def _kv_bytes(field: int, k: str, v: Any) -> bytes:
+    t = type(v)
+    cacheable = t is str or t is bool
+    if cacheable:
+        kv = _KV_CACHE.get((field, k, v))
+        if kv is not None:
+            return kv
+    key = _KEY_CACHE.get(k)
+    if key is None:
+        key = _str(1, k)
+        if len(_KEY_CACHE) < 1024:
+            _KEY_CACHE[k] = key
+    if t is int:
+        val = b"\x18" + _varint(v)
+        body = key + b"\x12" + _varint(len(val)) + val
+    else:
+        body = key + _ld(2, _any_bytes(v))
+    kv = _varint(field << 3 | 2) + _varint(len(body)) + body
+    if cacheable and len(_KV_CACHE) < 4096:
+        _KV_CACHE[(field, k, v)] = kv
+    return kv
+
+
 # --- metrics: Prometheus families -> OTLP, cumulative --------------------------
 
 
@@ -360,3 +431,65 @@ class Backoff:
             self.log.info(f"{self.what} export works again", endpoint=self.where, failed_attempts=self.failures)
         self.failures = 0
         self.next_try = 0.0
+
+
+def _dp_common(start_ns: int, now_ns: int) -> bytes:
+    return (b"\x11" + start_ns.to_bytes(8, "little") if start_ns else b"") + b"\x19" + now_ns.to_bytes(8, "little")
+
+
+def _labels(field: int, labels: Mapping[str, str]) -> bytes:
+    return b"".join(_kv_bytes(field, k, v) for k, v in labels.items())
+
+
+def metrics_request_bytes(families: Iterable, resource_attrs: Mapping[str, str], start_ns: int, now_ns: int | None = None) -> bytes:
+    """metrics_request(...).SerializeToString(), written directly (a push every 15 s stays cheap)."""
+    now_ns = now_ns or time.time_ns()
+    cum = b"\x10\x02"  # aggregation_temporality = CUMULATIVE
+    metrics = []
+    for fam in families:
+        head = _str(1, fam.name) + (_str(2, fam.documentation) if fam.documentation else b"")
+        if fam.type == "counter":
+            pts = b"".join(
+                _ld(1, _dp_common(start_ns, now_ns) + b"\x21" + _DOUBLE.pack(float(s.value)) + _labels(7, s.labels))
+                for s in fam.samples
+                if s.name.endswith("_total")
+            )
+            metrics.append(_ld(2, head + _ld(7, pts + cum + b"\x18\x01")))
+        elif fam.type == "histogram":
+            groups: dict[tuple, dict] = {}
+            for s in fam.samples:
+                g = groups.setdefault(_bucket_key(s.labels), {"labels": {k: v for k, v in s.labels.items() if k != "le"}, "b": []})
+                if s.name.endswith("_bucket"):
+                    g["b"].append((float(s.labels["le"]), s.value))
+                elif s.name.endswith("_sum"):
+                    g["sum"] = s.value
+                elif s.name.endswith("_count"):
+                    g["count"] = s.value
+            pts = []
+            for g in groups.values():
+                b = sorted(g["b"])
+                counts, prev = [], 0.0
+                for _le, c in b:
+                    counts.append(int(c - prev))
+                    prev = c
+                bounds = [le for le, _ in b if le != float("inf")]
+                count = int(g.get("count", prev))
+                body = (
+                    _dp_common(start_ns, now_ns)
+                    + (b"\x21" + count.to_bytes(8, "little") if count else b"")
+                    + b"\x29" + _DOUBLE.pack(float(g.get("sum", 0.0)))
+                    + (_ld(6, b"".join(c.to_bytes(8, "little") for c in counts)) if counts else b"")
+                    + (_ld(7, b"".join(_DOUBLE.pack(x) for x in bounds)) if bounds else b"")
+                    + _labels(9, g["labels"])
+                )  # fmt: skip
+                pts.append(_ld(1, body))
+            metrics.append(_ld(2, head + _ld(9, b"".join(pts) + cum)))
+        else:
+            pts = b"".join(
+                _ld(1, b"\x19" + now_ns.to_bytes(8, "little") + b"\x21" + _DOUBLE.pack(float(s.value)) + _labels(7, s.labels))
+                for s in fam.samples
+            )
+            metrics.append(_ld(2, head + _ld(5, pts)))
+    scope = _ld(1, _str(1, SCOPE) + _str(2, __version__))
+    resource = _ld(1, b"".join(_kv_bytes(1, k, v) for k, v in resource_attrs.items()))
+    return _ld(1, resource + _ld(2, scope + b"".join(metrics)))

@@ -129,3 +129,29 @@ def test_wire_encoder_writes_what_protobuf_writes():
     s = back.resource_spans[0].scope_spans[0].spans[0]
     assert s.status.code == 2 and s.kind == 3 and s.parent_span_id == (12345).to_bytes(8, "big")
     assert {kv.key: kv.value.WhichOneof("value") for kv in s.attributes}["n"] == "int_value"
+
+
+def test_metrics_wire_encoder_writes_what_protobuf_writes():
+    from ccotel.otlp import metrics_request_bytes
+
+    class C:
+        def collect(self):
+            c = CounterMetricFamily("ccotel_tokens", "Tokens", labels=["model", "type"])
+            c.add_metric(["opus", "input"], 10)
+            c.add_metric(["opus", "output"], 0)
+            yield c
+            yield GaugeMetricFamily("ccotel_spend_usd", "", value=0.0)
+            g = GaugeMetricFamily("ccotel_budget_usd", "Budget", labels=["window"])
+            g.add_metric(["1h"], 2.5)
+            yield g
+            h = HistogramMetricFamily("ccotel_tool_duration_seconds", "Durations", labels=["tool"])
+            h.add_metric(["Bash"], [("0.1", 1), ("1.0", 3), ("+Inf", 4)], 5.5)
+            h.add_metric(["Read"], [("0.1", 0), ("1.0", 0), ("+Inf", 0)], 0.0)
+            yield h
+
+    reg = CollectorRegistry()
+    reg.register(C())
+    attrs = {"service.name": "ccotel", "host.name": "h"}
+    fams = list(reg.collect())
+    want = metrics_request(fams, pb_resource(attrs), start_ns=100, now_ns=200).SerializeToString()
+    assert metrics_request_bytes(fams, attrs, start_ns=100, now_ns=200) == want

@@ -14,14 +14,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import structlog
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from ccotel.otlp import (
     Backoff,
     ExportError,
     Sender,
-    metrics_request,
-    pb_resource,
+    metrics_request_bytes,
     resource_attributes,
     target,
 )
@@ -98,7 +98,7 @@ class MetricsPusher:
     def __init__(self, cfg, collect: Callable[[], list], interval: float, errors: dict):
         self.t = target(cfg, "metrics")
         self.sender = Sender(self.t)
-        self.resource = pb_resource(resource_attributes(cfg))
+        self.resource = resource_attributes(cfg)
         self.collect, self.interval, self.errors = collect, interval, errors
         self.start_ns = time.time_ns()
         self.backoff = Backoff(log, "metrics", self.t.url, cfg.otlp_retry_max)
@@ -117,7 +117,11 @@ class MetricsPusher:
 
     def push(self) -> bool:
         try:
-            self.sender.send(metrics_request(self.collect(), self.resource, self.start_ns))
+            body = metrics_request_bytes(self.collect(), self.resource, self.start_ns)
+            if self.t.protocol == "grpc":
+                self.sender.send(ExportMetricsServiceRequest.FromString(body))
+            else:
+                self.sender.send_bytes(body)
         except (ExportError, OSError, ValueError) as exc:
             self.errors["metrics"] = self.errors.get("metrics", 0) + 1
             self.backoff.failed(str(exc))
