@@ -227,8 +227,10 @@ class Sender:
             self._stub()(msg, metadata=meta, timeout=self.t.timeout, compression=comp)
         except grpc.RpcError as exc:
             code = exc.code() if hasattr(exc, "code") else None
+            # RESOURCE_EXHAUSTED without RetryInfo is most often "message larger than max":
+            # not retryable as is (the shipper splits the batch).
             retryable = code in (
-                grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
                 grpc.StatusCode.ABORTED, grpc.StatusCode.CANCELLED, grpc.StatusCode.DATA_LOSS,
             )  # fmt: skip
             detail = exc.details() if hasattr(exc, "details") else str(exc)

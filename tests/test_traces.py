@@ -653,3 +653,35 @@ def test_rewritten_file_is_read_again(tmp_path):
     spans = m.spans()
     assert sorted(s.name for s in spans if not s.name.startswith("chat")) == ["invoke_agent claude-code", "turn 1"]
     assert len({s.context.span_id for s in spans}) == len(spans)
+
+
+def test_a_span_the_collector_refuses_is_dropped_alone(tmp_path):
+    """A collector that refuses one span as invalid (400) must not block the others forever."""
+    from ccotel.traces.export import to_readable
+
+    class Picky:
+        def __init__(self):
+            self.got = []
+
+        def export(self, spans):
+            if any(s.name == "execute_tool Bash" and s.error for s in spans):
+                raise ExportError("HTTP 400 Bad Request", retryable=False)
+            self.got.extend(spans)
+
+        def shutdown(self):
+            pass
+
+    ref = trace(FIXTURES / "claude-2.1.197", tmp_path / "ref")
+    cfg = cfg_for(FIXTURES / "claude-2.1.197", tmp_path / "state")
+    app.backfill(cfg)
+    sink = Picky()
+    sh = Shipper(cfg.resolved_state_dir() / "state.db", sink, options(cfg), clock=lambda: T0 + 10 * 86400, session_idle=0, since=0, batch=512)
+    assert sh.run_pass()
+    from opentelemetry.sdk.resources import Resource
+
+    got = [to_readable(s, Resource({})) for s in sink.got]
+    assert sh.stats.dropped == 1
+    want = {x for x in signature(ref) if not (x[3] == "execute_tool Bash" and x[7] == StatusCode.ERROR)}
+    a, b = {x[:4] for x in signature(got)}, {x[:4] for x in want}
+    assert a == b, (a - b, b - a)
+    assert len(got) == len(ref) - 1 == len({s.context.span_id for s in got})

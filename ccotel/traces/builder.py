@@ -542,7 +542,7 @@ class Builder:
             if s.closed:
                 continue
             quiet = now - s.last if s.last is not None else float("inf")
-            if quiet >= idle or (s.finished and s.sdk and quiet >= grace and s.main_last == "assistant" and not s.tools):
+            if quiet >= idle or idle <= 0 or (s.finished and s.sdk and quiet >= grace and s.main_last == "assistant" and not s.tools):
                 out.append(sid)
         return out
 

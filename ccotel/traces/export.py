@@ -29,6 +29,9 @@ from ccotel.otlp import (
 from ccotel.traces.model import Span
 
 _SPAN_FLAGS_HAS_IS_REMOTE = 0x100  # parent is local
+# The collector's gRPC receiver refuses messages over 4 MiB by default; captured content
+# can make 512 spans larger than that. Over this, a batch is split before it is sent.
+MAX_REQUEST_BYTES = 4_000_000
 
 
 class SpanSink(Protocol):
@@ -122,6 +125,8 @@ class OtlpSpanSink:
 
     def export(self, spans: Sequence[Span]) -> None:
         body = encode_bytes(spans, self.resource)
+        if len(body) > MAX_REQUEST_BYTES and len(spans) > 1:
+            raise ExportError(f"request of {len(body)} bytes is over {MAX_REQUEST_BYTES}", retryable=False)
         if self.target.protocol == "grpc":
             self.sender.send(ExportTraceServiceRequest.FromString(body))
         else:

@@ -122,7 +122,7 @@ class MetricsPusher:
                 self.sender.send(ExportMetricsServiceRequest.FromString(body))
             else:
                 self.sender.send_bytes(body)
-        except (ExportError, OSError, ValueError) as exc:
+        except Exception as exc:  # never let the push thread die: count, back off, retry next time
             self.errors["metrics"] = self.errors.get("metrics", 0) + 1
             self.backoff.failed(str(exc))
             return False

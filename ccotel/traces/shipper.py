@@ -63,6 +63,7 @@ class Stats:
     spans_exported: int = 0
     batches: int = 0
     errors: int = 0
+    dropped: int = 0  # spans the collector refused as invalid
     queue: int = 0  # spans built and not yet confirmed
     backlog_bytes: int = 0  # transcript bytes counted by metrics and not yet traced
     sessions_open: int = 0
@@ -269,7 +270,7 @@ class Shipper:
         self.stats.queue = len(spans)
         if spans:
             self._throttle(len(spans))
-            self.sink.export(spans)
+            self._deliver(spans)
         if not (spans or self.pending or b.touched):
             return
         db = self.db
@@ -306,6 +307,25 @@ class Shipper:
         b.touched.clear()
         b.new_chats.clear()
         self.stats.sessions_open = len(b.sessions)
+
+    def _deliver(self, spans: list) -> None:
+        """Export; a batch the collector refuses as such (too large, invalid) is halved until
+        the one span it refuses is found, which is then dropped with a warning: one bad span
+        must not hold every later span back forever."""
+        try:
+            self.sink.export(spans)
+        except ExportError as exc:
+            if exc.retryable:
+                raise
+            if len(spans) > 1:
+                mid = len(spans) // 2
+                self._deliver(spans[:mid])
+                self._deliver(spans[mid:])
+                return
+            self.stats.dropped += 1
+            s = spans[0]
+            log.warning("the collector refused a span; dropped it", trace_id=f"{s.trace_id:032x}",
+                        span_id=f"{s.span_id:016x}", name=s.name, error=str(exc)[:300])  # fmt: skip
 
     def _throttle(self, n: int) -> None:
         if self.rate > 0:
