@@ -211,6 +211,7 @@ class Exporters:
         errs.add_metric(["metrics"], self.errors.get("metrics", 0))
         out = [errs]
         out.append(CounterMetricFamily("ccotel_spans_exported", "Spans the collector confirmed", value=tr.spans_exported if tr else 0))
+        out.append(CounterMetricFamily("ccotel_spans_dropped", "Spans the collector refused as invalid (dropped)", value=tr.dropped if tr else 0))
         out.append(GaugeMetricFamily("ccotel_export_queue_spans", "Spans built and not yet confirmed by the collector", value=tr.queue if tr else 0))
         out.append(GaugeMetricFamily("ccotel_trace_backlog_bytes", "Transcript bytes counted by the metrics and not yet traced", value=tr.backlog_bytes if tr else 0))
         out.append(GaugeMetricFamily("ccotel_trace_open_sessions", "Sessions whose root span waits for idleness or the end of the run", value=tr.sessions_open if tr else 0))
