@@ -403,8 +403,9 @@ def metrics_request(
 class Backoff:
     """Exponential backoff with a cap; one warning when failing starts, one info when it ends."""
 
-    def __init__(self, log, what: str, where: str, cap: float, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, log, what: str, where: str, cap: float, clock: Callable[[], float] = time.monotonic, note: str = ""):
         self.log, self.what, self.where, self.cap, self.clock = log, what, where, max(cap, 0.05), clock
+        self.note = note
         self.failures = 0
         self.next_try = 0.0
         self.last_error = ""
@@ -422,7 +423,7 @@ class Backoff:
         self.next_try = self.clock() + delay
         if self.failures == 1:
             self.log.warning(
-                f"cannot export {self.what}; metrics keep counting, retrying quietly with backoff",
+                f"cannot export {self.what}{self.note}; retrying quietly with backoff",
                 endpoint=self.where, error=err[:300],
             )  # fmt: skip
         else:

@@ -54,12 +54,13 @@ class TraceThread:
     def __init__(self, shipper: Shipper, where: str, retry_max: float, tick: float = TICK):
         self.shipper = shipper
         self.tick = tick
-        self.backoff = Backoff(log, "traces", where, retry_max)
+        self.backoff = Backoff(log, "traces", where, retry_max, note=" (metrics keep counting; spans wait in the transcripts)")
         self.ev = threading.Event()
         self._mark_at = -1e9
         self.thread = threading.Thread(target=self._run, name="ccotel-traces", daemon=True)
 
     def start(self) -> None:
+        self.ev.set()  # a first pass at once
         self.thread.start()
 
     def notify(self) -> None:
@@ -101,7 +102,7 @@ class MetricsPusher:
         self.resource = resource_attributes(cfg)
         self.collect, self.interval, self.errors = collect, interval, errors
         self.start_ns = time.time_ns()
-        self.backoff = Backoff(log, "metrics", self.t.url, cfg.otlp_retry_max)
+        self.backoff = Backoff(log, "metrics", self.t.url, cfg.otlp_retry_max, note=" over OTLP (/metrics still serves them)")
         self.stop_ev = threading.Event()
         self.pushed = 0
         self.thread = threading.Thread(target=self._run, name="ccotel-metrics-push", daemon=True)
