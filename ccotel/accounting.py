@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import structlog
 
 from ccotel.batch import Batch
+from ccotel.digest import Digest
 from ccotel.pricing import PriceTable
-from ccotel.records import Record, Usage
+from ccotel.records import Usage
 from ccotel.state.store import Store
 
 log = structlog.get_logger()
@@ -120,41 +121,46 @@ class Accountant:
 
     # --- records -------------------------------------------------------------
 
-    def apply(self, rec: Record, ctx: FileContext) -> None:
+    def apply(self, d: Digest, ctx: FileContext) -> None:
+        """Account one digested chunk of a file."""
         b = self.batch
-        if rec.error:
-            b.count("parse_errors")
-        if rec.ts is not None:
-            b.last_event_ts = rec.ts if b.last_event_ts is None else max(b.last_event_ts, rec.ts)
-        if rec.cwd:
-            ctx.cwd = rec.cwd
-        session = rec.session or ctx.session
-        cwd = rec.cwd or ctx.cwd or self.sessions.get(session) or self.new_sessions.get(session) or ""
-        if rec.ts is not None and rec.type in ("user", "assistant", "system"):
-            self._touch_session(session, rec, cwd)
-        if rec.usage is not None and rec.ts is not None:
-            self._usage(rec.usage, rec.ts, session, cwd)
-        if rec.tool_uses and rec.ts is not None:
-            for t in rec.tool_uses:
-                self._tool_use(t.id, t.name, rec.ts, session, cwd)
-        if rec.tool_results and rec.ts is not None:
-            for r in rec.tool_results:
-                self._tool_result(r.tool_use_id, r.is_error, rec.ts)
+        b.lines += d.lines
+        if d.errors:
+            b.count("parse_errors", len(d.errors))
+        if d.last_ts is not None and (b.last_event_ts is None or d.last_ts > b.last_event_ts):
+            b.last_event_ts = d.last_ts
+        if d.cwd:
+            ctx.cwd = d.cwd
+        for sid, (cwd, branch, version, first, last) in d.sessions.items():
+            self._touch_session(sid, cwd, branch, version, first, last)
+        for e in d.usage:
+            self._usage(e.usage, e.ts, e.session, e.cwd or self._session_cwd(e.session))
+        for t in d.tools:
+            if t.name is not None:
+                self._tool_use(t.id, t.name, t.start, t.session, t.cwd or self._session_cwd(t.session))
+            if t.end is not None:
+                self._tool_result(t.id, t.is_error, t.end)
 
-    def _touch_session(self, sid: str, rec: Record, cwd: str) -> None:
+    def _session_cwd(self, sid: str) -> str:
+        cwd = self.sessions.get(sid) or self.new_sessions.get(sid)
+        if not cwd:
+            cur = self.batch.sessions.get(sid)
+            cwd = cur[0] if cur else None
+        return cwd or ""
+
+    def _touch_session(self, sid: str, cwd, branch, version, first: float, last: float) -> None:
         b = self.batch
         cur = b.sessions.get(sid)
         if cur is None:
-            b.sessions[sid] = [cwd or None, rec.branch, rec.version, rec.ts, rec.ts]
+            b.sessions[sid] = [cwd or None, branch, version, first, last]
             if sid not in self.sessions and sid not in self.new_sessions:
-                self.new_sessions[sid] = cwd
+                self.new_sessions[sid] = cwd or ""
             return
-        if not cur[0] and cwd:
-            cur[0] = cwd
-        cur[1] = rec.branch or cur[1]
-        cur[2] = rec.version or cur[2]
-        cur[3] = min(cur[3], rec.ts)
-        cur[4] = max(cur[4], rec.ts)
+        cur[0] = cur[0] or cwd or None
+        cur[1] = branch or cur[1]
+        cur[2] = version or cur[2]
+        cur[3] = min(cur[3], first)
+        cur[4] = max(cur[4], last)
 
     # --- usage ---------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""The ingest pipeline: files -> records -> accounting -> one commit -> sinks.
+"""The ingest pipeline: files -> records -> digests -> accounting -> one commit -> totals.
 
 Used by the daemon (live, one batch per wake-up) and by backfill (many files a
 batch, decoded by worker processes). Offsets move only with the commit that
@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import msgspec
 import structlog
@@ -21,10 +20,11 @@ import structlog
 from ccotel.accounting import Accountant, FileContext
 from ccotel.batch import Batch, FileCursor
 from ccotel.config import Config
+from ccotel.digest import Digest, digest
 from ccotel.pricing import PriceTable
-from ccotel.records import Record, decode
+from ccotel.records import decode
 from ccotel.sources.discovery import session_of, transcript_files
-from ccotel.sources.tail import read_new
+from ccotel.sources.tail import Chunk, read_new
 from ccotel.state.store import Store
 from ccotel.totals import Totals
 
@@ -32,12 +32,6 @@ log = structlog.get_logger()
 
 _ERRORS_LOGGED_PER_FILE = 5
 BATCH_LINES = 50_000
-
-
-class Sink(Protocol):
-    """Something that wants the records of each committed batch (traces)."""
-
-    def on_records(self, records: list[tuple[FileContext, Record]]) -> None: ...
 
 
 @dataclass
@@ -48,23 +42,33 @@ class Health:
 
 
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(list[Record])
+_decoder = msgspec.msgpack.Decoder(Digest)
 
 
-def _decode_file(args: tuple) -> list[tuple[tuple | None, list[int], bool, bytes]]:
-    """Worker: read and decode one file's new lines; records travel as msgpack."""
-    path, cursor, max_line, keep = args
-    cur = FileCursor(*cursor) if cursor else None
+def _digest_chunks(path: str, cursor: FileCursor | None, max_line: int, cwd: str | None) -> Iterator[tuple[Chunk, Digest]]:
+    """Read a file's new lines and reduce them, chunk by chunk."""
+    session = session_of(path)
+    for ch in read_new(path, cursor, max_line):
+        recs = [r for n, raw in ch.lines if (r := decode(raw, n)) is not None]
+        d = digest(recs, len(ch.lines), session, cwd)
+        cwd = d.cwd
+        yield ch, d
+
+
+def _digest_file(args: tuple) -> tuple[list[tuple[tuple | None, list[int], bool, bytes]], str | None]:
+    """Worker: one file's new lines as digests (msgpack); or the error that stopped reading it."""
+    path, cursor, max_line, cwd = args
     out = []
     try:
-        for ch in read_new(path, cur, max_line):
-            recs = [r for n, raw in ch.lines if (r := decode(raw, n, keep)) is not None]
+        for ch, d in _digest_chunks(path, FileCursor(*cursor) if cursor else None, max_line, cwd):
             c = ch.cursor
             cur_args = (c.dev, c.ino, c.offset, c.line_no, c.marker) if c else None
-            out.append((cur_args, ch.oversized, ch.restarted, len(ch.lines), _encoder.encode(recs)))
+            out.append((cur_args, ch.oversized, ch.restarted, _encoder.encode(d)))
+    except FileNotFoundError:
+        return out, ""
     except OSError as exc:
-        out.append((None, [], False, 0, _encoder.encode([Record(-1, "", error=f"{type(exc).__name__}: {exc}")])))
-    return out
+        return out, f"{type(exc).__name__}: {exc}"
+    return out, None
 
 
 class Ingest:
@@ -74,7 +78,6 @@ class Ingest:
         store: Store,
         roots: list[Path],
         clock: Callable[[], float],
-        sinks: Iterable[Sink] = (),
     ):
         self.cfg, self.store, self.roots, self.clock = cfg, store, roots, clock
         self.prices = PriceTable(
@@ -86,11 +89,8 @@ class Ingest:
         self.totals = Totals.load(store, clock())
         self.cursors = store.files()
         self.health = Health(files_tracked=len(self.cursors))
-        self.sinks = list(sinks)
-        self.keep_content = False
         self._ctx: dict[str, FileContext] = {}
         self._errors_logged: dict[str, int] = {}
-        self._records: list[tuple[FileContext, Record]] = []
         self._commit_failed = False
         self._pending: dict[str, int] = {}
 
@@ -141,10 +141,10 @@ class Ingest:
     def ingest(self, path: str) -> int:
         """Read one file's new lines into the current batch. Returns lines read."""
         n = 0
+        ctx = self.context(path)
         try:
-            for ch in read_new(path, self._cursor(path), self.cfg.max_line_bytes):
-                recs = [r for ln, raw in ch.lines if (r := decode(raw, ln, self.keep_content)) is not None]
-                n += self._account(path, ch.cursor, ch.oversized, ch.restarted, recs, len(ch.lines))
+            for ch, d in _digest_chunks(path, self._cursor(path), self.cfg.max_line_bytes, ctx.cwd):
+                n += self._account(path, ch.cursor, ch.oversized, ch.restarted, d)
                 if ch.cursor is not None:
                     self._pending[path] = max(0, ch.size - ch.cursor.offset)
                 if self.acct.batch.lines >= BATCH_LINES:
@@ -164,25 +164,20 @@ class Ingest:
         cursor: FileCursor | None,
         oversized: list[int],
         restarted: bool,
-        recs: list[Record],
-        lines: int,
+        d: Digest,
     ) -> int:
         ctx = self.context(path)
-        self.acct.batch.lines += lines
         if restarted:
             log.info("transcript changed under its cursor; reading it again from the start", path=path)
         for ln in oversized:
             self._parse_error(path, ln, f"line longer than max_line_bytes ({self.cfg.max_line_bytes})")
             self.acct.batch.count("parse_errors")
-        for rec in recs:
-            if rec.error:
-                self._parse_error(path, rec.line_no, rec.error)
-            self.acct.apply(rec, ctx)
-        if self.sinks:
-            self._records.extend((ctx, r) for r in recs)
+        for line_no, reason in d.errors:
+            self._parse_error(path, line_no, reason)
+        self.acct.apply(d, ctx)
         if cursor is not None:
             self.acct.batch.files[path] = cursor
-        return lines
+        return d.lines
 
     def _parse_error(self, path: str, line_no: int, reason: str) -> None:
         seen = self._errors_logged.get(path, 0)
@@ -206,7 +201,6 @@ class Ingest:
             if not self._commit_failed:
                 log.error("cannot write the state; will retry", path=str(self.store.path), error=str(exc))
             self._commit_failed = True
-            self._records.clear()
             self.acct.begin()
             return False
         if self._commit_failed:
@@ -220,9 +214,6 @@ class Ingest:
         self.health.files_tracked = self.totals.files_tracked = len(self.cursors)
         self.health.pending_bytes = self.totals.pending_bytes = sum(self._pending.values())
         self.totals.merge(b, self.acct.new_sessions, self.clock())
-        records, self._records = self._records, []
-        for sink in self.sinks:
-            sink.on_records(records)
         self.acct.begin()
         return True
 
@@ -240,10 +231,10 @@ class Ingest:
             return total
         total = 0
         ml = self.cfg.max_line_bytes
-        jobs = [(p, _cursor_args(self._cursor(p)), ml, self.keep_content) for p in paths]
+        jobs = [(p, _cursor_args(self._cursor(p)), ml, self.context(p).cwd) for p in paths]
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            for path, chunks in zip(paths, pool.map(_decode_file, jobs, chunksize=4), strict=True):
-                total += self._take(path, chunks)
+            for path, (chunks, error) in zip(paths, pool.map(_digest_file, jobs, chunksize=4), strict=True):
+                total += self._take(path, chunks, error)
                 if progress:
                     progress(1)
                 self._pending.pop(path, None)
@@ -252,16 +243,15 @@ class Ingest:
         self.flush()
         return total
 
-    def _take(self, path: str, chunks: list) -> int:
+    def _take(self, path: str, chunks: list, error: str | None) -> int:
         n = 0
-        for cursor, oversized, restarted, lines, blob in chunks:
-            recs = _decoder.decode(blob)
-            if cursor is None and recs and recs[0].line_no == -1:
-                if path not in self.health.unreadable:
-                    self.health.unreadable.add(path)
-                    log.warning("cannot read transcript", path=path, error=recs[0].error)
-                continue
-            n += self._account(path, FileCursor(*cursor) if cursor else None, oversized, restarted, recs, lines)
+        for cursor, oversized, restarted, blob in chunks:
+            n += self._account(path, FileCursor(*cursor) if cursor else None, oversized, restarted, _decoder.decode(blob))
+        if error == "" and path in self.cursors:
+            self.acct.batch.forgotten.add(path)
+        elif error and path not in self.health.unreadable:
+            self.health.unreadable.add(path)
+            log.warning("cannot read transcript", path=path, error=error)
         return n
 
 

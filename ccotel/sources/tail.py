@@ -71,28 +71,25 @@ def read_new(path: str, cur: FileCursor | None, max_line: int, chunk: int = CHUN
             read_at += len(data)
             out = Chunk(restarted=restarted, size=end)
             restarted = False
-            start = 0
             if skipping:
                 nl = data.find(b"\n")
                 if nl < 0:
                     continue
                 line_no += 1
                 out.oversized.append(line_no)
-                pos = read_at - len(data) + nl + 1
-                start, skipping = nl + 1, False
-            last_nl = data.rfind(b"\n", start)
-            if last_nl < 0:
-                carry += data[start:]
-            else:
-                body = carry + data[start:last_nl]
-                carry = data[last_nl + 1 :]
-                for raw in body.split(b"\n"):
-                    line_no += 1
-                    if len(raw) > max_line:
-                        out.oversized.append(line_no)
-                    else:
-                        out.lines.append((line_no, raw))
-                pos = read_at - len(data) + last_nl + 1
+                data, skipping = data[nl + 1 :], False
+            if carry:
+                data = carry + data
+            parts = data.split(b"\n")
+            carry = parts.pop()  # the partial last line, b"" after a newline
+            if parts:
+                first = line_no + 1
+                line_no += len(parts)
+                numbered = zip(range(first, line_no + 1), parts, strict=True)
+                if max(map(len, parts)) > max_line:
+                    numbered = [(n, raw) for n, raw in numbered if len(raw) <= max_line or out.oversized.append(n)]
+                out.lines = list(numbered)
+            pos = read_at - len(carry)
             if len(carry) > max_line:
                 carry, skipping = b"", True
             marker = os.pread(fd, min(MARKER, pos), pos - min(MARKER, pos)) if pos else b""

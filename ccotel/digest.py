@@ -1,0 +1,102 @@
+"""A chunk of one file's records reduced to what accounting needs, where the file is read.
+
+Backfill reads files in worker processes; reducing there leaves the single
+accounting process one entry per response, tool call and session instead of
+one per line. Reducing within a file never changes a result:
+
+- copies of one response (same message.id and requestId) collapse to the first
+  copy of the best kind, which is the one the global rule would keep;
+- a tool call and its result in the same chunk travel as one entry;
+- a session's lines become its first and last time, cwd, branch and version.
+"""
+
+from __future__ import annotations
+
+from msgspec import Struct
+
+from ccotel.records import Record, Usage
+
+
+class UsageEntry(Struct, array_like=True, gc=False):
+    usage: Usage
+    ts: float
+    session: str
+    cwd: str  # "" when the file has not named it yet
+
+
+class ToolEntry(Struct, array_like=True, gc=False):
+    id: str
+    name: str | None  # None: only the result is in this chunk
+    session: str
+    cwd: str
+    start: float | None
+    end: float | None = None  # None: no result yet
+    is_error: bool = False
+
+
+class Digest(Struct, array_like=True, gc=False):
+    lines: int = 0
+    errors: list[tuple[int, str]] = []
+    usage: list[UsageEntry] = []
+    tools: list[ToolEntry] = []
+    sessions: dict[str, list] = {}  # id -> [cwd, branch, version, first_ts, last_ts]
+    last_ts: float | None = None
+    cwd: str | None = None  # the file's cwd after this chunk
+
+
+def _rank(u: Usage) -> tuple[bool, int, bool]:
+    """ccusage's preference: main thread over sidechain, then more tokens, then a speed field."""
+    return (not u.sidechain, u.total, u.has_speed)
+
+
+def digest(recs: list[Record], lines: int, file_session: str, cwd: str | None) -> Digest:
+    d = Digest(lines=lines, errors=[], usage=[], tools=[], sessions={})
+    best: dict[tuple[str | None, str | None], int] = {}
+    tools: dict[str, ToolEntry] = {}
+    last = None
+    for rec in recs:
+        if rec.error:
+            d.errors.append((rec.line_no, rec.error))
+        ts = rec.ts
+        if ts is None:
+            continue
+        if last is None or ts > last:
+            last = ts
+        if rec.cwd:
+            cwd = rec.cwd
+        session = rec.session or file_session
+        here = cwd or ""
+        if rec.type in ("user", "assistant", "system"):
+            s = d.sessions.get(session)
+            if s is None:
+                d.sessions[session] = [cwd, rec.branch, rec.version, ts, ts]
+            else:
+                s[0] = s[0] or cwd
+                s[1] = rec.branch or s[1]
+                s[2] = rec.version or s[2]
+                s[3] = min(s[3], ts)
+                s[4] = max(s[4], ts)
+        u = rec.usage
+        if u is not None:
+            if u.message_id is None:  # never de-duplicated
+                d.usage.append(UsageEntry(u, ts, session, here))
+            else:
+                key = (u.message_id, u.request_id)
+                i = best.get(key)
+                if i is None:
+                    best[key] = len(d.usage)
+                    d.usage.append(UsageEntry(u, ts, session, here))
+                elif _rank(u) > _rank(d.usage[i].usage):
+                    d.usage[i] = UsageEntry(u, ts, session, here)
+        for t in rec.tool_uses or ():
+            if t.id not in tools:
+                tools[t.id] = ToolEntry(t.id, t.name, session, here, ts)
+        for r in rec.tool_results or ():
+            e = tools.get(r.tool_use_id)
+            if e is None:
+                tools[r.tool_use_id] = ToolEntry(r.tool_use_id, None, session, here, None, ts, r.is_error)
+            elif e.end is None:
+                e.end, e.is_error = ts, r.is_error
+    d.tools = list(tools.values())
+    d.last_ts, d.cwd = last, cwd
+    return d
