@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import structlog
 
 from ccotel.batch import Batch
-from ccotel.digest import Digest
+from ccotel.digest import Digest, UsageEntry
 from ccotel.pricing import PriceTable
 from ccotel.records import Usage
 from ccotel.state.store import Store
@@ -65,8 +65,8 @@ def _better(new: Usage, old: tuple) -> bool:
 class Accountant:
     def __init__(self, store: Store, prices: PriceTable, clock: Callable[[], float]):
         self.store, self.prices, self.clock = store, prices, clock
-        self.known: set[str] = set()  # response keys and aliases held by the state
-        self.known_mkeys: set[str] = set()
+        self.known: set[int] = set()  # response keys and aliases held by the state
+        self.known_mkeys: set[int] = set()
         for key, mkey in store.response_keys():
             self.known.add(key)
             if mkey is not None:
@@ -74,7 +74,7 @@ class Accountant:
         self.known_tools: set[str] = {tid for (tid,) in store.query("SELECT id FROM tools")}
         self.sessions: dict[str, str] = dict(store.query("SELECT id, COALESCE(cwd, '') FROM sessions"))
         self.tool_agg = store.tool_agg()
-        self._rows: OrderedDict[str, tuple] = OrderedDict()
+        self._rows: OrderedDict[int, tuple] = OrderedDict()
         self._tools: OrderedDict[str, tuple] = OrderedDict()
         self._warned: set[str] = set()
         self.begin()
@@ -83,8 +83,8 @@ class Accountant:
 
     def begin(self) -> Batch:
         self.batch = Batch()
-        self._batch_mkeys: dict[str, list[str]] = {}
-        self._prior: dict[str, tuple | None] = {}  # response key -> its committed row (None: new)
+        self._batch_mkeys: dict[int, list[int]] = {}
+        self._prior: dict[int, tuple | None] = {}  # response key -> its committed row (None: new)
         self.new_sessions: dict[str, str] = {}
         return self.batch
 
@@ -134,7 +134,7 @@ class Accountant:
         for sid, (cwd, branch, version, first, last) in d.sessions.items():
             self._touch_session(sid, cwd, branch, version, first, last)
         for e in d.usage:
-            self._usage(e.usage, e.ts, e.session, e.cwd or self._session_cwd(e.session))
+            self._usage(e, e.cwd or self._session_cwd(e.session))
         for t in d.tools:
             if t.name is not None:
                 self._tool_use(t.id, t.name, t.start, t.session, t.cwd or self._session_cwd(t.session))
@@ -164,7 +164,7 @@ class Accountant:
 
     # --- usage ---------------------------------------------------------------
 
-    def _row(self, key: str) -> tuple | None:
+    def _row(self, key: int) -> tuple | None:
         row = self.batch.responses.get(key)
         if row is None:
             target = self.batch.aliases.get(key)
@@ -175,7 +175,7 @@ class Accountant:
             row = self.store.response(key)
         return row
 
-    def _sidechain_match(self, mkey: str, candidate_side: bool) -> tuple | None:
+    def _sidechain_match(self, mkey: int, candidate_side: bool) -> tuple | None:
         """A /btw sidechain replay of a parent message under a new request id."""
         rows = [self.batch.responses[k] for k in self._batch_mkeys.get(mkey, ())]
         if mkey in self.known_mkeys:
@@ -186,13 +186,9 @@ class Accountant:
                 return r
         return None
 
-    def _usage(self, u: Usage, ts: float, session: str, cwd: str) -> None:
+    def _usage(self, e: UsageEntry, cwd: str) -> None:
         b = self.batch
-        if u.message_id is None:  # ccusage never de-duplicates these
-            key = mkey = f"\x00{session}\x00{ts}\x00{u!r}"
-        else:
-            mkey = u.message_id
-            key = mkey if u.request_id is None else f"{mkey}\x00{u.request_id}"
+        u, ts, session, key, mkey = e.usage, e.ts, e.session, e.key, e.mkey
         old = self._row(key)
         if old is None and u.message_id is not None:
             old = self._sidechain_match(mkey, u.sidechain)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from msgspec import Struct
 
-from ccotel.records import Record, Usage
+from ccotel.records import Record, Usage, message_key, response_key
 
 
 class UsageEntry(Struct, array_like=True, gc=False):
@@ -22,6 +22,8 @@ class UsageEntry(Struct, array_like=True, gc=False):
     ts: float
     session: str
     cwd: str  # "" when the file has not named it yet
+    key: int  # records.response_key
+    mkey: int  # records.message_key
 
 
 class ToolEntry(Struct, array_like=True, gc=False):
@@ -51,7 +53,7 @@ def _rank(u: Usage) -> tuple[bool, int, bool]:
 
 def digest(recs: list[Record], lines: int, file_session: str, cwd: str | None) -> Digest:
     d = Digest(lines=lines, errors=[], usage=[], tools=[], sessions={})
-    best: dict[tuple[str | None, str | None], int] = {}
+    best: dict[int, int] = {}
     tools: dict[str, ToolEntry] = {}
     last = None
     for rec in recs:
@@ -78,16 +80,13 @@ def digest(recs: list[Record], lines: int, file_session: str, cwd: str | None) -
                 s[4] = max(s[4], ts)
         u = rec.usage
         if u is not None:
-            if u.message_id is None:  # never de-duplicated
-                d.usage.append(UsageEntry(u, ts, session, here))
-            else:
-                key = (u.message_id, u.request_id)
-                i = best.get(key)
-                if i is None:
-                    best[key] = len(d.usage)
-                    d.usage.append(UsageEntry(u, ts, session, here))
-                elif _rank(u) > _rank(d.usage[i].usage):
-                    d.usage[i] = UsageEntry(u, ts, session, here)
+            key = response_key(u, session, ts)
+            i = best.get(key)
+            if i is None:
+                best[key] = len(d.usage)
+                d.usage.append(UsageEntry(u, ts, session, here, key, message_key(u, key)))
+            elif _rank(u) > _rank(d.usage[i].usage):
+                d.usage[i] = UsageEntry(u, ts, session, here, key, d.usage[i].mkey)
         for t in rec.tool_uses or ():
             if t.id not in tools:
                 tools[t.id] = ToolEntry(t.id, t.name, session, here, ts)

@@ -8,6 +8,7 @@ never loses its tokens.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import datetime
 from typing import Annotated, Literal, Union
@@ -213,6 +214,27 @@ class Record(Struct, array_like=True, gc=False):
     prompt: bool = False  # a user prompt (not a tool result, not injected)
     result_agent_id: str | None = None
     error: str | None = None  # why the line (or part of it) could not be read
+
+
+def _h64(text: str) -> int:
+    """A stable signed 64-bit integer (an SQLite INTEGER key) for a string."""
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def response_key(u: Usage, session: str, ts: float) -> int:
+    """Identity of an API response: message.id and requestId, as ccusage keys it.
+
+    A line without a message id is never de-duplicated by ccusage: its key is the line's own.
+    """
+    if u.message_id is None:
+        return _h64(f"\x00{session}\x00{ts}\x00{u!r}")
+    return _h64(u.message_id if u.request_id is None else f"{u.message_id}\x00{u.request_id}")
+
+
+def message_key(u: Usage, key: int) -> int:
+    """The message id alone, which a /btw sidechain replay shares with its parent."""
+    return key if u.message_id is None else _h64(u.message_id)
 
 
 def parse_ts(value: str | None) -> float | None:

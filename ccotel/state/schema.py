@@ -17,13 +17,12 @@ CREATE = (
         line_no INTEGER NOT NULL, marker BLOB, trace_offset INTEGER NOT NULL DEFAULT 0)""",
     # One row per de-duplicated API response (the kept copy).
     """CREATE TABLE IF NOT EXISTS responses(
-        key TEXT PRIMARY KEY, mkey TEXT NOT NULL, session TEXT, cwd TEXT, model TEXT,
+        key INTEGER PRIMARY KEY, mkey INTEGER NOT NULL, session TEXT, cwd TEXT, model TEXT,
         ts REAL, input INTEGER, output INTEGER, cache_read INTEGER, cw5m INTEGER, cw1h INTEGER,
-        web_search INTEGER, sidechain INTEGER, has_speed INTEGER, cost REAL, priced INTEGER)
-        WITHOUT ROWID""",
+        web_search INTEGER, sidechain INTEGER, has_speed INTEGER, cost REAL, priced INTEGER)""",
     "CREATE INDEX IF NOT EXISTS responses_mkey ON responses(mkey)",
     # Another exact key that resolved to a kept response (sidechain replays).
-    "CREATE TABLE IF NOT EXISTS response_alias(key TEXT PRIMARY KEY, target TEXT NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS response_alias(key INTEGER PRIMARY KEY, target INTEGER NOT NULL)",
     # Usage summed per session, hour, model and cwd: every report and counter derives from it.
     """CREATE TABLE IF NOT EXISTS usage(
         session TEXT NOT NULL, hour INTEGER NOT NULL, model TEXT NOT NULL, cwd TEXT NOT NULL,

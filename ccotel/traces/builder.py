@@ -27,7 +27,7 @@ from typing import Any
 import msgspec
 
 from ccotel.accounting import COST, CR, INP, MODEL, OUT, PRICED, SESSION, W1, W5, WS, K
-from ccotel.records import Record, Usage
+from ccotel.records import Record, response_key
 from ccotel.traces import ids
 from ccotel.traces.model import (
     U_CACHE_READ,
@@ -137,13 +137,6 @@ def _input(raw: bytes | None) -> dict:
     return v if isinstance(v, dict) else {}
 
 
-def response_key(u: Usage, session: str, ts: float) -> str:
-    """The accounting key of a response (ccotel.accounting.Accountant._usage)."""
-    if u.message_id is None:  # never de-duplicated: one response per line
-        return f"\x00{session}\x00{ts}\x00{u!r}"
-    return u.message_id if u.request_id is None else f"{u.message_id}\x00{u.request_id}"
-
-
 def mcp_split(name: str) -> tuple[str, str] | None:
     """mcp__server__tool -> (server, tool)."""
     if not name.startswith("mcp__"):
@@ -168,7 +161,7 @@ class Builder:
         self.load_session = load_session
         self.sessions: dict[str, Session] = {}
         self.touched: set[str] = set()
-        self.new_chats: set[str] = set()
+        self.new_chats: set[int] = set()
         self.out: list[Span] = []
         self._tids: dict[str, int] = {}
 

@@ -32,8 +32,8 @@ def turn_id(session: str, prompt_uuid: str) -> int:
     return span_id("turn", session, prompt_uuid)
 
 
-def chat_id(session: str, response_key: str) -> int:
-    return span_id("chat", session, response_key)
+def chat_id(session: str, response_key: int) -> int:
+    return span_id("chat", session, str(response_key))
 
 
 def tool_id(session: str, tool_use_id: str) -> int:

@@ -37,7 +37,7 @@ class Span(Struct, array_like=True):
 class Resp(Struct, array_like=True):
     """An API response being read (its lines may straddle tool results)."""
 
-    key: str  # the accounting key of the response (see builder.response_key)
+    key: int  # the accounting key of the response (records.response_key)
     mid: str | None
     rid: str | None
     model: str | None
@@ -51,7 +51,7 @@ class Resp(Struct, array_like=True):
 class Thread(Struct, array_like=True):
     last: float | None = None  # time of the thread's last record
     resp: Resp | None = None
-    done: str = ""  # key of the last finished response (its late lines add nothing)
+    done: int = 0  # key of the last finished response (its late lines add nothing)
 
 
 class Tool(Struct, array_like=True):

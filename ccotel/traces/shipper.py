@@ -44,7 +44,7 @@ CREATE = (
         id TEXT PRIMARY KEY, closed INTEGER NOT NULL, last REAL, blob BLOB NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS trace_sessions_open ON trace_sessions(closed)",
     # Responses that already have their chat span (a kept copy read twice gets one).
-    "CREATE TABLE IF NOT EXISTS trace_chats(key TEXT PRIMARY KEY) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS trace_chats(key INTEGER PRIMARY KEY)",
     "CREATE TABLE IF NOT EXISTS trace_meta(key TEXT PRIMARY KEY, value TEXT)",
 )
 
@@ -156,7 +156,7 @@ class Shipper:
     def set_meta(self, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO trace_meta(key, value) VALUES(?,?)", (key, value))
 
-    def _row(self, key: str) -> tuple | None:
+    def _row(self, key: int) -> tuple | None:
         row = self.db.execute(RESPONSE, (key,)).fetchone()
         if row is None:
             t = self.db.execute(ALIAS, (key,)).fetchone()
@@ -164,7 +164,7 @@ class Shipper:
                 row = self.db.execute(RESPONSE, (t[0],)).fetchone()
         return row
 
-    def _chat_emitted(self, key: str) -> bool:
+    def _chat_emitted(self, key: int) -> bool:
         return self.db.execute("SELECT 1 FROM trace_chats WHERE key=?", (key,)).fetchone() is not None
 
     def _load(self, sid: str) -> model.Session | None:
