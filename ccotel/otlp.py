@@ -71,6 +71,16 @@ def _env(env: Mapping[str, str], signal: Signal, name: str) -> str:
     return env.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_{name}") or env.get(f"OTEL_EXPORTER_OTLP_{name}") or ""
 
 
+def configured(cfg, signal: Signal, env: Mapping[str, str] | None = None) -> bool:
+    """Whether the user named an endpoint for this signal (not just the default)."""
+    env = os.environ if env is None else env
+    return bool(
+        cfg.otlp_endpoint
+        or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        or env.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT")
+    )
+
+
 def target(cfg, signal: Signal, env: Mapping[str, str] | None = None) -> Target:
     """Resolve where one signal goes. cfg is ccotel's Config (its otlp_* keys win)."""
     env = os.environ if env is None else env

@@ -94,3 +94,13 @@ def test_corrupt_state_names_rebuild(tmp_path):
     ccotel("backfill", "--rebuild", "--claude-dir", str(FIXTURES / "claude-2.1.197"), "--state-dir", str(s))
     assert json.loads(ccotel("report", "--json", "--state-dir", str(s)).stdout)["totals"]["input_tokens"] == 11814
     assert (s / "state.db").stat().st_mode & 0o077 == 0
+
+
+def test_metrics_push_only_to_an_endpoint_the_user_named():
+    from ccotel.config import Config
+    from ccotel.otlp import configured
+
+    assert not configured(Config(), "metrics", env={})
+    assert configured(Config(otlp_endpoint="http://collector:4318"), "metrics", env={})
+    assert configured(Config(), "metrics", env={"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://c:4318/v1/metrics"})
+    assert not configured(Config(), "metrics", env={"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318/v1/traces"})

@@ -21,6 +21,7 @@ from ccotel.otlp import (
     Backoff,
     ExportError,
     Sender,
+    configured,
     metrics_request_bytes,
     resource_attributes,
     target,
@@ -165,9 +166,13 @@ class Exporters:
             self.traces = TraceThread(shipper, where, cfg.otlp_retry_max)
 
     def attach_registry(self, registry) -> None:
-        """The metrics to push over OTLP: what /metrics shows."""
+        """The metrics to push over OTLP: what /metrics shows.
+
+        Pushed only to an endpoint the user named: with the default one, the local stack
+        scrapes /metrics, and a daemon reaching Prometheus both ways would count twice.
+        """
         self._registry = registry
-        if self.cfg.metrics_push_interval > 0:
+        if self.cfg.metrics_push_interval > 0 and configured(self.cfg, "metrics"):
             try:
                 self.pusher = MetricsPusher(self.cfg, lambda: list(registry.collect()), self.cfg.metrics_push_interval, self.errors)
             except (ValueError, OSError) as exc:
