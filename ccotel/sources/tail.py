@@ -28,18 +28,25 @@ class Chunk:
     size: int = 0  # the file's size when read
 
 
-def _restart_reason(fd: int, st: os.stat_result, cur: FileCursor | None) -> str | None:
+def restart_reason(fd: int, dev: int, ino: int, size: int, cur: FileCursor | None) -> str | None:
+    """Why a cursor no longer fits the open file (fd, dev, ino, readable size), or None."""
     if cur is None:
         return None
-    if (st.st_dev, st.st_ino) != (cur.dev, cur.ino):
+    if (dev, ino) != (cur.dev, cur.ino):
         return "replaced"
-    if st.st_size < cur.offset:
+    if size < cur.offset:
         return "truncated"
     if cur.offset and cur.marker:
         start = max(0, cur.offset - len(cur.marker))
         if os.pread(fd, cur.offset - start, start) != cur.marker:
             return "rewritten"
     return None
+
+
+def marker_before(fd: int, offset: int) -> bytes:
+    """The bytes just before offset: they must still be there when reading resumes."""
+    n = min(MARKER, offset)
+    return os.pread(fd, n, offset - n) if n else b""
 
 
 def read_new(path: str, cur: FileCursor | None, max_line: int, chunk: int = CHUNK) -> Iterator[Chunk]:
@@ -50,7 +57,7 @@ def read_new(path: str, cur: FileCursor | None, max_line: int, chunk: int = CHUN
     fd = os.open(path, os.O_RDONLY)
     try:
         st = os.fstat(fd)
-        reason = _restart_reason(fd, st, cur)
+        reason = restart_reason(fd, st.st_dev, st.st_ino, st.st_size, cur)
         restarted = reason is not None
         if cur is None or restarted:
             cur = FileCursor(st.st_dev, st.st_ino)
@@ -92,7 +99,7 @@ def read_new(path: str, cur: FileCursor | None, max_line: int, chunk: int = CHUN
             pos = read_at - len(carry)
             if len(carry) > max_line:
                 carry, skipping = b"", True
-            marker = os.pread(fd, min(MARKER, pos), pos - min(MARKER, pos)) if pos else b""
+            marker = marker_before(fd, pos)
             out.cursor = FileCursor(st.st_dev, st.st_ino, pos, line_no, marker)
             if out.lines or out.oversized or out.restarted or pos != offset:
                 offset = pos

@@ -11,31 +11,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+
+from ccotel.batch import FileCursor
+from ccotel.sources.tail import marker_before, restart_reason
 
 BLOCK = 1 << 20
-MARKER = 32
-
-
-@dataclass(slots=True)
-class Cursor:
-    dev: int
-    ino: int
-    offset: int = 0
-    line_no: int = 0
-    marker: bytes = b""
-
-
-def _restart(fd: int, cur: Cursor | None, dev: int, ino: int, limit: int) -> bool:
-    if cur is None:
-        return False
-    if (cur.dev, cur.ino) != (dev, ino) or cur.offset > limit:
-        return True
-    if cur.offset and cur.marker:
-        start = max(0, cur.offset - len(cur.marker))
-        if os.pread(fd, cur.offset - start, start) != cur.marker:
-            return True
-    return False
+Cursor = FileCursor  # the trace cursor has the metrics cursor's shape
 
 
 def read_lines(
@@ -55,7 +36,7 @@ def read_lines(
         st = os.fstat(fd)
         if (st.st_dev, st.st_ino) != (dev, ino) or st.st_size < limit:
             return
-        if cur is None or _restart(fd, cur, dev, ino, limit):
+        if cur is None or restart_reason(fd, dev, ino, limit, cur):
             pos, line_no = 0, 0
         else:
             pos, line_no = cur.offset, cur.line_no
@@ -106,7 +87,6 @@ def marker_at(path: str, offset: int) -> bytes:
     except OSError:
         return b""
     try:
-        n = min(MARKER, offset)
-        return os.pread(fd, n, offset - n)
+        return marker_before(fd, offset)
     finally:
         os.close(fd)
