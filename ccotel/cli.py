@@ -187,34 +187,45 @@ def report(ctx, by: str, since: str | None, as_json: bool, state_dir: str | None
     _print_table(data, by)
 
 
+def _short_model(model: str) -> str:
+    """claude-sonnet-4-5-20250929 -> sonnet-4-5: what a narrow table can hold."""
+    name = model.removeprefix("claude-")
+    head, _, tail = name.rpartition("-")
+    return head if tail.isdigit() and len(tail) == 8 else name
+
+
+def _compact(n: float) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return f"{n:.0f}"
+
+
+_TOKEN_COLS = (("Input", "input_tokens"), ("Output", "output_tokens"),
+               ("Cache write", "cache_write_tokens"), ("Cache read", "cache_read_tokens"))
+
+
 def _print_table(data: dict, by: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    console = Console()
+    narrow = console.width < 120  # full token counts need about 120 columns
+    num = _compact if narrow else (lambda n: f"{n:,}")
+    show_models = by != "model" and not narrow
     t = Table(title=f"Claude Code usage by {by}", show_footer=True)
     tot = data["totals"]
-    cols = [
-        (by.capitalize(), None, "Total"),
-        ("Models", "models", ""),
-        ("Input", "input_tokens", f"{tot['input_tokens']:,}"),
-        ("Output", "output_tokens", f"{tot['output_tokens']:,}"),
-        ("Cache write", "cache_write_tokens", f"{tot['cache_write_tokens']:,}"),
-        ("Cache read", "cache_read_tokens", f"{tot['cache_read_tokens']:,}"),
-        ("Cost (USD)", "cost_usd", f"${tot['cost_usd']:,.2f}"),
-    ]
-    for title, _key, footer in cols:
-        t.add_column(title, footer=footer, justify="left" if title in (by.capitalize(), "Models") else "right")
+    t.add_column(by.capitalize(), footer="Total", overflow="fold", min_width=10)
+    if show_models:
+        t.add_column("Models", overflow="fold")
+    for title, key in _TOKEN_COLS:
+        t.add_column(title, footer=num(tot[key]), justify="right", no_wrap=True)
+    t.add_column("Cost (USD)", footer=f"${tot['cost_usd']:,.2f}", justify="right", no_wrap=True)
     for r in data["rows"]:
-        t.add_row(
-            str(r[by]),
-            ", ".join(r["models"]),
-            f"{r['input_tokens']:,}",
-            f"{r['output_tokens']:,}",
-            f"{r['cache_write_tokens']:,}",
-            f"{r['cache_read_tokens']:,}",
-            f"${r['cost_usd']:,.2f}",
-        )
-    Console().print(t)
+        label = _short_model(r[by]) if by == "model" else str(r[by])
+        models = [", ".join(_short_model(m) for m in r["models"])] if show_models else []
+        t.add_row(label, *models, *(num(r[key]) for _, key in _TOKEN_COLS), f"${r['cost_usd']:,.2f}")
+    console.print(t)
 
 
 @main.command()
