@@ -350,6 +350,29 @@ def _bucket_key(labels: Mapping[str, str]) -> tuple:
     return tuple(sorted((k, v) for k, v in labels.items() if k != "le"))
 
 
+def _histogram_points(fam) -> list[tuple[dict, list[float], list[int], float, int]]:
+    """(labels, explicit bounds, per-bucket counts, sum, count) per series of a histogram family."""
+    groups: dict[tuple, dict] = {}
+    for s in fam.samples:
+        g = groups.setdefault(_bucket_key(s.labels), {"labels": {k: v for k, v in s.labels.items() if k != "le"}, "b": []})
+        if s.name.endswith("_bucket"):
+            g["b"].append((float(s.labels["le"]), s.value))
+        elif s.name.endswith("_sum"):
+            g["sum"] = s.value
+        elif s.name.endswith("_count"):
+            g["count"] = s.value
+    out = []
+    for g in groups.values():
+        b = sorted(g["b"])
+        counts, prev = [], 0.0
+        for _le, c in b:
+            counts.append(int(c - prev))
+            prev = c
+        bounds = [le for le, _ in b if le != float("inf")]
+        out.append((g["labels"], bounds, counts, float(g.get("sum", 0.0)), int(g.get("count", prev))))
+    return out
+
+
 def metrics_request(
     families: Iterable, resource: PbResource, start_ns: int, now_ns: int | None = None
 ) -> ExportMetricsServiceRequest:
@@ -372,28 +395,12 @@ def metrics_request(
             ]
             m.sum.CopyFrom(pbm.Sum(data_points=pts, aggregation_temporality=cum, is_monotonic=True))
         elif fam.type == "histogram":
-            groups: dict[tuple, dict] = {}
-            for s in fam.samples:
-                g = groups.setdefault(_bucket_key(s.labels), {"labels": {k: v for k, v in s.labels.items() if k != "le"}, "b": []})
-                if s.name.endswith("_bucket"):
-                    g["b"].append((float(s.labels["le"]), s.value))
-                elif s.name.endswith("_sum"):
-                    g["sum"] = s.value
-                elif s.name.endswith("_count"):
-                    g["count"] = s.value
             pts = []
-            for g in groups.values():
-                b = sorted(g["b"])
-                bounds = [le for le, _ in b if le != float("inf")]
-                counts, prev = [], 0.0
-                for _le, c in b:
-                    counts.append(int(c - prev))
-                    prev = c
+            for labels, bounds, counts, total, count in _histogram_points(fam):
                 pts.append(
                     pbm.HistogramDataPoint(
-                        attributes=_kv(g["labels"]), start_time_unix_nano=start_ns, time_unix_nano=now_ns,
-                        count=int(g.get("count", prev)), sum=float(g.get("sum", 0.0)),
-                        bucket_counts=counts, explicit_bounds=bounds,
+                        attributes=_kv(labels), start_time_unix_nano=start_ns, time_unix_nano=now_ns,
+                        count=count, sum=total, bucket_counts=counts, explicit_bounds=bounds,
                     )
                 )  # fmt: skip
             m.histogram.CopyFrom(pbm.Histogram(data_points=pts, aggregation_temporality=cum))
@@ -469,31 +476,15 @@ def metrics_request_bytes(families: Iterable, resource_attrs: Mapping[str, str],
             )
             metrics.append(_ld(2, head + _ld(7, pts + cum + b"\x18\x01")))
         elif fam.type == "histogram":
-            groups: dict[tuple, dict] = {}
-            for s in fam.samples:
-                g = groups.setdefault(_bucket_key(s.labels), {"labels": {k: v for k, v in s.labels.items() if k != "le"}, "b": []})
-                if s.name.endswith("_bucket"):
-                    g["b"].append((float(s.labels["le"]), s.value))
-                elif s.name.endswith("_sum"):
-                    g["sum"] = s.value
-                elif s.name.endswith("_count"):
-                    g["count"] = s.value
             pts = []
-            for g in groups.values():
-                b = sorted(g["b"])
-                counts, prev = [], 0.0
-                for _le, c in b:
-                    counts.append(int(c - prev))
-                    prev = c
-                bounds = [le for le, _ in b if le != float("inf")]
-                count = int(g.get("count", prev))
+            for labels, bounds, counts, total, count in _histogram_points(fam):
                 body = (
                     _dp_common(start_ns, now_ns)
                     + (b"\x21" + count.to_bytes(8, "little") if count else b"")
-                    + b"\x29" + _DOUBLE.pack(float(g.get("sum", 0.0)))
+                    + b"\x29" + _DOUBLE.pack(total)
                     + (_ld(6, b"".join(c.to_bytes(8, "little") for c in counts)) if counts else b"")
                     + (_ld(7, b"".join(_DOUBLE.pack(x) for x in bounds)) if bounds else b"")
-                    + _labels(9, g["labels"])
+                    + _labels(9, labels)
                 )  # fmt: skip
                 pts.append(_ld(1, body))
             metrics.append(_ld(2, head + _ld(9, b"".join(pts) + cum)))
