@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import structlog
 
 from ccotel.batch import Batch
-from ccotel.digest import Digest, UsageEntry
+from ccotel.digest import Digest, UsageEntry, rank
 from ccotel.pricing import PriceTable
 from ccotel.records import Usage
 from ccotel.state.store import Store
@@ -40,8 +40,8 @@ class FileContext:
 
 
 def _values(row: tuple) -> list[float]:
-    tokens = row[INP] + row[OUT] + row[CR] + row[W5] + row[W1]
-    return [row[INP], row[OUT], row[CR], row[W5], row[W1], row[WS], 1, row[COST], 0 if row[PRICED] else tokens]
+    unpriced = 0 if row[PRICED] else _total(row)
+    return [row[INP], row[OUT], row[CR], row[W5], row[W1], row[WS], 1, row[COST], unpriced]
 
 
 def _usage_key(row: tuple) -> tuple[str, int, str, str]:
@@ -53,13 +53,7 @@ def _total(row: tuple) -> int:
 
 
 def _better(new: Usage, old: tuple) -> bool:
-    """ccusage's should_replace_deduped_entry."""
-    if new.sidechain != bool(old[SIDE]):
-        return bool(old[SIDE])
-    total, old_total = new.total, _total(old)
-    if total != old_total:
-        return total > old_total
-    return new.has_speed and not old[SPEED]
+    return rank(new) > (not old[SIDE], _total(old), bool(old[SPEED]))
 
 
 class Accountant:

@@ -46,8 +46,9 @@ class Digest(Struct, array_like=True, gc=False):
     cwd: str | None = None  # the file's cwd after this chunk
 
 
-def _rank(u: Usage) -> tuple[bool, int, bool]:
-    """ccusage's preference: main thread over sidechain, then more tokens, then a speed field."""
+def rank(u: Usage) -> tuple[bool, int, bool]:
+    """ccusage's preference among copies of a response (should_replace_deduped_entry):
+    main thread over sidechain, then more tokens, then one with a speed field."""
     return (not u.sidechain, u.total, u.has_speed)
 
 
@@ -85,7 +86,7 @@ def digest(recs: list[Record], lines: int, file_session: str, cwd: str | None) -
             if i is None:
                 best[key] = len(d.usage)
                 d.usage.append(UsageEntry(u, ts, session, here, key, message_key(u, key)))
-            elif _rank(u) > _rank(d.usage[i].usage):
+            elif rank(u) > rank(d.usage[i].usage):
                 d.usage[i] = UsageEntry(u, ts, session, here, key, d.usage[i].mkey)
         for t in rec.tool_uses or ():
             if t.id not in tools:
