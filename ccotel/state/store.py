@@ -36,10 +36,13 @@ class Store:
             uri = f"file:{self.path}?mode=ro"
             self.db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         else:
-            state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self._lock()
-            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            os.chmod(self.path, 0o600)
+            try:
+                state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+                self._lock()
+                self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                os.chmod(self.path, 0o600)
+            except OSError as exc:  # read-only filesystem, no permission, disk full
+                raise StateError(f"cannot write the state in {state_dir}: {exc.strerror or exc}") from None
         try:
             for p in sql.PRAGMAS if not readonly else sql.PRAGMAS[3:]:
                 self.db.execute(p)
@@ -91,7 +94,7 @@ class Store:
 
     def files(self) -> dict[str, FileCursor]:
         return {
-            path: FileCursor(dev, ino, offset, line_no, marker or b"")
+            path if isinstance(path, str) else _path_from_db(path): FileCursor(dev, ino, offset, line_no, marker or b"")
             for path, dev, ino, offset, line_no, marker in self.db.execute(sql.FILES_ALL)
         }
 
@@ -153,9 +156,9 @@ class Store:
         with self.tx():
             db.executemany(
                 sql.FILE_UPSERT,
-                [(p, c.dev, c.ino, c.offset, c.line_no, c.marker) for p, c in b.files.items()],
+                [(_path_to_db(p), c.dev, c.ino, c.offset, c.line_no, c.marker) for p, c in b.files.items()],
             )
-            db.executemany(sql.FILE_DELETE, [(p,) for p in b.forgotten])
+            db.executemany(sql.FILE_DELETE, [(_path_to_db(p),) for p in b.forgotten])
             db.executemany(sql.RESPONSE_UPSERT, b.responses.values())
             db.executemany(sql.ALIAS_PUT, b.aliases.items())
             db.executemany(sql.USAGE_ADD, [(*k, *v) for k, v in b.usage.items()])
@@ -175,6 +178,20 @@ class Store:
     def set_meta(self, key: str, value: str) -> None:
         with self.tx():
             self.db.execute(sql.META_PUT, (key, value))
+
+
+def _path_to_db(path: str) -> str | bytes:
+    """A file name that is not UTF-8 (surrogate-escaped by Python) is kept as its bytes:
+    SQLite text must be UTF-8, and the name must map back to the same file."""
+    try:
+        path.encode()
+        return path
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+
+
+def _path_from_db(path: bytes) -> str:
+    return os.fsdecode(path)
 
 
 class _Tx:

@@ -1,0 +1,244 @@
+"""Faults and bad input (issue 5): each test injects a fault into the transcripts or the
+state and asserts the totals equal ccusage over the good lines, and that the fault is
+reported (parse errors counted, a clear error message) rather than raised."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ccotel.state.store import open_readonly
+from tests.conftest import as_ccusage, assert_equal_totals, ccotel, free_port, report_totals
+from tests.corpus import generate, write_session
+from tests.oracle import ccusage_totals
+from tests.test_live import scrape, start, wait_equal
+
+
+def counters(state: Path) -> dict[str, float]:
+    s = open_readonly(state)
+    try:
+        return s.counters()
+    finally:
+        s.close()
+
+
+def backfill(config_dir: Path, state: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return ccotel("backfill", "--claude-dir", str(config_dir), "--state-dir", str(state), *extra, env=env)
+
+
+def transcripts(root: Path) -> list[Path]:
+    return sorted(root.rglob("*.jsonl"))
+
+
+BAD_LINES: list[bytes] = [
+    b'{"type":"assistant","message":{"usage":',  # truncated JSON
+    b"\xff\xfe\x80 not utf-8 \xc3\x28",  # invalid UTF-8
+    b'{"type":"assistant",\x00"message":{}}',  # NUL byte
+    b"\x00" * 64,
+    b'{"type":"assistant","message":{"id":7,"model":["x"],"usage":{"input_tokens":"many"}}}',  # wrong types
+    b'{"type":"assistant","timestamp":12,"requestId":{},"message":{"id":"msg_x","model":"claude-sonnet-4-5","usage":[]}}',
+    b'{"type":"user","message":{"content":[{"type":"tool_result","tool_use_id":5,"content":{"a":1}}]}}',
+    b"[1,2,3]",
+    b'"just a string"',
+    b"null",
+    b"{}" * 1000,
+    b"   ",
+]
+
+
+def test_bad_lines_between_good_ones(tmp_path):
+    """Every kind of malformed line, between and after good ones: counted as parse errors,
+    and the totals equal ccusage over the file without them."""
+    clean = tmp_path / "clean"
+    generate(clean, files=6, seed=11)
+    dirty = tmp_path / "dirty"
+    shutil.copytree(clean, dirty)
+    rng = random.Random(5)
+    for f in transcripts(dirty):
+        lines = f.read_bytes().splitlines(keepends=True)
+        for bad in BAD_LINES:
+            lines.insert(rng.randrange(len(lines) + 1), bad + b"\n")
+        f.write_bytes(b"".join(lines))
+    state = tmp_path / "state"
+    backfill(dirty, state)
+    assert_equal_totals(as_ccusage(report_totals(state)), ccusage_totals(clean))
+    # blank lines are not errors; the rest are (a line that decodes but is not a
+    # transcript record, like [1,2,3], may be counted as unknown rather than an error)
+    errors = counters(state).get("parse_errors", 0)
+    assert errors >= 5 * len(transcripts(dirty)), counters(state)
+
+
+def _child_maxrss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def _rss_of(args: list[str]) -> float:
+    """Peak RSS (MiB) of one subprocess, measured by a wrapper so other children do not count."""
+    code = (
+        "import resource,subprocess,sys;"
+        "subprocess.run(sys.argv[1:],check=True,stdout=subprocess.DEVNULL);"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024)"
+    )
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.timeout(600)
+def test_huge_lines_bounded_memory(tmp_path):
+    """A 100 MB line (over max_line_bytes) and a line with a million content blocks (under
+    it): the first is skipped without being held, the second decoded or rejected, memory
+    stays bounded, and the good lines around them are all counted."""
+    clean = tmp_path / "clean"
+    generate(clean, files=2, seed=3)
+    dirty = tmp_path / "dirty"
+    shutil.copytree(clean, dirty)
+    files = transcripts(dirty)
+    with open(files[0], "ab") as f:
+        f.write(b'{"type":"assistant","message":{"content":"')
+        chunk = b"x" * (1 << 20)
+        for _ in range(100):
+            f.write(chunk)
+        f.write(b'"}}\n')
+    blocks = b",".join([b'{"type":"text","text":"a"}'] * 1_000_000)
+    with open(files[1], "ab") as f:
+        f.write(b'{"type":"assistant","uuid":"u","message":{"role":"assistant","content":[' + blocks + b"]}}\n")
+    # good lines after both, so the reader must get past them
+    write_session(dirty, cwd="/home/user/after-huge", seed=9)
+    write_session(clean, cwd="/home/user/after-huge", seed=9)
+    state = tmp_path / "state"
+    rss = _rss_of([sys.executable, "-m", "ccotel", "backfill", "--claude-dir", str(dirty), "--state-dir", str(state)])
+    assert_equal_totals(as_ccusage(report_totals(state)), ccusage_totals(clean))
+    assert counters(state).get("parse_errors", 0) >= 1  # the 100 MB line
+    # the 100 MB line is never held whole; the million blocks (~26 MB of JSON) is
+    print(f"peak RSS {rss:.0f} MiB")
+    assert rss < 600, f"peak RSS {rss:.0f} MiB"
+
+
+def _no_dac() -> list[str]:
+    """Run as root without the capabilities that let root read anything: permission bits apply."""
+    caps = "-dac_override,-dac_read_search"
+    return ["setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}"]
+
+
+def test_permission_denied_folder_non_utf8_name_symlink_loop(tmp_path):
+    """One project folder unreadable, a transcript whose name is not UTF-8, a symlink loop:
+    the rest is counted, equal to ccusage over what is readable."""
+    clean = tmp_path / "clean"
+    generate(clean, files=4, seed=21)
+    write_session(clean, cwd="/home/user/bytes-name", seed=4)
+    dirty = tmp_path / "dirty"
+    shutil.copytree(clean, dirty)
+    # a project folder nobody may read, holding sessions that must not be counted
+    denied = dirty / "projects" / "-home-user-secret"
+    denied.mkdir()
+    write_session(dirty, cwd="/home/user/secret", seed=77)
+    # a transcript name that is not UTF-8
+    src = next((dirty / "projects" / "-home-user-bytes-name").glob("*.jsonl"))
+    os.rename(os.fsencode(src), os.fsencode(src.parent) + b"/\xff\xfe-session.jsonl")
+    # a symlink loop inside projects
+    os.symlink("loop", dirty / "projects" / "loop")
+    os.symlink(dirty / "projects", dirty / "projects" / "-home-user-bytes-name" / "up")
+    denied.chmod(0)
+    state = tmp_path / "state"
+    cmd = [*_no_dac(), sys.executable, "-m", "ccotel", "backfill", "--claude-dir", str(dirty), "--state-dir", str(state)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert_equal_totals(as_ccusage(report_totals(state)), ccusage_totals(clean))
+        # again: the non-UTF-8 name maps back to its offset, nothing is read twice
+        lines = counters(state)["lines"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert counters(state)["lines"] == lines
+    finally:
+        denied.chmod(0o700)
+
+
+def test_twenty_thousand_files(tmp_path):
+    """20,000 transcripts (many projects, many sessions): all counted, equal to ccusage."""
+    config = tmp_path / "claude"
+    generate(tmp_path / "one", files=1, seed=2)
+    base = transcripts(tmp_path / "one")
+    body = base[0].read_bytes()
+    for i in range(20_000):
+        d = config / "projects" / f"-home-user-p{i % 400}"
+        d.mkdir(parents=True, exist_ok=True)
+        # the same responses in every copy: de-duplicated by both ccotel and ccusage
+        (d / f"{i:05d}.jsonl").write_bytes(body)
+    write_session(config, cwd="/home/user/unique", seed=1)
+    state = tmp_path / "state"
+    backfill(config, state)
+    assert_equal_totals(as_ccusage(report_totals(state)), ccusage_totals(config))
+    assert counters(state).get("lines", 0) >= 20_000 * len(body.splitlines())
+
+
+def _mount_tmpfs(path: Path, size: str) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)], check=True)
+
+
+def _umount(path: Path) -> None:
+    subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def test_state_disk_full_then_space_returns(tmp_path):
+    """The state on a filesystem too small for it: a clear error, no traceback, nothing
+    half-written; when space returns, the next backfill reaches the oracle's totals."""
+    config = tmp_path / "claude"
+    generate(config, files=60, target_bytes=30 << 20, seed=8)
+    state = tmp_path / "state"
+    _mount_tmpfs(state, "96k")
+    try:
+        proc = ccotel("backfill", "--claude-dir", str(config), "--state-dir", str(state), check=False)
+        assert proc.returncode != 0
+        assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+        err = proc.stderr.lower()
+        assert "space" in err or "full" in err, proc.stderr[-2000:]
+        subprocess.run(["mount", "-o", "remount,size=256m", str(state)], check=True)
+        backfill(config, state)
+        assert_equal_totals(as_ccusage(report_totals(state)), ccusage_totals(config))
+        # read-only: a clear error, and the totals already there are intact
+        subprocess.run(["mount", "-o", "remount,ro", str(state)], check=True)
+        write_session(config, cwd="/home/user/while-ro", seed=3)
+        proc = ccotel("backfill", "--claude-dir", str(config), "--state-dir", str(state), check=False)
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+        assert "read-only" in proc.stderr.lower() or "readonly" in proc.stderr.lower(), proc.stderr[-2000:]
+        subprocess.run(["mount", "-o", "remount,rw", str(state)], check=True)
+        backfill(config, state)
+        assert_equal_totals(as_ccusage(report_totals(state)), ccusage_totals(config))
+    finally:
+        _umount(state)
+
+
+def test_corrupt_state_refused_then_rebuilt(tmp_path):
+    """Garbage over the middle of the state database: run and report refuse with a message
+    naming `ccotel backfill --rebuild`; the rebuild reaches the oracle's totals."""
+    config = tmp_path / "claude"
+    generate(config, files=8, seed=13)
+    state = tmp_path / "state"
+    backfill(config, state)
+    db = state / "state.db"
+    data = bytearray(db.read_bytes())
+    rng = random.Random(1)
+    for _ in range(64):
+        i = rng.randrange(0, len(data))
+        data[i : i + 16] = rng.randbytes(16)
+    db.write_bytes(bytes(data))
+    for args in (["report", "--state-dir", str(state)],
+                 ["backfill", "--claude-dir", str(config), "--state-dir", str(state)]):  # fmt: skip
+        proc = ccotel(*args, check=False)
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+        assert "ccotel backfill --rebuild" in proc.stderr, proc.stderr[-2000:]
+    backfill(config, state, "--rebuild")
+    assert_equal_totals(as_ccusage(report_totals(state)), ccusage_totals(config))
