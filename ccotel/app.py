@@ -93,7 +93,8 @@ class Daemon:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(
             TotalsCollector(
-                self.ingest.totals, project_labeler(cfg.project_label), budgets_of(cfg), clock, extra=self.exporters.metrics
+                self.ingest.totals, project_labeler(cfg.project_label), budgets_of(cfg), clock, extra=self.exporters.metrics,
+                max_projects=cfg.max_projects,
             )
         )
         self.exporters.attach_registry(registry)

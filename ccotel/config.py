@@ -6,6 +6,7 @@ A wrong value is a ConfigError whose message names the key.
 from __future__ import annotations
 
 import os
+import sys
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,6 +37,7 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     state_dir: str = ""
     metrics_addr: str = DEFAULT_METRICS_ADDR
     project_label: Literal["name", "path", "hash", "off"] = "name"
+    max_projects: Annotated[int, Meta(ge=0)] = 200  # distinct project labels; the rest fold into "other"; 0: no cap
     pricing_file: str = ""
     pricing_rules: Literal["ccusage", "anthropic"] = "ccusage"
     price_web_search: bool = False
@@ -141,7 +143,9 @@ def load(
         path = default_config_file()
     if path is not None:
         try:
-            data = tomllib.loads(path.read_text())
+            text = path.read_text()
+            data = tomllib.loads(text)
+            _warn_if_readable_secrets(path, data, text)
         except FileNotFoundError:
             raise ConfigError(f"config: no such file {path}") from None
         except tomllib.TOMLDecodeError as exc:
@@ -154,6 +158,18 @@ def load(
         raise ConfigError(_key_message(exc)) from None
     cfg.metrics_host_port()
     return cfg
+
+
+def _warn_if_readable_secrets(path: Path, data: dict[str, Any], text: str) -> None:
+    """OTLP auth headers in a file that group or others can read: say so (once per load)."""
+    if not (data.get("otlp_headers") or "OTEL_EXPORTER_OTLP_HEADERS" in text):
+        return
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        sys.stderr.write(
+            f"ccotel: warning: {path} holds OTLP auth headers and is readable by others "
+            f"(mode {mode:03o}); run `chmod 600 {path}`\n"
+        )
 
 
 def _key_message(exc: msgspec.ValidationError) -> str:

@@ -29,6 +29,7 @@ from ccotel import __version__
 from ccotel.accounting import TOOL_BUCKETS
 from ccotel.totals import SPEND_WINDOWS, Totals
 
+OTHER_PROJECT = "other"
 TOKEN_TYPES = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h")
 
 
@@ -58,9 +59,41 @@ class TotalsCollector:
         budgets: dict[str, float],
         clock: Callable[[], float],
         extra: Callable[[], list[Metric]] | None = None,
+        max_projects: int = 0,
     ):
-        self.t, self.project, self.budgets, self.clock = totals, project, budgets, clock
+        self.t, self.budgets, self.clock = totals, budgets, clock
         self.extra = extra
+        self._labeler = project
+        self.max_projects = max_projects  # 0: no cap
+        self._admitted: set[str] = set()
+        self._folded: set[str] = set()
+        self._admit_lock = threading.Lock()
+
+    def project(self, cwd: str) -> str:
+        """The project label, or "other" for a project beyond max_projects."""
+        p = self._labeler(cwd)
+        if not self.max_projects or p in self._admitted:
+            return p
+        return OTHER_PROJECT
+
+    def _admit(self, usage: dict, tools: dict, sessions: dict) -> None:
+        """Admit projects up to max_projects, biggest spend first; once admitted, a project
+        keeps its own series (so no counter moves between series and goes down)."""
+        if not self.max_projects:
+            return
+        spend: dict[str, float] = {}
+        for (_, cwd), v in usage.items():
+            p = self._labeler(cwd)
+            spend[p] = spend.get(p, 0.0) + v[7]
+        for _, cwd, _ in tools:
+            spend.setdefault(self._labeler(cwd), 0.0)
+        for cwd in sessions:
+            spend.setdefault(self._labeler(cwd or ""), 0.0)
+        with self._admit_lock:
+            new = sorted((p for p in spend if p not in self._admitted), key=lambda p: (-spend[p], p))
+            room = self.max_projects - len(self._admitted)
+            self._admitted.update(new[: max(room, 0)])
+            self._folded = {p for p in spend if p not in self._admitted}
 
     def collect(self):
         now = self.clock()
@@ -74,6 +107,7 @@ class TotalsCollector:
             spend = {w: t.spend_in(s, now) for w, s in SPEND_WINDOWS.items()}
             counters = dict(t.counters)
             files, lag, pending = t.files_tracked, t.lag, t.pending_bytes
+        self._admit(usage, tools, sessions)
         yield from self._usage(usage, exemplars)
         yield from self._tools(tools)
 
@@ -100,6 +134,11 @@ class TotalsCollector:
         yield GaugeMetricFamily("ccotel_ingest_lag_seconds", "How late the last line read was: read time minus its event time", value=lag)
         yield GaugeMetricFamily("ccotel_files_tracked", "Transcript files tracked", value=files)
         yield GaugeMetricFamily("ccotel_pending_bytes", "Bytes written to transcripts and not read yet (last rescan)", value=pending)
+        yield GaugeMetricFamily(
+            "ccotel_projects_folded",
+            f'Projects beyond max_projects ({self.max_projects}) counted under project="{OTHER_PROJECT}"',
+            value=len(self._folded),
+        )
         info = GaugeMetricFamily("ccotel_build_info", "ccotel version", labels=["version"])
         info.add_metric([__version__], 1)
         yield info
