@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -232,7 +233,8 @@ class Ingest:
         total = 0
         ml = self.cfg.max_line_bytes
         jobs = [(p, _cursor_args(self._cursor(p)), ml, self.context(p).cwd) for p in paths]
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        lock_fd = getattr(self.store, "_lock_fd", None)
+        with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(lock_fd, os.getpid())) as pool:
             for path, (chunks, error) in zip(paths, pool.map(_digest_file, jobs, chunksize=4), strict=True):
                 total += self._take(path, chunks, error)
                 if progress:
@@ -253,6 +255,26 @@ class Ingest:
             self.health.unreadable.add(path)
             log.warning("cannot read transcript", path=path, error=error)
         return n
+
+
+def _worker_init(lock_fd: int | None, parent: int) -> None:
+    """A forked decode worker lets go of the state lock and dies with its parent: after a
+    kill -9 of the backfill, the next ccotel must not find the state locked by orphans."""
+    if lock_fd is not None:
+        try:
+            os.close(lock_fd)  # the flock lives while any copy of the descriptor is open
+        except OSError:
+            pass
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+            if os.getppid() != parent:  # the parent died before prctl
+                os._exit(1)
+        except (OSError, AttributeError):
+            pass
 
 
 def _cursor_args(c: FileCursor | None) -> tuple | None:
