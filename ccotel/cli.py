@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 from datetime import date
 from pathlib import Path
@@ -26,6 +27,14 @@ def _config(ctx: click.Context, **flags) -> Config:
     except ConfigError as exc:
         click.echo(f"ccotel: configuration error: {exc}", err=True)
         sys.exit(EXIT_CONFIG)
+
+
+def _corrupt(cfg: Config, exc: Exception) -> str:
+    """A state database that fails past its open (a damaged page, bad text): say what to do."""
+    return (
+        f"state database {cfg.resolved_state_dir() / 'state.db'} is unreadable ({exc}); "
+        "rebuild it from the transcripts with `ccotel backfill --rebuild`"
+    )
 
 
 def _fail(msg: str, code: int = 1):
@@ -70,6 +79,8 @@ def run(ctx, **flags) -> None:
         app.run(cfg)
     except StateError as exc:
         _fail(str(exc))
+    except sqlite3.DatabaseError as exc:  # corruption found past the open: same advice
+        _fail(_corrupt(cfg, exc))
     except OSError as exc:
         if exc.errno == 98 or "Address already in use" in str(exc):
             _fail(f"metrics_addr {cfg.metrics_addr} is in use; choose another with --metrics-addr")
@@ -119,6 +130,8 @@ def backfill(ctx, rebuild: bool, export_traces: bool, since: str | None, **flags
             res = app.backfill(cfg, traces=export_traces, since=since_ts)
     except StateError as exc:
         _fail(str(exc))
+    except sqlite3.DatabaseError as exc:  # corruption found past the open: same advice
+        _fail(_corrupt(cfg, exc))
     except ExportError as exc:
         _fail(f"traces: {exc}")
     click.echo(
@@ -177,8 +190,12 @@ def report(ctx, by: str, since: str | None, as_json: bool, state_dir: str | None
         store = open_readonly(cfg.resolved_state_dir())
     except StateError as exc:
         _fail(str(exc))
+    except sqlite3.DatabaseError as exc:  # corruption found past the open: same advice
+        _fail(_corrupt(cfg, exc))
     try:
         data = rep.build(store, by, since_day, project_labeler(cfg.project_label if cfg.project_label != "off" else "name"))
+    except sqlite3.DatabaseError as exc:
+        _fail(_corrupt(cfg, exc))
     finally:
         store.close()
     if as_json:

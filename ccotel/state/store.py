@@ -48,7 +48,7 @@ class Store:
                 self.db.execute(p)
             if not readonly:
                 self._migrate()
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:  # a corrupt file can fail either way
             raise StateError(
                 f"state database {self.path} is unreadable ({exc}); "
                 "rebuild it from the transcripts with `ccotel backfill --rebuild`"
