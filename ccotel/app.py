@@ -99,7 +99,18 @@ class Daemon:
         )
         self.exporters.attach_registry(registry)
         host, port = cfg.metrics_host_port()
-        self.server = MetricsServer(host, port, registry, self.health)
+        self.web = None
+        if cfg.web:
+            from ccotel.traces.service import options
+            from ccotel.web.api import Web
+
+            self.web = Web(cfg, self.store.path, self.ingest.totals, self.health, budgets_of(cfg),
+                           project_labeler(cfg.project_label), options(cfg), clock)  # fmt: skip
+        self.server = MetricsServer(
+            host, port, registry, self.health, web=self.web.handle if self.web else None,
+            tls=(cfg.http_tls_cert, cfg.http_tls_key) if cfg.http_tls_cert else None,
+            auth=(cfg.http_basic_auth_user, cfg.http_basic_auth_password_hash) if cfg.http_basic_auth_user else None,
+        )  # fmt: skip
 
     def health(self) -> dict:
         t = self.ingest.totals
@@ -126,7 +137,8 @@ class Daemon:
     def run(self) -> None:
         self.server.start()
         host, port = self.server.httpd.server_address[:2]
-        log.info("ccotel running", metrics=f"http://{host}:{port}/metrics", roots=[str(r) for r in self.roots], state=str(self.store.dir))
+        base = f"{self.server.scheme}://{host}:{port}"
+        log.info("ccotel running", page=f"{base}/" if self.web else None, metrics=f"{base}/metrics", roots=[str(r) for r in self.roots], state=str(self.store.dir))
         self.watcher.start()
         try:
             lines = catch_up(self.ingest, workers_of(self.cfg))

@@ -7,8 +7,11 @@ custom-collector model) from a private registry.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import json
+import ssl
 import threading
 from collections.abc import Callable
 from functools import lru_cache
@@ -217,17 +220,46 @@ def _exemplar(ex: tuple[str, float, float]) -> Exemplar | None:
     return Exemplar({"trace_id": tid}, usd, ts) if tid else None
 
 
+def _authorized(header: str | None, user: str, password_hash: str) -> bool:
+    """HTTP basic auth against a user and "sha256:<hex of the password>"."""
+    if not header or not header.startswith("Basic "):
+        return False
+    try:
+        got_user, _, got_pw = base64.b64decode(header[6:], validate=True).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return False
+    algo, _, want = password_hash.partition(":")
+    digest = hashlib.sha256(got_pw.encode()).hexdigest() if algo == "sha256" else ""
+    return hmac.compare_digest(got_user, user) & hmac.compare_digest(digest, want.lower())
+
+
 class MetricsServer:
     """/metrics (Prometheus text or OpenMetrics) and /healthz (JSON) on one port."""
 
-    def __init__(self, host: str, port: int, registry: CollectorRegistry, health: Callable[[], dict]):
+    def __init__(
+        self, host: str, port: int, registry: CollectorRegistry, health: Callable[[], dict],
+        web: Callable[[str, str], tuple[int, str, bytes] | None] | None = None,
+        tls: tuple[str, str] | None = None, auth: tuple[str, str] | None = None,
+    ):  # fmt: skip
+        """web: the page's routes (ccotel.web); tls: (cert, key) files; auth: (user, "sha256:<hex>")."""
         registry_ = registry
         health_ = health
+        web_ = web
+        auth_ = auth
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
-                path = self.path.split("?", 1)[0]
-                if path == "/metrics":
+                if auth_ and not _authorized(self.headers.get("Authorization"), *auth_):
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="ccotel"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                path, _, query = self.path.partition("?")
+                routed = web_(path, query) if web_ and path not in ("/metrics", "/healthz") else None
+                if routed is not None:
+                    self._send(*routed)
+                elif path == "/metrics":
                     encoder, ctype = choose_encoder(self.headers.get("Accept"))
                     self._send(200, ctype, encoder(registry_))
                 elif path == "/healthz":
@@ -248,6 +280,12 @@ class MetricsServer:
 
         self.httpd = ThreadingHTTPServer((host, port), Handler)
         self.httpd.daemon_threads = True
+        self.scheme = "http"
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(tls[0], tls[1])
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True, do_handshake_on_connect=False)
+            self.scheme = "https"
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="metrics", daemon=True)
 

@@ -41,6 +41,8 @@ CREATE = (
     """CREATE TABLE IF NOT EXISTS tools(
         id TEXT PRIMARY KEY, name TEXT NOT NULL, session TEXT, cwd TEXT,
         start_ts REAL, end_ts REAL, status TEXT) WITHOUT ROWID""",
+    # The web page's per-session tool counts (ccotel/web).
+    "CREATE INDEX IF NOT EXISTS tools_session ON tools(session)",
     """CREATE TABLE IF NOT EXISTS tool_agg(
         tool TEXT NOT NULL, cwd TEXT NOT NULL, status TEXT NOT NULL,
         count INTEGER NOT NULL, dur_sum REAL NOT NULL, buckets TEXT NOT NULL,
