@@ -29,6 +29,10 @@ def site(real_claude_home, tmp_path_factory):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CCOTEL_")}
     env["CCOTEL_TRACES"] = "false"
+    # Budgets the real sessions overrun (hour: red) and nearly reach (day: amber).
+    spent = ccusage_totals(real_claude_home.config_dir)["totalCost"]
+    env["CCOTEL_BUDGET_HOURLY_USD"] = str(spent * 0.5)
+    env["CCOTEL_BUDGET_DAILY_USD"] = str(spent / 0.9)
     proc = start(real_claude_home.config_dir, state, port, env)
     try:
         yield port, real_claude_home
@@ -104,6 +108,10 @@ def test_overview_then_session(site, browser, tmp_path):
     assert shown == pytest.approx(want, rel=1e-6)
     assert d.find_elements(By.CSS_SELECTOR, "#hourly svg rect"), "the hourly chart has bars"
     assert "files" in d.find_element(By.ID, "health").text
+    assert d.find_elements(By.CSS_SELECTOR, "#hour .bar.bad"), "over the hourly budget: red"
+    assert d.find_elements(By.CSS_SELECTOR, "#today .bar.warn"), "90% of the daily budget: amber"
+    assert "90% of" in d.find_element(By.ID, "today").text
+    assert d.find_elements(By.CSS_SELECTOR, "#hourly line.budget"), "the hourly budget line"
     shot(d, tmp_path, "overview-light")
     scheme(d, True)
     shot(d, tmp_path, "overview-dark")

@@ -117,7 +117,7 @@ async function session(id) {
     const label = x.kind === "tool" ? x.tool : x.kind === "model" ? shortModel(x.model) : x.name;
     const toks = (x.input_tokens || 0) + (x.output_tokens || 0) + (x.cache_read_tokens || 0) + (x.cache_write_tokens || 0);
     return `<tr class="${x.kind}${failed ? " failed" : ""}" data-span="${x.id}" data-parent="${x.parent || ""}" data-depth="${x.depth}" title="${esc(x.name)}${failed ? " — " + esc(x.error) : ""}">
-      <td class="name" style="padding-left:${0.45 + x.depth * 1.1}rem"><span class="muted">${x.kind}</span> ${esc(label)}${failed ? ' <span class="badge err">failed</span>' : ""}</td>
+      <td class="name" style="padding-left:${0.45 + x.depth * 1.1}rem"><span class="muted">${x.kind}</span> ${esc(label)}${failed ? ' <span class="badge err">failed</span>' : ""}${x.attrs["ccotel.tool.interrupted"] ? ' <span class="badge muted">no result</span>' : ""}</td>
       <td class="track"><span class="seg" style="left:${((x.start - t0) / span) * 100}%;width:${((x.end - x.start) / span) * 100}%"></span></td>
       <td class="num d">${dur(x.duration_s)}</td><td class="num t">${x.input_tokens != null ? tok(toks) : ""}</td><td class="num c">${x.cost_usd != null ? usd(x.cost_usd) : ""}</td></tr>`;
   }).join("");
