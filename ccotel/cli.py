@@ -30,11 +30,10 @@ def _config(ctx: click.Context, **flags) -> Config:
 
 
 def _corrupt(cfg: Config, exc: Exception) -> str:
-    """A state database that fails past its open (a damaged page, bad text): say what to do."""
-    return (
-        f"state database {cfg.resolved_state_dir() / 'state.db'} is unreadable ({exc}); "
-        "rebuild it from the transcripts with `ccotel backfill --rebuild`"
-    )
+    """A state database that fails past its open (a damaged page, a full disk): say what to do."""
+    from ccotel.state.store import DB_NAME, db_error_message
+
+    return db_error_message(cfg.resolved_state_dir() / DB_NAME, exc)
 
 
 def _fail(msg: str, code: int = 1):

@@ -49,10 +49,7 @@ class Store:
             if not readonly:
                 self._migrate()
         except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:  # a corrupt file can fail either way
-            raise StateError(
-                f"state database {self.path} is unreadable ({exc}); "
-                "rebuild it from the transcripts with `ccotel backfill --rebuild`"
-            ) from exc
+            raise StateError(db_error_message(self.path, exc)) from exc
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -178,6 +175,21 @@ class Store:
     def set_meta(self, key: str, value: str) -> None:
         with self.tx():
             self.db.execute(sql.META_PUT, (key, value))
+
+
+_NOT_DAMAGE = {8: "is read-only", 10: "could not be written (I/O error)", 13: "is on a full disk", 14: "cannot be opened"}
+
+
+def db_error_message(path: Path, exc: BaseException) -> str:
+    """What to do about an SQLite error: free space or fix permissions when the disk is
+    the problem (the state is intact, nothing to rebuild), rebuild when the file is damaged."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in _NOT_DAMAGE:
+        return (
+            f"state database {path} {_NOT_DAMAGE[code & 0xFF]} ({exc}); nothing was lost: "
+            "free space or fix the permissions, then start ccotel again"
+        )
+    return f"state database {path} is unreadable ({exc}); rebuild it from the transcripts with `ccotel backfill --rebuild`"
 
 
 def _path_to_db(path: str) -> str | bytes:
