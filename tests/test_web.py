@@ -92,6 +92,10 @@ def test_sessions_equal_report_by_session(daemon):
     assert [s["cost_usd"] for s in by_cost] == sorted(
         (s["cost_usd"] for s in got["sessions"]), reverse=True
     )[:3]
+    asc = get(port, "/api/sessions?sort=-cost&limit=1000")["sessions"]
+    assert [s["cost_usd"] for s in asc] == sorted(s["cost_usd"] for s in got["sessions"])
+    longest = get(port, "/api/sessions?sort=duration&limit=1")["sessions"][0]
+    assert longest["duration_s"] == max(s["duration_s"] for s in got["sessions"])
     # Filters: search by id prefix, by project, by day.
     one = home.run("error")
     hit = get(port, f"/api/sessions?q={one.session_id[:8]}")["sessions"]

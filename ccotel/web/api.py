@@ -252,26 +252,20 @@ class Web:
             args.append(q["q"].replace("%", "") + "%")
         w = ("WHERE " + " AND ".join(where)) if where else ""
         db = self.db()
-        if SORTS[sort] in ("last_ts", "first_ts"):
-            rows = db.execute(
-                f"SELECT s.id, s.cwd, s.branch, s.first_ts, s.last_ts FROM sessions s {w}"
-                f" ORDER BY s.{SORTS[sort]} {'DESC' if desc else 'ASC'} LIMIT ?",
-                (*args, limit),
-            ).fetchall()
-        else:
-            rows = db.execute(
-                f"SELECT s.id, s.cwd, s.branch, s.first_ts, s.last_ts FROM sessions s {w}", args
-            ).fetchall()
+        order = {
+            "last": "s.last_ts",
+            "start": "s.first_ts",
+            "duration": "(s.last_ts - s.first_ts)",
+            "cost": "(SELECT SUM(cost) FROM usage u WHERE u.session = s.id)",
+            "tokens": "(SELECT SUM(input + output + cache_read + cw5m + cw1h) FROM usage u WHERE u.session = s.id)",
+        }[sort]
+        rows = db.execute(
+            f"SELECT s.id, s.cwd, s.branch, s.first_ts, s.last_ts FROM sessions s {w}"
+            f" ORDER BY COALESCE({order}, 0) {'DESC' if desc else 'ASC'}, s.id LIMIT ?",
+            (*args, limit),
+        ).fetchall()
         (total,) = db.execute(f"SELECT COUNT(*) FROM sessions s {w}", args).fetchone()
         out = self._enrich(rows)
-        if SORTS[sort] not in ("last_ts", "first_ts"):
-            key = {
-                "cost": lambda r: r["cost_usd"],
-                "duration": lambda r: r["duration_s"] or 0,
-                "tokens": lambda r: r["tokens"],
-            }[sort]
-            out.sort(key=key, reverse=desc)
-            out = out[:limit]
         return {"total": total, "sessions": out}
 
     def _enrich(self, rows: list[tuple]) -> list[dict]:
