@@ -48,7 +48,8 @@ def outage(root: Path, seconds: float) -> dict:
     config = root / "claude"
     generate(config, files=40, seed=5)
     otlp, port = free_port(), free_port()
-    env = clean_env(CCOTEL_OTLP_RETRY_MAX="5", CCOTEL_METRICS_PUSH_INTERVAL="0", CCOTEL_TRACE_LOOKBACK=str(10 * 365 * 86400))
+    env = clean_env(CCOTEL_OTLP_RETRY_MAX="5", CCOTEL_METRICS_PUSH_INTERVAL="0", CCOTEL_TRACE_LOOKBACK=str(10 * 365 * 86400),
+                    CCOTEL_SESSION_IDLE="2")  # sessions written now close soon, as in the reference
     proc = subprocess.Popen(
         [sys.executable, "-m", "ccotel", "run", "--claude-dir", str(config), "--state-dir", str(root / "state"),
          "--metrics-addr", f"127.0.0.1:{port}", "--otlp-endpoint", f"http://127.0.0.1:{otlp}"],
