@@ -272,7 +272,7 @@ def status(ctx, as_json: bool, **flags) -> None:
     click.echo(f"  state      {h.get('state_dir')}")
     click.echo(f"  files      {h.get('files_tracked')} tracked, {h.get('pending_bytes')} bytes pending")
     click.echo(f"  lines      {h.get('lines')} read, {h.get('parse_errors')} malformed")
-    click.echo(f"  lag        {h.get('lag_seconds')} s (last line read vs its event time)")
+    click.echo(f"  lag        {h.get('lag_seconds')} s (0 when nothing waits to be read)")
 
 
 try:  # the service command, when its module is present

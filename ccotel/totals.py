@@ -24,7 +24,7 @@ class Totals:
     files_tracked: int = 0
     pending_bytes: int = 0
     last_event_ts: float | None = None
-    lag: float = 0.0
+    read_lag: float = 0.0  # read time minus event time of the last line read
     exemplars: dict[tuple[str, str], tuple[str, float, float]] = field(default_factory=dict)  # (model, cwd) -> (session, usd, ts)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -64,7 +64,13 @@ class Totals:
                 self.counters[name] = self.counters.get(name, 0) + v
             if b.last_event_ts is not None:
                 self.last_event_ts = b.last_event_ts
-                self.lag = max(0.0, now - b.last_event_ts)
+                self.read_lag = max(0.0, now - b.last_event_ts)
+
+    @property
+    def lag(self) -> float:
+        """How far behind ingest is: 0 when nothing waits to be read (after a backfill of old
+        history the last line read is old, but nothing is late)."""
+        return self.read_lag if self.pending_bytes else 0.0
 
     def spend_in(self, seconds: int, now: float) -> float:
         start = (now - seconds) / 60

@@ -163,3 +163,14 @@ def test_failed_commit_moves_nothing(tmp_path):
     store.db.execute("PRAGMA query_only=OFF")
     sync(ing)
     assert totals(ing)[6] == 1 and totals(ing)[1] == 5
+
+
+def test_lag_is_zero_when_nothing_waits(tmp_path):
+    root, store, ing = make(tmp_path)
+    write(root, f"{SID}.jsonl", assistant(ts="2026-11-10T10:00:00.000Z"))  # a week before NOW
+    sync(ing)
+    t = ing.totals
+    assert t.read_lag > 6 * 86400  # the last line read was old...
+    assert t.pending_bytes == 0 and t.lag == 0  # ...but nothing is late
+    t.pending_bytes = 100  # bytes waiting: the lag is how late the last line read was
+    assert t.lag == t.read_lag

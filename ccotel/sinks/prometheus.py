@@ -134,7 +134,7 @@ class TotalsCollector:
 
         yield CounterMetricFamily("ccotel_lines", "Transcript lines read", value=counters.get("lines", 0))
         yield CounterMetricFamily("ccotel_parse_errors", "Malformed lines skipped", value=counters.get("parse_errors", 0))
-        yield GaugeMetricFamily("ccotel_ingest_lag_seconds", "How late the last line read was: read time minus its event time", value=lag)
+        yield GaugeMetricFamily("ccotel_ingest_lag_seconds", "How late ingest is: read time minus event time of the last line read, 0 when nothing waits to be read", value=lag)
         yield GaugeMetricFamily("ccotel_files_tracked", "Transcript files tracked", value=files)
         yield GaugeMetricFamily("ccotel_pending_bytes", "Bytes written to transcripts and not read yet (last rescan)", value=pending)
         yield GaugeMetricFamily(
