@@ -249,18 +249,37 @@ def _print_table(data: dict, by: str) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def status(ctx, as_json: bool, **flags) -> None:
-    """Is the daemon up, what is it watching, how far behind."""
+    """Is the daemon up, what is it watching, how far behind.
+
+    With TLS on, the daemon's own certificate is trusted; with basic auth on, the password
+    comes from CCOTEL_HTTP_PASSWORD (the config holds only its hash).
+    """
+    import base64
+    import os
+    import ssl
     import urllib.error
     import urllib.request
 
     cfg = _config(ctx, **flags)
     host, port = cfg.metrics_host_port()
     host = "127.0.0.1" if host in ("0.0.0.0", "") else host
-    url = f"http://{host}:{port}/healthz"
+    tls = ssl.create_default_context(cafile=cfg.http_tls_cert) if cfg.http_tls_cert else None
+    if tls is not None:
+        tls.check_hostname = False  # the certificate names the host, not the loopback address
+    url = f"{'https' if tls else 'http'}://{host}:{port}/healthz"
+    req = urllib.request.Request(url)
+    if cfg.http_basic_auth_user:
+        password = os.environ.get("CCOTEL_HTTP_PASSWORD")
+        if password is None:
+            _fail("the daemon asks for a password: set CCOTEL_HTTP_PASSWORD", EXIT_CONFIG)
+        token = base64.b64encode(f"{cfg.http_basic_auth_user}:{password}".encode()).decode()
+        req.add_header("Authorization", f"Basic {token}")
     try:
-        with urllib.request.urlopen(url, timeout=3) as r:
+        with urllib.request.urlopen(req, timeout=3, context=tls) as r:
             h = json.loads(r.read())
     except urllib.error.HTTPError as exc:
+        if exc.code == 401:
+            _fail(f"{url} refused the credentials (http_basic_auth_user, CCOTEL_HTTP_PASSWORD)", 1)
         h = json.loads(exc.read() or b"{}")
     except (urllib.error.URLError, OSError) as exc:
         _fail(f"the daemon is not running at {url} ({getattr(exc, 'reason', exc)})", 3)
