@@ -96,26 +96,11 @@ def get(url: str) -> tuple[float, bytes]:
 
 
 def browser_ttfr(url: str, profile: Path) -> float:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.support.ui import WebDriverWait
 
-    o = webdriver.ChromeOptions()
-    o.binary_location = "/usr/bin/chromium"
-    for a in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={profile}",
-        "--window-size=1400,1000",
-    ):
-        o.add_argument(a)
-    d = webdriver.Chrome(options=o, service=Service("/usr/bin/chromedriver"))
+    from tests.test_web_browser import chromium
+
+    d = chromium(profile)
     try:
         out = []
         for _ in range(3):

@@ -6,8 +6,6 @@ spans as a clean run, none lost, none twice."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 
@@ -15,7 +13,7 @@ import pytest
 
 from tests.conftest import free_port
 from tests.corpus import generate
-from tests.test_live import wait_equal
+from tests.test_live import start, wait_equal
 from tests.test_traces_receiver import Receiver
 from tests.test_traces_wire import _health, _reference, clean_env
 
@@ -41,21 +39,8 @@ def test_errors_then_slow_then_well_nothing_lost_nothing_twice(tmp_path):
         r.fail_status = 503
         env = clean_env(CCOTEL_OTLP_RETRY_MAX="1", CCOTEL_OTLP_TIMEOUT="1", CCOTEL_TRACE_BATCH_SPANS="16",
                         CCOTEL_METRICS_PUSH_INTERVAL="0", CCOTEL_TRACE_LOOKBACK=str(10 * 365 * 86400))  # fmt: skip
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ccotel", "run", "--claude-dir", str(config), "--state-dir", str(tmp_path / "state"),
-             "--metrics-addr", f"127.0.0.1:{port}", "--otlp-endpoint", r.url, "--log-format", "json"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
+        proc = start(config, tmp_path / "state", port, env, "--otlp-endpoint", r.url, "--log-format", "json", timeout=60)
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if _health(port)["ok"]:
-                        break
-                except OSError:
-                    pass
-                assert proc.poll() is None and time.monotonic() < deadline
-                time.sleep(0.1)
             wait_equal(port, config, timeout=60)  # metrics do not wait for the collector
             for status in (503, 429, 500):
                 r.fail_status = status

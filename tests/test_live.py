@@ -42,15 +42,18 @@ def scrape(port: int) -> dict:
     return out
 
 
-def start(config_dir: Path, state: Path, port: int, env: dict | None = None) -> subprocess.Popen:
+def start(
+    config_dir: Path, state: Path, port: int, env: dict | None = None, *args: str, timeout: float = 15
+) -> subprocess.Popen:
+    """`ccotel run` (extra flags in args), returned once /healthz says it is ready."""
     if env is None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CCOTEL_")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "ccotel", "run", "--claude-dir", str(config_dir), "--state-dir", str(state),
-         "--metrics-addr", f"127.0.0.1:{port}"],
+         "--metrics-addr", f"127.0.0.1:{port}", *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
     )
-    for _ in range(300):
+    for _ in range(int(timeout / 0.05)):
         try:
             h = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read())
             if h["ok"]:

@@ -32,6 +32,7 @@ from tests.realcli import (
     load_home,
     run_claude,
 )
+from tests.test_live import start
 from tests.test_traces_receiver import GrpcReceiver, Receiver, RSpan
 
 CONTENT_MARKERS = ("ccotel-bash-ok", "ccotel-one", "ccotel-from-subagent", "echo ", "Run the ccotel harness", "[[ccotel:")
@@ -234,21 +235,9 @@ def test_collector_down_then_up_nothing_lost_nothing_twice(real_claude_home, tmp
     otlp_port, metrics_port = free_port(), free_port()
     env = clean_env(CCOTEL_OTLP_RETRY_MAX="1", CCOTEL_METRICS_PUSH_INTERVAL="1", CCOTEL_TRACE_BATCH_SPANS="7",
                     OTEL_RESOURCE_ATTRIBUTES="team=core")  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ccotel", "run", "--claude-dir", str(home.config_dir), "--state-dir", str(tmp_path / "state"),
-         "--metrics-addr", f"127.0.0.1:{metrics_port}", "--otlp-endpoint", f"http://127.0.0.1:{otlp_port}", "--log-format", "json"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-    )  # fmt: skip
+    proc = start(home.config_dir, tmp_path / "state", metrics_port, env,
+                 "--otlp-endpoint", f"http://127.0.0.1:{otlp_port}", "--log-format", "json", timeout=60)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if _health(metrics_port)["ok"]:
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "daemon did not start"
-            time.sleep(0.1)
         # the collector is down: new real sessions are still counted
         append_sessions(home.home, ["bash", "agent", "error"])
         want = ccusage_totals(home.config_dir)

@@ -13,6 +13,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.conftest import free_port
@@ -41,11 +42,8 @@ def site(real_claude_home, tmp_path_factory):
         proc.wait(timeout=30)
 
 
-@pytest.fixture
-def browser(tmp_path):
-    assert Path(CHROMIUM).exists() and Path(DRIVER).exists(), (
-        "run scripts/install-test-deps (apt chromium chromium-driver)"
-    )
+def chromium(profile: Path) -> webdriver.Chrome:
+    """Debian's headless Chromium through its chromedriver: no browser download, no network."""
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
     for a in (
@@ -57,19 +55,32 @@ def browser(tmp_path):
         "--disable-sync",
         "--no-first-run",
         "--disable-dev-shm-usage",
-        f"--user-data-dir={tmp_path / 'profile'}",
+        f"--user-data-dir={profile}",
         "--window-size=1400,1000",
     ):
         opts.add_argument(a)
-    d = webdriver.Chrome(options=opts, service=Service(DRIVER))
+    return webdriver.Chrome(options=opts, service=Service(DRIVER))
+
+
+@pytest.fixture
+def browser(tmp_path):
+    assert Path(CHROMIUM).exists() and Path(DRIVER).exists(), (
+        "run scripts/install-test-deps (apt chromium chromium-driver)"
+    )
+    d = chromium(tmp_path / "profile")
     try:
         yield d
     finally:
         d.quit()
 
 
+def wait(d, seconds: float) -> WebDriverWait:
+    """Waits that survive the page's auto-refresh replacing an element mid-check."""
+    return WebDriverWait(d, seconds, ignored_exceptions=(StaleElementReferenceException,))
+
+
 def ready(d) -> None:
-    WebDriverWait(d, 20).until(
+    wait(d, 20).until(
         lambda d: d.execute_script("return document.body.dataset.ready === '1'")
     )
 
@@ -120,7 +131,7 @@ def test_overview_then_session(site, browser, tmp_path):
     # Toggle the charts to projects; the legend names a project.
     d.find_element(By.CSS_SELECTOR, "#by button[data-by=project]").click()
     proj = get(port, "/api/sessions?limit=1")["sessions"][0]["project"]
-    WebDriverWait(d, 10).until(
+    wait(d, 10).until(
         lambda d: proj in d.find_element(By.CSS_SELECTOR, "#hourly .legend").text
     )
 
@@ -128,11 +139,11 @@ def test_overview_then_session(site, browser, tmp_path):
     agent = home.run("agent").session_id
     box = d.find_element(By.ID, "q")
     box.send_keys(agent[:8])
-    WebDriverWait(d, 10).until(
+    wait(d, 10).until(
         lambda d: len(d.find_elements(By.CSS_SELECTOR, "#sessions tbody tr[data-id]")) == 1
     )
     d.find_element(By.CSS_SELECTOR, f"#sessions tr[data-id='{agent}'] a").click()
-    WebDriverWait(d, 20).until(lambda d: d.find_elements(By.ID, "waterfall"))
+    wait(d, 20).until(lambda d: d.find_elements(By.ID, "waterfall"))
     assert d.find_element(By.CSS_SELECTOR, "#session-head h2").text == agent
     api = get(port, f"/api/sessions/{agent}")
     assert float(d.find_element(By.ID, "session-cost").get_attribute("data-usd")) == pytest.approx(
@@ -157,7 +168,7 @@ def test_overview_then_session(site, browser, tmp_path):
     d.set_window_size(760, 900)
     d.get(f"http://127.0.0.1:{port}/#/session/{home.run('error').session_id}")
     ready(d)
-    WebDriverWait(d, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#waterfall tr"))
+    wait(d, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#waterfall tr"))
     (failed,) = d.find_elements(By.CSS_SELECTOR, "#waterfall tr.failed")
     assert "Bash" in failed.text and "failed" in failed.text
     assert d.execute_script(
