@@ -51,7 +51,7 @@ def catch_up(ingest: Ingest, workers: int, progress=None, on_total=None) -> int:
     todo = ingest.scan()
     if on_total:
         on_total(len(todo))
-    big = ingest.health.pending_bytes >= BACKFILL_PARALLEL_BYTES
+    big = ingest.totals.pending_bytes >= BACKFILL_PARALLEL_BYTES
     return ingest.backfill(todo, workers if big else 1, progress)
 
 
@@ -67,7 +67,7 @@ def backfill(
         lines = catch_up(ingest, workers_of(cfg), progress, on_total)
         out = {
             "lines": lines,
-            "files": ingest.health.files_tracked,
+            "files": ingest.totals.files_tracked,
             "seconds": round(time.perf_counter() - t0, 3),
             "parse_errors": int(ingest.totals.counters.get("parse_errors", 0)),
         }
@@ -126,7 +126,7 @@ class Daemon:
             "lag_seconds": round(t.lag, 3),
             "lines": int(t.counters.get("lines", 0)),
             "parse_errors": int(t.counters.get("parse_errors", 0)),
-            "unreadable": sorted(self.ingest.health.unreadable)[:20],
+            "unreadable": sorted(self.ingest.unreadable)[:20],
             "uptime_seconds": round(self.clock() - self.started, 1),
             "traces": self.exporters.health(),
         }
@@ -142,7 +142,7 @@ class Daemon:
         self.watcher.start()
         try:
             lines = catch_up(self.ingest, workers_of(self.cfg))
-            log.info("caught up", lines=lines, files=self.ingest.health.files_tracked)
+            log.info("caught up", lines=lines, files=self.ingest.totals.files_tracked)
             self.ready.set()
             self.exporters.start()
             self._loop()

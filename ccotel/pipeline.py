@@ -12,7 +12,6 @@ import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
@@ -33,13 +32,6 @@ log = structlog.get_logger()
 
 _ERRORS_LOGGED_PER_FILE = 5
 BATCH_LINES = 50_000
-
-
-@dataclass
-class Health:
-    files_tracked: int = 0
-    pending_bytes: int = 0
-    unreadable: set[str] = field(default_factory=set)
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -89,7 +81,8 @@ class Ingest:
         self.acct = Accountant(store, self.prices, clock)
         self.totals = Totals.load(store, clock())
         self.cursors = store.files()
-        self.health = Health(files_tracked=len(self.cursors))
+        self.totals.files_tracked = len(self.cursors)
+        self.unreadable: set[str] = set()  # paths already warned about
         self._ctx: dict[str, FileContext] = {}
         self._errors_logged: dict[str, int] = {}
         self._commit_failed = False
@@ -104,8 +97,8 @@ class Ingest:
         return sorted(files)
 
     def _walk_error(self, exc: OSError) -> None:
-        if exc.filename and exc.filename not in self.health.unreadable:
-            self.health.unreadable.add(exc.filename)
+        if exc.filename and exc.filename not in self.unreadable:
+            self.unreadable.add(exc.filename)
             if not isinstance(exc, FileNotFoundError):
                 log.warning("cannot read folder", path=exc.filename, error=exc.strerror)
 
@@ -125,7 +118,7 @@ class Ingest:
         for path in set(self.cursors) - set(present):
             if not os.path.exists(path):
                 self.acct.batch.forgotten.add(path)
-        self.health.pending_bytes = self.totals.pending_bytes = sum(self._pending.values())
+        self.totals.pending_bytes = sum(self._pending.values())
         return todo
 
     # --- reading -------------------------------------------------------------
@@ -154,8 +147,8 @@ class Ingest:
             if path in self.cursors:
                 self.acct.batch.forgotten.add(path)
         except OSError as exc:
-            if path not in self.health.unreadable:
-                self.health.unreadable.add(path)
+            if path not in self.unreadable:
+                self.unreadable.add(path)
                 log.warning("cannot read transcript", path=path, error=str(exc))
         return n
 
@@ -212,8 +205,8 @@ class Ingest:
         for p in b.forgotten:
             self.cursors.pop(p, None)
             self._ctx.pop(p, None)
-        self.health.files_tracked = self.totals.files_tracked = len(self.cursors)
-        self.health.pending_bytes = self.totals.pending_bytes = sum(self._pending.values())
+        self.totals.files_tracked = len(self.cursors)
+        self.totals.pending_bytes = sum(self._pending.values())
         self.totals.merge(b, self.acct.new_sessions, self.clock())
         self.acct.begin()
         return True
@@ -251,8 +244,8 @@ class Ingest:
             n += self._account(path, FileCursor(*cursor) if cursor else None, oversized, restarted, _decoder.decode(blob))
         if error == "" and path in self.cursors:
             self.acct.batch.forgotten.add(path)
-        elif error and path not in self.health.unreadable:
-            self.health.unreadable.add(path)
+        elif error and path not in self.unreadable:
+            self.unreadable.add(path)
             log.warning("cannot read transcript", path=path, error=error)
         return n
 

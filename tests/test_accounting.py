@@ -174,3 +174,12 @@ def test_lag_is_zero_when_nothing_waits(tmp_path):
     assert t.pending_bytes == 0 and t.lag == 0  # ...but nothing is late
     t.pending_bytes = 100  # bytes waiting: the lag is how late the last line read was
     assert t.lag == t.read_lag
+
+
+def test_files_tracked_is_known_right_after_a_restart(tmp_path):
+    root, store, ing = make(tmp_path)
+    write(root, f"{SID}.jsonl", assistant())
+    sync(ing)
+    store.close()
+    again = Ingest(Config(), Store(tmp_path / "state"), [root], lambda: NOW)
+    assert again.totals.files_tracked == 1  # not 0 until something new is read
