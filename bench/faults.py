@@ -48,8 +48,12 @@ def outage(root: Path, seconds: float) -> dict:
     config = root / "claude"
     generate(config, files=40, seed=5)
     otlp, port = free_port(), free_port()
-    env = clean_env(CCOTEL_OTLP_RETRY_MAX="5", CCOTEL_METRICS_PUSH_INTERVAL="0", CCOTEL_TRACE_LOOKBACK=str(10 * 365 * 86400),
-                    CCOTEL_SESSION_IDLE="2")  # sessions written now close soon, as in the reference
+    env = clean_env(
+        CCOTEL_OTLP_RETRY_MAX="5",
+        CCOTEL_METRICS_PUSH_INTERVAL="0",
+        CCOTEL_TRACE_LOOKBACK=str(10 * 365 * 86400),
+        CCOTEL_SESSION_IDLE="2",
+    )  # sessions written now close soon, as in the reference
     proc = subprocess.Popen(
         [sys.executable, "-m", "ccotel", "run", "--claude-dir", str(config), "--state-dir", str(root / "state"),
          "--metrics-addr", f"127.0.0.1:{port}", "--otlp-endpoint", f"http://127.0.0.1:{otlp}"],
@@ -67,7 +71,9 @@ def outage(root: Path, seconds: float) -> dict:
         i = 0
         rng = random.Random(2)
         while time.monotonic() - t0 < seconds:
-            write_session(config, cwd=f"/home/user/outage{i % 20}", seed=1000 + i)  # new sessions while it is down
+            write_session(
+                config, cwd=f"/home/user/outage{i % 20}", seed=1000 + i
+            )  # new sessions while it is down
             i += 1
             rss.append(rss_mb(proc.pid))
             time.sleep(rng.uniform(0.5, 1.5))
@@ -86,7 +92,11 @@ def outage(root: Path, seconds: float) -> dict:
             "rss_mb_first": round(rss[0], 1),
             "rss_mb_max": round(max(rss), 1),
             "rss_mb_last": round(rss[-1], 1),
-            "health_during_outage": {k: h_down.get(k) for k in ("failing", "spans_exported", "spans_dropped") if k in h_down},
+            "health_during_outage": {
+                k: h_down.get(k)
+                for k in ("failing", "spans_exported", "spans_dropped")
+                if k in h_down
+            },
             "spans_reference": len(ref),
             "spans_received_unique": len(got),
             "spans_lost": len(set(ref) - set(got)),
@@ -99,7 +109,9 @@ def outage(root: Path, seconds: float) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--loops", type=int, default=50)
     ap.add_argument("--outage", type=float, default=120.0)
     ap.add_argument("--only", default="kill,outage")

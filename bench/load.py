@@ -72,7 +72,9 @@ def _writer(config: str, sessions: int, mbps: float, seconds: float, line_bytes:
             continue
         fd, cwd = paths[k % sessions]
         sid = sids[k % sessions]
-        u = Usage(rng.randint(1, 50), rng.randint(1, 900), rng.randint(0, 3000), 0, rng.randint(0, 90000))
+        u = Usage(
+            rng.randint(1, 50), rng.randint(1, 900), rng.randint(0, 3000), 0, rng.randint(0, 90000)
+        )
         rec = {
             "parentUuid": None, "isSidechain": False, "type": "assistant", "uuid": str(uuid.uuid4()),
             "timestamp": _ts(int(now * 1000)), "requestId": f"req_load{k:09d}", "cwd": cwd, "sessionId": sid,
@@ -109,7 +111,15 @@ def _writer(config: str, sessions: int, mbps: float, seconds: float, line_bytes:
 
 def _scrape(port: int) -> dict:
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    out = {"lines": 0.0, "input": 0.0, "output": 0.0, "cache_read": 0.0, "cache_write": 0.0, "cost": 0.0, "errors": 0.0}
+    out = {
+        "lines": 0.0,
+        "input": 0.0,
+        "output": 0.0,
+        "cache_read": 0.0,
+        "cache_write": 0.0,
+        "cost": 0.0,
+        "errors": 0.0,
+    }
     for line in body.splitlines():
         if line.startswith("#"):
             continue
@@ -140,7 +150,7 @@ def _pct(xs: list[float], p: float) -> float:
     if not xs:
         return 0.0
     xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+    return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
 
 def run_load(root: Path, sessions: int = 50, mbps: float = 10.0, seconds: float = 180.0, line_bytes: int = 4000,
@@ -156,12 +166,14 @@ def run_load(root: Path, sessions: int = 50, mbps: float = 10.0, seconds: float 
     daemon = subprocess.Popen(
         [sys.executable, "-m", "ccotel", "run", "--claude-dir", str(config), "--state-dir", str(state),
          "--metrics-addr", f"127.0.0.1:{port}"],
-        stdout=open(root / "daemon.log", "wb"), stderr=subprocess.STDOUT, env=env, cwd=REPO,
+        stdout=open(root / "daemon.log", "wb"),  # noqa: SIM115 (lives as long as the daemon) stderr=subprocess.STDOUT, env=env, cwd=REPO,
     )  # fmt: skip
     try:
         for _ in range(600):
             try:
-                if json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read())["ok"]:
+                if json.loads(
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read()
+                )["ok"]:
                     break
             except OSError:
                 time.sleep(0.05)
@@ -171,7 +183,9 @@ def run_load(root: Path, sessions: int = 50, mbps: float = 10.0, seconds: float 
         cpu0, _ = _proc_sample(daemon.pid)
         t_start = time.time()
         recv, send = mp.Pipe(duplex=False)
-        w = mp.get_context("fork").Process(target=_writer, args=(str(config), sessions, mbps, seconds, line_bytes, send))
+        w = mp.get_context("fork").Process(
+            target=_writer, args=(str(config), sessions, mbps, seconds, line_bytes, send)
+        )
         w.start()
         polls: list[tuple[float, float]] = []
         peak_rss = 0
@@ -219,7 +233,8 @@ def run_load(root: Path, sessions: int = 50, mbps: float = 10.0, seconds: float 
             "lines_lost": result["lines"] - ingested,
             "parse_errors": int(final["errors"]),
             "tokens_equal_ground_truth": all(int(final[k]) == truth[k] for k in truth),
-            "cost_equal_ground_truth": abs(final["cost"] - result["cost"]) <= 1e-6 * max(1.0, result["cost"]),
+            "cost_equal_ground_truth": abs(final["cost"] - result["cost"])
+            <= 1e-6 * max(1.0, result["cost"]),
             "lag_p50_s": round(_pct(lags, 50), 3),
             "lag_p99_s": round(_pct(lags, 99), 3),
             "lag_max_s": round(max(lags, default=0.0), 3),
@@ -246,7 +261,9 @@ def run_load(root: Path, sessions: int = 50, mbps: float = 10.0, seconds: float 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--sessions", type=int, default=50)
     ap.add_argument("--mbps", type=float, default=10.0, help="total MB/s written")
     ap.add_argument("--seconds", type=float, default=180.0)

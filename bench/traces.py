@@ -129,7 +129,9 @@ def backfill_run(corpus: Path, rate: float) -> dict:
         r = parse_backfill(p.stderr)
         r.update(wall=round(wall, 2), peak_rss_mb=round(rss, 1), received_spans=col.spans, requests=col.requests,
                  otlp_mb=round(col.bytes / 1e6, 1), rate_limit=rate)  # fmt: skip
-        r["spans_per_s"] = round(r["spans"] / r["trace_seconds"]) if r.get("trace_seconds") else None
+        r["spans_per_s"] = (
+            round(r["spans"] / r["trace_seconds"]) if r.get("trace_seconds") else None
+        )
         r["spans_per_s_end_to_end"] = round(r["spans"] / wall)
         return r
     finally:
@@ -200,11 +202,15 @@ def hold_run(corpus: Path, traces: bool, timeout: float) -> dict:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--files", type=int, default=2000)
     ap.add_argument("--bytes", type=int, default=None, help="target corpus size (default: natural)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--rate", type=float, default=0, help="also run backfill with this rate limit (spans/s)")
+    ap.add_argument(
+        "--rate", type=float, default=0, help="also run backfill with this rate limit (spans/s)"
+    )
     ap.add_argument("--only", default="backfill,hold")
     ap.add_argument("--timeout", type=float, default=900)
     a = ap.parse_args()
@@ -214,14 +220,21 @@ def main() -> int:
     corpus = Path(info.root)
     res: dict = {"corpus": {"root": str(corpus), "files": info.files, "bytes": info.bytes, "reused": reused,
                             "seconds": round(time.perf_counter() - t0, 1)}}  # fmt: skip
-    print(f"corpus: {info.files} files, {info.bytes / 1e6:.0f} MB ({'cached' if reused else 'generated'})", flush=True)
+    print(
+        f"corpus: {info.files} files, {info.bytes / 1e6:.0f} MB ({'cached' if reused else 'generated'})",
+        flush=True,
+    )
     phases = a.only.split(",")
     if "backfill" in phases:
         res["backfill"] = backfill_run(corpus, 0)
         print("backfill --traces (no rate limit):", json.dumps(res["backfill"]), flush=True)
         if a.rate:
             res["backfill_rate"] = backfill_run(corpus, a.rate)
-            print(f"backfill --traces (rate {a.rate:g}/s):", json.dumps(res["backfill_rate"]), flush=True)
+            print(
+                f"backfill --traces (rate {a.rate:g}/s):",
+                json.dumps(res["backfill_rate"]),
+                flush=True,
+            )
     if "hold" in phases:
         res["hold_plain"] = hold_run(corpus, False, a.timeout)
         res["hold_traces"] = hold_run(corpus, True, a.timeout)
@@ -233,13 +246,17 @@ def main() -> int:
     print(f"{'figure':52} value")
     if b and "spans" in b:
         print(f"{'spans exported (cold backfill --traces)':52} {b['spans']:,}")
-        print(f"{'traces part: spans/s built+exported':52} {b['spans_per_s']:,}  ({b['trace_seconds']} s)")
+        print(
+            f"{'traces part: spans/s built+exported':52} {b['spans_per_s']:,}  ({b['trace_seconds']} s)"
+        )
         print(f"{'metrics part of the same backfill':52} {b['metrics_seconds']} s")
         print(f"{'whole command: wall / peak RSS':52} {b['wall']} s / {b['peak_rss_mb']} MB")
         print(f"{'OTLP requests / payload':52} {b['requests']} / {b['otlp_mb']} MB")
     if ht and hp:
         print(f"{'daemon RSS, traces off':52} {hp['rss_mb']} MB (peak {hp['hwm_mb']})")
-        print(f"{'daemon RSS, traces on, holding open sessions':52} {ht['rss_mb']} MB (peak {ht['hwm_mb']}), {ht['open_sessions']} open sessions")
+        print(
+            f"{'daemon RSS, traces on, holding open sessions':52} {ht['rss_mb']} MB (peak {ht['hwm_mb']}), {ht['open_sessions']} open sessions"
+        )
         if ht.get("open_sessions"):
             per = (ht["rss_mb"] - hp["rss_mb"]) * 1024 / ht["open_sessions"]
             print(f"{'  extra per open session':52} {per:.1f} KB")

@@ -66,7 +66,9 @@ class Accountant:
             if mkey is not None:
                 self.known_mkeys.add(mkey)
         self.known_tools: set[str] = {tid for (tid,) in store.query("SELECT id FROM tools")}
-        self.sessions: dict[str, str] = dict(store.query("SELECT id, COALESCE(cwd, '') FROM sessions"))
+        self.sessions: dict[str, str] = dict(
+            store.query("SELECT id, COALESCE(cwd, '') FROM sessions")
+        )
         self.tool_agg = store.tool_agg()
         self._rows: OrderedDict[int, tuple] = OrderedDict()
         self._tools: OrderedDict[str, tuple] = OrderedDict()
@@ -131,7 +133,9 @@ class Accountant:
             self._usage(e, e.cwd or self._session_cwd(e.session))
         for t in d.tools:
             if t.name is not None:
-                self._tool_use(t.id, t.name, t.start, t.session, t.cwd or self._session_cwd(t.session))
+                self._tool_use(
+                    t.id, t.name, t.start, t.session, t.cwd or self._session_cwd(t.session)
+                )
             if t.end is not None:
                 self._tool_result(t.id, t.is_error, t.end)
 
@@ -174,7 +178,11 @@ class Accountant:
         rows = [self.batch.responses[k] for k in self._batch_mkeys.get(mkey, ())]
         if mkey in self.known_mkeys:
             seen = {r[K] for r in rows}
-            rows += [self.batch.responses.get(r[K], r) for r in self.store.responses_by_mkey(mkey) if r[K] not in seen]
+            rows += [
+                self.batch.responses.get(r[K], r)
+                for r in self.store.responses_by_mkey(mkey)
+                if r[K] not in seen
+            ]
         for r in rows:
             if candidate_side or r[SIDE]:
                 return r

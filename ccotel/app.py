@@ -72,7 +72,9 @@ def backfill(
             "parse_errors": int(ingest.totals.counters.get("parse_errors", 0)),
         }
         if traces:
-            out["traces"] = backfill_traces(cfg, store.path, clock() - 7 * 86400 if since is None else since, clock)
+            out["traces"] = backfill_traces(
+                cfg, store.path, clock() - 7 * 86400 if since is None else since, clock
+            )
         return out
     finally:
         store.close()
@@ -93,7 +95,11 @@ class Daemon:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(
             TotalsCollector(
-                self.ingest.totals, project_labeler(cfg.project_label), budgets_of(cfg), clock, extra=self.exporters.metrics,
+                self.ingest.totals,
+                project_labeler(cfg.project_label),
+                budgets_of(cfg),
+                clock,
+                extra=self.exporters.metrics,
                 max_projects=cfg.max_projects,
             )
         )
@@ -138,7 +144,13 @@ class Daemon:
         self.server.start()
         host, port = self.server.httpd.server_address[:2]
         base = f"{self.server.scheme}://{host}:{port}"
-        log.info("ccotel running", page=f"{base}/" if self.web else None, metrics=f"{base}/metrics", roots=[str(r) for r in self.roots], state=str(self.store.dir))
+        log.info(
+            "ccotel running",
+            page=f"{base}/" if self.web else None,
+            metrics=f"{base}/metrics",
+            roots=[str(r) for r in self.roots],
+            state=str(self.store.dir),
+        )
         self.watcher.start()
         try:
             lines = catch_up(self.ingest, workers_of(self.cfg))

@@ -42,7 +42,11 @@ def _fail(msg: str, code: int = 1):
 
 
 _common = [
-    click.option("--claude-dir", multiple=True, help="Claude config dir to read (repeatable). Default: CLAUDE_CONFIG_DIR, ~/.config/claude, ~/.claude."),
+    click.option(
+        "--claude-dir",
+        multiple=True,
+        help="Claude config dir to read (repeatable). Default: CLAUDE_CONFIG_DIR, ~/.config/claude, ~/.claude.",
+    ),
     click.option("--state-dir", help="Where the state database lives (CCOTEL_STATE_DIR)."),
 ]
 
@@ -54,7 +58,9 @@ def common(f):
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", envvar="CCOTEL_CONFIG", type=click.Path(dir_okay=False), help="TOML config file.")
+@click.option(
+    "--config", envvar="CCOTEL_CONFIG", type=click.Path(dir_okay=False), help="TOML config file."
+)
 @click.version_option(__version__, prog_name="ccotel")
 def main(config: str | None) -> None:
     """Claude Code transcripts to Prometheus metrics and OpenTelemetry traces."""
@@ -62,8 +68,13 @@ def main(config: str | None) -> None:
 
 @main.command()
 @common
-@click.option("--metrics-addr", help="HOST:PORT for /metrics and /healthz (default 127.0.0.1:9470).")
-@click.option("--otlp-endpoint", help="OTLP endpoint for traces and metrics (default OTEL_EXPORTER_OTLP_ENDPOINT or http://localhost:4318).")
+@click.option(
+    "--metrics-addr", help="HOST:PORT for /metrics and /healthz (default 127.0.0.1:9470)."
+)
+@click.option(
+    "--otlp-endpoint",
+    help="OTLP endpoint for traces and metrics (default OTEL_EXPORTER_OTLP_ENDPOINT or http://localhost:4318).",
+)
 @click.option("--log-format", type=click.Choice(["auto", "json", "console"]))
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 @click.pass_context
@@ -89,9 +100,21 @@ def run(ctx, **flags) -> None:
 @main.command()
 @common
 @click.option("--rebuild", is_flag=True, help="Start the state over and re-read every transcript.")
-@click.option("--traces", "export_traces", is_flag=True, help="Also export the sessions as OpenTelemetry traces (OTLP).")
-@click.option("--since", "since", help="With --traces: sessions changed since YYYY-MM-DD, or 12h / 30d ago (default 7d).")
-@click.option("--otlp-endpoint", help="Where traces go (default OTEL_EXPORTER_OTLP_ENDPOINT or http://localhost:4318).")
+@click.option(
+    "--traces",
+    "export_traces",
+    is_flag=True,
+    help="Also export the sessions as OpenTelemetry traces (OTLP).",
+)
+@click.option(
+    "--since",
+    "since",
+    help="With --traces: sessions changed since YYYY-MM-DD, or 12h / 30d ago (default 7d).",
+)
+@click.option(
+    "--otlp-endpoint",
+    help="Where traces go (default OTEL_EXPORTER_OTLP_ENDPOINT or http://localhost:4318).",
+)
 @click.pass_context
 def backfill(ctx, rebuild: bool, export_traces: bool, since: str | None, **flags) -> None:
     """Ingest everything not yet ingested into the state, then exit."""
@@ -142,7 +165,11 @@ def backfill(ctx, rebuild: bool, export_traces: bool, since: str | None, **flags
         t = res["traces"]
         click.echo(
             f"traces: {t['spans']} spans exported in {t['batches']} batches in {t['seconds']} s"
-            + (f"; {t['open_sessions']} sessions still active (their root spans follow when idle)" if t["open_sessions"] else ""),
+            + (
+                f"; {t['open_sessions']} sessions still active (their root spans follow when idle)"
+                if t["open_sessions"]
+                else ""
+            ),
             err=True,
         )
 
@@ -167,7 +194,13 @@ def _since(value: str) -> float:
 
 @main.command()
 @click.option("--state-dir", help="Where the state database lives.")
-@click.option("--by", "by", type=click.Choice(["session", "day", "model", "project"]), default="day", show_default=True)
+@click.option(
+    "--by",
+    "by",
+    type=click.Choice(["session", "day", "model", "project"]),
+    default="day",
+    show_default=True,
+)
 @click.option("--since", help="Only usage on or after this day (YYYY-MM-DD or YYYYMMDD).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
@@ -192,7 +225,12 @@ def report(ctx, by: str, since: str | None, as_json: bool, state_dir: str | None
     except sqlite3.DatabaseError as exc:  # corruption found past the open: same advice
         _fail(_corrupt(cfg, exc))
     try:
-        data = rep.build(store, by, since_day, project_labeler(cfg.project_label if cfg.project_label != "off" else "name"))
+        data = rep.build(
+            store,
+            by,
+            since_day,
+            project_labeler(cfg.project_label if cfg.project_label != "off" else "name"),
+        )
     except sqlite3.DatabaseError as exc:
         _fail(_corrupt(cfg, exc))
     finally:
@@ -217,8 +255,12 @@ def _compact(n: float) -> str:
     return f"{n:.0f}"
 
 
-_TOKEN_COLS = (("Input", "input_tokens"), ("Output", "output_tokens"),
-               ("Cache write", "cache_write_tokens"), ("Cache read", "cache_read_tokens"))
+_TOKEN_COLS = (
+    ("Input", "input_tokens"),
+    ("Output", "output_tokens"),
+    ("Cache write", "cache_write_tokens"),
+    ("Cache read", "cache_read_tokens"),
+)
 
 
 def _print_table(data: dict, by: str) -> None:
@@ -240,7 +282,9 @@ def _print_table(data: dict, by: str) -> None:
     for r in data["rows"]:
         label = _short_model(r[by]) if by == "model" else str(r[by])
         models = [", ".join(_short_model(m) for m in r["models"])] if show_models else []
-        t.add_row(label, *models, *(num(r[key]) for _, key in _TOKEN_COLS), f"${r['cost_usd']:,.2f}")
+        t.add_row(
+            label, *models, *(num(r[key]) for _, key in _TOKEN_COLS), f"${r['cost_usd']:,.2f}"
+        )
     console.print(t)
 
 
@@ -286,10 +330,14 @@ def status(ctx, as_json: bool, **flags) -> None:
     if as_json:
         click.echo(json.dumps(h, indent=2))
         return
-    click.echo(f"ccotel {h.get('version')} (pid {h.get('pid')}) {'ready' if h.get('ok') else 'catching up'}")
+    click.echo(
+        f"ccotel {h.get('version')} (pid {h.get('pid')}) {'ready' if h.get('ok') else 'catching up'}"
+    )
     click.echo(f"  watching   {', '.join(h.get('roots', []))}")
     click.echo(f"  state      {h.get('state_dir')}")
-    click.echo(f"  files      {h.get('files_tracked')} tracked, {h.get('pending_bytes')} bytes pending")
+    click.echo(
+        f"  files      {h.get('files_tracked')} tracked, {h.get('pending_bytes')} bytes pending"
+    )
     click.echo(f"  lines      {h.get('lines')} read, {h.get('parse_errors')} malformed")
     click.echo(f"  lag        {h.get('lag_seconds')} s (0 when nothing waits to be read)")
 

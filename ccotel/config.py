@@ -37,7 +37,9 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     state_dir: str = ""
     metrics_addr: str = DEFAULT_METRICS_ADDR
     project_label: Literal["name", "path", "hash", "off"] = "name"
-    max_projects: Annotated[int, Meta(ge=0)] = 200  # distinct project labels; the rest fold into "other"; 0: no cap
+    max_projects: Annotated[int, Meta(ge=0)] = (
+        200  # distinct project labels; the rest fold into "other"; 0: no cap
+    )
     pricing_file: str = ""
     pricing_rules: Literal["ccusage", "anthropic"] = "ccusage"
     price_web_search: bool = False
@@ -62,19 +64,25 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     metrics_push_interval: Positive = 15.0  # OTLP metrics push period; 0: off
     resource_user: str = "auto"  # user.name resource attribute: auto (login name), a value, or off
     resource_host: str = "auto"  # host.name: auto (hostname), a value, or off
-    capture_content: bool = False  # prompts, tool arguments and results on spans (redacted, truncated)
+    capture_content: bool = (
+        False  # prompts, tool arguments and results on spans (redacted, truncated)
+    )
     tool_details: bool = False  # only command lines and file paths of tool calls
     content_max_chars: Annotated[int, Meta(ge=0)] = 4096
     trace_batch_spans: Annotated[int, Meta(ge=1)] = 512  # spans per export request
     trace_rate: Positive = 5000.0  # spans per second at most while catching up; 0: no limit
-    trace_lookback: Positive = 86400.0  # the daemon traces files changed this recently (backfill: older)
+    trace_lookback: Positive = (
+        86400.0  # the daemon traces files changed this recently (backfill: older)
+    )
     # The HTTP server of /metrics, /healthz and the web page (docs/web.md): TLS and basic auth.
     web: bool = True  # the page at / and the JSON API under /api/
     trace_ui_url: str = ""  # a session's trace in the trace UI; {trace_id} is replaced; default Grafana Explore on :3000
     http_tls_cert: str = ""  # PEM certificate (chain) file; with http_tls_key, serve HTTPS
     http_tls_key: str = ""
     http_basic_auth_user: str = ""  # with http_basic_auth_password_hash, every route asks for it
-    http_basic_auth_password_hash: str = ""  # "sha256:<hex>" of the password (`printf %s PW | sha256sum`)
+    http_basic_auth_password_hash: str = (
+        ""  # "sha256:<hex>" of the password (`printf %s PW | sha256sum`)
+    )
 
     def resolved_state_dir(self) -> Path:
         return Path(self.state_dir).expanduser() if self.state_dir else default_state_dir()
@@ -167,8 +175,12 @@ def load(
     if bool(cfg.http_tls_cert) != bool(cfg.http_tls_key):
         raise ConfigError("http_tls_cert: set both http_tls_cert and http_tls_key, or neither")
     if bool(cfg.http_basic_auth_user) != bool(cfg.http_basic_auth_password_hash):
-        raise ConfigError("http_basic_auth_user: set both http_basic_auth_user and http_basic_auth_password_hash, or neither")
-    if cfg.http_basic_auth_password_hash and not cfg.http_basic_auth_password_hash.startswith("sha256:"):
+        raise ConfigError(
+            "http_basic_auth_user: set both http_basic_auth_user and http_basic_auth_password_hash, or neither"
+        )
+    if cfg.http_basic_auth_password_hash and not cfg.http_basic_auth_password_hash.startswith(
+        "sha256:"
+    ):
         raise ConfigError("http_basic_auth_password_hash: expected sha256:<hex of the password>")
     return cfg
 

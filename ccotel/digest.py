@@ -94,7 +94,9 @@ def digest(recs: list[Record], lines: int, file_session: str, cwd: str | None) -
         for r in rec.tool_results or ():
             e = tools.get(r.tool_use_id)
             if e is None:
-                tools[r.tool_use_id] = ToolEntry(r.tool_use_id, None, session, here, None, ts, r.is_error)
+                tools[r.tool_use_id] = ToolEntry(
+                    r.tool_use_id, None, session, here, None, ts, r.is_error
+                )
             elif e.end is None:
                 e.end, e.is_error = ts, r.is_error
     d.tools = list(tools.values())

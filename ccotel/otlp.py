@@ -68,7 +68,11 @@ class Target:
 
 def _env(env: Mapping[str, str], signal: Signal, name: str) -> str:
     """OTEL_EXPORTER_OTLP_<SIGNAL>_<NAME>, else OTEL_EXPORTER_OTLP_<NAME>."""
-    return env.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_{name}") or env.get(f"OTEL_EXPORTER_OTLP_{name}") or ""
+    return (
+        env.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_{name}")
+        or env.get(f"OTEL_EXPORTER_OTLP_{name}")
+        or ""
+    )
 
 
 def configured(cfg, signal: Signal, env: Mapping[str, str] | None = None) -> bool:
@@ -84,9 +88,13 @@ def configured(cfg, signal: Signal, env: Mapping[str, str] | None = None) -> boo
 def target(cfg, signal: Signal, env: Mapping[str, str] | None = None) -> Target:
     """Resolve where one signal goes. cfg is ccotel's Config (its otlp_* keys win)."""
     env = os.environ if env is None else env
-    protocol = (cfg.otlp_protocol or _env(env, signal, "PROTOCOL") or "http/protobuf").strip().lower()
+    protocol = (
+        (cfg.otlp_protocol or _env(env, signal, "PROTOCOL") or "http/protobuf").strip().lower()
+    )
     if protocol not in ("http/protobuf", "grpc"):
-        raise ValueError(f"OTLP protocol {protocol!r} (otlp_protocol, OTEL_EXPORTER_OTLP_PROTOCOL) is not supported: use http/protobuf or grpc")
+        raise ValueError(
+            f"OTLP protocol {protocol!r} (otlp_protocol, OTEL_EXPORTER_OTLP_PROTOCOL) is not supported: use http/protobuf or grpc"
+        )
     if cfg.otlp_endpoint:
         base, specific = cfg.otlp_endpoint, ""
     else:
@@ -105,7 +113,9 @@ def target(cfg, signal: Signal, env: Mapping[str, str] | None = None) -> Target:
         headers.update(parse_env_headers(cfg.otlp_headers, liberal=True))
     compression = (cfg.otlp_compression or _env(env, signal, "COMPRESSION") or "none").lower()
     if compression not in ("none", "gzip"):
-        raise ValueError(f"OTLP compression {compression!r} (otlp_compression, OTEL_EXPORTER_OTLP_COMPRESSION) is not supported: use none or gzip")
+        raise ValueError(
+            f"OTLP compression {compression!r} (otlp_compression, OTEL_EXPORTER_OTLP_COMPRESSION) is not supported: use none or gzip"
+        )
     timeout_ms = _env(env, signal, "TIMEOUT")
     timeout = cfg.otlp_timeout or (float(timeout_ms) / 1000 if timeout_ms else 10.0)
     insecure = _env(env, signal, "INSECURE").lower() == "true"
@@ -148,7 +158,9 @@ def resource_attributes(cfg, env: Mapping[str, str] | None = None) -> dict[str, 
 
 
 def pb_resource(attrs: Mapping[str, str]) -> PbResource:
-    return PbResource(attributes=[KeyValue(key=k, value=AnyValue(string_value=str(v))) for k, v in attrs.items()])
+    return PbResource(
+        attributes=[KeyValue(key=k, value=AnyValue(string_value=str(v))) for k, v in attrs.items()]
+    )
 
 
 # --- transport ---------------------------------------------------------------
@@ -177,9 +189,13 @@ class Sender:
     def _connection(self) -> http.client.HTTPConnection:
         if self._conn is None:
             if self._https:
-                self._conn = http.client.HTTPSConnection(self._host, self._port, timeout=self.t.timeout, context=self._ssl())
+                self._conn = http.client.HTTPSConnection(
+                    self._host, self._port, timeout=self.t.timeout, context=self._ssl()
+                )
             else:
-                self._conn = http.client.HTTPConnection(self._host, self._port, timeout=self.t.timeout)
+                self._conn = http.client.HTTPConnection(
+                    self._host, self._port, timeout=self.t.timeout
+                )
         return self._conn
 
     def _post(self, body: bytes) -> None:
@@ -196,7 +212,9 @@ class Sender:
                 payload = resp.read()
             except (OSError, http.client.HTTPException) as exc:
                 self.close()
-                if attempt == 0 and isinstance(exc, (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)):
+                if attempt == 0 and isinstance(
+                    exc, (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+                ):
                     continue
                 raise ExportError(f"{type(exc).__name__}: {exc}") from None
             if resp.getheader("Connection", "").lower() == "close":
@@ -213,7 +231,10 @@ class Sender:
 
             target_ = f"{self._host}:{self._port}"
             if self._https and not self.t.insecure:
-                root, key, chain = (Path(f).read_bytes() if f else None for f in (self.t.ca_file, self.t.client_key, self.t.client_cert))
+                root, key, chain = (
+                    Path(f).read_bytes() if f else None
+                    for f in (self.t.ca_file, self.t.client_key, self.t.client_cert)
+                )
                 chan = grpc.secure_channel(target_, grpc.ssl_channel_credentials(root, key, chain))
             else:
                 chan = grpc.insecure_channel(target_)
@@ -354,7 +375,10 @@ def _histogram_points(fam) -> list[tuple[dict, list[float], list[int], float, in
     """(labels, explicit bounds, per-bucket counts, sum, count) per series of a histogram family."""
     groups: dict[tuple, dict] = {}
     for s in fam.samples:
-        g = groups.setdefault(_bucket_key(s.labels), {"labels": {k: v for k, v in s.labels.items() if k != "le"}, "b": []})
+        g = groups.setdefault(
+            _bucket_key(s.labels),
+            {"labels": {k: v for k, v in s.labels.items() if k != "le"}, "b": []},
+        )
         if s.name.endswith("_bucket"):
             g["b"].append((float(s.labels["le"]), s.value))
         elif s.name.endswith("_sum"):
@@ -369,7 +393,9 @@ def _histogram_points(fam) -> list[tuple[dict, list[float], list[int], float, in
             counts.append(int(c - prev))
             prev = c
         bounds = [le for le, _ in b if le != float("inf")]
-        out.append((g["labels"], bounds, counts, float(g.get("sum", 0.0)), int(g.get("count", prev))))
+        out.append(
+            (g["labels"], bounds, counts, float(g.get("sum", 0.0)), int(g.get("count", prev)))
+        )
     return out
 
 
@@ -389,7 +415,12 @@ def metrics_request(
         m = pbm.Metric(name=fam.name, description=fam.documentation or "")
         if fam.type == "counter":
             pts = [
-                pbm.NumberDataPoint(attributes=_kv(s.labels), start_time_unix_nano=start_ns, time_unix_nano=now_ns, as_double=float(s.value))
+                pbm.NumberDataPoint(
+                    attributes=_kv(s.labels),
+                    start_time_unix_nano=start_ns,
+                    time_unix_nano=now_ns,
+                    as_double=float(s.value),
+                )
                 for s in fam.samples
                 if s.name.endswith("_total")
             ]
@@ -406,22 +437,42 @@ def metrics_request(
             m.histogram.CopyFrom(pbm.Histogram(data_points=pts, aggregation_temporality=cum))
         else:  # gauge, info, unknown
             pts = [
-                pbm.NumberDataPoint(attributes=_kv(s.labels), time_unix_nano=now_ns, as_double=float(s.value))
+                pbm.NumberDataPoint(
+                    attributes=_kv(s.labels), time_unix_nano=now_ns, as_double=float(s.value)
+                )
                 for s in fam.samples
             ]
             m.gauge.CopyFrom(pbm.Gauge(data_points=pts))
         out.append(m)
     scope = InstrumentationScope(name=SCOPE, version=__version__)
     return ExportMetricsServiceRequest(
-        resource_metrics=[pbm.ResourceMetrics(resource=resource, scope_metrics=[pbm.ScopeMetrics(scope=scope, metrics=out)])]
+        resource_metrics=[
+            pbm.ResourceMetrics(
+                resource=resource, scope_metrics=[pbm.ScopeMetrics(scope=scope, metrics=out)]
+            )
+        ]
     )
 
 
 class Backoff:
     """Exponential backoff with a cap; one warning when failing starts, one info when it ends."""
 
-    def __init__(self, log, what: str, where: str, cap: float, clock: Callable[[], float] = time.monotonic, note: str = ""):
-        self.log, self.what, self.where, self.cap, self.clock = log, what, where, max(cap, 0.05), clock
+    def __init__(
+        self,
+        log,
+        what: str,
+        where: str,
+        cap: float,
+        clock: Callable[[], float] = time.monotonic,
+        note: str = "",
+    ):
+        self.log, self.what, self.where, self.cap, self.clock = (
+            log,
+            what,
+            where,
+            max(cap, 0.05),
+            clock,
+        )
         self.note = note
         self.failures = 0
         self.next_try = 0.0
@@ -444,24 +495,39 @@ class Backoff:
                 endpoint=self.where, error=err[:300],
             )  # fmt: skip
         else:
-            self.log.debug(f"{self.what} export still failing", endpoint=self.where, error=err[:300], retry_in=round(delay, 1))
+            self.log.debug(
+                f"{self.what} export still failing",
+                endpoint=self.where,
+                error=err[:300],
+                retry_in=round(delay, 1),
+            )
 
     def ok(self) -> None:
         if self.failures:
-            self.log.info(f"{self.what} export works again", endpoint=self.where, failed_attempts=self.failures)
+            self.log.info(
+                f"{self.what} export works again",
+                endpoint=self.where,
+                failed_attempts=self.failures,
+            )
         self.failures = 0
         self.next_try = 0.0
 
 
 def _dp_common(start_ns: int, now_ns: int) -> bytes:
-    return (b"\x11" + start_ns.to_bytes(8, "little") if start_ns else b"") + b"\x19" + now_ns.to_bytes(8, "little")
+    return (
+        (b"\x11" + start_ns.to_bytes(8, "little") if start_ns else b"")
+        + b"\x19"
+        + now_ns.to_bytes(8, "little")
+    )
 
 
 def _labels(field: int, labels: Mapping[str, str]) -> bytes:
     return b"".join(_kv_bytes(field, k, v) for k, v in labels.items())
 
 
-def metrics_request_bytes(families: Iterable, resource_attrs: Mapping[str, str], start_ns: int, now_ns: int | None = None) -> bytes:
+def metrics_request_bytes(
+    families: Iterable, resource_attrs: Mapping[str, str], start_ns: int, now_ns: int | None = None
+) -> bytes:
     """metrics_request(...).SerializeToString(), written directly (a push every 15 s stays cheap)."""
     now_ns = now_ns or time.time_ns()
     cum = b"\x10\x02"  # aggregation_temporality = CUMULATIVE
@@ -470,7 +536,13 @@ def metrics_request_bytes(families: Iterable, resource_attrs: Mapping[str, str],
         head = _str(1, fam.name) + (_str(2, fam.documentation) if fam.documentation else b"")
         if fam.type == "counter":
             pts = b"".join(
-                _ld(1, _dp_common(start_ns, now_ns) + b"\x21" + _DOUBLE.pack(float(s.value)) + _labels(7, s.labels))
+                _ld(
+                    1,
+                    _dp_common(start_ns, now_ns)
+                    + b"\x21"
+                    + _DOUBLE.pack(float(s.value))
+                    + _labels(7, s.labels),
+                )
                 for s in fam.samples
                 if s.name.endswith("_total")
             )
@@ -490,7 +562,14 @@ def metrics_request_bytes(families: Iterable, resource_attrs: Mapping[str, str],
             metrics.append(_ld(2, head + _ld(9, b"".join(pts) + cum)))
         else:
             pts = b"".join(
-                _ld(1, b"\x19" + now_ns.to_bytes(8, "little") + b"\x21" + _DOUBLE.pack(float(s.value)) + _labels(7, s.labels))
+                _ld(
+                    1,
+                    b"\x19"
+                    + now_ns.to_bytes(8, "little")
+                    + b"\x21"
+                    + _DOUBLE.pack(float(s.value))
+                    + _labels(7, s.labels),
+                )
                 for s in fam.samples
             )
             metrics.append(_ld(2, head + _ld(5, pts)))

@@ -7,6 +7,7 @@ holds what they produced.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import sys
@@ -38,7 +39,9 @@ _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Digest)
 
 
-def _digest_chunks(path: str, cursor: FileCursor | None, max_line: int, cwd: str | None) -> Iterator[tuple[Chunk, Digest]]:
+def _digest_chunks(
+    path: str, cursor: FileCursor | None, max_line: int, cwd: str | None
+) -> Iterator[tuple[Chunk, Digest]]:
     """Read a file's new lines and reduce them, chunk by chunk."""
     session = session_of(path)
     for ch in read_new(path, cursor, max_line):
@@ -48,7 +51,9 @@ def _digest_chunks(path: str, cursor: FileCursor | None, max_line: int, cwd: str
         yield ch, d
 
 
-def _digest_file(args: tuple) -> tuple[list[tuple[tuple | None, list[int], bool, bytes]], str | None]:
+def _digest_file(
+    args: tuple,
+) -> tuple[list[tuple[tuple | None, list[int], bool, bytes]], str | None]:
     """Worker: one file's new lines as digests (msgpack); or the error that stopped reading it."""
     path, cursor, max_line, cwd = args
     out = []
@@ -112,7 +117,11 @@ class Ingest:
             except OSError:
                 continue
             cur = self._cursor(path)
-            if cur is None or (st.st_dev, st.st_ino) != (cur.dev, cur.ino) or st.st_size != cur.offset:
+            if (
+                cur is None
+                or (st.st_dev, st.st_ino) != (cur.dev, cur.ino)
+                or st.st_size != cur.offset
+            ):
                 todo.append(path)
                 self._pending[path] = max(0, st.st_size - (cur.offset if cur else 0))
         for path in set(self.cursors) - set(present):
@@ -162,9 +171,13 @@ class Ingest:
     ) -> int:
         ctx = self.context(path)
         if restarted:
-            log.info("transcript changed under its cursor; reading it again from the start", path=path)
+            log.info(
+                "transcript changed under its cursor; reading it again from the start", path=path
+            )
         for ln in oversized:
-            self._parse_error(path, ln, f"line longer than max_line_bytes ({self.cfg.max_line_bytes})")
+            self._parse_error(
+                path, ln, f"line longer than max_line_bytes ({self.cfg.max_line_bytes})"
+            )
             self.acct.batch.count("parse_errors")
         for line_no, reason in d.errors:
             self._parse_error(path, line_no, reason)
@@ -193,7 +206,9 @@ class Ingest:
             self.store.commit(b)
         except sqlite3.Error as exc:
             if not self._commit_failed:
-                log.error("cannot write the state; will retry", path=str(self.store.path), error=str(exc))
+                log.error(
+                    "cannot write the state; will retry", path=str(self.store.path), error=str(exc)
+                )
             self._commit_failed = True
             self.acct.begin()
             return False
@@ -213,7 +228,9 @@ class Ingest:
 
     # --- backfill ------------------------------------------------------------
 
-    def backfill(self, paths: list[str], workers: int, progress: Callable[[int], None] | None = None) -> int:
+    def backfill(
+        self, paths: list[str], workers: int, progress: Callable[[int], None] | None = None
+    ) -> int:
         """Decode files in worker processes, account them here in path order."""
         if workers <= 1 or len(paths) < 8:
             total = 0
@@ -227,8 +244,12 @@ class Ingest:
         ml = self.cfg.max_line_bytes
         jobs = [(p, _cursor_args(self._cursor(p)), ml, self.context(p).cwd) for p in paths]
         lock_fd = getattr(self.store, "_lock_fd", None)
-        with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(lock_fd, os.getpid())) as pool:
-            for path, (chunks, error) in zip(paths, pool.map(_digest_file, jobs, chunksize=4), strict=True):
+        with ProcessPoolExecutor(
+            max_workers=workers, initializer=_worker_init, initargs=(lock_fd, os.getpid())
+        ) as pool:
+            for path, (chunks, error) in zip(
+                paths, pool.map(_digest_file, jobs, chunksize=4), strict=True
+            ):
                 total += self._take(path, chunks, error)
                 if progress:
                     progress(1)
@@ -241,7 +262,13 @@ class Ingest:
     def _take(self, path: str, chunks: list, error: str | None) -> int:
         n = 0
         for cursor, oversized, restarted, blob in chunks:
-            n += self._account(path, FileCursor(*cursor) if cursor else None, oversized, restarted, _decoder.decode(blob))
+            n += self._account(
+                path,
+                FileCursor(*cursor) if cursor else None,
+                oversized,
+                restarted,
+                _decoder.decode(blob),
+            )
         if error == "" and path in self.cursors:
             self.acct.batch.forgotten.add(path)
         elif error and path not in self.unreadable:
@@ -254,10 +281,8 @@ def _worker_init(lock_fd: int | None, parent: int) -> None:
     """A forked decode worker lets go of the state lock and dies with its parent: after a
     kill -9 of the backfill, the next ccotel must not find the state locked by orphans."""
     if lock_fd is not None:
-        try:
+        with contextlib.suppress(OSError):
             os.close(lock_fd)  # the flock lives while any copy of the descriptor is open
-        except OSError:
-            pass
     if sys.platform.startswith("linux"):
         try:
             import ctypes

@@ -67,8 +67,12 @@ def _load(text: str, where: str) -> PriceFile:
 
 
 class PriceTable:
-    def __init__(self, override: Path | None = None, rules: Rules = "ccusage", web_search: bool = False):
-        base = _load(resources.files("ccotel.data").joinpath("prices.toml").read_text(), "prices.toml")
+    def __init__(
+        self, override: Path | None = None, rules: Rules = "ccusage", web_search: bool = False
+    ):
+        base = _load(
+            resources.files("ccotel.data").joinpath("prices.toml").read_text(), "prices.toml"
+        )
         self.models = dict(base.models)
         self.aliases = dict(base.aliases)
         self.source, self.date = base.source, base.date
@@ -92,7 +96,9 @@ class PriceTable:
             return self.models.get(self.aliases[name]) if self.rules == "anthropic" else None
         if name in self.models:
             return self.models[name]
-        keys = [k for k in self.models if name.startswith(k) and not _VERSION_REST.match(name[len(k) :])]
+        keys = [
+            k for k in self.models if name.startswith(k) and not _VERSION_REST.match(name[len(k) :])
+        ]
         return self.models[max(keys, key=len)] if keys else None
 
     def cost(self, u: Usage) -> float | None:

@@ -145,7 +145,9 @@ SKIPPED_TYPES = (
     "progress", "file-history-snapshot", "queue-operation", "attachment", "last-prompt",
     "summary", "ai-title", "custom-title", "agent-setting", "pr-link",
 )  # fmt: skip
-_SKIPS = tuple(msgspec.defstruct(f"_Skip{i}", [], bases=(_Skip,), tag=t) for i, t in enumerate(SKIPPED_TYPES))
+_SKIPS = tuple(
+    msgspec.defstruct(f"_Skip{i}", [], bases=(_Skip,), tag=t) for i, t in enumerate(SKIPPED_TYPES)
+)
 _TAG = {_Assistant: "assistant", _User: "user", _System: "system"}
 
 _tagged_decoder = msgspec.json.Decoder(_Assistant | _User | _System | Union[_SKIPS])  # noqa: UP007
@@ -177,7 +179,9 @@ class Usage(Struct, array_like=True, gc=False):
 
     @property
     def total(self) -> int:
-        return self.input + self.output + self.cache_read + self.cache_write_5m + self.cache_write_1h
+        return (
+            self.input + self.output + self.cache_read + self.cache_write_5m + self.cache_write_1h
+        )
 
 
 class ToolUse(Struct, array_like=True, gc=False):
@@ -268,7 +272,10 @@ def _usage(
     u: _Usage, message_id: str | None, request_id: str | None, model: str | None, sidechain: bool
 ) -> Usage:
     if u.cache_creation is not None:
-        w5, w1 = u.cache_creation.ephemeral_5m_input_tokens, u.cache_creation.ephemeral_1h_input_tokens
+        w5, w1 = (
+            u.cache_creation.ephemeral_5m_input_tokens,
+            u.cache_creation.ephemeral_1h_input_tokens,
+        )
     else:
         w5, w1 = u.cache_creation_input_tokens, 0
     return Usage(
@@ -297,7 +304,9 @@ def _web_searches(raw: Raw) -> int:
     return int(n) if isinstance(n, int | float) and n > 0 else 0
 
 
-def _blocks(msg: _Message, keep_content: bool) -> tuple[list[ToolUse] | None, list[ToolResult] | None]:
+def _blocks(
+    msg: _Message, keep_content: bool
+) -> tuple[list[ToolUse] | None, list[ToolResult] | None]:
     if not isinstance(msg.content, list):
         return None, None
     uses: list[ToolUse] | None = None
@@ -305,7 +314,11 @@ def _blocks(msg: _Message, keep_content: bool) -> tuple[list[ToolUse] | None, li
     for b in msg.content:
         if b.type == "tool_use" and b.id:
             uses = uses or []
-            uses.append(ToolUse(b.id, b.name or "unknown", bytes(b.input) if keep_content and b.input else None))
+            uses.append(
+                ToolUse(
+                    b.id, b.name or "unknown", bytes(b.input) if keep_content and b.input else None
+                )
+            )
         elif b.type == "tool_result" and b.tool_use_id:
             results = results or []
             content = bytes(b.content) if keep_content and b.content else None

@@ -12,7 +12,11 @@ _COLS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_toke
 
 
 def _empty() -> dict:
-    return {c: 0 for c in _COLS} | {"cache_write_5m_tokens": 0, "cache_write_1h_tokens": 0, "requests": 0}
+    return {c: 0 for c in _COLS} | {
+        "cache_write_5m_tokens": 0,
+        "cache_write_1h_tokens": 0,
+        "requests": 0,
+    }
 
 
 def _add(acc: dict, inp, out, cr, w5, w1, reqs, cost) -> None:
@@ -37,8 +41,12 @@ def build(store: Store, by: str, since: date | None, project: Callable[[str], st
         day = datetime.fromtimestamp(hour * 3600).date()
         if since and day < since:
             continue
-        key = {"session": session, "day": day.isoformat(), "model": model, "project": project(cwd)}[by]
-        g = groups.setdefault(key, _empty() | {"models": set(), "projects": set(), "last_hour": hour})
+        key = {"session": session, "day": day.isoformat(), "model": model, "project": project(cwd)}[
+            by
+        ]
+        g = groups.setdefault(
+            key, _empty() | {"models": set(), "projects": set(), "last_hour": hour}
+        )
         _add(g, *vals)
         _add(totals, *vals)
         g["models"].add(model)

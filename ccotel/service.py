@@ -191,9 +191,7 @@ def _check_rendered(text: str, template: str) -> None:
 
 def example_systemd_unit() -> str:
     """deploy/systemd/ccotel.service: paths relative to the user's home (%h)."""
-    return render_systemd_unit(
-        ["%h/.local/bin/ccotel"], "%h/.local/state/ccotel", escape=False
-    )
+    return render_systemd_unit(["%h/.local/bin/ccotel"], "%h/.local/state/ccotel", escape=False)
 
 
 def example_launchd_plist() -> str:
@@ -256,11 +254,15 @@ class Context:
         try:
             proc = self.runner(list(step.argv))
         except FileNotFoundError:
-            raise ServiceError(_no_manager_hint(self.platform, f"{step.argv[0]} not found")) from None
+            raise ServiceError(
+                _no_manager_hint(self.platform, f"{step.argv[0]} not found")
+            ) from None
         if step.check and proc.returncode != 0:
             detail = (proc.stderr or proc.stdout or "").strip()
             raise ServiceError(
-                _no_manager_hint(self.platform, f"`{shlex.join(step.argv)}` failed ({proc.returncode}): {detail}")
+                _no_manager_hint(
+                    self.platform, f"`{shlex.join(step.argv)}` failed ({proc.returncode}): {detail}"
+                )
             )
         return proc
 
@@ -324,7 +326,9 @@ def _dirs(ctx: Context) -> list[Path]:
     return [d for d in (ctx.state_dir, ctx.log_dir) if d is not None]
 
 
-def install(ctx: Context, exec_args: Sequence[str], *, dry_run: bool = False, sandbox: bool = True) -> Result:
+def install(
+    ctx: Context, exec_args: Sequence[str], *, dry_run: bool = False, sandbox: bool = True
+) -> Result:
     content = _render(ctx, exec_args, sandbox)
     res = Result(ctx.platform, ctx.path, content)
     existed = ctx.path.is_file()
@@ -423,7 +427,9 @@ def uninstall(ctx: Context, *, dry_run: bool = False, purge_state: bool = False)
     return res
 
 
-def status(ctx: Context, exec_args: Sequence[str] | None = None, *, dry_run: bool = False) -> Result:
+def status(
+    ctx: Context, exec_args: Sequence[str] | None = None, *, dry_run: bool = False
+) -> Result:
     res = Result(ctx.platform, ctx.path)
     if ctx.platform == "linux":
         res.commands = [
@@ -437,10 +443,15 @@ def status(ctx: Context, exec_args: Sequence[str] | None = None, *, dry_run: boo
     installed = ctx.path.is_file()
     res.state["file"] = str(ctx.path) if installed else f"{ctx.path} (missing)"
     if installed and exec_args is not None:
-        res.state["up to date"] = "yes" if ctx.path.read_text(encoding="utf-8") in {
-            _render(ctx, exec_args, True),
-            _render(ctx, exec_args, False),
-        } else "no (run `ccotel service install` again)"
+        res.state["up to date"] = (
+            "yes"
+            if ctx.path.read_text(encoding="utf-8")
+            in {
+                _render(ctx, exec_args, True),
+                _render(ctx, exec_args, False),
+            }
+            else "no (run `ccotel service install` again)"
+        )
     running = False
     if ctx.platform == "linux":
         enabled = ctx.run(res.commands[0]).stdout.strip() or "unknown"
@@ -459,7 +470,9 @@ def status(ctx: Context, exec_args: Sequence[str] | None = None, *, dry_run: boo
         running = res.state.get("state") == "running"
         res.state["logs"] = str(ctx.log_dir)
     res.state["state dir"] = str(ctx.state_dir)
-    res.code = STATUS_RUNNING if running else STATUS_NOT_RUNNING if installed else STATUS_NOT_INSTALLED
+    res.code = (
+        STATUS_RUNNING if running else STATUS_NOT_RUNNING if installed else STATUS_NOT_INSTALLED
+    )
     return res
 
 
@@ -501,7 +514,9 @@ _platform_option = click.option(
     default=None,
     help="linux (systemd) or darwin (launchd); default: this machine's.",
 )
-_dry_run_option = click.option("--dry-run", is_flag=True, help="Print what would be written and run; change nothing.")
+_dry_run_option = click.option(
+    "--dry-run", is_flag=True, help="Print what would be written and run; change nothing."
+)
 _home_option = click.option("--home", type=click.Path(file_okay=False), default=None, hidden=True)
 
 
@@ -522,11 +537,21 @@ def service() -> None:
 @_platform_option
 @_dry_run_option
 @_home_option
-@click.option("--exec", "exec_path", type=click.Path(dir_okay=False), default=None,
-              help="The ccotel executable the service runs (default: this one).")
-@click.option("--no-sandbox", is_flag=True,
-              help="Linux: leave out the mount-namespace hardening, for systems without unprivileged user namespaces.")
-def install_cmd(platform: str | None, dry_run: bool, home: str | None, exec_path: str | None, no_sandbox: bool) -> None:
+@click.option(
+    "--exec",
+    "exec_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="The ccotel executable the service runs (default: this one).",
+)
+@click.option(
+    "--no-sandbox",
+    is_flag=True,
+    help="Linux: leave out the mount-namespace hardening, for systems without unprivileged user namespaces.",
+)
+def install_cmd(
+    platform: str | None, dry_run: bool, home: str | None, exec_path: str | None, no_sandbox: bool
+) -> None:
     """Write the service file with this ccotel's path, then enable and start it. Safe to rerun."""
     ctx = _context(platform, home)
     exec_args = [os.path.abspath(exec_path)] if exec_path else resolve_executable()
@@ -549,7 +574,9 @@ def install_cmd(platform: str | None, dry_run: bool, home: str | None, exec_path
 @_platform_option
 @_dry_run_option
 @_home_option
-@click.option("--purge-state", is_flag=True, help="Also delete ccotel's state (counters, offsets) and logs.")
+@click.option(
+    "--purge-state", is_flag=True, help="Also delete ccotel's state (counters, offsets) and logs."
+)
 def uninstall_cmd(platform: str | None, dry_run: bool, home: str | None, purge_state: bool) -> None:
     """Stop and remove the service. ccotel's state is kept unless --purge-state."""
     ctx = _context(platform, home)

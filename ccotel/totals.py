@@ -25,7 +25,9 @@ class Totals:
     pending_bytes: int = 0
     last_event_ts: float | None = None
     read_lag: float = 0.0  # read time minus event time of the last line read
-    exemplars: dict[tuple[str, str], tuple[str, float, float]] = field(default_factory=dict)  # (model, cwd) -> (session, usd, ts)
+    exemplars: dict[tuple[str, str], tuple[str, float, float]] = field(
+        default_factory=dict
+    )  # (model, cwd) -> (session, usd, ts)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -48,7 +50,11 @@ class Totals:
                 for i, v in enumerate(values):
                     row[i] += v
                 if values[7] > 0 and session:
-                    self.exemplars[(model, cwd)] = (session, values[7], min(now, hour * 3600 + 3599))
+                    self.exemplars[(model, cwd)] = (
+                        session,
+                        values[7],
+                        min(now, hour * 3600 + 3599),
+                    )
             self.tool_agg.update(b.tool_agg)
             for cwd in new_sessions.values():
                 self.sessions_by_cwd[cwd] = self.sessions_by_cwd.get(cwd, 0) + 1

@@ -19,15 +19,23 @@ if not FIXTURES.exists():  # CI clones main with shared/ beside it
     FIXTURES = Path(os.environ.get("CCOTEL_FIXTURES", "/work/shared/fixtures/real-transcripts"))
 
 
-def ccotel(*args: str, env: dict | None = None, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+def ccotel(
+    *args: str, env: dict | None = None, check: bool = True, timeout: float = 300
+) -> subprocess.CompletedProcess:
     """Run the real CLI as a user would."""
     e = dict(os.environ if env is None else env)
     e.pop("CCOTEL_CONFIG", None)
     proc = subprocess.run(
-        [sys.executable, "-m", "ccotel", *args], capture_output=True, text=True, env=e, timeout=timeout
+        [sys.executable, "-m", "ccotel", *args],
+        capture_output=True,
+        text=True,
+        env=e,
+        timeout=timeout,
     )
     if check and proc.returncode != 0:
-        raise AssertionError(f"ccotel {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"ccotel {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 

@@ -50,8 +50,14 @@ def assistant(
         "sessionId": session,
         "version": "2.1.197",
         "gitBranch": "main",
-        "message": {"model": model, "id": msg, "type": "message", "role": "assistant",
-                    "content": content or [{"type": "text", "text": "hi"}], "usage": usage},
+        "message": {
+            "model": model,
+            "id": msg,
+            "type": "message",
+            "role": "assistant",
+            "content": content or [{"type": "text", "text": "hi"}],
+            "usage": usage,
+        },
         "uuid": f"u-{msg}-{out}",
         "timestamp": ts,
     }
@@ -62,19 +68,54 @@ def assistant(
 
 
 def tool_use(tid: str, name: str = "Bash", **kw: Any) -> str:
-    return assistant(content=[{"type": "tool_use", "id": tid, "name": name, "input": {"command": "echo secret"}}], **kw)
+    return assistant(
+        content=[
+            {"type": "tool_use", "id": tid, "name": name, "input": {"command": "echo secret"}}
+        ],
+        **kw,
+    )
 
 
-def tool_result(tid: str, *, is_error: bool = False, ts: str = "2026-11-20T10:00:02.000Z", session: str = SID, cwd: str = "/home/u/proj", agent: str | None = None) -> str:
+def tool_result(
+    tid: str,
+    *,
+    is_error: bool = False,
+    ts: str = "2026-11-20T10:00:02.000Z",
+    session: str = SID,
+    cwd: str = "/home/u/proj",
+    agent: str | None = None,
+) -> str:
     line: dict[str, Any] = {
-        "type": "user", "sessionId": session, "cwd": cwd, "timestamp": ts, "uuid": f"r-{tid}",
-        "message": {"role": "user", "content": [{"type": "tool_result", "tool_use_id": tid, "content": "out", "is_error": is_error}]},
+        "type": "user",
+        "sessionId": session,
+        "cwd": cwd,
+        "timestamp": ts,
+        "uuid": f"r-{tid}",
+        "message": {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": tid, "content": "out", "is_error": is_error}
+            ],
+        },
     }
     if agent:
         line["toolUseResult"] = {"status": "completed", "agentId": agent}
     return dumps(line)
 
 
-def prompt(text: str = "hello", ts: str = "2026-11-20T09:59:59.000Z", session: str = SID, cwd: str = "/home/u/proj") -> str:
-    return dumps({"type": "user", "sessionId": session, "cwd": cwd, "timestamp": ts, "uuid": "p-1",
-                  "message": {"role": "user", "content": text}})
+def prompt(
+    text: str = "hello",
+    ts: str = "2026-11-20T09:59:59.000Z",
+    session: str = SID,
+    cwd: str = "/home/u/proj",
+) -> str:
+    return dumps(
+        {
+            "type": "user",
+            "sessionId": session,
+            "cwd": cwd,
+            "timestamp": ts,
+            "uuid": "p-1",
+            "message": {"role": "user", "content": text},
+        }
+    )

@@ -43,7 +43,7 @@ def sync(ing: Ingest) -> None:
 
 
 def test_streamed_copies_keep_largest_and_move_by_difference(tmp_path):
-    root, store, ing = make(tmp_path)
+    root, _store, ing = make(tmp_path)
     write(root, f"{SID}.jsonl", assistant(out=5), assistant(out=5))
     sync(ing)
     assert totals(ing)[1] == 5 and totals(ing)[6] == 1
@@ -58,25 +58,32 @@ def test_streamed_copies_keep_largest_and_move_by_difference(tmp_path):
 
 
 def test_resumed_copy_in_another_file_counts_once(tmp_path):
-    root, store, ing = make(tmp_path)
+    root, _store, ing = make(tmp_path)
     write(root, f"{SID}.jsonl", assistant("msg_a", "req_a"), assistant("msg_b", "req_b"))
-    write(root, "99999999-2222-3333-4444-555555555555.jsonl",
-          assistant("msg_a", "req_a", session="99999999-2222-3333-4444-555555555555"),
-          assistant("msg_c", "req_c", session="99999999-2222-3333-4444-555555555555"))
+    write(
+        root,
+        "99999999-2222-3333-4444-555555555555.jsonl",
+        assistant("msg_a", "req_a", session="99999999-2222-3333-4444-555555555555"),
+        assistant("msg_c", "req_c", session="99999999-2222-3333-4444-555555555555"),
+    )
     sync(ing)
     assert totals(ing)[6] == 3
 
 
 def test_main_thread_copy_beats_sidechain_replay(tmp_path):
-    root, store, ing = make(tmp_path)
+    root, _store, ing = make(tmp_path)
     # /btw replay: same message id, new request id, larger numbers, sidechain.
     write(root, f"{SID}.jsonl", assistant("msg_p", "req_p", cr=20))
-    write(root, f"{SID}/subagents/agent-abc.jsonl", assistant("msg_p", "req_btw", cr=50_000, sidechain=True))
+    write(
+        root,
+        f"{SID}/subagents/agent-abc.jsonl",
+        assistant("msg_p", "req_btw", cr=50_000, sidechain=True),
+    )
     sync(ing)
     t = totals(ing)
     assert t[6] == 1 and t[2] == 20
     # Order reversed in a fresh state: the parent copy still wins.
-    root2, store2, ing2 = make(tmp_path / "two")
+    root2, _store2, ing2 = make(tmp_path / "two")
     write(root2, f"{SID}.jsonl", assistant("msg_p", "req_btw", cr=50_000, sidechain=True))
     sync(ing2)
     write(root2, f"{SID}.jsonl", assistant("msg_p", "req_p", cr=20))
@@ -85,7 +92,7 @@ def test_main_thread_copy_beats_sidechain_replay(tmp_path):
 
 
 def test_lines_without_message_id_are_never_deduplicated(tmp_path):
-    root, store, ing = make(tmp_path)
+    root, _store, ing = make(tmp_path)
     a = assistant(msg=None, req=None).replace('"id":null,', "")
     b = assistant(msg=None, req=None, ts="2026-11-20T10:00:05.000Z").replace('"id":null,', "")
     write(root, f"{SID}.jsonl", a, b)
@@ -108,11 +115,16 @@ def test_dedupe_survives_restart(tmp_path):
 
 
 def test_tools_paired_once_with_status_and_duration(tmp_path):
-    root, store, ing = make(tmp_path)
-    write(root, f"{SID}.jsonl", prompt(), tool_use("toolu_1", msg="m1", req="r1"),
-          tool_use("toolu_2", name="Read", msg="m2", req="r2"),
-          tool_result("toolu_1", ts="2026-11-20T10:00:03.000Z"),
-          tool_result("toolu_2", is_error=True))
+    root, _store, ing = make(tmp_path)
+    write(
+        root,
+        f"{SID}.jsonl",
+        prompt(),
+        tool_use("toolu_1", msg="m1", req="r1"),
+        tool_use("toolu_2", name="Read", msg="m2", req="r2"),
+        tool_result("toolu_1", ts="2026-11-20T10:00:03.000Z"),
+        tool_result("toolu_2", is_error=True),
+    )
     # A resumed copy repeats the call and its result: not counted again.
     write(root, "copy.jsonl", tool_use("toolu_1", msg="m1", req="r1"), tool_result("toolu_1"))
     sync(ing)
@@ -136,11 +148,16 @@ def test_tool_result_after_restart_finds_its_call(tmp_path):
 
 
 def test_sessions_spend_windows_and_unpriced(tmp_path):
-    root, store, ing = make(tmp_path)
+    root, _store, ing = make(tmp_path)
     ts_recent = "2026-11-18T10:40:00.000Z"  # NOW is 2026-11-18T11:06:40Z
-    write(root, f"{SID}.jsonl", prompt(ts=ts_recent), assistant(ts=ts_recent, out=1000, model="claude-opus-4-6"),
-          assistant("m_old", "r_old", ts="2026-11-10T10:00:00.000Z", model="claude-opus-4-6"),
-          assistant("m_new", "r_new", ts=ts_recent, model="claude-fable-9"))
+    write(
+        root,
+        f"{SID}.jsonl",
+        prompt(ts=ts_recent),
+        assistant(ts=ts_recent, out=1000, model="claude-opus-4-6"),
+        assistant("m_old", "r_old", ts="2026-11-10T10:00:00.000Z", model="claude-opus-4-6"),
+        assistant("m_new", "r_new", ts=ts_recent, model="claude-fable-9"),
+    )
     sync(ing)
     t = ing.totals
     assert t.sessions_by_cwd == {"/home/u/proj": 1}
@@ -166,7 +183,7 @@ def test_failed_commit_moves_nothing(tmp_path):
 
 
 def test_lag_is_zero_when_nothing_waits(tmp_path):
-    root, store, ing = make(tmp_path)
+    root, _store, ing = make(tmp_path)
     write(root, f"{SID}.jsonl", assistant(ts="2026-11-10T10:00:00.000Z"))  # a week before NOW
     sync(ing)
     t = ing.totals

@@ -23,22 +23,36 @@ def corpus(tmp_path_factory):
 
 def test_totals_equal_ccusage_and_ground_truth(corpus):
     root, state, info = corpus
-    assert info.files >= 2000 and info.resumed_copies and info.subagent_files and info.legacy_agent_files
+    assert (
+        info.files >= 2000
+        and info.resumed_copies
+        and info.subagent_files
+        and info.legacy_agent_files
+    )
     ours = as_ccusage(report_totals(state))
     assert_equal_totals(ours, ccusage_totals(root))
     exp = info.expected["totals"]
-    truth = {"inputTokens": exp["input_tokens"], "outputTokens": exp["output_tokens"],
-             "cacheCreationTokens": exp["cache_write_tokens"], "cacheReadTokens": exp["cache_read_tokens"],
-             "totalCost": exp["cost_usd"]}
+    truth = {
+        "inputTokens": exp["input_tokens"],
+        "outputTokens": exp["output_tokens"],
+        "cacheCreationTokens": exp["cache_write_tokens"],
+        "cacheReadTokens": exp["cache_read_tokens"],
+        "totalCost": exp["cost_usd"],
+    }
     assert_equal_totals(ours, truth)
     t = report_totals(state)
-    assert (t["cache_write_5m_tokens"], t["cache_write_1h_tokens"]) == (exp["cache_write_5m_tokens"], exp["cache_write_1h_tokens"])
+    assert (t["cache_write_5m_tokens"], t["cache_write_1h_tokens"]) == (
+        exp["cache_write_5m_tokens"],
+        exp["cache_write_1h_tokens"],
+    )
     assert t["requests"] == exp["responses"]
 
 
 def test_per_model_equals_ground_truth(corpus):
-    root, state, info = corpus
-    rows = json.loads(ccotel("report", "--by", "model", "--json", "--state-dir", str(state)).stdout)["rows"]
+    _root, state, info = corpus
+    rows = json.loads(
+        ccotel("report", "--by", "model", "--json", "--state-dir", str(state)).stdout
+    )["rows"]
     ours = {r["model"]: r for r in rows if r["requests"]}
     want = info.expected["by_model"]
     assert set(ours) == set(want)
@@ -49,10 +63,12 @@ def test_per_model_equals_ground_truth(corpus):
 
 
 def test_tools_and_web_search_equal_ground_truth(corpus):
-    root, state, info = corpus
+    _root, state, info = corpus
     store = open_readonly(state)
     try:
-        by_status = dict(store.query("SELECT COALESCE(status, 'open'), COUNT(*) FROM tools GROUP BY 1"))
+        by_status = dict(
+            store.query("SELECT COALESCE(status, 'open'), COUNT(*) FROM tools GROUP BY 1")
+        )
         by_name = dict(store.query("SELECT name, COUNT(*) FROM tools GROUP BY name"))
         web = store.query("SELECT SUM(web_search) FROM usage")[0][0]
     finally:

@@ -29,13 +29,26 @@ COMPOSE_YML = COMPOSE_DIR / "docker-compose.yml"
 
 # The metric contract (issue 4): the only series rules and dashboards may read, besides `up`.
 CONTRACT = {
-    "ccotel_tokens_total", "ccotel_cost_usd_total", "ccotel_requests_total",
-    "ccotel_tool_calls_total", "ccotel_tool_duration_seconds_bucket",
-    "ccotel_tool_duration_seconds_sum", "ccotel_tool_duration_seconds_count",
-    "ccotel_sessions_total", "ccotel_active_sessions", "ccotel_web_search_requests_total",
-    "ccotel_spend_usd", "ccotel_budget_usd", "ccotel_lines_total", "ccotel_parse_errors_total",
-    "ccotel_unpriced_tokens_total", "ccotel_ingest_lag_seconds", "ccotel_files_tracked",
-    "ccotel_build_info", "ccotel_export_errors_total", "ccotel_spans_exported_total",
+    "ccotel_tokens_total",
+    "ccotel_cost_usd_total",
+    "ccotel_requests_total",
+    "ccotel_tool_calls_total",
+    "ccotel_tool_duration_seconds_bucket",
+    "ccotel_tool_duration_seconds_sum",
+    "ccotel_tool_duration_seconds_count",
+    "ccotel_sessions_total",
+    "ccotel_active_sessions",
+    "ccotel_web_search_requests_total",
+    "ccotel_spend_usd",
+    "ccotel_budget_usd",
+    "ccotel_lines_total",
+    "ccotel_parse_errors_total",
+    "ccotel_unpriced_tokens_total",
+    "ccotel_ingest_lag_seconds",
+    "ccotel_files_tracked",
+    "ccotel_build_info",
+    "ccotel_export_errors_total",
+    "ccotel_spans_exported_total",
     "ccotel_export_queue_spans",
 }
 
@@ -82,7 +95,9 @@ def test_prometheus_config_scrapes_ccotel_and_collector():
     assert set(ccotel["labels"]) == {"host", "user"}
     pushed = jobs["otel-collector-ccotel"]
     assert pushed["honor_labels"] is True
-    assert cfg["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]
+    assert cfg["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
+        "alertmanager:9093"
+    ]
     assert cfg["rule_files"] == ["rules/ccotel.yml"]
 
 
@@ -90,7 +105,9 @@ def test_ccotel_scrape_port_is_the_daemons_default():
     from ccotel.config import DEFAULT_METRICS_ADDR
 
     jobs = {j["job_name"]: j for j in load(PROMETHEUS_YML)["scrape_configs"]}
-    assert port_of(jobs["ccotel"]["static_configs"][0]["targets"][0]) == port_of(DEFAULT_METRICS_ADDR)
+    assert port_of(jobs["ccotel"]["static_configs"][0]["targets"][0]) == port_of(
+        DEFAULT_METRICS_ADDR
+    )
 
 
 # ------------------------------------------------------------------------------ alert rules
@@ -118,9 +135,15 @@ def test_rule_unit_tests_pass():
 
 def test_the_issues_alerts_exist():
     assert {
-        "CcotelHourlyBudgetExceeded", "CcotelDailyBudgetExceeded", "CcotelHourlyBudgetBurnRate",
-        "CcotelDown", "CcotelIngestStalled", "CcotelIngestFallingBehind", "CcotelParseErrors",
-        "CcotelUnpricedModel", "CcotelExportFailing",
+        "CcotelHourlyBudgetExceeded",
+        "CcotelDailyBudgetExceeded",
+        "CcotelHourlyBudgetBurnRate",
+        "CcotelDown",
+        "CcotelIngestStalled",
+        "CcotelIngestFallingBehind",
+        "CcotelParseErrors",
+        "CcotelUnpricedModel",
+        "CcotelExportFailing",
     } <= alert_names()
 
 
@@ -150,7 +173,10 @@ def test_rules_read_only_the_metric_contract():
     for r in rules():
         texts = [r["expr"], *r.get("annotations", {}).values()]
         for text in texts:
-            assert metric_names(text) <= CONTRACT, (r.get("alert") or r.get("record"), metric_names(text) - CONTRACT)
+            assert metric_names(text) <= CONTRACT, (
+                r.get("alert") or r.get("record"),
+                metric_names(text) - CONTRACT,
+            )
 
 
 def test_budget_rules_hard_code_no_threshold():
@@ -159,7 +185,11 @@ def test_budget_rules_hard_code_no_threshold():
         if "ccotel_spend_usd" in r["expr"] or "ccotel_cost_usd_total" in r["expr"]:
             assert "ccotel_budget_usd" in r["expr"], r["alert"]
             # the only literals allowed: 0 (budget disabled), 3600 (per hour)
-            literals = set(re.findall(r"(?<![\w.\[])(\d+(?:\.\d+)?)(?![\w\]])", re.sub(r'"[^"]*"', "", r["expr"])))
+            literals = set(
+                re.findall(
+                    r"(?<![\w.\[])(\d+(?:\.\d+)?)(?![\w\]])", re.sub(r'"[^"]*"', "", r["expr"])
+                )
+            )
             assert literals <= {"0", "3600"}, (r["alert"], literals)
 
 
@@ -181,11 +211,19 @@ def test_budget_rules_hard_code_no_threshold():
             "daily budget",
         ),
         # With `for` no longer than the 5-minute activity window, a restart would look stalled.
-        ("restart is not a stall", "increase(ccotel_lines_total[15m])) == 0\n        for: 10m",
-         "increase(ccotel_lines_total[15m])) == 0\n        for: 5m", "ingest stalled"),
+        (
+            "restart is not a stall",
+            "increase(ccotel_lines_total[15m])) == 0\n        for: 10m",
+            "increase(ccotel_lines_total[15m])) == 0\n        for: 5m",
+            "ingest stalled",
+        ),
         # With `for` shorter than the rate window, a catch-up burst would warn.
-        ("burst protection", "for: 15m\n        labels:\n          severity: warning\n          window: 1h",
-         "for: 5m\n        labels:\n          severity: warning\n          window: 1h", "burn rate"),
+        (
+            "burst protection",
+            "for: 15m\n        labels:\n          severity: warning\n          window: 1h",
+            "for: 5m\n        labels:\n          severity: warning\n          window: 1h",
+            "burn rate",
+        ),
     ],
 )
 def test_rule_tests_catch_a_broken_rule(tmp_path, what, old, new, failing_test):
@@ -306,8 +344,11 @@ def test_every_image_is_pinned_to_a_version():
 def test_the_issues_services_are_there():
     images = {svc["image"].rsplit(":", 1)[0] for svc in services().values()}
     assert {
-        "otel/opentelemetry-collector-contrib", "prom/prometheus", "grafana/tempo",
-        "grafana/grafana", "prom/alertmanager",
+        "otel/opentelemetry-collector-contrib",
+        "prom/prometheus",
+        "grafana/tempo",
+        "grafana/grafana",
+        "prom/alertmanager",
     } <= images
 
 
@@ -350,8 +391,13 @@ def test_ports_agree_between_services():
     assert port_of(otlp["grpc"]["endpoint"]) == 4317 and port_of(otlp["http"]["endpoint"]) == 4318
     assert set(published("otel-collector")) == {4317, 4318}
     # Prometheus reads the collector's exporter and its own telemetry where they listen.
-    assert targets["otel-collector-ccotel"] == f"otel-collector:{port_of(collector['exporters']['prometheus']['endpoint'])}"
-    reader = collector["service"]["telemetry"]["metrics"]["readers"][0]["pull"]["exporter"]["prometheus"]
+    assert (
+        targets["otel-collector-ccotel"]
+        == f"otel-collector:{port_of(collector['exporters']['prometheus']['endpoint'])}"
+    )
+    reader = collector["service"]["telemetry"]["metrics"]["readers"][0]["pull"]["exporter"][
+        "prometheus"
+    ]
     assert targets["otel-collector"] == f"otel-collector:{reader['port']}"
     # The collector sends traces where Tempo receives them.
     tempo_grpc = tempo["distributor"]["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"]
@@ -360,7 +406,9 @@ def test_ports_agree_between_services():
     am_port = port_of(command_flag("alertmanager", "--web.listen-address"))
     prom_port = port_of(command_flag("prometheus", "--web.listen-address"))
     # Everyone talks to Alertmanager, Prometheus, Tempo and Grafana where they listen.
-    assert prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [f"alertmanager:{am_port}"]
+    assert prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
+        f"alertmanager:{am_port}"
+    ]
     assert targets["alertmanager"] == f"alertmanager:{am_port}"
     assert targets["tempo"] == f"tempo:{tempo_http}"
     assert targets["prometheus"] == f"localhost:{prom_port}"
@@ -368,7 +416,12 @@ def test_ports_agree_between_services():
     assert datasources["tempo"]["url"] == f"http://tempo:{tempo_http}"
     assert datasources["alertmanager"]["url"] == f"http://alertmanager:{am_port}"
     grafana_port = port_of(targets["grafana"])
-    for service, port in (("prometheus", prom_port), ("alertmanager", am_port), ("tempo", tempo_http), ("grafana", grafana_port)):
+    for service, port in (
+        ("prometheus", prom_port),
+        ("alertmanager", am_port),
+        ("tempo", tempo_http),
+        ("grafana", grafana_port),
+    ):
         assert port in published(service), (service, port)
         assert port_of(healthcheck_url(service)) == port, service
     # Hostnames in the configs are compose services.
@@ -406,7 +459,11 @@ def test_grafana_mounts_the_dashboard_where_provisioning_looks():
 
 def test_collector_promotes_host_and_user_and_routes_signals():
     cfg = load(COLLECTOR_YML)
-    statements = " ".join(s for ctx in cfg["processors"]["transform/host_user"]["metric_statements"] for s in ctx["statements"])
+    statements = " ".join(
+        s
+        for ctx in cfg["processors"]["transform/host_user"]["metric_statements"]
+        for s in ctx["statements"]
+    )
     assert 'set(attributes["host"], resource.attributes["host.name"])' in statements
     assert 'set(attributes["user"], resource.attributes["user.name"])' in statements
     pipes = cfg["service"]["pipelines"]
@@ -432,12 +489,23 @@ def test_grafana_datasources_link_exemplars_to_tempo():
     ds = {d["uid"]: d for d in load(DATASOURCES_YML)["datasources"]}
     assert {d["type"] for d in ds.values()} == {"prometheus", "tempo", "alertmanager"}
     dest = ds["prometheus"]["jsonData"]["exemplarTraceIdDestinations"]
-    assert dest == [{"name": "trace_id", "datasourceUid": "tempo", "urlDisplayLabel": dest[0]["urlDisplayLabel"]}]
+    assert dest == [
+        {
+            "name": "trace_id",
+            "datasourceUid": "tempo",
+            "urlDisplayLabel": dest[0]["urlDisplayLabel"],
+        }
+    ]
     assert ds["tempo"]["jsonData"]["serviceMap"]["datasourceUid"] == "prometheus"
     assert ds["prometheus"]["jsonData"]["alertmanagerUid"] == "alertmanager"
 
 
 def test_compose_readme_explains_the_team_shape():
     text = (COMPOSE_DIR / "README.md").read_text()
-    for needle in ("docker compose up -d", "CCOTEL_OTLP_BIND", "host.docker.internal", "--metrics-addr 0.0.0.0:9470"):
+    for needle in (
+        "docker compose up -d",
+        "CCOTEL_OTLP_BIND",
+        "host.docker.internal",
+        "--metrics-addr 0.0.0.0:9470",
+    ):
         assert needle in text

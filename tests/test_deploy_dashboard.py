@@ -95,19 +95,36 @@ def test_variables_for_project_model_host_and_user():
         assert v["definition"].startswith("label_values(")
         assert metric_names(v["definition"]) <= CONTRACT
     # project and model follow the host/user selection
-    assert '$host' in variables["project"]["definition"] and '$user' in variables["project"]["definition"]
+    assert (
+        "$host" in variables["project"]["definition"]
+        and "$user" in variables["project"]["definition"]
+    )
 
 
 def test_every_panel_the_issue_lists_is_there():
     titles = {p["title"] for p in panels()}
     for needed in (
-        "Spend, last hour", "Spend today", "Spend this month",
-        "Spend per hour against the hourly budget", "Hourly budget used",
-        "Cost by model ($/hour)", "Cost by project ($/hour)", "Tokens by type (tokens/min)",
-        "Cache hit ratio", "Money saved by caching", "API requests per minute by model",
-        "Tool calls by tool", "Tool error rate", "Tool duration p50 / p95", "Active sessions",
-        "Recent sessions (Tempo)", "Ingest lag", "Parse errors", "Unpriced tokens by model",
-        "OTLP export errors by signal", "ccotel up (scraped)",
+        "Spend, last hour",
+        "Spend today",
+        "Spend this month",
+        "Spend per hour against the hourly budget",
+        "Hourly budget used",
+        "Cost by model ($/hour)",
+        "Cost by project ($/hour)",
+        "Tokens by type (tokens/min)",
+        "Cache hit ratio",
+        "Money saved by caching",
+        "API requests per minute by model",
+        "Tool calls by tool",
+        "Tool error rate",
+        "Tool duration p50 / p95",
+        "Active sessions",
+        "Recent sessions (Tempo)",
+        "Ingest lag",
+        "Parse errors",
+        "Unpriced tokens by model",
+        "OTLP export errors by signal",
+        "ccotel up (scraped)",
     ):
         assert needed in titles, needed
     by_title = {p["title"]: p for p in panels()}
@@ -122,7 +139,9 @@ def test_every_panel_the_issue_lists_is_there():
 
 
 def test_cost_panels_show_exemplars():
-    with_exemplars = [p["title"] for p in panels() for t in p.get("targets", []) if t.get("exemplar")]
+    with_exemplars = [
+        p["title"] for p in panels() for t in p.get("targets", []) if t.get("exemplar")
+    ]
     assert {"Cost by model ($/hour)", "Cost by project ($/hour)"} <= set(with_exemplars)
     for p in panels():
         for t in p.get("targets", []):
@@ -137,7 +156,7 @@ def test_queries_read_only_the_metric_contract_and_follow_host_and_user():
         names = metric_names(expr)
         assert names <= CONTRACT, (title, names - CONTRACT)
         assert names or "up{" in expr, (title, expr)
-        assert '$host' in expr and '$user' in expr, (title, ref)
+        assert "$host" in expr and "$user" in expr, (title, ref)
 
 
 def test_every_prometheus_query_parses(tmp_path):
@@ -158,9 +177,26 @@ def test_every_prometheus_query_parses(tmp_path):
 def test_promtool_check_would_catch_a_broken_query(tmp_path):
     promtool = shutil.which("promtool")
     path = tmp_path / "bad.yml"
-    path.write_text(yaml.safe_dump({"groups": [{"name": "d", "rules": [
-        {"record": "dashboard:bad", "expr": "sum by (model) (rate(ccotel_cost_usd_total[1m])"}]}]}))
-    assert subprocess.run([promtool, "check", "rules", str(path)], capture_output=True).returncode != 0
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "groups": [
+                    {
+                        "name": "d",
+                        "rules": [
+                            {
+                                "record": "dashboard:bad",
+                                "expr": "sum by (model) (rate(ccotel_cost_usd_total[1m])",
+                            }
+                        ],
+                    }
+                ]
+            }
+        )
+    )
+    assert (
+        subprocess.run([promtool, "check", "rules", str(path)], capture_output=True).returncode != 0
+    )
 
 
 def test_panels_do_not_overlap():

@@ -64,7 +64,9 @@ def alertmanager_test_config(webhook_url: str) -> dict:
     cfg = yaml.safe_load(uncomment(ALERTMANAGER_YML.read_text(), {"webhook"}))
     webhook = next(r for r in cfg["receivers"] if r["name"] == "webhook")
     webhook["webhook_configs"][0]["url"] = webhook_url
-    cfg["route"].update(receiver="webhook", group_wait="1s", group_interval="1s", repeat_interval="1h")
+    cfg["route"].update(
+        receiver="webhook", group_wait="1s", group_interval="1s", repeat_interval="1h"
+    )
     return cfg
 
 
@@ -93,8 +95,12 @@ class Webhook:
 
     def alerts(self, name: str, status: str) -> list[dict]:
         with self.lock:
-            return [a for p in self.payloads for a in p["alerts"]
-                    if a["labels"]["alertname"] == name and a["status"] == status]
+            return [
+                a
+                for p in self.payloads
+                for a in p["alerts"]
+                if a["labels"]["alertname"] == name and a["status"] == status
+            ]
 
     def close(self) -> None:
         self.server.shutdown()
@@ -128,27 +134,51 @@ class Stack:
         am_cfg = self.workdir / "alertmanager.yml"
         am_cfg.write_text(yaml.safe_dump(alertmanager_test_config(self.webhook.url)))
         prom_cfg = self.workdir / "prometheus.yml"
-        prom_cfg.write_text(yaml.safe_dump(prometheus_test_config(
-            self.ccotel_target, f"127.0.0.1:{am_port}", host=self.host, user=self.user)))
-        self._start("alertmanager", [
-            _binary("prometheus-alertmanager"), f"--config.file={am_cfg}",
-            f"--storage.path={self.workdir / 'am-data'}", f"--web.listen-address=127.0.0.1:{am_port}",
-            "--cluster.listen-address=", "--log.level=warn",
-        ], f"{self.alertmanager_url}/-/ready")
-        self._start("prometheus", [
-            _binary("prometheus"), f"--config.file={prom_cfg}",
-            f"--storage.tsdb.path={self.workdir / 'prom-data'}", f"--web.listen-address=127.0.0.1:{prom_port}",
-            "--enable-feature=exemplar-storage", "--rules.alert.resend-delay=2s", "--log.level=warn",
-        ], f"{self.prometheus_url}/-/ready")
+        prom_cfg.write_text(
+            yaml.safe_dump(
+                prometheus_test_config(
+                    self.ccotel_target, f"127.0.0.1:{am_port}", host=self.host, user=self.user
+                )
+            )
+        )
+        self._start(
+            "alertmanager",
+            [
+                _binary("prometheus-alertmanager"),
+                f"--config.file={am_cfg}",
+                f"--storage.path={self.workdir / 'am-data'}",
+                f"--web.listen-address=127.0.0.1:{am_port}",
+                "--cluster.listen-address=",
+                "--log.level=warn",
+            ],
+            f"{self.alertmanager_url}/-/ready",
+        )
+        self._start(
+            "prometheus",
+            [
+                _binary("prometheus"),
+                f"--config.file={prom_cfg}",
+                f"--storage.tsdb.path={self.workdir / 'prom-data'}",
+                f"--web.listen-address=127.0.0.1:{prom_port}",
+                "--enable-feature=exemplar-storage",
+                "--rules.alert.resend-delay=2s",
+                "--log.level=warn",
+            ],
+            f"{self.prometheus_url}/-/ready",
+        )
         return self
 
     def _start(self, name: str, argv: list[str], ready: str) -> None:
         log = open(self.workdir / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
         self.procs.append(proc)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            assert proc.poll() is None, f"{name} exited: {(self.workdir / f'{name}.log').read_text()}"
+            assert proc.poll() is None, (
+                f"{name} exited: {(self.workdir / f'{name}.log').read_text()}"
+            )
             try:
                 urllib.request.urlopen(ready, timeout=1)
                 return
@@ -180,7 +210,8 @@ class Stack:
     def exemplars(self, expr: str, seconds: float = 600) -> list[dict]:
         now = time.time()
         url = f"{self.prometheus_url}/api/v1/query_exemplars?" + urllib.parse.urlencode(
-            {"query": expr, "start": now - seconds, "end": now})
+            {"query": expr, "start": now - seconds, "end": now}
+        )
         return _get(url)["data"]
 
     def wait_for_alert(self, name: str, status: str = "firing", timeout: float = 60) -> dict:
@@ -189,8 +220,12 @@ class Stack:
             if found := self.webhook.alerts(name, status):
                 return found[-1]
             time.sleep(0.2)
-        logs = "\n".join((self.workdir / f).read_text() for f in ("prometheus.log", "alertmanager.log"))
-        raise AssertionError(f"no {status} {name} at the webhook; got {self.webhook.payloads}\n{logs}")
+        logs = "\n".join(
+            (self.workdir / f).read_text() for f in ("prometheus.log", "alertmanager.log")
+        )
+        raise AssertionError(
+            f"no {status} {name} at the webhook; got {self.webhook.payloads}\n{logs}"
+        )
 
 
 class FakeCcotel:
@@ -234,7 +269,13 @@ class FakeCcotel:
     def _work(self) -> None:
         while not self.stop.wait(0.2):
             for model in ("claude-sonnet-4-5", "claude-haiku-4-5"):
-                for kind, n in (("input", 10), ("output", 50), ("cache_read", 900), ("cache_write_5m", 40), ("cache_write_1h", 5)):
+                for kind, n in (
+                    ("input", 10),
+                    ("output", 50),
+                    ("cache_read", 900),
+                    ("cache_write_5m", 40),
+                    ("cache_write_1h", 5),
+                ):
                     self.tokens.labels(model, kind, "web").inc(n)
                 self.cost.labels(model, "web").inc(0.001, exemplar={"trace_id": TRACE_ID})
                 self.requests.labels(model, "web").inc()
@@ -264,16 +305,27 @@ def test_budget_alert_reaches_the_webhook_and_resolves(tmp_path, fake_ccotel):
     with Stack(tmp_path, fake_ccotel.target) as stack:
         alert = stack.wait_for_alert("CcotelHourlyBudgetExceeded")
         assert alert["labels"] == {
-            "alertname": "CcotelHourlyBudgetExceeded", "severity": "critical", "window": "1h",
-            "host": HOST, "user": USER,
+            "alertname": "CcotelHourlyBudgetExceeded",
+            "severity": "critical",
+            "window": "1h",
+            "host": HOST,
+            "user": USER,
         }
         assert alert["annotations"]["description"].startswith(
-            f"{USER} on {HOST} spent $1.00 in the last hour, over the hourly budget of $0.50.")
+            f"{USER} on {HOST} spent $1.00 in the last hour, over the hourly budget of $0.50."
+        )
         # Once the cost counter has two samples in the hour, the top project is named too.
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            live = [a for a in stack.alerts() if a["labels"]["alertname"] == "CcotelHourlyBudgetExceeded"]
-            if live and "Most of it went to project web ($" in live[0]["annotations"]["description"]:
+            live = [
+                a
+                for a in stack.alerts()
+                if a["labels"]["alertname"] == "CcotelHourlyBudgetExceeded"
+            ]
+            if (
+                live
+                and "Most of it went to project web ($" in live[0]["annotations"]["description"]
+            ):
                 break
             time.sleep(0.5)
         else:
@@ -294,7 +346,9 @@ def test_every_dashboard_query_returns_data(tmp_path, fake_ccotel):
         while empty and time.monotonic() < deadline:
             time.sleep(1)
             empty = [(title, ref, expr) for title, ref, expr in empty if not stack.query(expr)]
-        assert not empty, "panels without data:\n" + "\n".join(f"{t} [{r}]: {e}" for t, r, e in empty)
+        assert not empty, "panels without data:\n" + "\n".join(
+            f"{t} [{r}]: {e}" for t, r, e in empty
+        )
         # Values are sane, not just present.
         by_title = {t: e for t, _, e in queries}
         (ratio,) = stack.query(by_title["Cache hit ratio over the range"])
@@ -320,9 +374,13 @@ def test_cost_exemplars_carry_the_session_trace_id(tmp_path, fake_ccotel):
 def test_test_configs_are_valid(tmp_path):
     prom = tmp_path / "prometheus.yml"
     prom.write_text(yaml.safe_dump(prometheus_test_config("127.0.0.1:1", "127.0.0.1:2")))
-    proc = subprocess.run([_binary("promtool"), "check", "config", str(prom)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [_binary("promtool"), "check", "config", str(prom)], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     am = tmp_path / "am.yml"
     am.write_text(yaml.safe_dump(alertmanager_test_config("http://127.0.0.1:3/alerts")))
-    proc = subprocess.run([_binary("amtool"), "check-config", str(am)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [_binary("amtool"), "check-config", str(am)], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -35,7 +35,9 @@ class Recorder:
         for i, (prefix, rc, out) in enumerate(self.answers):
             if tuple(argv[: len(prefix)]) == prefix:
                 del self.answers[i]
-                return subprocess.CompletedProcess(argv, rc, out, "" if rc == 0 else "simulated failure")
+                return subprocess.CompletedProcess(
+                    argv, rc, out, "" if rc == 0 else "simulated failure"
+                )
         return subprocess.CompletedProcess(argv, 0, "", "")
 
     def commands(self, *tool: str) -> list[list[str]]:
@@ -52,7 +54,9 @@ def fake_ccotel(tmp_path) -> Path:
 
 
 def context(platform, home, runner, env=None, uid=501):
-    ctx = svc.make_context(platform, home, env=env or {}, uid=uid, runner=runner, out=lambda s: None)
+    ctx = svc.make_context(
+        platform, home, env=env or {}, uid=uid, runner=runner, out=lambda s: None
+    )
     ctx.sleep = lambda seconds: None  # launchd waits are simulated, not slept
     return ctx
 
@@ -71,11 +75,14 @@ def test_templates_are_in_the_package_data():
     import tomllib
 
     data = REPO / "ccotel" / "data"
-    patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["ccotel"]
+    patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["ccotel"]
     for name in (svc.SYSTEMD_TEMPLATE, svc.LAUNCHD_TEMPLATE):
         assert (data / name).is_file()
         assert any(fnmatch.fnmatch(f"data/{name}", p) for p in patterns), (
-            f"pyproject.toml [tool.setuptools.package-data] ccotel needs a pattern for data/{name} (e.g. \"data/*.in\")")
+            f'pyproject.toml [tool.setuptools.package-data] ccotel needs a pattern for data/{name} (e.g. "data/*.in")'
+        )
 
 
 def unit_directives(text: str) -> dict[str, list[str]]:
@@ -94,8 +101,11 @@ def test_unit_is_a_hardened_user_service():
     assert d["ExecStart"] == ["%h/.local/bin/ccotel run"]
     assert d["StandardOutput"] == ["journal"]
     for key, value in {
-        "NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "read-only",
-        "PrivateTmp": "yes", "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6",
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict",
+        "ProtectHome": "read-only",
+        "PrivateTmp": "yes",
+        "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6",
     }.items():
         assert d[key] == [value], key
     assert d["ReadWritePaths"] == ["-%h/.local/state/ccotel"]  # the one writable place
@@ -109,13 +119,17 @@ def systemd_analyze(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
     runtime = tmp_path / "xdg-runtime"
     runtime.mkdir(mode=0o700, exist_ok=True)
     env = dict(os.environ, XDG_RUNTIME_DIR=str(runtime))  # --user needs a runtime dir, not a bus
-    return subprocess.run([exe, "--user", *args], capture_output=True, text=True, env=env, timeout=60)
+    return subprocess.run(
+        [exe, "--user", *args], capture_output=True, text=True, env=env, timeout=60
+    )
 
 
 @pytest.mark.parametrize("sandbox", [True, False])
 def test_rendered_unit_passes_systemd_analyze_verify(tmp_path, fake_ccotel, sandbox):
     unit = tmp_path / "ccotel.service"
-    unit.write_text(svc.render_systemd_unit([str(fake_ccotel)], tmp_path / "state dir %", sandbox=sandbox))
+    unit.write_text(
+        svc.render_systemd_unit([str(fake_ccotel)], tmp_path / "state dir %", sandbox=sandbox)
+    )
     proc = systemd_analyze("verify", str(unit), tmp_path=tmp_path)
     # verify exits 0 on unknown keys and bad values, it only warns: no output is the real check.
     assert proc.returncode == 0 and proc.stdout + proc.stderr == "", proc.stdout + proc.stderr
@@ -127,7 +141,9 @@ def test_systemd_analyze_verify_does_report_a_broken_unit(tmp_path, fake_ccotel)
     unit.write_text(good.replace("ProtectHome=read-only", "ProtectHome=readonly\nProtectHomes=yes"))
     proc = systemd_analyze("verify", str(unit), tmp_path=tmp_path)
     assert "ProtectHomes" in proc.stderr and "readonly" in proc.stderr
-    unit.write_text(svc.render_systemd_unit([str(tmp_path / "missing" / "ccotel")], tmp_path / "state"))
+    unit.write_text(
+        svc.render_systemd_unit([str(tmp_path / "missing" / "ccotel")], tmp_path / "state")
+    )
     assert systemd_analyze("verify", str(unit), tmp_path=tmp_path).returncode != 0
 
 
@@ -135,9 +151,19 @@ def test_sandboxed_unit_exposure_is_ok(tmp_path, fake_ccotel):
     unit = tmp_path / "ccotel.service"
     unit.write_text(svc.render_systemd_unit([str(fake_ccotel)], tmp_path / "state"))
     # --threshold is exposure x10: 5.0 is systemd's "OK" band. Without the sandbox it is "MEDIUM".
-    assert systemd_analyze("security", "--offline=yes", "--threshold=50", str(unit), tmp_path=tmp_path).returncode == 0
+    assert (
+        systemd_analyze(
+            "security", "--offline=yes", "--threshold=50", str(unit), tmp_path=tmp_path
+        ).returncode
+        == 0
+    )
     unit.write_text(svc.render_systemd_unit([str(fake_ccotel)], tmp_path / "state", sandbox=False))
-    assert systemd_analyze("security", "--offline=yes", "--threshold=50", str(unit), tmp_path=tmp_path).returncode != 0
+    assert (
+        systemd_analyze(
+            "security", "--offline=yes", "--threshold=50", str(unit), tmp_path=tmp_path
+        ).returncode
+        != 0
+    )
 
 
 def test_unit_quotes_and_escapes_paths():
@@ -156,7 +182,10 @@ def test_plist_loads_and_keeps_ccotel_alive_with_logs():
     assert plist["KeepAlive"] == {"SuccessfulExit": False}
     assert plist["StandardOutPath"].startswith("/Users/you/Library/Logs/ccotel/")
     assert plist["StandardErrorPath"].startswith("/Users/you/Library/Logs/ccotel/")
-    assert plist["EnvironmentVariables"]["CCOTEL_STATE_DIR"] == "/Users/you/Library/Application Support/ccotel"
+    assert (
+        plist["EnvironmentVariables"]["CCOTEL_STATE_DIR"]
+        == "/Users/you/Library/Application Support/ccotel"
+    )
 
 
 def test_plist_escapes_xml():
@@ -166,8 +195,12 @@ def test_plist_escapes_xml():
 
 def test_python_m_fallback_renders_on_both_platforms():
     args = ["/usr/bin/python3", "-m", "ccotel"]
-    assert unit_directives(svc.render_systemd_unit(args, "/s"))["ExecStart"] == ["/usr/bin/python3 -m ccotel run"]
-    assert plistlib.loads(svc.render_launchd_plist(args, "/h", "/s", "/l").encode())["ProgramArguments"] == [*args, "run"]
+    assert unit_directives(svc.render_systemd_unit(args, "/s"))["ExecStart"] == [
+        "/usr/bin/python3 -m ccotel run"
+    ]
+    assert plistlib.loads(svc.render_launchd_plist(args, "/h", "/s", "/l").encode())[
+        "ProgramArguments"
+    ] == [*args, "run"]
 
 
 # ------------------------------------------------------------------------------ executable
@@ -186,11 +219,17 @@ def test_resolve_executable_keeps_symlinks(tmp_path, fake_ccotel):
 
 def test_resolve_executable_for_python_m_and_fallbacks(fake_ccotel):
     # `python -m ccotel service install`: this interpreter, not some other ccotel on PATH
-    assert svc.resolve_executable("/x/ccotel/__main__.py", which=lambda n: str(fake_ccotel), python="/venv/bin/python") == [
-        "/venv/bin/python", "-m", "ccotel"]
-    assert svc.resolve_executable("/x/pytest", which=lambda n: str(fake_ccotel)) == [str(fake_ccotel)]
+    assert svc.resolve_executable(
+        "/x/ccotel/__main__.py", which=lambda n: str(fake_ccotel), python="/venv/bin/python"
+    ) == ["/venv/bin/python", "-m", "ccotel"]
+    assert svc.resolve_executable("/x/pytest", which=lambda n: str(fake_ccotel)) == [
+        str(fake_ccotel)
+    ]
     assert svc.resolve_executable("/x/pytest", which=lambda n: None, python="/venv/bin/python") == [
-        "/venv/bin/python", "-m", "ccotel"]
+        "/venv/bin/python",
+        "-m",
+        "ccotel",
+    ]
 
 
 def test_platform_detection():
@@ -217,21 +256,41 @@ def invoke(*args: str, env: dict | None = None):
 
 def test_dry_run_linux_prints_the_unit_and_commands(tmp_path, fake_ccotel, no_commands):
     home = tmp_path / "home"
-    res = invoke("install", "--dry-run", "--platform", "linux", "--home", str(home), "--exec", str(fake_ccotel),
-                 env={"XDG_CONFIG_HOME": "", "XDG_STATE_HOME": "", "CCOTEL_STATE_DIR": ""})
+    res = invoke(
+        "install",
+        "--dry-run",
+        "--platform",
+        "linux",
+        "--home",
+        str(home),
+        "--exec",
+        str(fake_ccotel),
+        env={"XDG_CONFIG_HOME": "", "XDG_STATE_HOME": "", "CCOTEL_STATE_DIR": ""},
+    )
     assert res.exit_code == 0, res.output
     assert f"# would write {home}/.config/systemd/user/ccotel.service:" in res.output
     assert f"ExecStart={fake_ccotel} run" in res.output
     assert f"ReadWritePaths=-{home}/.local/state/ccotel" in res.output
     lines = res.output.splitlines()
-    assert lines.index("systemctl --user daemon-reload") < lines.index("systemctl --user enable --now ccotel.service")
+    assert lines.index("systemctl --user daemon-reload") < lines.index(
+        "systemctl --user enable --now ccotel.service"
+    )
     assert not home.exists()  # nothing touched
 
 
 def test_dry_run_darwin_prints_the_plist_and_commands(tmp_path, fake_ccotel, no_commands):
     home = tmp_path / "home"
-    res = invoke("install", "--dry-run", "--platform", "darwin", "--home", str(home), "--exec", str(fake_ccotel),
-                 env={"CCOTEL_STATE_DIR": ""})
+    res = invoke(
+        "install",
+        "--dry-run",
+        "--platform",
+        "darwin",
+        "--home",
+        str(home),
+        "--exec",
+        str(fake_ccotel),
+        env={"CCOTEL_STATE_DIR": ""},
+    )
     assert res.exit_code == 0, res.output
     path = home / "Library/LaunchAgents/dev.ccotel.agent.plist"
     assert f"# would write {path}:" in res.output
@@ -241,7 +300,9 @@ def test_dry_run_darwin_prints_the_plist_and_commands(tmp_path, fake_ccotel, no_
     assert plist["StandardOutPath"] == f"{home}/Library/Logs/ccotel/ccotel.log"
     uid = os.getuid()
     assert f"launchctl bootstrap gui/{uid} {path}" in res.output
-    assert re.search(rf"launchctl bootout gui/{uid}/dev.ccotel.agent +# when already loaded", res.output)
+    assert re.search(
+        rf"launchctl bootout gui/{uid}/dev.ccotel.agent +# when already loaded", res.output
+    )
     commands = res.output.split("# would run:\n", 1)[1]
     assert commands.index("launchctl bootout") < commands.index("launchctl bootstrap")
     assert not home.exists()
@@ -249,8 +310,16 @@ def test_dry_run_darwin_prints_the_plist_and_commands(tmp_path, fake_ccotel, no_
 
 def test_dry_run_uninstall_and_status(tmp_path, no_commands):
     home = tmp_path / "home"
-    res = invoke("uninstall", "--dry-run", "--platform", "linux", "--home", str(home), "--purge-state",
-                 env={"XDG_STATE_HOME": "", "CCOTEL_STATE_DIR": "", "XDG_CONFIG_HOME": ""})
+    res = invoke(
+        "uninstall",
+        "--dry-run",
+        "--platform",
+        "linux",
+        "--home",
+        str(home),
+        "--purge-state",
+        env={"XDG_STATE_HOME": "", "CCOTEL_STATE_DIR": "", "XDG_CONFIG_HOME": ""},
+    )
     assert "systemctl --user disable --now ccotel.service" in res.output
     assert f"rm -rf {home}/.local/state/ccotel" in res.output
     res = invoke("status", "--dry-run", "--platform", "darwin", "--home", str(home))
@@ -265,7 +334,9 @@ def test_linux_install_writes_the_unit_and_starts_it(tmp_path, fake_ccotel):
     ctx = context("linux", tmp_path, rec)
     res = svc.install(ctx, [str(fake_ccotel)])
     unit = tmp_path / ".config/systemd/user/ccotel.service"
-    assert res.changed and unit.read_text() == svc.render_systemd_unit([str(fake_ccotel)], tmp_path / ".local/state/ccotel")
+    assert res.changed and unit.read_text() == svc.render_systemd_unit(
+        [str(fake_ccotel)], tmp_path / ".local/state/ccotel"
+    )
     assert (tmp_path / ".local/state/ccotel").is_dir()  # ReadWritePaths needs it to exist
     assert rec.calls == [
         ["systemctl", "--user", "daemon-reload"],
@@ -317,8 +388,13 @@ def test_darwin_install_bootstraps_and_reinstall_boots_out_first(tmp_path, fake_
         ["launchctl", "bootstrap", "gui/501", str(plist)],
     ]
     # Reinstall: loaded (print rc 0), so bootout, wait until launchd let go, then bootstrap.
-    rec = Recorder([(("launchctl", "print"), 0, "state = running"), (("launchctl", "print"), 0, ""),
-                    (("launchctl", "print"), 113, "")])
+    rec = Recorder(
+        [
+            (("launchctl", "print"), 0, "state = running"),
+            (("launchctl", "print"), 0, ""),
+            (("launchctl", "print"), 113, ""),
+        ]
+    )
     ctx = context("darwin", tmp_path, rec, uid=501)
     svc.install(ctx, [str(fake_ccotel)])
     names = [" ".join(c[:2]) for c in rec.calls]
@@ -331,7 +407,9 @@ def test_darwin_bootstrap_is_retried_while_launchd_is_busy(tmp_path, fake_ccotel
     ctx = context("darwin", tmp_path, rec)
     svc.install(ctx, [str(fake_ccotel)])
     assert [c[1] for c in rec.calls].count("bootstrap") == 2
-    always = Recorder([(("launchctl", "print"), 113, "")] + [(("launchctl", "bootstrap"), 5, "")] * 5)
+    always = Recorder(
+        [(("launchctl", "print"), 113, "")] + [(("launchctl", "bootstrap"), 5, "")] * 5
+    )
     ctx = context("darwin", tmp_path, always)
     with pytest.raises(svc.ServiceError, match="bootstrap"):
         svc.install(ctx, [str(fake_ccotel)])
@@ -362,7 +440,10 @@ def test_status_exit_codes(tmp_path, fake_ccotel):
     ctx = context("linux", tmp_path, rec)
     assert svc.status(ctx, [str(fake_ccotel)]).code == svc.STATUS_NOT_INSTALLED
     svc.install(ctx, [str(fake_ccotel)])
-    rec.answers = [(("systemctl", "--user", "is-enabled"), 0, "enabled\n"), (("systemctl", "--user", "is-active"), 0, "active\n")]
+    rec.answers = [
+        (("systemctl", "--user", "is-enabled"), 0, "enabled\n"),
+        (("systemctl", "--user", "is-active"), 0, "active\n"),
+    ]
     res = svc.status(ctx, [str(fake_ccotel)])
     assert res.code == svc.STATUS_RUNNING and res.state["up to date"] == "yes"
     rec.answers = [(("systemctl", "--user", "is-active"), 3, "failed\n")]
@@ -370,7 +451,15 @@ def test_status_exit_codes(tmp_path, fake_ccotel):
     assert res.code == svc.STATUS_NOT_RUNNING and res.state["active"] == "failed"
     assert res.state["up to date"].startswith("no")
 
-    rec = Recorder([(("launchctl", "print"), 0, "gui/501/dev.ccotel.agent = {\n\tstate = running\n\tpid = 4242\n}\n")])
+    rec = Recorder(
+        [
+            (
+                ("launchctl", "print"),
+                0,
+                "gui/501/dev.ccotel.agent = {\n\tstate = running\n\tpid = 4242\n}\n",
+            )
+        ]
+    )
     mac = context("darwin", tmp_path / "mac", rec)
     (mac.path.parent).mkdir(parents=True)
     mac.path.write_text("x")
@@ -383,18 +472,27 @@ def test_cli_install_with_recorder_writes_a_real_file(tmp_path, fake_ccotel, mon
     monkeypatch.setattr(svc, "run_command", rec)
     home = tmp_path / "home"
     env = {"XDG_CONFIG_HOME": "", "XDG_STATE_HOME": "", "CCOTEL_STATE_DIR": ""}
-    res = invoke("install", "--platform", "linux", "--home", str(home), "--exec", str(fake_ccotel), env=env)
+    res = invoke(
+        "install", "--platform", "linux", "--home", str(home), "--exec", str(fake_ccotel), env=env
+    )
     assert res.exit_code == 0, res.output
     assert (home / ".config/systemd/user/ccotel.service").is_file()
     assert ["systemctl", "--user", "enable", "--now", "ccotel.service"] in rec.calls
     rec.answers = [(("systemctl", "--user", "is-active"), 0, "active\n")]
-    res = CliRunner().invoke(svc.service, ["status", "--platform", "linux", "--home", str(home)], env=env)
+    res = CliRunner().invoke(
+        svc.service, ["status", "--platform", "linux", "--home", str(home)], env=env
+    )
     assert res.exit_code == 0 and "active" in res.output
     res = invoke("uninstall", "--platform", "linux", "--home", str(home), env=env)
     assert res.exit_code == 0 and "state kept" in res.output
 
 
 def test_cli_reports_errors_without_a_traceback(tmp_path, fake_ccotel, monkeypatch):
-    monkeypatch.setattr(svc, "run_command", Recorder([(("systemctl", "--user", "daemon-reload"), 1, "")]))
-    res = CliRunner().invoke(svc.service, ["install", "--platform", "linux", "--home", str(tmp_path), "--exec", str(fake_ccotel)])
+    monkeypatch.setattr(
+        svc, "run_command", Recorder([(("systemctl", "--user", "daemon-reload"), 1, "")])
+    )
+    res = CliRunner().invoke(
+        svc.service,
+        ["install", "--platform", "linux", "--home", str(tmp_path), "--exec", str(fake_ccotel)],
+    )
     assert res.exit_code == 1 and "Error:" in res.output and "Traceback" not in res.output

@@ -35,8 +35,11 @@ def test_budget_alert_fires_and_resolves_panels_have_data(real_claude_home, tmp_
         with Stack(tmp_path, f"127.0.0.1:{port}") as stack:
             alert = stack.wait_for_alert("CcotelHourlyBudgetExceeded", timeout=90)
             assert alert["labels"] == {
-                "alertname": "CcotelHourlyBudgetExceeded", "severity": "critical", "window": "1h",
-                "host": HOST, "user": USER,
+                "alertname": "CcotelHourlyBudgetExceeded",
+                "severity": "critical",
+                "window": "1h",
+                "host": HOST,
+                "user": USER,
             }
             assert "over the hourly budget of $0.00" in alert["annotations"]["description"]
 
@@ -46,7 +49,9 @@ def test_budget_alert_fires_and_resolves_panels_have_data(real_claude_home, tmp_
             while empty and time.monotonic() < deadline:
                 time.sleep(1)
                 empty = [(t, r, e) for t, r, e in empty if not stack.query(e)]
-            assert not empty, "panels without data:\n" + "\n".join(f"{t} [{r}]: {e}" for t, r, e in empty)
+            assert not empty, "panels without data:\n" + "\n".join(
+                f"{t} [{r}]: {e}" for t, r, e in empty
+            )
             by_title = {t: e for t, _, e in panel_queries()}
             (spend,) = stack.query(by_title["Spend, last hour"])
             assert float(spend["value"][1]) > 0 and not math.isnan(float(spend["value"][1]))

@@ -4,24 +4,20 @@ reported (parse errors counted, a clear error message) rather than raised."""
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import resource
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from ccotel.state.store import open_readonly
-from tests.conftest import as_ccusage, assert_equal_totals, ccotel, free_port, report_totals
+from tests.conftest import as_ccusage, assert_equal_totals, ccotel, report_totals
 from tests.corpus import generate, write_session
 from tests.oracle import ccusage_totals
-from tests.test_live import scrape, start, wait_equal
 
 
 def counters(state: Path) -> dict[str, float]:
@@ -32,8 +28,12 @@ def counters(state: Path) -> dict[str, float]:
         s.close()
 
 
-def backfill(config_dir: Path, state: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return ccotel("backfill", "--claude-dir", str(config_dir), "--state-dir", str(state), *extra, env=env)
+def backfill(
+    config_dir: Path, state: Path, *extra: str, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    return ccotel(
+        "backfill", "--claude-dir", str(config_dir), "--state-dir", str(state), *extra, env=env
+    )
 
 
 def transcripts(root: Path) -> list[Path]:
@@ -89,7 +89,9 @@ def _rss_of(args: list[str]) -> float:
         "subprocess.run(sys.argv[1:],check=True,stdout=subprocess.DEVNULL);"
         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024)"
     )
-    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=True
+    )
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -111,12 +113,27 @@ def test_huge_lines_bounded_memory(tmp_path):
         f.write(b'"}}\n')
     blocks = b",".join([b'{"type":"text","text":"a"}'] * 1_000_000)
     with open(files[1], "ab") as f:
-        f.write(b'{"type":"assistant","uuid":"u","message":{"role":"assistant","content":[' + blocks + b"]}}\n")
+        f.write(
+            b'{"type":"assistant","uuid":"u","message":{"role":"assistant","content":['
+            + blocks
+            + b"]}}\n"
+        )
     # good lines after both, so the reader must get past them
     write_session(dirty, cwd="/home/user/after-huge", seed=9)
     write_session(clean, cwd="/home/user/after-huge", seed=9)
     state = tmp_path / "state"
-    rss = _rss_of([sys.executable, "-m", "ccotel", "backfill", "--claude-dir", str(dirty), "--state-dir", str(state)])
+    rss = _rss_of(
+        [
+            sys.executable,
+            "-m",
+            "ccotel",
+            "backfill",
+            "--claude-dir",
+            str(dirty),
+            "--state-dir",
+            str(state),
+        ]
+    )
     assert_equal_totals(as_ccusage(report_totals(state)), ccusage_totals(clean))
     assert counters(state).get("parse_errors", 0) >= 1  # the 100 MB line
     # the 100 MB line is never held whole; the million blocks (~26 MB of JSON) is
@@ -150,7 +167,17 @@ def test_permission_denied_folder_non_utf8_name_symlink_loop(tmp_path):
     os.symlink(dirty / "projects", dirty / "projects" / "-home-user-bytes-name" / "up")
     denied.chmod(0)
     state = tmp_path / "state"
-    cmd = [*_no_dac(), sys.executable, "-m", "ccotel", "backfill", "--claude-dir", str(dirty), "--state-dir", str(state)]
+    cmd = [
+        *_no_dac(),
+        sys.executable,
+        "-m",
+        "ccotel",
+        "backfill",
+        "--claude-dir",
+        str(dirty),
+        "--state-dir",
+        str(state),
+    ]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr
@@ -185,7 +212,9 @@ def test_twenty_thousand_files(tmp_path):
 
 def _mount_tmpfs(path: Path, size: str) -> None:
     path.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)], check=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)], check=True
+    )
 
 
 def _umount(path: Path) -> None:
@@ -200,7 +229,9 @@ def test_state_disk_full_then_space_returns(tmp_path):
     state = tmp_path / "state"
     _mount_tmpfs(state, "96k")
     try:
-        proc = ccotel("backfill", "--claude-dir", str(config), "--state-dir", str(state), check=False)
+        proc = ccotel(
+            "backfill", "--claude-dir", str(config), "--state-dir", str(state), check=False
+        )
         assert proc.returncode != 0
         assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
         err = proc.stderr.lower()
@@ -212,9 +243,13 @@ def test_state_disk_full_then_space_returns(tmp_path):
         # read-only: a clear error, and the totals already there are intact
         subprocess.run(["mount", "-o", "remount,ro", str(state)], check=True)
         write_session(config, cwd="/home/user/while-ro", seed=3)
-        proc = ccotel("backfill", "--claude-dir", str(config), "--state-dir", str(state), check=False)
+        proc = ccotel(
+            "backfill", "--claude-dir", str(config), "--state-dir", str(state), check=False
+        )
         assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
-        assert "read-only" in proc.stderr.lower() or "readonly" in proc.stderr.lower(), proc.stderr[-2000:]
+        assert "read-only" in proc.stderr.lower() or "readonly" in proc.stderr.lower(), proc.stderr[
+            -2000:
+        ]
         subprocess.run(["mount", "-o", "remount,rw", str(state)], check=True)
         backfill(config, state)
         assert_equal_totals(as_ccusage(report_totals(state)), ccusage_totals(config))
@@ -247,6 +282,8 @@ def test_corrupt_state_refused_then_rebuilt(tmp_path, seed):
         if proc.returncode != 0:
             assert "ccotel backfill --rebuild" in proc.stderr, proc.stderr[-2000:]
             refused += 1
-    print(f"seed {seed}: refused by {refused} of 2 commands")  # damage SQLite cannot see is not refused
+    print(
+        f"seed {seed}: refused by {refused} of 2 commands"
+    )  # damage SQLite cannot see is not refused
     backfill(config, state, "--rebuild")
     assert_equal_totals(as_ccusage(report_totals(state)), want)

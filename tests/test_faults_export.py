@@ -39,7 +39,17 @@ def test_errors_then_slow_then_well_nothing_lost_nothing_twice(tmp_path):
         r.fail_status = 503
         env = clean_env(CCOTEL_OTLP_RETRY_MAX="1", CCOTEL_OTLP_TIMEOUT="1", CCOTEL_TRACE_BATCH_SPANS="16",
                         CCOTEL_METRICS_PUSH_INTERVAL="0", CCOTEL_TRACE_LOOKBACK=str(10 * 365 * 86400))  # fmt: skip
-        proc = start(config, tmp_path / "state", port, env, "--otlp-endpoint", r.url, "--log-format", "json", timeout=60)
+        proc = start(
+            config,
+            tmp_path / "state",
+            port,
+            env,
+            "--otlp-endpoint",
+            r.url,
+            "--log-format",
+            "json",
+            timeout=60,
+        )
         try:
             wait_equal(port, config, timeout=60)  # metrics do not wait for the collector
             for status in (503, 429, 500):
@@ -66,7 +76,9 @@ def test_errors_then_slow_then_well_nothing_lost_nothing_twice(tmp_path):
     # a request the collector stored but answered too late is sent again (at-least-once);
     # every other span arrives exactly once
     twice = [i for i, n in ids.items() if n > 1]
-    print(f"spans {len(got)}, sent twice {len(twice)}, requests {r.got.requests}, refused {r.got.refused}")
+    print(
+        f"spans {len(got)}, sent twice {len(twice)}, requests {r.got.requests}, refused {r.got.refused}"
+    )
     assert len(twice) <= 16 * 2, f"{len(twice)} spans twice"
     assert h["spans_dropped"] == 0 if "spans_dropped" in h else True
     assert "traces export works again" in out, out[-3000:]

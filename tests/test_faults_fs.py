@@ -68,7 +68,9 @@ def test_files_changed_under_the_daemon(tmp_path):
         f = files[4]
         meta = session_meta(f)
         for back in (timedelta(hours=3), timedelta(days=2), timedelta(minutes=1)):
-            append_assistant(f, Usage(2, 20, 0, 0, 200), meta=meta, timestamp=datetime.now(UTC) - back)
+            append_assistant(
+                f, Usage(2, 20, 0, 0, 200), meta=meta, timestamp=datetime.now(UTC) - back
+            )
         wait_equal(port, dirs)
         # the whole claude folder deleted, then recreated with a copy of one old session
         # (counted once) and a new one

@@ -20,7 +20,16 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import as_ccusage, assert_equal_totals, free_port, report_totals
-from tests.corpus import HAIKU45, SONNET46, Usage, append_assistant, assistant_record, append_lines, generate, session_meta, write_session
+from tests.corpus import (
+    HAIKU45,
+    SONNET46,
+    Usage,
+    append_lines,
+    assistant_record,
+    generate,
+    session_meta,
+    write_session,
+)
 from tests.oracle import ccusage_totals
 from tests.test_live import start, wait_equal
 
@@ -70,7 +79,10 @@ class Writer(threading.Thread):
     def __init__(self, config: Path, n_sessions: int, seed: int):
         super().__init__(daemon=True)
         self.rng = random.Random(seed)
-        self.paths = [write_session(config, cwd=f"/home/user/kill{i}", seed=seed * 100 + i)[0] for i in range(n_sessions)]
+        self.paths = [
+            write_session(config, cwd=f"/home/user/kill{i}", seed=seed * 100 + i)[0]
+            for i in range(n_sessions)
+        ]
         self.metas = [session_meta(p) for p in self.paths]
         self.go = threading.Event()
         self.stop_ = threading.Event()
@@ -82,7 +94,13 @@ class Writer(threading.Thread):
                 continue
             k = self.rng.randrange(len(self.paths))
             m = self.metas[k]
-            u = Usage(self.rng.randint(1, 50), self.rng.randint(1, 900), self.rng.randint(0, 3000), 0, self.rng.randint(0, 90000))
+            u = Usage(
+                self.rng.randint(1, 50),
+                self.rng.randint(1, 900),
+                self.rng.randint(0, 3000),
+                0,
+                self.rng.randint(0, 90000),
+            )
             rec = assistant_record(session_id=m["sessionId"], cwd=m["cwd"], usage=u, model=self.rng.choice([SONNET46, HAIKU45]),
                                    parent_uuid=m.get("lastUuid"), rng=self.rng)  # fmt: skip
             split = self.rng.randint(1, 200) if self.rng.random() < 0.3 else None

@@ -19,14 +19,21 @@ def test_ten_thousand_projects_fold_into_other(tmp_path):
     config = tmp_path / "claude"
     n = 10_000
     for i in range(n):
-        write_session(config, cwd=f"/home/user/p{i:05d}", seed=i, usages=[("claude-sonnet-4-5-20250929", Usage(1, 2, 0, 0, 3 + i))])
+        write_session(
+            config,
+            cwd=f"/home/user/p{i:05d}",
+            seed=i,
+            usages=[("claude-sonnet-4-5-20250929", Usage(1, 2, 0, 0, 3 + i))],
+        )
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CCOTEL_")}
     env["CCOTEL_MAX_PROJECTS"] = "50"
     proc = start(config, tmp_path / "state", port, env=env)
     try:
         wait_equal(port, config, timeout=120)  # the totals are whole: folding moves no token
-        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        body = (
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        )
     finally:
         proc.kill()
         proc.wait(10)

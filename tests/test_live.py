@@ -23,8 +23,16 @@ TYPE_TO_ORACLE = {"input": "inputTokens", "output": "outputTokens", "cache_read"
 
 def scrape(port: int) -> dict:
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    out = {"inputTokens": 0, "outputTokens": 0, "cacheCreationTokens": 0, "cacheReadTokens": 0, "totalCost": 0.0,
-           "tool_calls": {}, "sessions": 0, "lines": 0}
+    out = {
+        "inputTokens": 0,
+        "outputTokens": 0,
+        "cacheCreationTokens": 0,
+        "cacheReadTokens": 0,
+        "totalCost": 0.0,
+        "tool_calls": {},
+        "sessions": 0,
+        "lines": 0,
+    }
     for fam in text_string_to_metric_families(body):
         for s in fam.samples:
             if s.name == "ccotel_tokens_total":
@@ -43,19 +51,39 @@ def scrape(port: int) -> dict:
 
 
 def start(
-    config_dir: Path, state: Path, port: int, env: dict | None = None, *args: str, timeout: float = 15
+    config_dir: Path,
+    state: Path,
+    port: int,
+    env: dict | None = None,
+    *args: str,
+    timeout: float = 15,
 ) -> subprocess.Popen:
     """`ccotel run` (extra flags in args), returned once /healthz says it is ready."""
     if env is None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CCOTEL_")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ccotel", "run", "--claude-dir", str(config_dir), "--state-dir", str(state),
-         "--metrics-addr", f"127.0.0.1:{port}", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+        [
+            sys.executable,
+            "-m",
+            "ccotel",
+            "run",
+            "--claude-dir",
+            str(config_dir),
+            "--state-dir",
+            str(state),
+            "--metrics-addr",
+            f"127.0.0.1:{port}",
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
     )
     for _ in range(int(timeout / 0.05)):
         try:
-            h = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read())
+            h = json.loads(
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read()
+            )
             if h["ok"]:
                 return proc
         except OSError:

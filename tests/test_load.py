@@ -18,7 +18,9 @@ spec.loader.exec_module(bench_load)
 
 @pytest.mark.timeout(300)
 def test_concurrent_sessions_no_line_lost(tmp_path):
-    rep = bench_load.run_load(tmp_path, sessions=20, mbps=2.0, seconds=6.0, settle=120.0, oracle=True)
+    rep = bench_load.run_load(
+        tmp_path, sessions=20, mbps=2.0, seconds=6.0, settle=120.0, oracle=True
+    )
     assert rep["lines_written"] > 1000
     assert rep["lines_lost"] == 0, rep
     assert rep["parse_errors"] == 0, rep  # half-written lines are waited for, never parsed early

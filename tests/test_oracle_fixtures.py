@@ -28,7 +28,16 @@ def test_backfill_equals_ccusage(version, tmp_path):
     ours = as_ccusage(report_totals(tmp_path / "state"))
     assert_equal_totals(ours, ccusage_totals(src))
     i, o, cw, cr, cost = README[version]
-    assert_equal_totals(ours, dict(inputTokens=i, outputTokens=o, cacheCreationTokens=cw, cacheReadTokens=cr, totalCost=cost))
+    assert_equal_totals(
+        ours,
+        dict(
+            inputTokens=i,
+            outputTokens=o,
+            cacheCreationTokens=cw,
+            cacheReadTokens=cr,
+            totalCost=cost,
+        ),
+    )
 
 
 def test_all_versions_together_equal_ccusage(tmp_path):
@@ -37,14 +46,18 @@ def test_all_versions_together_equal_ccusage(tmp_path):
     for v in VERSIONS:
         args += ["--claude-dir", str(FIXTURES / v)]
     ccotel("backfill", *args, "--state-dir", str(tmp_path / "s"))
-    assert_equal_totals(as_ccusage(report_totals(tmp_path / "s")), ccusage_totals([FIXTURES / v for v in VERSIONS]))
+    assert_equal_totals(
+        as_ccusage(report_totals(tmp_path / "s")), ccusage_totals([FIXTURES / v for v in VERSIONS])
+    )
 
 
 def test_per_session_equals_ccusage(tmp_path):
     """ccusage groups by the file's session; ccotel by the lines' sessionId: same numbers here."""
     src = FIXTURES / "claude-2.1.39"
     ccotel("backfill", "--claude-dir", str(src), "--state-dir", str(tmp_path / "s"))
-    rows = json.loads(ccotel("report", "--by", "session", "--json", "--state-dir", str(tmp_path / "s")).stdout)["rows"]
+    rows = json.loads(
+        ccotel("report", "--by", "session", "--json", "--state-dir", str(tmp_path / "s")).stdout
+    )["rows"]
     ours = {r["session"]: r for r in rows}
     from tests.oracle import ccusage_sessions
 

@@ -59,7 +59,9 @@ def test_tier_is_per_category_in_ccusage_rules():
 def test_anthropic_rules_bill_whole_request_at_long_context_rates():
     p = PriceTable(rules="anthropic")
     # 150k input + 150k cache read: the prompt is 300k, so every token is at $6 / $0.60.
-    assert p.cost(usage("claude-sonnet-4-5", inp=150_000, cr=150_000, out=1000)) == pytest.approx(0.9 + 0.09 + 0.0225)
+    assert p.cost(usage("claude-sonnet-4-5", inp=150_000, cr=150_000, out=1000)) == pytest.approx(
+        0.9 + 0.09 + 0.0225
+    )
     assert p.cost(usage("claude-sonnet-4-5", inp=100_000, out=1000)) == pytest.approx(0.3 + 0.015)
 
 
@@ -84,8 +86,10 @@ def test_web_search_priced_only_when_asked():
 
 def test_override_file(tmp_path):
     f = tmp_path / "prices.toml"
-    f.write_text('[models.claude-fable-1]\ninput = 1.0\noutput = 2.0\ncache_write_5m = 1.25\ncache_read = 0.1\n'
-                 '[models.claude-opus-4-6]\ninput = 4.0\noutput = 20.0\ncache_write_5m = 5.0\ncache_read = 0.4\n')
+    f.write_text(
+        "[models.claude-fable-1]\ninput = 1.0\noutput = 2.0\ncache_write_5m = 1.25\ncache_read = 0.1\n"
+        "[models.claude-opus-4-6]\ninput = 4.0\noutput = 20.0\ncache_write_5m = 5.0\ncache_read = 0.4\n"
+    )
     p = PriceTable(f)
     assert p.cost(usage("claude-fable-1-20261101", out=M)) == pytest.approx(2)
     assert p.cost(usage("claude-opus-4-6", inp=M)) == pytest.approx(4)

@@ -8,12 +8,10 @@ the backfill output, and the bytes of every file in the state directory."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from datetime import UTC, datetime
@@ -48,12 +46,21 @@ def plant(config: Path) -> str:
     cwd = "/home/user/privacy"
     t0 = int(datetime.now(UTC).timestamp() * 1000) - 60_000
     s = SECRETS
-    tail = {"userType": "external", "entrypoint": "cli", "cwd": cwd, "sessionId": sid, "version": "2.1.197", "gitBranch": "main"}
+    tail = {
+        "userType": "external",
+        "entrypoint": "cli",
+        "cwd": cwd,
+        "sessionId": sid,
+        "version": "2.1.197",
+        "gitBranch": "main",
+    }
     prompt = (f"{CONTENT['prompt']} my key is {s['anthropic key']} and GITHUB_TOKEN={s['github token']}, "
               f"clone https://alice:{s['url password']}@git.example.com/r.git")  # fmt: skip
     command = (f"{CONTENT['command']}; curl -H 'Authorization: Bearer {s['bearer token']}' https://api.example.com; "
                f"AWS_ACCESS_KEY_ID={s['aws key id']} DB_PASSWORD={s['env password']} ./deploy")  # fmt: skip
-    keyfile = f"-----BEGIN RSA PRIVATE KEY-----\n{s['private key']}\n-----END RSA PRIVATE KEY-----\n"
+    keyfile = (
+        f"-----BEGIN RSA PRIVATE KEY-----\n{s['private key']}\n-----END RSA PRIVATE KEY-----\n"
+    )
     recs: list[dict] = []
     u0 = str(uuid.uuid4())
     recs.append({"parentUuid": None, "isSidechain": False, "promptId": str(uuid.uuid4()), "type": "user",
@@ -69,8 +76,21 @@ def plant(config: Path) -> str:
     tools = [
         ("Bash", {"command": command, "description": f"run {s['github token']}"}),
         ("Read", {"file_path": "/home/user/.ssh/id_rsa"}),
-        ("Write", {"file_path": "/home/user/.env", "content": f"API_KEY={s['anthropic key']}\n{CONTENT['file contents']}\n"}),
-        ("Agent", {"description": "look", "prompt": f"{CONTENT['prompt']} use {s['github token']}", "subagent_type": "general-purpose"}),
+        (
+            "Write",
+            {
+                "file_path": "/home/user/.env",
+                "content": f"API_KEY={s['anthropic key']}\n{CONTENT['file contents']}\n",
+            },
+        ),
+        (
+            "Agent",
+            {
+                "description": "look",
+                "prompt": f"{CONTENT['prompt']} use {s['github token']}",
+                "subagent_type": "general-purpose",
+            },
+        ),
     ]
     results = [
         f"{CONTENT['file contents']} deployed with {s['aws key id']}",
@@ -92,7 +112,19 @@ def plant(config: Path) -> str:
                                                       "is_error": False}]}, **tail}  # fmt: skip
         recs += [a, u]
         parent = u["uuid"]
-    recs.append(assistant(9, parent, [{"type": "text", "text": f"{CONTENT['assistant text']} done, set DB_PASSWORD={s['env password']}"}], "end_turn"))
+    recs.append(
+        assistant(
+            9,
+            parent,
+            [
+                {
+                    "type": "text",
+                    "text": f"{CONTENT['assistant text']} done, set DB_PASSWORD={s['env password']}",
+                }
+            ],
+            "end_turn",
+        )
+    )
     path = config / "projects" / encode_cwd(cwd) / f"{sid}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     append_lines(path, recs)
@@ -100,7 +132,12 @@ def plant(config: Path) -> str:
 
 
 def leaks(blobs: dict[str, bytes], needles: dict[str, str]) -> list[str]:
-    return [f"{what} in {where}" for where, b in blobs.items() for what, n in needles.items() if n.encode() in b]
+    return [
+        f"{what} in {where}"
+        for where, b in blobs.items()
+        for what, n in needles.items()
+        if n.encode() in b
+    ]
 
 
 def state_bytes(state: Path) -> dict[str, bytes]:
@@ -109,7 +146,10 @@ def state_bytes(state: Path) -> dict[str, bytes]:
 
 def received(r: Receiver) -> dict[str, bytes]:
     with r.lock:
-        return {"otlp traces": b"".join(r.got.raw), "otlp metrics": b"".join(m.SerializeToString() for m in r.got.metrics)}
+        return {
+            "otlp traces": b"".join(r.got.raw),
+            "otlp metrics": b"".join(m.SerializeToString() for m in r.got.metrics),
+        }
 
 
 def clean_env(**kw: str) -> dict[str, str]:
@@ -152,14 +192,23 @@ def test_nothing_leaves_without_capture_and_secrets_masked_with_it(tmp_path):
         try:
             r.wait(lambda: len(r.spans()) >= n_spans and len(r.got.metrics) >= 2, timeout=120)
             blobs = {"/metrics": get(port, "/metrics"), "/healthz": get(port, "/healthz")}
-            blobs |= {"openmetrics": urllib.request.urlopen(urllib.request.Request(
-                f"http://127.0.0.1:{port}/metrics", headers={"Accept": "application/openmetrics-text"}), timeout=5).read()}
+            blobs |= {
+                "openmetrics": urllib.request.urlopen(
+                    urllib.request.Request(
+                        f"http://127.0.0.1:{port}/metrics",
+                        headers={"Accept": "application/openmetrics-text"},
+                    ),
+                    timeout=5,
+                ).read()
+            }
         finally:
             proc.send_signal(signal.SIGTERM)
             log = proc.communicate(timeout=60)[0]
         blobs |= received(r)
     blobs |= {"daemon log": log} | state_bytes(tmp_path / "s2")
-    assert b"ccotel stopped" in log, log[-2000:]  # (debug level: ccotel logs no transcript line at any level)
+    assert b"ccotel stopped" in log, log[
+        -2000:
+    ]  # (debug level: ccotel logs no transcript line at any level)
     assert b"ccotel_tokens_total" in blobs["/metrics"]
     assert leaks(blobs, SECRETS | CONTENT) == []
 

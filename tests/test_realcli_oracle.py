@@ -21,14 +21,29 @@ def test_backfill_equals_ccusage_and_the_stand_in(real_claude_home, tmp_path):
 def test_sessions_models_and_tools(real_claude_home, tmp_path):
     cfg = real_claude_home.config_dir
     ccotel("backfill", "--claude-dir", str(cfg), "--state-dir", str(tmp_path / "s"))
-    rows = json.loads(ccotel("report", "--by", "session", "--json", "--state-dir", str(tmp_path / "s")).stdout)["rows"]
+    rows = json.loads(
+        ccotel("report", "--by", "session", "--json", "--state-dir", str(tmp_path / "s")).stdout
+    )["rows"]
     assert {r["session"] for r in rows} == set(real_claude_home.session_ids)
     from ccotel.state.store import open_readonly
 
     store = open_readonly(tmp_path / "s")
-    tools = dict(((n, s), c) for n, s, c in store.query("SELECT name, status, COUNT(*) FROM tools GROUP BY name, status"))
-    lines = [json.loads(ln) for f in sorted(cfg.rglob("*.jsonl")) for ln in f.read_text().splitlines() if ln]
-    blocks = [b for ln in lines for b in ((ln.get("message") or {}).get("content") or []) if isinstance(b, dict)]
+    tools = dict(
+        ((n, s), c)
+        for n, s, c in store.query("SELECT name, status, COUNT(*) FROM tools GROUP BY name, status")
+    )
+    lines = [
+        json.loads(ln)
+        for f in sorted(cfg.rglob("*.jsonl"))
+        for ln in f.read_text().splitlines()
+        if ln
+    ]
+    blocks = [
+        b
+        for ln in lines
+        for b in ((ln.get("message") or {}).get("content") or [])
+        if isinstance(b, dict)
+    ]
     names = {b["id"]: b["name"] for b in blocks if b.get("type") == "tool_use"}
     want: dict = {}
     for b in blocks:

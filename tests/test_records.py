@@ -14,7 +14,14 @@ from tests.lines import assistant, prompt, tool_result, tool_use
 def test_usage_line_fields():
     r = decode(assistant(inp=3, out=7, cr=11, w5=13, w1=17, web=2).encode(), 1)
     u = r.usage
-    assert (u.input, u.output, u.cache_read, u.cache_write_5m, u.cache_write_1h, u.web_search) == (3, 7, 11, 13, 17, 2)
+    assert (u.input, u.output, u.cache_read, u.cache_write_5m, u.cache_write_1h, u.web_search) == (
+        3,
+        7,
+        11,
+        13,
+        17,
+        2,
+    )
     assert (u.message_id, u.request_id, u.model) == ("msg_1", "req_1", "claude-sonnet-4-5-20250929")
     assert r.session and r.cwd == "/home/u/proj" and r.ts > 1.7e9
 
@@ -45,7 +52,12 @@ def test_ccusage_gates():
     spaced = json.dumps(json.loads(assistant()))
     assert decode(spaced.encode(), 1).usage is None
     # A null key field drops the line, as in ccusage.
-    assert decode(assistant(requestId=None).replace('"requestId":null', '"requestId":null').encode(), 1).usage is None
+    assert (
+        decode(
+            assistant(requestId=None).replace('"requestId":null', '"requestId":null').encode(), 1
+        ).usage
+        is None
+    )
     assert decode(assistant(version="garbage").encode(), 1).usage is None
     assert decode(assistant(req="").encode(), 1).usage is None
     line = json.loads(assistant())
@@ -66,14 +78,19 @@ def test_bad_lines_are_errors_not_exceptions():
     assert decode(b'{"type":"user","cwd":"\xff\xfe"}', 1).error == "invalid UTF-8"
     assert decode(b"[1,2,3]", 1).error.startswith("unexpected shape")
     assert decode(b"   ", 1) is None
-    assert decode(b'{"type":"user","message":{"content":"a\x00b"}}', 1).error == "not JSON"  # raw NUL
+    assert (
+        decode(b'{"type":"user","message":{"content":"a\x00b"}}', 1).error == "not JSON"
+    )  # raw NUL
     assert decode(b'{"type":"user","message":{"content":"a\\u0000b"}}', 1).error is None
 
 
 def test_tools_and_prompts():
     r = decode(tool_use("toolu_1").encode(), 1)
     assert [(t.id, t.name, t.input) for t in r.tool_uses] == [("toolu_1", "Bash", None)]
-    assert decode(tool_use("toolu_1").encode(), 1, keep_content=True).tool_uses[0].input == b'{"command":"echo secret"}'
+    assert (
+        decode(tool_use("toolu_1").encode(), 1, keep_content=True).tool_uses[0].input
+        == b'{"command":"echo secret"}'
+    )
     res = decode(tool_result("toolu_1", is_error=True, agent="a1").encode(), 2)
     assert [(t.tool_use_id, t.is_error) for t in res.tool_results] == [("toolu_1", True)]
     assert res.result_agent_id == "a1" and not res.prompt

@@ -27,7 +27,7 @@ def test_partial_line_waits_for_its_newline(tmp_path):
     lines, _, cur = read_all(str(p), None)
     assert lines == [(1, b'{"a":1}')] and cur.offset == 8
     with open(p, "ab") as f:
-        f.write(b'2}\n')
+        f.write(b"2}\n")
     lines, _, cur = read_all(str(p), cur)
     assert lines == [(2, b'{"b":2}')] and cur.offset == p.stat().st_size
 
@@ -65,8 +65,11 @@ def test_overlong_line_is_skipped_without_holding_it(tmp_path):
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.binary(min_size=0, max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=30),
-       st.lists(st.integers(1, 97), max_size=8), st.integers(3, 64))
+@given(
+    st.lists(st.binary(min_size=0, max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=30),
+    st.lists(st.integers(1, 97), max_size=8),
+    st.integers(3, 64),
+)
 def test_any_split_of_appends_reads_every_line_once(tmp_path_factory, lines, cuts, chunk):
     """Appending a stream in arbitrary pieces yields exactly its complete lines, in order."""
     data = b"".join(line + b"\n" for line in lines)
@@ -85,7 +88,7 @@ def test_any_split_of_appends_reads_every_line_once(tmp_path_factory, lines, cut
 
 
 def test_new_subagent_folder_and_deleted_file(tmp_path):
-    root, store, ing = make(tmp_path)
+    root, _store, ing = make(tmp_path)
     main = write(root, f"{SID}.jsonl", assistant("m1", "r1"))
     sync(ing)
     write(root, f"{SID}/subagents/agent-a1.jsonl", assistant("m2", "r2", sidechain=True))
@@ -97,7 +100,7 @@ def test_new_subagent_folder_and_deleted_file(tmp_path):
 
 
 def test_symlink_loop_and_dangling_link_do_not_stop_the_rest(tmp_path):
-    root, store, ing = make(tmp_path)
+    root, _store, ing = make(tmp_path)
     (root / "projects" / "loop").symlink_to(root / "projects")
     (root / "projects" / "ghost.jsonl").symlink_to(tmp_path / "missing")
     write(root, f"{SID}.jsonl", assistant())

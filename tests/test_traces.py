@@ -38,7 +38,12 @@ T0 = 1_790_000_000.0  # 2026-09-21
 
 
 def cfg_for(claude_dir: Path, state: Path, **over):
-    flags = {"claude_dirs": [str(claude_dir)], "state_dir": str(state), "session_idle": 0, "trace_rate": 0}
+    flags = {
+        "claude_dirs": [str(claude_dir)],
+        "state_dir": str(state),
+        "session_idle": 0,
+        "trace_rate": 0,
+    }
     flags.update(over)
     return load(env={}, flags=flags)
 
@@ -79,7 +84,12 @@ def trace(claude_dir: Path, state: Path, **over) -> list:
     cfg = cfg_for(claude_dir, state, **over)
     app.backfill(cfg)
     m = Mem()
-    backfill_traces(cfg, cfg.resolved_state_dir() / "state.db", since=0, sink=SdkSpanSink(m, {"service.name": "ccotel"}))
+    backfill_traces(
+        cfg,
+        cfg.resolved_state_dir() / "state.db",
+        since=0,
+        sink=SdkSpanSink(m, {"service.name": "ccotel"}),
+    )
     return m.spans()
 
 
@@ -132,7 +142,9 @@ def tool_uses(claude_dir: Path) -> Counter:
 class T:
     """A hand-made 2.1.x transcript: lines the way Claude Code writes them."""
 
-    def __init__(self, root: Path, session: str = SESSION, cwd: str = "/home/u/proj", entrypoint: str = "cli"):
+    def __init__(
+        self, root: Path, session: str = SESSION, cwd: str = "/home/u/proj", entrypoint: str = "cli"
+    ):
         self.session, self.cwd, self.entrypoint = session, cwd, entrypoint
         self.dir = root / "projects" / "-home-u-proj"
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -142,7 +154,11 @@ class T:
     def ts(self, t: float) -> str:
         from datetime import datetime
 
-        return datetime.fromtimestamp(T0 + t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return (
+            datetime.fromtimestamp(T0 + t, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z")
+        )
 
     def _line(self, t: float, kind: str, agent: str | None = None, **extra) -> dict:
         self.n += 1
@@ -157,7 +173,19 @@ class T:
     def prompt(self, t, text="do the thing", agent=None):
         return self._line(t, "user", agent, message={"role": "user", "content": text})
 
-    def assistant(self, t, msg, content, inp=10, out=5, cr=100, w5=20, model="claude-sonnet-4-5-20250929", agent=None, stop=None):
+    def assistant(
+        self,
+        t,
+        msg,
+        content,
+        inp=10,
+        out=5,
+        cr=100,
+        w5=20,
+        model="claude-sonnet-4-5-20250929",
+        agent=None,
+        stop=None,
+    ):
         usage = {"input_tokens": inp, "cache_creation_input_tokens": w5, "cache_read_input_tokens": cr,
                  "cache_creation": {"ephemeral_5m_input_tokens": w5, "ephemeral_1h_input_tokens": 0}, "output_tokens": out}  # fmt: skip
         return self._line(t, "assistant", agent, requestId=f"req_{msg}",
@@ -165,7 +193,22 @@ class T:
                                    "stop_reason": stop, "usage": usage})  # fmt: skip
 
     def result(self, t, tid, text="ok", is_error=False, agent=None, agent_id=None):
-        d = self._line(t, "user", agent, message={"role": "user", "content": [{"tool_use_id": tid, "type": "tool_result", "content": text, "is_error": is_error}]})
+        d = self._line(
+            t,
+            "user",
+            agent,
+            message={
+                "role": "user",
+                "content": [
+                    {
+                        "tool_use_id": tid,
+                        "type": "tool_result",
+                        "content": text,
+                        "is_error": is_error,
+                    }
+                ],
+            },
+        )
         if agent_id:
             d["toolUseResult"] = {"status": "completed", "agentId": agent_id}
         return d
@@ -188,7 +231,12 @@ class T:
         return path
 
     def last_prompt(self):
-        return {"type": "last-prompt", "lastPrompt": "x", "leafUuid": "y", "sessionId": self.session}
+        return {
+            "type": "last-prompt",
+            "lastPrompt": "x",
+            "leafUuid": "y",
+            "sessionId": self.session,
+        }
 
 
 # --- real transcripts -------------------------------------------------------------
@@ -204,7 +252,9 @@ def cli_spans(tmp_path_factory):
 def test_one_trace_per_session_with_its_root(cli_spans):
     d = FIXTURES / "claude-2.1.197" / "projects" / "-home-user-work"
     sessions = sorted(p.stem for p in d.glob("*.jsonl"))
-    assert sorted({f"{s.context.trace_id:032x}" for s in cli_spans}) == sorted(s.replace("-", "") for s in sessions)
+    assert sorted({f"{s.context.trace_id:032x}" for s in cli_spans}) == sorted(
+        s.replace("-", "") for s in sessions
+    )
     for sid in sessions:
         spans = [s for s in cli_spans if s.context.trace_id == uuid.UUID(sid).int]
         roots = [s for s in spans if s.parent is None]
@@ -218,11 +268,17 @@ def test_one_trace_per_session_with_its_root(cli_spans):
         assert r.attributes["vcs.ref.head.name"] == "master"
         assert r.attributes["ccotel.project"] == "work"
         assert r.context.span_id == ids.root_id(sid)
-        assert all(parent(spans, s) is not None for s in spans if s is not r), "every span hangs in the tree"
+        assert all(parent(spans, s) is not None for s in spans if s is not r), (
+            "every span hangs in the tree"
+        )
         assert all(r.start_time <= s.start_time and s.end_time <= r.end_time for s in spans)
         chats = [s for s in spans if s.name.startswith("chat ")]
-        assert r.attributes["gen_ai.usage.input_tokens"] == sum(c.attributes["gen_ai.usage.input_tokens"] for c in chats)
-        assert r.attributes["ccotel.cost_usd"] == pytest.approx(sum(c.attributes["ccotel.cost_usd"] for c in chats))
+        assert r.attributes["gen_ai.usage.input_tokens"] == sum(
+            c.attributes["gen_ai.usage.input_tokens"] for c in chats
+        )
+        assert r.attributes["ccotel.cost_usd"] == pytest.approx(
+            sum(c.attributes["ccotel.cost_usd"] for c in chats)
+        )
         turns = [s for s in spans if s.name.startswith("turn ")]
         assert [t.name for t in turns] == ["turn 1"] and parent(spans, turns[0]) is r
 
@@ -230,10 +286,14 @@ def test_one_trace_per_session_with_its_root(cli_spans):
 def test_tool_spans_one_per_tool_use(cli_spans):
     want = tool_uses(FIXTURES / "claude-2.1.197")
     got = Counter(
-        str(uuid.UUID(int=s.context.trace_id)) for s in cli_spans if s.name.startswith("execute_tool ")
+        str(uuid.UUID(int=s.context.trace_id))
+        for s in cli_spans
+        if s.name.startswith("execute_tool ")
     )
     assert got == want
-    ids_ = [s.attributes["gen_ai.tool.call.id"] for s in cli_spans if s.name.startswith("execute_tool ")]
+    ids_ = [
+        s.attributes["gen_ai.tool.call.id"] for s in cli_spans if s.name.startswith("execute_tool ")
+    ]
     assert len(ids_) == len(set(ids_))
     for s in cli_spans:
         if s.name.startswith("execute_tool "):
@@ -254,7 +314,10 @@ def test_parallel_tools_share_the_turn(cli_spans):
     tools = [s for s in spans if s.name == "execute_tool Bash"]
     assert len(tools) == 2
     assert {parent(spans, t).name for t in tools} == {"turn 1"}
-    assert tools[0].start_time == tools[1].start_time or abs(tools[0].start_time - tools[1].start_time) < 50_000_000
+    assert (
+        tools[0].start_time == tools[1].start_time
+        or abs(tools[0].start_time - tools[1].start_time) < 50_000_000
+    )
 
 
 def test_subagent_under_its_agent_tool_span(cli_spans):
@@ -267,10 +330,16 @@ def test_subagent_under_its_agent_tool_span(cli_spans):
     assert a.attributes["gen_ai.agent.name"] == "general-purpose"
     assert a.attributes["gen_ai.tool.call.id"] == agent_tool.attributes["gen_ai.tool.call.id"]
     inner = sorted(s.name for s in children(spans, a))
-    assert inner == ["chat claude-opus-4-1-20250805", "chat claude-opus-4-1-20250805", "execute_tool Bash"]
+    assert inner == [
+        "chat claude-opus-4-1-20250805",
+        "chat claude-opus-4-1-20250805",
+        "execute_tool Bash",
+    ]
     assert all(s.attributes["gen_ai.agent.id"] == "a90bb488a1111977a" for s in children(spans, a))
     assert a.attributes["gen_ai.usage.input_tokens"] == sum(
-        s.attributes["gen_ai.usage.input_tokens"] for s in children(spans, a) if s.name.startswith("chat")
+        s.attributes["gen_ai.usage.input_tokens"]
+        for s in children(spans, a)
+        if s.name.startswith("chat")
     )
 
 
@@ -282,17 +351,27 @@ def test_chat_spans_follow_the_conventions(cli_spans):
         assert c.kind == SpanKind.CLIENT
         assert a["gen_ai.operation.name"] == "chat" and a["gen_ai.provider.name"] == "anthropic"
         assert c.name == f"chat {a['gen_ai.request.model']}" == f"chat {a['gen_ai.response.model']}"
-        assert a["gen_ai.response.id"].startswith("msg_") and a["ccotel.request_id"].startswith("req_")
+        assert a["gen_ai.response.id"].startswith("msg_") and a["ccotel.request_id"].startswith(
+            "req_"
+        )
         # the Anthropic rule: input tokens include cache reads and writes
         assert a["gen_ai.usage.input_tokens"] == (
-            a["ccotel.usage.uncached_input_tokens"] + a["gen_ai.usage.cache_read.input_tokens"] + a["gen_ai.usage.cache_creation.input_tokens"]
+            a["ccotel.usage.uncached_input_tokens"]
+            + a["gen_ai.usage.cache_read.input_tokens"]
+            + a["gen_ai.usage.cache_creation.input_tokens"]
         )
-        assert a["gen_ai.usage.cost.currency"] == "USD" and a["gen_ai.usage.cost.amount"] == a["ccotel.cost_usd"] > 0
+        assert (
+            a["gen_ai.usage.cost.currency"] == "USD"
+            and a["gen_ai.usage.cost.amount"] == a["ccotel.cost_usd"] > 0
+        )
         assert a["gen_ai.response.finish_reasons"] in (("tool_use",), ("end_turn",))
         assert c.end_time >= c.start_time
 
 
-@pytest.mark.parametrize("fixture", ["claude-2.1.197", "claude-2.1.39", "claude-2.1.38", "claude-2.0.74", "claude-1.0.17"])
+@pytest.mark.parametrize(
+    "fixture",
+    ["claude-2.1.197", "claude-2.1.39", "claude-2.1.38", "claude-2.0.74", "claude-1.0.17"],
+)
 def test_chat_usage_sums_to_ccusage(fixture, tmp_path):
     spans = trace(FIXTURES / fixture, tmp_path / "state")
     want = ccusage_totals(FIXTURES / fixture)
@@ -312,7 +391,10 @@ def test_legacy_flat_subagents(tmp_path):
     linked = [a for a in agents if parent(spans, a).name.startswith("execute_tool Task")]
     assert linked, "a Task-spawned legacy agent hangs under its Task span"
     for a in linked:
-        assert parent(spans, a).attributes["gen_ai.tool.call.id"] == a.attributes["gen_ai.tool.call.id"]
+        assert (
+            parent(spans, a).attributes["gen_ai.tool.call.id"]
+            == a.attributes["gen_ai.tool.call.id"]
+        )
         assert children(spans, a)
 
 
@@ -374,21 +456,36 @@ def test_content_capture_masks_secrets(tmp_path):
     blob = json.dumps([dict(s.attributes) for s in spans])
     for name, secret in SECRETS.items():
         assert secret not in blob, name
-    assert "PRIVATE KEY" not in blob.replace("BEGIN OPENSSH PRIVATE KEY-----", "") or "b3BlbnNzaC1rZXktdjEAAAAA" not in blob
+    assert (
+        "PRIVATE KEY" not in blob.replace("BEGIN OPENSSH PRIVATE KEY-----", "")
+        or "b3BlbnNzaC1rZXktdjEAAAAA" not in blob
+    )
     assert "b3BlbnNzaC1rZXktdjEAAAAA" not in blob
     turn = next(s for s in spans if s.name == "turn 1")
     msgs = json.loads(turn.attributes["gen_ai.input.messages"])
     assert msgs[0]["parts"][0]["content"] == "deploy with key [REDACTED] please"
     bash = next(s for s in spans if s.name == "execute_tool Bash")
     cmd = bash.attributes["ccotel.tool.command"]
-    assert cmd.startswith("AWS_ACCESS_KEY_ID=[REDACTED] curl") and "https://deploy:[REDACTED]@example.com/x" in cmd
-    assert "[REDACTED]" in bash.attributes["gen_ai.tool.call.result"] and bash.attributes["gen_ai.tool.call.result"].endswith("ok")
+    assert (
+        cmd.startswith("AWS_ACCESS_KEY_ID=[REDACTED] curl")
+        and "https://deploy:[REDACTED]@example.com/x" in cmd
+    )
+    assert "[REDACTED]" in bash.attributes["gen_ai.tool.call.result"] and bash.attributes[
+        "gen_ai.tool.call.result"
+    ].endswith("ok")
     assert json.loads(bash.attributes["gen_ai.tool.call.arguments"])["command"] == cmd
     read = next(s for s in spans if s.name == "execute_tool Read")
     assert read.attributes["ccotel.tool.file_path"] == "/home/u/proj/.env"
     assert read.attributes["gen_ai.tool.call.result"] == "DB_PASSWORD=[REDACTED]"
-    last = next(s for s in spans if s.name.startswith("chat") and s.attributes["gen_ai.response.id"] == "msg_c")
-    assert json.loads(last.attributes["gen_ai.output.messages"])[0]["parts"][0]["content"] == "Deployed."
+    last = next(
+        s
+        for s in spans
+        if s.name.startswith("chat") and s.attributes["gen_ai.response.id"] == "msg_c"
+    )
+    assert (
+        json.loads(last.attributes["gen_ai.output.messages"])[0]["parts"][0]["content"]
+        == "Deployed."
+    )
 
 
 def test_tool_details_only_commands_and_paths(tmp_path):
@@ -396,27 +493,51 @@ def test_tool_details_only_commands_and_paths(tmp_path):
     spans = trace(tmp_path / "claude", tmp_path / "state", tool_details=True)
     keys = {k for s in spans for k in s.attributes}
     assert "ccotel.tool.command" in keys and "ccotel.tool.file_path" in keys
-    assert not keys & {"gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.tool.call.arguments", "gen_ai.tool.call.result"}
+    assert not keys & {
+        "gen_ai.input.messages",
+        "gen_ai.output.messages",
+        "gen_ai.tool.call.arguments",
+        "gen_ai.tool.call.result",
+    }
     blob = json.dumps([dict(s.attributes) for s in spans])
     assert all(v not in blob for v in SECRETS.values())
 
 
 def test_content_is_truncated(tmp_path):
     t = T(tmp_path / "claude")
-    t.write([t.prompt(0, "x" * 5000), t.assistant(1, "m1", [t.use("toolu_1", command="y" * 5000)]), t.result(2, "toolu_1", "z" * 5000)])
-    spans = trace(tmp_path / "claude", tmp_path / "state", capture_content=True, content_max_chars=100)
+    t.write(
+        [
+            t.prompt(0, "x" * 5000),
+            t.assistant(1, "m1", [t.use("toolu_1", command="y" * 5000)]),
+            t.result(2, "toolu_1", "z" * 5000),
+        ]
+    )
+    spans = trace(
+        tmp_path / "claude", tmp_path / "state", capture_content=True, content_max_chars=100
+    )
     bash = next(s for s in spans if s.name == "execute_tool Bash")
     assert bash.attributes["ccotel.tool.command"] == "y" * 100 + "…[truncated]"
     assert bash.attributes["gen_ai.tool.call.result"] == "z" * 100 + "…[truncated]"
     turn = next(s for s in spans if s.name == "turn 1")
-    assert json.loads(turn.attributes["gen_ai.input.messages"])[0]["parts"][0]["content"] == "x" * 100 + "…[truncated]"
+    assert (
+        json.loads(turn.attributes["gen_ai.input.messages"])[0]["parts"][0]["content"]
+        == "x" * 100 + "…[truncated]"
+    )
 
 
 def test_unanswered_tool_ends_interrupted_at_close(tmp_path):
     t = T(tmp_path / "claude")
-    t.write([t.prompt(0), t.assistant(1, "m1", [t.use("toolu_1", command="sleep 1000")]), t.assistant(1.5, "m1", [t.use("toolu_2", name="mcp__github__create_issue")])])
+    t.write(
+        [
+            t.prompt(0),
+            t.assistant(1, "m1", [t.use("toolu_1", command="sleep 1000")]),
+            t.assistant(1.5, "m1", [t.use("toolu_2", name="mcp__github__create_issue")]),
+        ]
+    )
     spans = trace(tmp_path / "claude", tmp_path / "state")
-    tools = {s.attributes["gen_ai.tool.call.id"]: s for s in spans if s.name.startswith("execute_tool")}
+    tools = {
+        s.attributes["gen_ai.tool.call.id"]: s for s in spans if s.name.startswith("execute_tool")
+    }
     assert set(tools) == {"toolu_1", "toolu_2"}
     for s in tools.values():
         assert s.attributes["ccotel.tool.interrupted"] is True
@@ -425,19 +546,42 @@ def test_unanswered_tool_ends_interrupted_at_close(tmp_path):
     mcp = tools["toolu_2"]
     assert mcp.name == "execute_tool mcp__github__create_issue"
     assert mcp.attributes["gen_ai.tool.type"] == "extension"
-    assert (mcp.attributes["ccotel.mcp.server"], mcp.attributes["ccotel.mcp.tool"]) == ("github", "create_issue")
+    assert (mcp.attributes["ccotel.mcp.server"], mcp.attributes["ccotel.mcp.tool"]) == (
+        "github",
+        "create_issue",
+    )
 
 
 def test_nested_subagents_nest(tmp_path):
     t = T(tmp_path / "claude")
-    t.write([t.prompt(0), t.assistant(1, "m1", [t.use("toolu_A", name="Agent", subagent_type="planner", prompt="p")])])
+    t.write(
+        [
+            t.prompt(0),
+            t.assistant(
+                1, "m1", [t.use("toolu_A", name="Agent", subagent_type="planner", prompt="p")]
+            ),
+        ]
+    )
     t.write([t.prompt(2, "plan", agent="aaa"), t.assistant(3, "m2", [t.use("toolu_B", name="Agent", subagent_type="Explore", prompt="q")], agent="aaa")],
             agent="aaa", meta={"agentType": "planner", "toolUseId": "toolu_A"})  # fmt: skip
     t.write([t.prompt(4, "look", agent="bbb"), t.assistant(5, "m3", [t.use("toolu_C", command="ls")], agent="bbb"),
              t.result(6, "toolu_C", agent="bbb"), t.assistant(7, "m4", [{"type": "text", "text": "found"}], agent="bbb", stop="end_turn")],
             agent="bbb", meta={"agentType": "Explore", "toolUseId": "toolu_B", "parentAgentId": "aaa"})  # fmt: skip
-    t.write([t.result(8, "toolu_B", agent="aaa"), t.assistant(9, "m5", [{"type": "text", "text": "planned"}], agent="aaa", stop="end_turn")], agent="aaa")
-    t.write([t.result(10, "toolu_A", agent_id="aaa"), t.assistant(11, "m6", [{"type": "text", "text": "done"}], stop="end_turn")])
+    t.write(
+        [
+            t.result(8, "toolu_B", agent="aaa"),
+            t.assistant(
+                9, "m5", [{"type": "text", "text": "planned"}], agent="aaa", stop="end_turn"
+            ),
+        ],
+        agent="aaa",
+    )
+    t.write(
+        [
+            t.result(10, "toolu_A", agent_id="aaa"),
+            t.assistant(11, "m6", [{"type": "text", "text": "done"}], stop="end_turn"),
+        ]
+    )
     spans = trace(tmp_path / "claude", tmp_path / "state")
 
     def chain(s):
@@ -494,21 +638,40 @@ def test_children_first_root_at_idle_then_continuation_joins(tmp_path):
     t, cfg = _live(tmp_path)
     clock = Clock(T0 + 3)
     m = Mem()
-    t.write([t.prompt(0), t.assistant(1, "m1", [t.use("toolu_1", command="ls")]), t.result(2, "toolu_1"), t.assistant(3, "m2", [{"type": "text", "text": "x"}])])
+    t.write(
+        [
+            t.prompt(0),
+            t.assistant(1, "m1", [t.use("toolu_1", command="ls")]),
+            t.result(2, "toolu_1"),
+            t.assistant(3, "m2", [{"type": "text", "text": "x"}]),
+        ]
+    )
     app.backfill(cfg)
     sh = shipper(cfg, m, clock)
     assert sh.run_pass()
     names = sorted(s.name for s in m.spans())
-    assert names == ["chat claude-sonnet-4-5-20250929", "execute_tool Bash"], "children only while the session is active"
+    assert names == ["chat claude-sonnet-4-5-20250929", "execute_tool Bash"], (
+        "children only while the session is active"
+    )
     clock.t = T0 + 3 + 599
     assert sh.run_pass() and len(m.spans()) == 2
     clock.t = T0 + 3 + 600
     assert sh.run_pass()
     names = Counter(s.name for s in m.spans())
-    assert names == {"chat claude-sonnet-4-5-20250929": 2, "execute_tool Bash": 1, "turn 1": 1, "invoke_agent claude-code": 1}
+    assert names == {
+        "chat claude-sonnet-4-5-20250929": 2,
+        "execute_tool Bash": 1,
+        "turn 1": 1,
+        "invoke_agent claude-code": 1,
+    }
     root = next(s for s in m.spans() if s.parent is None)
     # the user comes back an hour later: same trace, same root, a new turn
-    t.write([t.prompt(3600, "more"), t.assistant(3601, "m3", [{"type": "text", "text": "y"}], stop="end_turn")])
+    t.write(
+        [
+            t.prompt(3600, "more"),
+            t.assistant(3601, "m3", [{"type": "text", "text": "y"}], stop="end_turn"),
+        ]
+    )
     app.backfill(cfg)
     clock.t = T0 + 3602
     assert sh.run_pass()
@@ -519,23 +682,37 @@ def test_children_first_root_at_idle_then_continuation_joins(tmp_path):
     spans = m.spans()
     turn2 = next(s for s in spans if s.name == "turn 2")
     assert parent(spans, turn2) is root and parent(spans, new) is turn2
-    assert Counter(s.name for s in spans)["invoke_agent claude-code"] == 1, "the root is exported once"
+    assert Counter(s.name for s in spans)["invoke_agent claude-code"] == 1, (
+        "the root is exported once"
+    )
     assert len({s.context.trace_id for s in spans}) == 1
 
 
 def test_finished_run_closes_without_waiting_for_idleness(tmp_path):
     t = T(tmp_path / "claude", entrypoint="sdk-cli")  # claude -p
     cfg = cfg_for(tmp_path / "claude", tmp_path / "state", session_idle=600)
-    t.write([t.prompt(0), t.assistant(1, "m1", [{"type": "text", "text": "x"}], stop="end_turn"), t.last_prompt()])
+    t.write(
+        [
+            t.prompt(0),
+            t.assistant(1, "m1", [{"type": "text", "text": "x"}], stop="end_turn"),
+            t.last_prompt(),
+        ]
+    )
     app.backfill(cfg)
     m = Mem()
     clock = Clock(T0 + 2)
     sh = shipper(cfg, m, clock)
     assert sh.run_pass()
-    assert [s.name for s in m.spans()] == ["chat claude-sonnet-4-5-20250929"], "a few seconds' grace first"
+    assert [s.name for s in m.spans()] == ["chat claude-sonnet-4-5-20250929"], (
+        "a few seconds' grace first"
+    )
     clock.t = T0 + 1 + 5
     assert sh.run_pass()
-    assert sorted(s.name for s in m.spans()) == ["chat claude-sonnet-4-5-20250929", "invoke_agent claude-code", "turn 1"]
+    assert sorted(s.name for s in m.spans()) == [
+        "chat claude-sonnet-4-5-20250929",
+        "invoke_agent claude-code",
+        "turn 1",
+    ]
 
 
 @pytest.mark.parametrize("case", ["interactive", "tool open", "tool result last"])
@@ -547,7 +724,10 @@ def test_last_prompt_mid_session_does_not_close(tmp_path, case):
     if case == "tool result last":
         lines.append(t.result(2, "toolu_1"))
     elif case == "interactive":
-        lines += [t.result(2, "toolu_1"), t.assistant(3, "m2", [{"type": "text", "text": "x"}], stop="end_turn")]
+        lines += [
+            t.result(2, "toolu_1"),
+            t.assistant(3, "m2", [{"type": "text", "text": "x"}], stop="end_turn"),
+        ]
     t.write([*lines, t.last_prompt()])
     app.backfill(cfg)
     m = Mem()
@@ -575,13 +755,24 @@ def test_restart_mid_session_continues_the_same_spans(tmp_path):
     lines_all = [
         t.prompt(0), t.assistant(1, "m1", [t.use("toolu_1", name="Agent", subagent_type="general-purpose", prompt="p")]),
     ]  # fmt: skip
-    sub = [t.prompt(2, "sub", agent="a1"), t.assistant(3, "m2", [t.use("toolu_2", command="x")], agent="a1")]
-    sub2 = [t.result(4, "toolu_2", agent="a1"), t.assistant(5, "m3", [{"type": "text", "text": "ok"}], agent="a1", stop="end_turn")]
-    rest = [t.result(6, "toolu_1", agent_id="a1"), t.assistant(7, "m4", [{"type": "text", "text": "done"}], stop="end_turn")]
+    sub = [
+        t.prompt(2, "sub", agent="a1"),
+        t.assistant(3, "m2", [t.use("toolu_2", command="x")], agent="a1"),
+    ]
+    sub2 = [
+        t.result(4, "toolu_2", agent="a1"),
+        t.assistant(5, "m3", [{"type": "text", "text": "ok"}], agent="a1", stop="end_turn"),
+    ]
+    rest = [
+        t.result(6, "toolu_1", agent_id="a1"),
+        t.assistant(7, "m4", [{"type": "text", "text": "done"}], stop="end_turn"),
+    ]
     # reference: everything at once
     ref_t = T(tmp_path / "ref")
     ref_t.write(lines_all + rest)
-    ref_t.write(sub + sub2, agent="a1", meta={"agentType": "general-purpose", "toolUseId": "toolu_1"})
+    ref_t.write(
+        sub + sub2, agent="a1", meta={"agentType": "general-purpose", "toolUseId": "toolu_1"}
+    )
     ref = trace(tmp_path / "ref", tmp_path / "ref-state", session_idle=600)
     # the same, in three pieces, with a new Shipper (a restarted daemon) for each
     m = Mem()
@@ -611,9 +802,13 @@ def test_backfill_since_skips_older_files(tmp_path):
     cfg = cfg_for(tmp_path / "claude", tmp_path / "state")
     app.backfill(cfg)
     m = Mem()
-    res = backfill_traces(cfg, tmp_path / "state" / "state.db", since=T0 + 1, sink=SdkSpanSink(m, {}))
+    res = backfill_traces(
+        cfg, tmp_path / "state" / "state.db", since=T0 + 1, sink=SdkSpanSink(m, {})
+    )
     assert res["spans"] == 0 and m.spans() == []
-    res = backfill_traces(cfg, tmp_path / "state" / "state.db", since=T0 - 1, sink=SdkSpanSink(m, {}))
+    res = backfill_traces(
+        cfg, tmp_path / "state" / "state.db", since=T0 - 1, sink=SdkSpanSink(m, {})
+    )
     assert res["spans"] == 3 and len(m.spans()) == 3
 
 
@@ -624,7 +819,9 @@ def test_backfill_gives_up_with_a_clear_error(tmp_path):
     app.backfill(cfg)
     m = Mem(fail_calls=set(range(1, 100)))
     with pytest.raises(ExportError, match="run again to continue"):
-        backfill_traces(cfg, tmp_path / "state" / "state.db", since=0, sink=SdkSpanSink(m, {}), max_failures=3)
+        backfill_traces(
+            cfg, tmp_path / "state" / "state.db", since=0, sink=SdkSpanSink(m, {}), max_failures=3
+        )
     m2 = Mem()
     res = backfill_traces(cfg, tmp_path / "state" / "state.db", since=0, sink=SdkSpanSink(m2, {}))
     assert res["spans"] == 3
@@ -642,7 +839,13 @@ def test_rewritten_file_is_read_again(tmp_path):
     tmp = t.path.with_suffix(".new")
     shutil.copy(t.path, tmp)
     with tmp.open("a") as f:
-        f.write(json.dumps(t.assistant(2, "m2", [{"type": "text", "text": "y"}], stop="end_turn"), separators=(",", ":")) + "\n")
+        f.write(
+            json.dumps(
+                t.assistant(2, "m2", [{"type": "text", "text": "y"}], stop="end_turn"),
+                separators=(",", ":"),
+            )
+            + "\n"
+        )
     tmp.replace(t.path)
     app.backfill(cfg)
     assert sh.run_pass()
@@ -651,7 +854,10 @@ def test_rewritten_file_is_read_again(tmp_path):
     sh.clock = Clock(T0 + 1000)
     assert sh.run_pass()
     spans = m.spans()
-    assert sorted(s.name for s in spans if not s.name.startswith("chat")) == ["invoke_agent claude-code", "turn 1"]
+    assert sorted(s.name for s in spans if not s.name.startswith("chat")) == [
+        "invoke_agent claude-code",
+        "turn 1",
+    ]
     assert len({s.context.span_id for s in spans}) == len(spans)
 
 
@@ -675,13 +881,23 @@ def test_a_span_the_collector_refuses_is_dropped_alone(tmp_path):
     cfg = cfg_for(FIXTURES / "claude-2.1.197", tmp_path / "state")
     app.backfill(cfg)
     sink = Picky()
-    sh = Shipper(cfg.resolved_state_dir() / "state.db", sink, options(cfg), clock=lambda: T0 + 10 * 86400, session_idle=0, since=0, batch=512)
+    sh = Shipper(
+        cfg.resolved_state_dir() / "state.db",
+        sink,
+        options(cfg),
+        clock=lambda: T0 + 10 * 86400,
+        session_idle=0,
+        since=0,
+        batch=512,
+    )
     assert sh.run_pass()
     from opentelemetry.sdk.resources import Resource
 
     got = [to_readable(s, Resource({})) for s in sink.got]
     assert sh.stats.dropped == 1
-    want = {x for x in signature(ref) if not (x[3] == "execute_tool Bash" and x[7] == StatusCode.ERROR)}
+    want = {
+        x for x in signature(ref) if not (x[3] == "execute_tool Bash" and x[7] == StatusCode.ERROR)
+    }
     a, b = {x[:4] for x in signature(got)}, {x[:4] for x in want}
     assert a == b, (a - b, b - a)
     assert len(got) == len(ref) - 1 == len({s.context.span_id for s in got})

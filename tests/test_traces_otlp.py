@@ -17,9 +17,18 @@ def cfg(**flags):
 
 def test_defaults():
     t = target(cfg(), "traces", env={})
-    assert (t.protocol, t.url, t.headers, t.compression, t.timeout) == ("http/protobuf", "http://localhost:4318/v1/traces", {}, "none", 10.0)
+    assert (t.protocol, t.url, t.headers, t.compression, t.timeout) == (
+        "http/protobuf",
+        "http://localhost:4318/v1/traces",
+        {},
+        "none",
+        10.0,
+    )
     assert target(cfg(), "metrics", env={}).url == "http://localhost:4318/v1/metrics"
-    assert target(cfg(), "traces", env={"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}).url == "http://localhost:4317"
+    assert (
+        target(cfg(), "traces", env={"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}).url
+        == "http://localhost:4317"
+    )
 
 
 def test_standard_variables():
@@ -37,7 +46,13 @@ def test_standard_variables():
     t = target(cfg(), "traces", env=env)
     assert t.url == "https://collector.example:4318/v1/traces"
     assert t.headers == {"x-api-key": "traces-only"}
-    assert (t.ca_file, t.client_cert, t.client_key, t.compression, t.timeout) == ("/etc/ca.pem", "/etc/client.pem", "/etc/client.key", "gzip", 2.5)
+    assert (t.ca_file, t.client_cert, t.client_key, t.compression, t.timeout) == (
+        "/etc/ca.pem",
+        "/etc/client.pem",
+        "/etc/client.key",
+        "gzip",
+        2.5,
+    )
     m = target(cfg(), "metrics", env=env)
     assert m.url == "https://metrics.example/custom/path"  # a signal endpoint is used as is
     assert m.headers == {"x-api-key": "abc", "team": "a b"}
@@ -54,13 +69,28 @@ def test_grpc_endpoints():
 def test_ccotel_keys_win_over_the_environment():
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://env:4318", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://env-traces/v1/traces",
            "OTEL_EXPORTER_OTLP_HEADERS": "a=1"}  # fmt: skip
-    c = cfg(otlp_endpoint="http://mine:4318", otlp_headers="b=2", otlp_protocol="http/protobuf", otlp_timeout=3)
+    c = cfg(
+        otlp_endpoint="http://mine:4318",
+        otlp_headers="b=2",
+        otlp_protocol="http/protobuf",
+        otlp_timeout=3,
+    )
     t = target(c, "traces", env=env)
     assert t.url == "http://mine:4318/v1/traces"
     assert t.headers == {"a": "1", "b": "2"}
     assert t.timeout == 3
-    c = load(env={"CCOTEL_OTLP_ENDPOINT": "http://fromenv:1234", "CCOTEL_CAPTURE_CONTENT": "true", "CCOTEL_RESOURCE_USER": "off"})
-    assert c.otlp_endpoint == "http://fromenv:1234" and c.capture_content is True and c.resource_user == "off"
+    c = load(
+        env={
+            "CCOTEL_OTLP_ENDPOINT": "http://fromenv:1234",
+            "CCOTEL_CAPTURE_CONTENT": "true",
+            "CCOTEL_RESOURCE_USER": "off",
+        }
+    )
+    assert (
+        c.otlp_endpoint == "http://fromenv:1234"
+        and c.capture_content is True
+        and c.resource_user == "off"
+    )
 
 
 def test_unsupported_settings_are_errors():
@@ -73,8 +103,13 @@ def test_unsupported_settings_are_errors():
 
 
 def test_resource_attributes():
-    a = resource_attributes(cfg(resource_user="alice", resource_host="laptop-7"), env={"OTEL_RESOURCE_ATTRIBUTES": "team=core, deployment.environment=dev"})
-    assert a["service.name"] == "ccotel" and a["host.name"] == "laptop-7" and a["user.name"] == "alice"
+    a = resource_attributes(
+        cfg(resource_user="alice", resource_host="laptop-7"),
+        env={"OTEL_RESOURCE_ATTRIBUTES": "team=core, deployment.environment=dev"},
+    )
+    assert (
+        a["service.name"] == "ccotel" and a["host.name"] == "laptop-7" and a["user.name"] == "alice"
+    )
     assert a["team"] == "core" and a["deployment.environment"] == "dev"
     a = resource_attributes(cfg(resource_user="off"), env={})
     assert "user.name" not in a and a["host.name"]
@@ -96,18 +131,32 @@ def test_metrics_as_cumulative_otlp_with_the_same_names():
 
     reg = CollectorRegistry()
     reg.register(C())
-    req = metrics_request(reg.collect(), pb_resource({"service.name": "ccotel"}), start_ns=100, now_ns=200)
+    req = metrics_request(
+        reg.collect(), pb_resource({"service.name": "ccotel"}), start_ns=100, now_ns=200
+    )
     ms = {m.name: m for m in req.resource_metrics[0].scope_metrics[0].metrics}
     assert set(ms) == {"ccotel_tokens", "ccotel_spend_usd", "ccotel_tool_duration_seconds"}
     s = ms["ccotel_tokens"].sum
     assert s.is_monotonic and s.aggregation_temporality == pbm.AGGREGATION_TEMPORALITY_CUMULATIVE
-    pts = {tuple(kv.value.string_value for kv in p.attributes): (p.as_double, p.start_time_unix_nano, p.time_unix_nano) for p in s.data_points}
+    pts = {
+        tuple(kv.value.string_value for kv in p.attributes): (
+            p.as_double,
+            p.start_time_unix_nano,
+            p.time_unix_nano,
+        )
+        for p in s.data_points
+    }
     assert pts == {("opus", "input"): (10, 100, 200), ("opus", "output"): (3, 100, 200)}
     assert ms["ccotel_spend_usd"].gauge.data_points[0].as_double == 1.5
     h = ms["ccotel_tool_duration_seconds"].histogram
     assert h.aggregation_temporality == pbm.AGGREGATION_TEMPORALITY_CUMULATIVE
     p = h.data_points[0]
-    assert list(p.explicit_bounds) == [0.1, 1.0] and list(p.bucket_counts) == [1, 2, 1] and p.count == 4 and p.sum == 5.5
+    assert (
+        list(p.explicit_bounds) == [0.1, 1.0]
+        and list(p.bucket_counts) == [1, 2, 1]
+        and p.count == 4
+        and p.sum == 5.5
+    )
     assert req.resource_metrics[0].resource.attributes[0].value.string_value == "ccotel"
 
 

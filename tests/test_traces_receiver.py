@@ -86,7 +86,13 @@ def decode_traces(body: bytes) -> list[RSpan]:
 class Receiver:
     """OTLP/HTTP on 127.0.0.1:port. ``fail_status`` set: answer every request with it."""
 
-    def __init__(self, port: int = 0, keep_raw: bool = True, decode: bool = True, tls: tuple[str, str] | None = None):
+    def __init__(
+        self,
+        port: int = 0,
+        keep_raw: bool = True,
+        decode: bool = True,
+        tls: tuple[str, str] | None = None,
+    ):
         self.got = Received()
         self.lock = threading.Lock()
         self.fail_status: int | None = None
@@ -182,7 +188,9 @@ class Receiver:
         deadline = time.monotonic() + timeout
         while not pred():
             if time.monotonic() > deadline:
-                raise AssertionError(f"receiver: condition not met in {timeout} s ({self.got.requests} requests, {len(self.got.spans)} spans)")
+                raise AssertionError(
+                    f"receiver: condition not met in {timeout} s ({self.got.requests} requests, {len(self.got.spans)} spans)"
+                )
             time.sleep(0.05)
 
 
@@ -240,7 +248,11 @@ def _one_span_request() -> bytes:
     return ExportTraceServiceRequest(
         resource_spans=[
             trace_pb2.ResourceSpans(
-                scope_spans=[trace_pb2.ScopeSpans(spans=[trace_pb2.Span(trace_id=b"\x01" * 16, span_id=b"\x02" * 8, name="x")])]
+                scope_spans=[
+                    trace_pb2.ScopeSpans(
+                        spans=[trace_pb2.Span(trace_id=b"\x01" * 16, span_id=b"\x02" * 8, name="x")]
+                    )
+                ]
             )
         ]
     ).SerializeToString()
@@ -251,7 +263,10 @@ def test_receiver_reads_chunked_bodies():
     with Receiver() as r:
         s = socket.create_connection(("127.0.0.1", r.port))
         half = len(body) // 2
-        chunks = b"".join(f"{len(c):x}\r\n".encode() + c + b"\r\n" for c in (body[:half], body[half:])) + b"0\r\n\r\n"
+        chunks = (
+            b"".join(f"{len(c):x}\r\n".encode() + c + b"\r\n" for c in (body[:half], body[half:]))
+            + b"0\r\n\r\n"
+        )
         s.sendall(
             b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n" + chunks

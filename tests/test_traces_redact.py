@@ -9,24 +9,35 @@ from hypothesis import strategies as st
 from ccotel.traces.redact import MASK, clean, redact
 
 SECRETS = [
-    ("anthropic api key", "sk-ant-api03-Zx9yQ8wV7uT6sR5qP4oN3mL2kJ1iH0gF-AbCdEfGhIjKlMnOpQrStUvWxYz012345_6789"),
+    (
+        "anthropic api key",
+        "sk-ant-api03-Zx9yQ8wV7uT6sR5qP4oN3mL2kJ1iH0gF-AbCdEfGhIjKlMnOpQrStUvWxYz012345_6789",
+    ),
     ("anthropic admin key", "sk-ant-admin01-abcdefghijklmnopqrstuvwxyz0123456789"),
     ("openai key", "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789ABCD"),
     ("aws access key id", "AKIAIOSFODNN7EXAMPLE"),
     ("aws session key id", "ASIAY34FZKBOKMUTVV7A"),
     ("github classic token", "ghp_16C7e42F292c6912E7710c838347Ae178B4a"),
     ("github oauth token", "gho_16C7e42F292c6912E7710c838347Ae178B4a"),
-    ("github fine-grained token", "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOP"),
+    (
+        "github fine-grained token",
+        "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOP",
+    ),
     ("gitlab token", "glpat-xxxxxxxxxxxxxxxxxxxx"),
     ("slack token", "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx"),
     ("google api key", "AIzaSyA1234567890abcdefghijklmnopqrstuv"),
     ("stripe key", "sk_live_4eC39HqLyjWDarjtT1zdp7dc"),
-    ("jwt", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"),
+    (
+        "jwt",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+    ),
 ]
 
 
 @pytest.mark.parametrize("name,secret", SECRETS, ids=[n for n, _ in SECRETS])
-@pytest.mark.parametrize("around", ["{}", "key={} end", "'{}'", '{{"k": "{}"}}', "export X={}\n", "x {}, y", "({})"])
+@pytest.mark.parametrize(
+    "around", ["{}", "key={} end", "'{}'", '{{"k": "{}"}}', "export X={}\n", "x {}, y", "({})"]
+)
 def test_token_shapes_are_masked(name, secret, around):
     out = redact(around.format(secret))
     assert secret not in out
@@ -36,14 +47,30 @@ def test_token_shapes_are_masked(name, secret, around):
 @pytest.mark.parametrize(
     "text,masked,kept",
     [
-        ("curl -H 'Authorization: Bearer abcdef0123456789xyz' https://x", "abcdef0123456789xyz", "Authorization: Bearer [REDACTED]"),
+        (
+            "curl -H 'Authorization: Bearer abcdef0123456789xyz' https://x",
+            "abcdef0123456789xyz",
+            "Authorization: Bearer [REDACTED]",
+        ),
         ("Authorization: Basic dXNlcjpwYXNzd29yZA==", "dXNlcjpwYXNzd29yZA", "Basic [REDACTED]"),
-        ("git clone https://alice:s3cr3tpass@github.com/a/b.git", "s3cr3tpass", "https://alice:[REDACTED]@github.com/a/b.git"),
-        ("postgres://app:Pa55w0rd!x@db:5432/prod", "Pa55w0rd!x", "postgres://app:[REDACTED]@db:5432/prod"),
+        (
+            "git clone https://alice:s3cr3tpass@github.com/a/b.git",
+            "s3cr3tpass",
+            "https://alice:[REDACTED]@github.com/a/b.git",
+        ),
+        (
+            "postgres://app:Pa55w0rd!x@db:5432/prod",
+            "Pa55w0rd!x",
+            "postgres://app:[REDACTED]@db:5432/prod",
+        ),
         ("DB_PASSWORD=hunter2hunter2", "hunter2hunter2", "DB_PASSWORD=[REDACTED]"),
         ('{"password": "correct horse"}', "correct", '"password": "[REDACTED]'),
         ("mysql --password s3cretvalue -u root", "s3cretvalue", "--password [REDACTED]"),
-        ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "wJalrXUtnFEMI", "aws_secret_access_key = [REDACTED]"),
+        (
+            "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "wJalrXUtnFEMI",
+            "aws_secret_access_key = [REDACTED]",
+        ),
         ("CLIENT_SECRET: 'abcdef123456'", "abcdef123456", "CLIENT_SECRET: '[REDACTED]"),
     ],
 )
@@ -55,7 +82,13 @@ def test_assignments_urls_and_headers(text, masked, kept):
 
 def test_private_key_blocks_are_masked_whole():
     body = "MIIEowIBAAKCAQEA1234567890abcdef\nQUJDREVGR0hJSktMTU5PUFFSU1RVVldY\n"
-    for kind in ("RSA PRIVATE KEY", "OPENSSH PRIVATE KEY", "PRIVATE KEY", "EC PRIVATE KEY", "ENCRYPTED PRIVATE KEY"):
+    for kind in (
+        "RSA PRIVATE KEY",
+        "OPENSSH PRIVATE KEY",
+        "PRIVATE KEY",
+        "EC PRIVATE KEY",
+        "ENCRYPTED PRIVATE KEY",
+    ):
         text = f"before\n-----BEGIN {kind}-----\n{body}-----END {kind}-----\nafter"
         out = redact(text)
         assert "MIIEowIBAAKCAQEA" not in out and "QUJDREVGR0hJSktMTU5P" not in out
@@ -65,7 +98,13 @@ def test_private_key_blocks_are_masked_whole():
 
 
 def test_ordinary_text_is_left_alone():
-    for text in ("ls -la /home/u/proj", "git commit -m 'fix the parser'", "pytest -q tests/test_x.py", "The answer is 42.", "token count: 12"):
+    for text in (
+        "ls -la /home/u/proj",
+        "git commit -m 'fix the parser'",
+        "pytest -q tests/test_x.py",
+        "The answer is 42.",
+        "token count: 12",
+    ):
         assert redact(text) == text
 
 
@@ -90,7 +129,12 @@ _filler = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size
 
 
 @settings(max_examples=300, deadline=None)
-@given(before=_filler, after=_filler, which=st.sampled_from(SECRETS), limit=st.sampled_from([0, 20, 80, 200]))
+@given(
+    before=_filler,
+    after=_filler,
+    which=st.sampled_from(SECRETS),
+    limit=st.sampled_from([0, 20, 80, 200]),
+)
 def test_property_no_secret_survives_in_any_surroundings(before, after, which, limit):
     secret = which[1]
     out = clean(f"{before} {secret} {after}", limit)

@@ -35,7 +35,14 @@ from tests.realcli import (
 from tests.test_live import start
 from tests.test_traces_receiver import GrpcReceiver, Receiver, RSpan
 
-CONTENT_MARKERS = ("ccotel-bash-ok", "ccotel-one", "ccotel-from-subagent", "echo ", "Run the ccotel harness", "[[ccotel:")
+CONTENT_MARKERS = (
+    "ccotel-bash-ok",
+    "ccotel-one",
+    "ccotel-from-subagent",
+    "echo ",
+    "Run the ccotel harness",
+    "[[ccotel:",
+)
 
 
 def clean_env(**extra) -> dict:
@@ -54,8 +61,16 @@ def settle(config_dir: Path) -> None:
 
 
 def ccotel(*args, env=None, timeout=300) -> subprocess.CompletedProcess:
-    p = subprocess.run([sys.executable, "-m", "ccotel", *args], capture_output=True, text=True, env=env or clean_env(), timeout=timeout)
-    assert p.returncode == 0, f"ccotel {' '.join(args)} exited {p.returncode}\n{p.stdout}\n{p.stderr}"
+    p = subprocess.run(
+        [sys.executable, "-m", "ccotel", *args],
+        capture_output=True,
+        text=True,
+        env=env or clean_env(),
+        timeout=timeout,
+    )
+    assert p.returncode == 0, (
+        f"ccotel {' '.join(args)} exited {p.returncode}\n{p.stdout}\n{p.stderr}"
+    )
     return p
 
 
@@ -87,7 +102,9 @@ def chat_totals(spans: list[RSpan]) -> dict:
 def assert_tree(spans: list[RSpan], config_dir: Path, session_ids: list[str]) -> None:
     by_id = {s.span_id: s for s in spans}
     assert len(by_id) == len(spans), "one span per span id"
-    assert {s.trace_id for s in spans} == {uuid.UUID(sid).hex for sid in session_ids}, "one trace per session, id = session id"
+    assert {s.trace_id for s in spans} == {uuid.UUID(sid).hex for sid in session_ids}, (
+        "one trace per session, id = session id"
+    )
     for sid in session_ids:
         tr = [s for s in spans if s.trace_id == uuid.UUID(sid).hex]
         roots = [s for s in tr if not s.parent_id]
@@ -100,7 +117,9 @@ def assert_tree(spans: list[RSpan], config_dir: Path, session_ids: list[str]) ->
         if s.name.startswith("execute_tool "):
             got.setdefault(str(uuid.UUID(s.trace_id)), set()).add(s.attrs["gen_ai.tool.call.id"])
     assert got == want, "one tool span per tool_use"
-    assert Counter(s.name.startswith("execute_tool ") for s in spans)[True] == sum(len(v) for v in want.values())
+    assert Counter(s.name.startswith("execute_tool ") for s in spans)[True] == sum(
+        len(v) for v in want.values()
+    )
     assert_equal_totals(chat_totals(spans), ccusage_totals(config_dir))
 
 
@@ -138,9 +157,16 @@ def test_backfill_traces_of_real_cli_sessions(real_claude_home, tmp_path):
     # the failing tool
     err = home.run("error")
     errs = [s for s in spans if s.status == 2]
-    assert [(s.name, s.trace_id, s.attrs["error.type"]) for s in errs] == [("execute_tool Bash", uuid.UUID(err.session_id).hex, "tool_error")]
+    assert [(s.name, s.trace_id, s.attrs["error.type"]) for s in errs] == [
+        ("execute_tool Bash", uuid.UUID(err.session_id).hex, "tool_error")
+    ]
     # two tools in one response: siblings under the same turn
-    par = [s for s in spans if s.trace_id == uuid.UUID(home.run("parallel").session_id).hex and s.name == "execute_tool Bash"]
+    par = [
+        s
+        for s in spans
+        if s.trace_id == uuid.UUID(home.run("parallel").session_id).hex
+        and s.name == "execute_tool Bash"
+    ]
     assert len(par) == 2 and par[0].parent_id == par[1].parent_id
     # models
     models = {s.attrs["gen_ai.request.model"] for s in spans if s.name.startswith("chat ")}
@@ -163,14 +189,28 @@ def test_captured_content_is_masked(tmp_path, real_claude_home):
         name="secret",
         model="claude-sonnet-4-5-20250929",
         steps=(
-            Step(text="Deploying.", tools=(ToolCall("Bash", {"command": f"echo deploy-{SECRET_KEY} && echo {SECRET_GH}", "description": "deploy"}),)),
+            Step(
+                text="Deploying.",
+                tools=(
+                    ToolCall(
+                        "Bash",
+                        {
+                            "command": f"echo deploy-{SECRET_KEY} && echo {SECRET_GH}",
+                            "description": "deploy",
+                        },
+                    ),
+                ),
+            ),
             Step(text="Deployed."),
         ),
     )
     run = run_claude(home.home, prompt=f"deploy using my key {SECRET_KEY} now", scenario=sc)
     settle(home.config_dir)
     got = {}
-    for mode, env in (("capture", {"CCOTEL_CAPTURE_CONTENT": "true"}), ("details", {"CCOTEL_TOOL_DETAILS": "true"})):
+    for mode, env in (
+        ("capture", {"CCOTEL_CAPTURE_CONTENT": "true"}),
+        ("details", {"CCOTEL_TOOL_DETAILS": "true"}),
+    ):
         with Receiver() as r:
             ccotel("backfill", "--traces", "--claude-dir", str(home.config_dir), "--state-dir", str(tmp_path / mode),
                    "--otlp-endpoint", r.url, env=clean_env(**env))  # fmt: skip
@@ -189,7 +229,12 @@ def test_captured_content_is_masked(tmp_path, real_claude_home):
     bash = next(s for s in details if s.name == "execute_tool Bash")
     assert bash.attrs["ccotel.tool.command"] == "echo deploy-[REDACTED] && echo [REDACTED]"
     keys = {k for s in details for k in s.attrs}
-    assert not keys & {"gen_ai.tool.call.result", "gen_ai.tool.call.arguments", "gen_ai.input.messages", "gen_ai.output.messages"}
+    assert not keys & {
+        "gen_ai.tool.call.result",
+        "gen_ai.tool.call.arguments",
+        "gen_ai.input.messages",
+        "gen_ai.output.messages",
+    }
 
 
 @pytest.mark.timeout(600)
@@ -219,12 +264,25 @@ def _reference(config_dir: Path, state: Path) -> dict[str, tuple]:
     """The spans a clean run builds for the same transcripts (in memory)."""
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    cfg = load(env={}, flags={"claude_dirs": [str(config_dir)], "state_dir": str(state), "trace_rate": 0, "session_idle": 0})
+    cfg = load(
+        env={},
+        flags={
+            "claude_dirs": [str(config_dir)],
+            "state_dir": str(state),
+            "trace_rate": 0,
+            "session_idle": 0,
+        },
+    )
     app.backfill(cfg)
     mem = InMemorySpanExporter()
     backfill_traces(cfg, state / "state.db", since=0, sink=SdkSpanSink(mem, {}))
     return {
-        f"{s.context.span_id:016x}": (f"{s.parent.span_id:016x}" if s.parent else "", s.name, s.start_time, s.end_time)
+        f"{s.context.span_id:016x}": (
+            f"{s.parent.span_id:016x}" if s.parent else "",
+            s.name,
+            s.start_time,
+            s.end_time,
+        )
         for s in mem.get_finished_spans()
     }
 
@@ -235,8 +293,17 @@ def test_collector_down_then_up_nothing_lost_nothing_twice(real_claude_home, tmp
     otlp_port, metrics_port = free_port(), free_port()
     env = clean_env(CCOTEL_OTLP_RETRY_MAX="1", CCOTEL_METRICS_PUSH_INTERVAL="1", CCOTEL_TRACE_BATCH_SPANS="7",
                     OTEL_RESOURCE_ATTRIBUTES="team=core")  # fmt: skip
-    proc = start(home.config_dir, tmp_path / "state", metrics_port, env,
-                 "--otlp-endpoint", f"http://127.0.0.1:{otlp_port}", "--log-format", "json", timeout=60)
+    proc = start(
+        home.config_dir,
+        tmp_path / "state",
+        metrics_port,
+        env,
+        "--otlp-endpoint",
+        f"http://127.0.0.1:{otlp_port}",
+        "--log-format",
+        "json",
+        timeout=60,
+    )
     try:
         # the collector is down: new real sessions are still counted
         append_sessions(home.home, ["bash", "agent", "error"])
@@ -260,7 +327,11 @@ def test_collector_down_then_up_nothing_lost_nothing_twice(real_claude_home, tmp
             time.sleep(2.5)  # a few more passes: nothing else may arrive
             spans = r.spans()
             metrics = list(r.got.metrics)
-            body = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+            body = (
+                urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)
+                .read()
+                .decode()
+            )
     finally:
         proc.send_signal(signal.SIGTERM)
         out = proc.communicate(timeout=60)[0].decode()
@@ -269,19 +340,44 @@ def test_collector_down_then_up_nothing_lost_nothing_twice(real_claude_home, tmp
     got = {s.span_id: (s.parent_id, s.name, s.start, s.end) for s in spans}
     assert got == ref, "nothing lost, and the same spans as a clean run"
     assert_tree(spans, home.config_dir, load_home(home.home).session_ids)
-    warnings = [json.loads(line) for line in out.splitlines() if line.startswith("{") and "cannot export traces" in line]
+    warnings = [
+        json.loads(line)
+        for line in out.splitlines()
+        if line.startswith("{") and "cannot export traces" in line
+    ]
     assert len(warnings) == 1 and warnings[0]["level"] == "warning", out[-3000:]
     assert "traces export works again" in out
     # metrics pushed over OTLP: same names, cumulative, resource attributes
     last = metrics[-1].resource_metrics[0]
     res = {kv.key: kv.value.string_value for kv in last.resource.attributes}
-    assert res["service.name"] == "ccotel" and res["team"] == "core" and res["host.name"] and res["user.name"]
+    assert (
+        res["service.name"] == "ccotel"
+        and res["team"] == "core"
+        and res["host.name"]
+        and res["user.name"]
+    )
     names = {m.name for m in last.scope_metrics[0].metrics}
-    assert {"ccotel_tokens", "ccotel_cost_usd", "ccotel_tool_calls", "ccotel_spans_exported", "ccotel_export_errors"} <= names
+    assert {
+        "ccotel_tokens",
+        "ccotel_cost_usd",
+        "ccotel_tool_calls",
+        "ccotel_spans_exported",
+        "ccotel_export_errors",
+    } <= names
     tokens = next(m for m in last.scope_metrics[0].metrics if m.name == "ccotel_tokens")
     assert tokens.sum.is_monotonic and tokens.sum.aggregation_temporality == 2
-    assert sum(p.as_double for p in tokens.sum.data_points if any(kv.value.string_value == "input" for kv in p.attributes)) == want["inputTokens"]
-    assert 'ccotel_export_errors_total{signal="traces"}' in body and "ccotel_spans_exported_total" in body
+    assert (
+        sum(
+            p.as_double
+            for p in tokens.sum.data_points
+            if any(kv.value.string_value == "input" for kv in p.attributes)
+        )
+        == want["inputTokens"]
+    )
+    assert (
+        'ccotel_export_errors_total{signal="traces"}' in body
+        and "ccotel_spans_exported_total" in body
+    )
 
 
 def _self_signed(dirpath: Path) -> tuple[str, str]:
@@ -306,7 +402,13 @@ def _self_signed(dirpath: Path) -> tuple[str, str]:
     )  # fmt: skip
     crt, k = dirpath / "collector.crt", dirpath / "collector.key"
     crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    k.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    k.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return str(crt), str(k)
 
 
@@ -321,7 +423,11 @@ def test_tls_with_a_private_ca(tmp_path):
         p = subprocess.run([sys.executable, "-m", "ccotel", "backfill", "--traces", "--since", "3650d", "--claude-dir", str(src),
                             "--state-dir", str(tmp_path / "s"), "--otlp-endpoint", r.url],
                            capture_output=True, text=True, env=clean_env(CCOTEL_OTLP_RETRY_MAX="0.1"), timeout=120)  # fmt: skip
-        assert p.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in p.stderr and "run again to continue" in p.stderr
+        assert (
+            p.returncode == 1
+            and "CERTIFICATE_VERIFY_FAILED" in p.stderr
+            and "run again to continue" in p.stderr
+        )
         assert r.spans() == []
         ccotel("backfill", "--traces", "--since", "3650d", "--claude-dir", str(src), "--state-dir", str(tmp_path / "s"),
                "--otlp-endpoint", r.url, env=clean_env(OTEL_EXPORTER_OTLP_CERTIFICATE=crt, OTEL_EXPORTER_OTLP_COMPRESSION="gzip"))  # fmt: skip

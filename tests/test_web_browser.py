@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.conftest import free_port
@@ -80,9 +80,7 @@ def wait(d, seconds: float) -> WebDriverWait:
 
 
 def ready(d) -> None:
-    wait(d, 20).until(
-        lambda d: d.execute_script("return document.body.dataset.ready === '1'")
-    )
+    wait(d, 20).until(lambda d: d.execute_script("return document.body.dataset.ready === '1'"))
 
 
 def shot(d, tmp_path: Path, name: str) -> Path:
@@ -131,9 +129,7 @@ def test_overview_then_session(site, browser, tmp_path):
     # Toggle the charts to projects; the legend names a project.
     d.find_element(By.CSS_SELECTOR, "#by button[data-by=project]").click()
     proj = get(port, "/api/sessions?limit=1")["sessions"][0]["project"]
-    wait(d, 10).until(
-        lambda d: proj in d.find_element(By.CSS_SELECTOR, "#hourly .legend").text
-    )
+    wait(d, 10).until(lambda d: proj in d.find_element(By.CSS_SELECTOR, "#hourly .legend").text)
 
     # Search by id, then click through to the Agent session.
     agent = home.run("agent").session_id

@@ -85,12 +85,24 @@ def test_tls_and_basic_auth_on_every_route(tmp_path):
         with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
             urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5).read()
         # `ccotel status` speaks TLS and basic auth too (the password from the environment).
-        status = [sys.executable, "-m", "ccotel", "status", "--json", "--metrics-addr", f"127.0.0.1:{port}"]
-        ok = subprocess.run(status, env=env | {"CCOTEL_HTTP_PASSWORD": "s3cret"}, capture_output=True, text=True)
+        status = [
+            sys.executable,
+            "-m",
+            "ccotel",
+            "status",
+            "--json",
+            "--metrics-addr",
+            f"127.0.0.1:{port}",
+        ]
+        ok = subprocess.run(
+            status, env=env | {"CCOTEL_HTTP_PASSWORD": "s3cret"}, capture_output=True, text=True
+        )
         assert ok.returncode == 0 and json.loads(ok.stdout)["ok"], ok.stderr
         no = subprocess.run(status, env=env, capture_output=True, text=True)
         assert no.returncode == 2 and "CCOTEL_HTTP_PASSWORD" in no.stderr
-        bad = subprocess.run(status, env=env | {"CCOTEL_HTTP_PASSWORD": "nope"}, capture_output=True, text=True)
+        bad = subprocess.run(
+            status, env=env | {"CCOTEL_HTTP_PASSWORD": "nope"}, capture_output=True, text=True
+        )
         assert bad.returncode == 1 and "refused" in bad.stderr
     finally:
         proc.send_signal(signal.SIGTERM)

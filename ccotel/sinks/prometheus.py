@@ -93,7 +93,9 @@ class TotalsCollector:
         for cwd in sessions:
             spend.setdefault(self._labeler(cwd or ""), 0.0)
         with self._admit_lock:
-            new = sorted((p for p in spend if p not in self._admitted), key=lambda p: (-spend[p], p))
+            new = sorted(
+                (p for p in spend if p not in self._admitted), key=lambda p: (-spend[p], p)
+            )
             room = self.max_projects - len(self._admitted)
             self._admitted.update(new[: max(room, 0)])
             self._folded = {p for p in spend if p not in self._admitted}
@@ -118,25 +120,47 @@ class TotalsCollector:
         for proj, n in self._by_project(sessions).items():
             s_total.add_metric([proj], n)
         yield s_total
-        act = GaugeMetricFamily("ccotel_active_sessions", "Sessions with activity in the last 5 minutes", labels=["project"])
+        act = GaugeMetricFamily(
+            "ccotel_active_sessions",
+            "Sessions with activity in the last 5 minutes",
+            labels=["project"],
+        )
         for proj, n in self._by_project(active).items():
             act.add_metric([proj], n)
         yield act
 
-        sp = GaugeMetricFamily("ccotel_spend_usd", "Spend whose event time falls in the trailing window, USD", labels=["window"])
+        sp = GaugeMetricFamily(
+            "ccotel_spend_usd",
+            "Spend whose event time falls in the trailing window, USD",
+            labels=["window"],
+        )
         for w, v in spend.items():
             sp.add_metric([w], v)
         yield sp
-        bud = GaugeMetricFamily("ccotel_budget_usd", "Configured budget per window, USD", labels=["window"])
+        bud = GaugeMetricFamily(
+            "ccotel_budget_usd", "Configured budget per window, USD", labels=["window"]
+        )
         for w, v in self.budgets.items():
             bud.add_metric([w], v)
         yield bud
 
-        yield CounterMetricFamily("ccotel_lines", "Transcript lines read", value=counters.get("lines", 0))
-        yield CounterMetricFamily("ccotel_parse_errors", "Malformed lines skipped", value=counters.get("parse_errors", 0))
-        yield GaugeMetricFamily("ccotel_ingest_lag_seconds", "How late ingest is: read time minus event time of the last line read, 0 when nothing waits to be read", value=lag)
+        yield CounterMetricFamily(
+            "ccotel_lines", "Transcript lines read", value=counters.get("lines", 0)
+        )
+        yield CounterMetricFamily(
+            "ccotel_parse_errors", "Malformed lines skipped", value=counters.get("parse_errors", 0)
+        )
+        yield GaugeMetricFamily(
+            "ccotel_ingest_lag_seconds",
+            "How late ingest is: read time minus event time of the last line read, 0 when nothing waits to be read",
+            value=lag,
+        )
         yield GaugeMetricFamily("ccotel_files_tracked", "Transcript files tracked", value=files)
-        yield GaugeMetricFamily("ccotel_pending_bytes", "Bytes written to transcripts and not read yet (last rescan)", value=pending)
+        yield GaugeMetricFamily(
+            "ccotel_pending_bytes",
+            "Bytes written to transcripts and not read yet (last rescan)",
+            value=pending,
+        )
         yield GaugeMetricFamily(
             "ccotel_projects_folded",
             f'Projects beyond max_projects ({self.max_projects}) counted under project="{OTHER_PROJECT}"',
@@ -156,11 +180,25 @@ class TotalsCollector:
         return out
 
     def _usage(self, usage: dict[tuple[str, str], list[float]], exemplars: dict):
-        tokens = CounterMetricFamily("ccotel_tokens", "Tokens of de-duplicated API responses", labels=["model", "type", "project"])
-        cost = CounterMetricFamily("ccotel_cost_usd", "Cost of de-duplicated API responses, USD", labels=["model", "project"])
-        reqs = CounterMetricFamily("ccotel_requests", "De-duplicated API responses", labels=["model", "project"])
-        web = CounterMetricFamily("ccotel_web_search_requests", "Web search requests", labels=["model", "project"])
-        unpriced = CounterMetricFamily("ccotel_unpriced_tokens", "Tokens of models without a price", labels=["model"])
+        tokens = CounterMetricFamily(
+            "ccotel_tokens",
+            "Tokens of de-duplicated API responses",
+            labels=["model", "type", "project"],
+        )
+        cost = CounterMetricFamily(
+            "ccotel_cost_usd",
+            "Cost of de-duplicated API responses, USD",
+            labels=["model", "project"],
+        )
+        reqs = CounterMetricFamily(
+            "ccotel_requests", "De-duplicated API responses", labels=["model", "project"]
+        )
+        web = CounterMetricFamily(
+            "ccotel_web_search_requests", "Web search requests", labels=["model", "project"]
+        )
+        unpriced = CounterMetricFamily(
+            "ccotel_unpriced_tokens", "Tokens of models without a price", labels=["model"]
+        )
         merged: dict[tuple[str, str], list[float]] = {}
         unp: dict[str, float] = {}
         for (model, cwd), v in usage.items():
@@ -186,8 +224,14 @@ class TotalsCollector:
         yield from (tokens, cost, reqs, web, unpriced)
 
     def _tools(self, tools: dict[tuple[str, str, str], tuple]):
-        calls = CounterMetricFamily("ccotel_tool_calls", "Tool calls with a result", labels=["tool", "project", "status"])
-        hist = HistogramMetricFamily("ccotel_tool_duration_seconds", "Tool call duration: tool_use to tool_result", labels=["tool"])
+        calls = CounterMetricFamily(
+            "ccotel_tool_calls", "Tool calls with a result", labels=["tool", "project", "status"]
+        )
+        hist = HistogramMetricFamily(
+            "ccotel_tool_duration_seconds",
+            "Tool call duration: tool_use to tool_result",
+            labels=["tool"],
+        )
         by_tool: dict[str, list] = {}
         merged: dict[tuple[str, str, str], float] = {}
         for (tool, cwd, status), (count, dur, buckets) in tools.items():
@@ -256,7 +300,9 @@ class MetricsServer:
                     self.end_headers()
                     return
                 path, _, query = self.path.partition("?")
-                routed = web_(path, query) if web_ and path not in ("/metrics", "/healthz") else None
+                routed = (
+                    web_(path, query) if web_ and path not in ("/metrics", "/healthz") else None
+                )
                 if routed is not None:
                     self._send(*routed)
                 elif path == "/metrics":
@@ -264,7 +310,9 @@ class MetricsServer:
                     self._send(200, ctype, encoder(registry_))
                 elif path == "/healthz":
                     h = health_()
-                    self._send(200 if h.get("ok") else 503, "application/json", json.dumps(h).encode())
+                    self._send(
+                        200 if h.get("ok") else 503, "application/json", json.dumps(h).encode()
+                    )
                 else:
                     self._send(404, "text/plain", b"not found: try /metrics or /healthz\n")
 
@@ -284,7 +332,9 @@ class MetricsServer:
         if tls:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(tls[0], tls[1])
-            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True, do_handshake_on_connect=False)
+            self.httpd.socket = ctx.wrap_socket(
+                self.httpd.socket, server_side=True, do_handshake_on_connect=False
+            )
             self.scheme = "https"
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="metrics", daemon=True)

@@ -49,7 +49,9 @@ def marker_before(fd: int, offset: int) -> bytes:
     return os.pread(fd, n, offset - n) if n else b""
 
 
-def read_new(path: str, cur: FileCursor | None, max_line: int, chunk: int = CHUNK) -> Iterator[Chunk]:
+def read_new(
+    path: str, cur: FileCursor | None, max_line: int, chunk: int = CHUNK
+) -> Iterator[Chunk]:
     """Yield the new complete lines in chunks, each with the cursor after it.
 
     Raises FileNotFoundError / PermissionError for the caller to handle.
@@ -94,7 +96,11 @@ def read_new(path: str, cur: FileCursor | None, max_line: int, chunk: int = CHUN
                 line_no += len(parts)
                 numbered = zip(range(first, line_no + 1), parts, strict=True)
                 if max(map(len, parts)) > max_line:
-                    numbered = [(n, raw) for n, raw in numbered if len(raw) <= max_line or out.oversized.append(n)]
+                    numbered = [
+                        (n, raw)
+                        for n, raw in numbered
+                        if len(raw) <= max_line or out.oversized.append(n)
+                    ]
                 out.lines = list(numbered)
             pos = read_at - len(carry)
             if len(carry) > max_line:

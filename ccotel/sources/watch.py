@@ -74,9 +74,15 @@ class Watcher:
             if path in self._watches:
                 continue
             try:
-                self._watches[path] = self.observer.schedule(self.handler, str(path), recursive=recursive)
+                self._watches[path] = self.observer.schedule(
+                    self.handler, str(path), recursive=recursive
+                )
             except OSError as exc:
-                log.warning("cannot watch folder; the periodic rescan covers it", path=str(path), error=str(exc))
+                log.warning(
+                    "cannot watch folder; the periodic rescan covers it",
+                    path=str(path),
+                    error=str(exc),
+                )
         return set(self._watches) != before
 
     def stop(self) -> None:

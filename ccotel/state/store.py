@@ -32,7 +32,9 @@ class Store:
         self._lock_fd: int | None = None
         if readonly:
             if not self.path.exists():
-                raise StateError(f"no state at {self.path}: run `ccotel backfill` or `ccotel run` first")
+                raise StateError(
+                    f"no state at {self.path}: run `ccotel backfill` or `ccotel run` first"
+                )
             uri = f"file:{self.path}?mode=ro"
             self.db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         else:
@@ -42,13 +44,18 @@ class Store:
                 self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
                 os.chmod(self.path, 0o600)
             except OSError as exc:  # read-only filesystem, no permission, disk full
-                raise StateError(f"cannot write the state in {state_dir}: {exc.strerror or exc}") from None
+                raise StateError(
+                    f"cannot write the state in {state_dir}: {exc.strerror or exc}"
+                ) from None
         try:
             for p in sql.PRAGMAS if not readonly else sql.PRAGMAS[3:]:
                 self.db.execute(p)
             if not readonly:
                 self._migrate()
-        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:  # a corrupt file can fail either way
+        except (
+            sqlite3.DatabaseError,
+            UnicodeDecodeError,
+        ) as exc:  # a corrupt file can fail either way
             raise StateError(db_error_message(self.path, exc)) from exc
 
     # --- lifecycle -----------------------------------------------------------
@@ -91,7 +98,9 @@ class Store:
 
     def files(self) -> dict[str, FileCursor]:
         return {
-            path if isinstance(path, str) else _path_from_db(path): FileCursor(dev, ino, offset, line_no, marker or b"")
+            path if isinstance(path, str) else _path_from_db(path): FileCursor(
+                dev, ino, offset, line_no, marker or b""
+            )
             for path, dev, ino, offset, line_no, marker in self.db.execute(sql.FILES_ALL)
         }
 
@@ -153,7 +162,10 @@ class Store:
         with self.tx():
             db.executemany(
                 sql.FILE_UPSERT,
-                [(_path_to_db(p), c.dev, c.ino, c.offset, c.line_no, c.marker) for p, c in b.files.items()],
+                [
+                    (_path_to_db(p), c.dev, c.ino, c.offset, c.line_no, c.marker)
+                    for p, c in b.files.items()
+                ],
             )
             db.executemany(sql.FILE_DELETE, [(_path_to_db(p),) for p in b.forgotten])
             db.executemany(sql.RESPONSE_UPSERT, b.responses.values())
@@ -177,7 +189,12 @@ class Store:
             self.db.execute(sql.META_PUT, (key, value))
 
 
-_NOT_DAMAGE = {8: "is read-only", 10: "could not be written (I/O error)", 13: "is on a full disk", 14: "cannot be opened"}
+_NOT_DAMAGE = {
+    8: "is read-only",
+    10: "could not be written (I/O error)",
+    13: "is on a full disk",
+    14: "cannot be opened",
+}
 
 
 def db_error_message(path: Path, exc: BaseException) -> str:

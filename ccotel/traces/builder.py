@@ -186,7 +186,11 @@ class Builder:
     def _emit(self, s: Session, sid_: int, parent: int, name: str, kind: int, start: float, end: float,
               attrs: dict[str, Any], error: str | None = None, events=None) -> None:  # fmt: skip
         a, b = ns(start), ns(end)
-        self.out.append(Span(self._tid(s.id), sid_, parent, name, kind, a, max(a, b), attrs, error, events or []))
+        self.out.append(
+            Span(
+                self._tid(s.id), sid_, parent, name, kind, a, max(a, b), attrs, error, events or []
+            )
+        )
 
     def _base(self, s: Session) -> dict[str, Any]:
         return {"gen_ai.provider.name": PROVIDER, "gen_ai.conversation.id": s.id}
@@ -210,7 +214,11 @@ class Builder:
             s.branch = rec.branch
         if rec.version:
             s.version = rec.version
-        agent = fi.agent or (rec.agent_id if rec.sidechain else None) or ("sidechain" if rec.sidechain else None)
+        agent = (
+            fi.agent
+            or (rec.agent_id if rec.sidechain else None)
+            or ("sidechain" if rec.sidechain else None)
+        )
         thread_key = agent or MAIN
         th = s.threads.get(thread_key)
         if th is None:
@@ -282,13 +290,24 @@ class Builder:
             attrs["gen_ai.input.messages"] = msgspec.json.encode(
                 [{"role": "user", "parts": [{"type": "text", "content": s.turn_prompt}]}]
             ).decode()
-        self._emit(s, s.turn, ids.root_id(s.id), f"turn {s.turn_no}", INTERNAL, s.turn_start, s.turn_last or s.turn_start, attrs)
+        self._emit(
+            s,
+            s.turn,
+            ids.root_id(s.id),
+            f"turn {s.turn_no}",
+            INTERNAL,
+            s.turn_start,
+            s.turn_last or s.turn_start,
+            attrs,
+        )
         s.turn_open = False
         s.turn_prompt = None
 
     # --- responses -----------------------------------------------------------
 
-    def _response(self, s: Session, th: Thread, rec: Record, raw: bytes, parent: int, thread_key: str) -> None:
+    def _response(
+        self, s: Session, th: Thread, rec: Record, raw: bytes, parent: int, thread_key: str
+    ) -> None:
         u = rec.usage
         assert u is not None and rec.ts is not None
         key = response_key(u, s.id, rec.ts)
@@ -300,7 +319,9 @@ class Builder:
             if key == th.done:
                 return  # a late line of a response already emitted
             start = rec.ts if th.last is None else min(th.last, rec.ts)
-            r = th.resp = Resp(key, u.message_id, u.request_id, u.model, start, rec.ts, rec.stop_reason, parent)
+            r = th.resp = Resp(
+                key, u.message_id, u.request_id, u.model, start, rec.ts, rec.stop_reason, parent
+            )
             a = s.agents.get(thread_key) if thread_key != MAIN else None
             if a is not None and (a.work is None or start < a.work):
                 a.work = start
@@ -359,14 +380,20 @@ class Builder:
             attrs["gen_ai.output.messages"] = msgspec.json.encode(
                 [{"role": "assistant", "parts": [{"type": "text", "content": r.text}]}]
             ).decode()
-        self._emit(s, ids.chat_id(s.id, r.key), r.parent, f"chat {model}", CLIENT, r.start, r.last, attrs)
+        self._emit(
+            s, ids.chat_id(s.id, r.key), r.parent, f"chat {model}", CLIENT, r.start, r.last, attrs
+        )
         vals = (inp + cr + w5 + w1, out, cr, w5 + w1, row[COST], 1)
         targets = [s.usage]
         a = s.agents.get(thread_key) if thread_key != MAIN else None
         if a is not None:
             targets.append(a.usage)
         for tgt in targets:
-            for i, v in zip((U_INPUT, U_OUTPUT, U_CACHE_READ, U_CACHE_WRITE, U_COST, U_REQUESTS), vals, strict=True):
+            for i, v in zip(
+                (U_INPUT, U_OUTPUT, U_CACHE_READ, U_CACHE_WRITE, U_COST, U_REQUESTS),
+                vals,
+                strict=True,
+            ):
                 tgt[i] += v
 
     # --- tools ---------------------------------------------------------------
@@ -392,7 +419,13 @@ class Builder:
 
     def _tool_attrs(self, s: Session, t: Tool) -> dict[str, Any]:
         attrs = self._base(s)
-        attrs.update({"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": t.name, "gen_ai.tool.call.id": t.id})
+        attrs.update(
+            {
+                "gen_ai.operation.name": "execute_tool",
+                "gen_ai.tool.name": t.name,
+                "gen_ai.tool.call.id": t.id,
+            }
+        )
         mcp = mcp_split(t.name)
         if mcp:
             attrs["gen_ai.tool.type"] = "extension"
@@ -422,7 +455,17 @@ class Builder:
         if self.o.capture_content and r.content is not None:
             attrs["gen_ai.tool.call.result"] = clean(_result_text(r.content), self.o.max_chars)
         s.tool_calls += 1
-        self._emit(s, ids.tool_id(s.id, t.id), t.parent, f"execute_tool {t.name}", INTERNAL, t.start, ts, attrs, error)
+        self._emit(
+            s,
+            ids.tool_id(s.id, t.id),
+            t.parent,
+            f"execute_tool {t.name}",
+            INTERNAL,
+            t.start,
+            ts,
+            attrs,
+            error,
+        )
         if t.name in AGENT_TOOLS:
             aid = rec.result_agent_id or (rec.agent_id if not rec.sidechain else None)
             a = s.agents.get(aid) if aid else None
@@ -460,7 +503,16 @@ class Builder:
             attrs["gen_ai.tool.call.id"] = a.tool
         parent = ids.tool_id(s.id, a.tool) if a.tool else (a.parent or ids.root_id(s.id))
         start = a.work if a.id.startswith("acompact") and a.work is not None else a.first
-        self._emit(s, ids.agent_id(s.id, a.id), parent, f"invoke_agent {kind}", INTERNAL, start, a.last or a.first, attrs)
+        self._emit(
+            s,
+            ids.agent_id(s.id, a.id),
+            parent,
+            f"invoke_agent {kind}",
+            INTERNAL,
+            start,
+            a.last or a.first,
+            attrs,
+        )
 
     # --- passes and closing -------------------------------------------------------
 
@@ -485,8 +537,25 @@ class Builder:
         for t in list(s.tools.values()):
             attrs = self._tool_attrs(s, t)
             attrs["ccotel.tool.interrupted"] = True
-            ev = [("interrupted", ns(max(end, t.start)), {"reason": "no tool_result before the session closed"})]
-            self._emit(s, ids.tool_id(s.id, t.id), t.parent, f"execute_tool {t.name}", INTERNAL, t.start, max(end, t.start), attrs, None, ev)
+            ev = [
+                (
+                    "interrupted",
+                    ns(max(end, t.start)),
+                    {"reason": "no tool_result before the session closed"},
+                )
+            ]
+            self._emit(
+                s,
+                ids.tool_id(s.id, t.id),
+                t.parent,
+                f"execute_tool {t.name}",
+                INTERNAL,
+                t.start,
+                max(end, t.start),
+                attrs,
+                None,
+                ev,
+            )
             s.tool_calls += 1
         s.tools = {}
         for a in s.agents.values():
@@ -524,7 +593,16 @@ class Builder:
         if s.version:
             attrs["gen_ai.agent.version"] = s.version
         assert s.first is not None
-        self._emit(s, ids.root_id(s.id), 0, "invoke_agent claude-code", INTERNAL, s.first, s.last or s.first, attrs)
+        self._emit(
+            s,
+            ids.root_id(s.id),
+            0,
+            "invoke_agent claude-code",
+            INTERNAL,
+            s.first,
+            s.last or s.first,
+            attrs,
+        )
         s.root_done = True
 
     def due(self, now: float, idle: float) -> list[str]:
@@ -535,7 +613,17 @@ class Builder:
             if s.closed:
                 continue
             quiet = now - s.last if s.last is not None else float("inf")
-            if quiet >= idle or idle <= 0 or (s.finished and s.sdk and quiet >= grace and s.main_last == "assistant" and not s.tools):
+            if (
+                quiet >= idle
+                or idle <= 0
+                or (
+                    s.finished
+                    and s.sdk
+                    and quiet >= grace
+                    and s.main_last == "assistant"
+                    and not s.tools
+                )
+            ):
                 out.append(sid)
         return out
 

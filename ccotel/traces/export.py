@@ -79,7 +79,12 @@ def encode(spans: Sequence[Span], resource_attrs: Mapping[str, str]) -> ExportTr
         out.append(p)
     scope = InstrumentationScope(name=SCOPE, version=__version__)
     return ExportTraceServiceRequest(
-        resource_spans=[pbt.ResourceSpans(resource=pb_resource(resource_attrs), scope_spans=[pbt.ScopeSpans(scope=scope, spans=out)])]
+        resource_spans=[
+            pbt.ResourceSpans(
+                resource=pb_resource(resource_attrs),
+                scope_spans=[pbt.ScopeSpans(scope=scope, spans=out)],
+            )
+        ]
     )
 
 
@@ -99,7 +104,12 @@ def _span_bytes(s: Span) -> bytes:
     parts.append(b"\x41" + s.end.to_bytes(8, "little"))
     parts.extend(_kv_bytes(9, k, v) for k, v in s.attrs.items() if v is not None)
     for name, t, attrs in s.events:
-        ev = b"\x09" + t.to_bytes(8, "little") + _str(2, name) + b"".join(_kv_bytes(3, k, v) for k, v in attrs.items() if v is not None)
+        ev = (
+            b"\x09"
+            + t.to_bytes(8, "little")
+            + _str(2, name)
+            + b"".join(_kv_bytes(3, k, v) for k, v in attrs.items() if v is not None)
+        )
         parts.append(_ld(11, ev))
     if s.error is not None:
         parts.append(_ld(15, _str(2, s.error) + b"\x18\x02"))
@@ -126,7 +136,9 @@ class OtlpSpanSink:
     def export(self, spans: Sequence[Span]) -> None:
         body = encode_bytes(spans, self.resource)
         if len(body) > MAX_REQUEST_BYTES and len(spans) > 1:
-            raise ExportError(f"request of {len(body)} bytes is over {MAX_REQUEST_BYTES}", retryable=False)
+            raise ExportError(
+                f"request of {len(body)} bytes is over {MAX_REQUEST_BYTES}", retryable=False
+            )
         if self.target.protocol == "grpc":
             self.sender.send(ExportTraceServiceRequest.FromString(body))
         else:
@@ -141,9 +153,15 @@ def to_readable(s: Span, resource, scope=None):
     from opentelemetry.sdk.trace import Event, ReadableSpan
     from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-    ctx = SpanContext(s.trace_id, s.span_id, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    ctx = SpanContext(
+        s.trace_id, s.span_id, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED)
+    )
     parent = (
-        SpanContext(s.trace_id, s.parent_id, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED)) if s.parent_id else None
+        SpanContext(
+            s.trace_id, s.parent_id, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED)
+        )
+        if s.parent_id
+        else None
     )
     return ReadableSpan(
         name=s.name,
@@ -153,7 +171,9 @@ def to_readable(s: Span, resource, scope=None):
         attributes={k: (tuple(v) if isinstance(v, list) else v) for k, v in s.attrs.items()},
         events=[Event(n, dict(a), t) for n, t, a in s.events],
         kind=SpanKind(s.kind),
-        status=Status(StatusCode.ERROR, s.error) if s.error is not None else Status(StatusCode.UNSET),
+        status=Status(StatusCode.ERROR, s.error)
+        if s.error is not None
+        else Status(StatusCode.UNSET),
         start_time=s.start,
         end_time=s.end,
         instrumentation_scope=scope,

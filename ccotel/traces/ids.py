@@ -11,7 +11,10 @@ def trace_id(session: str) -> int:
     try:
         v = uuid.UUID(session).int
     except ValueError:
-        v = int.from_bytes(hashlib.blake2b(session.encode("utf-8", "surrogatepass"), digest_size=16).digest(), "big")
+        v = int.from_bytes(
+            hashlib.blake2b(session.encode("utf-8", "surrogatepass"), digest_size=16).digest(),
+            "big",
+        )
     return v or 1
 
 

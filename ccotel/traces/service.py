@@ -55,7 +55,13 @@ class TraceThread:
     def __init__(self, shipper: Shipper, where: str, retry_max: float, tick: float = TICK):
         self.shipper = shipper
         self.tick = tick
-        self.backoff = Backoff(log, "traces", where, retry_max, note=" (metrics keep counting; spans wait in the transcripts)")
+        self.backoff = Backoff(
+            log,
+            "traces",
+            where,
+            retry_max,
+            note=" (metrics keep counting; spans wait in the transcripts)",
+        )
         self.ev = threading.Event()
         self._mark_at = -1e9
         self.thread = threading.Thread(target=self._run, name="ccotel-traces", daemon=True)
@@ -89,7 +95,9 @@ class TraceThread:
                 ok = False
             if ok:
                 self.backoff.ok()
-                if time.monotonic() - self._mark_at >= 60:  # the daemon ran up to here (coarse, rarely written)
+                if (
+                    time.monotonic() - self._mark_at >= 60
+                ):  # the daemon ran up to here (coarse, rarely written)
                     sh.set_meta(WATERMARK, str(sh.clock()))
                     self._mark_at = time.monotonic()
             else:
@@ -103,7 +111,13 @@ class MetricsPusher:
         self.resource = resource_attributes(cfg)
         self.collect, self.interval, self.errors = collect, interval, errors
         self.start_ns = time.time_ns()
-        self.backoff = Backoff(log, "metrics", self.t.url, cfg.otlp_retry_max, note=" over OTLP (/metrics still serves them)")
+        self.backoff = Backoff(
+            log,
+            "metrics",
+            self.t.url,
+            cfg.otlp_retry_max,
+            note=" over OTLP (/metrics still serves them)",
+        )
         self.stop_ev = threading.Event()
         self.pushed = 0
         self.thread = threading.Thread(target=self._run, name="ccotel-metrics-push", daemon=True)
@@ -140,7 +154,13 @@ class MetricsPusher:
 class Exporters:
     """What the daemon runs besides its metrics: traces and the OTLP metrics push."""
 
-    def __init__(self, cfg, state_db: Path, clock: Callable[[], float] = time.time, sink: SpanSink | None = None):
+    def __init__(
+        self,
+        cfg,
+        state_db: Path,
+        clock: Callable[[], float] = time.time,
+        sink: SpanSink | None = None,
+    ):
         self.cfg = cfg
         self.errors: dict[str, int] = {}
         self.traces: TraceThread | None = None
@@ -174,7 +194,12 @@ class Exporters:
         self._registry = registry
         if self.cfg.metrics_push_interval > 0 and configured(self.cfg, "metrics"):
             try:
-                self.pusher = MetricsPusher(self.cfg, lambda: list(registry.collect()), self.cfg.metrics_push_interval, self.errors)
+                self.pusher = MetricsPusher(
+                    self.cfg,
+                    lambda: list(registry.collect()),
+                    self.cfg.metrics_push_interval,
+                    self.errors,
+                )
             except (ValueError, OSError) as exc:
                 log.error("OTLP metrics push is off: the OTLP settings cannot work", error=str(exc))
 
@@ -211,16 +236,48 @@ class Exporters:
 
     def metrics(self) -> list:
         """Health metrics for TotalsCollector(extra=...)."""
-        errs = CounterMetricFamily("ccotel_export_errors", "Failed OTLP export attempts", labels=["signal"])
+        errs = CounterMetricFamily(
+            "ccotel_export_errors", "Failed OTLP export attempts", labels=["signal"]
+        )
         tr = self.traces.shipper.stats if self.traces else None
         errs.add_metric(["traces"], tr.errors if tr else 0)
         errs.add_metric(["metrics"], self.errors.get("metrics", 0))
         out = [errs]
-        out.append(CounterMetricFamily("ccotel_spans_exported", "Spans the collector confirmed", value=tr.spans_exported if tr else 0))
-        out.append(CounterMetricFamily("ccotel_spans_dropped", "Spans the collector refused as invalid (dropped)", value=tr.dropped if tr else 0))
-        out.append(GaugeMetricFamily("ccotel_export_queue_spans", "Spans built and not yet confirmed by the collector", value=tr.queue if tr else 0))
-        out.append(GaugeMetricFamily("ccotel_trace_backlog_bytes", "Transcript bytes counted by the metrics and not yet traced", value=tr.backlog_bytes if tr else 0))
-        out.append(GaugeMetricFamily("ccotel_trace_open_sessions", "Sessions whose root span waits for idleness or the end of the run", value=tr.sessions_open if tr else 0))
+        out.append(
+            CounterMetricFamily(
+                "ccotel_spans_exported",
+                "Spans the collector confirmed",
+                value=tr.spans_exported if tr else 0,
+            )
+        )
+        out.append(
+            CounterMetricFamily(
+                "ccotel_spans_dropped",
+                "Spans the collector refused as invalid (dropped)",
+                value=tr.dropped if tr else 0,
+            )
+        )
+        out.append(
+            GaugeMetricFamily(
+                "ccotel_export_queue_spans",
+                "Spans built and not yet confirmed by the collector",
+                value=tr.queue if tr else 0,
+            )
+        )
+        out.append(
+            GaugeMetricFamily(
+                "ccotel_trace_backlog_bytes",
+                "Transcript bytes counted by the metrics and not yet traced",
+                value=tr.backlog_bytes if tr else 0,
+            )
+        )
+        out.append(
+            GaugeMetricFamily(
+                "ccotel_trace_open_sessions",
+                "Sessions whose root span waits for idleness or the end of the run",
+                value=tr.sessions_open if tr else 0,
+            )
+        )
         return out
 
 

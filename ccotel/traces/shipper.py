@@ -57,7 +57,6 @@ _SESSION_RE = re.compile(rb'"sessionId":"([^"]+)"')
 _LAST_PROMPT = b'"type":"last-prompt"'
 
 
-
 @dataclass
 class Stats:
     spans_exported: int = 0
@@ -97,8 +96,12 @@ def _file_info(path: str) -> FileInfo:
         except (OSError, ValueError):
             data = None
         if isinstance(data, dict):
-            fi.agent_type = data.get("agentType") if isinstance(data.get("agentType"), str) else None
-            fi.tool_use_id = data.get("toolUseId") if isinstance(data.get("toolUseId"), str) else None
+            fi.agent_type = (
+                data.get("agentType") if isinstance(data.get("agentType"), str) else None
+            )
+            fi.tool_use_id = (
+                data.get("toolUseId") if isinstance(data.get("toolUseId"), str) else None
+            )
     return fi
 
 
@@ -119,12 +122,22 @@ class Shipper:
         max_line: int = 64 << 20,
         stop: threading.Event | None = None,
     ):
-        self.db = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False, timeout=30)
+        self.db = sqlite3.connect(
+            db_path, isolation_level=None, check_same_thread=False, timeout=30
+        )
         self.db.execute("PRAGMA busy_timeout=30000")
         self._tx(CREATE)
-        self._tx(["DELETE FROM trace_files WHERE path NOT IN (SELECT path FROM files)"])  # forgotten transcripts
+        self._tx(
+            ["DELETE FROM trace_files WHERE path NOT IN (SELECT path FROM files)"]
+        )  # forgotten transcripts
         self.sink, self.opts, self.clock = sink, opts, clock
-        self.idle, self.since, self.batch, self.rate, self.max_line = session_idle, since, max(1, batch), rate, max_line
+        self.idle, self.since, self.batch, self.rate, self.max_line = (
+            session_idle,
+            since,
+            max(1, batch),
+            rate,
+            max_line,
+        )
         self.stop = stop or threading.Event()
         self.keep = opts.capture_content or opts.tool_details
         self.builder = Builder(opts, self._row, self._chat_emitted, self._load)
@@ -165,7 +178,9 @@ class Shipper:
         return row
 
     def _chat_emitted(self, key: int) -> bool:
-        return self.db.execute("SELECT 1 FROM trace_chats WHERE key=?", (key,)).fetchone() is not None
+        return (
+            self.db.execute("SELECT 1 FROM trace_chats WHERE key=?", (key,)).fetchone() is not None
+        )
 
     def _load(self, sid: str) -> model.Session | None:
         row = self.db.execute("SELECT blob FROM trace_sessions WHERE id=?", (sid,)).fetchone()
@@ -185,7 +200,9 @@ class Shipper:
     def candidates(self) -> list[tuple[str, tuple[int, int, int], Cursor | None]]:
         out = []
         backlog = 0
-        for path, dev, ino, off, tdev, tino, toff, tline, tmarker in self.db.execute(CANDIDATES).fetchall():
+        for path, dev, ino, off, tdev, tino, toff, tline, tmarker in self.db.execute(
+            CANDIDATES
+        ).fetchall():
             cur = self._trace_cursor(path, tdev, tino, toff, tline, tmarker)
             if cur is None and self.since is not None:
                 if self.skipped.get(path) == off:
@@ -201,7 +218,9 @@ class Shipper:
             if cur is not None and (cur.dev, cur.ino, cur.offset) == (dev, ino, off):
                 continue
             out.append((path, (dev, ino, off), cur))
-            backlog += off - (cur.offset if cur is not None and (cur.dev, cur.ino) == (dev, ino) else 0)
+            backlog += off - (
+                cur.offset if cur is not None and (cur.dev, cur.ino) == (dev, ino) else 0
+            )
         self.stats.backlog_bytes = max(0, backlog)
         return out
 
@@ -280,15 +299,23 @@ class Shipper:
                 """INSERT INTO trace_files(path, dev, ino, offset, line_no, marker) VALUES(?,?,?,?,?,?)
                 ON CONFLICT(path) DO UPDATE SET dev=excluded.dev, ino=excluded.ino, offset=excluded.offset,
                 line_no=excluded.line_no, marker=excluded.marker""",
-                [(p, c.dev, c.ino, c.offset, c.line_no, marker_at(p, c.offset)) for p, c in self.pending.items()],
+                [
+                    (p, c.dev, c.ino, c.offset, c.line_no, marker_at(p, c.offset))
+                    for p, c in self.pending.items()
+                ],
             )
             rows = []
             for sid in b.touched:
                 s = b.sessions.get(sid)
                 if s is not None:
                     rows.append((sid, int(s.closed), s.last, model.dump(s)))
-            db.executemany("INSERT OR REPLACE INTO trace_sessions(id, closed, last, blob) VALUES(?,?,?,?)", rows)
-            db.executemany("INSERT OR IGNORE INTO trace_chats(key) VALUES(?)", [(k,) for k in b.new_chats])
+            db.executemany(
+                "INSERT OR REPLACE INTO trace_sessions(id, closed, last, blob) VALUES(?,?,?,?)",
+                rows,
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO trace_chats(key) VALUES(?)", [(k,) for k in b.new_chats]
+            )
             self.stats.spans_exported += len(spans)
             self.set_meta("spans_exported", str(self.stats.spans_exported))
             db.execute("COMMIT")
