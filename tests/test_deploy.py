@@ -86,28 +86,19 @@ def test_prometheus_config_is_valid():
     assert "1 rule files found" in proc.stdout  # the rules really are loaded from the config
 
 
-def test_prometheus_config_scrapes_ccotel_and_collector():
+def test_prometheus_reads_every_ccotel_from_the_collector():
+    """No scrape of ccotel itself: every ccotel pushes, so none has to listen beyond loopback."""
     cfg = load(PROMETHEUS_YML)
     jobs = {j["job_name"]: j for j in cfg["scrape_configs"]}
-    ccotel = jobs["ccotel"]["static_configs"][0]
-    assert ccotel["targets"] == ["host.docker.internal:9470"]
-    # Scraped series get host/user from the scrape config, like pushed ones from the collector.
-    assert set(ccotel["labels"]) == {"host", "user"}
     pushed = jobs["otel-collector-ccotel"]
-    assert pushed["honor_labels"] is True
+    assert pushed["honor_labels"] is True  # job/host/user as the collector sets them
+    assert "labels" not in pushed["static_configs"][0]  # nothing to edit by hand
+    targets = [t for j in jobs.values() for sc in j["static_configs"] for t in sc["targets"]]
+    assert not [t for t in targets if "host.docker.internal" in t or t.endswith(":9470")]
     assert cfg["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
         "alertmanager:9093"
     ]
     assert cfg["rule_files"] == ["rules/ccotel.yml"]
-
-
-def test_ccotel_scrape_port_is_the_daemons_default():
-    from ccotel.config import DEFAULT_METRICS_ADDR
-
-    jobs = {j["job_name"]: j for j in load(PROMETHEUS_YML)["scrape_configs"]}
-    assert port_of(jobs["ccotel"]["static_configs"][0]["targets"][0]) == port_of(
-        DEFAULT_METRICS_ADDR
-    )
 
 
 # ------------------------------------------------------------------------------ alert rules
@@ -435,9 +426,9 @@ def test_published_ports_bind_to_loopback_by_default():
             assert binding == "127.0.0.1", f"{name}:{port} binds {binding or 'all interfaces'}"
 
 
-def test_prometheus_reaches_the_host_and_keeps_exemplars():
+def test_prometheus_mounts_its_config_and_rules_and_keeps_exemplars():
     prom = services()["prometheus"]
-    assert "host.docker.internal:host-gateway" in prom["extra_hosts"]
+    assert "extra_hosts" not in prom  # it reaches nothing on the host
     assert "--enable-feature=exemplar-storage" in prom["command"]
     mounts = {v.split(":")[1]: v.split(":")[0] for v in prom["volumes"]}
     config_dir = Path(command_flag("prometheus", "--config.file")).parent
@@ -500,12 +491,30 @@ def test_grafana_datasources_link_exemplars_to_tempo():
     assert ds["prometheus"]["jsonData"]["alertmanagerUid"] == "alertmanager"
 
 
+# ------------------------------------------------------------------------------ documented setup
+
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), COMPOSE_DIR / "README.md"]
+STACK_HOST_LINE = 'otlp_endpoint = "http://127.0.0.1:4318"'
+
+
+def test_the_documented_stack_host_setup_pushes_to_the_published_collector():
+    """The one line the docs give the stack host names the port compose publishes on loopback."""
+    for path in (COMPOSE_DIR / "README.md", REPO / "docs" / "deploy.md"):
+        assert STACK_HOST_LINE in path.read_text(), path
+    assert published("otel-collector")[4318] == "127.0.0.1"
+    http = load(COLLECTOR_YML)["receivers"]["otlp"]["protocols"]["http"]["endpoint"]
+    assert port_of(http) == 4318
+
+
+def test_no_document_advises_publishing_ccotel_unauthenticated():
+    """Issue 9: binding every interface published the page, API and /metrics to the network."""
+    for path in [*DOCS, *COMPOSE_DIR.rglob("*.y*ml")]:
+        text = path.read_text()
+        for bad in ("0.0.0.0:9470", "--metrics-addr 172.", 'metrics_addr = "172.'):
+            assert bad not in text, (path, bad)
+
+
 def test_compose_readme_explains_the_team_shape():
     text = (COMPOSE_DIR / "README.md").read_text()
-    for needle in (
-        "docker compose up -d",
-        "CCOTEL_OTLP_BIND",
-        "host.docker.internal",
-        "--metrics-addr 0.0.0.0:9470",
-    ):
+    for needle in ("docker compose up -d", "CCOTEL_OTLP_BIND", STACK_HOST_LINE, "host.name"):
         assert needle in text
