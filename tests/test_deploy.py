@@ -324,6 +324,66 @@ def healthcheck_url(service: str) -> str:
     return next(a for a in test if a.startswith("http://"))
 
 
+def compose_spec_text(text: str) -> str:
+    """docker-compose.yml as `docker compose` sees it with no variable set: defaults filled in.
+    host-gateway (Docker's name for the host's bridge address) becomes an address: the parser
+    knows only addresses there."""
+    return interpolate(text).replace(":host-gateway", ":172.17.0.1")
+
+
+def test_compose_file_follows_the_compose_specification():
+    """No Docker engine here, so no `docker compose config`: the Compose Specification's parser
+    (the compose_spec crate, Python bindings) reads the file with every field's type checked."""
+    from compose_spec import PyCompose
+
+    parsed = PyCompose.from_yaml(compose_spec_text(COMPOSE_YML.read_text()))
+    assert set(parsed.service_names()) == set(services())
+    broken = compose_spec_text(COMPOSE_YML.read_text()).replace("interval: 10s", "interval: ten")
+    with pytest.raises(ValueError, match="interval"):
+        PyCompose.from_yaml(broken)
+
+
+def test_depends_on_names_services_that_can_meet_the_condition():
+    svcs = services()
+    for name, svc in svcs.items():
+        deps = svc.get("depends_on", {})
+        for dep, spec in deps.items() if isinstance(deps, dict) else ((d, {}) for d in deps):
+            assert dep in svcs, (name, dep)
+            condition = spec.get("condition", "service_started")
+            if condition == "service_healthy":
+                assert svcs[dep].get("healthcheck"), (name, dep)
+            if condition == "service_completed_successfully":
+                assert svcs[dep].get("restart") == "no", (name, dep)
+
+
+def test_every_variable_the_compose_file_reads_is_documented():
+    names = {m.group(1) for m in VAR.finditer(COMPOSE_YML.read_text())}
+    assert names == {"CCOTEL_OTLP_BIND", "CCOTEL_BIND", "GRAFANA_ADMIN_PASSWORD"}
+    readme = (COMPOSE_DIR / "README.md").read_text()
+    for name in names:
+        assert name in readme and name in COMPOSE_YML.read_text().split("services:")[0], name
+
+
+def test_collector_pipelines_use_only_defined_components():
+    cfg = load(COLLECTOR_YML)
+    service = cfg["service"]
+    assert set(service["extensions"]) <= set(cfg["extensions"])
+    used = {"receivers": set(), "processors": set(), "exporters": set()}
+    for pipe in service["pipelines"].values():
+        for kind in used:
+            assert set(pipe.get(kind, [])) <= set(cfg[kind]), (kind, pipe)
+            used[kind] |= set(pipe.get(kind, []))
+    for kind, names in used.items():
+        assert names == set(cfg[kind]), f"{kind} defined but unused: {set(cfg[kind]) - names}"
+    # Component types the pinned contrib image ships (the part of the name before "/").
+    known = {"otlp", "memory_limiter", "transform", "batch", "prometheus", "health_check"}
+    for kind in ("receivers", "processors", "exporters", "extensions"):
+        for name in cfg[kind]:
+            assert name.split("/")[0] in known, name
+    assert service["pipelines"]["metrics"]["processors"][0] == "memory_limiter"
+    assert service["pipelines"]["traces"]["processors"][0] == "memory_limiter"
+
+
 def test_every_image_is_pinned_to_a_version():
     for name, svc in services().items():
         image = svc["image"]
