@@ -86,28 +86,19 @@ def test_prometheus_config_is_valid():
     assert "1 rule files found" in proc.stdout  # the rules really are loaded from the config
 
 
-def test_prometheus_config_scrapes_ccotel_and_collector():
+def test_prometheus_reads_every_ccotel_from_the_collector():
+    """No scrape of ccotel itself: every ccotel pushes, so none has to listen beyond loopback."""
     cfg = load(PROMETHEUS_YML)
     jobs = {j["job_name"]: j for j in cfg["scrape_configs"]}
-    ccotel = jobs["ccotel"]["static_configs"][0]
-    assert ccotel["targets"] == ["host.docker.internal:9470"]
-    # Scraped series get host/user from the scrape config, like pushed ones from the collector.
-    assert set(ccotel["labels"]) == {"host", "user"}
     pushed = jobs["otel-collector-ccotel"]
-    assert pushed["honor_labels"] is True
+    assert pushed["honor_labels"] is True  # job/host/user as the collector sets them
+    assert "labels" not in pushed["static_configs"][0]  # nothing to edit by hand
+    targets = [t for j in jobs.values() for sc in j["static_configs"] for t in sc["targets"]]
+    assert not [t for t in targets if "host.docker.internal" in t or t.endswith(":9470")]
     assert cfg["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
         "alertmanager:9093"
     ]
     assert cfg["rule_files"] == ["rules/ccotel.yml"]
-
-
-def test_ccotel_scrape_port_is_the_daemons_default():
-    from ccotel.config import DEFAULT_METRICS_ADDR
-
-    jobs = {j["job_name"]: j for j in load(PROMETHEUS_YML)["scrape_configs"]}
-    assert port_of(jobs["ccotel"]["static_configs"][0]["targets"][0]) == port_of(
-        DEFAULT_METRICS_ADDR
-    )
 
 
 # ------------------------------------------------------------------------------ alert rules
@@ -333,6 +324,66 @@ def healthcheck_url(service: str) -> str:
     return next(a for a in test if a.startswith("http://"))
 
 
+def compose_spec_text(text: str) -> str:
+    """docker-compose.yml as `docker compose` sees it with no variable set: defaults filled in.
+    host-gateway (Docker's name for the host's bridge address) becomes an address: the parser
+    knows only addresses there."""
+    return interpolate(text).replace(":host-gateway", ":172.17.0.1")
+
+
+def test_compose_file_follows_the_compose_specification():
+    """No Docker engine here, so no `docker compose config`: the Compose Specification's parser
+    (the compose_spec crate, Python bindings) reads the file with every field's type checked."""
+    from compose_spec import PyCompose
+
+    parsed = PyCompose.from_yaml(compose_spec_text(COMPOSE_YML.read_text()))
+    assert set(parsed.service_names()) == set(services())
+    broken = compose_spec_text(COMPOSE_YML.read_text()).replace("interval: 10s", "interval: ten")
+    with pytest.raises(ValueError, match="interval"):
+        PyCompose.from_yaml(broken)
+
+
+def test_depends_on_names_services_that_can_meet_the_condition():
+    svcs = services()
+    for name, svc in svcs.items():
+        deps = svc.get("depends_on", {})
+        for dep, spec in deps.items() if isinstance(deps, dict) else ((d, {}) for d in deps):
+            assert dep in svcs, (name, dep)
+            condition = spec.get("condition", "service_started")
+            if condition == "service_healthy":
+                assert svcs[dep].get("healthcheck"), (name, dep)
+            if condition == "service_completed_successfully":
+                assert svcs[dep].get("restart") == "no", (name, dep)
+
+
+def test_every_variable_the_compose_file_reads_is_documented():
+    names = {m.group(1) for m in VAR.finditer(COMPOSE_YML.read_text())}
+    assert names == {"CCOTEL_OTLP_BIND", "CCOTEL_BIND", "GRAFANA_ADMIN_PASSWORD"}
+    readme = (COMPOSE_DIR / "README.md").read_text()
+    for name in names:
+        assert name in readme and name in COMPOSE_YML.read_text().split("services:")[0], name
+
+
+def test_collector_pipelines_use_only_defined_components():
+    cfg = load(COLLECTOR_YML)
+    service = cfg["service"]
+    assert set(service["extensions"]) <= set(cfg["extensions"])
+    used = {"receivers": set(), "processors": set(), "exporters": set()}
+    for pipe in service["pipelines"].values():
+        for kind in used:
+            assert set(pipe.get(kind, [])) <= set(cfg[kind]), (kind, pipe)
+            used[kind] |= set(pipe.get(kind, []))
+    for kind, names in used.items():
+        assert names == set(cfg[kind]), f"{kind} defined but unused: {set(cfg[kind]) - names}"
+    # Component types the pinned contrib image ships (the part of the name before "/").
+    known = {"otlp", "memory_limiter", "transform", "batch", "prometheus", "health_check"}
+    for kind in ("receivers", "processors", "exporters", "extensions"):
+        for name in cfg[kind]:
+            assert name.split("/")[0] in known, name
+    assert service["pipelines"]["metrics"]["processors"][0] == "memory_limiter"
+    assert service["pipelines"]["traces"]["processors"][0] == "memory_limiter"
+
+
 def test_every_image_is_pinned_to_a_version():
     for name, svc in services().items():
         image = svc["image"]
@@ -435,9 +486,9 @@ def test_published_ports_bind_to_loopback_by_default():
             assert binding == "127.0.0.1", f"{name}:{port} binds {binding or 'all interfaces'}"
 
 
-def test_prometheus_reaches_the_host_and_keeps_exemplars():
+def test_prometheus_mounts_its_config_and_rules_and_keeps_exemplars():
     prom = services()["prometheus"]
-    assert "host.docker.internal:host-gateway" in prom["extra_hosts"]
+    assert "extra_hosts" not in prom  # it reaches nothing on the host
     assert "--enable-feature=exemplar-storage" in prom["command"]
     mounts = {v.split(":")[1]: v.split(":")[0] for v in prom["volumes"]}
     config_dir = Path(command_flag("prometheus", "--config.file")).parent
@@ -500,12 +551,44 @@ def test_grafana_datasources_link_exemplars_to_tempo():
     assert ds["prometheus"]["jsonData"]["alertmanagerUid"] == "alertmanager"
 
 
+# ------------------------------------------------------------------------------ documented setup
+
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), COMPOSE_DIR / "README.md"]
+STACK_HOST_LINE = 'otlp_endpoint = "http://127.0.0.1:4318"'
+
+
+def test_the_documented_stack_host_setup_pushes_to_the_published_collector():
+    """The one line the docs give the stack host names the port compose publishes on loopback."""
+    for path in (COMPOSE_DIR / "README.md", REPO / "docs" / "deploy.md"):
+        assert STACK_HOST_LINE in path.read_text(), path
+    assert published("otel-collector")[4318] == "127.0.0.1"
+    http = load(COLLECTOR_YML)["receivers"]["otlp"]["protocols"]["http"]["endpoint"]
+    assert port_of(http) == 4318
+
+
+BIND = re.compile(r'(?:metrics_addr\s*=\s*"|--metrics-addr[ =])\[?([^\]"\s]+?)\]?:\d+')
+LOOPBACK = ("127.", "localhost", "::1")
+
+
+def test_no_document_advises_publishing_ccotel_unauthenticated():
+    """Issue 9: `0.0.0.0:9470` published the page, API and /metrics to the network. An address
+    beyond loopback appears only in an example that also sets basic auth."""
+    seen = 0
+    for path in [*DOCS, *COMPOSE_DIR.rglob("*.y*ml")]:
+        text = path.read_text()
+        blocks = re.findall(r"```\w*\n(.*?)```", text, re.S)
+        prose = re.sub(r"```\w*\n.*?```", "", text, flags=re.S)
+        for where in [*blocks, prose]:
+            for host in BIND.findall(where):
+                if host.startswith(LOOPBACK):
+                    continue
+                seen += 1
+                assert where in blocks and "http_basic_auth_password_hash" in where, (path, host)
+                assert "allow_unauthenticated_network_access = true" not in where, path
+    assert seen >= 1  # the one documented way to open it (docs/config.md) is checked
+
+
 def test_compose_readme_explains_the_team_shape():
     text = (COMPOSE_DIR / "README.md").read_text()
-    for needle in (
-        "docker compose up -d",
-        "CCOTEL_OTLP_BIND",
-        "host.docker.internal",
-        "--metrics-addr 0.0.0.0:9470",
-    ):
+    for needle in ("docker compose up -d", "CCOTEL_OTLP_BIND", STACK_HOST_LINE, "host.name"):
         assert needle in text

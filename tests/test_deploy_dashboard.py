@@ -65,16 +65,41 @@ def provisioned() -> dict[str, str]:
     return {d["uid"]: d["type"] for d in yaml.safe_load(DATASOURCES_YML.read_text())["datasources"]}
 
 
-def test_dashboard_uid_and_datasource_uids_match_provisioning():
+def datasource_refs(node) -> list[dict]:
+    """Every {"type", "uid"} data source reference anywhere in the JSON."""
+    if isinstance(node, list):
+        return [r for v in node for r in datasource_refs(v)]
+    if not isinstance(node, dict):
+        return []
+    out = [node["datasource"]] if isinstance(node.get("datasource"), dict) else []
+    return out + [r for v in node.values() for r in datasource_refs(v)]
+
+
+DS_VARIABLES = {"datasource": "prometheus", "tempo": "tempo"}
+
+
+def test_data_sources_are_template_variables_so_one_file_provisions_and_imports():
+    """No data source uid is written in the dashboard: each reference is a data source variable
+    of its type, which Grafana fills with the provisioned data source in the stack and lets the
+    user pick after an import into an existing Grafana. No __inputs (they break provisioning)."""
     d = dashboard()
-    assert d["uid"] == "ccotel"
-    known = provisioned()
-    refs = [p["datasource"] for p in panels(d) if p["type"] != "row"]
-    refs += [t["datasource"] for p in panels(d) for t in p.get("targets", [])]
-    refs += [v["datasource"] for v in d["templating"]["list"]]
-    assert refs
+    assert d["uid"] == "ccotel"  # the stack's home dashboard path and links use it
+    assert "__inputs" not in d and "__requires" not in d
+    variables = {v["name"]: v for v in d["templating"]["list"] if v["type"] == "datasource"}
+    assert {n: v["query"] for n, v in variables.items()} == DS_VARIABLES
+    for v in variables.values():
+        assert v["current"] == {} and not v["multi"] and not v["includeAll"], v["name"]
+    refs = datasource_refs(d)
+    assert len(refs) > 60
     for ref in refs:
-        assert known.get(ref["uid"]) == ref["type"], ref
+        if ref.get("uid") == "-- Grafana --":  # the built-in annotations
+            continue
+        name = ref["uid"].removeprefix("${").removesuffix("}")
+        assert ref["uid"] == "${" + name + "}" and DS_VARIABLES.get(name) == ref["type"], ref
+    # The stack provisions exactly one data source of each type the variables ask for.
+    types = list(provisioned().values())
+    for kind in DS_VARIABLES.values():
+        assert types.count(kind) == 1, kind
 
 
 def test_every_panel_has_a_datasource_and_a_title():
@@ -82,13 +107,15 @@ def test_every_panel_has_a_datasource_and_a_title():
         if p["type"] == "row":
             continue
         assert p.get("title"), p
+        if p["type"] == "alertlist":  # lists the rules of every source: no data source
+            assert "datasource" not in p, p["title"]
+            continue
         assert p.get("datasource", {}).get("uid"), p["title"]
-        if p["type"] != "alertlist":
-            assert p.get("targets"), p["title"]
+        assert p.get("targets"), p["title"]
 
 
 def test_variables_for_project_model_host_and_user():
-    variables = {v["name"]: v for v in dashboard()["templating"]["list"]}
+    variables = {v["name"]: v for v in dashboard()["templating"]["list"] if v["type"] == "query"}
     assert set(variables) == {"host", "user", "project", "model"}
     for v in variables.values():
         assert v["includeAll"] and v["multi"] and v["allValue"] == ".*", v["name"]
@@ -124,14 +151,14 @@ def test_every_panel_the_issue_lists_is_there():
         "Parse errors",
         "Unpriced tokens by model",
         "OTLP export errors by signal",
-        "ccotel up (scraped)",
+        "ccotel reporting",
     ):
         assert needed in titles, needed
     by_title = {p["title"]: p for p in panels()}
     assert by_title["Spend today"]["timeFrom"] == "now/d"
     assert by_title["Spend this month"]["timeFrom"] == "now/M"
     sessions = by_title["Recent sessions (Tempo)"]
-    assert sessions["datasource"]["uid"] == "tempo"
+    assert sessions["datasource"] == {"type": "tempo", "uid": "${tempo}"}
     assert sessions["targets"][0]["queryType"] == "traceql"
     assert "ccotel.cost_usd" in sessions["targets"][0]["query"]
     budget = by_title["Spend per hour against the hourly budget"]

@@ -1,13 +1,14 @@
 """The stack's Prometheus and Alertmanager configs, for real, on loopback: the Debian `prometheus`
 and `prometheus-alertmanager` binaries run the ccotel rules against a stand-in exporter that
-serves every series of the metric contract; the hourly budget alert must reach a webhook with
+serves every series of the metric contract as the collector would, read through the stack's
+`otel-collector-ccotel` job; the hourly budget alert must reach a webhook with
 the right labels and resolve when the budget is raised; every dashboard query must return data;
 cost exemplars must come back with their trace id.
 
 The helpers are what an end-to-end test with the real daemon needs:
 
     from tests.test_deploy_live import Stack, prometheus_test_config, alertmanager_test_config
-    with Stack(tmp_path, ccotel_target="127.0.0.1:PORT") as stack:   # Prometheus + Alertmanager
+    with Stack(tmp_path, collector.target) as stack:                  # Prometheus + Alertmanager
         stack.wait_for_alert("CcotelHourlyBudgetExceeded")             # as received by the webhook
         stack.query("...")                                            # /api/v1/query
     tests.test_deploy_dashboard.panel_queries()                       # every panel's PromQL
@@ -34,6 +35,9 @@ from tests.test_deploy import ALERTMANAGER_YML, PROMETHEUS_YML, RULES, uncomment
 from tests.test_deploy_dashboard import panel_queries
 
 HOST, USER = "e2e-host", "e2e-user"
+# What the collector adds to a pushed series: job from service.name, host / user from host.name /
+# user.name. A stand-in that serves bare series gets them as target labels.
+AS_PUSHED = {"job": "ccotel", "host": HOST, "user": USER}
 TRACE_ID = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 
 
@@ -41,16 +45,18 @@ def prometheus_test_config(
     ccotel_target: str,
     alertmanager_target: str,
     *,
-    host: str = HOST,
-    user: str = USER,
+    labels: dict[str, str] | None = None,
     interval: str = "1s",
     rules_file: Path = RULES,
 ) -> dict:
-    """deploy/compose/prometheus/prometheus.yml reduced to the `ccotel` job, pointed at a test
-    daemon and Alertmanager, scraping and evaluating every `interval`, with the real rules."""
+    """deploy/compose/prometheus/prometheus.yml reduced to its `otel-collector-ccotel` job (where
+    every ccotel's pushed metrics are read), pointed at `ccotel_target` (tests.pushed.Collector,
+    or a stand-in serving series as the collector would), scraping and evaluating every
+    `interval`, with the real rules and Alertmanager. `labels` are target labels for a stand-in
+    whose series lack `host` / `user` (honor_labels keeps a series' own)."""
     cfg = yaml.safe_load(PROMETHEUS_YML.read_text())
-    job = next(j for j in cfg["scrape_configs"] if j["job_name"] == "ccotel")
-    job["static_configs"] = [{"targets": [ccotel_target], "labels": {"host": host, "user": user}}]
+    job = next(j for j in cfg["scrape_configs"] if j["job_name"] == "otel-collector-ccotel")
+    job["static_configs"] = [{"targets": [ccotel_target], **({"labels": labels} if labels else {})}]
     cfg["global"] = {"scrape_interval": interval, "evaluation_interval": interval}
     cfg["scrape_configs"] = [job]
     cfg["rule_files"] = [str(rules_file)]
@@ -121,9 +127,9 @@ def _get(url: str) -> dict:
 class Stack:
     """Prometheus + Alertmanager + a webhook, with the deploy configs, on loopback ports."""
 
-    def __init__(self, workdir: Path, ccotel_target: str, *, host: str = HOST, user: str = USER):
+    def __init__(self, workdir: Path, ccotel_target: str, *, labels: dict[str, str] | None = None):
         self.workdir = workdir
-        self.ccotel_target, self.host, self.user = ccotel_target, host, user
+        self.ccotel_target, self.labels = ccotel_target, labels
         self.procs: list[subprocess.Popen] = []
 
     def __enter__(self) -> Stack:
@@ -137,7 +143,7 @@ class Stack:
         prom_cfg.write_text(
             yaml.safe_dump(
                 prometheus_test_config(
-                    self.ccotel_target, f"127.0.0.1:{am_port}", host=self.host, user=self.user
+                    self.ccotel_target, f"127.0.0.1:{am_port}", labels=self.labels
                 )
             )
         )
@@ -302,7 +308,7 @@ def fake_ccotel():
 
 
 def test_budget_alert_reaches_the_webhook_and_resolves(tmp_path, fake_ccotel):
-    with Stack(tmp_path, fake_ccotel.target) as stack:
+    with Stack(tmp_path, fake_ccotel.target, labels=AS_PUSHED) as stack:
         alert = stack.wait_for_alert("CcotelHourlyBudgetExceeded")
         assert alert["labels"] == {
             "alertname": "CcotelHourlyBudgetExceeded",
@@ -340,7 +346,7 @@ def test_budget_alert_reaches_the_webhook_and_resolves(tmp_path, fake_ccotel):
 
 def test_every_dashboard_query_returns_data(tmp_path, fake_ccotel):
     queries = panel_queries()
-    with Stack(tmp_path, fake_ccotel.target) as stack:
+    with Stack(tmp_path, fake_ccotel.target, labels=AS_PUSHED) as stack:
         deadline = time.monotonic() + 45
         empty = queries
         while empty and time.monotonic() < deadline:
@@ -360,7 +366,7 @@ def test_every_dashboard_query_returns_data(tmp_path, fake_ccotel):
 
 
 def test_cost_exemplars_carry_the_session_trace_id(tmp_path, fake_ccotel):
-    with Stack(tmp_path, fake_ccotel.target) as stack:
+    with Stack(tmp_path, fake_ccotel.target, labels=AS_PUSHED) as stack:
         deadline = time.monotonic() + 30
         found: list[dict] = []
         while not found and time.monotonic() < deadline:
