@@ -120,10 +120,13 @@ _common = [
     click.option(
         "--claude-dir",
         multiple=True,
+        metavar="DIR",
         help="Claude config dir to read, the one holding projects/ (repeatable). "
         "Default: CLAUDE_CONFIG_DIR, else ~/.config/claude and ~/.claude.",
     ),
-    click.option("--state-dir", help="Where the state database lives (CCOTEL_STATE_DIR)."),
+    click.option(
+        "--state-dir", metavar="DIR", help="Where the state database lives (CCOTEL_STATE_DIR)."
+    ),
 ]
 
 
@@ -155,9 +158,10 @@ def _check_roots(cfg: Config, fatal: bool = False) -> None:
         roots = claude_roots(os.environ, Path.home())
         if not any(projects_dir(r).is_dir() for r in roots):
             where = " nor ".join(str(projects_dir(r)) for r in roots)
+            then = "nothing to read" if fatal else "ccotel waits for them"
             _warn(
-                f"no transcripts yet: neither {where} exists; ccotel waits for them "
-                "(if Claude Code keeps them elsewhere, pass --claude-dir or set CLAUDE_CONFIG_DIR)"
+                f"no transcripts yet: neither {where} exists; {then} (if Claude Code keeps "
+                "them elsewhere, pass --claude-dir or set CLAUDE_CONFIG_DIR)"
             )
         return
     say = (lambda msg: _fail(msg, EXIT_CONFIG)) if fatal else _warn
@@ -210,11 +214,13 @@ def _start_error(cfg: Config, exc: OSError) -> str | None:
 @common
 @click.option(
     "--metrics-addr",
+    metavar="HOST:PORT",
     help="HOST:PORT to serve the web page, /api/, /metrics and /healthz on "
     "(default 127.0.0.1:9470; IPv6 as [::1]:9470).",
 )
 @click.option(
     "--otlp-endpoint",
+    metavar="URL",
     help="OTLP collector for traces, like http://collector:4318 (default "
     "OTEL_EXPORTER_OTLP_ENDPOINT, else localhost:4318 when one answers). Naming one also "
     "turns on the OTLP metrics push.",
@@ -272,6 +278,7 @@ def run(ctx, **flags) -> None:
 )
 @click.option(
     "--otlp-endpoint",
+    metavar="URL",
     help="Where traces go (default OTEL_EXPORTER_OTLP_ENDPOINT or http://localhost:4318).",
 )
 @click.pass_context
@@ -285,6 +292,8 @@ def backfill(ctx, rebuild: bool, export_traces: bool, since: float | None, **fla
 
     cfg = _config(ctx, **flags)
     _check_roots(cfg, fatal=True)
+    if since is not None and not export_traces:
+        _warn("--since picks the sessions --traces exports; the metrics backfill reads everything")
     since_ts = since
     if export_traces:
         from ccotel.otlp import target
@@ -293,7 +302,7 @@ def backfill(ctx, rebuild: bool, export_traces: bool, since: float | None, **fla
             target(cfg, "traces")
         except ValueError as exc:  # an OTLP setting that cannot work (protocol, compression)
             _fail(f"configuration error: {exc}", EXIT_CONFIG)
-    log.setup("warning", "console" if sys.stderr.isatty() else "json")
+    log.setup("warning", stream=sys.stderr)  # stdout stays empty: warnings beside the summary
     if rebuild:
         for suffix in ("", "-wal", "-shm"):
             (cfg.resolved_state_dir() / f"{DB_NAME}{suffix}").unlink(missing_ok=True)
@@ -337,7 +346,9 @@ def backfill(ctx, rebuild: bool, export_traces: bool, since: float | None, **fla
 
 
 @main.command()
-@click.option("--state-dir", help="Where the state database lives (CCOTEL_STATE_DIR).")
+@click.option(
+    "--state-dir", metavar="DIR", help="Where the state database lives (CCOTEL_STATE_DIR)."
+)
 @click.option(
     "--by",
     "by",
@@ -383,11 +394,15 @@ def report(ctx, by: str, since: float | None, as_json: bool, state_dir: str | No
         click.echo(json.dumps(rep.rounded(data), indent=2))
         return
     rep.render(data)
+    if not data["rows"]:
+        _warn(f"no usage in {cfg.resolved_state_dir()}" + (" in that time" if since else " yet"))
 
 
 @main.command()
 @click.option(
-    "--metrics-addr", help="Where the daemon listens (default: metrics_addr of the config)."
+    "--metrics-addr",
+    metavar="HOST:PORT",
+    help="Where the daemon listens (default: metrics_addr of the config).",
 )
 @click.option(
     "--json",
@@ -478,7 +493,11 @@ def _healthz(cfg: Config, base: str, down) -> dict:
             down(f"{url} refused the credentials (http_basic_auth_user, CCOTEL_HTTP_PASSWORD)", 1)
         body = exc.read() or b""
     except urllib.error.URLError as exc:
-        down(f"the daemon is not running at {url} ({exc.reason})", 3)
+        down(
+            f"the daemon is not running at {url} ({exc.reason}); start it with "
+            "`ccotel service install` or `ccotel run`",
+            3,
+        )
     except (OSError, http.client.HTTPException) as exc:
         down(f"no ccotel answers at {url} ({exc or type(exc).__name__})", 3)
     try:

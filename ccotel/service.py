@@ -450,7 +450,7 @@ def uninstall(ctx: Context, *, dry_run: bool = False, purge_state: bool = False)
         res.commands = [
             Step(_systemctl("disable", "--now", UNIT_NAME), "when installed", check=False),
             Step(("rm", "-f", str(ctx.path))),
-            Step(_systemctl("daemon-reload")),
+            Step(_systemctl("daemon-reload"), check=False),  # no manager: nothing runs
             Step(_systemctl("reset-failed", UNIT_NAME), check=False),
         ]
     else:
