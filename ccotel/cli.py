@@ -154,7 +154,11 @@ def _check_roots(cfg: Config, fatal: bool = False) -> None:
     from ccotel.sources.discovery import claude_roots, projects_dir
 
     expect = "a Claude config folder (like ~/.claude) holding projects/<project>/<session>.jsonl"
-    if not cfg.claude_dirs:
+    named = [Path(d) for d in cfg.claude_dirs]
+    what = "claude dir"
+    if not named and os.environ.get("CLAUDE_CONFIG_DIR", "").strip():
+        named, what = claude_roots(os.environ, Path.home()), "CLAUDE_CONFIG_DIR entry"
+    if not named:
         roots = claude_roots(os.environ, Path.home())
         if not any(projects_dir(r).is_dir() for r in roots):
             where = " nor ".join(str(projects_dir(r)) for r in roots)
@@ -165,18 +169,36 @@ def _check_roots(cfg: Config, fatal: bool = False) -> None:
             )
         return
     say = (lambda msg: _fail(msg, EXIT_CONFIG)) if fatal else _warn
-    for root in (Path(d) for d in cfg.claude_dirs):
+    for root in named:
         if projects_dir(root).is_dir():
             continue
         if not root.exists():
-            say(f"claude dir {root} does not exist; expected {expect}")
+            say(f"{what} {root} does not exist; expected {expect}")
+        elif not root.is_dir():
+            say(f"{what} {root} is a file; expected {expect}")
         elif root.name == "projects" or any(root.glob("*/*.jsonl")):
             say(
-                f"claude dir {root} looks like the projects folder itself; "
-                f"pass its parent: --claude-dir {root.parent}"
+                f"{what} {root} looks like the projects folder itself; name its parent, {root.parent}"
             )
         else:
-            say(f"claude dir {root} has no projects/ folder; expected {expect}")
+            say(f"{what} {root} has no projects/ folder; expected {expect}")
+
+
+def _check_prices(cfg: Config) -> None:
+    """A pricing_file that cannot be read as prices is a configuration error, not a traceback."""
+    if not cfg.pricing_file:
+        return
+    from ccotel.pricing import PriceTable, PricingError
+
+    try:
+        PriceTable(Path(cfg.pricing_file), cfg.pricing_rules)
+    except UnicodeDecodeError:
+        _fail(f"configuration error: pricing_file: {cfg.pricing_file} is not UTF-8 text", 2)
+    except (PricingError, OSError) as exc:
+        _fail(
+            f"configuration error: pricing_file: {exc} (the format of ccotel/data/prices.toml)",
+            EXIT_CONFIG,
+        )
 
 
 def _check_otlp(cfg: Config, signal: str = "traces") -> None:
@@ -242,6 +264,7 @@ def run(ctx, **flags) -> None:
 
     cfg = _config(ctx, **flags)
     _check_roots(cfg)
+    _check_prices(cfg)
     if cfg.traces:
         _check_otlp(cfg)
     from ccotel import app, log
@@ -292,6 +315,7 @@ def backfill(ctx, rebuild: bool, export_traces: bool, since: float | None, **fla
 
     cfg = _config(ctx, **flags)
     _check_roots(cfg, fatal=True)
+    _check_prices(cfg)
     if since is not None and not export_traces:
         _warn("--since picks the sessions --traces exports; the metrics backfill reads everything")
     since_ts = since

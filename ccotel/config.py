@@ -157,8 +157,14 @@ def env_name(key: str) -> str:
     return "CCOTEL_" + key.replace(".", "_").upper()
 
 
+# Keys the command line sets with a flag of their own; other overrides are named by key.
+FLAGS = {"claude_dirs": "--claude-dir", "state_dir": "--state-dir",
+         "metrics_addr": "--metrics-addr", "otlp_endpoint": "--otlp-endpoint",
+         "log_format": "--log-format", "log_level": "--log-level"}  # fmt: skip
+
+
 def flag_name(key: str) -> str:
-    return "--claude-dir" if key == "claude_dirs" else "--" + key.replace("_", "-")
+    return FLAGS.get(key, key)
 
 
 def _keys() -> list[str]:

@@ -646,7 +646,7 @@ def service() -> None:
 @click.option(
     "--exec",
     "exec_path",
-    type=click.Path(dir_okay=False),
+    type=click.Path(exists=True, dir_okay=False),
     default=None,
     help="The ccotel executable the service runs (default: this one).",
 )
@@ -660,6 +660,8 @@ def install_cmd(
 ) -> None:
     """Write the service file with this ccotel's path, then enable and start it. Safe to rerun."""
     ctx = _context(platform, home)
+    if exec_path and not (os.stat(exec_path).st_mode & 0o111):
+        raise click.BadParameter(f"{exec_path} is not executable", param_hint="'--exec'")
     exec_args = [os.path.abspath(exec_path)] if exec_path else resolve_executable()
     try:
         res = install(ctx, exec_args, dry_run=dry_run, sandbox=not no_sandbox)
