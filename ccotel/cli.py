@@ -451,10 +451,9 @@ def status(ctx, as_json: bool, **flags) -> None:
     base = f"{scheme}://{url_host(host)}:{port}"
 
     def down(msg: str, code: int) -> None:
-        if as_json:
+        if as_json:  # the reason for scripts on stdout, and for people on stderr
             out = {"running": False, "ok": False, "url": f"{base}/healthz", "error": msg}
             click.echo(json.dumps(out, indent=2))
-            sys.exit(code)
         _fail(msg, code)
 
     h = _healthz(cfg, base, down)
