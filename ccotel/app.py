@@ -14,7 +14,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from ccotel import __version__
-from ccotel.config import Config
+from ccotel.config import Config, url_host
 from ccotel.pipeline import Ingest
 from ccotel.sinks.prometheus import MetricsServer, TotalsCollector, project_labeler
 from ccotel.sources.discovery import claude_roots
@@ -143,7 +143,7 @@ class Daemon:
     def run(self) -> None:
         self.server.start()
         host, port = self.server.httpd.server_address[:2]
-        base = f"{self.server.scheme}://{host}:{port}"
+        base = f"{self.server.scheme}://{url_host(host)}:{port}"
         log.info(
             "ccotel running",
             page=f"{base}/" if self.web else None,

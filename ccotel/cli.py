@@ -1,32 +1,70 @@
-"""The command line: run, backfill, report, status (and service)."""
+"""The command line: run, backfill, report, status (and service).
+
+Every mistake a user can make here ends in one line on stderr and a non-zero exit, never a
+traceback: usage errors (exit 2), configuration errors naming the key, variable or flag (exit 2),
+and runtime conditions that say what to do (exit 1, `status`: 3). Commands import only what they
+use, so `report`, `status` and `--help` start without OpenTelemetry, watchdog or Prometheus.
+"""
 
 from __future__ import annotations
 
 import json
-import sqlite3
+import os
 import sys
-from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ccotel import __version__
-from ccotel.config import Config, ConfigError, load
+
+if TYPE_CHECKING:
+    from ccotel.config import Config
 
 EXIT_CONFIG = 2
 
 
-def _config(ctx: click.Context, **flags) -> Config:
-    root = ctx.find_root()
-    file = root.params.get("config")
+class _Main(click.Group):
+    """Usage errors in one line, as `ccotel: <what> (see `ccotel x --help`)`."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            click.echo(exc.format_message())
+            sys.exit(0)
+        except click.UsageError as exc:
+            hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
+            click.echo(f"ccotel: {exc.format_message()}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"ccotel: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            sys.exit(130)
+        except BrokenPipeError:  # `ccotel report | head`: the reader left; so do we
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def config_of(ctx: click.Context, **flags) -> Config:
+    """The configuration for this command: file (--config), environment, then these flags."""
+    from ccotel.config import ConfigError, load
+
+    file = ctx.find_root().params.get("config")
     over = {k: v for k, v in flags.items() if v not in (None, ())}
     if "claude_dir" in over:
         over["claude_dirs"] = list(over.pop("claude_dir"))
     try:
         return load(Path(file) if file else None, flags=over)
     except ConfigError as exc:
-        click.echo(f"ccotel: configuration error: {exc}", err=True)
-        sys.exit(EXIT_CONFIG)
+        _fail(f"configuration error: {exc}", EXIT_CONFIG)
+
+
+_config = config_of  # the name the commands use
 
 
 def _corrupt(cfg: Config, exc: Exception) -> str:
@@ -41,13 +79,54 @@ def _fail(msg: str, code: int = 1):
     sys.exit(code)
 
 
+def _warn(msg: str) -> None:
+    click.echo(f"ccotel: warning: {msg}", err=True)
+
+
+class Since(click.ParamType):
+    """A point in time: YYYY-MM-DD or YYYYMMDD (local midnight), or a duration ago (90m, 12h,
+    7d, 2w). The one parser of every --since; converts to epoch seconds."""
+
+    name = "SINCE"
+
+    def convert(self, value, param, ctx) -> float:
+        import re
+        import time
+        from datetime import datetime
+
+        if isinstance(value, float):
+            return value
+        v = str(value).strip()
+        m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhdw])", v)
+        if m:
+            unit = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}[m.group(2)]
+            return time.time() - float(m.group(1)) * unit
+        if re.fullmatch(r"\d{4}-?\d{2}-?\d{2}", v):
+            try:
+                return datetime.strptime(v.replace("-", ""), "%Y%m%d").timestamp()
+            except ValueError:
+                self.fail(f"{value!r} is not a date", param, ctx)
+        self.fail(
+            f"expected YYYY-MM-DD, YYYYMMDD or a duration like 12h or 7d, got {value!r}",
+            param,
+            ctx,
+        )
+
+
+SINCE = Since()
+
+
 _common = [
     click.option(
         "--claude-dir",
         multiple=True,
-        help="Claude config dir to read (repeatable). Default: CLAUDE_CONFIG_DIR, ~/.config/claude, ~/.claude.",
+        metavar="DIR",
+        help="Claude config dir to read, the one holding projects/ (repeatable). "
+        "Default: CLAUDE_CONFIG_DIR, else ~/.config/claude and ~/.claude.",
     ),
-    click.option("--state-dir", help="Where the state database lives (CCOTEL_STATE_DIR)."),
+    click.option(
+        "--state-dir", metavar="DIR", help="Where the state database lives (CCOTEL_STATE_DIR)."
+    ),
 ]
 
 
@@ -57,33 +136,140 @@ def common(f):
     return f
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
-    "--config", envvar="CCOTEL_CONFIG", type=click.Path(dir_okay=False), help="TOML config file."
+    "--config",
+    envvar="CCOTEL_CONFIG",
+    type=click.Path(dir_okay=False),
+    help="TOML config file (CCOTEL_CONFIG; default ~/.config/ccotel/config.toml when it exists).",
 )
 @click.version_option(__version__, prog_name="ccotel")
 def main(config: str | None) -> None:
     """Claude Code transcripts to Prometheus metrics and OpenTelemetry traces."""
 
 
+def _check_roots(cfg: Config, fatal: bool = False) -> None:
+    """Warn, naming what was expected, when the folders to watch hold no projects/ folder;
+    ``fatal``: a folder the user named that holds none is an error (backfill: nothing to do)."""
+    from ccotel.sources.discovery import claude_roots, projects_dir
+
+    expect = "a Claude config folder (like ~/.claude) holding projects/<project>/<session>.jsonl"
+    named = [Path(d) for d in cfg.claude_dirs]
+    what = "claude dir"
+    if not named and os.environ.get("CLAUDE_CONFIG_DIR", "").strip():
+        named, what = claude_roots(os.environ, Path.home()), "CLAUDE_CONFIG_DIR entry"
+    if not named:
+        roots = claude_roots(os.environ, Path.home())
+        if not any(projects_dir(r).is_dir() for r in roots):
+            where = " nor ".join(str(projects_dir(r)) for r in roots)
+            then = "nothing to read" if fatal else "ccotel waits for them"
+            _warn(
+                f"no transcripts yet: neither {where} exists; {then} (if Claude Code keeps "
+                "them elsewhere, pass --claude-dir or set CLAUDE_CONFIG_DIR)"
+            )
+        return
+    say = (lambda msg: _fail(msg, EXIT_CONFIG)) if fatal else _warn
+    for root in named:
+        if projects_dir(root).is_dir():
+            continue
+        if not root.exists():
+            say(f"{what} {root} does not exist; expected {expect}")
+        elif not root.is_dir():
+            say(f"{what} {root} is a file; expected {expect}")
+        elif root.name == "projects" or any(root.glob("*/*.jsonl")):
+            say(
+                f"{what} {root} looks like the projects folder itself; name its parent, {root.parent}"
+            )
+        else:
+            say(f"{what} {root} has no projects/ folder; expected {expect}")
+
+
+def _check_prices(cfg: Config) -> None:
+    """A pricing_file that cannot be read as prices is a configuration error, not a traceback."""
+    if not cfg.pricing_file:
+        return
+    from ccotel.pricing import PriceTable, PricingError
+
+    try:
+        PriceTable(Path(cfg.pricing_file), cfg.pricing_rules)
+    except UnicodeDecodeError:
+        _fail(f"configuration error: pricing_file: {cfg.pricing_file} is not UTF-8 text", 2)
+    except (PricingError, OSError) as exc:
+        _fail(
+            f"configuration error: pricing_file: {exc} (the format of ccotel/data/prices.toml)",
+            EXIT_CONFIG,
+        )
+
+
+def _check_otlp(cfg: Config, signal: str = "traces") -> None:
+    from ccotel.otlp import target
+
+    try:
+        target(cfg, signal)  # type: ignore[arg-type]
+    except ValueError as exc:  # an OTLP setting that cannot work (protocol, compression)
+        _fail(f"configuration error: {exc}", EXIT_CONFIG)
+
+
+def _start_error(cfg: Config, exc: OSError) -> str | None:
+    """What a failure to start serving means, in one line; None when it is not one."""
+    import errno
+    import socket
+    import ssl
+
+    addr = cfg.metrics_addr
+    if isinstance(exc, socket.gaierror):
+        return f"metrics_addr {addr}: cannot resolve the host ({exc.strerror})"
+    if isinstance(exc, ssl.SSLError):
+        return f"http_tls_cert/http_tls_key: cannot use them ({exc.reason or exc})"
+    if exc.errno == errno.EADDRINUSE:
+        return f"metrics_addr {addr} is in use; choose another with --metrics-addr"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"metrics_addr {addr}: this machine has no such address"
+    if exc.errno == errno.EACCES and exc.filename is None:
+        return f"metrics_addr {addr}: not allowed to listen there (ports below 1024 need root)"
+    if exc.filename in (cfg.http_tls_cert, cfg.http_tls_key) and exc.filename:
+        return f"http_tls_cert/http_tls_key: cannot read {exc.filename} ({exc.strerror})"
+    return None
+
+
 @main.command()
 @common
 @click.option(
-    "--metrics-addr", help="HOST:PORT for /metrics and /healthz (default 127.0.0.1:9470)."
+    "--metrics-addr",
+    metavar="HOST:PORT",
+    help="HOST:PORT to serve the web page, /api/, /metrics and /healthz on "
+    "(default 127.0.0.1:9470; IPv6 as [::1]:9470).",
 )
 @click.option(
     "--otlp-endpoint",
-    help="OTLP endpoint for traces and metrics (default OTEL_EXPORTER_OTLP_ENDPOINT or http://localhost:4318).",
+    metavar="URL",
+    help="OTLP collector for traces, like http://collector:4318 (default "
+    "OTEL_EXPORTER_OTLP_ENDPOINT, else localhost:4318 when one answers). Naming one also "
+    "turns on the OTLP metrics push.",
 )
-@click.option("--log-format", type=click.Choice(["auto", "json", "console"]))
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option(
+    "--log-format",
+    type=click.Choice(["auto", "json", "console"]),
+    help="Log lines on stdout: console, json, or auto (console on a terminal, else JSON).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="The least severe messages to log (default info).",
+)
 @click.pass_context
 def run(ctx, **flags) -> None:
-    """Run the daemon in the foreground."""
+    """Run the daemon in the foreground (`ccotel service install` runs it in the background)."""
+    import sqlite3
+
+    cfg = _config(ctx, **flags)
+    _check_roots(cfg)
+    _check_prices(cfg)
+    if cfg.traces:
+        _check_otlp(cfg)
     from ccotel import app, log
     from ccotel.state.store import StateError
 
-    cfg = _config(ctx, **flags)
     log.setup(cfg.log_level, cfg.log_format)
     try:
         app.run(cfg)
@@ -92,9 +278,10 @@ def run(ctx, **flags) -> None:
     except sqlite3.DatabaseError as exc:  # corruption found past the open: same advice
         _fail(_corrupt(cfg, exc))
     except OSError as exc:
-        if exc.errno == 98 or "Address already in use" in str(exc):
-            _fail(f"metrics_addr {cfg.metrics_addr} is in use; choose another with --metrics-addr")
-        raise
+        msg = _start_error(cfg, exc)
+        if msg is None:
+            raise
+        _fail(msg)
 
 
 @main.command()
@@ -109,21 +296,29 @@ def run(ctx, **flags) -> None:
 @click.option(
     "--since",
     "since",
-    help="With --traces: sessions changed since YYYY-MM-DD, or 12h / 30d ago (default 7d).",
+    type=SINCE,
+    help="With --traces: sessions changed since YYYY-MM-DD, YYYYMMDD, or 12h / 7d ago (default 7d).",
 )
 @click.option(
     "--otlp-endpoint",
+    metavar="URL",
     help="Where traces go (default OTEL_EXPORTER_OTLP_ENDPOINT or http://localhost:4318).",
 )
 @click.pass_context
-def backfill(ctx, rebuild: bool, export_traces: bool, since: str | None, **flags) -> None:
+def backfill(ctx, rebuild: bool, export_traces: bool, since: float | None, **flags) -> None:
     """Ingest everything not yet ingested into the state, then exit."""
+    import sqlite3
+
     from ccotel import app, log
     from ccotel.otlp import ExportError
     from ccotel.state.store import DB_NAME, StateError
 
     cfg = _config(ctx, **flags)
-    since_ts = _since(since) if since else None
+    _check_roots(cfg, fatal=True)
+    _check_prices(cfg)
+    if since is not None and not export_traces:
+        _warn("--since picks the sessions --traces exports; the metrics backfill reads everything")
+    since_ts = since
     if export_traces:
         from ccotel.otlp import target
 
@@ -131,7 +326,7 @@ def backfill(ctx, rebuild: bool, export_traces: bool, since: str | None, **flags
             target(cfg, "traces")
         except ValueError as exc:  # an OTLP setting that cannot work (protocol, compression)
             _fail(f"configuration error: {exc}", EXIT_CONFIG)
-    log.setup("warning", "console" if sys.stderr.isatty() else "json")
+    log.setup("warning", stream=sys.stderr)  # stdout stays empty: warnings beside the summary
     if rebuild:
         for suffix in ("", "-wal", "-shm"):
             (cfg.resolved_state_dir() / f"{DB_NAME}{suffix}").unlink(missing_ok=True)
@@ -174,50 +369,34 @@ def backfill(ctx, rebuild: bool, export_traces: bool, since: str | None, **flags
         )
 
 
-def _since(value: str) -> float:
-    """YYYY-MM-DD (local midnight) or a duration ago: 90m, 12h, 30d."""
-    import re
-    import time
-    from datetime import datetime
-
-    v = value.strip()
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhdw])", v)
-    if m:
-        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}[m.group(2)]
-        return time.time() - float(m.group(1)) * unit
-    try:
-        return datetime.strptime(v.replace("-", ""), "%Y%m%d").timestamp()
-    except ValueError:
-        _fail(f"--since: expected YYYY-MM-DD or a duration like 7d, got {value!r}", EXIT_CONFIG)
-        raise
-
-
 @main.command()
-@click.option("--state-dir", help="Where the state database lives.")
+@click.option(
+    "--state-dir", metavar="DIR", help="Where the state database lives (CCOTEL_STATE_DIR)."
+)
 @click.option(
     "--by",
     "by",
     type=click.Choice(["session", "day", "model", "project"]),
     default="day",
     show_default=True,
+    help="Rows per day or session (in time order), or per model or project (by cost).",
 )
-@click.option("--since", help="Only usage on or after this day (YYYY-MM-DD or YYYYMMDD).")
+@click.option(
+    "--since",
+    type=SINCE,
+    help="Only usage from this day (YYYY-MM-DD, YYYYMMDD) or this long ago (12h, 7d) on.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-def report(ctx, by: str, since: str | None, as_json: bool, state_dir: str | None) -> None:
+def report(ctx, by: str, since: float | None, as_json: bool, state_dir: str | None) -> None:
     """Usage and cost tables from the state (the daemon need not run)."""
+    import sqlite3
+
     from ccotel import report as rep
-    from ccotel.sinks.prometheus import project_labeler
+    from ccotel.projects import project_labeler
     from ccotel.state.store import StateError, open_readonly
 
     cfg = _config(ctx, state_dir=state_dir)
-    since_day = None
-    if since:
-        try:
-            s = since.replace("-", "")
-            since_day = date(int(s[:4]), int(s[4:6]), int(s[6:8]))
-        except ValueError:
-            _fail(f"--since: expected YYYY-MM-DD, got {since!r}", EXIT_CONFIG)
     try:
         store = open_readonly(cfg.resolved_state_dir())
     except StateError as exc:
@@ -228,7 +407,7 @@ def report(ctx, by: str, since: str | None, as_json: bool, state_dir: str | None
         data = rep.build(
             store,
             by,
-            since_day,
+            since,
             project_labeler(cfg.project_label if cfg.project_label != "off" else "name"),
         )
     except sqlite3.DatabaseError as exc:
@@ -236,118 +415,154 @@ def report(ctx, by: str, since: str | None, as_json: bool, state_dir: str | None
     finally:
         store.close()
     if as_json:
-        click.echo(json.dumps(data, indent=2))
+        click.echo(json.dumps(rep.rounded(data), indent=2))
         return
-    _print_table(data, by)
-
-
-def _short_model(model: str) -> str:
-    """claude-sonnet-4-5-20250929 -> sonnet-4-5: what a narrow table can hold."""
-    name = model.removeprefix("claude-")
-    head, _, tail = name.rpartition("-")
-    return head if tail.isdigit() and len(tail) == 8 else name
-
-
-def _compact(n: float) -> str:
-    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= size:
-            return f"{n / size:.1f}{unit}"
-    return f"{n:.0f}"
-
-
-_TOKEN_COLS = (
-    ("Input", "input_tokens"),
-    ("Output", "output_tokens"),
-    ("Cache write", "cache_write_tokens"),
-    ("Cache read", "cache_read_tokens"),
-)
-
-
-def _print_table(data: dict, by: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    narrow = console.width < 120  # full token counts need about 120 columns
-    num = _compact if narrow else (lambda n: f"{n:,}")
-    show_models = by != "model" and not narrow
-    t = Table(title=f"Claude Code usage by {by}", show_footer=True)
-    tot = data["totals"]
-    t.add_column(by.capitalize(), footer="Total", overflow="fold", min_width=10)
-    if show_models:
-        t.add_column("Models", overflow="fold")
-    for title, key in _TOKEN_COLS:
-        t.add_column(title, footer=num(tot[key]), justify="right", no_wrap=True)
-    t.add_column("Cost (USD)", footer=f"${tot['cost_usd']:,.2f}", justify="right", no_wrap=True)
-    for r in data["rows"]:
-        label = _short_model(r[by]) if by == "model" else str(r[by])
-        models = [", ".join(_short_model(m) for m in r["models"])] if show_models else []
-        t.add_row(
-            label, *models, *(num(r[key]) for _, key in _TOKEN_COLS), f"${r['cost_usd']:,.2f}"
-        )
-    console.print(t)
+    rep.render(data)
+    if not data["rows"]:
+        _warn(f"no usage in {cfg.resolved_state_dir()}" + (" in that time" if since else " yet"))
 
 
 @main.command()
-@click.option("--metrics-addr", help="Where the daemon listens.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--metrics-addr",
+    metavar="HOST:PORT",
+    help="Where the daemon listens (default: metrics_addr of the config).",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='The daemon\'s /healthz; when it cannot be reached, {"running": false, "error": ...}.',
+)
 @click.pass_context
 def status(ctx, as_json: bool, **flags) -> None:
-    """Is the daemon up, what is it watching, how far behind.
+    """Is the daemon up, what is it watching, how far behind, are traces going out.
 
     With TLS on, the daemon's own certificate is trusted; with basic auth on, the password
-    comes from CCOTEL_HTTP_PASSWORD (the config holds only its hash).
+    comes from CCOTEL_HTTP_PASSWORD (the config holds only its hash). Exit 0 up, 1 refused,
+    3 not running.
     """
-    import base64
-    import os
-    import ssl
-    import urllib.error
-    import urllib.request
+    from ccotel.config import url_host
 
     cfg = _config(ctx, **flags)
     host, port = cfg.metrics_host_port()
-    host = "127.0.0.1" if host in ("0.0.0.0", "") else host
-    tls = ssl.create_default_context(cafile=cfg.http_tls_cert) if cfg.http_tls_cert else None
-    if tls is not None:
-        tls.check_hostname = False  # the certificate names the host, not the loopback address
-    url = f"{'https' if tls else 'http'}://{host}:{port}/healthz"
-    req = urllib.request.Request(url)
-    if cfg.http_basic_auth_user:
-        password = os.environ.get("CCOTEL_HTTP_PASSWORD")
-        if password is None:
-            _fail("the daemon asks for a password: set CCOTEL_HTTP_PASSWORD", EXIT_CONFIG)
-        token = base64.b64encode(f"{cfg.http_basic_auth_user}:{password}".encode()).decode()
-        req.add_header("Authorization", f"Basic {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=3, context=tls) as r:
-            h = json.loads(r.read())
-    except urllib.error.HTTPError as exc:
-        if exc.code == 401:
-            _fail(f"{url} refused the credentials (http_basic_auth_user, CCOTEL_HTTP_PASSWORD)", 1)
-        h = json.loads(exc.read() or b"{}")
-    except (urllib.error.URLError, OSError) as exc:
-        _fail(f"the daemon is not running at {url} ({getattr(exc, 'reason', exc)})", 3)
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    scheme = "https" if cfg.http_tls_cert else "http"
+    base = f"{scheme}://{url_host(host)}:{port}"
+
+    def down(msg: str, code: int) -> None:
+        if as_json:  # the reason for scripts on stdout, and for people on stderr
+            out = {"running": False, "ok": False, "url": f"{base}/healthz", "error": msg}
+            click.echo(json.dumps(out, indent=2))
+        _fail(msg, code)
+
+    h = _healthz(cfg, base, down)
     if as_json:
-        click.echo(json.dumps(h, indent=2))
+        click.echo(json.dumps({"running": True, **h}, indent=2))
         return
     click.echo(
         f"ccotel {h.get('version')} (pid {h.get('pid')}) {'ready' if h.get('ok') else 'catching up'}"
+        f" at {base}/"
     )
     click.echo(f"  watching   {', '.join(h.get('roots', []))}")
     click.echo(f"  state      {h.get('state_dir')}")
+    mine = str(cfg.resolved_state_dir())
+    if h.get("state_dir") and os.path.realpath(h["state_dir"]) != os.path.realpath(mine):
+        click.echo(
+            f"  warning    `ccotel report` here reads {mine}, not the daemon's state: "
+            "give both the same state_dir"
+        )
     click.echo(
         f"  files      {h.get('files_tracked')} tracked, {h.get('pending_bytes')} bytes pending"
     )
     click.echo(f"  lines      {h.get('lines')} read, {h.get('parse_errors')} malformed")
     click.echo(f"  lag        {h.get('lag_seconds')} s (0 when nothing waits to be read)")
+    if h.get("unreadable"):
+        click.echo(f"  unreadable {', '.join(h['unreadable'])}")
+    for key, label in (("traces", "traces"), ("metrics_push", "push")):
+        line = export_state(h.get(key), key)
+        if line:
+            click.echo(f"  {label:<10} {line}")
 
 
-try:  # the service command, when its module is present
-    from ccotel.service import service as _service
+def _healthz(cfg: Config, base: str, down) -> dict:
+    """GET /healthz, speaking the daemon's TLS and basic auth; ``down(msg, code)`` otherwise."""
+    import base64
+    import http.client
+    import ssl
+    import urllib.error
+    import urllib.request
 
-    main.add_command(_service)
-except ImportError:
-    pass
+    url = f"{base}/healthz"
+    tls = None
+    if cfg.http_tls_cert:
+        try:
+            tls = ssl.create_default_context(cafile=cfg.http_tls_cert)
+        except (OSError, ssl.SSLError) as exc:
+            down(f"http_tls_cert {cfg.http_tls_cert}: cannot use it ({exc})", EXIT_CONFIG)
+        tls.check_hostname = False  # the certificate names the host, not the loopback address
+    req = urllib.request.Request(url)
+    if cfg.http_basic_auth_user:
+        password = os.environ.get("CCOTEL_HTTP_PASSWORD")
+        if password is None:
+            down("the daemon asks for a password: set CCOTEL_HTTP_PASSWORD", EXIT_CONFIG)
+        token = base64.b64encode(f"{cfg.http_basic_auth_user}:{password}".encode()).decode()
+        req.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=3, context=tls) as r:
+            body = r.read()
+    except urllib.error.HTTPError as exc:
+        if exc.code == 401:
+            down(f"{url} refused the credentials (http_basic_auth_user, CCOTEL_HTTP_PASSWORD)", 1)
+        body = exc.read() or b""
+    except urllib.error.URLError as exc:
+        down(
+            f"the daemon is not running at {url} ({exc.reason}); start it with "
+            "`ccotel service install` or `ccotel run`",
+            3,
+        )
+    except (OSError, http.client.HTTPException) as exc:
+        down(f"no ccotel answers at {url} ({exc or type(exc).__name__})", 3)
+    try:
+        h = json.loads(body)
+        if not isinstance(h, dict) or "pid" not in h:
+            raise ValueError
+    except ValueError:
+        down(f"something other than ccotel answers at {url}; is metrics_addr right?", 3)
+    return h
+
+
+def export_state(e, key: str = "traces") -> str | None:
+    """One line for an exporter's health (the `traces` / `metrics_push` contract); a daemon
+    older than the contract has only enabled/endpoint/failing."""
+    if not isinstance(e, dict):
+        return None
+    endpoint = e.get("endpoint") or ""
+    state = e.get("state")
+    if state is None:  # an older daemon
+        if not e.get("enabled"):
+            state = "off"
+        elif e.get("failing"):
+            return f"not confirmed by {endpoint} yet (spans wait in the transcripts)"
+        else:
+            state = "ok"
+    if state == "off":
+        return "off" + (" (traces = false)" if key == "traces" else "")
+    if state == "waiting":
+        return "waiting: no collector configured yet; spans wait in the transcripts"
+    if state == "failing":
+        return f"failing: {endpoint}: {e.get('error') or 'no answer'}"
+    sent = e.get("spans_exported")
+    return f"{state}, to {endpoint}" + (f" ({sent} spans exported)" if sent else "")
+
+
+def _service():
+    from ccotel.service import service
+
+    return service
+
+
+main.add_command(_service())
 
 
 if __name__ == "__main__":

@@ -1,19 +1,19 @@
 """Configuration: defaults, then the TOML file, then CCOTEL_* variables, then flags.
 
-A wrong value is a ConfigError whose message names the key.
+A wrong value is a ConfigError whose message names where it came from: the key and file, the
+variable, or the flag. TOML values are typed strictly (``daily_usd = "100"`` is refused); values
+from the environment are strings and are parsed to the key's type.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
-import platformdirs
 from msgspec import Meta, Struct
 
 APP = "ccotel"
@@ -84,57 +84,117 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
         ""  # "sha256:<hex>" of the password (`printf %s PW | sha256sum`)
     )
 
-    def resolved_state_dir(self) -> Path:
-        return Path(self.state_dir).expanduser() if self.state_dir else default_state_dir()
+    def resolved_state_dir(self, platform: str | None = None) -> Path:
+        """The state directory: the one place it is decided (the service unit, report, run)."""
+        return Path(self.state_dir).expanduser() if self.state_dir else default_state_dir(platform)
 
     def metrics_host_port(self) -> tuple[str, int]:
         return parse_addr(self.metrics_addr, "metrics_addr")
 
 
-def default_state_dir() -> Path:
-    return Path(platformdirs.user_state_dir(APP))
+# Keys that name files or folders: ~ is expanded, and in the config file a relative path is
+# relative to the file. The files among them must exist.
+PATH_KEYS = ("claude_dirs", "state_dir", "pricing_file", "http_tls_cert", "http_tls_key",
+             "otlp_certificate", "otlp_client_certificate", "otlp_client_key")  # fmt: skip
+_FILE_KEYS = PATH_KEYS[2:]
+
+
+def default_state_dir(platform: str | None = None) -> Path:
+    """platformdirs' user state dir; ``platform`` ("linux", "darwin") previews another OS's."""
+    if platform is None:
+        import platformdirs
+
+        return Path(platformdirs.user_state_dir(APP))
+    from platformdirs.macos import MacOS
+    from platformdirs.unix import Unix
+
+    return Path({"linux": Unix, "darwin": MacOS}[platform](APP).user_state_dir)
 
 
 def default_config_file() -> Path:
+    import platformdirs
+
     return Path(platformdirs.user_config_dir(APP)) / "config.toml"
 
 
 def parse_addr(value: str, key: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
+    """HOST:PORT, [IPv6]:PORT or :PORT (loopback) -> (host, port); host without brackets."""
+    import ipaddress
+    import re
+
+    host, sep, port = value.strip().rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ConfigError(f"{key}: expected HOST:PORT, got {value!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
+        raise ConfigError(f"{key}: expected HOST:PORT with a port up to 65535, got {value!r}")
+    try:
+        if host.startswith("[") and host.endswith("]"):
+            host = str(ipaddress.IPv6Address(host[1:-1]))
+        elif ":" in host:
+            raise ConfigError(
+                f"{key}: write an IPv6 address in brackets, like [::1]:{port}; got {value!r}"
+            )
+        elif re.fullmatch(r"[\d.]+", host):
+            host = str(ipaddress.IPv4Address(host))
+        elif host and not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", host):
+            raise ConfigError(f"{key}: {host!r} is not a host name or IP address")
+    except ipaddress.AddressValueError:
+        raise ConfigError(f"{key}: {host!r} is not an IP address") from None
+    return host or "127.0.0.1", int(port)
+
+
+def url_host(host: str) -> str:
+    """A host as it is written in a URL: IPv6 addresses in brackets."""
+    return f"[{host}]" if ":" in host else host
 
 
 # Environment: CCOTEL_<KEY>, nested keys joined by "_" (CCOTEL_BUDGET_HOURLY_USD).
-_NESTED = {"budget": ("hourly_usd", "daily_usd")}
+_NESTED = {"budget": Budget}
+# CCOTEL_* variables that are not settings (so no "did you mean" for them).
+OTHER_VARIABLES = ("CCOTEL_CONFIG", "CCOTEL_HTTP_PASSWORD", "CCOTEL_BIND", "CCOTEL_OTLP_BIND")
 
 
-def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def env_name(key: str) -> str:
+    """budget.hourly_usd -> CCOTEL_BUDGET_HOURLY_USD."""
+    return "CCOTEL_" + key.replace(".", "_").upper()
+
+
+# Keys the command line sets with a flag of their own; other overrides are named by key.
+FLAGS = {"claude_dirs": "--claude-dir", "state_dir": "--state-dir",
+         "metrics_addr": "--metrics-addr", "otlp_endpoint": "--otlp-endpoint",
+         "log_format": "--log-format", "log_level": "--log-level"}  # fmt: skip
+
+
+def flag_name(key: str) -> str:
+    return FLAGS.get(key, key)
+
+
+def _keys() -> list[str]:
+    out = []
     for field in Config.__struct_fields__:
-        if field in _NESTED:
-            for sub in _NESTED[field]:
-                v = env.get(f"CCOTEL_{field}_{sub}".upper())
-                if v is not None:
-                    out.setdefault(field, {})[sub] = _scalar(v)
-            continue
-        v = env.get(f"CCOTEL_{field}".upper())
-        if v is not None:
-            out[field] = [p for p in v.split(",") if p] if field == "claude_dirs" else _scalar(v)
+        sub = _NESTED.get(field)
+        out += [f"{field}.{s}" for s in sub.__struct_fields__] if sub else [field]
     return out
 
 
-def _scalar(v: str) -> Any:
-    low = v.strip().lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for cast in (int, float):
-        try:
-            return cast(v)
-        except ValueError:
-            pass
-    return v
+def _from_env(env: Mapping[str, str], warn: Callable[[str], None]) -> dict[str, Any]:
+    """The CCOTEL_* variables, as strings (lists split on commas); msgspec parses them."""
+    import difflib
+
+    out: dict[str, Any] = {}
+    names = {env_name(k): k for k in _keys()}
+    for var, value in env.items():
+        key = names.get(var)
+        if key is None:
+            if var.startswith("CCOTEL_") and var not in OTHER_VARIABLES:
+                close = difflib.get_close_matches(var, list(names), n=1, cutoff=0.85)
+                if close:
+                    warn(f"{var} is not a ccotel setting; did you mean {close[0]}?")
+            continue
+        if key == "claude_dirs":
+            out[key] = [p.strip() for p in value.split(",") if p.strip()]
+        elif value.strip() or isinstance(getattr(Config(), key, None), str):
+            top, _, sub = key.partition(".")
+            (out.setdefault(top, {}) if sub else out)[sub or top] = value.strip()
+    return out
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -146,32 +206,75 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return base
 
 
+def _read_file(path: Path) -> dict[str, Any]:
+    import tomllib
+
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"config: no such file {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config: {path} is a folder; name the TOML file in it") from None
+    except OSError as exc:
+        raise ConfigError(f"config: cannot read {path} ({exc.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"config: {path} is not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); "
+            "save it as UTF-8"
+        ) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config: {path}: {exc}") from None
+    _warn_if_readable_secrets(path, data, text)
+    return data
+
+
+def _paths(data: dict[str, Any], base: Path | None) -> None:
+    """Expand ~ in path keys; relative paths in a file are relative to that file."""
+
+    def fix(p: Any) -> Any:
+        if not isinstance(p, str) or not p:
+            return p
+        p = os.path.expanduser(p)
+        return str(base / p) if base is not None and not os.path.isabs(p) else p
+
+    for key in PATH_KEYS:
+        if key in data:
+            v = data[key]
+            data[key] = [fix(p) for p in v] if isinstance(v, list) else fix(v)
+
+
 def load(
     file: Path | None = None,
     env: Mapping[str, str] | None = None,
     flags: Mapping[str, Any] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> Config:
     env = os.environ if env is None else env
-    data: dict[str, Any] = {}
+    warn = warn or (lambda msg: sys.stderr.write(f"ccotel: warning: {msg}\n"))
     path = file or (Path(env["CCOTEL_CONFIG"]) if env.get("CCOTEL_CONFIG") else None)
     if path is None and default_config_file().is_file():
         path = default_config_file()
+    layers: list[tuple[dict[str, Any], bool, Callable[[str], str]]] = []
     if path is not None:
-        try:
-            text = path.read_text()
-            data = tomllib.loads(text)
-            _warn_if_readable_secrets(path, data, text)
-        except FileNotFoundError:
-            raise ConfigError(f"config: no such file {path}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config: {path}: {exc}") from None
-    _merge(data, _from_env(env))
-    _merge(data, flags or {})
-    try:
-        cfg = msgspec.convert(data, Config, strict=False)
-    except msgspec.ValidationError as exc:
-        raise ConfigError(_key_message(exc)) from None
-    cfg.metrics_host_port()
+        data = _read_file(path)
+        _paths(data, path.parent)
+        layers.append((data, True, lambda key: f"{key} in {path}"))
+    from_env = _from_env(env, warn)
+    _paths(from_env, None)
+    layers.append((from_env, False, env_name))
+    over = {k: v for k, v in (flags or {}).items() if v is not None}
+    _paths(over, None)
+    layers.append((over, False, flag_name))
+    merged: dict[str, Any] = {}
+    for data, strict, name in layers:  # each layer alone, so an error names its source
+        _check(data, strict, name)
+        _merge(merged, data)
+    cfg = msgspec.convert(merged, Config, strict=False)
     if bool(cfg.http_tls_cert) != bool(cfg.http_tls_key):
         raise ConfigError("http_tls_cert: set both http_tls_cert and http_tls_key, or neither")
     if bool(cfg.http_basic_auth_user) != bool(cfg.http_basic_auth_password_hash):
@@ -182,7 +285,150 @@ def load(
         "sha256:"
     ):
         raise ConfigError("http_basic_auth_password_hash: expected sha256:<hex of the password>")
+    _check_values(cfg, layers, env)
     return cfg
+
+
+def _source(key: str, layers) -> str:
+    """The name of the last layer that set ``key`` (the one that won)."""
+    for data, _strict, name in reversed(layers):
+        if key in data:
+            return name(key)
+    return key
+
+
+def _check_values(cfg: Config, layers, env: Mapping[str, str]) -> None:
+    """What types alone cannot say: files that must exist, folders that must be folders."""
+    for key in _FILE_KEYS:
+        value = getattr(cfg, key)
+        if value and not os.path.isfile(value):
+            what = "is a folder" if os.path.isdir(value) else "does not exist"
+            raise ConfigError(f"{_source(key, layers)}: {value} {what}; name a file")
+    state = cfg.resolved_state_dir()
+    if state.exists() and not state.is_dir():
+        raise ConfigError(f"{_source('state_dir', layers)}: {state} is a file, not a folder")
+    if cfg.otlp_endpoint:
+        _check_endpoint(cfg, _source("otlp_endpoint", layers), env)
+
+
+def _check_endpoint(cfg: Config, name: str, env: Mapping[str, str]) -> None:
+    from urllib.parse import urlsplit
+
+    value = cfg.otlp_endpoint
+    grpc = (
+        cfg.otlp_protocol
+        or env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        or env.get("OTEL_EXPORTER_OTLP_PROTOCOL", "")
+    ) == "grpc"
+    url = urlsplit(value if "://" in value else "//" + value)
+    try:
+        url.port  # noqa: B018 (a bad port raises here)
+    except ValueError:
+        raise ConfigError(f"{name}: bad port in {value!r}") from None
+    if ("://" in value and url.scheme not in ("http", "https")) or not url.hostname:
+        raise ConfigError(f"{name}: expected a URL like http://collector:4318, got {value!r}")
+    if "://" not in value and not grpc:
+        raise ConfigError(
+            f"{name}: expected a URL like http://{value.rstrip('/')} (the scheme is missing)"
+        )
+
+
+def _check(data: dict[str, Any], strict: bool, name: Callable[[str], str]) -> None:
+    if not data:
+        return
+    try:
+        msgspec.convert(data, Config, strict=strict)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_explain(str(exc), data, strict, name)) from None
+    if "metrics_addr" in data:
+        parse_addr(data["metrics_addr"], name("metrics_addr"))
+
+
+def _explain(text: str, data: dict[str, Any], strict: bool, name: Callable[[str], str]) -> str:
+    """msgspec says 'Expected `float | null`, got `str` - at `$.budget.hourly_usd`'; say it for
+    a person: the key (variable, flag), what it takes, and what it got."""
+    import difflib
+    import re
+
+    msg, _, where = text.rpartition(" - at `$.")
+    where = where.rstrip("`") if msg else ""
+    msg = msg or text
+    unknown = re.match(r"Object contains unknown field `([^`]*)`", msg)
+    if unknown:
+        key = f"{where}.{unknown.group(1)}" if where else unknown.group(1)
+        fields = _NESTED[where].__struct_fields__ if where in _NESTED else Config.__struct_fields__
+        close = difflib.get_close_matches(unknown.group(1), fields, n=1)
+        return f"{name(key)}: unknown key" + (f"; did you mean {close[0]}?" if close else "")
+    key = re.sub(r"\[\d+\]$", "", where)
+    kind = _field_type(key)
+    if kind is None:
+        return f"{name(key) if key else 'config'}: {msg}"
+    value: Any = data
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    got = _shown(value, strict)
+    hint = ""
+    if strict and isinstance(value, str):
+        try:
+            msgspec.convert(value, kind, strict=False)
+            hint = " (write it without quotes)"
+        except msgspec.ValidationError:
+            pass
+    return f"{name(key)}: expected {_describe(kind)}, got {got}{hint}"
+
+
+def _field_type(key: str):
+    """The declared type of a key (budget.hourly_usd included), or None."""
+    from typing import get_type_hints
+
+    top, _, sub = key.partition(".")
+    owner = _NESTED.get(top) if sub else Config
+    return get_type_hints(owner, include_extras=True).get(sub or top) if owner else None
+
+
+def _describe(kind) -> str:
+    import msgspec.inspect as mi
+
+    t: Any = mi.type_info(kind)
+    if isinstance(t, mi.UnionType):
+        return " or ".join(_describe_info(x) for x in t.types if not isinstance(x, mi.NoneType))
+    return _describe_info(t)
+
+
+def _describe_info(t) -> str:
+    import msgspec.inspect as mi
+
+    if isinstance(t, mi.LiteralType):
+        return "one of " + ", ".join(f'"{v}"' for v in t.values)
+    if isinstance(t, mi.BoolType):
+        return "true or false"
+    if isinstance(t, (mi.IntType, mi.FloatType)):
+        out = "a whole number" if isinstance(t, mi.IntType) else "a number"
+        for op, bound in ((">=", t.ge), (">", t.gt), ("<=", t.le), ("<", t.lt)):
+            if bound is not None:
+                out += f" {op} {bound:g}"
+        return out
+    if isinstance(t, mi.ListType):
+        return "a list of strings"
+    if isinstance(t, mi.StrType):
+        return "a string"
+    if isinstance(t, mi.StructType):
+        return "a table of " + ", ".join(f.name for f in t.fields)
+    return str(t)
+
+
+def _shown(value: Any, strict: bool) -> str:
+    if not strict:
+        return repr(value)  # a variable or a flag: what was typed
+    if isinstance(value, str):
+        return f'the string "{value}"'
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return str(value)
 
 
 def _warn_if_readable_secrets(path: Path, data: dict[str, Any], text: str) -> None:
@@ -195,14 +441,3 @@ def _warn_if_readable_secrets(path: Path, data: dict[str, Any], text: str) -> No
             f"ccotel: warning: {path} holds OTLP auth headers and is readable by others "
             f"(mode {mode:03o}); run `chmod 600 {path}`\n"
         )
-
-
-def _key_message(exc: msgspec.ValidationError) -> str:
-    """msgspec says '... - at `$.budget.hourly_usd`'; lead with the key."""
-    text = str(exc)
-    msg, sep, where = text.rpartition(" - at `$.")
-    if sep:
-        return f"{where.rstrip('`')}: {msg}"
-    if text.startswith("Object contains unknown field"):
-        return f"{text.split('`')[1]}: unknown key" if "`" in text else text
-    return text

@@ -88,6 +88,7 @@ class Ingest:
         self.cursors = store.files()
         self.totals.files_tracked = len(self.cursors)
         self.unreadable: set[str] = set()  # paths already warned about
+        self._walk_failed: set[str] = set()  # folders the last walk could not read
         self._ctx: dict[str, FileContext] = {}
         self._errors_logged: dict[str, int] = {}
         self._commit_failed = False
@@ -97,14 +98,17 @@ class Ingest:
 
     def all_files(self) -> list[str]:
         files: list[str] = []
+        failed, self._walk_failed = self._walk_failed, set()
         for root in self.roots:
             files.extend(transcript_files(root, on_error=self._walk_error))
+        self.unreadable -= failed - self._walk_failed  # readable again (or gone)
         return sorted(files)
 
     def _walk_error(self, exc: OSError) -> None:
-        if exc.filename and exc.filename not in self.unreadable:
-            self.unreadable.add(exc.filename)
-            if not isinstance(exc, FileNotFoundError):
+        if exc.filename and not isinstance(exc, FileNotFoundError):  # absent is not unreadable
+            self._walk_failed.add(exc.filename)
+            if exc.filename not in self.unreadable:
+                self.unreadable.add(exc.filename)
                 log.warning("cannot read folder", path=exc.filename, error=exc.strerror)
 
     def scan(self) -> list[str]:
@@ -152,7 +156,9 @@ class Ingest:
                     self._pending[path] = max(0, ch.size - ch.cursor.offset)
                 if self.acct.batch.lines >= BATCH_LINES:
                     self.flush()
+            self.unreadable.discard(path)
         except FileNotFoundError:
+            self.unreadable.discard(path)
             if path in self.cursors:
                 self.acct.batch.forgotten.add(path)
         except OSError as exc:
@@ -269,6 +275,8 @@ class Ingest:
                 restarted,
                 _decoder.decode(blob),
             )
+        if not error:
+            self.unreadable.discard(path)
         if error == "" and path in self.cursors:
             self.acct.batch.forgotten.add(path)
         elif error and path not in self.unreadable:

@@ -1,14 +1,23 @@
-"""Reports from the state, readable while the daemon runs (SQLite WAL readers)."""
+"""Reports from the state, readable while the daemon runs (SQLite WAL readers).
+
+``build`` sums the ``usage`` table by session, day, model or project; ``render`` prints it as a
+table that fits the terminal (80 columns and up). Days and sessions are in time order (the
+latest next to the total); models and projects by cost, the largest first.
+"""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import datetime
+from typing import TYPE_CHECKING
 
-from ccotel.state.store import Store
+if TYPE_CHECKING:
+    from ccotel.state.store import Store
 
 GROUPS = ("session", "day", "model", "project")
 _COLS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cost_usd")
+COST_DECIMALS = 10  # per-token prices go down to ~1e-8 USD; beyond this is float noise
 
 
 def _empty() -> dict:
@@ -30,7 +39,18 @@ def _add(acc: dict, inp, out, cr, w5, w1, reqs, cost) -> None:
     acc["cost_usd"] += cost
 
 
-def build(store: Store, by: str, since: date | None, project: Callable[[str], str]) -> dict:
+def _session_times(store: Store) -> dict[str, tuple[float, float]]:
+    """First and last activity of each session, to the second (usage rows are hourly)."""
+    try:
+        rows = store.query("SELECT id, first_ts, last_ts FROM sessions")
+    except sqlite3.OperationalError:  # a state without the table: hours will do
+        return {}
+    return {s: (f, t) for s, f, t in rows if f is not None and t is not None}
+
+
+def build(store: Store, by: str, since: float | None, project: Callable[[str], str]) -> dict:
+    """Usage grouped ``by``; ``since`` (epoch seconds) keeps the hours from the one holding it."""
+    since_hour = int(since // 3600) if since is not None else None
     rows = store.query(
         "SELECT session, hour, model, cwd, SUM(input), SUM(output), SUM(cache_read), SUM(cw5m),"
         " SUM(cw1h), SUM(requests), SUM(cost) FROM usage GROUP BY session, hour, model, cwd"
@@ -38,27 +58,130 @@ def build(store: Store, by: str, since: date | None, project: Callable[[str], st
     totals = _empty()
     groups: dict[str, dict] = {}
     for session, hour, model, cwd, *vals in rows:
-        day = datetime.fromtimestamp(hour * 3600).date()
-        if since and day < since:
+        if since_hour is not None and hour < since_hour:
             continue
+        day = datetime.fromtimestamp(hour * 3600).date()
         key = {"session": session, "day": day.isoformat(), "model": model, "project": project(cwd)}[
             by
         ]
         g = groups.setdefault(
-            key, _empty() | {"models": set(), "projects": set(), "last_hour": hour}
+            key,
+            _empty()
+            | {"models": set(), "projects": {}, "first": hour * 3600.0, "last": hour * 3600.0},
         )
         _add(g, *vals)
         _add(totals, *vals)
         g["models"].add(model)
-        g["projects"].add(project(cwd))
-        g["last_hour"] = max(g["last_hour"], hour)
-    out = []
+        g["projects"][project(cwd)] = g["projects"].get(project(cwd), 0.0) + vals[-1]
+        g["first"] = min(g["first"], hour * 3600.0)
+        g["last"] = max(g["last"], hour * 3600.0 + 3599)
+    times = _session_times(store) if by == "session" else {}
     for key, g in groups.items():
+        first, last = times.get(key, (g["first"], g["last"]))
+        g["first"], g["last"] = max(first, g["first"]), min(last, g["last"])
+    if by in ("session", "day"):
+        order = sorted(groups, key=lambda k: (groups[k]["last"], k))
+    else:
+        order = sorted(groups, key=lambda k: (-groups[k]["cost_usd"], k))
+    out = []
+    for key in order:
+        g = groups[key]
         g[by] = key
         g["models"] = sorted(g["models"])
-        g["projects"] = sorted(g["projects"])
+        g["projects"] = sorted(g["projects"], key=lambda p, c=g["projects"]: (-c[p], p))
+        g["first_active"], g["last_active"] = _iso(g.pop("first")), _iso(g.pop("last"))
         out.append(g)
-    out.sort(key=lambda g: (g["last_hour"], g[by]) if by != "day" else g[by])
-    for g in out:
-        del g["last_hour"]
     return {"by": by, "totals": totals, "rows": out}
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
+
+
+def rounded(data: dict) -> dict:
+    """Costs to COST_DECIMALS places, for JSON (12.225731199999997 -> 12.2257312)."""
+    for item in (data["totals"], *data["rows"]):
+        item["cost_usd"] = round(item["cost_usd"], COST_DECIMALS)
+    return data
+
+
+# ------------------------------------------------------------------------------------ the table
+
+
+def short_model(model: str) -> str:
+    """claude-sonnet-4-5-20250929 -> sonnet-4-5: what a narrow table can hold."""
+    name = model.removeprefix("claude-")
+    head, _, tail = name.rpartition("-")
+    return head if tail.isdigit() and len(tail) == 8 else name
+
+
+def compact(n: float) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return f"{n:.0f}"
+
+
+_TOKEN_COLS = (
+    ("Input", "input_tokens"),
+    ("Output", "output_tokens"),
+    ("Cache write", "cache_write_tokens"),
+    ("Cache read", "cache_read_tokens"),
+)
+WIDE = 120  # full token counts and a models column need about this many columns
+
+
+def render(data: dict, width: int | None = None) -> None:
+    """Print the table on stdout, one line per row at any width from 80 columns: numbers keep
+    their width; a long project or session name is cut with an ellipsis."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=width) if width else Console()
+    by = data["by"]
+    wide = console.width >= WIDE
+    num = (lambda n: f"{n:,}") if wide else compact
+    # Columns: (header, footer, cells, right-aligned, may shrink)
+    cols: list[tuple[str, str, list[str], bool, bool]] = []
+    rows, tot = data["rows"], data["totals"]
+    label = {"session": "Session", "day": "Day", "model": "Model", "project": "Project"}[by]
+    if by == "session":
+        last = [r["last_active"].replace("T", " ")[: 16 if wide else 10] for r in rows]
+        cols.append(("Last active", "Total", last, False, False))
+        cols.append((label, "", [r[by] if wide else r[by][:8] for r in rows], False, False))
+        cols.append(("Project", "", [_projects(r["projects"]) for r in rows], False, True))
+    else:
+        cells = [short_model(r[by]) if by == "model" else str(r[by]) for r in rows]
+        cols.append((label, "Total", cells, False, by == "project"))
+    if wide and by != "model":
+        models = [", ".join(short_model(m) for m in r["models"]) for r in rows]
+        cols.append(("Models", "", models, False, True))
+    for title, key in _TOKEN_COLS:
+        head = title if wide else title.replace(" ", "\n")
+        cols.append((head, num(tot[key]), [num(r[key]) for r in rows], True, False))
+    cost = "Cost (USD)" if wide else "Cost\n(USD)"
+    cols.append((cost, f"${tot['cost_usd']:,.2f}", [f"${r['cost_usd']:,.2f}" for r in rows],
+                 True, False))  # fmt: skip
+
+    def natural(col) -> int:
+        head, foot, cells, *_ = col
+        return max(len(x) for x in [*head.split("\n"), foot, *cells])
+
+    gaps = 2 * (len(cols) - 1)
+    fixed = sum(natural(c) for c in cols if not c[4])
+    flex = [c for c in cols if c[4]]
+    room = max(8, (console.width - gaps - fixed) // max(1, len(flex)))
+    t = Table(title=f"Claude Code usage by {by}", show_footer=True, box=box.SIMPLE_HEAD,
+              show_edge=False, pad_edge=False, collapse_padding=True)  # fmt: skip
+    for head, foot, _cells, right, shrinks in cols:
+        t.add_column(head, footer=foot, justify="right" if right else "left", no_wrap=True,
+                     overflow="ellipsis", max_width=room if shrinks else None)  # fmt: skip
+    for i in range(len(rows)):
+        t.add_row(*(c[2][i] for c in cols))
+    console.print(t)
+
+
+def _projects(names: list[str]) -> str:
+    """The project with the most cost, and how many more the session worked in."""
+    return (names[0] if names else "") + (f" +{len(names) - 1}" if len(names) > 1 else "")

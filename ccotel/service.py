@@ -16,18 +16,13 @@ counters and offsets) unless ``purge_state`` is set.
 from __future__ import annotations
 
 import os
-import plistlib
 import shlex
-import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
-from typing import Literal
-from xml.sax.saxutils import escape as xml_escape
+from typing import TYPE_CHECKING, Literal
 
 import click
 
@@ -44,7 +39,10 @@ STATUS_RUNNING = 0
 STATUS_NOT_RUNNING = 3
 STATUS_NOT_INSTALLED = 4
 
-Runner = Callable[[Sequence[str]], subprocess.CompletedProcess]
+if TYPE_CHECKING:
+    import subprocess
+
+Runner = Callable[[Sequence[str]], "subprocess.CompletedProcess"]
 
 
 class ServiceError(Exception):
@@ -71,13 +69,37 @@ def _xdg(env: Mapping[str, str], var: str, home: Path, default: str) -> Path:
     return Path(value) if value and os.path.isabs(value) else home / default
 
 
-def state_dir_for(platform: Platform, home: Path, env: Mapping[str, str]) -> Path:
-    """ccotel's state directory, as ccotel itself finds it (platformdirs.user_state_dir)."""
-    if env.get("CCOTEL_STATE_DIR"):
-        return Path(os.path.expanduser(env["CCOTEL_STATE_DIR"]))
-    if platform == "darwin":
-        return home / "Library" / "Application Support" / "ccotel"
-    return _xdg(env, "XDG_STATE_HOME", home, ".local/state") / "ccotel"
+# What the unit / plist carries from the installing shell: only what decides *where* ccotel reads
+# its config and transcripts and writes its state, when it was set outside the config file. The
+# rest (state_dir included) the daemon reads from the config file itself, as `ccotel report` does.
+CARRIED = ("CCOTEL_CONFIG", "CCOTEL_STATE_DIR", "CLAUDE_CONFIG_DIR")
+CARRIED_LINUX = ("XDG_CONFIG_HOME", "XDG_STATE_HOME")  # platformdirs reads them on Linux only
+
+
+def service_environment(
+    platform: Platform, env: Mapping[str, str], config_file: str | None = None
+) -> dict[str, str]:
+    """The variables the service needs to resolve the same config, state and transcripts as the
+    installing shell; ``config_file`` is a --config given to `ccotel`. Paths made absolute."""
+    out: dict[str, str] = {}
+    if config_file:
+        out["CCOTEL_CONFIG"] = config_file
+    for var in CARRIED + (CARRIED_LINUX if platform == "linux" else ()):
+        if env.get(var, "").strip() and var not in out:
+            out[var] = env[var].strip()
+    for var, value in out.items():
+        parts = value.split(",") if var == "CLAUDE_CONFIG_DIR" else [value]
+        out[var] = ",".join(os.path.abspath(os.path.expanduser(p.strip())) for p in parts)
+    return out
+
+
+def unseen_settings(env: Mapping[str, str]) -> list[str]:
+    """CCOTEL_* settings in this shell that the service will not see (not carried)."""
+    from ccotel.config import OTHER_VARIABLES, env_name
+    from ccotel.config import _keys as keys
+
+    names = {env_name(k) for k in keys()} - set(CARRIED) - set(OTHER_VARIABLES)
+    return sorted(v for v in env if v in names and env[v].strip())
 
 
 def log_dir_for(platform: Platform, home: Path) -> Path | None:
@@ -93,7 +115,7 @@ def service_file_for(platform: Platform, home: Path, env: Mapping[str, str]) -> 
 
 def resolve_executable(
     argv0: str | None = None,
-    which: Callable[[str], str | None] = shutil.which,
+    which: Callable[[str], str | None] | None = None,
     python: str | None = None,
 ) -> list[str]:
     """The command that starts the installed ccotel, as an absolute path.
@@ -103,6 +125,9 @@ def resolve_executable(
     ``ccotel`` on PATH; then ``python -m ccotel``. Symlinks are kept, not resolved: a Homebrew or
     pipx link survives upgrades, the versioned target behind it does not.
     """
+    import shutil
+
+    which = which or shutil.which
     argv0 = sys.argv[0] if argv0 is None else argv0
     python = sys.executable if python is None else python
     python_m = [os.path.abspath(python) if os.sep in python else python, "-m", "ccotel"]
@@ -123,6 +148,8 @@ def resolve_executable(
 
 
 def template_text(name: str) -> str:
+    from importlib import resources
+
     return resources.files("ccotel").joinpath("data", name).read_text(encoding="utf-8")
 
 
@@ -143,6 +170,7 @@ def render_systemd_unit(
     *,
     sandbox: bool = True,
     escape: bool = True,
+    environment: Mapping[str, str] | None = None,
 ) -> str:
     """The unit file. ``escape=False`` takes values already in systemd syntax (``%h/...``)."""
     text = template_text(SYSTEMD_TEMPLATE)
@@ -159,24 +187,43 @@ def render_systemd_unit(
 
     # Each of these is one word in its directive: quote the whole of it, prefix included.
     text = text.replace("@EXEC_START@", " ".join(word(a, command=True) for a in exec_args))
-    text = text.replace("CCOTEL_STATE_DIR=@STATE_DIR@", word(f"CCOTEL_STATE_DIR={state_dir}"))
+    text = text.replace(
+        "@ENVIRONMENT@\n",
+        "".join(f"Environment={word(f'{k}={v}')}\n" for k, v in (environment or {}).items()),
+    )
     text = text.replace("-@STATE_DIR@", word(f"-{state_dir}"))
     _check_rendered(text, SYSTEMD_TEMPLATE)
     return text
 
 
 def render_launchd_plist(
-    exec_args: Sequence[str], home: str | Path, state_dir: str | Path, log_dir: str | Path
+    exec_args: Sequence[str],
+    home: str | Path,
+    log_dir: str | Path,
+    environment: Mapping[str, str] | None = None,
 ) -> str:
+    from xml.sax.saxutils import escape as xml_escape
+
     text = template_text(LAUNCHD_TEMPLATE)
     line = next(ln for ln in text.splitlines(keepends=True) if "<string>@EXEC@</string>" in ln)
     indent = line[: len(line) - len(line.lstrip())]
     text = text.replace(
         line, "".join(f"{indent}<string>{xml_escape(a)}</string>\n" for a in exec_args)
     )
-    for key, value in (("@HOME@", home), ("@STATE_DIR@", state_dir), ("@LOG_DIR@", log_dir)):
+    line = next(ln for ln in text.splitlines(keepends=True) if "@ENVIRONMENT@" in ln)
+    indent = line[: len(line) - len(line.lstrip())]
+    text = text.replace(
+        line,
+        "".join(
+            f"{indent}<key>{xml_escape(k)}</key>\n{indent}<string>{xml_escape(v)}</string>\n"
+            for k, v in (environment or {}).items()
+        ),
+    )
+    for key, value in (("@HOME@", home), ("@LOG_DIR@", log_dir)):
         text = text.replace(key, xml_escape(str(value)))
     _check_rendered(text, LAUNCHD_TEMPLATE)
+    import plistlib
+
     plist = plistlib.loads(text.encode("utf-8"))  # refuse to write a plist launchd cannot read
     if plist["ProgramArguments"][: len(exec_args)] != list(exec_args):
         raise ServiceError("internal error: ProgramArguments did not survive rendering")
@@ -184,7 +231,7 @@ def render_launchd_plist(
 
 
 def _check_rendered(text: str, template: str) -> None:
-    for token in ("@EXEC@", "@EXEC_START@", "@STATE_DIR@", "@HOME@", "@LOG_DIR@"):
+    for token in ("@EXEC@", "@EXEC_START@", "@STATE_DIR@", "@HOME@", "@LOG_DIR@", "@ENVIRONMENT@"):
         if token in text:
             raise ServiceError(f"internal error: {token} left in the rendered {template}")
 
@@ -198,10 +245,7 @@ def example_launchd_plist() -> str:
     """deploy/launchd/dev.ccotel.agent.plist: rendered for a user "you"."""
     home = Path("/Users/you")
     return render_launchd_plist(
-        [str(home / ".local/bin/ccotel")],
-        home,
-        state_dir_for("darwin", home, {}),
-        log_dir_for("darwin", home),
+        [str(home / ".local/bin/ccotel")], home, log_dir_for("darwin", home)
     )
 
 
@@ -228,15 +272,13 @@ class Context:
     uid: int
     runner: Runner
     out: Callable[[str], None]
+    state_dir: Path  # from the config (ccotel.config), the one place it is resolved
+    environment: dict[str, str] = field(default_factory=dict)  # what the unit carries
     sleep: Callable[[float], None] = time.sleep
 
     @property
     def path(self) -> Path:
         return service_file_for(self.platform, self.home, self.env)
-
-    @property
-    def state_dir(self) -> Path:
-        return state_dir_for(self.platform, self.home, self.env)
 
     @property
     def log_dir(self) -> Path | None:
@@ -279,6 +321,8 @@ def _no_manager_hint(platform: Platform, what: str) -> str:
 
 def run_command(argv: Sequence[str]) -> subprocess.CompletedProcess:
     """The real runner: no shell, output captured, never raises on a non-zero exit."""
+    import subprocess
+
     return subprocess.run(list(argv), capture_output=True, text=True, check=False)
 
 
@@ -317,9 +361,11 @@ def _write(path: Path, content: str) -> bool:
 
 def _render(ctx: Context, exec_args: Sequence[str], sandbox: bool) -> str:
     if ctx.platform == "linux":
-        return render_systemd_unit(exec_args, ctx.state_dir, sandbox=sandbox)
+        return render_systemd_unit(
+            exec_args, ctx.state_dir, sandbox=sandbox, environment=ctx.environment
+        )
     assert ctx.log_dir is not None
-    return render_launchd_plist(exec_args, ctx.home, ctx.state_dir, ctx.log_dir)
+    return render_launchd_plist(exec_args, ctx.home, ctx.log_dir, ctx.environment)
 
 
 def _dirs(ctx: Context) -> list[Path]:
@@ -393,12 +439,18 @@ def _bootstrap(ctx: Context, step: Step, tries: int = 5) -> None:
 
 def uninstall(ctx: Context, *, dry_run: bool = False, purge_state: bool = False) -> Result:
     res = Result(ctx.platform, ctx.path)
-    purge = [d for d in _dirs(ctx)] if purge_state else []
+    purge = _dirs(ctx) if purge_state else []
+    foreign = sorted(p.name for p in _listing(ctx.state_dir) if not _ours(p.name))
+    if purge and foreign:
+        raise ServiceError(
+            f"--purge-state: {ctx.state_dir} holds files that are not ccotel's "
+            f"({', '.join(foreign[:3])}); delete its state.db* yourself"
+        )
     if ctx.platform == "linux":
         res.commands = [
             Step(_systemctl("disable", "--now", UNIT_NAME), "when installed", check=False),
             Step(("rm", "-f", str(ctx.path))),
-            Step(_systemctl("daemon-reload")),
+            Step(_systemctl("daemon-reload"), check=False),  # no manager: nothing runs
             Step(_systemctl("reset-failed", UNIT_NAME), check=False),
         ]
     else:
@@ -423,8 +475,22 @@ def uninstall(ctx: Context, *, dry_run: bool = False, purge_state: bool = False)
         res.changed = ctx.path.is_file()
         ctx.path.unlink(missing_ok=True)
     for d in purge:
+        import shutil
+
         shutil.rmtree(d, ignore_errors=True)
     return res
+
+
+def _listing(d: Path) -> list[Path]:
+    try:
+        return list(d.iterdir())
+    except OSError:
+        return []
+
+
+def _ours(name: str) -> bool:
+    """ccotel's files in its state directory (the database, its journals, the lock)."""
+    return name.startswith("state.db") or name == "daemon.lock"
 
 
 def status(
@@ -454,8 +520,10 @@ def status(
         )
     running = False
     if ctx.platform == "linux":
-        enabled = ctx.run(res.commands[0]).stdout.strip() or "unknown"
-        active = ctx.run(res.commands[1]).stdout.strip() or "unknown"
+        enabled = _ask(ctx, res.commands[0])
+        active = _ask(ctx, res.commands[1])
+        if not installed and enabled.startswith("unknown"):
+            enabled = "no (not installed)"
         res.state.update(enabled=enabled, active=active)
         running = active == "active"
         res.state["logs"] = "journalctl --user -u ccotel"
@@ -476,10 +544,28 @@ def status(
     return res
 
 
+def _ask(ctx: Context, step: Step) -> str:
+    """systemctl's one-word answer, or `unknown (why)` when it gives none."""
+    try:
+        proc = ctx.run(step)
+    except ServiceError:
+        return f"unknown ({step.argv[0]} not found: no systemd here)"
+    word = proc.stdout.strip()
+    if word:
+        return word
+    why = (proc.stderr or "").strip().splitlines()
+    reason = why[-1] if why else f"{shlex.join(step.argv)} exited {proc.returncode}"
+    if "bus" in reason.lower():
+        reason += "; no systemd user manager for you: log in, or `loginctl enable-linger $USER`"
+    return f"unknown ({reason})"
+
+
 def make_context(
     platform: Platform | None = None,
     home: Path | str | None = None,
     *,
+    state_dir: Path,
+    environment: Mapping[str, str] | None = None,
     env: Mapping[str, str] | None = None,
     uid: int | None = None,
     runner: Runner | None = None,
@@ -492,6 +578,8 @@ def make_context(
         uid=os.getuid() if uid is None else uid,
         runner=runner or run_command,
         out=out,
+        state_dir=state_dir,
+        environment=dict(environment or {}),
     )
 
 
@@ -521,11 +609,29 @@ _home_option = click.option("--home", type=click.Path(file_okay=False), default=
 
 
 def _context(platform: str | None, home: str | None) -> Context:
+    """The service as the configuration decides it: state dir and carried variables resolved by
+    ccotel.config exactly as `ccotel report` resolves them."""
+    from ccotel.cli import config_of
+
+    click_ctx = click.get_current_context()
+    cfg = config_of(click_ctx)
     try:
-        # Late lookup of run_command, so tests can replace it with a recorder.
-        return make_context(platform, home, runner=lambda argv: run_command(argv), out=click.echo)  # type: ignore[arg-type]
+        here = detect_platform()
+    except ServiceError:
+        here = None
+    try:
+        plat: Platform = platform or detect_platform()  # type: ignore[assignment]
     except ServiceError as exc:
         raise click.ClickException(str(exc)) from None
+    config_file = click_ctx.find_root().params.get("config")
+    return make_context(
+        plat,
+        home,
+        state_dir=cfg.resolved_state_dir(None if plat == here else plat),
+        environment=service_environment(plat, os.environ, config_file),
+        runner=lambda argv: run_command(argv),  # late lookup: tests replace run_command
+        out=click.echo,
+    )
 
 
 @click.group("service")
@@ -540,7 +646,7 @@ def service() -> None:
 @click.option(
     "--exec",
     "exec_path",
-    type=click.Path(dir_okay=False),
+    type=click.Path(exists=True, dir_okay=False),
     default=None,
     help="The ccotel executable the service runs (default: this one).",
 )
@@ -554,6 +660,8 @@ def install_cmd(
 ) -> None:
     """Write the service file with this ccotel's path, then enable and start it. Safe to rerun."""
     ctx = _context(platform, home)
+    if exec_path and not (os.stat(exec_path).st_mode & 0o111):
+        raise click.BadParameter(f"{exec_path} is not executable", param_hint="'--exec'")
     exec_args = [os.path.abspath(exec_path)] if exec_path else resolve_executable()
     try:
         res = install(ctx, exec_args, dry_run=dry_run, sandbox=not no_sandbox)
@@ -561,6 +669,7 @@ def install_cmd(
         raise click.ClickException(str(exc)) from None
     if dry_run:
         _print_plan(res, "install", click.echo)
+        _warn_unseen()
         return
     how = "written" if res.changed else "unchanged"
     click.echo(f"{res.path} {how}; ccotel runs as: {shlex.join(exec_args)} run")
@@ -568,6 +677,20 @@ def install_cmd(
         click.echo("started with systemctl --user; logs: journalctl --user -u ccotel")
     else:
         click.echo(f"loaded with launchctl bootstrap {ctx.domain}; logs: {ctx.log_dir}")
+    click.echo(f"state: {ctx.state_dir}; see it with `ccotel status` and `ccotel report`")
+    _warn_unseen()
+
+
+def _warn_unseen() -> None:
+    unseen = unseen_settings(os.environ)
+    if unseen:
+        from ccotel.config import default_config_file
+
+        click.echo(
+            f"ccotel: warning: the service does not see {', '.join(unseen)} from this shell; "
+            f"put them in the config file ({default_config_file()}) or CCOTEL_CONFIG's",
+            err=True,
+        )
 
 
 @service.command("uninstall")

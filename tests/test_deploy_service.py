@@ -5,6 +5,7 @@ temporary home, with systemctl / launchctl replaced by a recorder (the files wri
 
 from __future__ import annotations
 
+import json
 import os
 import plistlib
 import re
@@ -53,9 +54,17 @@ def fake_ccotel(tmp_path) -> Path:
     return exe
 
 
-def context(platform, home, runner, env=None, uid=501):
+def context(platform, home, runner, env=None, uid=501, state_dir=None, environment=None):
+    default = ".local/state/ccotel" if platform == "linux" else "Library/Application Support/ccotel"
     ctx = svc.make_context(
-        platform, home, env=env or {}, uid=uid, runner=runner, out=lambda s: None
+        platform,
+        home,
+        state_dir=state_dir or Path(home) / default,
+        environment=environment,
+        env=env or {},
+        uid=uid,
+        runner=runner,
+        out=lambda s: None,
     )
     ctx.sleep = lambda seconds: None  # launchd waits are simulated, not slept
     return ctx
@@ -109,7 +118,8 @@ def test_unit_is_a_hardened_user_service():
     }.items():
         assert d[key] == [value], key
     assert d["ReadWritePaths"] == ["-%h/.local/state/ccotel"]  # the one writable place
-    assert "CCOTEL_STATE_DIR=%h/.local/state/ccotel" in d["Environment"]
+    # The state dir is the config's to decide: the unit does not pin it (issue 9).
+    assert d["Environment"] == ["PYTHONUNBUFFERED=1"]
     assert d["MemoryMax"] and d["WantedBy"] == ["default.target"]
 
 
@@ -167,7 +177,11 @@ def test_sandboxed_unit_exposure_is_ok(tmp_path, fake_ccotel):
 
 
 def test_unit_quotes_and_escapes_paths():
-    text = svc.render_systemd_unit(["/home/a b/bin/ccotel", "x$y"], "/home/a b/state 100%")
+    text = svc.render_systemd_unit(
+        ["/home/a b/bin/ccotel", "x$y"],
+        "/home/a b/state 100%",
+        environment={"CCOTEL_STATE_DIR": "/home/a b/state 100%"},
+    )
     d = unit_directives(text)
     assert d["ExecStart"] == ['"/home/a b/bin/ccotel" x$$y run']
     assert '"CCOTEL_STATE_DIR=/home/a b/state 100%%"' in d["Environment"]
@@ -182,15 +196,16 @@ def test_plist_loads_and_keeps_ccotel_alive_with_logs():
     assert plist["KeepAlive"] == {"SuccessfulExit": False}
     assert plist["StandardOutPath"].startswith("/Users/you/Library/Logs/ccotel/")
     assert plist["StandardErrorPath"].startswith("/Users/you/Library/Logs/ccotel/")
-    assert (
-        plist["EnvironmentVariables"]["CCOTEL_STATE_DIR"]
-        == "/Users/you/Library/Application Support/ccotel"
-    )
+    assert plist["EnvironmentVariables"] == {"PYTHONUNBUFFERED": "1"}  # the config decides
 
 
 def test_plist_escapes_xml():
-    text = svc.render_launchd_plist(["/Users/a&b/<ccotel>"], "/Users/a&b", "/s", "/l")
-    assert plistlib.loads(text.encode())["ProgramArguments"] == ["/Users/a&b/<ccotel>", "run"]
+    text = svc.render_launchd_plist(
+        ["/Users/a&b/<ccotel>"], "/Users/a&b", "/l", {"CCOTEL_CONFIG": "/Users/a&b/<c>.toml"}
+    )
+    plist = plistlib.loads(text.encode())
+    assert plist["ProgramArguments"] == ["/Users/a&b/<ccotel>", "run"]
+    assert plist["EnvironmentVariables"]["CCOTEL_CONFIG"] == "/Users/a&b/<c>.toml"
 
 
 def test_python_m_fallback_renders_on_both_platforms():
@@ -198,7 +213,7 @@ def test_python_m_fallback_renders_on_both_platforms():
     assert unit_directives(svc.render_systemd_unit(args, "/s"))["ExecStart"] == [
         "/usr/bin/python3 -m ccotel run"
     ]
-    assert plistlib.loads(svc.render_launchd_plist(args, "/h", "/s", "/l").encode())[
+    assert plistlib.loads(svc.render_launchd_plist(args, "/h", "/l").encode())[
         "ProgramArguments"
     ] == [*args, "run"]
 
@@ -250,6 +265,11 @@ def no_commands(monkeypatch):
     monkeypatch.setattr(svc, "run_command", refuse)
 
 
+# What the installing shell may set that decides where things are: cleared unless a test sets it.
+NO_XDG = {"XDG_CONFIG_HOME": "", "XDG_STATE_HOME": "", "CCOTEL_STATE_DIR": "", "CCOTEL_CONFIG": "",
+          "CLAUDE_CONFIG_DIR": ""}  # fmt: skip
+
+
 def invoke(*args: str, env: dict | None = None):
     return CliRunner().invoke(svc.service, list(args), env=env, catch_exceptions=False)
 
@@ -265,7 +285,7 @@ def test_dry_run_linux_prints_the_unit_and_commands(tmp_path, fake_ccotel, no_co
         str(home),
         "--exec",
         str(fake_ccotel),
-        env={"XDG_CONFIG_HOME": "", "XDG_STATE_HOME": "", "CCOTEL_STATE_DIR": ""},
+        env={"HOME": str(home), **NO_XDG},
     )
     assert res.exit_code == 0, res.output
     assert f"# would write {home}/.config/systemd/user/ccotel.service:" in res.output
@@ -289,7 +309,7 @@ def test_dry_run_darwin_prints_the_plist_and_commands(tmp_path, fake_ccotel, no_
         str(home),
         "--exec",
         str(fake_ccotel),
-        env={"CCOTEL_STATE_DIR": ""},
+        env={"HOME": str(home), **NO_XDG},
     )
     assert res.exit_code == 0, res.output
     path = home / "Library/LaunchAgents/dev.ccotel.agent.plist"
@@ -318,7 +338,7 @@ def test_dry_run_uninstall_and_status(tmp_path, no_commands):
         "--home",
         str(home),
         "--purge-state",
-        env={"XDG_STATE_HOME": "", "CCOTEL_STATE_DIR": "", "XDG_CONFIG_HOME": ""},
+        env={"HOME": str(home), **NO_XDG},
     )
     assert "systemctl --user disable --now ccotel.service" in res.output
     assert f"rm -rf {home}/.local/state/ccotel" in res.output
@@ -355,11 +375,20 @@ def test_linux_install_writes_the_unit_and_starts_it(tmp_path, fake_ccotel):
     assert f"ExecStart={other} run" in unit.read_text()
 
 
-def test_linux_install_honours_xdg_dirs(tmp_path, fake_ccotel):
-    env = {"XDG_CONFIG_HOME": str(tmp_path / "cfg"), "XDG_STATE_HOME": str(tmp_path / "st")}
-    svc.install(context("linux", tmp_path / "home", Recorder(), env=env), [str(fake_ccotel)])
-    text = (tmp_path / "cfg/systemd/user/ccotel.service").read_text()
-    assert f"CCOTEL_STATE_DIR={tmp_path}/st/ccotel" in text
+def test_linux_install_honours_xdg_dirs(tmp_path, fake_ccotel, monkeypatch):
+    """XDG_* set in the installing shell decide the unit's place and ccotel's config and state
+    folders; the unit carries them, so the service resolves what `ccotel report` resolves."""
+    monkeypatch.setattr(svc, "run_command", Recorder())
+    env = {**NO_XDG, "HOME": str(tmp_path / "home"), "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
+           "XDG_STATE_HOME": str(tmp_path / "st")}  # fmt: skip
+    res = invoke("install", "--platform", "linux", "--home", env["HOME"],
+                 "--exec", str(fake_ccotel), env=env)  # fmt: skip
+    assert res.exit_code == 0, res.output
+    d = unit_directives((tmp_path / "cfg/systemd/user/ccotel.service").read_text())
+    assert f"XDG_STATE_HOME={tmp_path}/st" in d["Environment"]
+    assert f"XDG_CONFIG_HOME={tmp_path}/cfg" in d["Environment"]
+    assert d["ReadWritePaths"] == [f"-{tmp_path}/st/ccotel"]
+    assert (tmp_path / "st/ccotel").is_dir()
 
 
 def test_linux_install_without_a_user_manager_says_what_to_do(tmp_path, fake_ccotel):
@@ -471,7 +500,7 @@ def test_cli_install_with_recorder_writes_a_real_file(tmp_path, fake_ccotel, mon
     rec = Recorder()
     monkeypatch.setattr(svc, "run_command", rec)
     home = tmp_path / "home"
-    env = {"XDG_CONFIG_HOME": "", "XDG_STATE_HOME": "", "CCOTEL_STATE_DIR": ""}
+    env = {"HOME": str(home), **NO_XDG}
     res = invoke(
         "install", "--platform", "linux", "--home", str(home), "--exec", str(fake_ccotel), env=env
     )
@@ -496,3 +525,183 @@ def test_cli_reports_errors_without_a_traceback(tmp_path, fake_ccotel, monkeypat
         ["install", "--platform", "linux", "--home", str(tmp_path), "--exec", str(fake_ccotel)],
     )
     assert res.exit_code == 1 and "Error:" in res.output and "Traceback" not in res.output
+
+
+# ------------------------------------------------------------------ one state (issue 9)
+
+
+def _cli(*args: str, env: dict) -> subprocess.CompletedProcess:
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "ccotel", *args], capture_output=True,
+                          text=True, env=env, timeout=120)  # fmt: skip
+
+
+def _shell(home: Path, **extra: str) -> dict:
+    drop = ("CCOTEL_", "OTEL_", "CLAUDE_CONFIG_DIR", "XDG_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    return env | {"HOME": str(home), "CCOTEL_TRACES": "false"} | extra
+
+
+def _unit_of(dry_run_output: str) -> str:
+    return dry_run_output.split(":\n", 1)[1].split("# would run:")[0]
+
+
+def _start_as_the_unit(unit: str, home: Path, tmp_path: Path):
+    """Start ccotel the way systemd would run this unit: its ExecStart, its Environment only."""
+    import shlex
+    import time
+    import urllib.request
+
+    from tests.conftest import free_port
+
+    d = unit_directives(unit)
+    env = {"HOME": str(home), "PATH": os.environ["PATH"]}
+    for word in d["Environment"]:
+        key, _, value = shlex.split(word)[0].partition("=")
+        env[key] = value
+    port = free_port()
+    env["CCOTEL_METRICS_ADDR"] = f"127.0.0.1:{port}"
+    argv = shlex.split(d["ExecStart"][0])
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            cwd=tmp_path)  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read().decode()
+        try:
+            url = f"http://127.0.0.1:{port}/healthz"
+            return proc, port, json.loads(urllib.request.urlopen(url, timeout=1).read())
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("the daemon did not answer")
+
+
+def _ccotel_script() -> str:
+    import sys
+
+    return str(Path(sys.executable).parent / "ccotel")
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("how", ["default config file", "--config", "CCOTEL_CONFIG"])
+def test_state_dir_from_the_config_service_and_report_agree(tmp_path, how):
+    """A config that sets state_dir: `service install --dry-run`, `service status`, `report`,
+    and the daemon started exactly as the unit says all use that one folder."""
+    from tests.conftest import FIXTURES
+
+    home = tmp_path / "home"
+    state = tmp_path / "elsewhere" / "state"
+    conf = home / ".config" / "ccotel" / "config.toml" if how == "default config file" else (
+        tmp_path / "my.toml")  # fmt: skip
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    conf.write_text(f'state_dir = "{state}"\nclaude_dirs = ["{FIXTURES / "claude-2.1.197"}"]\n')
+    env = _shell(home, **({"CCOTEL_CONFIG": str(conf)} if how == "CCOTEL_CONFIG" else {}))
+    pre = ["--config", str(conf)] if how == "--config" else []
+    assert _cli(*pre, "backfill", env=env).returncode == 0
+    assert json.loads(_cli(*pre, "report", "--json", env=env).stdout)["totals"]["cost_usd"] > 0
+    assert (state / "state.db").is_file()
+
+    out = _cli(*pre, "service", "install", "--dry-run", "--platform", "linux", "--exec",
+               _ccotel_script(), env=env)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    unit = _unit_of(out.stdout)
+    d = unit_directives(unit)
+    assert d["ReadWritePaths"] == [f"-{state}"]
+    assert not any("CCOTEL_STATE_DIR" in e for e in d["Environment"])  # the config decides
+    if how == "default config file":
+        assert d["Environment"] == ["PYTHONUNBUFFERED=1"]
+    else:
+        assert f"CCOTEL_CONFIG={conf}" in d["Environment"]
+    status = _cli(*pre, "service", "status", "--platform", "linux", env=env).stdout
+    assert f"state dir  {state}" in status
+
+    proc, port, health = _start_as_the_unit(unit, home, tmp_path)
+    try:
+        assert health["state_dir"] == str(state)
+        out = _cli(*pre, "status", "--metrics-addr", f"127.0.0.1:{port}", env=env).stdout
+        assert f"state      {state}" in out and "warning" not in out
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_the_unit_carries_only_what_the_shell_set_outside_the_config(tmp_path):
+    home = tmp_path / "home"
+    env = _shell(home, CCOTEL_TRACES="", CCOTEL_STATE_DIR="~/st", CLAUDE_CONFIG_DIR="rel/a, /abs/b",
+                 CCOTEL_BUDGET_DAILY_USD="5", CCOTEL_HTTP_PASSWORD="secret")  # fmt: skip
+    out = subprocess.run(
+        [_ccotel_script(), "service", "install", "--dry-run", "--platform", "linux"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60,
+    )  # fmt: skip
+    d = unit_directives(_unit_of(out.stdout))
+    assert d["Environment"] == [
+        "PYTHONUNBUFFERED=1",
+        f"CCOTEL_STATE_DIR={home}/st",
+        f"CLAUDE_CONFIG_DIR={tmp_path}/rel/a,/abs/b",
+    ]
+    assert d["ReadWritePaths"] == [f"-{home}/st"]
+    assert "secret" not in out.stdout
+    assert out.stderr.strip() == (
+        "ccotel: warning: the service does not see CCOTEL_BUDGET_DAILY_USD from this shell; put "
+        f"them in the config file ({home}/.config/ccotel/config.toml) or CCOTEL_CONFIG's"
+    )
+    plist = subprocess.run(
+        [_ccotel_script(), "service", "install", "--dry-run", "--platform", "darwin"],
+        capture_output=True, text=True, env=env | {"XDG_STATE_HOME": "/x"}, timeout=60,
+    ).stdout  # fmt: skip
+    body = plistlib.loads(plist.split(":\n", 1)[1].split("# would run:")[0].encode())
+    assert body["EnvironmentVariables"]["CCOTEL_STATE_DIR"] == f"{home}/st"
+    assert "XDG_STATE_HOME" not in body["EnvironmentVariables"]  # not read on macOS
+
+
+def test_service_status_says_why_it_cannot_tell(tmp_path, fake_ccotel):
+    bus = "Failed to connect to bus: No medium found"
+    rec = Recorder()
+    rec.answers = [(("systemctl", "--user", "is-enabled"), 1, ""),
+                   (("systemctl", "--user", "is-active"), 1, "")]  # fmt: skip
+    original = rec.__call__
+
+    def with_stderr(argv):
+        proc = original(argv)
+        return subprocess.CompletedProcess(argv, proc.returncode, proc.stdout,
+                                           bus if proc.returncode else "")  # fmt: skip
+
+    ctx = context("linux", tmp_path, with_stderr)
+    ctx.path.parent.mkdir(parents=True)
+    ctx.path.write_text("installed")
+    res = svc.status(ctx)
+    for key in ("enabled", "active"):
+        assert res.state[key].startswith(f"unknown ({bus}; no systemd user manager"), res.state
+        assert "loginctl enable-linger" in res.state[key]
+    assert res.code == svc.STATUS_NOT_RUNNING
+
+    def missing(argv):
+        raise FileNotFoundError(argv[0])
+
+    res = svc.status(context("linux", tmp_path / "nothing-here", missing))
+    assert res.state["enabled"] == "no (not installed)"
+    assert res.state["active"] == "unknown (systemctl not found: no systemd here)"
+    # This machine's real systemctl, with no user manager: a reason, never a bare "unknown".
+    out = subprocess.run([_ccotel_script(), "service", "status", "--platform", "linux"],
+                         capture_output=True, text=True, env=_shell(tmp_path / "fresh"),
+                         timeout=60)  # fmt: skip
+    assert out.returncode == svc.STATUS_NOT_INSTALLED and "Traceback" not in out.stderr
+    active = next(ln for ln in out.stdout.splitlines() if ln.strip().startswith("active"))
+    assert active.split(None, 1)[1] not in ("unknown", "unknown ()")
+
+
+def test_purge_state_refuses_a_folder_holding_other_files(tmp_path, fake_ccotel):
+    ctx = context("linux", tmp_path, Recorder(), state_dir=tmp_path / "mine")
+    ctx.state_dir.mkdir()
+    (ctx.state_dir / "state.db").write_text("x")
+    (ctx.state_dir / "thesis.tex").write_text("years of work")
+    with pytest.raises(svc.ServiceError, match=r"thesis\.tex"):
+        svc.uninstall(ctx, purge_state=True)
+    with pytest.raises(svc.ServiceError, match="not ccotel's"):
+        svc.uninstall(ctx, purge_state=True, dry_run=True)
+    assert (ctx.state_dir / "thesis.tex").exists()
+    svc.uninstall(ctx)  # without --purge-state, nothing is asked of that folder
+    (ctx.state_dir / "thesis.tex").unlink()
+    svc.uninstall(ctx, purge_state=True)
+    assert not ctx.state_dir.exists()

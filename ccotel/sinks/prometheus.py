@@ -11,12 +11,11 @@ import base64
 import hashlib
 import hmac
 import json
+import socket
 import ssl
 import threading
 from collections.abc import Callable
-from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import PurePath
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -30,28 +29,11 @@ from prometheus_client.exposition import choose_encoder
 
 from ccotel import __version__
 from ccotel.accounting import TOOL_BUCKETS
+from ccotel.projects import project_labeler  # noqa: F401 (its home was here)
 from ccotel.totals import SPEND_WINDOWS, Totals
 
 OTHER_PROJECT = "other"
 TOKEN_TYPES = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h")
-
-
-def project_labeler(mode: str) -> Callable[[str], str]:
-    """cwd -> the project label: its last component, the path, a hash, or nothing."""
-
-    @lru_cache(maxsize=4096)
-    def label(cwd: str) -> str:
-        if mode == "off":
-            return ""
-        if not cwd:
-            return "unknown"
-        if mode == "path":
-            return cwd
-        if mode == "hash":
-            return hashlib.sha256(cwd.encode()).hexdigest()[:12]
-        return PurePath(cwd).name or cwd
-
-    return label
 
 
 class TotalsCollector:
@@ -277,6 +259,10 @@ def _authorized(header: str | None, user: str, password_hash: str) -> bool:
     return hmac.compare_digest(got_user, user) & hmac.compare_digest(digest, want.lower())
 
 
+class _V6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6  # metrics_addr = "[::1]:9470"
+
+
 class MetricsServer:
     """/metrics (Prometheus text or OpenMetrics) and /healthz (JSON) on one port."""
 
@@ -326,7 +312,7 @@ class MetricsServer:
             def log_message(self, *args) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.httpd = (_V6Server if ":" in host else ThreadingHTTPServer)((host, port), Handler)
         self.httpd.daemon_threads = True
         self.scheme = "http"
         if tls:

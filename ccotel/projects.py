@@ -1,0 +1,26 @@
+"""Project labels: a session's working directory as the name a report, metric or page shows."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import PurePath
+
+
+def project_labeler(mode: str) -> Callable[[str], str]:
+    """cwd -> the project label: its last component, the path, a hash, or nothing."""
+
+    @lru_cache(maxsize=4096)
+    def label(cwd: str) -> str:
+        if mode == "off":
+            return ""
+        if not cwd:
+            return "unknown"
+        if mode == "path":
+            return cwd
+        if mode == "hash":
+            return hashlib.sha256(cwd.encode()).hexdigest()[:12]
+        return PurePath(cwd).name or cwd
+
+    return label

@@ -1,0 +1,113 @@
+"""`ccotel report`: every --by in a sensible order, one line per row at 80 columns and wide,
+and JSON costs without float noise (issue 11)."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FIXTURES, ccotel
+from tests.lines import assistant
+
+LONG = "a-project-with-a-very-long-name-that-no-narrow-terminal-can-hold-whole"
+
+
+def _env(columns: int) -> dict:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CCOTEL_", "OTEL_"))}
+    return env | {"COLUMNS": str(columns)}
+
+
+@pytest.fixture(scope="module")
+def state(tmp_path_factory) -> Path:
+    """The real fixture transcripts, plus sessions with a long project name and a large cost."""
+    tmp = tmp_path_factory.mktemp("report")
+    claude = tmp / "claude"
+    proj = claude / "projects" / "-home-u-long"
+    proj.mkdir(parents=True)
+    now = time.time()
+    for i in range(3):
+        ts = datetime.fromtimestamp(now - (i + 2) * 86400, UTC).isoformat(timespec="seconds")
+        line = assistant(f"msg_big{i}", f"req_big{i}", model="claude-opus-4-1-20250805",
+                         inp=10_000_000 * (i + 1), out=2_000_000, cr=900_000_000,
+                         ts=ts.replace("+00:00", "Z"), session=f"big-{i}-0000-0000-0000-000000000000",
+                         cwd=f"/home/u/{LONG}")  # fmt: skip
+        (proj / f"big-{i}.jsonl").write_text(line + "\n")
+    s = tmp / "state"
+    for d in [*sorted(FIXTURES.glob("claude-*")), claude]:
+        ccotel("backfill", "--claude-dir", str(d), "--state-dir", str(s))
+    return s
+
+
+def report(state: Path, *args: str, columns: int = 80) -> str:
+    return ccotel("report", *args, "--state-dir", str(state), env=_env(columns)).stdout
+
+
+def rows(state: Path, by: str) -> list[dict]:
+    return json.loads(report(state, "--by", by, "--json"))["rows"]
+
+
+def test_json_costs_carry_no_float_noise(state):
+    every = []
+    for by in ("session", "day", "model", "project"):
+        data = json.loads(report(state, "--by", by, "--json"))
+        costs = [r["cost_usd"] for r in data["rows"]] + [data["totals"]["cost_usd"]]
+        assert all(round(c, 10) == c for c in costs), costs
+        assert sum(costs[:-1]) == pytest.approx(costs[-1], rel=1e-9)
+        every += costs
+    assert any(round(c, 4) != c for c in every)  # to 10 places, not to cents
+
+
+def test_each_grouping_is_in_a_sensible_order(state):
+    days = [r["day"] for r in rows(state, "day")]
+    assert days == sorted(days) and len(days) == len(set(days))
+    sessions = rows(state, "session")
+    last = [r["last_active"] for r in sessions]
+    assert [datetime.fromisoformat(t) for t in last] == sorted(
+        datetime.fromisoformat(t) for t in last
+    )
+    for r in sessions:
+        assert r["first_active"] <= r["last_active"] and r["projects"]
+    for by in ("model", "project"):
+        costs = [r["cost_usd"] for r in rows(state, by)]
+        assert costs == sorted(costs, reverse=True), by
+
+
+def _body(table: str, n: int) -> list[str]:
+    """The n row lines: after the header rule, before the blank line and the total."""
+    lines = table.splitlines()
+    start = next(i for i, ln in enumerate(lines) if set(ln.strip()) == {"─"}) + 1
+    return lines[start : start + n]
+
+
+@pytest.mark.parametrize("by", ["session", "day", "model", "project"])
+def test_one_line_per_row_at_80_columns(state, by):
+    data = rows(state, by)
+    table = report(state, "--by", by, columns=80)
+    assert max(len(ln) for ln in table.splitlines()) <= 80
+    body = _body(table, len(data))
+    assert len(body) == len(data)
+    for line, r in zip(body, data, strict=True):
+        assert line.rstrip().endswith(f"${r['cost_usd']:,.2f}"), line
+        if by == "session":
+            assert line.startswith(r["last_active"][:10]) and r["session"][:8] in line
+            assert r["projects"][0][:6] in line  # the project, cut with an ellipsis if long
+        elif by == "day":
+            assert line.startswith(r["day"])
+    assert "Total" in table.splitlines()[-1] or "Total" in table
+
+
+def test_wide_terminal_shows_whole_ids_models_and_counts(state):
+    data = rows(state, "session")
+    table = report(state, "--by", "session", columns=220)
+    body = _body(table, len(data))
+    for line, r in zip(body, data, strict=True):
+        assert r["session"] in line and r["last_active"][:16].replace("T", " ") in line
+        assert f"{r['cache_read_tokens']:,}" in line
+    big = next(ln for ln in body if LONG[:30] in ln)
+    assert "opus-4-1" in big and "$" in big
