@@ -749,3 +749,33 @@ def test_a_collector_that_echoes_the_token_does_not_put_it_in_the_log(tmp_path):
         sink.shutdown()
     assert "HTTP 403" in str(e.value) and "invalid key [REDACTED] for tenant" in str(e.value)
     assert secret not in str(e.value)
+
+
+def test_spans_waiting_for_weeks_are_still_due_when_a_collector_appears(tmp_path, monkeypatch):
+    """A daemon that never reached a collector keeps the files it was due to trace: a
+    restart weeks later (past trace_lookback) must not leave them to backfill."""
+    import os
+
+    from ccotel.otlp import settings
+    from ccotel.traces.service import Exporters
+    from tests.conftest import free_port
+
+    port = free_port()
+    monkeypatch.setattr(settings, "DEFAULT_ENDPOINT", f"http://127.0.0.1:{port}")
+    src = tmp_path / "claude"
+    shutil.copytree(FIXTURES / "claude-2.1.197", src)
+    for f in src.rglob("*.jsonl"):
+        os.utime(f, (T0, T0))
+    cfg = cfg_for(src, tmp_path / "state", otlp_retry_max=0.05, trace_lookback=86400)
+    app.backfill(cfg)
+    db = cfg.resolved_state_dir() / "state.db"
+    first = Exporters(cfg, db, clock=lambda: T0 + 3600)  # started an hour after the writes
+    first.traces._once()
+    assert first.health()["traces"]["state"] == "waiting"
+    first.stop()
+    later = Exporters(cfg, db, clock=lambda: T0 + 21 * 86400)  # three weeks later
+    assert later.traces.shipper.since <= T0
+    with Receiver(port=port) as r:
+        later.traces._once()
+        assert len(r.spans()) == 25
+    later.stop()

@@ -226,6 +226,9 @@ class Exporters:
         since = now - cfg.trace_lookback
         if mark:
             since = min(since, float(mark))
+        else:  # the first start: what it does not trace is left to backfill --traces, and
+            # what it does stays due even if no collector answers for weeks (waiting)
+            shipper.set_meta(WATERMARK, str(since))
         shipper.since = since
         health = ExportHealth(
             log, "traces", _where(sink, cfg, "traces"), chosen or configured(cfg, "traces"),
