@@ -100,19 +100,22 @@ class ExportHealth:
                 retry_in=round(delay, 1),
             )
 
-    def ok(self) -> None:
-        """An attempt succeeded (or, after a local failure, the state could be written)."""
+    def ok(self, contacted: bool = True) -> None:
+        """An attempt succeeded; ``contacted=False``: nothing was sent, but the local fault
+        that failed the last one is gone."""
+        if contacted:
+            self.answered = True
         if self.state == "failing":
             self.log.info(
                 f"{self.signal} export works again",
                 endpoint=self.endpoint,
                 failed_attempts=self.backoff.failures,
             )
-        elif self.state == "waiting" and self._told_waiting:
+        elif self.state == "waiting" and self._told_waiting and contacted:
             self.log.info(f"OTLP collector found at {self.endpoint}; exporting {self.signal}")
-        self.answered = self.answered or not self.last_local
         self.last_local = False
-        self.state, self.error = "ok", None
+        self.state = "ok" if (self.configured or self.answered) else "waiting"
+        self.error = None
         self._warned.clear()
         self.backoff.ok()
 

@@ -30,7 +30,7 @@ class Target:
     signal: Signal
     protocol: Literal["http/protobuf", "grpc"]
     url: str  # http: full URL with the signal path; grpc: scheme://host:port
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict, repr=False)  # often credentials
     ca_file: str = ""
     client_cert: str = ""
     client_key: str = ""
@@ -48,7 +48,8 @@ class Target:
         """Values a message must never repeat (a collector may echo what it was sent)."""
         u = urlsplit(self.url)
         vals = [*self.headers.values(), u.password or "", u.query]
-        return [v for v in vals if len(v) >= 4]
+        parts = [p for v in self.headers.values() for p in v.split() if len(p) >= 8]  # Bearer <t>
+        return sorted({v for v in vals if len(v) >= 4} | set(parts), key=len, reverse=True)
 
 
 def display_url(url: str) -> str:

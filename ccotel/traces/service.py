@@ -118,7 +118,7 @@ class TraceThread:
                 h.failed(sh.failure)
             return
         if sh.requests or h.last_local:  # the collector accepted (or the state works again)
-            h.ok()
+            h.ok(contacted=sh.requests > 0)
         if time.monotonic() - self._mark_at >= 60:  # the daemon ran up to here (coarse)
             sh.set_meta(WATERMARK, str(sh.clock()))
             self._mark_at = time.monotonic()
@@ -154,8 +154,8 @@ class MetricsPusher:
         self.stop_ev.set()
         if self.thread.is_alive():
             self.thread.join(10)
-        if not self.thread.is_alive() and self.health.state == "ok":
-            self.push()  # the last values, to a collector that answers
+        if self.pushed and not self.thread.is_alive() and self.health.state == "ok":
+            self.push()  # the last values, to a collector that took the previous push
         self.sender.shutdown()
 
     def push(self) -> bool:
@@ -391,7 +391,7 @@ def backfill_traces(
                 )  # fmt: skip
             sleep(health.wait_time())
         if shipper.requests or health.last_local:
-            health.ok()
+            health.ok(contacted=shipper.requests > 0)
         return {
             "spans": shipper.stats.spans_exported - start,
             "dropped": shipper.stats.dropped - start_dropped,

@@ -167,7 +167,7 @@ class Shipper:
         # Outcome of each span delivered and not yet committed (True: accepted, False:
         # dropped), so that a pass rolled back after a partial delivery resends none.
         self._settled: dict[tuple[int, int], bool] = {}
-        self._accepted = False  # a request was accepted in this pass
+        self._accepted = False  # the last request (or probe) was accepted
         self.requests = 0  # requests accepted in this pass (0: the collector was not asked)
         self.failure: ExportError | None = None  # why the last pass failed
         self._drop_logs = 0
@@ -395,6 +395,7 @@ class Shipper:
         try:
             reply = self.sink.export(spans)
         except ExportError as exc:
+            last_ok, self._accepted = self._accepted, False
             if exc.kind in (TOO_LARGE, MALFORMED) and len(spans) > 1:
                 mid = len(spans) // 2
                 self._send(spans[:mid])
@@ -410,7 +411,7 @@ class Shipper:
                 raise ExportError(exc.status, REFUSED, f"the collector refused the last {DROP_STREAK_MAX} "
                                   f"spans one by one and accepted none: no more are dropped: {exc.detail}"[:300],
                                   answered=True) from None  # fmt: skip
-            if not self._accepted:
+            if not last_ok:  # the request before was refused too: is it this span?
                 self._probe(exc)
             self._drop_streak += 1
             self._settle(spans, accepted=0, why=str(exc))
