@@ -787,3 +787,39 @@ def test_spans_waiting_for_weeks_are_still_due_when_a_collector_appears(tmp_path
         later.traces._once()
         assert len(r.spans()) == 25
     later.stop()
+
+
+def test_a_success_whose_body_is_not_protobuf_is_a_plain_success(tmp_path):
+    """A proxy in front of the collector answering 200 with a body of its own (not
+    application/x-protobuf): the spans were taken; that body is not read as a partial
+    success, even when its bytes would parse as one."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    from ccotel.traces.model import Span
+
+    class H(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = b"\n\x02\x08\x05"  # parses as partial_success{rejected_spans: 5}
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        cfg = cfg_for(SRC, tmp_path, otlp_endpoint=f"http://127.0.0.1:{srv.server_address[1]}")
+        sink = span_sink(cfg)
+        assert sink.export([Span(1, 2, 0, "x", 0, 1, 2, {})]).rejected == 0
+        sink.shutdown()
+    finally:
+        srv.shutdown()
+        srv.server_close()

@@ -185,8 +185,9 @@ class Sender:
                 raise _connection_error(exc) from None
             if resp.getheader("Connection", "").lower() == "close":
                 self.close()
-            if 200 <= resp.status < 300:
-                return payload
+            if 200 <= resp.status < 300:  # a body that is not protobuf says nothing more
+                ctype = (resp.getheader("Content-Type") or "application/x-protobuf").lower()
+                return payload if "protobuf" in ctype else b""
             retry_after = None
             with contextlib.suppress(TypeError, ValueError):
                 retry_after = float(resp.getheader("Retry-After") or "")
