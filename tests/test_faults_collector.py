@@ -89,6 +89,12 @@ class Run:
         self.sink.shutdown()
         self.shipper.close()
 
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
 
 @pytest.fixture(scope="module")
 def reference(metrics_state, tmp_path_factory) -> list[list[str]]:
@@ -142,25 +148,25 @@ def _hold_case(r, run: Run, reference, at: int, status: str, logs: list) -> None
 def test_http_refusal_holds_every_span(metrics_state, reference, tmp_path, status, point):
     at = _at(reference, point)
     answer = lambda n, spans: Answer(status) if at <= n < at + 3 else None  # noqa: E731
-    with Receiver(answer=answer) as r, capture_logs() as logs:
-        run = Run(_state(metrics_state, tmp_path), r.url)
-        try:
-            _hold_case(r, run, reference, at, f"HTTP {status}", logs)
-        finally:
-            run.close()
+    with (
+        Receiver(answer=answer) as r,
+        capture_logs() as logs,
+        Run(_state(metrics_state, tmp_path), r.url) as run,
+    ):
+        _hold_case(r, run, reference, at, f"HTTP {status}", logs)
 
 
 @pytest.mark.parametrize("point", POINTS)
 def test_http_400_drops_only_the_span_refused_alone(metrics_state, reference, tmp_path, point):
     poison = reference[_at(reference, point) - 1][0]
     answer = lambda n, spans: Answer(400) if any(s.span_id == poison for s in spans) else None  # noqa: E731
-    with Receiver(answer=answer) as r, capture_logs() as logs:
-        run = Run(_state(metrics_state, tmp_path), r.url)
-        try:
-            run.deliver()
-            _check(r, run, {i for req in reference for i in req} - {poison}, dropped=1)
-        finally:
-            run.close()
+    with (
+        Receiver(answer=answer) as r,
+        capture_logs() as logs,
+        Run(_state(metrics_state, tmp_path), r.url) as run,
+    ):
+        run.deliver()
+        _check(r, run, {i for req in reference for i in req} - {poison}, dropped=1)
     assert run.failed_passes == 0 and run.health.errors == 0
     drops = [e for e in logs if "dropped" in e["event"]]
     assert len(drops) == 1 and drops[0]["span_id"] == poison and "HTTP 400" in drops[0]["error"]
@@ -176,13 +182,13 @@ def test_http_400_to_everything_drops_nothing(metrics_state, reference, tmp_path
     def answer(n, spans):
         return Answer(400) if at <= n < at + 12 else None
 
-    with Receiver(answer=answer) as r, capture_logs() as logs:
-        run = Run(_state(metrics_state, tmp_path), r.url)
-        try:
-            run.deliver()
-            _check(r, run, {i for req in reference for i in req})
-        finally:
-            run.close()
+    with (
+        Receiver(answer=answer) as r,
+        capture_logs() as logs,
+        Run(_state(metrics_state, tmp_path), r.url) as run,
+    ):
+        run.deliver()
+        _check(r, run, {i for req in reference for i in req})
     assert run.failed_passes >= 2 and r.got.sizes[at + 3] == 0, "an empty request was asked first"
     assert not any("dropped" in e["event"] for e in logs)
     assert (
@@ -195,26 +201,22 @@ def test_http_400_to_everything_drops_nothing(metrics_state, reference, tmp_path
 def test_http_413_sends_less_at_once(metrics_state, reference, tmp_path, point):
     at = _at(reference, point)
     answer = lambda n, spans: Answer(413) if n >= at and len(spans) > 1 else None  # noqa: E731
-    with Receiver(answer=answer) as r:
-        run = Run(_state(metrics_state, tmp_path), r.url)
-        try:
-            run.deliver()
-            _check(r, run, {i for req in reference for i in req})
-        finally:
-            run.close()
+    with Receiver(answer=answer) as r, Run(_state(metrics_state, tmp_path), r.url) as run:
+        run.deliver()
+        _check(r, run, {i for req in reference for i in req})
     assert run.failed_passes == 0 and r.got.refused > 0, "the limit was hit, and split around"
 
 
 def test_http_413_for_a_single_span_holds_it(metrics_state, reference, tmp_path):
     """A collector whose limit is below one span: kept and retried, never dropped."""
     answer = lambda n, spans: Answer(413) if 3 <= n < 10 else None  # noqa: E731
-    with Receiver(answer=answer) as r, capture_logs() as logs:
-        run = Run(_state(metrics_state, tmp_path), r.url)
-        try:
-            run.deliver()
-            _check(r, run, {i for req in reference for i in req})
-        finally:
-            run.close()
+    with (
+        Receiver(answer=answer) as r,
+        capture_logs() as logs,
+        Run(_state(metrics_state, tmp_path), r.url) as run,
+    ):
+        run.deliver()
+        _check(r, run, {i for req in reference for i in req})
     assert run.failed_passes >= 1 and not any("dropped" in e["event"] for e in logs)
     assert (
         "single span is too large" in next(e for e in logs if e["log_level"] == "warning")["error"]
@@ -227,25 +229,20 @@ def test_http_partial_success_counts_the_rejected_as_dropped(
 ):
     at = _at(reference, point)
     answer = lambda n, spans: Answer(rejected=2, message="2 spans: bad") if n == at else None  # noqa: E731
-    with Receiver(answer=answer) as r:
-        run = Run(_state(metrics_state, tmp_path), r.url)
-        try:
-            run.deliver()
-            lost = set(reference[at - 1][-2:])  # the receiver keeps all but the last two
-            _check(r, run, {i for req in reference for i in req} - lost, dropped=2)
-        finally:
-            run.close()
+    with Receiver(answer=answer) as r, Run(_state(metrics_state, tmp_path), r.url) as run:
+        run.deliver()
+        lost = set(reference[at - 1][-2:])  # the receiver keeps all but the last two
+        _check(r, run, {i for req in reference for i in req} - lost, dropped=2)
     assert r.got.rejected == 2 and run.failed_passes == 0 and r.got.requests == len(reference)
 
 
 def test_retry_after_is_honoured(metrics_state, tmp_path):
-    with Receiver(answer=lambda n, s: Answer(429, headers={"Retry-After": "7"})) as r:
-        run = Run(_state(metrics_state, tmp_path), r.url)
-        try:
-            assert not run.shipper.run_pass()
-            run.health.failed(run.shipper.failure)
-        finally:
-            run.close()
+    with (
+        Receiver(answer=lambda n, s: Answer(429, headers={"Retry-After": "7"})) as r,
+        Run(_state(metrics_state, tmp_path), r.url) as run,
+    ):
+        assert not run.shipper.run_pass()
+        run.health.failed(run.shipper.failure)
     assert 6 < run.health.wait_time() <= 7 and run.health.state == "failing"
 
 
@@ -257,12 +254,12 @@ def test_retry_after_is_honoured(metrics_state, tmp_path):
 def test_grpc_refusal_holds_every_span(metrics_state, reference, tmp_path, code, point):
     at = _at(reference, point)
     answer = lambda n, spans: Answer(grpc=code) if at <= n < at + 3 else None  # noqa: E731
-    with GrpcReceiver(answer=answer) as r, capture_logs() as logs:
-        run = Run(_state(metrics_state, tmp_path), r.url, "grpc")
-        try:
-            _hold_case(r, run, reference, at, f"gRPC {code}", logs)
-        finally:
-            run.close()
+    with (
+        GrpcReceiver(answer=answer) as r,
+        capture_logs() as logs,
+        Run(_state(metrics_state, tmp_path), r.url, "grpc") as run,
+    ):
+        _hold_case(r, run, reference, at, f"gRPC {code}", logs)
 
 
 @pytest.mark.parametrize("point", POINTS)
@@ -274,13 +271,12 @@ def test_grpc_invalid_argument_drops_only_the_span_refused_alone(
     def answer(n, spans):
         return Answer(grpc="INVALID_ARGUMENT") if any(s.span_id == poison for s in spans) else None
 
-    with GrpcReceiver(answer=answer) as r:
-        run = Run(_state(metrics_state, tmp_path), r.url, "grpc")
-        try:
-            run.deliver()
-            _check(r, run, {i for req in reference for i in req} - {poison}, dropped=1)
-        finally:
-            run.close()
+    with (
+        GrpcReceiver(answer=answer) as r,
+        Run(_state(metrics_state, tmp_path), r.url, "grpc") as run,
+    ):
+        run.deliver()
+        _check(r, run, {i for req in reference for i in req} - {poison}, dropped=1)
 
 
 @pytest.mark.parametrize("point", POINTS)
@@ -290,13 +286,12 @@ def test_grpc_resource_exhausted_sends_less_at_once(metrics_state, reference, tm
     def answer(n, spans):
         return Answer(grpc="RESOURCE_EXHAUSTED") if n >= at and len(spans) > 1 else None
 
-    with GrpcReceiver(answer=answer) as r:
-        run = Run(_state(metrics_state, tmp_path), r.url, "grpc")
-        try:
-            run.deliver()
-            _check(r, run, {i for req in reference for i in req})
-        finally:
-            run.close()
+    with (
+        GrpcReceiver(answer=answer) as r,
+        Run(_state(metrics_state, tmp_path), r.url, "grpc") as run,
+    ):
+        run.deliver()
+        _check(r, run, {i for req in reference for i in req})
     assert run.failed_passes == 0 and r.got.refused > 0
 
 
@@ -306,14 +301,13 @@ def test_grpc_partial_success_counts_the_rejected_as_dropped(
 ):
     at = _at(reference, point)
     answer = lambda n, spans: Answer(rejected=1, message="bad span") if n == at else None  # noqa: E731
-    with GrpcReceiver(answer=answer) as r:
-        run = Run(_state(metrics_state, tmp_path), r.url, "grpc")
-        try:
-            run.deliver()
-            lost = set(reference[at - 1][-1:])
-            _check(r, run, {i for req in reference for i in req} - lost, dropped=1)
-        finally:
-            run.close()
+    with (
+        GrpcReceiver(answer=answer) as r,
+        Run(_state(metrics_state, tmp_path), r.url, "grpc") as run,
+    ):
+        run.deliver()
+        lost = set(reference[at - 1][-1:])
+        _check(r, run, {i for req in reference for i in req} - lost, dropped=1)
 
 
 # --- the state, and stopping -------------------------------------------------------
