@@ -817,3 +817,35 @@ def test_a_success_whose_body_is_not_protobuf_is_a_plain_success(tmp_path):
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+@pytest.mark.parametrize("how", ["400 to each span", "partial success rejecting all"])
+def test_a_collector_that_refuses_every_span_stops_the_drops(
+    metrics_state, reference, tmp_path, how
+):
+    """One that accepts an empty request but refuses every span (alone with 400, or all of
+    them in partial successes): at most 64 spans are dropped, then everything is held and
+    the exporter is failing, naming why; once it accepts, the rest arrives."""
+    mode = {"bad": True}
+
+    def answer(n, spans):
+        if not mode["bad"] or not spans:
+            return None
+        return (
+            Answer(400)
+            if how.startswith("400")
+            else Answer(rejected=len(spans), message="tenant disabled")
+        )
+
+    with Receiver(answer=answer) as r, Run(_state(metrics_state, tmp_path), r.url) as run:
+        assert not run.shipper.run_pass() and run.shipper.failure.kind == "refused"
+        run.health.failed(run.shipper.failure)
+        dropped = run.shipper._drop_streak
+        assert dropped <= 64 and run.health.state == "failing"
+        assert "none is dropped" in run.health.error or "no more are dropped" in run.health.error
+        mode["bad"] = False
+        run.deliver()
+        want = {i for req in reference for i in req}
+        got = {s.span_id for s in r.spans()}
+        assert got <= want and len(got) == len(want) - run.shipper.stats.dropped
+        assert run.shipper.stats.spans_exported == len(got) and run.shipper.stats.dropped <= 64

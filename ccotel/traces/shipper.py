@@ -61,7 +61,7 @@ CANDIDATES = """SELECT f.path, f.dev, f.ino, f.offset, t.dev, t.ino, t.offset, t
     WHERE t.path IS NULL OR t.offset != f.offset OR t.ino != f.ino OR t.dev != f.dev"""
 RESPONSE = f"SELECT {RESPONSE_COLS} FROM responses WHERE key=?"
 ALIAS = "SELECT target FROM response_alias WHERE key=?"
-DROP_STREAK_MAX = 64  # a collector refusing this many spans alone, and none accepted, is broken
+DROP_STREAK_MAX = 64  # a collector refusing this many spans in a row, and none accepted, is broken
 _SESSION_RE = re.compile(rb'"sessionId":"([^"]+)"')
 _LAST_PROMPT = b'"type":"last-prompt"'
 
@@ -171,7 +171,8 @@ class Shipper:
         self.requests = 0  # requests accepted in this pass (0: the collector was not asked)
         self.failure: ExportError | None = None  # why the last pass failed
         self._drop_logs = 0
-        self._drop_streak = 0  # spans dropped one by one since the collector last accepted one
+        self._drop_streak = 0  # spans dropped in a row since the collector last accepted one
+        self._streak: list[tuple[int, int]] = []  # their ids
         self.stats.sessions_open = len(self.builder.sessions)
         self._last_flush = time.monotonic()
 
@@ -408,22 +409,42 @@ class Shipper:
             if exc.kind != MALFORMED:
                 raise
             if self._drop_streak >= DROP_STREAK_MAX:
+                self._unsettle_streak()
                 raise ExportError(exc.status, REFUSED, f"the collector refused the last {DROP_STREAK_MAX} "
                                   f"spans one by one and accepted none: no more are dropped: {exc.detail}"[:300],
                                   answered=True) from None  # fmt: skip
             if not last_ok:  # the request before was refused too: is it this span?
                 self._probe(exc)
             self._drop_streak += 1
+            self._streak.append((spans[0].trace_id, spans[0].span_id))
             self._settle(spans, accepted=0, why=str(exc))
             return
         self.requests += 1
         self._accepted = True
-        self._drop_streak = 0
         rejected = min(max(getattr(reply, "rejected", 0) or 0, 0), len(spans))
         message = getattr(reply, "message", "") or ""
+        if spans and rejected == len(spans):  # all of them: as suspicious as 400 to each
+            if self._drop_streak + rejected > DROP_STREAK_MAX:
+                self._unsettle_streak()
+                raise ExportError("partial success", REFUSED, f"the collector rejected all {rejected} "
+                                  f"spans of a request: none is dropped: {message}"[:300],
+                                  answered=True)  # fmt: skip
+            self._drop_streak += rejected
+            self._streak.extend((x.trace_id, x.span_id) for x in spans)
+        else:
+            self._drop_streak = 0
+            self._streak.clear()
         self._settle(spans, len(spans) - rejected, message or "partial success")
         if message and not rejected:
             log.info("the collector accepted the spans with a warning", message=message[:300])
+
+    def _unsettle_streak(self) -> None:
+        """The streak was the collector's fault after all: the drops not yet committed are
+        undone (those spans are sent again later); committed ones stay counted."""
+        for k in self._streak:
+            if self._settled.get(k) is False:
+                del self._settled[k]
+        self._streak.clear()
 
     def _probe(self, exc: ExportError) -> None:
         """Before dropping a span as malformed: does the collector accept a request holding
