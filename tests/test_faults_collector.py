@@ -547,10 +547,12 @@ def test_daemon_refused_then_accepted_then_malformed_live(tmp_path, protocol):
             mode["refuse"] = False
             ref = _reference(config, tmp_path / "ref")
             r.wait(lambda: {s.span_id for s in r.spans()} >= set(ref), timeout=120)
+            r.wait(lambda: _health(port)["traces"]["state"] == "ok", timeout=30)  # answer read
             h = _health(port)["traces"]
             assert (h["state"], h["error"], h["spans_dropped"]) == ("ok", None, 0), h
             # live: one span refused alone as malformed, one rejected in a partial success
-            mode["poison"] = append_assistant(old, Usage(input=5, output=6))["message"]["id"]
+            mode["poison"] = "msg_01PoisonPoisonPoison0001"  # named before it is written
+            append_assistant(old, Usage(input=5, output=6), message_id=mode["poison"])
             r.wait(lambda: _health(port)["traces"]["spans_dropped"] == 1, timeout=60)
             mode["partial"] = True
             append_assistant(old, Usage(input=7, output=8))
