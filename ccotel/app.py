@@ -134,7 +134,7 @@ class Daemon:
             "parse_errors": int(t.counters.get("parse_errors", 0)),
             "unreadable": sorted(self.ingest.unreadable)[:20],
             "uptime_seconds": round(self.clock() - self.started, 1),
-            "traces": self.exporters.health(),
+            **self.exporters.health(),  # "traces" and "metrics_push"
         }
 
     def stop(self, *_args) -> None:

@@ -360,6 +360,7 @@ def backfill(ctx, rebuild: bool, export_traces: bool, since: float | None, **fla
         t = res["traces"]
         click.echo(
             f"traces: {t['spans']} spans exported in {t['batches']} batches in {t['seconds']} s"
+            + (f", {t['dropped']} refused by the collector (dropped)" if t.get("dropped") else "")
             + (
                 f"; {t['open_sessions']} sessions still active (their root spans follow when idle)"
                 if t["open_sessions"]

@@ -22,13 +22,13 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from ccotel import app
 from ccotel.config import load
-from ccotel.otlp import ExportError
+from ccotel.otlp import MALFORMED, ExportError
 from ccotel.traces import ids
-from ccotel.traces.export import SdkSpanSink
 from ccotel.traces.service import backfill_traces, options
 from ccotel.traces.shipper import Shipper
 from tests.conftest import FIXTURES
 from tests.oracle import ccusage_totals
+from tests.sdk_sink import SdkSpanSink
 
 SESSION = "0a1b2c3d-0000-4000-8000-00000000abcd"
 T0 = 1_790_000_000.0  # 2026-09-21
@@ -863,7 +863,7 @@ def test_rewritten_file_is_read_again(tmp_path):
 
 def test_a_span_the_collector_refuses_is_dropped_alone(tmp_path):
     """A collector that refuses one span as invalid (400) must not block the others forever."""
-    from ccotel.traces.export import to_readable
+    from tests.sdk_sink import to_readable
 
     class Picky:
         def __init__(self):
@@ -871,8 +871,11 @@ def test_a_span_the_collector_refuses_is_dropped_alone(tmp_path):
 
         def export(self, spans):
             if any(s.name == "execute_tool Bash" and s.error for s in spans):
-                raise ExportError("HTTP 400 Bad Request", retryable=False)
+                raise ExportError("HTTP 400 Bad Request", MALFORMED, answered=True)
             self.got.extend(spans)
+
+        def probe(self):
+            pass
 
         def shutdown(self):
             pass

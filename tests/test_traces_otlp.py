@@ -1,14 +1,34 @@
-"""OTLP settings (ccotel keys and the standard variables) and the metrics as OTLP."""
+"""OTLP settings (ccotel keys and the standard variables), and what ccotel's own protobuf
+writer puts on the wire for spans and metrics, checked against opentelemetry-proto."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
 import pytest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import (
+    AnyValue,
+    ArrayValue,
+    InstrumentationScope,
+    KeyValue,
+)
 from opentelemetry.proto.metrics.v1 import metrics_pb2 as pbm
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource as PbResource
+from opentelemetry.proto.trace.v1 import trace_pb2 as pbt
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from ccotel import __version__
 from ccotel.config import ConfigError, load
-from ccotel.otlp import metrics_request, pb_resource, resource_attributes, target
+from ccotel.otlp import encode_metrics, resource_attributes, target
+from ccotel.otlp.metrics import histogram_points
+from ccotel.traces.export import encode_spans
+from ccotel.traces.model import Span
 
 
 def cfg(**flags):
@@ -62,6 +82,9 @@ def test_grpc_endpoints():
     env = {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4317"}
     assert target(cfg(), "traces", env=env).url == "https://collector:4317"
     env["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] = "http/protobuf"
+    with pytest.raises(ValueError, match=r"'collector:4317/v1/traces'.*not an http"):
+        target(cfg(), "traces", env=env)  # OTLP/HTTP needs a URL
+    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://collector:4318"
     assert target(cfg(), "traces", env=env).protocol == "http/protobuf"
     assert target(cfg(), "metrics", env=env).protocol == "grpc"
 
@@ -131,8 +154,8 @@ def test_metrics_as_cumulative_otlp_with_the_same_names():
 
     reg = CollectorRegistry()
     reg.register(C())
-    req = metrics_request(
-        reg.collect(), pb_resource({"service.name": "ccotel"}), start_ns=100, now_ns=200
+    req = ExportMetricsServiceRequest.FromString(
+        encode_metrics(reg.collect(), {"service.name": "ccotel"}, start_ns=100, now_ns=200)
     )
     ms = {m.name: m for m in req.resource_metrics[0].scope_metrics[0].metrics}
     assert set(ms) == {"ccotel_tokens", "ccotel_spend_usd", "ccotel_tool_duration_seconds"}
@@ -160,29 +183,167 @@ def test_metrics_as_cumulative_otlp_with_the_same_names():
     assert req.resource_metrics[0].resource.attributes[0].value.string_value == "ccotel"
 
 
-def test_wire_encoder_writes_what_protobuf_writes():
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+# --- the protobuf writer against opentelemetry-proto's classes ---------------------------
+# These reference encoders build the same requests from opentelemetry-proto messages (they
+# were ccotel's own encoders before it wrote the wire format directly); ccotel's bytes must
+# equal theirs, so a collector decodes exactly the same spans and metrics.
 
-    from ccotel.traces.export import encode, encode_bytes
-    from ccotel.traces.model import Span
 
-    spans = [
-        Span(2**127 + 5, 2**63 + 7, 12345, "chat claude-opus-4-6", 2, 10**18, 10**18 + 5,
-             {"s": "é", "n": -3, "big": 2**40, "f": 1.5, "t": True, "no": False, "l": ["end_turn"], "none": None},
-             "tool_error", [("interrupted", 99, {"reason": "z"})]),
-        Span(1, 2, 0, "invoke_agent claude-code", 0, 1, 2, {}, None, []),
-    ]  # fmt: skip
-    res = {"service.name": "ccotel", "host.name": "h"}
-    assert encode_bytes(spans, res) == encode(spans, res).SerializeToString()
-    back = ExportTraceServiceRequest.FromString(encode_bytes(spans, res))
+def _any(v: Any) -> AnyValue:
+    if isinstance(v, bool):
+        return AnyValue(bool_value=v)
+    if isinstance(v, int):
+        return AnyValue(int_value=v)
+    if isinstance(v, float):
+        return AnyValue(double_value=v)
+    if isinstance(v, list | tuple):
+        return AnyValue(array_value=ArrayValue(values=[_any(x) for x in v]))
+    return AnyValue(string_value=str(v))
+
+
+def _attrs(d: Mapping[str, Any]) -> list[KeyValue]:
+    return [KeyValue(key=k, value=_any(v)) for k, v in d.items() if v is not None]
+
+
+def _pb_resource(attrs: Mapping[str, str]) -> PbResource:
+    return PbResource(attributes=_attrs(attrs))
+
+
+def reference_spans(spans: Sequence[Span], resource_attrs: Mapping[str, str]) -> bytes:
+    out = []
+    for s in spans:
+        p = pbt.Span(
+            trace_id=s.trace_id.to_bytes(16, "big"), span_id=s.span_id.to_bytes(8, "big"),
+            parent_span_id=s.parent_id.to_bytes(8, "big") if s.parent_id else b"", name=s.name,
+            kind=s.kind + 1, start_time_unix_nano=s.start, end_time_unix_nano=s.end,
+            attributes=_attrs(s.attrs), flags=0x101,
+        )  # fmt: skip
+        if s.error is not None:
+            p.status.code = pbt.Status.STATUS_CODE_ERROR
+            p.status.message = s.error
+        for name, t, attrs in s.events:
+            p.events.append(pbt.Span.Event(name=name, time_unix_nano=t, attributes=_attrs(attrs)))
+        out.append(p)
+    scope = InstrumentationScope(name="ccotel", version=__version__)
+    return ExportTraceServiceRequest(
+        resource_spans=[
+            pbt.ResourceSpans(
+                resource=_pb_resource(resource_attrs),
+                scope_spans=[pbt.ScopeSpans(scope=scope, spans=out)],
+            )
+        ]
+    ).SerializeToString()
+
+
+def reference_metrics(
+    families: Iterable, resource_attrs: Mapping[str, str], start_ns: int, now_ns: int
+) -> bytes:
+    cum = pbm.AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
+    kv = lambda labels: [KeyValue(key=k, value=AnyValue(string_value=v)) for k, v in labels.items()]  # noqa: E731
+    out = []
+    for fam in families:
+        m = pbm.Metric(name=fam.name, description=fam.documentation or "")
+        if fam.type == "counter":
+            pts = [
+                pbm.NumberDataPoint(attributes=kv(s.labels), start_time_unix_nano=start_ns,
+                                    time_unix_nano=now_ns, as_double=float(s.value))
+                for s in fam.samples if s.name.endswith("_total")
+            ]  # fmt: skip
+            m.sum.CopyFrom(pbm.Sum(data_points=pts, aggregation_temporality=cum, is_monotonic=True))
+        elif fam.type == "histogram":
+            pts = [
+                pbm.HistogramDataPoint(
+                    attributes=kv(labels), start_time_unix_nano=start_ns, time_unix_nano=now_ns,
+                    count=count, sum=total, bucket_counts=counts, explicit_bounds=bounds,
+                )
+                for labels, bounds, counts, total, count in histogram_points(fam)
+            ]  # fmt: skip
+            m.histogram.CopyFrom(pbm.Histogram(data_points=pts, aggregation_temporality=cum))
+        else:
+            pts = [
+                pbm.NumberDataPoint(attributes=kv(s.labels), time_unix_nano=now_ns, as_double=float(s.value))
+                for s in fam.samples
+            ]  # fmt: skip
+            m.gauge.CopyFrom(pbm.Gauge(data_points=pts))
+        out.append(m)
+    scope = InstrumentationScope(name="ccotel", version=__version__)
+    return ExportMetricsServiceRequest(
+        resource_metrics=[
+            pbm.ResourceMetrics(
+                resource=_pb_resource(resource_attrs),
+                scope_metrics=[pbm.ScopeMetrics(scope=scope, metrics=out)],
+            )
+        ]
+    ).SerializeToString()
+
+
+EDGE_SPANS = [
+    Span(2**127 + 5, 2**63 + 7, 12345, "chat claude-opus-4-6", 2, 10**18, 10**18 + 5,
+         {"s": "é", "n": -3, "big": 2**40, "f": 1.5, "t": True, "no": False, "l": ["end_turn"], "none": None},
+         "tool_error", [("interrupted", 99, {"reason": "z", "gone": None})]),
+    Span(1, 2, 0, "invoke_agent claude-code", 0, 1, 2, {}, None, []),
+    Span(3, 4, 5, "x" * 300, 0, 0, 2**64 - 1, {"k" * 200: "v" * 5000, "e": "", "z": 0}, "", []),
+]  # fmt: skip
+
+
+def test_span_encoder_writes_what_protobuf_writes():
+    res = {"service.name": "ccotel", "host.name": "h", "team": "ü"}
+    assert encode_spans(EDGE_SPANS[:2], res) == reference_spans(EDGE_SPANS[:2], res)
+    # zero times and an empty status message: written where protobuf omits defaults; the
+    # same message once decoded
+    decoded = ExportTraceServiceRequest.FromString
+    assert decoded(encode_spans(EDGE_SPANS, res)) == decoded(reference_spans(EDGE_SPANS, res))
+    assert encode_spans([], res) == reference_spans([], res)
+    back = ExportTraceServiceRequest.FromString(encode_spans(EDGE_SPANS, res))
     s = back.resource_spans[0].scope_spans[0].spans[0]
     assert s.status.code == 2 and s.kind == 3 and s.parent_span_id == (12345).to_bytes(8, "big")
     assert {kv.key: kv.value.WhichOneof("value") for kv in s.attributes}["n"] == "int_value"
+    assert "none" not in {kv.key for kv in s.attributes}
 
 
-def test_metrics_wire_encoder_writes_what_protobuf_writes():
-    from ccotel.otlp import metrics_request_bytes
+def test_span_encoder_on_every_real_fixture(tmp_path):
+    """Every span built from the real transcripts, in batches as the shipper sends them."""
+    from ccotel import app
+    from ccotel.traces.service import backfill_traces
+    from tests.conftest import FIXTURES
+    from tests.test_traces import cfg_for
 
+    class Keep:
+        def __init__(self):
+            self.batches: list[list[Span]] = []
+
+        def export(self, spans):
+            self.batches.append(list(spans))
+
+        def probe(self):
+            pass
+
+        def shutdown(self):
+            pass
+
+    res = resource_attributes(load(env={}), env={})
+    n = 0
+    for d in sorted(p for p in FIXTURES.iterdir() if p.is_dir()):
+        cfg = cfg_for(d, tmp_path / d.name, capture_content=True)
+        app.backfill(cfg)
+        k = Keep()
+        backfill_traces(cfg, cfg.resolved_state_dir() / "state.db", since=0, sink=k)
+        for b in k.batches:
+            assert encode_spans(b, res) == reference_spans(b, res), d.name
+            n += len(b)
+    assert n > 2000
+
+
+def test_a_string_that_is_not_utf8_goes_out_as_valid_utf8():
+    """A lone surrogate (a file name that is not UTF-8, read with surrogateescape) must not
+    make the request invalid protobuf: the collector would refuse the span as malformed."""
+    s = Span(1, 2, 0, "execute_tool Read", 0, 1, 2, {"ccotel.tool.file_path": "/tmp/caf\udce9.txt"})
+    back = ExportTraceServiceRequest.FromString(encode_spans([s], {}))  # raises on bad UTF-8
+    got = back.resource_spans[0].scope_spans[0].spans[0].attributes[0].value.string_value
+    assert got == "/tmp/caf\ufffd.txt"
+
+
+def test_metrics_encoder_writes_what_protobuf_writes():
     class C:
         def collect(self):
             c = CounterMetricFamily("ccotel_tokens", "Tokens", labels=["model", "type"])
@@ -202,5 +363,85 @@ def test_metrics_wire_encoder_writes_what_protobuf_writes():
     reg.register(C())
     attrs = {"service.name": "ccotel", "host.name": "h"}
     fams = list(reg.collect())
-    want = metrics_request(fams, pb_resource(attrs), start_ns=100, now_ns=200).SerializeToString()
-    assert metrics_request_bytes(fams, attrs, start_ns=100, now_ns=200) == want
+    want = reference_metrics(fams, attrs, start_ns=100, now_ns=200)
+    assert encode_metrics(fams, attrs, start_ns=100, now_ns=200) == want
+
+
+def test_metrics_encoder_on_a_daemon_registry(tmp_path):
+    """What /metrics shows for the real fixtures, budgets and native metrics included."""
+    import time
+
+    from ccotel.app import roots_of
+    from ccotel.pipeline import Ingest
+    from ccotel.sinks.prometheus import TotalsCollector, project_labeler
+    from ccotel.state.store import Store
+    from tests.conftest import FIXTURES
+
+    cfg = load(
+        env={}, flags={"claude_dirs": [str(FIXTURES / "claude-2.1.39")], "state_dir": str(tmp_path)}
+    )
+    store = Store(cfg.resolved_state_dir())
+    try:
+        ing = Ingest(cfg, store, roots_of(cfg), time.time)
+        ing.backfill(ing.scan(), 1)
+        reg = CollectorRegistry(auto_describe=False)
+        reg.register(
+            TotalsCollector(ing.totals, project_labeler("name"), {"1h": 2.0, "24h": 9.0}, time.time)
+        )
+        fams = list(reg.collect())
+    finally:
+        store.close()
+    attrs = resource_attributes(cfg, env={})
+    assert sum(len(f.samples) for f in fams) > 100
+    assert {f.type for f in fams} >= {"counter", "gauge", "histogram"}
+    assert encode_metrics(fams, attrs, 5, 6) == reference_metrics(fams, attrs, 5, 6)
+
+
+# --- headers: the spec's format, and no secret in an error --------------------------
+
+
+def test_headers_are_parsed_and_a_malformed_one_names_its_key_not_its_value():
+    from ccotel.otlp.settings import parse_headers
+
+    assert parse_headers("a=1, Authorization=Bearer%20x%3Dy ,b = two words", "X") == {
+        "a": "1",
+        "authorization": "Bearer x=y",
+        "b": "two words",
+    }
+    with pytest.raises(ValueError) as e:
+        target(cfg(), "traces", env={"OTEL_EXPORTER_OTLP_HEADERS": 'x-api-key=s3cr3t;"bad"'})
+    msg = str(e.value)
+    assert "OTEL_EXPORTER_OTLP_HEADERS" in msg and "x-api-key" in msg and "s3cr3t" not in msg
+    with pytest.raises(ValueError, match="otlp_headers"):
+        target(cfg(otlp_headers="novalue"), "traces", env={})
+
+
+def test_endpoint_shown_without_credentials():
+    t = target(
+        cfg(otlp_endpoint="https://user:hunter22@c.example:4318/?token=abcd1234"), "traces", env={}
+    )
+    assert t.where == "https://c.example:4318/v1/traces"
+    assert "hunter22" in t.secrets and "token=abcd1234" in t.secrets
+    with pytest.raises(ValueError, match="http"):
+        target(cfg(otlp_endpoint="collector:4318"), "traces", env={})
+
+
+# --- what the CLI loads ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["report"], ["report", "--json"]])
+def test_cli_loads_no_opentelemetry_grpc_or_test_dependency(tmp_path, argv):
+    code = (
+        "import sys, runpy; sys.argv = ['ccotel', *sys.argv[1:]]\n"
+        "try:\n    runpy.run_module('ccotel', run_name='__main__')\n"
+        "except SystemExit:\n    pass\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('opentelemetry', 'grpc', "
+        "'google', 'pytest', 'hypothesis', 'yaml', 'cryptography', 'selenium', 'requests', 'urllib3'))\n"
+        "print('LOADED', bad)\n"
+    )
+    if argv[0] == "report":
+        argv = [*argv, "--state-dir", str(tmp_path)]
+    p = subprocess.run(
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60
+    )
+    assert "LOADED []" in p.stdout, (p.stdout[-2000:], p.stderr[-2000:])

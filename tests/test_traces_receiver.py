@@ -2,18 +2,25 @@
 
 It decodes ``ExportTraceServiceRequest`` and ``ExportMetricsServiceRequest``
 with the opentelemetry-proto classes, accepts chunked bodies (as Claude Code
-itself sends them) and gzip, and can play a collector that is down (503) or
-absent (not listening). Used by tests/test_traces_wire.py and bench/traces.py.
+itself sends them) and gzip, and can play a collector that is down (503),
+absent (not listening), or answers whatever a test scripts: ``answer(n, spans)``
+is called for the n-th trace request (1-based) with its decoded spans and
+returns an ``Answer`` (an HTTP status or gRPC code, or a partial success that
+rejects the request's last ``rejected`` spans) or None for a plain success.
+Only the spans a collector would keep are kept in ``got.spans``.
+Used by the trace tests, tests/test_faults_collector.py and bench/traces.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import http.client
 import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +31,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceResponse,
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTracePartialSuccess,
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
@@ -55,12 +63,43 @@ class RSpan:
 
 @dataclass
 class Received:
-    spans: list[RSpan] = field(default_factory=list)
+    spans: list[RSpan] = field(default_factory=list)  # the spans kept (accepted)
     metrics: list[ExportMetricsServiceRequest] = field(default_factory=list)
-    raw: list[bytes] = field(default_factory=list)  # every request body, decoded from gzip
-    requests: int = 0
+    raw: list[bytes] = field(default_factory=list)  # every accepted request body, decoded from gzip
+    requests: int = 0  # trace requests (metrics: metric_requests)
     chunked: int = 0
     refused: int = 0  # requests answered with an error status
+    rejected: int = 0  # spans refused in partial successes
+    sizes: list[int] = field(default_factory=list)  # spans per trace request, in order
+    metric_requests: int = 0
+
+
+@dataclass
+class Answer:
+    """What the scripted collector answers to one request."""
+
+    status: int = 200  # HTTP status
+    grpc: str | None = None  # gRPC status code name (GrpcReceiver)
+    rejected: int = 0  # with a success: partial_success rejecting the last `rejected` spans
+    message: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status < 300 and self.grpc is None
+
+
+Script = Callable[[int, list[RSpan]], "Answer | None"]
+
+
+def _trace_response(a: Answer) -> bytes:
+    if not (a.rejected or a.message):
+        return ExportTraceServiceResponse().SerializeToString()
+    return ExportTraceServiceResponse(
+        partial_success=ExportTracePartialSuccess(
+            rejected_spans=a.rejected, error_message=a.message
+        )
+    ).SerializeToString()
 
 
 def decode_traces(body: bytes) -> list[RSpan]:
@@ -92,15 +131,30 @@ class Receiver:
         keep_raw: bool = True,
         decode: bool = True,
         tls: tuple[str, str] | None = None,
+        answer: Script | None = None,
+        answer_metrics: Callable[[int, ExportMetricsServiceRequest], Answer | None] | None = None,
     ):
         self.got = Received()
         self.lock = threading.Lock()
         self.fail_status: int | None = None
+        self.answer, self.answer_metrics = answer, answer_metrics
         self.keep_raw, self.decode = keep_raw, decode
         recv = self
 
+        self.conns: set[socket.socket] = set()
+
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                with recv.lock:
+                    recv.conns.add(self.connection)
+
+            def finish(self) -> None:
+                with recv.lock:
+                    recv.conns.discard(self.connection)
+                super().finish()
 
             def _body(self) -> bytes:
                 if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -124,35 +178,55 @@ class Receiver:
 
             def do_POST(self):
                 body = self._body()
-                with recv.lock:
-                    recv.got.requests += 1
-                    if recv.fail_status is not None:
-                        recv.got.refused += 1
-                        status = recv.fail_status
-                    else:
-                        status = 200
-                if status != 200:
-                    self._send(status, b"collector says no")
-                    return
                 path = self.path.split("?", 1)[0]
                 if path == "/v1/traces":
                     spans = decode_traces(body) if recv.decode else []
                     with recv.lock:
-                        recv.got.spans.extend(spans)
-                        if recv.keep_raw:
-                            recv.got.raw.append(body)
-                    self._send(200, ExportTraceServiceResponse().SerializeToString())
+                        recv.got.requests += 1
+                        recv.got.sizes.append(len(spans))
+                        n = recv.got.requests
+                    a = _decide(recv, n, spans)  # outside the lock: an answer may take its time
+                    with recv.lock:
+                        if a.ok:
+                            keep = spans[: len(spans) - a.rejected] if a.rejected else spans
+                            recv.got.spans.extend(keep)
+                            recv.got.rejected += len(spans) - len(keep)
+                            if recv.keep_raw:
+                                recv.got.raw.append(body)
+                        else:
+                            recv.got.refused += 1
+                    if not a.ok:
+                        self._send(a.status, a.message.encode() or b"collector says no", a.headers)
+                        return
+                    self._send(200, _trace_response(a))
                 elif path == "/v1/metrics":
                     req = ExportMetricsServiceRequest()
                     req.ParseFromString(body)
                     with recv.lock:
-                        recv.got.metrics.append(req)
-                    self._send(200, ExportMetricsServiceResponse().SerializeToString())
+                        recv.got.metric_requests += 1
+                        a = Answer(recv.fail_status) if recv.fail_status else None
+                        if a is None and recv.answer_metrics:
+                            a = recv.answer_metrics(recv.got.metric_requests, req)
+                        a = a or Answer()
+                        if a.ok:
+                            recv.got.metrics.append(req)
+                        else:
+                            recv.got.refused += 1
+                    if not a.ok:
+                        self._send(a.status, a.message.encode() or b"collector says no")
+                        return
+                    resp = ExportMetricsServiceResponse()
+                    if a.rejected or a.message:
+                        resp.partial_success.rejected_data_points = a.rejected
+                        resp.partial_success.error_message = a.message
+                    self._send(200, resp.SerializeToString())
                 else:
                     self._send(404, b"no such signal")
 
-            def _send(self, code: int, body: bytes) -> None:
+            def _send(self, code: int, body: bytes, headers: dict | None = None) -> None:
                 self.send_response(code)
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
                 self.send_header("Content-Type", "application/x-protobuf")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -163,6 +237,7 @@ class Receiver:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.httpd.daemon_threads = True
+        self.httpd.handle_error = lambda *a: None  # type: ignore[method-assign]  # a client that gave up
         self.port = self.httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
         if tls:
@@ -179,6 +254,10 @@ class Receiver:
     def __exit__(self, *exc) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+        with self.lock:  # a collector that goes away closes its kept-alive connections too
+            for c in self.conns:
+                with contextlib.suppress(OSError):
+                    c.shutdown(socket.SHUT_RDWR)
 
     def spans(self) -> list[RSpan]:
         with self.lock:
@@ -194,10 +273,17 @@ class Receiver:
             time.sleep(0.05)
 
 
-class GrpcReceiver:
-    """OTLP/gRPC on 127.0.0.1:port (insecure)."""
+def _decide(recv, n: int, spans: list[RSpan]) -> Answer:
+    if recv.fail_status is not None:
+        return Answer(recv.fail_status)
+    a = recv.answer(n, spans) if recv.answer else None
+    return a or Answer()
 
-    def __init__(self):
+
+class GrpcReceiver:
+    """OTLP/gRPC on 127.0.0.1:port (insecure); ``answer`` as for Receiver, with gRPC codes."""
+
+    def __init__(self, answer: Script | None = None):
         import grpc
         from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc as msvc
         from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as tsvc
@@ -205,19 +291,36 @@ class GrpcReceiver:
         self.got = Received()
         self.lock = threading.Lock()
         self.metadata: list[dict] = []
+        self.fail_status: int | None = None
+        self.answer = answer
         recv = self
 
         class Traces(tsvc.TraceServiceServicer):
             def Export(self, request, context):
+                spans = decode_traces(request.SerializeToString())
                 with recv.lock:
                     recv.got.requests += 1
+                    recv.got.sizes.append(len(spans))
                     recv.metadata.append(dict(context.invocation_metadata()))
-                    recv.got.spans.extend(decode_traces(request.SerializeToString()))
-                return ExportTraceServiceResponse()
+                    n = recv.got.requests
+                a = _decide(recv, n, spans)
+                with recv.lock:
+                    if a.grpc is None:
+                        keep = spans[: len(spans) - a.rejected] if a.rejected else spans
+                        recv.got.spans.extend(keep)
+                        recv.got.rejected += len(spans) - len(keep)
+                    else:
+                        recv.got.refused += 1
+                if a.grpc is not None:
+                    context.abort(
+                        getattr(grpc.StatusCode, a.grpc), a.message or "collector says no"
+                    )
+                return ExportTraceServiceResponse.FromString(_trace_response(a))
 
         class Metrics(msvc.MetricsServiceServicer):
             def Export(self, request, context):
                 with recv.lock:
+                    recv.got.metric_requests += 1
                     recv.got.metrics.append(request)
                 return ExportMetricsServiceResponse()
 
@@ -237,6 +340,9 @@ class GrpcReceiver:
     def spans(self) -> list[RSpan]:
         with self.lock:
             return list(self.got.spans)
+
+    def wait(self, pred, timeout: float = 60.0) -> None:
+        Receiver.wait(self, pred, timeout)  # type: ignore[arg-type]
 
 
 # --- the receiver's own tests --------------------------------------------------
@@ -283,7 +389,11 @@ def test_receiver_reads_gzip_and_plays_down():
     with Receiver() as r:
         c = http.client.HTTPConnection("127.0.0.1", r.port)
         c.request("POST", "/v1/traces", gzip.compress(body), {"Content-Encoding": "gzip"})
-        assert c.getresponse().read() is not None
+        resp = c.getresponse()
+        assert resp.status == 200 and ExportTraceServiceResponse.FromString(resp.read()) == (
+            ExportTraceServiceResponse()
+        )
+        assert [s.span_id for s in r.spans()] == ["02" * 8], "the gzip body was decoded"
         r.fail_status = 503
         c.request("POST", "/v1/traces", body)
         resp = c.getresponse()

@@ -19,7 +19,6 @@ import pytest
 
 from ccotel import app
 from ccotel.config import load
-from ccotel.traces.export import SdkSpanSink
 from ccotel.traces.service import backfill_traces
 from tests.conftest import assert_equal_totals, free_port
 from tests.oracle import ccusage_totals
@@ -32,6 +31,7 @@ from tests.realcli import (
     load_home,
     run_claude,
 )
+from tests.sdk_sink import SdkSpanSink
 from tests.test_live import start
 from tests.test_traces_receiver import GrpcReceiver, Receiver, RSpan
 

@@ -1,9 +1,10 @@
 """The daemon's exporters: a trace thread and an OTLP metrics push thread.
 
 Neither ever blocks the metrics path: the daemon only calls ``notify()``
-(sets an event) after each committed batch. Each thread owns its backoff and
-logs one warning when its collector becomes unreachable and one line when it
-is back.
+(sets an event) after each committed batch. Each thread owns an ExportHealth:
+backoff with jitter, the state /healthz shows, one warning when a collector the
+user configured (or one that answered) fails, one line when it is back, and
+only an info line while no collector was configured or has answered yet.
 """
 
 from __future__ import annotations
@@ -14,19 +15,23 @@ from collections.abc import Callable
 from pathlib import Path
 
 import structlog
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from ccotel.otlp import (
-    Backoff,
+    REFUSED,
+    TOO_LARGE,
+    TRANSIENT,
     ExportError,
+    ExportHealth,
     Sender,
     configured,
-    metrics_request_bytes,
+    display_url,
+    encode_metrics,
     resource_attributes,
     target,
 )
-from ccotel.sinks.prometheus import project_labeler
+from ccotel.otlp.health import hint, off
+from ccotel.sinks.prometheus import project_labeler  # NOTE(lead): a sinks helper used here
 from ccotel.traces.builder import Options
 from ccotel.traces.export import OtlpSpanSink, SpanSink
 from ccotel.traces.shipper import Shipper
@@ -35,6 +40,11 @@ log = structlog.get_logger()
 
 TICK = 5.0  # seconds between passes without file events (idle sessions, retries)
 WATERMARK = "traces_watermark"
+WAITING_NOTE = (
+    "; spans wait in the transcripts until one answers (otlp_endpoint names another; "
+    "traces = false turns tracing off)"
+)
+FAILING_NOTE = " (metrics keep counting; spans wait in the transcripts)"
 
 
 def options(cfg) -> Options:
@@ -47,21 +57,26 @@ def options(cfg) -> Options:
     )
 
 
-def span_sink(cfg) -> SpanSink:
+def span_sink(cfg) -> OtlpSpanSink:
+    """The OTLP sink the settings name; ValueError (naming the key) when they cannot work."""
     return OtlpSpanSink(target(cfg, "traces"), resource_attributes(cfg))
 
 
+def _where(sink, cfg, signal) -> str:
+    t = getattr(sink, "target", None)
+    if t is not None:
+        return t.where
+    try:
+        return target(cfg, signal).where
+    except ValueError:
+        return display_url(cfg.otlp_endpoint) if cfg.otlp_endpoint else ""
+
+
 class TraceThread:
-    def __init__(self, shipper: Shipper, where: str, retry_max: float, tick: float = TICK):
+    def __init__(self, shipper: Shipper, health: ExportHealth, tick: float = TICK):
         self.shipper = shipper
+        self.health = health
         self.tick = tick
-        self.backoff = Backoff(
-            log,
-            "traces",
-            where,
-            retry_max,
-            note=" (metrics keep counting; spans wait in the transcripts)",
-        )
         self.ev = threading.Event()
         self._mark_at = -1e9
         self.thread = threading.Thread(target=self._run, name="ccotel-traces", daemon=True)
@@ -73,53 +88,63 @@ class TraceThread:
     def notify(self) -> None:
         self.ev.set()
 
-    def stop(self, timeout: float = 15.0) -> None:
+    def stop(self, timeout: float = 15.0) -> bool:
+        """Stop; False when the thread is still in a request after ``timeout``."""
         self.shipper.stop.set()
         self.ev.set()
-        self.thread.join(timeout)
+        if self.thread.is_alive():
+            self.thread.join(timeout)
+        return not self.thread.is_alive()
 
     def _run(self) -> None:
-        sh = self.shipper
+        sh, h = self.shipper, self.health
         while not sh.stop.is_set():
-            self.ev.wait(self.backoff.wait_time() if self.backoff.failures else self.tick)
+            self.ev.wait(h.wait_time() if h.backoff.failures else self.tick)
             self.ev.clear()
             if sh.stop.is_set():
                 break
-            if not self.backoff.ready():
+            if not h.ready():
                 continue
             try:
-                ok = sh.run_pass()
+                self._once()
             except Exception as exc:  # never let the thread die: log and retry later
                 log.exception("trace pass failed", error=str(exc))
-                sh._rollback()
-                ok = False
-            if ok:
-                self.backoff.ok()
-                if (
-                    time.monotonic() - self._mark_at >= 60
-                ):  # the daemon ran up to here (coarse, rarely written)
-                    sh.set_meta(WATERMARK, str(sh.clock()))
-                    self._mark_at = time.monotonic()
-            else:
-                self.backoff.failed(sh.stats.last_error)
+                h.failed(ExportError("internal error", TRANSIENT, str(exc)[:200], local=True))
+
+    def _once(self) -> None:
+        sh, h = self.shipper, self.health
+        if not sh.run_pass():
+            if sh.failure is not None:  # None: stopping
+                h.failed(sh.failure)
+            return
+        if sh.requests or h.last_local:  # the collector accepted (or the state works again)
+            h.ok(contacted=sh.requests > 0)
+        if time.monotonic() - self._mark_at >= 60:  # the daemon ran up to here (coarse)
+            sh.set_meta(WATERMARK, str(sh.clock()))
+            self._mark_at = time.monotonic()
 
 
 class MetricsPusher:
-    def __init__(self, cfg, collect: Callable[[], list], interval: float, errors: dict):
+    """Every ``interval`` s, what /metrics shows, cumulative, to the configured endpoint.
+
+    A failed push is not retried as such: the next one carries the cumulative values.
+    While pushes fail, they are spaced by the backoff (at least ``interval``).
+    """
+
+    def __init__(self, cfg, collect: Callable[[], list], interval: float):
         self.t = target(cfg, "metrics")
         self.sender = Sender(self.t)
         self.resource = resource_attributes(cfg)
-        self.collect, self.interval, self.errors = collect, interval, errors
+        self.collect, self.interval = collect, interval
         self.start_ns = time.time_ns()
-        self.backoff = Backoff(
-            log,
-            "metrics",
-            self.t.url,
-            cfg.otlp_retry_max,
-            note=" over OTLP (/metrics still serves them)",
-        )
+        self.health = ExportHealth(
+            log, "metrics", self.t.where, True, max(cfg.otlp_retry_max, interval),
+            failing_note=" over OTLP (/metrics still serves them)",
+        )  # fmt: skip
         self.stop_ev = threading.Event()
-        self.pushed = 0
+        self.pushed = 0  # pushes the collector accepted
+        self.rejected_points = 0  # data points it refused in partial successes
+        self._told: set[str] = set()
         self.thread = threading.Thread(target=self._run, name="ccotel-metrics-push", daemon=True)
 
     def start(self) -> None:
@@ -127,27 +152,45 @@ class MetricsPusher:
 
     def stop(self) -> None:
         self.stop_ev.set()
-        self.thread.join(10)
-        self.push()  # the last values
+        if self.thread.is_alive():
+            self.thread.join(10)
+        if self.pushed and not self.thread.is_alive() and self.health.state == "ok":
+            self.push()  # the last values, to a collector that took the previous push
         self.sender.shutdown()
 
     def push(self) -> bool:
         try:
-            body = metrics_request_bytes(self.collect(), self.resource, self.start_ns)
-            if self.t.protocol == "grpc":
-                self.sender.send(ExportMetricsServiceRequest.FromString(body))
-            else:
-                self.sender.send_bytes(body)
-        except Exception as exc:  # never let the push thread die: count, back off, retry next time
-            self.errors["metrics"] = self.errors.get("metrics", 0) + 1
-            self.backoff.failed(str(exc))
+            self._send(list(self.collect()))
+        except ExportError as exc:
+            self.health.failed(exc)
             return False
-        self.backoff.ok()
+        except Exception as exc:  # a bug: never let the push thread die
+            log.exception("metrics push failed", error=str(exc))
+            self.health.failed(ExportError("internal error", TRANSIENT, str(exc)[:200], local=True))
+            return False
+        self.health.ok()
         self.pushed += 1
         return True
 
+    def _send(self, families: list) -> None:
+        try:
+            reply = self.sender.send(encode_metrics(families, self.resource, self.start_ns))
+        except ExportError as exc:
+            if exc.kind == TOO_LARGE and len(families) > 1:  # send less at once
+                mid = len(families) // 2
+                self._send(families[:mid])
+                self._send(families[mid:])
+                return
+            raise
+        if reply.rejected:
+            self.rejected_points += reply.rejected
+            if reply.message not in self._told and len(self._told) < 20:
+                self._told.add(reply.message)
+                log.warning("the collector refused some pushed data points", endpoint=self.t.where,
+                            points=reply.rejected, error=reply.message[:300])  # fmt: skip
+
     def _run(self) -> None:
-        while not self.stop_ev.wait(self.interval):
+        while not self.stop_ev.wait(max(self.interval, self.health.wait_time())):
             self.push()
 
 
@@ -162,28 +205,36 @@ class Exporters:
         sink: SpanSink | None = None,
     ):
         self.cfg = cfg
-        self.errors: dict[str, int] = {}
         self.traces: TraceThread | None = None
         self.pusher: MetricsPusher | None = None
-        self._registry = None
-        if cfg.traces:
-            try:
-                sink = sink or span_sink(cfg)
-            except (ValueError, OSError) as exc:
-                log.error("traces are off: the OTLP settings cannot work", error=str(exc))
-                return
-            where = getattr(getattr(sink, "target", None), "url", "") or "?"
-            now = clock()
-            shipper = Shipper(
-                state_db, sink, options(cfg), clock=clock, session_idle=cfg.session_idle,
-                batch=cfg.trace_batch_spans, rate=cfg.trace_rate, max_line=cfg.max_line_bytes,
-            )  # fmt: skip
-            mark = shipper._meta(WATERMARK)
-            since = now - cfg.trace_lookback
-            if mark:
-                since = min(since, float(mark))
-            shipper.since = since
-            self.traces = TraceThread(shipper, where, cfg.otlp_retry_max)
+        self._off: dict[str, str | None] = {"traces": None, "metrics": None}  # why not running
+        if not cfg.traces:
+            return
+        chosen = sink is not None  # a sink handed in (tests) counts as configured
+        try:
+            sink = sink or span_sink(cfg)
+        except (ValueError, OSError) as exc:
+            log.error("traces are off: the OTLP settings cannot work", error=str(exc))
+            self._off["traces"] = f"settings: {exc}"
+            return
+        now = clock()
+        shipper = Shipper(
+            state_db, sink, options(cfg), clock=clock, session_idle=cfg.session_idle,
+            batch=cfg.trace_batch_spans, rate=cfg.trace_rate, max_line=cfg.max_line_bytes,
+        )  # fmt: skip
+        mark = shipper.meta(WATERMARK)
+        since = now - cfg.trace_lookback
+        if mark:
+            since = min(since, float(mark))
+        else:  # the first start: what it does not trace is left to backfill --traces, and
+            # what it does stays due even if no collector answers for weeks (waiting)
+            shipper.set_meta(WATERMARK, str(since))
+        shipper.since = since
+        health = ExportHealth(
+            log, "traces", _where(sink, cfg, "traces"), chosen or configured(cfg, "traces"),
+            cfg.otlp_retry_max, waiting_note=WAITING_NOTE, failing_note=FAILING_NOTE,
+        )  # fmt: skip
+        self.traces = TraceThread(shipper, health)
 
     def attach_registry(self, registry) -> None:
         """The metrics to push over OTLP: what /metrics shows.
@@ -191,17 +242,14 @@ class Exporters:
         Pushed only to an endpoint the user named: with the default one, the local stack
         scrapes /metrics, and a daemon reaching Prometheus both ways would count twice.
         """
-        self._registry = registry
         if self.cfg.metrics_push_interval > 0 and configured(self.cfg, "metrics"):
             try:
                 self.pusher = MetricsPusher(
-                    self.cfg,
-                    lambda: list(registry.collect()),
-                    self.cfg.metrics_push_interval,
-                    self.errors,
+                    self.cfg, lambda: list(registry.collect()), self.cfg.metrics_push_interval
                 )
             except (ValueError, OSError) as exc:
                 log.error("OTLP metrics push is off: the OTLP settings cannot work", error=str(exc))
+                self._off["metrics"] = f"settings: {exc}"
 
     def start(self) -> None:
         if self.traces:
@@ -215,45 +263,68 @@ class Exporters:
 
     def stop(self) -> None:
         if self.traces:
-            self.traces.stop()
-            self.traces.shipper.sink.shutdown()
-            self.traces.shipper.close()
+            if self.traces.stop():
+                self.traces.shipper.sink.shutdown()
+                self.traces.shipper.close()
+            else:  # still in a request: its commit cannot happen once the process exits
+                log.warning(
+                    "the trace exporter did not stop in time; its batch is sent again next start"
+                )
         if self.pusher:
             self.pusher.stop()
 
     def health(self) -> dict:
-        if not self.traces:
-            return {"enabled": False}
-        st = self.traces.shipper.stats
-        return {
-            "enabled": True,
-            "endpoint": self.traces.backoff.where,
-            "spans_exported": st.spans_exported,
-            "failing": self.traces.backoff.failures > 0,
-            "backlog_bytes": st.backlog_bytes,
-            "open_sessions": st.sessions_open,
-        }
+        """The /healthz blocks ``traces`` and ``metrics_push`` (contract in HELPERS.md)."""
+        cfg = self.cfg
+        if self.traces:
+            st = self.traces.shipper.stats
+            traces = {
+                **self.traces.health.as_dict(),
+                "spans_exported": st.spans_exported,
+                "spans_dropped": st.dropped,
+                "queue_spans": st.queue,
+                "backlog_bytes": st.backlog_bytes,
+                "open_sessions": st.sessions_open,
+            }
+        else:
+            traces = off(
+                configured(cfg, "traces"), _where(None, cfg, "traces"), self._off["traces"]
+            )
+        if self.pusher:
+            push = {
+                **self.pusher.health.as_dict(),
+                "pushes": self.pusher.pushed,
+                "rejected_points": self.pusher.rejected_points,
+                "interval_seconds": self.pusher.interval,
+            }
+        else:
+            push = off(
+                configured(cfg, "metrics"), _where(None, cfg, "metrics"), self._off["metrics"]
+            )
+        return {"traces": traces, "metrics_push": push}
 
     def metrics(self) -> list:
         """Health metrics for TotalsCollector(extra=...)."""
         errs = CounterMetricFamily(
-            "ccotel_export_errors", "Failed OTLP export attempts", labels=["signal"]
+            "ccotel_export_errors",
+            "Failed OTLP export attempts to a collector that is configured or has answered",
+            labels=["signal"],
         )
         tr = self.traces.shipper.stats if self.traces else None
-        errs.add_metric(["traces"], tr.errors if tr else 0)
-        errs.add_metric(["metrics"], self.errors.get("metrics", 0))
+        errs.add_metric(["traces"], self.traces.health.errors if self.traces else 0)
+        errs.add_metric(["metrics"], self.pusher.health.errors if self.pusher else 0)
         out = [errs]
         out.append(
             CounterMetricFamily(
                 "ccotel_spans_exported",
-                "Spans the collector confirmed",
+                "Spans the collector accepted",
                 value=tr.spans_exported if tr else 0,
             )
         )
         out.append(
             CounterMetricFamily(
                 "ccotel_spans_dropped",
-                "Spans the collector refused as invalid (dropped)",
+                "Spans the collector refused as malformed (dropped)",
                 value=tr.dropped if tr else 0,
             )
         )
@@ -283,36 +354,47 @@ class Exporters:
 
 def backfill_traces(
     cfg, state_db: Path, since: float, clock: Callable[[], float] = time.time, sink: SpanSink | None = None,
-    max_failures: int = 6, progress: Callable[[int], None] | None = None,
+    max_failures: int = 6, sleep: Callable[[float], None] = time.sleep,
 ) -> dict:  # fmt: skip
     """Export the history: files changed since ``since``, rate-limited, retrying with backoff.
 
-    Returns counts; raises ExportError when the collector stayed unreachable
-    (what was confirmed stays confirmed: running again continues).
+    Returns counts of what the collector accepted (``spans``) and refused as malformed
+    (``dropped``). Raises ExportError when the collector stayed unreachable (after
+    ``max_failures`` tries) or refused the credentials or the endpoint (after two):
+    what was confirmed stays confirmed, and running again continues.
     """
-    sink = sink or span_sink(cfg)
+    if sink is None:
+        try:
+            sink = span_sink(cfg)
+        except ValueError as exc:
+            raise ExportError("settings", REFUSED, str(exc), local=True) from None
     shipper = Shipper(
         state_db, sink, options(cfg), clock=clock, session_idle=cfg.session_idle, since=since,
         batch=cfg.trace_batch_spans, rate=cfg.trace_rate, max_line=cfg.max_line_bytes,
     )  # fmt: skip
-    where = getattr(getattr(sink, "target", None), "url", "") or "?"
-    backoff = Backoff(log, "traces", where, cfg.otlp_retry_max)
+    where = _where(sink, cfg, "traces")
+    health = ExportHealth(log, "traces", where, True, cfg.otlp_retry_max)
     t0 = time.perf_counter()
-    start_spans = shipper.stats.spans_exported
+    start, start_dropped = shipper.stats.spans_exported, shipper.stats.dropped
     try:
-        while True:
-            if shipper.run_pass():
-                backoff.ok()
-                break
-            backoff.failed(shipper.stats.last_error)
-            if backoff.failures >= max_failures:
+        while not shipper.run_pass():
+            exc = shipper.failure or ExportError("stopped", local=True)
+            health.failed(exc)
+            refused = exc.kind == REFUSED
+            if health.backoff.failures >= (min(2, max_failures) if refused else max_failures):
+                done = shipper.stats.spans_exported - start
                 raise ExportError(
-                    f"collector at {where} unreachable ({shipper.stats.last_error}); "
-                    f"{shipper.stats.spans_exported - start_spans} spans were delivered; run again to continue"
-                )
-            time.sleep(backoff.wait_time())
+                    exc.status if exc.local else f"{exc.status} from {where}", exc.kind,
+                    f"{exc.detail + '; ' if exc.detail else ''}{hint(exc)}; "
+                    f"{done} spans were delivered before; run again to continue",
+                    answered=exc.answered, local=exc.local,
+                )  # fmt: skip
+            sleep(health.wait_time())
+        if shipper.requests or health.last_local:
+            health.ok(contacted=shipper.requests > 0)
         return {
-            "spans": shipper.stats.spans_exported - start_spans,
+            "spans": shipper.stats.spans_exported - start,
+            "dropped": shipper.stats.dropped - start_dropped,
             "batches": shipper.stats.batches,
             "open_sessions": shipper.stats.sessions_open,
             "seconds": round(time.perf_counter() - t0, 3),

@@ -2,15 +2,23 @@
 
 The transcripts are the durable queue. Each batch of spans is one export
 request; when the collector confirms it, the trace cursors of the files read
-and the state of the sessions touched are committed together. When it fails,
-the in-memory state goes back to the last commit and the same lines are read
-again later, building the same spans with the same ids: nothing is lost and,
-short of a crash between a confirmed export and its commit, nothing is sent
-twice.
+and the state of the sessions touched are committed together, with the counts.
+When it fails, the in-memory state goes back to the last commit and the same
+lines are read again later, building the same spans with the same ids: nothing
+is lost, and the spans a failed pass had already delivered (the halves of a
+split batch, a batch whose commit failed) are remembered and not sent again.
+Only a crash between a confirmed request and its commit sends spans twice.
+
+A span is dropped only when the collector calls it malformed: HTTP 400 or gRPC
+INVALID_ARGUMENT for a request holding it alone (after an empty request was
+accepted, so a collector that refuses everything is not mistaken for a bad
+span), or a partial success that rejects some. A collector that refuses the
+credentials or the endpoint (401, 403, 404...) holds every span back instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -23,7 +31,7 @@ from pathlib import Path
 
 import structlog
 
-from ccotel.otlp import ExportError
+from ccotel.otlp import MALFORMED, REFUSED, TOO_LARGE, TRANSIENT, ExportError
 from ccotel.records import decode
 from ccotel.sources.discovery import agent_of
 from ccotel.state.schema import RESPONSE_COLS
@@ -53,16 +61,17 @@ CANDIDATES = """SELECT f.path, f.dev, f.ino, f.offset, t.dev, t.ino, t.offset, t
     WHERE t.path IS NULL OR t.offset != f.offset OR t.ino != f.ino OR t.dev != f.dev"""
 RESPONSE = f"SELECT {RESPONSE_COLS} FROM responses WHERE key=?"
 ALIAS = "SELECT target FROM response_alias WHERE key=?"
+DROP_STREAK_MAX = 64  # a collector refusing this many spans in a row, and none accepted, is broken
 _SESSION_RE = re.compile(rb'"sessionId":"([^"]+)"')
 _LAST_PROMPT = b'"type":"last-prompt"'
 
 
 @dataclass
 class Stats:
-    spans_exported: int = 0
+    spans_exported: int = 0  # spans the collector accepted, counted when their cursors commit
     batches: int = 0
-    errors: int = 0
-    dropped: int = 0  # spans the collector refused as invalid
+    errors: int = 0  # failed passes
+    dropped: int = 0  # spans the collector refused as malformed, counted likewise
     queue: int = 0  # spans built and not yet confirmed
     backlog_bytes: int = 0  # transcript bytes counted by metrics and not yet traced
     sessions_open: int = 0
@@ -84,7 +93,7 @@ def _group_key(path: str) -> tuple[str, str]:
     return str(p.parent), p.stem
 
 
-def _file_info(path: str) -> FileInfo:
+def file_info(path: str) -> FileInfo:
     p = Path(path)
     agent = agent_of(path)
     sub = p.parent.name == "subagents"
@@ -103,6 +112,11 @@ def _file_info(path: str) -> FileInfo:
                 data.get("toolUseId") if isinstance(data.get("toolUseId"), str) else None
             )
     return fi
+
+
+_file_info = (
+    file_info  # NOTE(lead): web/api.py imports this name; ccotel.traces.file_info is public
+)
 
 
 class Shipper:
@@ -146,7 +160,19 @@ class Shipper:
         self.pending: dict[str, Cursor] = {}
         self.skipped: dict[str, int] = {}
         self._infos: dict[str, FileInfo] = {}
-        self.stats = Stats(spans_exported=int(self._meta("spans_exported") or 0))
+        self.stats = Stats(
+            spans_exported=int(self.meta("spans_exported") or 0),
+            dropped=int(self.meta("spans_dropped") or 0),
+        )
+        # Outcome of each span delivered and not yet committed (True: accepted, False:
+        # dropped), so that a pass rolled back after a partial delivery resends none.
+        self._settled: dict[tuple[int, int], bool] = {}
+        self._accepted = False  # the last request (or probe) was accepted
+        self.requests = 0  # requests accepted in this pass (0: the collector was not asked)
+        self.failure: ExportError | None = None  # why the last pass failed
+        self._drop_logs = 0
+        self._drop_streak = 0  # spans dropped in a row since the collector last accepted one
+        self._streak: list[tuple[int, int]] = []  # their ids
         self.stats.sessions_open = len(self.builder.sessions)
         self._last_flush = time.monotonic()
 
@@ -162,7 +188,7 @@ class Shipper:
             self.db.execute("ROLLBACK")
             raise
 
-    def _meta(self, key: str) -> str | None:
+    def meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM trace_meta WHERE key=?", (key,)).fetchone()
         return row[0] if row else None
 
@@ -225,19 +251,29 @@ class Shipper:
         return out
 
     def run_pass(self) -> bool:
-        """Read everything available, deliver it. False when the export failed (state rolled back)."""
+        """Read everything available, deliver it. False when it failed (``failure`` says why;
+        the state went back to the last commit, and the same lines are read again later)."""
+        self.failure, self.requests, self._accepted = None, 0, False
         try:
             self._pass()
             return True
+        except _Stopped:
+            self.rollback()
+            return False
         except ExportError as exc:
-            self.stats.errors += 1
-            self.stats.last_error = str(exc)
-            self._rollback()
-            return False
-        except sqlite3.Error as exc:  # the state is busy or broken: same as a failed export
-            self.stats.last_error = f"state: {exc}"
-            self._rollback()
-            return False
+            fail = exc
+        except sqlite3.Error as exc:  # the state is busy or broken: retried like an export
+            fail = ExportError("state", TRANSIENT, str(exc), local=True)
+        except Exception as exc:  # a bug: keep the cursors where they are, retry later
+            log.exception("trace pass failed", error=str(exc))
+            fail = ExportError(
+                "internal error", TRANSIENT, f"{type(exc).__name__}: {exc}", local=True
+            )
+        self.stats.errors += 1
+        self.stats.last_error = str(fail)
+        self.failure = fail
+        self.rollback()
+        return False
 
     def _pass(self) -> None:
         groups: dict[tuple[str, str], list] = {}
@@ -278,7 +314,7 @@ class Shipper:
         if fi is None:
             if len(self._infos) > 20000:
                 self._infos.clear()
-            fi = self._infos[path] = _file_info(path)
+            fi = self._infos[path] = file_info(path)
         return fi
 
     # --- commit / rollback ---------------------------------------------------------
@@ -287,9 +323,12 @@ class Shipper:
         b = self.builder
         spans = b.take()
         self.stats.queue = len(spans)
+        exported = dropped = 0
         if spans:
+            if self.stop.is_set():  # shutting down: leave them to the next start
+                raise _Stopped
             self._throttle(len(spans))
-            self._deliver(spans)
+            exported, dropped = self._deliver(spans)
         if not (spans or self.pending or b.touched):
             return
         db = self.db
@@ -316,13 +355,18 @@ class Shipper:
             db.executemany(
                 "INSERT OR IGNORE INTO trace_chats(key) VALUES(?)", [(k,) for k in b.new_chats]
             )
-            self.stats.spans_exported += len(spans)
-            self.set_meta("spans_exported", str(self.stats.spans_exported))
+            if spans:
+                self.set_meta("spans_exported", str(self.stats.spans_exported + exported))
+                self.set_meta("spans_dropped", str(self.stats.dropped + dropped))
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
-            self.stats.spans_exported -= len(spans)
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
             raise
+        self.stats.spans_exported += exported
+        self.stats.dropped += dropped
+        for sp in spans:  # committed: settled for good (a batch rebuilt after a rollback may
+            self._settled.pop((sp.trace_id, sp.span_id), None)  # hold other spans than before)
         if spans:
             self.stats.batches += 1
         self.stats.queue = 0
@@ -335,24 +379,99 @@ class Shipper:
         b.new_chats.clear()
         self.stats.sessions_open = len(b.sessions)
 
-    def _deliver(self, spans: list) -> None:
-        """Export; a batch the collector refuses as such (too large, invalid) is halved until
-        the one span it refuses is found, which is then dropped with a warning: one bad span
-        must not hold every later span back forever."""
+    def _deliver(self, spans: list) -> tuple[int, int]:
+        """Deliver the spans not yet settled since the last commit; (accepted, dropped) of all."""
+        settled = self._settled
+        if len(settled) > 200_000:  # only after very many failed commits: resend at worst
+            settled.clear()
+        todo = [s for s in spans if (s.trace_id, s.span_id) not in settled]
+        if todo:
+            self._send(todo)
+        accepted = sum(1 for s in spans if settled.get((s.trace_id, s.span_id)))
+        return accepted, len(spans) - accepted
+
+    def _send(self, spans: list) -> None:
+        """One request; a batch the collector finds too large or malformed is halved, and a
+        span it refuses alone as malformed is dropped (settled as False)."""
         try:
-            self.sink.export(spans)
+            reply = self.sink.export(spans)
         except ExportError as exc:
-            if exc.retryable:
-                raise
-            if len(spans) > 1:
+            last_ok, self._accepted = self._accepted, False
+            if exc.kind in (TOO_LARGE, MALFORMED) and len(spans) > 1:
                 mid = len(spans) // 2
-                self._deliver(spans[:mid])
-                self._deliver(spans[mid:])
+                self._send(spans[:mid])
+                self._send(spans[mid:])
                 return
-            self.stats.dropped += 1
-            s = spans[0]
-            log.warning("the collector refused a span; dropped it", trace_id=f"{s.trace_id:032x}",
-                        span_id=f"{s.span_id:016x}", name=s.name, error=str(exc)[:300])  # fmt: skip
+            if exc.kind == TOO_LARGE:  # one span, and still too large: the collector's limit
+                raise ExportError(exc.status, REFUSED, f"a single span is too large for the collector "
+                                  f"(raise its request size limit): {exc.detail}"[:300],
+                                  answered=exc.answered) from None  # fmt: skip
+            if exc.kind != MALFORMED:
+                raise
+            if self._drop_streak >= DROP_STREAK_MAX:
+                self._unsettle_streak()
+                raise ExportError(exc.status, REFUSED, f"the collector refused the last {DROP_STREAK_MAX} "
+                                  f"spans one by one and accepted none: no more are dropped: {exc.detail}"[:300],
+                                  answered=True) from None  # fmt: skip
+            if not last_ok:  # the request before was refused too: is it this span?
+                self._probe(exc)
+            self._drop_streak += 1
+            self._streak.append((spans[0].trace_id, spans[0].span_id))
+            self._settle(spans, accepted=0, why=str(exc))
+            return
+        self.requests += 1
+        self._accepted = True
+        rejected = min(max(getattr(reply, "rejected", 0) or 0, 0), len(spans))
+        message = getattr(reply, "message", "") or ""
+        if spans and rejected == len(spans):  # all of them: as suspicious as 400 to each
+            if self._drop_streak + rejected > DROP_STREAK_MAX:
+                self._unsettle_streak()
+                raise ExportError("partial success", REFUSED, f"the collector rejected all {rejected} "
+                                  f"spans of a request: none is dropped: {message}"[:300],
+                                  answered=True)  # fmt: skip
+            self._drop_streak += rejected
+            self._streak.extend((x.trace_id, x.span_id) for x in spans)
+        else:
+            self._drop_streak = 0
+            self._streak.clear()
+        self._settle(spans, len(spans) - rejected, message or "partial success")
+        if message and not rejected:
+            log.info("the collector accepted the spans with a warning", message=message[:300])
+
+    def _unsettle_streak(self) -> None:
+        """The streak was the collector's fault after all: the drops not yet committed are
+        undone (those spans are sent again later); committed ones stay counted."""
+        for k in self._streak:
+            if self._settled.get(k) is False:
+                del self._settled[k]
+        self._streak.clear()
+
+    def _probe(self, exc: ExportError) -> None:
+        """Before dropping a span as malformed: does the collector accept a request holding
+        no span? If not, it refuses everything (a proxy, a wrong port), not this span."""
+        try:
+            self.sink.probe()
+        except ExportError as probe:
+            if probe.kind in (MALFORMED, TOO_LARGE):
+                raise ExportError(exc.status, REFUSED, "the collector refuses even an empty "
+                                  f"request, so no span is dropped: {exc.detail}"[:300],
+                                  answered=True) from None  # fmt: skip
+            raise
+        self._accepted = True
+
+    def _settle(self, spans: list, accepted: int, why: str) -> None:
+        """The first ``accepted`` spans were accepted, the rest refused (a partial success
+        says how many, not which: the count is what is exact)."""
+        for i, s in enumerate(spans):
+            self._settled[(s.trace_id, s.span_id)] = i < accepted
+        refused = spans[accepted:]
+        if refused:
+            self._drop_logs += 1
+            if self._drop_logs <= 20:
+                s = refused[0]
+                log.warning("the collector refused spans; dropped them", spans=len(refused),
+                            trace_id=f"{s.trace_id:032x}", span_id=f"{s.span_id:016x}", name=s.name,
+                            error=why[:300])  # fmt: skip
 
     def _throttle(self, n: int) -> None:
         if self.rate > 0:
@@ -361,7 +480,8 @@ class Shipper:
                 self.stop.wait(wait)
         self._last_flush = time.monotonic()
 
-    def _rollback(self) -> None:
+    def rollback(self) -> None:
+        """Back to the last commit (what was delivered since stays settled: not sent again)."""
         b = self.builder
         b.out.clear()
         b.new_chats.clear()
@@ -374,3 +494,7 @@ class Shipper:
         b.touched.clear()
         self.pending.clear()
         self.stats.sessions_open = len(b.sessions)
+
+
+class _Stopped(Exception):
+    """The daemon is stopping: the pass ends without delivering (nothing is lost)."""

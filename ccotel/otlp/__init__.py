@@ -1,0 +1,46 @@
+"""OTLP out, shared by traces and the metrics push: what ccotel sends, where, and how.
+
+- ``settings``: where each signal goes and as whom (``target``, ``resource_attributes``);
+- ``transport``: one request over HTTP/protobuf or gRPC, and what its answer means
+  (``Sender``, ``ExportError`` and its kinds, ``Reply``);
+- ``protowire``: the protobuf writer the encoders use;
+- ``metrics``: Prometheus families as an OTLP metrics request (``encode_metrics``);
+- ``backoff`` and ``health``: when to try again, and what /healthz and the log say.
+
+Importing this package loads no OpenTelemetry or gRPC module: opentelemetry-proto
+is imported only to read a collector's non-empty answer, grpcio only for gRPC.
+"""
+
+from ccotel.otlp import protowire
+from ccotel.otlp.backoff import Backoff
+from ccotel.otlp.health import ExportHealth
+from ccotel.otlp.metrics import encode_metrics
+from ccotel.otlp.settings import Target, configured, display_url, resource_attributes, target
+from ccotel.otlp.transport import (
+    MALFORMED,
+    REFUSED,
+    TOO_LARGE,
+    TRANSIENT,
+    ExportError,
+    Reply,
+    Sender,
+)
+
+__all__ = [
+    "MALFORMED",
+    "REFUSED",
+    "TOO_LARGE",
+    "TRANSIENT",
+    "Backoff",
+    "ExportError",
+    "ExportHealth",
+    "Reply",
+    "Sender",
+    "Target",
+    "configured",
+    "display_url",
+    "encode_metrics",
+    "protowire",
+    "resource_attributes",
+    "target",
+]

@@ -1,0 +1,205 @@
+"""Where each signal goes, how, and as whom.
+
+Endpoint, protocol, headers, TLS files, compression and timeout come from the
+ccotel config when set there, else from the standard ``OTEL_EXPORTER_OTLP_*``
+variables (signal-specific ones first), else the defaults
+(``http://localhost:4318``, ``http/protobuf``).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+from ccotel import __version__
+
+Signal = Literal["traces", "metrics"]
+DEFAULT_ENDPOINT = "http://localhost:4318"
+DEFAULT_GRPC_ENDPOINT = "http://localhost:4317"
+_PATHS = {"traces": "/v1/traces", "metrics": "/v1/metrics"}
+
+
+@dataclass(frozen=True)
+class Target:
+    signal: Signal
+    protocol: Literal["http/protobuf", "grpc"]
+    url: str  # http: full URL with the signal path; grpc: scheme://host:port
+    headers: dict[str, str] = field(default_factory=dict, repr=False)  # often credentials
+    ca_file: str = ""
+    client_cert: str = ""
+    client_key: str = ""
+    compression: Literal["none", "gzip"] = "none"
+    timeout: float = 10.0
+    insecure: bool = False  # grpc only: no TLS even for a non-http URL
+
+    @property
+    def where(self) -> str:
+        """The URL as logs and /healthz show it: no user:password@, no query string."""
+        return display_url(self.url)
+
+    @property
+    def secrets(self) -> list[str]:
+        """Values a message must never repeat (a collector may echo what it was sent)."""
+        u = urlsplit(self.url)
+        vals = [*self.headers.values(), u.password or "", u.query]
+        parts = [p for v in self.headers.values() for p in v.split() if len(p) >= 8]  # Bearer <t>
+        return sorted({v for v in vals if len(v) >= 4} | set(parts), key=len, reverse=True)
+
+
+def display_url(url: str) -> str:
+    if "://" not in url:
+        return url.split("?", 1)[0]
+    u = urlsplit(url)
+    host = u.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = f":{u.port}" if u.port else ""
+    except ValueError:
+        port = ""
+    return f"{u.scheme}://{host}{port}{u.path}"
+
+
+# The spec's format (W3C baggage without properties): key=value pairs separated by
+# commas, values URL-encoded; like the SDKs, unencoded spaces are accepted. Written
+# here rather than taken from opentelemetry-api, whose parser drops a malformed
+# entry with a log line that repeats its value, which is often a token.
+_HEADER = re.compile(r"[ \t]*([!#-'*+\-.0-9A-Z^-z|~]+)[ \t]*=[ \t]*([ !#-+\--:<-\[\]-~]*?)[ \t]*")
+
+
+def parse_headers(s: str, source: str, lower: bool = True) -> dict[str, str]:
+    """``k=v,k2=v2`` -> {k: v} (keys lowercased for headers); a malformed entry raises
+    ValueError naming ``source`` and the entry's position and key, never its value."""
+    out: dict[str, str] = {}
+    for i, item in enumerate(s.split(","), 1):
+        if not item.strip():
+            continue
+        m = _HEADER.fullmatch(item)
+        if m is None:
+            name = item.split("=", 1)[0].strip()[:40] if "=" in item else ""
+            raise ValueError(
+                f"{source}: entry {i}{f' ({name!r})' if name else ''} is not key=value "
+                "with a URL-encoded value"
+            )
+        key = unquote(m.group(1))
+        out[key.lower() if lower else key] = unquote(m.group(2))
+    return out
+
+
+def _env(env: Mapping[str, str], signal: Signal, name: str) -> tuple[str, str]:
+    """(value, variable) of OTEL_EXPORTER_OTLP_<SIGNAL>_<NAME>, else OTEL_EXPORTER_OTLP_<NAME>."""
+    for var in (f"OTEL_EXPORTER_OTLP_{signal.upper()}_{name}", f"OTEL_EXPORTER_OTLP_{name}"):
+        if env.get(var):
+            return env[var], var
+    return "", ""
+
+
+def configured(cfg, signal: Signal, env: Mapping[str, str] | None = None) -> bool:
+    """Whether the user named an endpoint for this signal (not just the default)."""
+    env = os.environ if env is None else env
+    return bool(
+        cfg.otlp_endpoint
+        or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        or env.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT")
+    )
+
+
+def target(cfg, signal: Signal, env: Mapping[str, str] | None = None) -> Target:
+    """Resolve where one signal goes. cfg is ccotel's Config (its otlp_* keys win).
+
+    Raises ValueError, naming the key or variable, for a setting that cannot work.
+    """
+    env = os.environ if env is None else env
+    protocol = (
+        (cfg.otlp_protocol or _env(env, signal, "PROTOCOL")[0] or "http/protobuf").strip().lower()
+    )
+    if protocol not in ("http/protobuf", "grpc"):
+        raise ValueError(
+            f"OTLP protocol {protocol!r} (otlp_protocol, OTEL_EXPORTER_OTLP_PROTOCOL) is not supported: use http/protobuf or grpc"
+        )
+    if cfg.otlp_endpoint:
+        base, specific = cfg.otlp_endpoint, ""
+    else:
+        base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+        specific = env.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT", "")
+    if protocol == "grpc":
+        url = specific or base or DEFAULT_GRPC_ENDPOINT
+        if "://" not in url:
+            url = "https://" + url
+    elif specific:
+        url = specific  # used as is, per the specification
+    else:  # the signal's path goes after the base's path, before any query
+        base = base or DEFAULT_ENDPOINT
+        b = urlsplit(base)
+        url = (
+            b._replace(path=b.path.rstrip("/") + _PATHS[signal]).geturl()
+            if "://" in base
+            else base + _PATHS[signal]
+        )
+    u = urlsplit(url)
+    try:
+        u.port  # noqa: B018 (validates the port)
+    except ValueError:
+        raise ValueError(f"OTLP endpoint {display_url(url)!r} has an invalid port") from None
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise ValueError(
+            f"OTLP endpoint {display_url(url)!r} (otlp_endpoint, OTEL_EXPORTER_OTLP_ENDPOINT) "
+            "is not an http:// or https:// URL"
+        )
+    env_headers, var = _env(env, signal, "HEADERS")
+    headers = parse_headers(env_headers, var) if env_headers else {}
+    if cfg.otlp_headers:
+        headers.update(parse_headers(cfg.otlp_headers, "otlp_headers"))
+    compression = (cfg.otlp_compression or _env(env, signal, "COMPRESSION")[0] or "none").lower()
+    if compression not in ("none", "gzip"):
+        raise ValueError(
+            f"OTLP compression {compression!r} (otlp_compression, OTEL_EXPORTER_OTLP_COMPRESSION) is not supported: use none or gzip"
+        )
+    timeout_ms, var = _env(env, signal, "TIMEOUT")
+    try:
+        timeout = cfg.otlp_timeout or (float(timeout_ms) / 1000 if timeout_ms else 10.0)
+    except ValueError:
+        raise ValueError(f"{var}={timeout_ms!r} is not a number of milliseconds") from None
+    return Target(
+        signal,
+        protocol,  # type: ignore[arg-type]
+        url,
+        headers,
+        cfg.otlp_certificate or _env(env, signal, "CERTIFICATE")[0],
+        cfg.otlp_client_certificate or _env(env, signal, "CLIENT_CERTIFICATE")[0],
+        cfg.otlp_client_key or _env(env, signal, "CLIENT_KEY")[0],
+        compression,  # type: ignore[arg-type]
+        timeout,
+        _env(env, signal, "INSECURE")[0].lower() == "true",
+    )
+
+
+def resource_attributes(cfg, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """service.name=ccotel, service.version, host.name, user.name, then OTEL_RESOURCE_ATTRIBUTES."""
+    env = os.environ if env is None else env
+    attrs: dict[str, str] = {"service.name": "ccotel", "service.version": __version__}
+    host = cfg.resource_host
+    if host == "auto":
+        host = socket.gethostname()
+    if host and host != "off":
+        attrs["host.name"] = host
+    user = cfg.resource_user
+    if user == "auto":
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):
+            user = ""
+    if user and user != "off":
+        attrs["user.name"] = user
+    extra = env.get("OTEL_RESOURCE_ATTRIBUTES", "")
+    for k, v in parse_headers(extra, "OTEL_RESOURCE_ATTRIBUTES", lower=False).items():
+        attrs[k.strip()] = v.strip()
+    if env.get("OTEL_SERVICE_NAME"):
+        attrs["service.name"] = env["OTEL_SERVICE_NAME"]
+    return attrs
