@@ -87,6 +87,8 @@ def run(ctx, **flags) -> None:
     log.setup(cfg.log_level, cfg.log_format)
     try:
         app.run(cfg)
+    except ConfigError as exc:  # found at startup: an address that cannot be served as asked
+        _fail(f"configuration error: {exc}", EXIT_CONFIG)
     except StateError as exc:
         _fail(str(exc))
     except sqlite3.DatabaseError as exc:  # corruption found past the open: same advice
@@ -340,6 +342,26 @@ def status(ctx, as_json: bool, **flags) -> None:
     )
     click.echo(f"  lines      {h.get('lines')} read, {h.get('parse_errors')} malformed")
     click.echo(f"  lag        {h.get('lag_seconds')} s (0 when nothing waits to be read)")
+
+
+@main.command("hash-password")
+def hash_password() -> None:
+    """Print the config line of http_basic_auth_password_hash for a password.
+
+    The password is asked twice without echo, or read from standard input (its first line)
+    when that is not a terminal: `printf %s "$PW" | ccotel hash-password`.
+    """
+    from ccotel.server.auth import hash_password as scrypt_hash
+
+    if sys.stdin.isatty():
+        pw = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        pw = sys.stdin.buffer.readline().rstrip(b"\r\n").decode("utf-8", "surrogateescape")
+    if not pw:
+        _fail("hash-password: the password is empty", EXIT_CONFIG)
+    click.echo(
+        f'http_basic_auth_password_hash = "{scrypt_hash(pw.encode("utf-8", "surrogateescape"))}"'
+    )
 
 
 try:  # the service command, when its module is present

@@ -80,9 +80,9 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     http_tls_cert: str = ""  # PEM certificate (chain) file; with http_tls_key, serve HTTPS
     http_tls_key: str = ""
     http_basic_auth_user: str = ""  # with http_basic_auth_password_hash, every route asks for it
-    http_basic_auth_password_hash: str = (
-        ""  # "sha256:<hex>" of the password (`printf %s PW | sha256sum`)
-    )
+    http_basic_auth_password_hash: str = ""  # "scrypt$..." from `ccotel hash-password`
+    http_allowed_hosts: list[str] = []  # Host names served besides loopback names and IPs
+    allow_unauthenticated_network_access: bool = False  # listen beyond loopback without auth
 
     def resolved_state_dir(self) -> Path:
         return Path(self.state_dir).expanduser() if self.state_dir else default_state_dir()
@@ -108,6 +108,7 @@ def parse_addr(value: str, key: str) -> tuple[str, int]:
 
 # Environment: CCOTEL_<KEY>, nested keys joined by "_" (CCOTEL_BUDGET_HOURLY_USD).
 _NESTED = {"budget": ("hourly_usd", "daily_usd")}
+_LISTS = ("claude_dirs", "http_allowed_hosts")  # comma-separated in the environment
 
 
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
@@ -121,7 +122,7 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
             continue
         v = env.get(f"CCOTEL_{field}".upper())
         if v is not None:
-            out[field] = [p for p in v.split(",") if p] if field == "claude_dirs" else _scalar(v)
+            out[field] = [p for p in v.split(",") if p] if field in _LISTS else _scalar(v)
     return out
 
 
@@ -178,10 +179,13 @@ def load(
         raise ConfigError(
             "http_basic_auth_user: set both http_basic_auth_user and http_basic_auth_password_hash, or neither"
         )
-    if cfg.http_basic_auth_password_hash and not cfg.http_basic_auth_password_hash.startswith(
-        "sha256:"
-    ):
-        raise ConfigError("http_basic_auth_password_hash: expected sha256:<hex of the password>")
+    if cfg.http_basic_auth_password_hash:
+        from ccotel.server.auth import parse_hash
+
+        try:
+            parse_hash(cfg.http_basic_auth_password_hash)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     return cfg
 
 
