@@ -11,8 +11,10 @@ What is the libraries' and what is ours (figures in docs/web.md, `python bench/s
   blocking, so an idle or slow client (slowloris) costs a buffer, not a thread, and is closed
   ``HEAD_TIMEOUT`` after it connected. A complete head goes to one of ``WORKERS`` threads, which
   answers within ``WRITE_TIMEOUT`` and closes (HTTP/1.0: no idle keep-alive holds a worker).
-  Past a bounded queue, connections are closed. Whatever a client sends, the worst it gets is a
-  4xx or a closed connection; a fault of ours is a 500 and one log line, never a traceback.
+  At most ``PENDING`` connections wait for their head (past that the oldest is closed: an
+  idle flood cannot lock others out) and ``QUEUE`` complete requests for a worker. Whatever
+  a client sends, the worst it gets is a 4xx or a closed connection; a fault of ours is a
+  500 and one log line, never a traceback.
 """
 
 from __future__ import annotations
@@ -42,9 +44,9 @@ log = structlog.get_logger()
 
 WORKERS = 8  # threads that answer requests (each may hold a read-only SQLite connection)
 QUEUE = 32  # complete requests waiting for a worker; more are closed
-PENDING = 128  # connections still sending their request head; more are closed
+PENDING = 256  # connections still sending their request head; past it the oldest is closed
 HEAD_TIMEOUT = 10.0  # seconds from accept to a complete request head (TLS handshake included)
-MAX_HEAD = 128 << 10  # bytes of a request head (the parser's own limits are 64 KiB a line)
+MAX_HEAD = 80 << 10  # bytes of a request head (the parser's own limit is 64 KiB a line)
 WRITE_TIMEOUT = 30.0  # seconds to send a response
 HEADERS = (
     ("X-Content-Type-Options", "nosniff"),
@@ -293,10 +295,11 @@ class HttpServer:
             except OSError as exc:  # out of file descriptors, a reset before accept
                 log.debug("http: accept failed", error=str(exc))
                 return
-            if len(pending) >= PENDING:
-                conn.close()
+            if len(pending) >= PENDING:  # an idle flood: the oldest waiter makes room
+                oldest = min(pending, key=lambda fd: pending[fd].deadline)
+                sel.unregister(oldest)
+                pending.pop(oldest).close()
                 self._busy()
-                continue
             conn.setblocking(False)
             p = pending[conn.fileno()] = _Pending(conn, addr)
             sel.register(conn.fileno(), selectors.EVENT_READ, p)
@@ -312,7 +315,7 @@ class HttpServer:
         now = time.monotonic()
         if now - self._busy_warned > 60:
             self._busy_warned = now
-            log.warning("http: too many connections at once; some were closed unanswered")
+            log.warning("http: too many connections at once; the oldest unanswered were closed")
 
     # --- WORKERS threads: answer, close ---------------------------------------------------
 
