@@ -14,9 +14,10 @@ const usd = (x) => x == null ? "–" : "$" + (Math.abs(x) >= 100 ? x.toFixed(0) 
 const usdExact = (x) => "$" + (x ?? 0).toFixed(6);
 const int = (x) => (x ?? 0).toLocaleString("en-US");
 const tok = (x) => x == null ? "" : x >= 1e9 ? (x / 1e9).toFixed(2) + "B" : x >= 1e6 ? (x / 1e6).toFixed(2) + "M" : x >= 1e4 ? (x / 1e3).toFixed(1) + "k" : int(x);
+const two = (big, bu, small, su) => big + bu + (small ? " " + small + su : "");
 const dur = (s) => s == null ? "–" : s < 1 ? Math.round(s * 1000) + " ms" : s < 60 ? s.toFixed(1) + " s"
-  : s < 3600 ? Math.floor(s / 60) + "m " + Math.round(s % 60) + "s" : s < 86400 ? Math.floor(s / 3600) + "h " + Math.round((s % 3600) / 60) + "m"
-  : Math.floor(s / 86400) + "d " + Math.round((s % 86400) / 3600) + "h";
+  : s < 3600 ? two(Math.floor(s / 60), "m", Math.floor(s % 60), "s") : s < 86400 ? two(Math.floor(s / 3600), "h", Math.floor((s % 3600) / 60), "m")
+  : two(Math.floor(s / 86400), "d", Math.floor((s % 86400) / 3600), "h");
 const when = (t) => t == null ? "–" : new Date(t * 1000).toLocaleString(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
 const color = (i) => `var(${COLORS[i % COLORS.length]})`;
 const shortModel = (m) => (m || "").replace(/^claude-/, "").replace(/-\d{8}$/, "");
@@ -45,6 +46,7 @@ function niceStep(top, n = 4) {
   return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 2.5 ? 2.5 : f <= 5 ? 5 : 10) * p;
 }
 function tickLabel(v, step) {
+  if (v === 0) return "$0";
   let d = Math.max(0, Math.ceil(-Math.log10(step) - 1e-9));
   if (Math.abs(step * 10 ** d - Math.round(step * 10 ** d)) > 1e-6) d += 1;
   return "$" + v.toFixed(d);
@@ -76,7 +78,7 @@ function stacked(data, w = 720, h = 190) {
   });
   if (budget) {
     out += `<line class="budget" data-usd="${budget}" x1="${pad.l}" x2="${w - pad.r}" y1="${y(budget)}" y2="${y(budget)}" stroke="var(--bad)" stroke-dasharray="4 3"><title>budget ${usd(budget)}</title></line>`
-      + `<text class="budget" x="${w - pad.r - 2}" y="${y(budget) - 3}" text-anchor="end">budget ${usd(budget)}</text>`;
+      + `<text class="budget" x="${pad.l + 4}" y="${y(budget) - 3}" text-anchor="start">budget ${usd(budget)}</text>`;
   }
   return out + "</svg>" + `<div class="legend">${data.series.slice(0, 10).map((s, j) => `<span><i style="background:${color(j)}"></i>${esc(data.by === "model" ? shortModel(s.name) : s.name)} ${usd(s.cost_usd.reduce((a, b) => a + b, 0))}</span>`).join("")}</div>`;
 }
@@ -84,7 +86,7 @@ function stacked(data, w = 720, h = 190) {
 const projectNames = (s) => s.projects.map((p) => p.name);
 
 function sessionRows(list) {
-  return list.map((s) => `<tr data-id="${esc(s.id)}">
+  return list.map((s) => `<tr data-id="${esc(s.id)}" data-end="${s.end}">
     <td><a class="mono" href="#/session/${encodeURIComponent(s.id)}">${esc(s.id.slice(0, 8))}</a></td>
     <td class="proj" title="${esc(projectNames(s).join(", "))}">${esc(projectNames(s).join(", "))}</td><td>${when(s.start)}</td><td class="last">${when(s.end)}</td>
     <td class="num" title="wall clock ${dur(s.wall_s)}">${dur(s.active_s)}</td>
@@ -241,7 +243,7 @@ function health(h) {
   if (h.parse_errors > 0) { parts.push(`${int(h.parse_errors)} malformed lines skipped`); level = "warn"; }
   for (const [name, x] of [["traces", h.traces], ["metrics push", h.metrics_push]]) {
     if (!x || x.state === "off") continue;
-    if (x.state === "failing") { parts.push(`${name}: export failing${x.error ? " (" + x.error + ")" : ""}`); level = "err"; }
+    if (x.state === "failing") { parts.push(`${name}: export failing${x.endpoint ? " to " + x.endpoint : ""}${x.error ? " (" + x.error + ")" : ""}`); level = "err"; }
     else if (x.state === "waiting") parts.push(`${name}: no collector configured or reachable yet (spans wait in the transcripts)`);
     else parts.push(`${name}: exporting`);
   }
