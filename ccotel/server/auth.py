@@ -18,6 +18,7 @@ import threading
 
 PREFIX = "scrypt$"
 N, R, P = 1 << 14, 8, 5
+WAIT = 2.0  # seconds a request waits for its turn at a check
 MAX_MEM = 256 << 20  # a hash asking for more is refused as a configuration error
 _FORMAT = re.compile(r"scrypt\$n=(\d+),r=(\d+),p=(\d+)\$([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+)")
 KEY = "http_basic_auth_password_hash"
@@ -86,11 +87,20 @@ class BasicAuth:
             return False
         if not sep:
             return False
-        with self._slow:
+        # One check at a time, and a request waits at most WAIT for its turn: guesses in a
+        # flood get 401 fast instead of holding every worker. The same header sent at once by
+        # several requests (a page's parallel fetches) is checked once; the others find it.
+        if not self._slow.acquire(timeout=WAIT):
+            return False
+        try:
+            if mark in self._passed:
+                return True
             key = _derive(password, self.salt, self.n, self.r, self.p, len(self.key))
-        ok = hmac.compare_digest(user, self.user) & hmac.compare_digest(key, self.key)
-        if ok:
-            if len(self._passed) >= 64:
-                self._passed.clear()
-            self._passed.add(mark)
-        return bool(ok)
+            ok = hmac.compare_digest(user, self.user) & hmac.compare_digest(key, self.key)
+            if ok:
+                if len(self._passed) >= 64:
+                    self._passed.clear()
+                self._passed.add(mark)
+            return bool(ok)
+        finally:
+            self._slow.release()

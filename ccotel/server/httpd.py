@@ -158,8 +158,7 @@ class _App:
             if routed is not None:
                 return self.send(h, *routed)
             if path == "/metrics":
-                encoder, ctype = choose_encoder(h.headers.get("Accept"))
-                return self.send(h, 200, ctype, encoder(self.registry))
+                return self.send(h, 200, *self._exposition(h.headers.get("Accept")))
             if path == "/healthz":
                 body = self.health()
                 return self.send(
@@ -171,6 +170,14 @@ class _App:
                 h, 500, "application/json", b'{"error":"internal error; see the ccotel log"}'
             )
         self.send(h, 404, "text/plain", b"not found: try /, /metrics or /healthz\n")  # fmt: skip
+
+    def _exposition(self, accept: str | None) -> tuple[str, bytes]:
+        try:
+            encoder, ctype = choose_encoder(accept)
+            return ctype, encoder(self.registry)
+        except (TypeError, ValueError):  # an Accept header prometheus-client trips on
+            encoder, ctype = choose_encoder(None)
+            return ctype, encoder(self.registry)
 
     @staticmethod
     def send(h: _Handler, code: int, ctype: str, body: bytes, extra=()) -> None:

@@ -7,6 +7,7 @@ alias are looked up through ``Store.response``). Hours are ``usage.hour`` (epoch
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -46,12 +47,12 @@ class Filter(NamedTuple):
 
     def sql(self) -> tuple[str, list]:
         where, args = [], []
-        if self.cwds is not None:
-            marks = ",".join("?" * len(self.cwds))
+        if self.cwds is not None:  # one JSON parameter, however many directories match
             where.append(
-                f"(s.cwd IN ({marks}) OR s.id IN (SELECT session FROM usage WHERE cwd IN ({marks})))"
+                "(s.cwd IN (SELECT value FROM json_each(?)) OR s.id IN (SELECT session FROM usage"
+                " WHERE cwd IN (SELECT value FROM json_each(?))))"
             )
-            args += [*self.cwds, *self.cwds]
+            args += [json.dumps(list(self.cwds))] * 2
         if self.day is not None:
             where.append("s.last_ts >= ? AND s.first_ts < ?")
             args += list(self.day)
@@ -201,23 +202,22 @@ def tool_counts(db: sqlite3.Connection, ids: Sequence[str]) -> dict[str, tuple[i
 
 def active_seconds(db: sqlite3.Connection, ids: Sequence[str], idle: float) -> dict[str, float]:
     """session -> the sum of the gaps of at most ``idle`` seconds between its events (each
-    response, each tool call's start and end, its first and last record)."""
-    out: dict[str, float] = {}
-    for chunk, marks in _chunks(ids):
-        rows = db.execute(
-            f"""WITH ev(s, t) AS (
-                SELECT session, ts FROM responses WHERE session IN ({marks})
-                UNION ALL SELECT session, start_ts FROM tools WHERE session IN ({marks})
-                UNION ALL SELECT session, end_ts FROM tools WHERE session IN ({marks})
-                UNION ALL SELECT id, first_ts FROM sessions WHERE id IN ({marks})
-                UNION ALL SELECT id, last_ts FROM sessions WHERE id IN ({marks})),
-            g AS (SELECT s, t - LAG(t) OVER (PARTITION BY s ORDER BY t) AS gap
-                  FROM ev WHERE t IS NOT NULL)
-            SELECT s, SUM(CASE WHEN gap <= ? THEN gap ELSE 0 END) FROM g GROUP BY s""",
-            (*chunk, *chunk, *chunk, *chunk, *chunk, idle),
-        )
-        out.update((sid, a or 0.0) for sid, a in rows)
-    return out
+    response, each tool call's start and end, its first and last record). One pass over
+    ``responses`` (it has no index by session), whatever the number of sessions."""
+    want = json.dumps(list(ids))
+    rows = db.execute(
+        """WITH ids(s) AS (SELECT value FROM json_each(?)),
+        ev(s, t) AS (
+            SELECT session, ts FROM responses WHERE session IN ids
+            UNION ALL SELECT session, start_ts FROM tools WHERE session IN ids
+            UNION ALL SELECT session, end_ts FROM tools WHERE session IN ids
+            UNION ALL SELECT id, first_ts FROM sessions WHERE id IN ids
+            UNION ALL SELECT id, last_ts FROM sessions WHERE id IN ids),
+        g AS (SELECT s, t - LAG(t) OVER (PARTITION BY s ORDER BY t) AS gap FROM ev WHERE t IS NOT NULL)
+        SELECT s, SUM(CASE WHEN gap <= ? THEN gap ELSE 0 END) FROM g GROUP BY s""",
+        (want, idle),
+    )
+    return {sid: a or 0.0 for sid, a in rows}
 
 
 # --- /api/sessions/<id> -----------------------------------------------------------------

@@ -46,6 +46,7 @@ ASSETS = {
 }
 SORTS = ("last", "start", "active", "cost", "tokens")  # "duration": the old name of "active"
 JSON = "application/json"
+ACTIVE_REFRESH = 30.0  # seconds a live session's active time may lag
 Response = tuple[int, str, bytes]
 
 
@@ -80,7 +81,7 @@ class Web:
         self.idle = float(getattr(cfg, "session_idle", 600.0)) or 600.0
         self.waterfalls = Waterfalls(opts, getattr(cfg, "max_line_bytes", 64 << 20))
         self._local = threading.local()
-        self._active: dict[str, tuple[float | None, float]] = {}  # id -> (last_ts, active s)
+        self._active: dict[str, tuple[float | None, float, float]] = {}  # id -> (last_ts, s, when)
         self._active_lock = threading.Lock()
 
     # --- plumbing ------------------------------------------------------------------------
@@ -98,6 +99,7 @@ class Web:
             held[0].close()
             self._local.store = None
         s = Store(self.state_dir, readonly=True)
+        s.db.execute("PRAGMA cache_size=-4096")  # 4 MiB a worker, not the writer's 16
         self._local.store = (s, ino)
         return s
 
@@ -120,7 +122,8 @@ class Web:
             elif route == "/api/sessions":
                 body = self.sessions(q)
             elif route.startswith("/api/sessions/") and "/" not in route[14:]:
-                body = self.session(unquote(route[14:]))
+                info, spans = self.session(unquote(route[14:]))
+                return 200, JSON, shape.encode_with(info, "spans", spans)
             else:
                 return _error(404, "no such endpoint: see docs/web.md")
         except BadParam as exc:
@@ -249,13 +252,19 @@ class Web:
         return [c for c in Q.cwds(self.store().db) if t in self.project(c or "").lower()]
 
     def _active_times(self, db: sqlite3.Connection, keys: list[tuple]) -> dict[str, float]:
-        """Active seconds per session, recomputed only for sessions with new activity."""
+        """Active seconds per session. Computing them reads all of ``responses``, so a result
+        is kept until the session has new activity, and a live session's is recomputed at
+        most every ACTIVE_REFRESH seconds."""
         out: dict[str, float] = {}
         todo = []
+        now = time.monotonic()
         with self._active_lock:
-            for sid, _first, last in keys:
+            for sid, first, last in keys:
+                if first is not None and last is not None and last - first <= self.idle:
+                    out[sid] = last - first  # no pause can be longer than the idle gap
+                    continue
                 hit = self._active.get(sid)
-                if hit is not None and hit[0] == last:
+                if hit is not None and (hit[0] == last or now - hit[2] < ACTIVE_REFRESH):
                     out[sid] = hit[1]
                 else:
                     todo.append((sid, last))
@@ -266,7 +275,7 @@ class Web:
                     self._active.clear()
                 for sid, last in todo:
                     out[sid] = got.get(sid, 0.0)
-                    self._active[sid] = (last, out[sid])
+                    self._active[sid] = (last, out[sid], now)
         return out
 
     def _enrich(self, db: sqlite3.Connection, rows: list[Q.SessionRow]) -> list[dict]:
@@ -303,7 +312,8 @@ class Web:
 
     # --- /api/sessions/<id> ------------------------------------------------------------------
 
-    def session(self, sid: str) -> dict:
+    def session(self, sid: str) -> tuple[dict, bytes]:
+        """The session, and its span tree as JSON."""
         st = self.store()
         rows = Q.sessions_by_id(st.db, [sid])
         if not rows and sid:
@@ -318,15 +328,13 @@ class Web:
         (info,) = self._enrich(st.db, rows)
         sid = info["id"]
         trace = ids.hex_trace(ids.trace_id(sid))
-        spans = self.waterfalls.spans(sid, Q.files_of(st.db, sid), st.response)
         info |= {
             "trace_id": trace,
             "trace_url": self.trace_ui.replace("{trace_id}", trace),
             "content_captured": bool(self.opts.capture_content or self.opts.tool_details),
             "idle_gap_s": self.idle,
-            "spans": shape.span_tree(spans),
         }
-        return info
+        return info, self.waterfalls.tree(sid, Q.files_of(st.db, sid), st.response)
 
 
 def _day(value: str) -> tuple[float, float]:

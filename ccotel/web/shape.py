@@ -9,10 +9,11 @@ tokens not read from or written to the cache: Anthropic's ``input_tokens``, ccus
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from typing import Any
+
+import msgspec
 
 from ccotel.traces.model import Span
 from ccotel.web.queries import Usage
@@ -34,7 +35,15 @@ def usage(u: Usage) -> dict[str, Any]:
 
 
 def encode(body: Any) -> bytes:
-    return json.dumps(_rounded(body), separators=(",", ":"), allow_nan=False).encode()
+    return msgspec.json.encode(_rounded(body))
+
+
+def encode_with(body: dict, key: str, raw: bytes) -> bytes:
+    """``body`` with ``key`` set to JSON already encoded (a cached span tree)."""
+    head = encode(body)
+    return (
+        head[:-1] + (b"," if len(head) > 2 else b"") + msgspec.json.encode(key) + b":" + raw + b"}"
+    )
 
 
 def _rounded(v: Any) -> Any:

@@ -1,9 +1,9 @@
 """A session's span tree for the page: the traces builder run over its transcript files.
 
 The spans, ids and names are the ones the trace backend receives. Building them reads the
-session's files (main and subagents) up to the offsets the metrics have read, so the result is
-cached per session until one of those offsets moves; concurrent requests for one session wait
-for one build instead of each parsing the files.
+session's files (main and subagents) up to the offsets the metrics have read, so the result
+(the tree as the API's JSON) is cached per session until one of those offsets moves;
+concurrent requests for one session wait for one build instead of each parsing the files.
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ from ccotel.traces.builder import Builder, Options
 from ccotel.traces.model import Span
 from ccotel.traces.reader import read_lines
 from ccotel.traces.shipper import _file_info as file_info  # TODO(traces): a public name
+from ccotel.web import shape
 
 log = structlog.get_logger()
 
-CACHED_SESSIONS = 64
+CACHED_BYTES = 64 << 20  # of span trees as JSON; at least the newest one is kept
 
 Files = list[tuple[str, int, int, int]]  # (path, dev, ino, offset read by the metrics)
 
@@ -32,12 +33,13 @@ Files = list[tuple[str, int, int, int]]  # (path, dev, ino, offset read by the m
 class Waterfalls:
     def __init__(self, opts: Options, max_line: int):
         self.opts, self.max_line = opts, max_line
-        self._cache: OrderedDict[str, tuple[tuple, list[Span]]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[tuple, bytes]] = OrderedDict()
         self._lock = threading.Lock()
         self._building: dict[str, threading.Lock] = {}
 
-    def spans(self, sid: str, files: Files, response: Callable[[int], tuple | None]) -> list[Span]:
-        """The session's spans (any order), from cache while its files have not grown."""
+    def tree(self, sid: str, files: Files, response: Callable[[int], tuple | None]) -> bytes:
+        """The session's span tree as JSON (``shape.span_tree``), from cache while its files
+        have not grown."""
         files = sorted(files, key=lambda f: (agent_of(f[0]) is not None, f[0]))
         sig = tuple((p, d, i, o) for p, d, i, o in files)
         with self._lock:
@@ -51,11 +53,14 @@ class Waterfalls:
                 hit = self._cache.get(sid)
                 if hit and hit[0] == sig:
                     return hit[1]
-            out = self._build(sid, files, response)
+            out = shape.encode(shape.span_tree(self._build(sid, files, response)))
             with self._lock:
                 self._cache[sid] = (sig, out)
                 self._cache.move_to_end(sid)
-                while len(self._cache) > CACHED_SESSIONS:
+                while (
+                    len(self._cache) > 1
+                    and sum(len(v[1]) for v in self._cache.values()) > CACHED_BYTES
+                ):
                     self._cache.popitem(last=False)
                 self._building.pop(sid, None)
         return out
