@@ -335,6 +335,8 @@ HOSTILE = (
     ("a body on GET", b"GET /healthz HTTP/1.0\r\nContent-Length: 5\r\n\r\nhello", {200}),
     ("POST", b"POST /api/summary HTTP/1.0\r\nContent-Length: 2\r\n\r\n{}", {501}),
     ("nothing at all", b"", {None}),
+    ("an Accept prometheus-client trips on", b"GET /metrics HTTP/1.0\r\nAccept: application/openmetrics-text; version=abc\r\n\r\n", {200}),
+    ("absolute-form target", b"GET http://evil.example/api/summary HTTP/1.0\r\n\r\n", {404}),
 )  # fmt: skip
 
 
@@ -554,3 +556,43 @@ def test_listening_default_loopback_and_no_network_without_auth(tmp_path):
     }
     assert r[6]["replies"] == {"stack": 200, "rebinding": 403}, r[6]
     assert r[7]["listening"] == ["::1:9471"] and r[7]["replies"] == {"v6": 200}, r[7]
+
+
+@pytest.mark.timeout(180)
+def test_a_flood_of_wrong_passwords_does_not_lock_out_the_user(tmp_path):
+    """Each wrong password costs a scrypt check, one at a time, and a request waits at most
+    2 s for its turn: 24 clients guessing hold no worker for long, and a browser or Prometheus
+    that logged in before is answered at once."""
+    env = clean_env(
+        CCOTEL_HTTP_BASIC_AUTH_USER="me",
+        CCOTEL_HTTP_BASIC_AUTH_PASSWORD_HASH=hash_password(PASSWORD),
+    )
+
+    def ok(port: int) -> bool:
+        return fetch(f"http://127.0.0.1:{port}/healthz", auth=("me", PASSWORD))[0] == 200
+
+    with daemon(tmp_path, env, ready=ok) as d:
+        url = f"http://127.0.0.1:{d.port}/api/summary"
+        stop = time.monotonic() + 8
+        guesses: list[int] = []
+
+        def guess(i: int) -> None:
+            while time.monotonic() < stop:
+                guesses.append(fetch(url, auth=("me", f"guess-{i}-{len(guesses)}"))[0])
+
+        flood = [threading.Thread(target=guess, args=(i,)) for i in range(24)]
+        for t in flood:
+            t.start()
+        time.sleep(1)
+        waits = []
+        while time.monotonic() < stop - 1:
+            t0 = time.monotonic()
+            assert fetch(url, auth=("me", PASSWORD))[0] == 200
+            waits.append(time.monotonic() - t0)
+            time.sleep(0.3)
+        for t in flood:
+            t.join()
+        assert guesses and set(guesses) == {401}, set(guesses)
+        assert max(waits) < 1.5, waits
+        assert d.threads <= 16
+    log_lines(d.log)

@@ -19,6 +19,7 @@ import threading
 PREFIX = "scrypt$"
 N, R, P = 1 << 14, 8, 5
 WAIT = 2.0  # seconds a request waits for its turn at a check
+QUEUED = 3  # requests checking or in line to check; more get 401 at once
 MAX_MEM = 256 << 20  # a hash asking for more is refused as a configuration error
 _FORMAT = re.compile(r"scrypt\$n=(\d+),r=(\d+),p=(\d+)\$([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+)")
 KEY = "http_basic_auth_password_hash"
@@ -68,7 +69,8 @@ class BasicAuth:
         self.n, self.r, self.p, self.salt, self.key = parse_hash(password_hash)
         self._secret = os.urandom(32)
         self._passed: set[bytes] = set()
-        self._slow = threading.Lock()  # one scrypt at a time: a flood of guesses waits
+        self._slow = threading.Lock()  # one scrypt at a time
+        self._line = threading.BoundedSemaphore(QUEUED)
 
     def check(self, header: str | None) -> bool:
         if not header:
@@ -87,20 +89,26 @@ class BasicAuth:
             return False
         if not sep:
             return False
-        # One check at a time, and a request waits at most WAIT for its turn: guesses in a
-        # flood get 401 fast instead of holding every worker. The same header sent at once by
-        # several requests (a page's parallel fetches) is checked once; the others find it.
-        if not self._slow.acquire(timeout=WAIT):
+        # One check at a time, and at most QUEUED requests in line for it (each waiting at
+        # most WAIT): a flood of guesses gets fast 401s and holds at most QUEUED workers, while
+        # credentials that passed before are answered at once. The same header sent by several
+        # requests at once is checked once; the others find it passed.
+        if not self._line.acquire(blocking=False):
             return False
         try:
-            if mark in self._passed:
-                return True
-            key = _derive(password, self.salt, self.n, self.r, self.p, len(self.key))
-            ok = hmac.compare_digest(user, self.user) & hmac.compare_digest(key, self.key)
-            if ok:
-                if len(self._passed) >= 64:
-                    self._passed.clear()
-                self._passed.add(mark)
-            return bool(ok)
+            if not self._slow.acquire(timeout=WAIT):
+                return False
+            try:
+                if mark in self._passed:
+                    return True
+                key = _derive(password, self.salt, self.n, self.r, self.p, len(self.key))
+                ok = hmac.compare_digest(user, self.user) & hmac.compare_digest(key, self.key)
+                if ok:
+                    if len(self._passed) >= 64:
+                        self._passed.clear()
+                    self._passed.add(mark)
+                return bool(ok)
+            finally:
+                self._slow.release()
         finally:
-            self._slow.release()
+            self._line.release()
