@@ -335,6 +335,7 @@ HOSTILE = (
     ("a body on GET", b"GET /healthz HTTP/1.0\r\nContent-Length: 5\r\n\r\nhello", {200}),
     ("POST", b"POST /api/summary HTTP/1.0\r\nContent-Length: 2\r\n\r\n{}", {501}),
     ("nothing at all", b"", {None}),
+    ("HEAD", b"HEAD /healthz HTTP/1.0\r\n\r\n", {200}),
     ("an Accept prometheus-client trips on", b"GET /metrics HTTP/1.0\r\nAccept: application/openmetrics-text; version=abc\r\n\r\n", {200}),
     ("absolute-form target", b"GET http://evil.example/api/summary HTTP/1.0\r\n\r\n", {404}),
 )  # fmt: skip
@@ -355,6 +356,9 @@ def test_hostile_clients_get_an_error_or_a_close_and_the_server_keeps_serving(tm
             assert _bare(reply) in allowed, (what, reply[:120])
             assert time.monotonic() - t0 < 12, what  # at most the head deadline
             assert status_of(d.raw(b"GET /healthz HTTP/1.0\r\n\r\n")) == 200, what
+
+        head = d.raw(b"HEAD /api/summary HTTP/1.0\r\n\r\n")
+        assert status_of(head) == 200 and head.split(b"\r\n\r\n", 1)[1] == b"", head
 
         # Slowloris and an idle flood: 40 connections trickling a byte a second, 150 that send
         # nothing. The server answers others at once, grows no thread, and closes them all by
@@ -409,10 +413,25 @@ def test_hostile_clients_get_an_error_or_a_close_and_the_server_keeps_serving(tm
     log_lines(d.log)
 
 
-def test_bad_addresses_are_one_line_errors(tmp_path):
+def test_bad_addresses_and_files_are_one_line_errors(tmp_path):
     for addr in ("256.1.1.1:9485", "no-such-host.invalid:9470"):
         p = run_once(clean_env(), "--state-dir", str(tmp_path / "s"), "--metrics-addr", addr)
         assert_one_line_error(p, "metrics_addr")
+    # An address of no interface here (a documentation range: nothing is sent), with auth on.
+    auth = clean_env(
+        CCOTEL_HTTP_BASIC_AUTH_USER="me", CCOTEL_HTTP_BASIC_AUTH_PASSWORD_HASH=hash_password("x")
+    )
+    p = run_once(auth, "--state-dir", str(tmp_path / "s"), "--metrics-addr", "192.0.2.1:9470")
+    assert_one_line_error(p, "metrics_addr", "not an address of this machine")
+    # A TLS certificate that is missing, or not a certificate.
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    for cert in (str(tmp_path / "missing.pem"), str(junk)):
+        env = clean_env(CCOTEL_HTTP_TLS_CERT=cert, CCOTEL_HTTP_TLS_KEY=str(junk))
+        p = run_once(
+            env, "--state-dir", str(tmp_path / "s"), "--metrics-addr", f"127.0.0.1:{free_port()}"
+        )
+        assert_one_line_error(p, "http_tls_cert")
 
 
 @pytest.mark.timeout(120)
@@ -596,3 +615,94 @@ def test_a_flood_of_wrong_passwords_does_not_lock_out_the_user(tmp_path):
         assert max(waits) < 1.5, waits
         assert d.threads <= 16
     log_lines(d.log)
+
+
+def test_config_half_set_is_an_error():
+    from ccotel.config import ConfigError, load
+
+    for env, key in (({"CCOTEL_HTTP_TLS_CERT": "/x.pem"}, "http_tls_cert"),
+                     ({"CCOTEL_HTTP_BASIC_AUTH_USER": "me"}, "http_basic_auth_user"),
+                     ({"CCOTEL_HTTP_BASIC_AUTH_USER": "me", "CCOTEL_HTTP_BASIC_AUTH_PASSWORD_HASH": "plain"},
+                      "http_basic_auth_password_hash")):  # fmt: skip
+        with pytest.raises(ConfigError, match=key):
+            load(env=env)
+    cfg = load(env={"CCOTEL_HTTP_ALLOWED_HOSTS": "host.docker.internal,ccotel.lan"})
+    assert cfg.http_allowed_hosts == ["host.docker.internal", "ccotel.lan"]
+    assert load(env={}).allow_unauthenticated_network_access is False
+
+
+@pytest.mark.timeout(300)
+def test_fuzzed_requests_never_get_a_5xx_or_a_traceback(tmp_path):
+    """Hypothesis writes request heads (methods, paths, queries, header lines, raw bytes);
+    each gets a 2xx-4xx or a close, never a 500, and the daemon's log stays clean."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    token = st.text(st.characters(codec="latin-1", exclude_characters="\r\n"), max_size=40)
+    segment = st.one_of(
+        st.sampled_from(
+            [
+                "",
+                "api",
+                "sessions",
+                "summary",
+                "spend",
+                "metrics",
+                "healthz",
+                "app.js",
+                "..",
+                "%ff",
+                "%00",
+                "%2F",
+            ]
+        ),
+        token.map(lambda t: t.replace(" ", "%20").replace("?", "%3F")),
+    )
+    path = st.lists(segment, max_size=4).map(lambda xs: "/" + "/".join(xs))
+    query = st.dictionaries(
+        st.sampled_from(["limit", "sort", "project", "day", "q", "by", "bucket", "x"]),
+        token,
+        max_size=4,
+    ).map(
+        lambda d: "&".join(
+            f"{k}={v.replace(' ', '+').replace('&', '%26').replace('#', '%23')}"
+            for k, v in d.items()
+        )
+    )
+    header = st.one_of(
+        st.tuples(
+            st.sampled_from(["Host", "Accept", "Authorization", "Cookie", "X-A", "Host "]), token
+        ).map(lambda kv: f"{kv[0]}: {kv[1]}"),
+        token,
+    )
+    method = st.sampled_from(
+        ["GET", "GET", "GET", "HEAD", "POST", "PUT", "OPTIONS", "get", "G\tET", ""]
+    )
+    version = st.sampled_from(
+        ["HTTP/1.0", "HTTP/1.1", "HTTP/0.9", "HTTP/2.0", "HTTP/1.10", "http/1.0", "HTTP/x", ""]
+    )
+
+    with daemon(tmp_path, clean_env()) as d:
+
+        @settings(
+            max_examples=400,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            derandomize=True,
+        )
+        @given(method, path, query, version, st.lists(header, max_size=6), st.binary(max_size=32))
+        def one(m, p, q, v, hs, junk):
+            head = f"{m} {p}{'?' + q if q else ''} {v}\r\n" + "".join(h + "\r\n" for h in hs)
+            data = head.encode("latin-1") + junk.replace(b"\n", b"") + b"\r\n\r\n"
+            code = status_of(d.raw(data, wait=15))
+            assert code is None or 200 <= code < 500 or code in (501, 505), (data[:200], code)
+
+        one()
+        assert status_of(d.raw(b"GET /healthz HTTP/1.0\r\n\r\n")) == 200
+        assert d.proc.poll() is None
+    faults = [
+        x
+        for x in log_lines(d.log)
+        if x.get("level") in ("warning", "error") and "refused" not in x["event"]
+    ]
+    assert not faults, faults

@@ -20,6 +20,7 @@ What is the libraries' and what is ours (figures in docs/web.md, `python bench/s
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import queue
@@ -113,6 +114,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.server.app.serve(self)
 
+    def do_HEAD(self) -> None:
+        self.server.app.serve(self)  # send() leaves the body out
+
     def log_request(self, code="-", size="-") -> None:
         pass
 
@@ -129,6 +133,7 @@ class _App:
             registry, health, web, hosts, auth,
         )  # fmt: skip
         self._refused: set[str] = set()
+        self._faults: dict[tuple[str, str], float] = {}
 
     def serve(self, h: _Handler) -> None:
         hosts = h.headers.get_all("Host") or []
@@ -165,11 +170,21 @@ class _App:
                     h, 200 if body.get("ok") else 503, "application/json", json.dumps(body).encode()
                 )
         except Exception as exc:  # a fault of ours: one line, no traceback, a 500
-            log.warning("http: request failed", route=_route(path), error=_describe(exc))
+            self._fault(path, exc)
             return self.send(
                 h, 500, "application/json", b'{"error":"internal error; see the ccotel log"}'
             )
         self.send(h, 404, "text/plain", b"not found: try /, /metrics or /healthz\n")  # fmt: skip
+
+    def _fault(self, path: str, exc: Exception) -> None:
+        """One log line per route and kind of fault a minute: a client repeating a request
+        that trips a bug cannot flood the log."""
+        key, now = (_route(path), type(exc).__name__), time.monotonic()
+        if now - self._faults.get(key, -60.0) >= 60:
+            if len(self._faults) > 256:
+                self._faults.clear()
+            self._faults[key] = now
+            log.warning("http: request failed", route=key[0], error=_describe(exc))
 
     def _exposition(self, accept: str | None) -> tuple[str, bytes]:
         try:
@@ -185,7 +200,8 @@ class _App:
         for k, v in (("Content-Type", ctype), ("Content-Length", str(len(body))), *HEADERS, *extra):
             h.send_header(k, v)
         h.end_headers()
-        h.wfile.write(body)
+        if h.command != "HEAD":
+            h.wfile.write(body)
 
     def _warn_host(self, header: str) -> None:
         name = host_name(header)[:80]
@@ -214,7 +230,13 @@ class HttpServer:
         self.tls: ssl.SSLContext | None = None
         if tls:
             self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            self.tls.load_cert_chain(tls[0], tls[1])
+            try:
+                self.tls.load_cert_chain(tls[0], tls[1])
+            except (OSError, ssl.SSLError) as exc:
+                reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
+                raise ConfigError(
+                    f"http_tls_cert: cannot load {tls[0]} with its key {tls[1]} ({reason})"
+                ) from None
         try:
             basic = BasicAuth(*auth) if auth else None
         except ValueError as exc:
@@ -225,9 +247,18 @@ class HttpServer:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self.sock.bind(sockaddr)
             self.sock.listen(128)
-        except OSError:
+        except OSError as exc:
             self.sock.close()
-            raise
+            if exc.errno == errno.EADDRINUSE:
+                raise  # the caller names the key and what to do
+            hint = (
+                " (not an address of this machine: is its interface up?)"
+                if exc.errno == errno.EADDRNOTAVAIL
+                else ""
+            )
+            raise ConfigError(
+                f"metrics_addr: cannot listen on {host}:{port}: {exc.strerror or exc}{hint}"
+            ) from None
         self.sock.setblocking(False)
         self.address = self.sock.getsockname()[:2]
         self.port = self.address[1]
