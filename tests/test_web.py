@@ -393,3 +393,41 @@ def test_page_assets(daemon):
         get(port, "/nope")
     assert e.value.code == 404
     assert "ccotel_cost_usd_total" in get(port, "/metrics")
+
+
+def test_a_state_that_disappears_is_a_503_not_a_traceback(tmp_path):
+    """The state file removed under the running daemon (a rebuild, a user's rm): the API
+    answers 503 in JSON with one log line, /metrics and /healthz go on, and a state that
+    comes back is read again."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CCOTEL_", "OTEL_"))}
+    env["CCOTEL_TRACES"] = "false"
+    port, state = free_port(), tmp_path / "s"
+    proc = start(FIXTURES / "claude-2.1.197", state, port, env)
+    try:
+        before = get(port, "/api/sessions")
+        saved = tmp_path / "saved.db"
+        shutil.copy(state / "state.db", saved)
+        (state / "state.db").unlink()
+        for path in (
+            "/api/summary",
+            "/api/sessions",
+            "/api/spend",
+            f"/api/sessions/{before['sessions'][0]['id']}",
+        ):
+            for _ in range(3):
+                with pytest.raises(urllib.error.HTTPError) as e:
+                    get(port, path)
+                assert (
+                    e.value.code == 503
+                    and "state cannot be read" in json.loads(e.value.read())["error"]
+                )
+        assert "ccotel_cost_usd_total" in get(port, "/metrics")
+        assert get(port, "/healthz")["ok"]
+        shutil.copy(saved, state / "state.db")
+        assert get(port, "/api/sessions") == before
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=30)[0].decode()
+    assert "Traceback" not in out
+    warned = [x for x in out.splitlines() if "state cannot be read" in x]
+    assert len(warned) == 1, warned

@@ -136,6 +136,13 @@ class _App:
         self._faults: dict[tuple[str, str], float] = {}
 
     def serve(self, h: _Handler) -> None:
+        try:
+            self._serve(h)
+        except Exception as exc:  # a fault of ours: one line, no traceback, a 500
+            self._fault(h.path.partition("?")[0], exc)
+            self.send(h, 500, "application/json", b'{"error":"internal error; see the ccotel log"}')
+
+    def _serve(self, h: _Handler) -> None:
         hosts = h.headers.get_all("Host") or []
         if len(hosts) > 1 or (not hosts and h.request_version != "HTTP/1.0"):
             return self.send(h, 400, "text/plain", b"one Host header expected\n")
@@ -156,23 +163,17 @@ class _App:
                 [("WWW-Authenticate", 'Basic realm="ccotel", charset="UTF-8"')],
             )
         path, _, query = h.path.partition("?")
-        try:
-            routed = (
-                self.web(path, query) if self.web and path not in ("/metrics", "/healthz") else None
-            )
-            if routed is not None:
-                return self.send(h, *routed)
-            if path == "/metrics":
-                return self.send(h, 200, *self._exposition(h.headers.get("Accept")))
-            if path == "/healthz":
-                body = self.health()
-                return self.send(
-                    h, 200 if body.get("ok") else 503, "application/json", json.dumps(body).encode()
-                )
-        except Exception as exc:  # a fault of ours: one line, no traceback, a 500
-            self._fault(path, exc)
+        routed = (
+            self.web(path, query) if self.web and path not in ("/metrics", "/healthz") else None
+        )
+        if routed is not None:
+            return self.send(h, *routed)
+        if path == "/metrics":
+            return self.send(h, 200, *self._exposition(h.headers.get("Accept")))
+        if path == "/healthz":
+            body = self.health()
             return self.send(
-                h, 500, "application/json", b'{"error":"internal error; see the ccotel log"}'
+                h, 200 if body.get("ok") else 503, "application/json", json.dumps(body).encode()
             )
         self.send(h, 404, "text/plain", b"not found: try /, /metrics or /healthz\n")  # fmt: skip
 

@@ -83,6 +83,7 @@ class Web:
         self._local = threading.local()
         self._active: dict[str, tuple[float | None, float, float]] = {}  # id -> (last_ts, s, when)
         self._active_lock = threading.Lock()
+        self._state_warned = -3600.0
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -130,9 +131,14 @@ class Web:
             return _error(400, str(exc))
         except NotFound as exc:
             return _error(404, str(exc))
-        except (StateError, sqlite3.Error) as exc:
-            self._local.store = None
-            log.warning("web: the state cannot be read", error=str(exc)[:200])
+        except (StateError, sqlite3.Error) as exc:  # gone, replaced, locked past the timeout
+            held = getattr(self._local, "store", None)
+            if held is not None:
+                held[0].close()
+                self._local.store = None
+            if time.monotonic() - self._state_warned > 60:  # once a minute, however often polled
+                self._state_warned = time.monotonic()
+                log.warning("web: the state cannot be read", error=str(exc)[:200])
             return _error(503, f"the state cannot be read: {exc}")
         return 200, JSON, shape.encode(body)
 
