@@ -172,7 +172,7 @@ def main() -> None:
                 ("sessions", "/api/sessions?limit=100"),
                 ("sessions_by_cost", "/api/sessions?sort=cost&limit=100"),
                 ("sessions_by_active", "/api/sessions?sort=active&limit=100"),
-                ("sessions_by_project", "/api/sessions?project=project&limit=100"),
+                ("sessions_by_project", "/api/sessions?project=web&limit=100"),
                 ("big_session_warm", f"/api/sessions/{BIG}"),
             ):
                 res[f"api_{name}_ms"] = round(
