@@ -52,19 +52,23 @@ class Daemon:
         raise AssertionError("no thread count")
 
     def raw(self, data: bytes, wait: float = 5.0) -> bytes:
-        """Send bytes, return what comes back before the server closes (b"" if nothing)."""
-        with socket.create_connection((self.host, self.port), timeout=wait) as s:
-            with contextlib.suppress(OSError):
-                s.sendall(data)
-            out = b""
-            try:
-                while chunk := s.recv(65536):
-                    out += chunk
-            except ConnectionResetError:
-                pass
-            except TimeoutError:
-                return out + b"<no answer and no close>"
-            return out
+        return raw(self.host, self.port, data, wait)
+
+
+def raw(host: str, port: int, data: bytes, wait: float = 5.0) -> bytes:
+    """Send bytes, return what comes back before the server closes (b"" if nothing)."""
+    with socket.create_connection((host, port), timeout=wait) as s:
+        with contextlib.suppress(OSError):
+            s.sendall(data)
+        out = b""
+        try:
+            while chunk := s.recv(65536):
+                out += chunk
+        except ConnectionResetError:
+            pass
+        except TimeoutError:
+            return out + b"<no answer and no close>"
+        return out
 
 
 def log_lines(log: Path) -> list[dict]:
@@ -706,3 +710,73 @@ def test_fuzzed_requests_never_get_a_5xx_or_a_traceback(tmp_path):
         if x.get("level") in ("warning", "error") and "refused" not in x["event"]
     ]
     assert not faults, faults
+
+
+def test_faults_of_ours_are_500s_and_one_line_each(monkeypatch):
+    """A fault injected at each point of the server (route, health, exposition, auth, the
+    selector thread, a worker): the request gets a 500 or a close, the log one line without
+    a traceback, and the next request is served."""
+    from prometheus_client import CollectorRegistry
+    from structlog.testing import capture_logs
+
+    from ccotel.server import httpd
+
+    faults = {"web": False, "health": False, "collect": False, "auth": False}
+
+    class Boom(RuntimeError):
+        pass
+
+    def web(path, query):
+        if faults["web"]:
+            raise Boom("route")
+        return (200, "text/plain", b"page") if path == "/" else None
+
+    def health():
+        if faults["health"]:
+            raise Boom("health")
+        return {"ok": True}
+
+    class Collector:
+        def collect(self):
+            if faults["collect"]:
+                raise Boom("collect")
+            return []
+
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(Collector())
+    server = httpd.HttpServer("127.0.0.1", 0, reg, health, web=web)
+    server.start()
+    d = type("Server", (), {"raw": lambda self, data: raw("127.0.0.1", server.port, data)})()
+    try:
+        with capture_logs() as logs:
+            for name, path in (("web", "/"), ("health", "/healthz"), ("collect", "/metrics")):
+                faults[name] = True
+                assert status_of(d.raw(f"GET {path} HTTP/1.0\r\n\r\n".encode())) == 500, name
+                faults[name] = False
+                assert status_of(d.raw(f"GET {path} HTTP/1.0\r\n\r\n".encode())) == 200, name
+            faults["web"] = True  # the same fault again within the minute: no second line
+            assert status_of(d.raw(b"GET / HTTP/1.0\r\n\r\n")) == 500
+            faults["web"] = False
+            server.app.auth = type(
+                "A", (), {"check": lambda self, h: (_ for _ in ()).throw(Boom("auth"))}
+            )()
+            assert status_of(d.raw(b"GET /app.js HTTP/1.0\r\n\r\n")) == 500
+            server.app.auth = None
+            real_step = httpd._Pending.step
+            monkeypatch.setattr(
+                httpd._Pending, "step", lambda self, tls: (_ for _ in ()).throw(Boom("step"))
+            )
+            assert status_of(d.raw(b"GET / HTTP/1.0\r\n\r\n")) is None
+            monkeypatch.setattr(httpd._Pending, "step", real_step)
+            assert status_of(d.raw(b"GET / HTTP/1.0\r\n\r\n")) == 200
+            monkeypatch.setattr(
+                httpd._Handler, "setup", lambda self: (_ for _ in ()).throw(Boom("worker"))
+            )
+            assert status_of(d.raw(b"GET / HTTP/1.0\r\n\r\n")) is None
+            monkeypatch.undo()
+            assert status_of(d.raw(b"GET / HTTP/1.0\r\n\r\n")) == 200
+        lines = [x for x in logs if x["log_level"] == "warning"]
+        assert [x["error"].split(":")[0] for x in lines] == ["Boom"] * 6, lines
+        assert all("Traceback" not in x["error"] and "\n" not in x["error"] for x in lines)
+    finally:
+        server.stop()

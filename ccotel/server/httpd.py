@@ -309,14 +309,23 @@ class HttpServer:
             sel.unregister(fd)
             return pending.pop(fd)
 
+        def on_event(key: selectors.SelectorKey) -> None:
+            if key.fileobj is self.sock:
+                self._accept(sel, pending)
+            elif isinstance(key.data, _Pending):
+                try:
+                    finished = key.data.step(self.tls)
+                except Exception as exc:  # a fault of ours on one connection: drop it, go on
+                    log.warning("http: connection failed", error=_describe(exc))
+                    finished = True
+                if finished:
+                    p = drop(key.fd)
+                    self._dispatch(p) if p.done else p.close()
+
         try:
             while not self._stopping:
                 for key, _ in sel.select(0.5):
-                    if key.fileobj is self.sock:
-                        self._accept(sel, pending)
-                    elif isinstance(key.data, _Pending) and key.data.step(self.tls):
-                        p = drop(key.fd)
-                        self._dispatch(p) if p.done else p.close()
+                    on_event(key)
                 now = time.monotonic()
                 for fd in [fd for fd, p in pending.items() if now >= p.deadline]:
                     drop(fd).close()
