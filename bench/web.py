@@ -171,6 +171,8 @@ def main() -> None:
                 ("spend_day_project", "/api/spend?by=project&bucket=day"),
                 ("sessions", "/api/sessions?limit=100"),
                 ("sessions_by_cost", "/api/sessions?sort=cost&limit=100"),
+                ("sessions_by_active", "/api/sessions?sort=active&limit=100"),
+                ("sessions_by_project", "/api/sessions?project=web&limit=100"),
                 ("big_session_warm", f"/api/sessions/{BIG}"),
             ):
                 res[f"api_{name}_ms"] = round(

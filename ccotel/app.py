@@ -14,9 +14,10 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from ccotel import __version__
-from ccotel.config import Config, url_host
+from ccotel.config import Config
 from ccotel.pipeline import Ingest
-from ccotel.sinks.prometheus import MetricsServer, TotalsCollector, project_labeler
+from ccotel.server.httpd import HttpServer
+from ccotel.sinks.prometheus import TotalsCollector, project_labeler
 from ccotel.sources.discovery import claude_roots
 from ccotel.sources.watch import RESCAN, Watcher
 from ccotel.state.store import Store
@@ -108,14 +109,19 @@ class Daemon:
         self.web = None
         if cfg.web:
             from ccotel.traces.service import options
-            from ccotel.web.api import Web
+            from ccotel.web import Web
 
-            self.web = Web(cfg, self.store.path, self.ingest.totals, self.health, budgets_of(cfg),
-                           project_labeler(cfg.project_label), options(cfg), clock)  # fmt: skip
-        self.server = MetricsServer(
+            # The page names projects as `ccotel report` does (project_label "off" hides them
+            # from metric labels only).
+            label = project_labeler(cfg.project_label if cfg.project_label != "off" else "name")
+            self.web = Web(cfg, self.store.dir, self.ingest.totals, self.health, budgets_of(cfg),
+                           label, options(cfg), clock)  # fmt: skip
+        self.server = HttpServer(
             host, port, registry, self.health, web=self.web.handle if self.web else None,
             tls=(cfg.http_tls_cert, cfg.http_tls_key) if cfg.http_tls_cert else None,
             auth=(cfg.http_basic_auth_user, cfg.http_basic_auth_password_hash) if cfg.http_basic_auth_user else None,
+            allowed_hosts=cfg.http_allowed_hosts,
+            allow_unauthenticated=cfg.allow_unauthenticated_network_access,
         )  # fmt: skip
 
     def health(self) -> dict:
@@ -142,8 +148,7 @@ class Daemon:
 
     def run(self) -> None:
         self.server.start()
-        host, port = self.server.httpd.server_address[:2]
-        base = f"{self.server.scheme}://{url_host(host)}:{port}"
+        base = self.server.url
         log.info(
             "ccotel running",
             page=f"{base}/" if self.web else None,

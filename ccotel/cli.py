@@ -268,11 +268,14 @@ def run(ctx, **flags) -> None:
     if cfg.traces:
         _check_otlp(cfg)
     from ccotel import app, log
+    from ccotel.config import ConfigError
     from ccotel.state.store import StateError
 
     log.setup(cfg.log_level, cfg.log_format)
     try:
         app.run(cfg)
+    except ConfigError as exc:  # found at startup: an address that cannot be served as asked
+        _fail(f"configuration error: {exc}", EXIT_CONFIG)
     except StateError as exc:
         _fail(str(exc))
     except sqlite3.DatabaseError as exc:  # corruption found past the open: same advice
@@ -484,6 +487,26 @@ def status(ctx, as_json: bool, **flags) -> None:
         line = export_state(h.get(key), key)
         if line:
             click.echo(f"  {label:<10} {line}")
+
+
+@main.command("hash-password")
+def hash_password() -> None:
+    """Print the config line of http_basic_auth_password_hash for a password.
+
+    The password is asked twice without echo, or read from standard input (its first line)
+    when that is not a terminal: `printf %s "$PW" | ccotel hash-password`.
+    """
+    from ccotel.server.auth import hash_password as scrypt_hash
+
+    if sys.stdin.isatty():
+        pw = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        pw = sys.stdin.buffer.readline().rstrip(b"\r\n").decode("utf-8", "surrogateescape")
+    if not pw:
+        _fail("hash-password: the password is empty", EXIT_CONFIG)
+    click.echo(
+        f'http_basic_auth_password_hash = "{scrypt_hash(pw.encode("utf-8", "surrogateescape"))}"'
+    )
 
 
 def _healthz(cfg: Config, base: str, down) -> dict:

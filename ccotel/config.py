@@ -80,9 +80,9 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     http_tls_cert: str = ""  # PEM certificate (chain) file; with http_tls_key, serve HTTPS
     http_tls_key: str = ""
     http_basic_auth_user: str = ""  # with http_basic_auth_password_hash, every route asks for it
-    http_basic_auth_password_hash: str = (
-        ""  # "sha256:<hex>" of the password (`printf %s PW | sha256sum`)
-    )
+    http_basic_auth_password_hash: str = ""  # "scrypt$..." from `ccotel hash-password`
+    http_allowed_hosts: list[str] = []  # Host names served besides loopback names and IPs
+    allow_unauthenticated_network_access: bool = False  # listen beyond loopback without auth
 
     def resolved_state_dir(self, platform: str | None = None) -> Path:
         """The state directory: the one place it is decided (the service unit, report, run)."""
@@ -189,7 +189,7 @@ def _from_env(env: Mapping[str, str], warn: Callable[[str], None]) -> dict[str, 
                 if close:
                     warn(f"{var} is not a ccotel setting; did you mean {close[0]}?")
             continue
-        if key == "claude_dirs":
+        if isinstance(getattr(Config(), key, None), list):  # comma-separated
             out[key] = [p.strip() for p in value.split(",") if p.strip()]
         elif value.strip() or isinstance(getattr(Config(), key, None), str):
             top, _, sub = key.partition(".")
@@ -281,10 +281,13 @@ def load(
         raise ConfigError(
             "http_basic_auth_user: set both http_basic_auth_user and http_basic_auth_password_hash, or neither"
         )
-    if cfg.http_basic_auth_password_hash and not cfg.http_basic_auth_password_hash.startswith(
-        "sha256:"
-    ):
-        raise ConfigError("http_basic_auth_password_hash: expected sha256:<hex of the password>")
+    if cfg.http_basic_auth_password_hash:
+        from ccotel.server.auth import parse_hash
+
+        try:
+            parse_hash(cfg.http_basic_auth_password_hash)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     _check_values(cfg, layers, env)
     return cfg
 

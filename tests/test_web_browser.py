@@ -1,12 +1,20 @@
 """The page in a real browser: Debian's headless Chromium driven by Selenium (system
-chromedriver, no browser download) against a daemon over real Claude Code transcripts.
-Screenshots land in the test's tmp dir (and in $CCOTEL_SCREENSHOTS when set)."""
+chromedriver, no browser download) against daemons over real Claude Code transcripts.
+Screenshots land in the test's tmp dir (and in $CCOTEL_SCREENSHOTS when set).
+
+No assertion reads the wall clock: budgets are set from what the daemon reports as the
+trailing hour and 24 hours, and the month card is compared with the API."""
 
 from __future__ import annotations
 
+import itertools
+import json
+import math
 import os
+import re
 import shutil
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -19,30 +27,47 @@ from selenium.webdriver.support.ui import WebDriverWait
 from tests.conftest import free_port
 from tests.oracle import ccusage_totals
 from tests.test_live import start
-from tests.test_web import get
+from tests.test_web import get, report, web_home  # noqa: F401 (a fixture)
 
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
+def clean_env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CCOTEL_", "OTEL_"))}
+    return env | {"CCOTEL_TRACES": "false"} | extra
+
+
+def stop(proc) -> None:
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
 @pytest.fixture(scope="module")
-def site(real_claude_home, tmp_path_factory):
+def site(web_home, tmp_path_factory):  # noqa: F811
+    """A daemon with budgets the sessions overrun (hour: half its spend, red) and nearly reach
+    (24 h: its spend is 90%, amber, so the line sits above the bars)."""
+    home, wander = web_home
     state = tmp_path_factory.mktemp("web-browser-state")
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CCOTEL_")}
-    env["CCOTEL_TRACES"] = "false"
-    # Budgets the real sessions overrun (hour: red) and nearly reach (day: amber).
-    spent = ccusage_totals(real_claude_home.config_dir)["totalCost"]
-    env["CCOTEL_BUDGET_HOURLY_USD"] = str(spent * 0.5)
-    env["CCOTEL_BUDGET_DAILY_USD"] = str(spent / 0.9)
-    proc = start(real_claude_home.config_dir, state, port, env)
+    proc = start(home.config_dir, state, port, clean_env())
     try:
-        yield port, real_claude_home
+        s = get(port, "/api/summary")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+        stop(proc)
+    hour, day = s["this_hour_usd"], s["last_24h_usd"]
+    assert hour > 0 and day > 0, "the sessions were made at the start of the suite, minutes ago"
+    budgets = {
+        "CCOTEL_BUDGET_HOURLY_USD": repr(hour * 0.5),
+        "CCOTEL_BUDGET_DAILY_USD": repr(day / 0.9),
+    }
+    proc = start(home.config_dir, state, port, clean_env(**budgets))
+    try:
+        yield port, state, home, wander
+    finally:
+        stop(proc)
 
 
-def chromium(profile: Path) -> webdriver.Chrome:
+def chromium(profile: Path, *extra: str) -> webdriver.Chrome:
     """Debian's headless Chromium through its chromedriver: no browser download, no network."""
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
@@ -57,6 +82,7 @@ def chromium(profile: Path) -> webdriver.Chrome:
         "--disable-dev-shm-usage",
         f"--user-data-dir={profile}",
         "--window-size=1400,1000",
+        *extra,
     ):
         opts.add_argument(a)
     return webdriver.Chrome(options=opts, service=Service(DRIVER))
@@ -80,7 +106,7 @@ def wait(d, seconds: float) -> WebDriverWait:
 
 
 def ready(d) -> None:
-    wait(d, 20).until(lambda d: d.execute_script("return document.body.dataset.ready === '1'"))
+    wait(d, 30).until(lambda d: d.execute_script("return document.body.dataset.ready === '1'"))
 
 
 def shot(d, tmp_path: Path, name: str) -> Path:
@@ -100,72 +126,171 @@ def scheme(d, dark: bool) -> None:
     )
 
 
-@pytest.mark.timeout(300)
-def test_overview_then_session(site, browser, tmp_path):
-    port, home = site
+def usd(el) -> float:
+    return float(el.get_attribute("data-usd"))
+
+
+def css(d, sel: str):
+    return d.find_elements(By.CSS_SELECTOR, sel)
+
+
+def check_axis(d, chart: str, budget: float) -> None:
+    """Round ticks (1, 2, 2.5 or 5 times a power of ten); the axis holds the budget; the
+    budget line is drawn at its value."""
+    svg = css(d, f"{chart} svg")[0]
+    step, top = float(svg.get_attribute("data-step")), float(svg.get_attribute("data-max"))
+    mantissa = step / 10 ** math.floor(math.log10(step))
+    assert any(abs(mantissa - m) < 1e-9 for m in (1, 2, 2.5, 5)), step
+    ticks = [t.text for t in css(d, f"{chart} text.tick")]
+    assert ticks and all(re.fullmatch(r"\$\d+(\.\d+)?", t) for t in ticks), ticks
+    values = [float(t[1:]) for t in ticks]
+    assert values[0] == 0 and all(
+        abs(b - a - step) < step * 1e-6 for a, b in itertools.pairwise(values)
+    )
+    assert top >= budget and abs(values[-1] - top) < step * 1e-6
+    (line,) = css(d, f"{chart} line.budget")
+    assert float(line.get_attribute("data-usd")) == pytest.approx(budget, rel=1e-9)
+
+
+@pytest.mark.timeout(420)
+def test_overview_then_sessions(site, browser, tmp_path):
+    port, state, home, wander = site
     d = browser
     want = ccusage_totals(home.config_dir)["totalCost"]
+    s = get(port, "/api/summary")
     d.get(f"http://127.0.0.1:{port}/")
     ready(d)
-    month = float(d.find_element(By.CSS_SELECTOR, "#month .big").get_attribute("data-usd"))
-    assert month == pytest.approx(want, rel=1e-6)
-    rows = d.find_elements(By.CSS_SELECTOR, "#sessions tbody tr[data-id]")
-    assert {r.get_attribute("data-id") for r in rows} == set(home.session_ids)
-    shown = sum(
-        float(r.find_element(By.CSS_SELECTOR, "td.cost").get_attribute("data-usd")) for r in rows
+    assert usd(css(d, "#all-time")[0]) == pytest.approx(want, rel=1e-6)
+    assert usd(css(d, "#month .big")[0]) == pytest.approx(
+        get(port, "/api/summary")["this_month_usd"], rel=1e-9
     )
-    assert shown == pytest.approx(want, rel=1e-6)
-    assert d.find_elements(By.CSS_SELECTOR, "#hourly svg rect"), "the hourly chart has bars"
-    assert "files" in d.find_element(By.ID, "health").text
-    assert d.find_elements(By.CSS_SELECTOR, "#hour .bar.bad"), "over the hourly budget: red"
-    assert d.find_elements(By.CSS_SELECTOR, "#today .bar.warn"), "90% of the daily budget: amber"
-    assert "90% of" in d.find_element(By.ID, "today").text
-    assert d.find_elements(By.CSS_SELECTOR, "#hourly line.budget"), "the hourly budget line"
+    rows = css(d, "#sessions tbody tr[data-id]")
+    assert {r.get_attribute("data-id") for r in rows} == set(home.session_ids)
+    assert sum(usd(r.find_element(By.CSS_SELECTOR, "td.cost")) for r in rows) == pytest.approx(
+        want, rel=1e-6
+    )
+    assert css(d, "#hourly svg rect"), "the hourly chart has bars"
+    header = d.find_element(By.ID, "health")
+    assert "files" in header.text and header.get_attribute("data-level") == "muted", header.text
+    assert css(d, "#hour .bar.bad"), "over the hourly budget: red"
+    assert css(d, "#day .bar.warn"), "90% of the daily budget: amber"
+    assert "90% of" in d.find_element(By.ID, "day").text
+    # Both budget lines are drawn: the hourly one under the spend, the daily one above every bar.
+    check_axis(d, "#hourly", s["budgets"]["hourly_usd"])
+    check_axis(d, "#daily", s["budgets"]["daily_usd"])
+    line_y = float(css(d, "#daily line.budget")[0].get_attribute("y1"))
+    bar_tops = [float(r.get_attribute("y")) for r in css(d, "#daily svg rect")]
+    assert bar_tops and line_y < min(bar_tops), "the daily budget line sits above the spend"
     shot(d, tmp_path, "overview-light")
     scheme(d, True)
     shot(d, tmp_path, "overview-dark")
     scheme(d, False)
 
+    # Sort marks follow the sort: last activity by default, then cost down, then cost up.
+    def marks():
+        return {
+            th.get_attribute("data-sort"): th.text
+            for th in css(d, "#sessions th[data-sort]")
+            if th.text.endswith(("▲", "▼"))
+        }
+
+    assert marks() == {"last": "last activity ▼"}
+    assert not css(d, "#sessions th:first-child[data-sort]"), "the id column is not a sort"
+    ends = [float(r.get_attribute("data-end")) for r in css(d, "#sessions tbody tr[data-id]")]
+    assert ends == sorted(ends, reverse=True)
+    d.find_element(By.CSS_SELECTOR, "#sessions th[data-sort=cost]").click()
+    wait(d, 10).until(lambda d: marks() == {"cost": "cost ▼"})
+    wait(d, 10).until(
+        lambda d: (c := [usd(x) for x in css(d, "#sessions td.cost")]) == sorted(c, reverse=True)
+    )
+    d.find_element(By.CSS_SELECTOR, "#sessions th[data-sort=cost]").click()
+    wait(d, 10).until(lambda d: marks() == {"cost": "cost ▲"})
+    wait(d, 10).until(lambda d: (c := [usd(x) for x in css(d, "#sessions td.cost")]) == sorted(c))
+    d.find_element(By.CSS_SELECTOR, "#sessions th[data-sort=last]").click()
+    wait(d, 10).until(lambda d: marks() == {"last": "last activity ▼"})
+
     # Toggle the charts to projects; the legend names a project.
     d.find_element(By.CSS_SELECTOR, "#by button[data-by=project]").click()
-    proj = get(port, "/api/sessions?limit=1")["sessions"][0]["project"]
-    wait(d, 10).until(lambda d: proj in d.find_element(By.CSS_SELECTOR, "#hourly .legend").text)
+    wait(d, 10).until(lambda d: "sub" in d.find_element(By.CSS_SELECTOR, "#daily .legend").text)
 
-    # Search by id, then click through to the Agent session.
+    # Search by id, then click through to the Agent session: the root row is the session.
     agent = home.run("agent").session_id
-    box = d.find_element(By.ID, "q")
-    box.send_keys(agent[:8])
-    wait(d, 10).until(
-        lambda d: len(d.find_elements(By.CSS_SELECTOR, "#sessions tbody tr[data-id]")) == 1
-    )
+    d.find_element(By.ID, "q").send_keys(agent[:8])
+    wait(d, 10).until(lambda d: len(css(d, "#sessions tbody tr[data-id]")) == 1)
     d.find_element(By.CSS_SELECTOR, f"#sessions tr[data-id='{agent}'] a").click()
-    wait(d, 20).until(lambda d: d.find_elements(By.ID, "waterfall"))
+    wait(d, 20).until(lambda d: css(d, "#waterfall"))
     assert d.find_element(By.CSS_SELECTOR, "#session-head h2").text == agent
     api = get(port, f"/api/sessions/{agent}")
-    assert float(d.find_element(By.ID, "session-cost").get_attribute("data-usd")) == pytest.approx(
-        api["cost_usd"], rel=1e-9
+    row = {r["session"]: r for r in report(state, "session")["rows"]}[agent]
+    tokens = (
+        row["input_tokens"]
+        + row["output_tokens"]
+        + row["cache_read_tokens"]
+        + row["cache_write_tokens"]
     )
-    trs = d.find_elements(By.CSS_SELECTOR, "#waterfall tr")
-    assert len(trs) == len(api["spans"])
-    (sub,) = d.find_elements(By.CSS_SELECTOR, "#waterfall tr.agent")
+    (root,) = css(d, "#waterfall tr.session")
+    assert int(root.find_element(By.CSS_SELECTOR, "td.t").get_attribute("data-tokens")) == tokens
+    assert int(d.find_element(By.ID, "session-tokens").get_attribute("data-tokens")) == tokens
+    assert usd(root.find_element(By.CSS_SELECTOR, "td.c")) == pytest.approx(
+        row["cost_usd"], rel=1e-9
+    )
+    assert usd(d.find_element(By.ID, "session-cost")) == pytest.approx(row["cost_usd"], rel=1e-9)
+    assert len(css(d, "#waterfall tr")) == len(api["spans"])
+    (sub,) = css(d, "#waterfall tr.agent")
     parent = d.find_element(
         By.CSS_SELECTOR, f"#waterfall tr[data-span='{sub.get_attribute('data-parent')}']"
     )
     assert "tool" in parent.get_attribute("class") and "Agent" in parent.text
     assert int(sub.get_attribute("data-depth")) == int(parent.get_attribute("data-depth")) + 1
-    link = d.find_element(By.ID, "trace-link").get_attribute("href")
-    assert agent.replace("-", "") in link
+    assert agent.replace("-", "") in d.find_element(By.ID, "trace-link").get_attribute("href")
     shot(d, tmp_path, "session-agent-light")
     scheme(d, True)
     shot(d, tmp_path, "session-agent-dark")
     scheme(d, False)
 
+    # The resumed session: active time, not 20 days; both sittings readable; turns collapse.
+    d.get(f"http://127.0.0.1:{port}/#/session/{wander}")
+    ready(d)
+    wait(d, 20).until(lambda d: css(d, "#waterfall tr.turn"))
+    w = get(port, f"/api/sessions/{wander}")
+    active = d.find_element(By.ID, "session-active")
+    assert float(active.get_attribute("data-s")) == pytest.approx(w["active_s"], rel=1e-9)
+    assert "20d" in active.text and "wall clock" in active.text, active.text
+    turns = css(d, "#waterfall tr.turn")
+    assert len(turns) == 2
+    for t in turns:  # on the session axis with the 20 days cut out, each turn is wide
+        width = float(
+            re.search(
+                r"width:\s*([\d.]+)%",
+                t.find_element(By.CSS_SELECTOR, ".seg").get_attribute("style"),
+            ).group(1)
+        )
+        assert width > 20, width
+    first = turns[0].get_attribute("data-span")
+    kids = css(d, f"#waterfall tr[data-parent='{first}']")
+    assert kids and all(k.is_displayed() for k in kids)
+    shot(d, tmp_path, "session-resumed-expanded")
+    turns[0].find_element(By.CSS_SELECTOR, "button.fold").click()
+    wait(d, 5).until(
+        lambda d: not any(k.is_displayed() for k in css(d, f"#waterfall tr[data-parent='{first}']"))
+    )
+    assert all(r.is_displayed() for r in css(d, "#waterfall tr.turn"))
+    time.sleep(6)  # a refresh comes and goes: the turn stays collapsed
+    assert not any(k.is_displayed() for k in css(d, f"#waterfall tr[data-parent='{first}']"))
+    shot(d, tmp_path, "session-resumed-collapsed")
+    css(d, f"#waterfall tr[data-span='{first}'] button.fold")[0].click()
+    wait(d, 5).until(
+        lambda d: all(k.is_displayed() for k in css(d, f"#waterfall tr[data-parent='{first}']"))
+    )
+    d.find_element(By.ID, "wf-collapse").click()
+    wait(d, 5).until(lambda d: len([r for r in css(d, "#waterfall tr") if r.is_displayed()]) == 3)
+
     # The failing Bash is marked, at half a laptop screen.
     d.set_window_size(760, 900)
     d.get(f"http://127.0.0.1:{port}/#/session/{home.run('error').session_id}")
     ready(d)
-    wait(d, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#waterfall tr"))
-    (failed,) = d.find_elements(By.CSS_SELECTOR, "#waterfall tr.failed")
+    wait(d, 20).until(lambda d: css(d, "#waterfall tr"))
+    (failed,) = css(d, "#waterfall tr.failed")
     assert "Bash" in failed.text and "failed" in failed.text
     assert d.execute_script(
         "return document.documentElement.scrollWidth <= window.innerWidth + 1"
@@ -178,5 +303,79 @@ def test_overview_then_session(site, browser, tmp_path):
     d.execute_script("window.__mark = 1; document.body.dataset.ready = ''")
     ready(d)
     assert d.execute_script("return window.__mark") == 1
-    d.set_window_size(760, 900)
     shot(d, tmp_path, "overview-narrow")
+
+
+def wait_for_traces(port: int, want: str, seconds: float = 90) -> dict:
+    deadline = time.monotonic() + seconds
+    while True:
+        t = get(port, "/api/summary")["health"]["traces"]
+        if t["state"] == want:
+            return t
+        assert time.monotonic() < deadline, t
+        time.sleep(0.5)
+
+
+@pytest.mark.timeout(300)
+def test_trace_export_states_in_the_header(web_home, browser, tmp_path):  # noqa: F811
+    """Zero configuration (no collector anywhere): no red, it says spans wait. A collector the
+    user configured that refuses: red, saying so."""
+    home, _ = web_home
+    d = browser
+    env = clean_env(CCOTEL_TRACES="true", CCOTEL_OTLP_RETRY_MAX="1")
+    port = free_port()
+    proc = start(home.config_dir, tmp_path / "zero", port, env)
+    try:
+        wait_for_traces(port, "waiting")
+        d.get(f"http://127.0.0.1:{port}/")
+        ready(d)
+        header = d.find_element(By.ID, "health")
+        assert header.get_attribute("data-level") == "muted", header.text
+        assert "no collector configured or reachable yet" in header.text
+        assert not css(d, "#health.err")
+        shot(d, tmp_path, "zero-config")
+    finally:
+        stop(proc)
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    port = free_port()
+    proc = start(home.config_dir, tmp_path / "failing", port, env | {"CCOTEL_OTLP_ENDPOINT": dead})
+    try:
+        wait_for_traces(port, "failing")
+        d.get(f"http://127.0.0.1:{port}/")
+        ready(d)
+        header = d.find_element(By.ID, "health")
+        wait(d, 10).until(
+            lambda d: d.find_element(By.ID, "health").get_attribute("data-level") == "err"
+        )
+        assert "traces: export failing" in d.find_element(By.ID, "health").text
+        shot(d, tmp_path, "configured-collector-failing")
+    finally:
+        stop(proc)
+
+
+@pytest.mark.timeout(180)
+def test_dns_rebinding_gets_nothing(web_home, tmp_path):  # noqa: F811
+    """Chromium resolves an outside name to 127.0.0.1, as a rebinding attack makes it: the page
+    and the API refuse that name; the same daemon serves localhost."""
+    home, _ = web_home
+    port = free_port()
+    proc = start(home.config_dir, tmp_path / "s", port, clean_env())
+    d = chromium(tmp_path / "profile", "--host-resolver-rules=MAP rebind.example 127.0.0.1")
+    try:
+        d.get(f"http://rebind.example:{port}/")
+        body = d.find_element(By.TAG_NAME, "body").text
+        assert "not a name of this server" in body and not css(d, "#view"), body
+        d.get(f"http://rebind.example:{port}/api/summary")
+        assert "cost_usd" not in d.page_source
+        shot_path = tmp_path / "rebinding.png"
+        d.save_screenshot(str(shot_path))
+        d.get(f"http://localhost:{port}/")
+        ready(d)
+        assert css(d, "#sessions tbody tr[data-id]")
+        raw = d.execute_script(
+            "return fetch('/api/summary').then(r => r.json()).then(j => JSON.stringify(j.all_time))"
+        )
+        assert json.loads(raw)["cost_usd"] > 0
+    finally:
+        d.quit()
+        stop(proc)

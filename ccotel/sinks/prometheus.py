@@ -1,4 +1,4 @@
-"""Prometheus exposition of the totals: a custom collector and a small HTTP server.
+"""Prometheus exposition of the totals: a custom collector (served by ccotel.server).
 
 The values are computed elsewhere and restored from the state, so the
 collector builds fresh metric families on every scrape (client_python's
@@ -7,17 +7,9 @@ custom-collector model) from a private registry.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
-import socket
-import ssl
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
     CounterMetricFamily,
     Exemplar,
@@ -25,7 +17,6 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
-from prometheus_client.exposition import choose_encoder
 
 from ccotel import __version__
 from ccotel.accounting import TOOL_BUCKETS
@@ -244,90 +235,3 @@ def _exemplar(ex: tuple[str, float, float]) -> Exemplar | None:
     session, usd, ts = ex
     tid = trace_id(session)
     return Exemplar({"trace_id": tid}, usd, ts) if tid else None
-
-
-def _authorized(header: str | None, user: str, password_hash: str) -> bool:
-    """HTTP basic auth against a user and "sha256:<hex of the password>"."""
-    if not header or not header.startswith("Basic "):
-        return False
-    try:
-        got_user, _, got_pw = base64.b64decode(header[6:], validate=True).decode().partition(":")
-    except (ValueError, UnicodeDecodeError):
-        return False
-    algo, _, want = password_hash.partition(":")
-    digest = hashlib.sha256(got_pw.encode()).hexdigest() if algo == "sha256" else ""
-    return hmac.compare_digest(got_user, user) & hmac.compare_digest(digest, want.lower())
-
-
-class _V6Server(ThreadingHTTPServer):
-    address_family = socket.AF_INET6  # metrics_addr = "[::1]:9470"
-
-
-class MetricsServer:
-    """/metrics (Prometheus text or OpenMetrics) and /healthz (JSON) on one port."""
-
-    def __init__(
-        self, host: str, port: int, registry: CollectorRegistry, health: Callable[[], dict],
-        web: Callable[[str, str], tuple[int, str, bytes] | None] | None = None,
-        tls: tuple[str, str] | None = None, auth: tuple[str, str] | None = None,
-    ):  # fmt: skip
-        """web: the page's routes (ccotel.web); tls: (cert, key) files; auth: (user, "sha256:<hex>")."""
-        registry_ = registry
-        health_ = health
-        web_ = web
-        auth_ = auth
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                if auth_ and not _authorized(self.headers.get("Authorization"), *auth_):
-                    self.send_response(401)
-                    self.send_header("WWW-Authenticate", 'Basic realm="ccotel"')
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                path, _, query = self.path.partition("?")
-                routed = (
-                    web_(path, query) if web_ and path not in ("/metrics", "/healthz") else None
-                )
-                if routed is not None:
-                    self._send(*routed)
-                elif path == "/metrics":
-                    encoder, ctype = choose_encoder(self.headers.get("Accept"))
-                    self._send(200, ctype, encoder(registry_))
-                elif path == "/healthz":
-                    h = health_()
-                    self._send(
-                        200 if h.get("ok") else 503, "application/json", json.dumps(h).encode()
-                    )
-                else:
-                    self._send(404, "text/plain", b"not found: try /metrics or /healthz\n")
-
-            def _send(self, code: int, ctype: str, body: bytes) -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.httpd = (_V6Server if ":" in host else ThreadingHTTPServer)((host, port), Handler)
-        self.httpd.daemon_threads = True
-        self.scheme = "http"
-        if tls:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.load_cert_chain(tls[0], tls[1])
-            self.httpd.socket = ctx.wrap_socket(
-                self.httpd.socket, server_side=True, do_handshake_on_connect=False
-            )
-            self.scheme = "https"
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="metrics", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()

@@ -1,1 +1,11 @@
-"""The local web page: `/` and a read-only JSON API under `/api/`, served next to /metrics."""
+"""The web page and its JSON API (docs/web.md).
+
+- ``routes``: parameters in, JSON out (``Web.handle``), the page's static files;
+- ``queries``: every SQL statement the page runs (read-only);
+- ``shape``: the JSON vocabulary, costs rounded at the edge;
+- ``waterfall``: a session's span tree, built from its transcripts and cached.
+"""
+
+from ccotel.web.routes import Web
+
+__all__ = ["Web"]
