@@ -27,6 +27,7 @@ class Batch:
     aliases: dict[int, int] = field(default_factory=dict)
     usage: dict[tuple[str, int, str, str], list[float]] = field(default_factory=dict)
     sessions: dict[str, list] = field(default_factory=dict)
+    places: dict[tuple[str, str], list[float]] = field(default_factory=dict)  # (session, cwd)
     tools: dict[str, tuple] = field(default_factory=dict)
     tool_agg: dict[tuple[str, str, str], list] = field(default_factory=dict)
     spend: dict[int, float] = field(default_factory=dict)

@@ -99,7 +99,16 @@ def run(ctx, **flags) -> None:
 
 @main.command()
 @common
-@click.option("--rebuild", is_flag=True, help="Start the state over and re-read every transcript.")
+@click.option(
+    "--rebuild",
+    is_flag=True,
+    help="Build a new state from the transcripts and swap it in when complete.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="With --rebuild: replace the state even if it holds sessions whose transcripts are gone.",
+)
 @click.option(
     "--traces",
     "export_traces",
@@ -116,11 +125,13 @@ def run(ctx, **flags) -> None:
     help="Where traces go (default OTEL_EXPORTER_OTLP_ENDPOINT or http://localhost:4318).",
 )
 @click.pass_context
-def backfill(ctx, rebuild: bool, export_traces: bool, since: str | None, **flags) -> None:
+def backfill(
+    ctx, rebuild: bool, force: bool, export_traces: bool, since: str | None, **flags
+) -> None:
     """Ingest everything not yet ingested into the state, then exit."""
     from ccotel import app, log
     from ccotel.otlp import ExportError
-    from ccotel.state.store import DB_NAME, StateError
+    from ccotel.state.store import StateError
 
     cfg = _config(ctx, **flags)
     since_ts = _since(since) if since else None
@@ -132,9 +143,6 @@ def backfill(ctx, rebuild: bool, export_traces: bool, since: str | None, **flags
         except ValueError as exc:  # an OTLP setting that cannot work (protocol, compression)
             _fail(f"configuration error: {exc}", EXIT_CONFIG)
     log.setup("warning", "console" if sys.stderr.isatty() else "json")
-    if rebuild:
-        for suffix in ("", "-wal", "-shm"):
-            (cfg.resolved_state_dir() / f"{DB_NAME}{suffix}").unlink(missing_ok=True)
     try:
         if sys.stderr.isatty():
             from rich.progress import Progress
@@ -147,15 +155,21 @@ def backfill(ctx, rebuild: bool, export_traces: bool, since: str | None, **flags
                     on_total=lambda n: bar.update(task, total=n),
                     traces=export_traces,
                     since=since_ts,
+                    rebuild=rebuild,
+                    force=force,
                 )
         else:
-            res = app.backfill(cfg, traces=export_traces, since=since_ts)
+            res = app.backfill(
+                cfg, traces=export_traces, since=since_ts, rebuild=rebuild, force=force
+            )
     except StateError as exc:
         _fail(str(exc))
     except sqlite3.DatabaseError as exc:  # corruption found past the open: same advice
         _fail(_corrupt(cfg, exc))
     except ExportError as exc:
         _fail(f"traces: {exc}")
+    if rebuild:
+        _rebuilt(res)
     click.echo(
         f"backfill: {res['lines']} lines from {res['files']} files in {res['seconds']} s"
         + (f", {res['parse_errors']} malformed lines skipped" if res["parse_errors"] else ""),
@@ -172,6 +186,20 @@ def backfill(ctx, rebuild: bool, export_traces: bool, since: str | None, **flags
             ),
             err=True,
         )
+
+
+def _rebuilt(res: dict) -> None:
+    lost, usd = res.get("lost_sessions"), res.get("lost_usd")
+    gone = f"{lost} sessions (${usd or 0:,.2f}) whose transcripts no longer exist"
+    if res.get("interrupted"):
+        _fail("--rebuild interrupted; the state was left as it was")
+    if res.get("kept"):
+        _fail(f"--rebuild: the state holds {gone}; it was kept as it is. "
+              "Add --force to replace it and lose them")  # fmt: skip
+    if res["old"] not in ("replaced", "none"):
+        click.echo(f"rebuild: the old state was unreadable; moved to {res['old']}", err=True)
+    elif lost or usd:
+        click.echo(f"rebuild: replaced the state; it held {gone} (--force)", err=True)
 
 
 def _since(value: str) -> float:
