@@ -126,8 +126,8 @@ class Web:
             usage = [list(v) for v in t.usage.values()]
             hour_spend = t.spend_in(3600, now)
             day_spend = t.spend_in(86400, now)
-            active = sum(t.active_by_cwd(now).values())
-            sessions = sum(t.sessions_by_cwd.values())
+            active = t.active_sessions(now)
+            sessions = t.sessions
         tot = [0.0] * 9
         for v in usage:
             for i, x in enumerate(v[:9]):
