@@ -34,6 +34,7 @@ class Batch:
     counters: dict[str, float] = field(default_factory=dict)
     last_event_ts: float | None = None
     lines: int = 0
+    bytes: int = 0  # transcript bytes the batch's cursors moved over
 
     def count(self, name: str, n: float = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n

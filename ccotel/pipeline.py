@@ -36,7 +36,8 @@ from ccotel.totals import KEEP_SPEND, Totals
 log = structlog.get_logger()
 
 _ERRORS_LOGGED_PER_FILE = 5
-BATCH_LINES = 50_000
+BATCH_LINES = 50_000  # a commit at least every this many lines
+BATCH_BYTES = 16 << 20  # or this many bytes read: what a failure or kill -9 makes re-read
 _DAMAGED = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)  # backfill: waits before passes that committed nothing
 
@@ -90,9 +91,10 @@ class Ingest:
         *,
         chunk_bytes: int = CHUNK,
         batch_lines: int = BATCH_LINES,
+        batch_bytes: int = BATCH_BYTES,
     ):
         self.cfg, self.store, self.roots, self.clock = cfg, store, roots, clock
-        self.chunk_bytes, self.batch_lines = chunk_bytes, batch_lines
+        self.chunk_bytes, self.batch_lines, self.batch_bytes = chunk_bytes, batch_lines, batch_bytes
         self.prices = PriceTable(
             Path(cfg.pricing_file).expanduser() if cfg.pricing_file else None,
             cfg.pricing_rules,
@@ -180,7 +182,7 @@ class Ingest:
                 n += self._account(path, ch.cursor, ch.oversized, ch.restarted, d)
                 if ch.cursor is not None:
                     self._pending[path] = max(0, ch.size - ch.cursor.offset)
-                if self.acct.batch.lines >= self.batch_lines and not self.flush():
+                if self._full() and not self.flush():
                     break
         except FileNotFoundError:
             if path in self.cursors:
@@ -232,9 +234,16 @@ class Ingest:
         self._in_batch.add(path)
         self.acct.apply(d, ctx)
         if cursor is not None:
-            self.acct.batch.files[path] = cursor
-            self.acct.batch.forgotten.discard(path)
+            b = self.acct.batch
+            prev = None if restarted else self._cursor(path)
+            b.bytes += cursor.offset - (prev.offset if prev is not None else 0)
+            b.files[path] = cursor
+            b.forgotten.discard(path)
         return d.lines
+
+    def _full(self) -> bool:
+        b = self.acct.batch
+        return b.lines >= self.batch_lines or b.bytes >= self.batch_bytes
 
     def _parse_error(self, path: str, line_no: int, reason: str) -> None:
         seen = self._errors_logged.get(path, 0)
@@ -364,7 +373,7 @@ class Ingest:
                 if progress:
                     progress(1)
                 self._pending.pop(path, None)
-                if self.acct.batch.lines >= self.batch_lines:
+                if self._full():
                     self.flush()
                 if self.stopping():
                     break

@@ -111,6 +111,9 @@ class Store:
                     f"this one reads up to {sql.VERSION}): upgrade ccotel, or use another --state-dir"
                 )
             if not readonly:
+                (check,) = self.db.execute("PRAGMA quick_check(1)").fetchone()
+                if check != "ok":  # damage SQLite sees: refuse it before writing over it
+                    raise sqlite3.DatabaseError(f"quick_check: {check.splitlines()[0]}")
                 self._migrate()
         except (
             sqlite3.DatabaseError,
