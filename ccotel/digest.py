@@ -55,11 +55,18 @@ def rank(u: Usage) -> tuple[bool, int, bool]:
     return (not u.sidechain, u.total, u.has_speed)
 
 
-def digest(recs: list[Record], lines: int, file_session: str, cwd: str | None) -> Digest:
+def digest(
+    recs: list[Record], lines: int, file_session: str, cwd: str | None, strict: bool = False
+) -> Digest:
+    """Reduce a chunk's records. The kept copy of each response is then checked the way
+    ccusage refuses lines (records.strict_error); if one fails, the chunk is reduced again
+    checking every copy that would be kept (``strict``), so the best valid copy wins."""
     d = Digest(lines=lines, errors=[], usage=[], tools=[], sessions={}, places=[])
     best: dict[int, int] = {}
+    raws: list[bytes | None] = []
     tools: dict[str, ToolEntry] = {}
     places: dict[tuple[str, str], list[float]] = {}
+    start_cwd = cwd
     last = None
     for rec in recs:
         if rec.error:
@@ -95,16 +102,16 @@ def digest(recs: list[Record], lines: int, file_session: str, cwd: str | None) -
             key = response_key(u, session, ts)
             i = best.get(key)
             if i is None or rank(u) > rank(d.usage[i].usage):
-                # only a copy that would be kept is checked the way ccusage would refuse it
-                bad = strict_error(rec.raw) if rec.raw is not None else None
-                if bad is not None:
+                if strict and rec.raw is not None and (bad := strict_error(rec.raw)):
                     if not rec.error:
                         d.errors.append((rec.line_no, bad))
                 elif i is None:
                     best[key] = len(d.usage)
                     d.usage.append(UsageEntry(u, ts, session, here, key, message_key(u, key)))
+                    raws.append(rec.raw)
                 else:
                     d.usage[i] = UsageEntry(u, ts, session, here, key, d.usage[i].mkey)
+                    raws[i] = rec.raw
         for t in rec.tool_uses or ():
             if t.id not in tools:
                 tools[t.id] = ToolEntry(t.id, t.name, session, here, ts, key=h64(t.id))
@@ -116,6 +123,8 @@ def digest(recs: list[Record], lines: int, file_session: str, cwd: str | None) -
                 )
             elif e.end is None:
                 e.end, e.is_error = ts, r.is_error
+    if not strict and any(raw is not None and strict_error(raw) for raw in raws):
+        return digest(recs, lines, file_session, start_cwd, strict=True)
     d.tools = list(tools.values())
     d.places = [(s, c, a, b) for (s, c), (a, b) in places.items()]
     d.last_ts, d.cwd = last, cwd
