@@ -170,6 +170,11 @@ def backfill(
         _fail(f"traces: {exc}")
     if rebuild:
         _rebuilt(res)
+    if res.get("interrupted"):
+        _fail(
+            f"backfill interrupted after {res['lines']} lines (committed); run it again to continue",
+            130,
+        )
     click.echo(
         f"backfill: {res['lines']} lines from {res['files']} files in {res['seconds']} s"
         + (f", {res['parse_errors']} malformed lines skipped" if res["parse_errors"] else ""),

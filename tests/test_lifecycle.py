@@ -254,3 +254,28 @@ def test_sigterm_during_catch_up_stops_it_early(tmp_path):
     proc.terminate()
     proc.wait(30)
     assert_equal_totals(committed(tmp_path / "state")[0], ccusage_totals(root))
+
+
+@pytest.mark.timeout(300)
+def test_ctrl_c_during_a_backfill_commits_what_was_read(tmp_path):
+    """SIGINT during `ccotel backfill`, right after its first commit: exit 130 with one line
+    (no KeyboardInterrupt traceback), what was read committed; the next run is exact."""
+    from tests.test_faults_kill import _committed_lines
+
+    root = tmp_path / "claude"
+    generate(root, files=300, target_bytes=60 << 20, seed=10)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CCOTEL_")}
+    state = tmp_path / "state"
+    args = [sys.executable, "-m", "ccotel", "backfill", "--claude-dir", str(root),
+            "--state-dir", str(state)]  # fmt: skip
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, env=env, text=True)
+    while proc.poll() is None and _committed_lines(state) == 0:
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "interrupted" in lines[0] and "Traceback" not in err, err
+    assert 0 < _committed_lines(state)
+    subprocess.run(args, check=True, env=env, capture_output=True)
+    assert_equal_totals(committed(state)[0], ccusage_totals(root))

@@ -80,6 +80,7 @@ class Store:
         self.path = state_dir / db_name
         self.readonly = readonly
         self._own_lock: StateLock | None = None
+        self._lock = lock  # held by the caller, or taken below
         self._names: dict[str, int] = {}
         self.db: sqlite3.Connection | None = None
         if readonly:
@@ -91,7 +92,7 @@ class Store:
             self.db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         else:
             if lock is None:
-                lock = self._own_lock = open_lock(state_dir)
+                self._lock = self._own_lock = open_lock(state_dir)
             try:
                 self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
                 os.chmod(self.path, 0o600)
@@ -151,7 +152,8 @@ class Store:
 
     @property
     def _lock_fd(self) -> int | None:
-        return self._own_lock.fd if self._own_lock else None
+        """The lock's descriptor, which forked decode workers close (pipeline._worker_init)."""
+        return self._lock.fd if self._lock else None
 
     def tx(self) -> _Tx:
         return _Tx(self.db)
