@@ -134,6 +134,8 @@ def backfill(
     from ccotel.state.store import StateError
 
     cfg = _config(ctx, **flags)
+    if force and not rebuild:
+        _fail("--force goes with --rebuild only", EXIT_CONFIG)
     since_ts = _since(since) if since else None
     if export_traces:
         from ccotel.otlp import target

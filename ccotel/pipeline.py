@@ -109,6 +109,7 @@ class Ingest:
         self.retry: set[str] = set()  # files whose lines a failed commit threw away
         self.last_error: BaseException | None = None  # of the last failed commit
         self.commits = 0
+        self._isolating = False  # a value the state refused: commit file by file to find it
         self.stopping: Callable[[], bool] = lambda: False
         self._ctx: dict[str, FileContext] = {}
         self._in_batch: set[str] = set()  # files with lines in the uncommitted batch
@@ -175,6 +176,7 @@ class Ingest:
             return 0
         n = 0
         ctx = self.context(path)
+        alone = self._isolating and not self._in_batch  # a failed commit would be this file's
         try:
             for ch, d in _digest_chunks(
                 path, self._cursor(path), self.cfg.max_line_bytes, ctx.cwd, self.chunk_bytes
@@ -183,6 +185,7 @@ class Ingest:
                 if ch.cursor is not None:
                     self._pending[path] = max(0, ch.size - ch.cursor.offset)
                 if self._full() and not self.flush():
+                    self._refused(path, alone)
                     break
         except FileNotFoundError:
             if path in self.cursors:
@@ -194,7 +197,16 @@ class Ingest:
         except Exception as exc:  # a fault of ccotel's own: isolate it to this file
             self._discard()  # the batch may hold half of what failed
             self._broken(path, f"{type(exc).__name__}: {exc}")
+        if self._isolating and path in self._in_batch and not self.flush():
+            self._refused(path, alone)
         return n
+
+    def _refused(self, path: str, alone: bool) -> None:
+        """A commit of this file's lines alone failed on a value, not on the state: set the
+        file aside, or it would block every commit."""
+        if alone and self._isolating:
+            self._broken(path, f"the state refused a value read from it: {self.last_error!r}")
+            self.retry.discard(path)
 
     def _forget(self, path: str) -> None:
         """A file that is gone: drop its cursor with the next commit (unless it is back)."""
@@ -272,6 +284,9 @@ class Ingest:
                     error=str(exc) if isinstance(exc, sqlite3.Error) else repr(exc),
                 )
             self.last_error = exc
+            # Not the state's fault but a value's: one file's lines block every file of the
+            # batch, so from now on each file is committed on its own until it is found.
+            self._isolating = not isinstance(exc, sqlite3.Error)
             self._discard()
             return False
         if self.last_error is not None:
@@ -290,6 +305,8 @@ class Ingest:
             if ctx is not None:
                 ctx.committed_cwd = ctx.cwd
         self._in_batch.clear()
+        if not self.retry:
+            self._isolating = False
         self.totals.files_tracked = len(self.cursors)
         self.totals.pending_bytes = sum(self._pending.values())
         self.totals.merge(b, len(self.acct.new_sessions), self.acct.new_places, self.clock())

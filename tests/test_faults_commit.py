@@ -260,3 +260,27 @@ def test_live_every_third_then_failing_for_a_while(corpus, tmp_path, monkeypatch
     faults.fail, faults.n, faults.failed = (lambda k: time.monotonic() < stop_failing_at), 0, 0
     live(root, tmp_path / "while", faults, want, lines)
     assert faults.failed >= 3
+
+
+@pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "workers"])
+def test_a_value_the_state_refuses_is_confined_to_its_file(corpus, tmp_path, monkeypatch, workers):
+    """A line whose value the state cannot store (simulated: every commit holding the
+    victim's lines raises ValueError, as a text SQLite cannot encode did) must not block
+    the files committed with it: they go file by file until the victim is found, set
+    aside; the rest equals ccusage over the other files."""
+    root, _want, _lines = corpus
+    victim = str(sorted(root.rglob("*.jsonl"))[5])
+    orig = Store.commit
+
+    def commit(store: Store, b) -> None:
+        if victim in b.files:
+            raise ValueError("a value the state cannot store (injected)")
+        return orig(store, b)
+
+    monkeypatch.setattr(Store, "commit", commit)
+    ing = backfill(root, tmp_path / "s", workers)
+    assert list(ing.broken) == [victim] and not ing.retry
+    others = tmp_path / "others"
+    shutil.copytree(root, others)
+    (others / Path(victim).relative_to(root)).unlink()
+    assert_equal_totals(committed(tmp_path / "s")[0], ccusage_totals(others))

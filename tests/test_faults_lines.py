@@ -17,6 +17,7 @@ path and in the daemon; a fault of ccotel's own confined to its file, in both pa
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -281,3 +282,27 @@ def test_daemon_stays_up_through_hostile_lines(tmp_path):
         proc.terminate()
         out = proc.communicate(timeout=20)[0].decode()
     assert "Traceback" not in out, out[-3000:]
+
+
+def test_a_session_named_by_a_file_name_that_is_not_utf8(tmp_path):
+    """A line without sessionId takes its session from the file name; a name that is not
+    UTF-8 used to reach SQLite as text it cannot encode (a traceback on 084e159, and a
+    commit that could never succeed, holding back every file read with it)."""
+    from tests.conftest import ccotel
+
+    root = tmp_path / "claude"
+    d = json.loads(good(1))
+    del d["sessionId"]
+    folder = root / "projects" / "-home-u-proj"
+    folder.mkdir(parents=True)
+    (folder / f"{SID}.jsonl").write_text(good(2) + "\n")
+    with open(os.fsencode(folder) + b"/\xff\xfe.jsonl", "w") as f:
+        f.write(json.dumps(d, separators=(",", ":")) + "\n")
+    state = tmp_path / "state"
+    out = ccotel("backfill", "--claude-dir", str(root), "--state-dir", str(state))
+    assert "Traceback" not in out.stderr and "cannot write" not in out.stderr, out.stderr
+    rows = json.loads(
+        ccotel("report", "--by", "session", "--json", "--state-dir", str(state)).stdout
+    )["rows"]
+    assert {r["session"] for r in rows} == {SID, "\\xff\\xfe"}
+    assert_equal_totals(state_totals(state), ccusage_totals(root))

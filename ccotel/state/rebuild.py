@@ -92,7 +92,7 @@ def _lost(old: Path, new: sqlite3.Connection) -> tuple[int, float] | None:
 
 def _carry_traces(old: Path, new: sqlite3.Connection) -> None:
     try:
-        new.execute("ATTACH DATABASE ? AS old", (f"file:{old}?mode=ro",))
+        new.execute("ATTACH DATABASE ? AS old", (str(old),))  # read only below
     except sqlite3.Error:
         return
     try:
