@@ -49,6 +49,15 @@ def _remember(cache: OrderedDict, key, row) -> None:
         cache.popitem(last=False)
 
 
+def _remember_all(cache: OrderedDict, rows: dict) -> None:
+    """The newest rows, keeping at most _CACHE."""
+    for key, row in rows.items():
+        cache[key] = row
+        cache.move_to_end(key)
+    while len(cache) > _CACHE:
+        cache.popitem(last=False)
+
+
 def _place_key(sid: str, cwd: str) -> int:
     return h64(f"{sid}\x00{cwd}")
 
@@ -74,16 +83,16 @@ class Accountant:
     def __init__(self, store: Store, prices: PriceTable, clock: Callable[[], float]):
         self.store, self.prices, self.clock = store, prices, clock
         self.seen = Seen()  # what the state holds (a "maybe" is looked up)
-        for key, mkey in store.response_keys():
-            self.seen.add(key)
-            if mkey is not None:
-                self.seen.add(mkey, seen.MESSAGE)
-        for key in store.tool_keys():
-            self.seen.add(key, seen.TOOL)
-        for (sid,) in store.query("SELECT id FROM sessions"):
-            self.seen.add(h64(sid), seen.SESSION)
-        for sid, cwd in store.query("SELECT session, cwd FROM session_cwds"):
-            self.seen.add(_place_key(sid, cwd), seen.PLACE)
+        keys = list(store.response_keys())
+        self.seen.update(k for k, _ in keys)
+        self.seen.update((m for _, m in keys if m is not None), seen.MESSAGE)
+        del keys
+        self.seen.update(store.tool_keys(), seen.TOOL)
+        self.seen.update((h64(s) for (s,) in store.query("SELECT id FROM sessions")), seen.SESSION)
+        self.seen.update(
+            (_place_key(s, c) for s, c in store.query("SELECT session, cwd FROM session_cwds")),
+            seen.PLACE,
+        )
         self.tool_agg = store.tool_agg()
         self._rows: OrderedDict[int, tuple] = OrderedDict()
         self._tools: OrderedDict[int, tuple] = OrderedDict()
@@ -116,20 +125,16 @@ class Accountant:
         """The batch is durable: remember what it holds (never before: a failed commit
         must leave nothing behind that says these lines were counted)."""
         b = self.batch
-        for key, row in b.responses.items():
-            self.seen.add(key)
-            self.seen.add(row[MK], seen.MESSAGE)
-            _remember(self._rows, key, row)
-        for key in b.aliases:
-            self.seen.add(key)
-        for key, row in b.tools.items():
-            self.seen.add(key, seen.TOOL)
-            _remember(self._tools, key, row)
+        self.seen.update(b.responses)
+        self.seen.update(b.aliases)
+        self.seen.update((row[MK] for row in b.responses.values()), seen.MESSAGE)
+        self.seen.update(b.tools, seen.TOOL)
+        self.seen.update((h64(sid) for sid in self.new_sessions), seen.SESSION)
+        self.seen.update((_place_key(s, c) for s, c in self.new_places), seen.PLACE)
+        _remember_all(self._rows, b.responses)
+        _remember_all(self._tools, b.tools)
         for sid in self.new_sessions:
-            self.seen.add(h64(sid), seen.SESSION)
             _remember(self._cwds, sid, b.sessions[sid][0] or "")
-        for sid, cwd in self.new_places:
-            self.seen.add(_place_key(sid, cwd), seen.PLACE)
         self.tool_agg.update(b.tool_agg)
 
     # --- records -------------------------------------------------------------

@@ -37,7 +37,7 @@ log = structlog.get_logger()
 
 _ERRORS_LOGGED_PER_FILE = 5
 BATCH_LINES = 50_000  # a commit at least every this many lines
-BATCH_BYTES = 16 << 20  # or this many bytes read: what a failure or kill -9 makes re-read
+BATCH_BYTES = 32 << 20  # or this many bytes read: what a failure or kill -9 makes re-read
 _DAMAGED = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)  # backfill: waits before passes that committed nothing
 

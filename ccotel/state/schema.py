@@ -13,6 +13,8 @@ PRAGMAS = (
     "PRAGMA foreign_keys=OFF",
     "PRAGMA busy_timeout=5000",
     "PRAGMA cache_size=-16384",  # 16 MiB: random-key inserts of a backfill stay in memory
+    "PRAGMA wal_autocheckpoint=4096",  # 16 MiB of WAL between checkpoints: a backfill's
+    "PRAGMA journal_size_limit=33554432",  # commits are not each a checkpoint; WAL <= 32 MiB
 )
 
 # --- version 1: the schema of ccotel 0.1.0 (frozen) ------------------------------------

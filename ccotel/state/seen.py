@@ -31,11 +31,21 @@ class Seen:
         self.keys = 0
 
     def add(self, key: int, kind: int = RESPONSE) -> None:
-        k = (key ^ kind) & _U64
+        self.update((key,), kind)
+
+    def update(self, keys, kind: int = RESPONSE) -> None:
         b = self.bits
-        for i in (k & _MASK, (k >> 20) & _MASK, k >> 39):
+        n = 0
+        for key in keys:
+            k = (key ^ kind) & _U64
+            i = k & _MASK
             b[i >> 3] |= 1 << (i & 7)
-        self.keys += 1
+            i = (k >> 20) & _MASK
+            b[i >> 3] |= 1 << (i & 7)
+            i = k >> 39
+            b[i >> 3] |= 1 << (i & 7)
+            n += 1
+        self.keys += n
 
     def __contains__(self, key: int) -> bool:
         return self.has(key)
