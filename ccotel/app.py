@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import threading
@@ -20,7 +21,7 @@ from ccotel.sinks.prometheus import MetricsServer, TotalsCollector, project_labe
 from ccotel.sources.discovery import claude_roots
 from ccotel.sources.watch import RESCAN, Watcher
 from ccotel.state.rebuild import rebuild_state
-from ccotel.state.store import StateError, Store
+from ccotel.state.store import DB_NAME, StateError, Store
 from ccotel.traces import Exporters, backfill_traces
 from ccotel.wakeup import Wakeup
 
@@ -87,14 +88,24 @@ def backfill(
     try:
         with stop_on_signals(wake):
             if rebuild:
-                out = rebuild_state(cfg, lambda store: _catch_up_into(cfg, store, clock, wake, progress, on_total), force)  # fmt: skip
-                state_path = cfg.resolved_state_dir() / "state.db"
+                fill = functools.partial(
+                    _catch_up_into,
+                    cfg,
+                    clock=clock,
+                    wake=wake,
+                    progress=progress,
+                    on_total=on_total,
+                )
+                out = rebuild_state(cfg, fill, force)
+                state_path = cfg.resolved_state_dir() / DB_NAME
                 if out.get("kept"):
                     return out
             else:
                 store = Store(cfg.resolved_state_dir())
                 try:
-                    out = _catch_up_into(cfg, store, clock, wake, progress, on_total)
+                    out = _catch_up_into(
+                        cfg, store, clock=clock, wake=wake, progress=progress, on_total=on_total
+                    )
                 finally:
                     store.close()
                 state_path = store.path
@@ -107,7 +118,7 @@ def backfill(
         wake.close()
 
 
-def _catch_up_into(cfg: Config, store: Store, clock, wake: Wakeup, progress, on_total) -> dict:
+def _catch_up_into(cfg: Config, store: Store, *, clock, wake: Wakeup, progress, on_total) -> dict:
     ingest = Ingest(cfg, store, roots_of(cfg), clock)
     ingest.stopping = lambda: wake.stop_requested
     t0 = time.perf_counter()
@@ -133,13 +144,16 @@ class Daemon:
         self, cfg: Config, clock: Callable[[], float] = time.time, wake: Wakeup | None = None
     ):
         self.cfg, self.clock = cfg, clock
-        self.wake = wake or Wakeup()
         self.roots = roots_of(cfg)
         self.started = clock()
         self.last_wake = clock()
         self.ready = threading.Event()
         self.watcher: Watcher | None = None
         self._stack = contextlib.ExitStack()
+        self.wake = wake
+        if wake is None:  # its own: closed with the rest
+            self.wake = Wakeup()
+            self._stack.callback(self.wake.close)
         try:
             self._open()
         except BaseException:

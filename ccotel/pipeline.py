@@ -187,6 +187,8 @@ class Ingest:
                 if self._full() and not self.flush():
                     self._refused(path, alone)
                     break
+                if self.stopping():  # a long file: what was read so far is whole chunks
+                    break
         except FileNotFoundError:
             if path in self.cursors:
                 self._forget(path)

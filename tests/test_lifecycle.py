@@ -141,10 +141,12 @@ def test_stop_at_each_start_phase(corpus, tmp_path, monkeypatch, phase):
     port = free_port()
     threads, fds = set(threading.enumerate()), _fds()
     wake = Wakeup()
-    _inject(monkeypatch, *phase, wake.request_stop, nth=3 if phase == (Ingest, "ingest") else 1)
+    nth = 3 if phase == (Ingest, "ingest") else 1
+    calls = _inject(monkeypatch, *phase, wake.request_stop, nth=nth)
     t0 = time.monotonic()
     _run_daemon(_cfg(root, tmp_path / "state", port), wake)
     assert time.monotonic() - t0 < 10
+    assert calls[0] >= nth  # the stop came at that phase
     wake.close()
     monkeypatch.undo()
     _settled(threads, fds)

@@ -143,6 +143,7 @@ def test_kill9_during_a_rebuild_leaves_the_old_state(tmp_path):
         time.sleep(0.005)
     p.send_signal(signal.SIGKILL)
     p.wait()
+    assert p.returncode == -signal.SIGKILL  # it was killed mid-rebuild, not after
     assert report_totals(state) == old
     ccotel("backfill", "--rebuild", "--claude-dir", str(config), "--state-dir", str(state))
     assert_equal_totals(as_ccusage(report_totals(state)), ccusage_totals(config))
