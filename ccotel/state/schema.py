@@ -109,8 +109,10 @@ _V2 = (
         FROM response r LEFT JOIN names s ON s.id = r.session
         LEFT JOIN names c ON c.id = r.cwd LEFT JOIN names m ON m.id = r.model""",
     # Tool calls by a hash of their tool_use id; status NULL (no result yet), 0 ok, 1 error.
+    # Every call has a session (the file names one): the view joins it, so that a query
+    # by session text finds the calls through tool_call_session.
     """CREATE TABLE tool_call(
-        key INTEGER PRIMARY KEY, name INTEGER NOT NULL, session INTEGER, cwd INTEGER,
+        key INTEGER PRIMARY KEY, name INTEGER NOT NULL, session INTEGER NOT NULL, cwd INTEGER,
         start_ts REAL, end_ts REAL, status INTEGER)""",
     """INSERT OR IGNORE INTO tool_call SELECT ccotel_h64(t.id),
         (SELECT id FROM names WHERE name = t.name), (SELECT id FROM names WHERE name = t.session),
@@ -121,8 +123,8 @@ _V2 = (
     """CREATE VIEW tools AS SELECT t.key AS id, n.name AS name, s.name AS session,
         c.name AS cwd, t.start_ts AS start_ts, t.end_ts AS end_ts,
         CASE t.status WHEN 0 THEN 'ok' WHEN 1 THEN 'error' END AS status
-        FROM tool_call t LEFT JOIN names n ON n.id = t.name
-        LEFT JOIN names s ON s.id = t.session LEFT JOIN names c ON c.id = t.cwd""",
+        FROM tool_call t JOIN names s ON s.id = t.session JOIN names n ON n.id = t.name
+        LEFT JOIN names c ON c.id = t.cwd""",
     # Each working directory a session had activity in: a session counts in every project
     # it worked in. From a 0.1.0 state: its first directory and those its responses and tool
     # calls were made in (the lines themselves may be gone).
