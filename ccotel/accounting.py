@@ -97,6 +97,7 @@ class Accountant:
         self._rows: OrderedDict[int, tuple] = OrderedDict()
         self._tools: OrderedDict[int, tuple] = OrderedDict()
         self._cwds: OrderedDict[str, str] = OrderedDict()  # session -> its first cwd
+        self._places: OrderedDict[tuple[str, str], bool] = OrderedDict()  # known (session, cwd)
         self._warned: set[str] = set()
         self.begin()
 
@@ -135,6 +136,8 @@ class Accountant:
         _remember_all(self._tools, b.tools)
         for sid in self.new_sessions:
             _remember(self._cwds, sid, b.sessions[sid][0] or "")
+        for place in self.new_places:
+            _remember(self._places, place, True)
         self.tool_agg.update(b.tool_agg)
 
     # --- records -------------------------------------------------------------
@@ -179,7 +182,10 @@ class Accountant:
     def _session_known(self, sid: str) -> bool:
         if sid in self._cwds:
             return True
-        return self.seen.has(h64(sid), seen.SESSION) and self.store.session(sid) is not None
+        row = self.store.session(sid) if self.seen.has(h64(sid), seen.SESSION) else None
+        if row is not None:
+            _remember(self._cwds, sid, row[1] or "")
+        return row is not None
 
     def _touch_session(self, sid: str, cwd, branch, version, first: float, last: float) -> None:
         b = self.batch
@@ -203,7 +209,11 @@ class Accountant:
             cur[0], cur[1] = min(cur[0], first), max(cur[1], last)
             return
         b.places[(sid, cwd)] = [first, last]
-        if not (self.seen.has(_place_key(sid, cwd), seen.PLACE) and self.store.has_place(sid, cwd)):
+        if (sid, cwd) in self._places:
+            return
+        if self.seen.has(_place_key(sid, cwd), seen.PLACE) and self.store.has_place(sid, cwd):
+            _remember(self._places, (sid, cwd), True)
+        else:
             self.new_places.add((sid, cwd))
 
     # --- usage ---------------------------------------------------------------

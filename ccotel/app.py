@@ -57,6 +57,7 @@ def catch_up(ingest: Ingest, workers: int, progress=None, on_total=None, sleep=t
     big = ingest.totals.pending_bytes >= BACKFILL_PARALLEL_BYTES
     lines = ingest.backfill(todo, workers if big else 1, progress, sleep)
     ingest.prune()
+    ingest.store.checkpoint()
     return lines
 
 

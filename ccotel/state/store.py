@@ -291,6 +291,11 @@ class Store:
             out[name] = i
         return out
 
+    def checkpoint(self) -> None:
+        """Fold the WAL into the file now (after a catch-up), not in the next small commit."""
+        with contextlib.suppress(sqlite3.Error):
+            self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
     def prune_spend(self, before_minute: int) -> None:
         with self.tx():
             self.db.execute(sql.SPEND_PRUNE, (before_minute,))
