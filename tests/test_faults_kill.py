@@ -53,6 +53,7 @@ def kill_during_backfill(tmp: Path, loops: int, seed: int = 0, log=print) -> dic
     p = _backfill_proc(config, tmp / "timing")
     p.wait()
     full = time.monotonic() - t0  # startup included: kills land anywhere from import to exit
+    total = _committed_lines(tmp / "timing")
     shutil.rmtree(tmp / "timing")
     rng = random.Random(seed)
     killed_mid = 0  # kills that landed while the backfill ran
@@ -69,13 +70,8 @@ def kill_during_backfill(tmp: Path, loops: int, seed: int = 0, log=print) -> dic
             if running:
                 killed_mid += 1
                 after_kills.append(_committed_lines(state))
-        if i == 0:  # and once right after its first commit, so one kill lands mid-history
-            p = _backfill_proc(config, state)
-            while p.poll() is None and _committed_lines(state) == 0:
-                time.sleep(0.002)
-            p.send_signal(signal.SIGKILL)
-            p.wait()
-            after_kills.append(_committed_lines(state))
+        if i == 0:  # and once right after a first commit, so one kill lands mid-history
+            after_kills.append(_kill_after_first_commit(config, state, total))
         p = _backfill_proc(config, state)
         assert p.wait(300) == 0, p.stderr.read().decode()
         assert_equal_totals(as_ccusage(report_totals(state)), want)
@@ -85,6 +81,28 @@ def kill_during_backfill(tmp: Path, loops: int, seed: int = 0, log=print) -> dic
         log(f"backfill kill loop {i + 1}/{loops}: equal")
     return {"loops": loops, "kills_while_running": killed_mid, "kills_mid_history": partial,
             "backfill_seconds": round(full, 2)}  # fmt: skip
+
+
+def _kill_after_first_commit(config: Path, state: Path, total: float, attempts: int = 8) -> float:
+    """kill -9 a backfill of a fresh state once it has committed part of the history: the
+    process is frozen (SIGSTOP) while its state is looked at, so no commit slips between the
+    look and the kill. Returns the lines committed at the kill."""
+    n = 0.0
+    for _ in range(attempts):
+        shutil.rmtree(state, ignore_errors=True)
+        p = _backfill_proc(config, state)
+        while p.poll() is None:
+            p.send_signal(signal.SIGSTOP)
+            if _committed_lines(state) > 0:
+                break
+            p.send_signal(signal.SIGCONT)
+            time.sleep(0.003)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        n = _committed_lines(state)
+        if 0 < n < total:
+            break
+    return n
 
 
 def _committed_lines(state: Path) -> float:

@@ -271,9 +271,14 @@ def test_ctrl_c_during_a_backfill_commits_what_was_read(tmp_path):
     args = [sys.executable, "-m", "ccotel", "backfill", "--claude-dir", str(root),
             "--state-dir", str(state)]  # fmt: skip
     proc = subprocess.Popen(args, stderr=subprocess.PIPE, env=env, text=True)
-    while proc.poll() is None and _committed_lines(state) == 0:
-        time.sleep(0.002)
+    while proc.poll() is None:  # frozen while looked at: the signal lands right after a commit
+        proc.send_signal(signal.SIGSTOP)
+        if _committed_lines(state) > 0:
+            break
+        proc.send_signal(signal.SIGCONT)
+        time.sleep(0.003)
     proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGCONT)
     err = proc.communicate(timeout=60)[1]
     assert proc.returncode == 130, err
     lines = [ln for ln in err.splitlines() if ln.strip()]
