@@ -53,7 +53,7 @@ def kill_during_backfill(tmp: Path, loops: int, seed: int = 0, log=print) -> dic
     p = _backfill_proc(config, tmp / "timing")
     p.wait()
     full = time.monotonic() - t0  # startup included: kills land anywhere from import to exit
-    total = _committed_lines(tmp / "timing")
+    total = committed_lines(tmp / "timing")
     shutil.rmtree(tmp / "timing")
     rng = random.Random(seed)
     killed_mid = 0  # kills that landed while the backfill ran
@@ -69,13 +69,13 @@ def kill_during_backfill(tmp: Path, loops: int, seed: int = 0, log=print) -> dic
             p.wait()
             if running:
                 killed_mid += 1
-                after_kills.append(_committed_lines(state))
+                after_kills.append(committed_lines(state))
         if i == 0:  # and once right after a first commit, so one kill lands mid-history
             after_kills.append(_kill_after_first_commit(config, state, total))
         p = _backfill_proc(config, state)
         assert p.wait(300) == 0, p.stderr.read().decode()
         assert_equal_totals(as_ccusage(report_totals(state)), want)
-        total = _committed_lines(state)
+        total = committed_lines(state)
         partial += sum(0 < n < total for n in after_kills)
         shutil.rmtree(state)
         log(f"backfill kill loop {i + 1}/{loops}: equal")
@@ -91,21 +91,28 @@ def _kill_after_first_commit(config: Path, state: Path, total: float, attempts: 
     for _ in range(attempts):
         shutil.rmtree(state, ignore_errors=True)
         p = _backfill_proc(config, state)
-        while p.poll() is None:
-            p.send_signal(signal.SIGSTOP)
-            if _committed_lines(state) > 0:
-                break
-            p.send_signal(signal.SIGCONT)
-            time.sleep(0.003)
+        stop_after_a_commit(p, state)
         p.send_signal(signal.SIGKILL)
         p.wait()
-        n = _committed_lines(state)
+        n = committed_lines(state)
         if 0 < n < total:
             break
     return n
 
 
-def _committed_lines(state: Path) -> float:
+def stop_after_a_commit(p: subprocess.Popen, state: Path) -> None:
+    """Return with p frozen (SIGSTOP) once its state holds a commit, or with p ended:
+    frozen while its state is looked at, no commit slips between the look and the next
+    signal sent (the caller sends SIGCONT when it wants p to go on)."""
+    while p.poll() is None:
+        p.send_signal(signal.SIGSTOP)
+        if committed_lines(state) > 0:
+            return
+        p.send_signal(signal.SIGCONT)
+        time.sleep(0.003)
+
+
+def committed_lines(state: Path) -> float:
     import sqlite3
 
     try:

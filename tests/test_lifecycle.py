@@ -109,12 +109,10 @@ def _after(state: Path, port: int) -> None:
         s.bind(("127.0.0.1", port))
 
 
-def _run_daemon(cfg: Config, wake: Wakeup) -> None:
-    app.Daemon(cfg, wake=wake).run()
-
-
+@pytest.mark.parametrize("mode", ["fail", "stop"])
 @pytest.mark.parametrize("phase", PHASES, ids=IDS)
-def test_failure_at_each_start_phase(corpus, tmp_path, monkeypatch, phase):
+def test_each_start_phase(corpus, tmp_path, monkeypatch, phase, mode):
+    """At that phase an exception (fail) or a stop request (stop, what SIGTERM does)."""
     root, want = corpus
     port = free_port()
     threads, fds = set(threading.enumerate()), _fds()
@@ -123,35 +121,21 @@ def test_failure_at_each_start_phase(corpus, tmp_path, monkeypatch, phase):
     def fail():
         raise Injected(f"at {IDS[PHASES.index(phase)]}")
 
-    _inject(monkeypatch, *phase, fail, nth=3 if phase == (Ingest, "ingest") else 1)
-    with pytest.raises(Injected):
-        _run_daemon(_cfg(root, tmp_path / "state", port), wake)
+    nth = 3 if phase == (Ingest, "ingest") else 1
+    calls = _inject(monkeypatch, *phase, fail if mode == "fail" else wake.request_stop, nth=nth)
+    t0 = time.monotonic()
+    if mode == "fail":
+        with pytest.raises(Injected):
+            app.Daemon(_cfg(root, tmp_path / "state", port), wake=wake).run()
+    else:
+        app.Daemon(_cfg(root, tmp_path / "state", port), wake=wake).run()
+        assert time.monotonic() - t0 < 10
+    assert calls[0] >= nth  # it came at that phase
     wake.close()
     monkeypatch.undo()
     _settled(threads, fds)
     _after(tmp_path / "state", port)
     if (tmp_path / "state" / "state.db").exists():  # what was committed is consistent
-        app.backfill(_cfg(root, tmp_path / "state", port))
-        assert_equal_totals(committed(tmp_path / "state")[0], want)
-
-
-@pytest.mark.parametrize("phase", PHASES, ids=IDS)
-def test_stop_at_each_start_phase(corpus, tmp_path, monkeypatch, phase):
-    root, want = corpus
-    port = free_port()
-    threads, fds = set(threading.enumerate()), _fds()
-    wake = Wakeup()
-    nth = 3 if phase == (Ingest, "ingest") else 1
-    calls = _inject(monkeypatch, *phase, wake.request_stop, nth=nth)
-    t0 = time.monotonic()
-    _run_daemon(_cfg(root, tmp_path / "state", port), wake)
-    assert time.monotonic() - t0 < 10
-    assert calls[0] >= nth  # the stop came at that phase
-    wake.close()
-    monkeypatch.undo()
-    _settled(threads, fds)
-    _after(tmp_path / "state", port)
-    if (tmp_path / "state" / "state.db").exists():
         app.backfill(_cfg(root, tmp_path / "state", port))
         assert_equal_totals(committed(tmp_path / "state")[0], want)
 
@@ -262,7 +246,7 @@ def test_sigterm_during_catch_up_stops_it_early(tmp_path):
 def test_ctrl_c_during_a_backfill_commits_what_was_read(tmp_path):
     """SIGINT during `ccotel backfill`, right after its first commit: exit 130 with one line
     (no KeyboardInterrupt traceback), what was read committed; the next run is exact."""
-    from tests.test_faults_kill import _committed_lines
+    from tests.test_faults_kill import committed_lines, stop_after_a_commit
 
     root = tmp_path / "claude"
     generate(root, files=300, target_bytes=60 << 20, seed=10)
@@ -271,18 +255,13 @@ def test_ctrl_c_during_a_backfill_commits_what_was_read(tmp_path):
     args = [sys.executable, "-m", "ccotel", "backfill", "--claude-dir", str(root),
             "--state-dir", str(state)]  # fmt: skip
     proc = subprocess.Popen(args, stderr=subprocess.PIPE, env=env, text=True)
-    while proc.poll() is None:  # frozen while looked at: the signal lands right after a commit
-        proc.send_signal(signal.SIGSTOP)
-        if _committed_lines(state) > 0:
-            break
-        proc.send_signal(signal.SIGCONT)
-        time.sleep(0.003)
+    stop_after_a_commit(proc, state)  # the signal lands right after a commit
     proc.send_signal(signal.SIGINT)
     proc.send_signal(signal.SIGCONT)
     err = proc.communicate(timeout=60)[1]
     assert proc.returncode == 130, err
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and "interrupted" in lines[0] and "Traceback" not in err, err
-    assert _committed_lines(state) > 0
+    assert committed_lines(state) > 0
     subprocess.run(args, check=True, env=env, capture_output=True)
     assert_equal_totals(committed(state)[0], ccusage_totals(root))
