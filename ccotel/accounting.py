@@ -18,7 +18,9 @@ import structlog
 from ccotel.batch import Batch
 from ccotel.digest import Digest, UsageEntry, rank
 from ccotel.pricing import PriceTable
-from ccotel.records import Usage
+from ccotel.records import Usage, h64
+from ccotel.state import seen
+from ccotel.state.seen import Seen
 from ccotel.state.store import Store
 
 log = structlog.get_logger()
@@ -36,7 +38,28 @@ class FileContext:
 
     path: str
     session: str  # from the file name (subagent files: their parent folder)
-    cwd: str | None = None
+    cwd: str | None = None  # as of the last line read
+    committed_cwd: str | None = None  # as of the last line committed
+
+
+def _remember(cache: OrderedDict, key, row) -> None:
+    cache[key] = row
+    cache.move_to_end(key)
+    if len(cache) > _CACHE:
+        cache.popitem(last=False)
+
+
+def _remember_all(cache: OrderedDict, rows: dict) -> None:
+    """The newest rows, keeping at most _CACHE."""
+    for key, row in rows.items():
+        cache[key] = row
+        cache.move_to_end(key)
+    while len(cache) > _CACHE:
+        cache.popitem(last=False)
+
+
+def _place_key(sid: str, cwd: str) -> int:
+    return h64(f"{sid}\x00{cwd}")
 
 
 def _values(row: tuple) -> list[float]:
@@ -59,29 +82,34 @@ def _better(new: Usage, old: tuple) -> bool:
 class Accountant:
     def __init__(self, store: Store, prices: PriceTable, clock: Callable[[], float]):
         self.store, self.prices, self.clock = store, prices, clock
-        self.known: set[int] = set()  # response keys and aliases held by the state
-        self.known_mkeys: set[int] = set()
-        for key, mkey in store.response_keys():
-            self.known.add(key)
-            if mkey is not None:
-                self.known_mkeys.add(mkey)
-        self.known_tools: set[str] = {tid for (tid,) in store.query("SELECT id FROM tools")}
-        self.sessions: dict[str, str] = dict(
-            store.query("SELECT id, COALESCE(cwd, '') FROM sessions")
+        self.seen = Seen()  # what the state holds (a "maybe" is looked up)
+        keys = list(store.response_keys())
+        self.seen.update(k for k, _ in keys)
+        self.seen.update((m for _, m in keys if m is not None), seen.MESSAGE)
+        del keys
+        self.seen.update(store.tool_keys(), seen.TOOL)
+        self.seen.update((h64(s) for (s,) in store.query("SELECT id FROM sessions")), seen.SESSION)
+        self.seen.update(
+            (_place_key(s, c) for s, c in store.query("SELECT session, cwd FROM session_cwds")),
+            seen.PLACE,
         )
         self.tool_agg = store.tool_agg()
         self._rows: OrderedDict[int, tuple] = OrderedDict()
-        self._tools: OrderedDict[str, tuple] = OrderedDict()
+        self._tools: OrderedDict[int, tuple] = OrderedDict()
+        self._cwds: OrderedDict[str, str] = OrderedDict()  # session -> its first cwd
+        self._places: OrderedDict[tuple[str, str], bool] = OrderedDict()  # known (session, cwd)
         self._warned: set[str] = set()
         self.begin()
 
     # --- batch lifecycle -----------------------------------------------------
 
     def begin(self) -> Batch:
+        """A new, empty batch (after a commit, or instead of one that failed)."""
         self.batch = Batch()
         self._batch_mkeys: dict[int, list[int]] = {}
         self._prior: dict[int, tuple | None] = {}  # response key -> its committed row (None: new)
-        self.new_sessions: dict[str, str] = {}
+        self.new_sessions: dict[str, str] = {}  # session -> cwd, not in the state before
+        self.new_places: set[tuple[str, str]] = set()  # (session, cwd), not in the state before
         return self.batch
 
     def finish(self) -> Batch:
@@ -95,25 +123,22 @@ class Accountant:
         return b
 
     def committed(self) -> None:
-        """The batch is durable: remember what it holds."""
+        """The batch is durable: remember what it holds (never before: a failed commit
+        must leave nothing behind that says these lines were counted)."""
         b = self.batch
-        for key, row in b.responses.items():
-            self.known.add(key)
-            self.known_mkeys.add(row[MK])
-            self._remember(self._rows, key, row)
-        self.known.update(b.aliases)
-        for tid, row in b.tools.items():
-            self.known_tools.add(tid)
-            self._remember(self._tools, tid, row)
+        self.seen.update(b.responses)
+        self.seen.update(b.aliases)
+        self.seen.update((row[MK] for row in b.responses.values()), seen.MESSAGE)
+        self.seen.update(b.tools, seen.TOOL)
+        self.seen.update((h64(sid) for sid in self.new_sessions), seen.SESSION)
+        self.seen.update((_place_key(s, c) for s, c in self.new_places), seen.PLACE)
+        _remember_all(self._rows, b.responses)
+        _remember_all(self._tools, b.tools)
+        for sid in self.new_sessions:
+            _remember(self._cwds, sid, b.sessions[sid][0] or "")
+        for place in self.new_places:
+            _remember(self._places, place, True)
         self.tool_agg.update(b.tool_agg)
-        self.sessions.update(self.new_sessions)
-
-    @staticmethod
-    def _remember(cache: OrderedDict, key, row) -> None:
-        cache[key] = row
-        cache.move_to_end(key)
-        if len(cache) > _CACHE:
-            cache.popitem(last=False)
 
     # --- records -------------------------------------------------------------
 
@@ -129,29 +154,45 @@ class Accountant:
             ctx.cwd = d.cwd
         for sid, (cwd, branch, version, first, last) in d.sessions.items():
             self._touch_session(sid, cwd, branch, version, first, last)
+        for sid, cwd, first, last in d.places:
+            self._touch_place(sid, cwd, first, last)
         for e in d.usage:
             self._usage(e, e.cwd or self._session_cwd(e.session))
         for t in d.tools:
             if t.name is not None:
                 self._tool_use(
-                    t.id, t.name, t.start, t.session, t.cwd or self._session_cwd(t.session)
+                    t.key, t.name, t.start, t.session, t.cwd or self._session_cwd(t.session)
                 )
             if t.end is not None:
-                self._tool_result(t.id, t.is_error, t.end)
+                self._tool_result(t.key, t.is_error, t.end)
 
     def _session_cwd(self, sid: str) -> str:
-        cwd = self.sessions.get(sid) or self.new_sessions.get(sid)
+        """A session's first cwd: for a line of a file that has not named its own yet."""
+        cur = self.batch.sessions.get(sid)
+        cwd = cur[0] if cur else None
         if not cwd:
-            cur = self.batch.sessions.get(sid)
-            cwd = cur[0] if cur else None
+            cwd = self._cwds.get(sid)
+            if cwd is None and self.seen.has(h64(sid), seen.SESSION):
+                row = self.store.session(sid)
+                if row is not None:
+                    cwd = row[1] or ""
+                    _remember(self._cwds, sid, cwd)
         return cwd or ""
+
+    def _session_known(self, sid: str) -> bool:
+        if sid in self._cwds:
+            return True
+        row = self.store.session(sid) if self.seen.has(h64(sid), seen.SESSION) else None
+        if row is not None:
+            _remember(self._cwds, sid, row[1] or "")
+        return row is not None
 
     def _touch_session(self, sid: str, cwd, branch, version, first: float, last: float) -> None:
         b = self.batch
         cur = b.sessions.get(sid)
         if cur is None:
             b.sessions[sid] = [cwd or None, branch, version, first, last]
-            if sid not in self.sessions and sid not in self.new_sessions:
+            if not self._session_known(sid):
                 self.new_sessions[sid] = cwd or ""
             return
         cur[0] = cur[0] or cwd or None
@@ -159,6 +200,21 @@ class Accountant:
         cur[2] = version or cur[2]
         cur[3] = min(cur[3], first)
         cur[4] = max(cur[4], last)
+
+    def _touch_place(self, sid: str, cwd: str, first: float, last: float) -> None:
+        """Activity of a session in a working directory: the session counts in that project."""
+        b = self.batch
+        cur = b.places.get((sid, cwd))
+        if cur is not None:
+            cur[0], cur[1] = min(cur[0], first), max(cur[1], last)
+            return
+        b.places[(sid, cwd)] = [first, last]
+        if (sid, cwd) in self._places:
+            return
+        if self.seen.has(_place_key(sid, cwd), seen.PLACE) and self.store.has_place(sid, cwd):
+            _remember(self._places, (sid, cwd), True)
+        else:
+            self.new_places.add((sid, cwd))
 
     # --- usage ---------------------------------------------------------------
 
@@ -169,19 +225,19 @@ class Accountant:
             if target is not None:
                 return self._row(target)
             row = self._rows.get(key)
-        if row is None and key in self.known:
+        if row is None and self.seen.has(key):
             row = self.store.response(key)
         return row
 
     def _sidechain_match(self, mkey: int, candidate_side: bool) -> tuple | None:
         """A /btw sidechain replay of a parent message under a new request id."""
         rows = [self.batch.responses[k] for k in self._batch_mkeys.get(mkey, ())]
-        if mkey in self.known_mkeys:
-            seen = {r[K] for r in rows}
+        if self.seen.has(mkey, seen.MESSAGE):
+            have = {r[K] for r in rows}
             rows += [
                 self.batch.responses.get(r[K], r)
                 for r in self.store.responses_by_mkey(mkey)
-                if r[K] not in seen
+                if r[K] not in have
             ]
         for r in rows:
             if candidate_side or r[SIDE]:
@@ -224,22 +280,22 @@ class Accountant:
 
     # --- tools ---------------------------------------------------------------
 
-    def _tool(self, tid: str) -> tuple | None:
-        row = self.batch.tools.get(tid) or self._tools.get(tid)
-        if row is None and tid in self.known_tools:
-            row = self.store.tool(tid)
+    def _tool(self, key: int) -> tuple | None:
+        row = self.batch.tools.get(key) or self._tools.get(key)
+        if row is None and self.seen.has(key, seen.TOOL):
+            row = self.store.tool(key)
         return row
 
-    def _tool_use(self, tid: str, name: str, ts: float, session: str, cwd: str) -> None:
-        if self._tool(tid) is None:
-            self.batch.tools[tid] = (tid, name, session, cwd, ts, None, None)
+    def _tool_use(self, key: int, name: str, ts: float, session: str, cwd: str) -> None:
+        if self._tool(key) is None:
+            self.batch.tools[key] = (key, name, session, cwd, ts, None, None)
 
-    def _tool_result(self, tid: str, is_error: bool, ts: float) -> None:
-        row = self._tool(tid)
+    def _tool_result(self, key: int, is_error: bool, ts: float) -> None:
+        row = self._tool(key)
         if row is None or row[6] is not None:
             return  # a result without its call, or a copy of one already counted
         status = "error" if is_error else "ok"
-        self.batch.tools[tid] = (*row[:5], ts, status)
+        self.batch.tools[key] = (*row[:5], ts, status)
         key = (row[1], row[3] or "", status)
         agg = self.batch.tool_agg.get(key) or self.tool_agg.get(key)
         count, dur_sum, buckets = agg if agg else (0, 0.0, [0] * (len(TOOL_BUCKETS) + 1))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
-import queue
 import signal
 import threading
 import time
@@ -20,13 +21,15 @@ from ccotel.server.httpd import HttpServer
 from ccotel.sinks.prometheus import TotalsCollector, project_labeler
 from ccotel.sources.discovery import claude_roots
 from ccotel.sources.watch import RESCAN, Watcher
-from ccotel.state.store import Store
+from ccotel.state.rebuild import rebuild_state
+from ccotel.state.store import DB_NAME, StateError, Store
 from ccotel.traces import Exporters, backfill_traces
+from ccotel.wakeup import Wakeup
 
 log = structlog.get_logger()
 
-_STOP = "<stop>"
 BACKFILL_PARALLEL_BYTES = 32 << 20  # below this, one process is faster than a pool
+RETRY_FIRST = 1.0  # seconds before the daemon reads again what a failed commit threw away
 
 
 def roots_of(cfg: Config) -> list[Path]:
@@ -48,51 +51,126 @@ def workers_of(cfg: Config) -> int:
     return cfg.workers or os.cpu_count() or 1
 
 
-def catch_up(ingest: Ingest, workers: int, progress=None, on_total=None) -> int:
+def catch_up(ingest: Ingest, workers: int, progress=None, on_total=None, sleep=time.sleep) -> int:
     todo = ingest.scan()
     if on_total:
         on_total(len(todo))
     big = ingest.totals.pending_bytes >= BACKFILL_PARALLEL_BYTES
-    return ingest.backfill(todo, workers if big else 1, progress)
+    lines = ingest.backfill(todo, workers if big else 1, progress, sleep)
+    ingest.prune()
+    ingest.store.checkpoint()
+    return lines
+
+
+@contextlib.contextmanager
+def stop_on_signals(wake: Wakeup):
+    """SIGTERM and SIGINT request a stop (in the main thread; elsewhere signals are not ours)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, wake.request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 def backfill(
     cfg: Config, clock: Callable[[], float] = time.time, progress=None, on_total=None,
-    traces: bool = False, since: float | None = None,
+    traces: bool = False, since: float | None = None, rebuild: bool = False, force: bool = False,
 ) -> dict:  # fmt: skip
-    """Metrics first; with traces, then the spans of files changed since ``since`` (epoch s)."""
-    store = Store(cfg.resolved_state_dir())
+    """Metrics first; with traces, then the spans of files changed since ``since`` (epoch s).
+
+    ``rebuild``: build a new state from the transcripts beside the old one and swap it in
+    (state/rebuild.py). A stop request (SIGINT, SIGTERM) ends it early, with what was
+    read so far committed; running it again continues.
+    """
+    wake = Wakeup()
     try:
-        ingest = Ingest(cfg, store, roots_of(cfg), clock)
-        t0 = time.perf_counter()
-        lines = catch_up(ingest, workers_of(cfg), progress, on_total)
-        out = {
-            "lines": lines,
-            "files": ingest.totals.files_tracked,
-            "seconds": round(time.perf_counter() - t0, 3),
-            "parse_errors": int(ingest.totals.counters.get("parse_errors", 0)),
-        }
-        if traces:
-            out["traces"] = backfill_traces(
-                cfg, store.path, clock() - 7 * 86400 if since is None else since, clock
-            )
-        return out
+        with stop_on_signals(wake):
+            if rebuild:
+                fill = functools.partial(
+                    _catch_up_into,
+                    cfg,
+                    clock=clock,
+                    wake=wake,
+                    progress=progress,
+                    on_total=on_total,
+                )
+                out = rebuild_state(cfg, fill, force)
+                state_path = cfg.resolved_state_dir() / DB_NAME
+                if out.get("kept"):
+                    return out
+            else:
+                store = Store(cfg.resolved_state_dir())
+                try:
+                    out = _catch_up_into(
+                        cfg, store, clock=clock, wake=wake, progress=progress, on_total=on_total
+                    )
+                finally:
+                    store.close()
+                state_path = store.path
+            if traces and not wake.stop_requested:
+                out["traces"] = backfill_traces(
+                    cfg, state_path, clock() - 7 * 86400 if since is None else since, clock
+                )
+            return out
     finally:
-        store.close()
+        wake.close()
+
+
+def _catch_up_into(cfg: Config, store: Store, *, clock, wake: Wakeup, progress, on_total) -> dict:
+    ingest = Ingest(cfg, store, roots_of(cfg), clock)
+    ingest.stopping = lambda: wake.stop_requested
+    t0 = time.perf_counter()
+    lines = catch_up(ingest, workers_of(cfg), progress, on_total, wake.sleep)
+    if ingest.retry and not wake.stop_requested:
+        raise StateError(ingest.state_error())
+    return {
+        "lines": lines,
+        "files": ingest.totals.files_tracked,
+        "seconds": round(time.perf_counter() - t0, 3),
+        "parse_errors": int(ingest.totals.counters.get("parse_errors", 0)),
+        "interrupted": wake.stop_requested,
+    }
 
 
 class Daemon:
-    def __init__(self, cfg: Config, clock: Callable[[], float] = time.time):
+    """The daemon. Everything it opens or starts is closed or stopped, in reverse order, by
+    ``run`` (or by a failing constructor), whatever the phase it ends in: a stop request
+    (``wake.request_stop``, what the signal handlers call) is honoured between phases, and
+    between files while catching up."""
+
+    def __init__(
+        self, cfg: Config, clock: Callable[[], float] = time.time, wake: Wakeup | None = None
+    ):
         self.cfg, self.clock = cfg, clock
         self.roots = roots_of(cfg)
-        self.store = Store(cfg.resolved_state_dir())
-        self.ingest = Ingest(cfg, self.store, self.roots, clock)
-        self.exporters = Exporters(cfg, self.store.path, clock)
-        self.q: queue.Queue[str] = queue.Queue()
-        self.watcher = Watcher(self.roots, self.q)
         self.started = clock()
         self.last_wake = clock()
         self.ready = threading.Event()
+        self.watcher: Watcher | None = None
+        self._stack = contextlib.ExitStack()
+        self.wake = wake
+        if wake is None:  # its own: closed with the rest
+            self.wake = Wakeup()
+            self._stack.callback(self.wake.close)
+        try:
+            self._open()
+        except BaseException:
+            self._stack.close()
+            raise
+
+    def _open(self) -> None:
+        cfg, clock, stack = self.cfg, self.clock, self._stack
+        self.store = Store(cfg.resolved_state_dir())
+        stack.callback(self.store.close)
+        self.ingest = Ingest(cfg, self.store, self.roots, clock)
+        self.ingest.stopping = lambda: self.wake.stop_requested
+        stack.callback(self._last_flush)
+        self.exporters = Exporters(cfg, self.store.path, clock)
+        stack.callback(_close_exporters, self.exporters)
         registry = CollectorRegistry(auto_describe=False)
         registry.register(
             TotalsCollector(
@@ -123,6 +201,7 @@ class Daemon:
             allowed_hosts=cfg.http_allowed_hosts,
             allow_unauthenticated=cfg.allow_unauthenticated_network_access,
         )  # fmt: skip
+        stack.callback(self.server.httpd.server_close)  # bound, not serving yet
 
     def health(self) -> dict:
         t = self.ingest.totals
@@ -144,10 +223,25 @@ class Daemon:
         }
 
     def stop(self, *_args) -> None:
-        self.q.put(_STOP)
+        """Ask the loop to stop: safe from a signal handler (sets a flag, writes a byte)."""
+        self.wake.request_stop()
+
+    @property
+    def stopping(self) -> bool:
+        return self.wake.stop_requested
 
     def run(self) -> None:
+        try:
+            with self._stack:
+                self._start()
+        finally:
+            log.info("ccotel stopped")
+
+    def _start(self) -> None:
+        if self.stopping:
+            return
         self.server.start()
+        self._stack.callback(self.server.stop)
         base = self.server.url
         log.info(
             "ccotel running",
@@ -156,54 +250,80 @@ class Daemon:
             roots=[str(r) for r in self.roots],
             state=str(self.store.dir),
         )
+        if self.stopping:
+            return
+        self.watcher = Watcher(self.roots, self.wake.add)
+        self._stack.callback(self.watcher.stop)
         self.watcher.start()
-        try:
-            lines = catch_up(self.ingest, workers_of(self.cfg))
-            log.info("caught up", lines=lines, files=self.ingest.totals.files_tracked)
-            self.ready.set()
-            self.exporters.start()
-            self._loop()
-        finally:
-            self.ingest.flush()
-            self.exporters.stop()
-            self.watcher.stop()
-            self.server.stop()
-            self.store.close()
-            log.info("ccotel stopped")
+        if self.stopping:
+            return
+        lines = catch_up(self.ingest, workers_of(self.cfg), sleep=self.wake.sleep)
+        if self.stopping:
+            return
+        log.info("caught up", lines=lines, files=self.ingest.totals.files_tracked)
+        self.ready.set()
+        self.exporters.start()
+        self._loop()
+
+    def _last_flush(self) -> None:
+        if not self.ingest.flush():
+            log.warning("the last lines read were not committed; they are read again at start")
 
     def _loop(self) -> None:
         interval = self.cfg.rescan_interval
         next_scan = time.monotonic() + interval
-        while True:
-            timeout = max(0.0, next_scan - time.monotonic())
-            try:
-                first = self.q.get(timeout=timeout)
-            except queue.Empty:
-                first = RESCAN
-            paths = {first}
-            while True:
-                try:
-                    paths.add(self.q.get_nowait())
-                except queue.Empty:
-                    break
-            if _STOP in paths:
+        backoff = RETRY_FIRST
+        retry_at = time.monotonic()
+        while not self.stopping:
+            deadline = min(next_scan, retry_at) if self.ingest.retry else next_scan
+            paths = self.wake.wait(deadline - time.monotonic())
+            if self.stopping:
                 return
-            if RESCAN in paths or time.monotonic() >= next_scan:
+            now = time.monotonic()
+            if RESCAN in paths or now >= next_scan:
                 paths.discard(RESCAN)
                 for _ in range(8):
                     if not self.watcher.refresh():
                         break
                 paths.update(self.ingest.scan())
-                self.ingest.totals.prune(self.clock())
+                self.ingest.prune()
                 next_scan = time.monotonic() + interval
+            if self.ingest.retry and now >= retry_at:
+                paths |= self.ingest.retry
             for p in sorted(paths):
+                if self.stopping:
+                    break
                 self.ingest.ingest(p)
-            self.ingest.flush()
+            if self.ingest.flush() and not self.ingest.retry:
+                backoff = RETRY_FIRST
+            elif self.ingest.last_error is not None:  # still failing: wait longer each time
+                retry_at = time.monotonic() + backoff
+                backoff = min(backoff * 2, interval)
             self.exporters.notify()
 
 
+def _close_exporters(exporters: Exporters) -> None:
+    """Exporters.stop, for exporters that may have started only in part (or not at all):
+    a thread that never started is not joined, only its connections let go of."""
+    tr, pusher = exporters.traces, exporters.pusher
+    if tr:
+        if tr.thread.ident is not None:
+            tr.stop()
+        tr.shipper.sink.shutdown()
+        tr.shipper.close()
+    if pusher:
+        if pusher.thread.ident is not None:
+            pusher.stop()
+        else:
+            pusher.sender.shutdown()
+
+
 def run(cfg: Config, clock: Callable[[], float] = time.time) -> None:
-    d = Daemon(cfg, clock)
-    signal.signal(signal.SIGTERM, d.stop)
-    signal.signal(signal.SIGINT, d.stop)
-    d.run()
+    """The daemon in the foreground until SIGTERM or SIGINT (the handlers are in place
+    before anything opens, so a signal at any point of the start stops it cleanly)."""
+    wake = Wakeup()
+    try:
+        with stop_on_signals(wake):
+            Daemon(cfg, clock, wake).run()
+    finally:
+        wake.close()

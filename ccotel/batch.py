@@ -27,12 +27,14 @@ class Batch:
     aliases: dict[int, int] = field(default_factory=dict)
     usage: dict[tuple[str, int, str, str], list[float]] = field(default_factory=dict)
     sessions: dict[str, list] = field(default_factory=dict)
+    places: dict[tuple[str, str], list[float]] = field(default_factory=dict)  # (session, cwd)
     tools: dict[str, tuple] = field(default_factory=dict)
     tool_agg: dict[tuple[str, str, str], list] = field(default_factory=dict)
     spend: dict[int, float] = field(default_factory=dict)
     counters: dict[str, float] = field(default_factory=dict)
     last_event_ts: float | None = None
     lines: int = 0
+    bytes: int = 0  # transcript bytes the batch's cursors moved over
 
     def count(self, name: str, n: float = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n

@@ -289,7 +289,16 @@ def run(ctx, **flags) -> None:
 
 @main.command()
 @common
-@click.option("--rebuild", is_flag=True, help="Start the state over and re-read every transcript.")
+@click.option(
+    "--rebuild",
+    is_flag=True,
+    help="Build a new state from the transcripts and swap it in when complete.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="With --rebuild: replace the state even if it holds sessions whose transcripts are gone.",
+)
 @click.option(
     "--traces",
     "export_traces",
@@ -308,15 +317,19 @@ def run(ctx, **flags) -> None:
     help="Where traces go (default OTEL_EXPORTER_OTLP_ENDPOINT or http://localhost:4318).",
 )
 @click.pass_context
-def backfill(ctx, rebuild: bool, export_traces: bool, since: float | None, **flags) -> None:
+def backfill(
+    ctx, rebuild: bool, force: bool, export_traces: bool, since: float | None, **flags
+) -> None:
     """Ingest everything not yet ingested into the state, then exit."""
     import sqlite3
 
     from ccotel import app, log
     from ccotel.otlp import ExportError
-    from ccotel.state.store import DB_NAME, StateError
+    from ccotel.state.store import StateError
 
     cfg = _config(ctx, **flags)
+    if force and not rebuild:
+        _fail("--force goes with --rebuild only", EXIT_CONFIG)
     _check_roots(cfg, fatal=True)
     _check_prices(cfg)
     if since is not None and not export_traces:
@@ -330,9 +343,6 @@ def backfill(ctx, rebuild: bool, export_traces: bool, since: float | None, **fla
         except ValueError as exc:  # an OTLP setting that cannot work (protocol, compression)
             _fail(f"configuration error: {exc}", EXIT_CONFIG)
     log.setup("warning", stream=sys.stderr)  # stdout stays empty: warnings beside the summary
-    if rebuild:
-        for suffix in ("", "-wal", "-shm"):
-            (cfg.resolved_state_dir() / f"{DB_NAME}{suffix}").unlink(missing_ok=True)
     try:
         if sys.stderr.isatty():
             from rich.progress import Progress
@@ -345,15 +355,26 @@ def backfill(ctx, rebuild: bool, export_traces: bool, since: float | None, **fla
                     on_total=lambda n: bar.update(task, total=n),
                     traces=export_traces,
                     since=since_ts,
+                    rebuild=rebuild,
+                    force=force,
                 )
         else:
-            res = app.backfill(cfg, traces=export_traces, since=since_ts)
+            res = app.backfill(
+                cfg, traces=export_traces, since=since_ts, rebuild=rebuild, force=force
+            )
     except StateError as exc:
         _fail(str(exc))
     except sqlite3.DatabaseError as exc:  # corruption found past the open: same advice
         _fail(_corrupt(cfg, exc))
     except ExportError as exc:
         _fail(f"traces: {exc}")
+    if rebuild:
+        _rebuilt(res)
+    if res.get("interrupted"):
+        _fail(
+            f"backfill interrupted after {res['lines']} lines (committed); run it again to continue",
+            130,
+        )
     click.echo(
         f"backfill: {res['lines']} lines from {res['files']} files in {res['seconds']} s"
         + (f", {res['parse_errors']} malformed lines skipped" if res["parse_errors"] else ""),
@@ -371,6 +392,20 @@ def backfill(ctx, rebuild: bool, export_traces: bool, since: float | None, **fla
             ),
             err=True,
         )
+
+
+def _rebuilt(res: dict) -> None:
+    lost, usd = res.get("lost_sessions"), res.get("lost_usd")
+    gone = f"{lost} sessions (${usd or 0:,.2f}) whose transcripts no longer exist"
+    if res.get("interrupted"):
+        _fail("--rebuild interrupted; the state was left as it was")
+    if res.get("kept"):
+        _fail(f"--rebuild: the state holds {gone}; it was kept as it is. "
+              "Add --force to replace it and lose them")  # fmt: skip
+    if res["old"] not in ("replaced", "none"):
+        click.echo(f"rebuild: the old state was unreadable; moved to {res['old']}", err=True)
+    elif lost or usd:
+        click.echo(f"rebuild: replaced the state; it held {gone} (--force)", err=True)
 
 
 @main.command()

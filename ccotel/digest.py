@@ -7,14 +7,15 @@ one per line. Reducing within a file never changes a result:
 - copies of one response (same message.id and requestId) collapse to the first
   copy of the best kind, which is the one the global rule would keep;
 - a tool call and its result in the same chunk travel as one entry;
-- a session's lines become its first and last time, cwd, branch and version.
+- a session's lines become its first and last time, cwd, branch and version, and its
+  first and last time in each working directory it had activity in.
 """
 
 from __future__ import annotations
 
 from msgspec import Struct
 
-from ccotel.records import Record, Usage, message_key, response_key
+from ccotel.records import Record, Usage, h64, message_key, response_key, strict_error
 
 
 class UsageEntry(Struct, array_like=True, gc=False):
@@ -34,6 +35,7 @@ class ToolEntry(Struct, array_like=True, gc=False):
     start: float | None
     end: float | None = None  # None: no result yet
     is_error: bool = False
+    key: int = 0  # records.h64 of the id: the state's key for the call
 
 
 class Digest(Struct, array_like=True, gc=False):
@@ -42,6 +44,7 @@ class Digest(Struct, array_like=True, gc=False):
     usage: list[UsageEntry] = []
     tools: list[ToolEntry] = []
     sessions: dict[str, list] = {}  # id -> [cwd, branch, version, first_ts, last_ts]
+    places: list[tuple[str, str, float, float]] = []  # (session, cwd, first_ts, last_ts)
     last_ts: float | None = None
     cwd: str | None = None  # the file's cwd after this chunk
 
@@ -52,10 +55,18 @@ def rank(u: Usage) -> tuple[bool, int, bool]:
     return (not u.sidechain, u.total, u.has_speed)
 
 
-def digest(recs: list[Record], lines: int, file_session: str, cwd: str | None) -> Digest:
-    d = Digest(lines=lines, errors=[], usage=[], tools=[], sessions={})
+def digest(
+    recs: list[Record], lines: int, file_session: str, cwd: str | None, strict: bool = False
+) -> Digest:
+    """Reduce a chunk's records. The kept copy of each response is then checked the way
+    ccusage refuses lines (records.strict_error); if one fails, the chunk is reduced again
+    checking every copy that would be kept (``strict``), so the best valid copy wins."""
+    d = Digest(lines=lines, errors=[], usage=[], tools=[], sessions={}, places=[])
     best: dict[int, int] = {}
+    raws: list[bytes | None] = []
     tools: dict[str, ToolEntry] = {}
+    places: dict[tuple[str, str], list[float]] = {}
+    start_cwd = cwd
     last = None
     for rec in recs:
         if rec.error:
@@ -79,26 +90,42 @@ def digest(recs: list[Record], lines: int, file_session: str, cwd: str | None) -
                 s[2] = rec.version or s[2]
                 s[3] = min(s[3], ts)
                 s[4] = max(s[4], ts)
+            p = places.get((session, here))
+            if p is None:
+                places[(session, here)] = [ts, ts]
+            elif ts < p[0]:
+                p[0] = ts
+            elif ts > p[1]:
+                p[1] = ts
         u = rec.usage
         if u is not None:
             key = response_key(u, session, ts)
             i = best.get(key)
-            if i is None:
-                best[key] = len(d.usage)
-                d.usage.append(UsageEntry(u, ts, session, here, key, message_key(u, key)))
-            elif rank(u) > rank(d.usage[i].usage):
-                d.usage[i] = UsageEntry(u, ts, session, here, key, d.usage[i].mkey)
+            if i is None or rank(u) > rank(d.usage[i].usage):
+                if strict and rec.raw is not None and (bad := strict_error(rec.raw)):
+                    if not rec.error:
+                        d.errors.append((rec.line_no, bad))
+                elif i is None:
+                    best[key] = len(d.usage)
+                    d.usage.append(UsageEntry(u, ts, session, here, key, message_key(u, key)))
+                    raws.append(rec.raw)
+                else:
+                    d.usage[i] = UsageEntry(u, ts, session, here, key, d.usage[i].mkey)
+                    raws[i] = rec.raw
         for t in rec.tool_uses or ():
             if t.id not in tools:
-                tools[t.id] = ToolEntry(t.id, t.name, session, here, ts)
+                tools[t.id] = ToolEntry(t.id, t.name, session, here, ts, key=h64(t.id))
         for r in rec.tool_results or ():
             e = tools.get(r.tool_use_id)
             if e is None:
                 tools[r.tool_use_id] = ToolEntry(
-                    r.tool_use_id, None, session, here, None, ts, r.is_error
+                    r.tool_use_id, None, session, here, None, ts, r.is_error, h64(r.tool_use_id)
                 )
             elif e.end is None:
                 e.end, e.is_error = ts, r.is_error
+    if not strict and any(raw is not None and strict_error(raw) for raw in raws):
+        return digest(recs, lines, file_session, start_cwd, strict=True)
     d.tools = list(tools.values())
+    d.places = [(s, c, a, b) for (s, c), (a, b) in places.items()]
     d.last_ts, d.cwd = last, cwd
     return d

@@ -2,7 +2,9 @@
 
 Used by the daemon (live, one batch per wake-up) and by backfill (many files a
 batch, decoded by worker processes). Offsets move only with the commit that
-holds what they produced.
+holds what they produced: when a commit fails, everything read since the last
+one is forgotten, the files it came from are read again from their committed
+cursors (``retry``), and nothing in memory says those lines were counted.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ import contextlib
 import os
 import sqlite3
 import sys
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import msgspec
@@ -25,14 +29,17 @@ from ccotel.digest import Digest, digest
 from ccotel.pricing import PriceTable
 from ccotel.records import decode
 from ccotel.sources.discovery import session_of, transcript_files
-from ccotel.sources.tail import Chunk, read_new
-from ccotel.state.store import Store
-from ccotel.totals import Totals
+from ccotel.sources.tail import CHUNK, Chunk, read_new
+from ccotel.state.store import Store, db_error_message
+from ccotel.totals import KEEP_SPEND, Totals
 
 log = structlog.get_logger()
 
 _ERRORS_LOGGED_PER_FILE = 5
-BATCH_LINES = 50_000
+BATCH_LINES = 50_000  # a commit at least every this many lines
+BATCH_BYTES = 32 << 20  # or this many bytes read: what a failure or kill -9 makes re-read
+_DAMAGED = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
+RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)  # backfill: waits before passes that committed nothing
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -40,11 +47,11 @@ _decoder = msgspec.msgpack.Decoder(Digest)
 
 
 def _digest_chunks(
-    path: str, cursor: FileCursor | None, max_line: int, cwd: str | None
+    path: str, cursor: FileCursor | None, max_line: int, cwd: str | None, chunk: int = CHUNK
 ) -> Iterator[tuple[Chunk, Digest]]:
     """Read a file's new lines and reduce them, chunk by chunk."""
     session = session_of(path)
-    for ch in read_new(path, cursor, max_line):
+    for ch in read_new(path, cursor, max_line, chunk):
         recs = [r for n, raw in ch.lines if (r := decode(raw, n)) is not None]
         d = digest(recs, len(ch.lines), session, cwd)
         cwd = d.cwd
@@ -53,20 +60,25 @@ def _digest_chunks(
 
 def _digest_file(
     args: tuple,
-) -> tuple[list[tuple[tuple | None, list[int], bool, bytes]], str | None]:
-    """Worker: one file's new lines as digests (msgpack); or the error that stopped reading it."""
-    path, cursor, max_line, cwd = args
+) -> tuple[list[tuple[tuple | None, list[int], bool, bytes]], str | None, bool]:
+    """Worker: one file's new lines as digests (msgpack); or the error that stopped reading
+    it, and whether that error is a fault of ccotel's rather than of the file system."""
+    path, cursor, max_line, cwd, chunk = args
     out = []
     try:
-        for ch, d in _digest_chunks(path, FileCursor(*cursor) if cursor else None, max_line, cwd):
+        for ch, d in _digest_chunks(
+            path, FileCursor(*cursor) if cursor else None, max_line, cwd, chunk
+        ):
             c = ch.cursor
             cur_args = (c.dev, c.ino, c.offset, c.line_no, c.marker) if c else None
             out.append((cur_args, ch.oversized, ch.restarted, _encoder.encode(d)))
     except FileNotFoundError:
-        return out, ""
+        return out, "", False
     except OSError as exc:
-        return out, f"{type(exc).__name__}: {exc}"
-    return out, None
+        return out, f"{type(exc).__name__}: {exc}", False
+    except Exception as exc:  # never lose the pool to one file: report it, go on
+        return out, f"{type(exc).__name__}: {exc}", True
+    return out, None, False
 
 
 class Ingest:
@@ -76,8 +88,13 @@ class Ingest:
         store: Store,
         roots: list[Path],
         clock: Callable[[], float],
+        *,
+        chunk_bytes: int = CHUNK,
+        batch_lines: int = BATCH_LINES,
+        batch_bytes: int = BATCH_BYTES,
     ):
         self.cfg, self.store, self.roots, self.clock = cfg, store, roots, clock
+        self.chunk_bytes, self.batch_lines, self.batch_bytes = chunk_bytes, batch_lines, batch_bytes
         self.prices = PriceTable(
             Path(cfg.pricing_file).expanduser() if cfg.pricing_file else None,
             cfg.pricing_rules,
@@ -89,9 +106,15 @@ class Ingest:
         self.totals.files_tracked = len(self.cursors)
         self.unreadable: set[str] = set()  # paths already warned about
         self._walk_failed: set[str] = set()  # folders the last walk could not read
+        self.broken: dict[str, str] = {}  # files ccotel itself failed on: not read again
+        self.retry: set[str] = set()  # files whose lines a failed commit threw away
+        self.last_error: BaseException | None = None  # of the last failed commit
+        self.commits = 0
+        self._isolating = False  # a value the state refused: commit file by file to find it
+        self.stopping: Callable[[], bool] = lambda: False
         self._ctx: dict[str, FileContext] = {}
+        self._in_batch: set[str] = set()  # files with lines in the uncommitted batch
         self._errors_logged: dict[str, int] = {}
-        self._commit_failed = False
         self._pending: dict[str, int] = {}
 
     # --- discovery -----------------------------------------------------------
@@ -126,10 +149,11 @@ class Ingest:
                 or (st.st_dev, st.st_ino) != (cur.dev, cur.ino)
                 or st.st_size != cur.offset
             ):
-                todo.append(path)
+                if path not in self.broken:
+                    todo.append(path)
                 self._pending[path] = max(0, st.st_size - (cur.offset if cur else 0))
         for path in set(self.cursors) - set(present):
-            if not os.path.exists(path):
+            if path not in self.acct.batch.files and not os.path.exists(path):
                 self.acct.batch.forgotten.add(path)
         self.totals.pending_bytes = sum(self._pending.values())
         return todo
@@ -146,26 +170,66 @@ class Ingest:
         return self.acct.batch.files.get(path) or self.cursors.get(path)
 
     def ingest(self, path: str) -> int:
-        """Read one file's new lines into the current batch. Returns lines read."""
+        """Read one file's new lines into the current batch. Returns lines read.
+
+        When a commit made on the way fails, reading this file stops: its lines are
+        read again, from its committed cursor, by a later pass (``retry``).
+        """
+        self.retry.discard(path)
+        if path in self.broken:
+            return 0
         n = 0
         ctx = self.context(path)
+        alone = self._isolating and not self._in_batch  # a failed commit would be this file's
         try:
-            for ch, d in _digest_chunks(path, self._cursor(path), self.cfg.max_line_bytes, ctx.cwd):
+            for ch, d in _digest_chunks(
+                path, self._cursor(path), self.cfg.max_line_bytes, ctx.cwd, self.chunk_bytes
+            ):
                 n += self._account(path, ch.cursor, ch.oversized, ch.restarted, d)
                 if ch.cursor is not None:
                     self._pending[path] = max(0, ch.size - ch.cursor.offset)
-                if self.acct.batch.lines >= BATCH_LINES:
-                    self.flush()
+                if self._full() and not self.flush():
+                    self._refused(path, alone)
+                    break
+                if self.stopping():  # a long file: what was read so far is whole chunks
+                    break
             self.unreadable.discard(path)
         except FileNotFoundError:
             self.unreadable.discard(path)
             if path in self.cursors:
-                self.acct.batch.forgotten.add(path)
+                self._forget(path)
         except OSError as exc:
             if path not in self.unreadable:
                 self.unreadable.add(path)
                 log.warning("cannot read transcript", path=path, error=str(exc))
+        except Exception as exc:  # a fault of ccotel's own: isolate it to this file
+            self._discard()  # the batch may hold half of what failed
+            self._broken(path, f"{type(exc).__name__}: {exc}")
+        if self._isolating and path in self._in_batch and not self.flush():
+            self._refused(path, alone)
         return n
+
+    def _refused(self, path: str, alone: bool) -> None:
+        """A commit of this file's lines alone failed on a value, not on the state: set the
+        file aside, or it would block every commit."""
+        if alone and self._isolating:
+            self._broken(path, f"the state refused a value read from it: {self.last_error!r}")
+            self.retry.discard(path)
+
+    def _forget(self, path: str) -> None:
+        """A file that is gone: drop its cursor with the next commit (unless it is back)."""
+        self.acct.batch.files.pop(path, None)
+        self.acct.batch.forgotten.add(path)
+
+    def _broken(self, path: str, error: str) -> None:
+        self.broken[path] = error
+        self.acct.batch.count("parse_errors")
+        log.error(
+            "cannot read this transcript (a fault of ccotel's; the rest goes on); "
+            "it is read again after a restart",
+            path=path,
+            error=error[:300],
+        )
 
     def _account(
         self,
@@ -187,10 +251,19 @@ class Ingest:
             self.acct.batch.count("parse_errors")
         for line_no, reason in d.errors:
             self._parse_error(path, line_no, reason)
+        self._in_batch.add(path)
         self.acct.apply(d, ctx)
         if cursor is not None:
-            self.acct.batch.files[path] = cursor
+            b = self.acct.batch
+            prev = None if restarted else self._cursor(path)
+            b.bytes += cursor.offset - (prev.offset if prev is not None else 0)
+            b.files[path] = cursor
+            b.forgotten.discard(path)
         return d.lines
+
+    def _full(self) -> bool:
+        b = self.acct.batch
+        return b.lines >= self.batch_lines or b.bytes >= self.batch_bytes
 
     def _parse_error(self, path: str, line_no: int, reason: str) -> None:
         seen = self._errors_logged.get(path, 0)
@@ -203,69 +276,144 @@ class Ingest:
     # --- committing ----------------------------------------------------------
 
     def flush(self) -> bool:
-        """Commit the current batch; on failure nothing moves and it is retried later."""
+        """Commit the current batch; on failure nothing moves and its files are retried."""
         b: Batch = self.acct.finish()
         if not b and not b.lines:
+            self._in_batch.clear()
             return True
         b.count("lines", b.lines)
         try:
             self.store.commit(b)
-        except sqlite3.Error as exc:
-            if not self._commit_failed:
+        except Exception as exc:  # sqlite3.Error (busy, full, read-only), or a value it refused
+            if self.last_error is None:
                 log.error(
-                    "cannot write the state; will retry", path=str(self.store.path), error=str(exc)
+                    "cannot write the state; what was read since the last commit is read again later",
+                    path=str(self.store.path),
+                    error=str(exc) if isinstance(exc, sqlite3.Error) else repr(exc),
                 )
-            self._commit_failed = True
-            self.acct.begin()
+            self.last_error = exc
+            # Not the state's fault but a value's: one file's lines block every file of the
+            # batch, so from now on each file is committed on its own until it is found.
+            self._isolating = not isinstance(exc, sqlite3.Error)
+            self._discard()
             return False
-        if self._commit_failed:
+        if self.last_error is not None:
             log.info("state writable again")
-            self._commit_failed = False
+            self.last_error = None
+        self.commits += 1
         self.acct.committed()
         self.cursors.update(b.files)
         for p in b.forgotten:
             self.cursors.pop(p, None)
             self._ctx.pop(p, None)
+            self._errors_logged.pop(p, None)
+            self.unreadable.discard(p)
+        for p in self._in_batch:
+            ctx = self._ctx.get(p)
+            if ctx is not None:
+                ctx.committed_cwd = ctx.cwd
+        self._in_batch.clear()
+        if not self.retry:
+            self._isolating = False
         self.totals.files_tracked = len(self.cursors)
         self.totals.pending_bytes = sum(self._pending.values())
-        self.totals.merge(b, self.acct.new_sessions, self.clock())
+        self.totals.merge(b, len(self.acct.new_sessions), self.acct.new_places, self.clock())
         self.acct.begin()
         return True
+
+    def _discard(self) -> None:
+        """Forget the uncommitted batch: its files are read again from their committed
+        cursors, with what they had said (their cwd) as of then."""
+        for p in self._in_batch:
+            ctx = self._ctx.get(p)
+            if ctx is not None:
+                ctx.cwd = ctx.committed_cwd
+        self.retry |= self._in_batch
+        self._in_batch.clear()
+        self.acct.begin()
+
+    def prune(self) -> None:
+        """Drop what serves only a time window and has left it."""
+        now = self.clock()
+        self.totals.prune(now)
+        with contextlib.suppress(sqlite3.Error):  # the next prune does it
+            self.store.prune_spend(int(now - KEEP_SPEND) // 60)
 
     # --- backfill ------------------------------------------------------------
 
     def backfill(
-        self, paths: list[str], workers: int, progress: Callable[[int], None] | None = None
+        self,
+        paths: list[str],
+        workers: int,
+        progress: Callable[[int], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> int:
-        """Decode files in worker processes, account them here in path order."""
+        """Read every file's new lines: decoded in worker processes when there are many,
+        accounted here in path order. Files whose lines a failed commit threw away are read
+        again at once while commits get through, after growing pauses while none does, and
+        given up after the last pause (``retry`` then stays non-empty). Returns the lines
+        committed."""
+        start = self.totals.counters.get("lines", 0)
+        self._pass(paths, workers, progress)
+        stuck = 0
+        while self.retry and not self.stopping():
+            mark = self.commits
+            self._pass(sorted(self.retry), 1, None)
+            if self.commits > mark:
+                stuck = 0
+                continue
+            if stuck == len(RETRY_DELAYS):
+                break
+            sleep(RETRY_DELAYS[stuck])
+            stuck += 1
+        return int(self.totals.counters.get("lines", 0) - start)
+
+    def _pass(self, paths: list[str], workers: int, progress) -> None:
         if workers <= 1 or len(paths) < 8:
-            total = 0
             for p in paths:
-                total += self.ingest(p)
+                if self.stopping():
+                    break
+                self.ingest(p)
                 if progress:
                     progress(1)
-            self.flush()
-            return total
-        total = 0
-        ml = self.cfg.max_line_bytes
-        jobs = [(p, _cursor_args(self._cursor(p)), ml, self.context(p).cwd) for p in paths]
+        else:
+            self._pass_workers(paths, workers, progress)
+        self.flush()
+
+    def _pass_workers(self, paths: list[str], workers: int, progress) -> None:
+        ml, chunk = self.cfg.max_line_bytes, self.chunk_bytes
+        todo = [p for p in paths if p not in self.broken]
+        jobs = [(p, _cursor_args(self._cursor(p)), ml, self.context(p).cwd, chunk) for p in todo]
         lock_fd = getattr(self.store, "_lock_fd", None)
-        with ProcessPoolExecutor(
+        done = 0
+        pool = ProcessPoolExecutor(
             max_workers=workers, initializer=_worker_init, initargs=(lock_fd, os.getpid())
-        ) as pool:
-            for path, (chunks, error) in zip(
-                paths, pool.map(_digest_file, jobs, chunksize=4), strict=True
+        )
+        try:
+            for path, (chunks, error, bug) in zip(
+                todo, pool.map(_digest_file, jobs, chunksize=4), strict=False
             ):
-                total += self._take(path, chunks, error)
+                done += 1
+                self._take(path, chunks, error, bug)
                 if progress:
                     progress(1)
                 self._pending.pop(path, None)
-                if self.acct.batch.lines >= BATCH_LINES:
+                if self._full():
                     self.flush()
-        self.flush()
-        return total
+                if self.stopping():
+                    break
+        except BrokenProcessPool as exc:  # a worker died (out of memory, killed): go on here
+            log.warning("a decode worker died; reading the rest in this process", error=str(exc))
+            for p in todo[done:]:
+                if self.stopping():
+                    break
+                self.ingest(p)
+                if progress:
+                    progress(1)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
-    def _take(self, path: str, chunks: list, error: str | None) -> int:
+    def _take(self, path: str, chunks: list, error: str | None, bug: bool = False) -> int:
         n = 0
         for cursor, oversized, restarted, blob in chunks:
             n += self._account(
@@ -278,11 +426,25 @@ class Ingest:
         if not error:
             self.unreadable.discard(path)
         if error == "" and path in self.cursors:
-            self.acct.batch.forgotten.add(path)
+            self._forget(path)
+        elif error and bug:
+            self._broken(path, error)
         elif error and path not in self.unreadable:
             self.unreadable.add(path)
             log.warning("cannot read transcript", path=path, error=error)
         return n
+
+    def state_error(self) -> str:
+        """What to tell the user when the state stayed unwritable (a rebuild is advised only
+        for a damaged file: rebuilding loses what only the state remembers)."""
+        exc = self.last_error
+        code = getattr(exc, "sqlite_errorcode", 0) or 0
+        if code & 0xFF in _DAMAGED:
+            return db_error_message(self.store.path, exc)
+        return (
+            f"cannot write the state {self.store.path} ({exc}); nothing was lost: "
+            "what was not committed is read again from the transcripts next time"
+        )
 
 
 def _worker_init(lock_fd: int | None, parent: int) -> None:

@@ -9,14 +9,21 @@ never loses its tokens.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from datetime import datetime
+from itertools import accumulate
 from typing import Annotated, Literal, Union
 
 import msgspec
 from msgspec import Meta, Raw, Struct
 
-NonNeg = Annotated[int, Meta(ge=0)]
+# No response has a trillion tokens; larger counts (and negative ones, and floats) make the
+# line malformed. ccusage sums any u64, which SQLite integers (and sums of them) cannot hold.
+MAX_TOKENS = (1 << 40) - 1
+NonNeg = Annotated[int, Meta(ge=0, le=MAX_TOKENS)]
+# ccusage (serde_json) refuses a line nested deeper than this, or with a key twice in an object.
+MAX_DEPTH = 127
 
 # ccusage counts usage only on lines containing this exact byte string.
 USAGE_MARKER = b'"usage":{'
@@ -218,9 +225,10 @@ class Record(Struct, array_like=True, gc=False):
     prompt: bool = False  # a user prompt (not a tool result, not injected)
     result_agent_id: str | None = None
     error: str | None = None  # why the line (or part of it) could not be read
+    raw: bytes | None = None  # the line, when it carries usage (for strict_error)
 
 
-def _h64(text: str) -> int:
+def h64(text: str) -> int:
     """A stable signed 64-bit integer (an SQLite INTEGER key) for a string."""
     digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
@@ -232,13 +240,13 @@ def response_key(u: Usage, session: str, ts: float) -> int:
     A line without a message id is never de-duplicated by ccusage: its key is the line's own.
     """
     if u.message_id is None:
-        return _h64(f"\x00{session}\x00{ts}\x00{u!r}")
-    return _h64(u.message_id if u.request_id is None else f"{u.message_id}\x00{u.request_id}")
+        return h64(f"\x00{session}\x00{ts}\x00{u!r}")
+    return h64(u.message_id if u.request_id is None else f"{u.message_id}\x00{u.request_id}")
 
 
 def message_key(u: Usage, key: int) -> int:
     """The message id alone, which a /btw sidechain replay shares with its parent."""
-    return key if u.message_id is None else _h64(u.message_id)
+    return key if u.message_id is None else h64(u.message_id)
 
 
 def parse_ts(value: str | None) -> float | None:
@@ -301,7 +309,7 @@ def _web_searches(raw: Raw) -> int:
         n = msgspec.json.decode(raw, type=_ServerToolUse).web_search_requests
     except _DECODE_ERRORS:
         return 0
-    return int(n) if isinstance(n, int | float) and n > 0 else 0
+    return int(n) if isinstance(n, int | float) and 0 < n <= MAX_TOKENS else 0
 
 
 def _blocks(
@@ -327,7 +335,15 @@ def _blocks(
 
 
 def decode(raw: bytes, line_no: int, keep_content: bool = False) -> Record | None:
-    """Decode one line (without its newline). None for a blank line."""
+    """Decode one line (without its newline). None for a blank line; never raises: a line
+    that cannot be read is a record with its error."""
+    try:
+        return _decode(raw, line_no, keep_content)
+    except Exception as exc:  # RecursionError (deep nesting), MemoryError, a decoder's bug
+        return Record(line_no, "", error=f"undecodable ({type(exc).__name__})")
+
+
+def _decode(raw: bytes, line_no: int, keep_content: bool) -> Record | None:
     try:
         line = _tagged_decoder.decode(raw)
     except _DECODE_ERRORS:
@@ -367,6 +383,7 @@ def decode(raw: bytes, line_no: int, keep_content: bool = False) -> Record | Non
         and not _no_usage(msg.model, line.isApiErrorMessage)
     ):
         rec.usage = _usage(msg.usage, msg.id, line.requestId, msg.model, sidechain)
+        rec.raw = raw
     rec.tool_uses, rec.tool_results = _blocks(msg, keep_content)
     if kind == "user":
         rec.prompt = (
@@ -403,6 +420,7 @@ def _salvage(raw: bytes, line_no: int, exc: Exception) -> Record:
     rec.ts, rec.session, rec.model = ts, u.sessionId, m.model
     if not _no_usage(m.model, u.isApiErrorMessage):
         rec.usage = _usage(m.usage, m.id, u.requestId, m.model, bool(u.isSidechain))
+        rec.raw = raw
     return rec
 
 
@@ -416,3 +434,52 @@ def _reason(raw: bytes, exc: Exception) -> str:
             return "invalid UTF-8"
         return "not JSON"
     return f"unexpected shape: {exc}"
+
+
+# --- what ccusage refuses that the decoders here accept --------------------------------
+
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+_STEP = [0] * 256
+_STEP[ord("[")] = _STEP[ord("{")] = 1
+_STEP[ord("]")] = _STEP[ord("}")] = -1
+_encoder = msgspec.json.Encoder()
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique(pairs: list[tuple[str, object]]) -> None:
+    if len({k for k, _ in pairs}) != len(pairs):
+        raise _DuplicateKey
+
+
+def depth(raw: bytes) -> int:
+    """How deep the line's arrays and objects nest (the top-level object is 1)."""
+    s = _STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    return max(accumulate(map(_STEP.__getitem__, s)), default=0)
+
+
+def strict_error(raw: bytes) -> str | None:
+    """Why ccusage would refuse a line these decoders read (nesting deeper than MAX_DEPTH,
+    a key twice in one object, invalid UTF-8 or escapes in a field not read here), or None.
+
+    Cheap for what Claude Code writes: such a line decodes and encodes back to its own
+    bytes, which proves it has no key twice; only other lines are parsed again.
+    """
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and depth(raw) > MAX_DEPTH:
+        return f"nested deeper than {MAX_DEPTH} levels"
+    try:
+        if _encoder.encode(_any_decoder.decode(raw)) == raw:
+            return None
+        json.loads(raw, object_pairs_hook=_unique, parse_constant=_no_constant)
+    except _DuplicateKey:
+        return "a key twice in one object"
+    except (UnicodeError, ValueError, RecursionError) as exc:
+        return _reason(raw, exc)
+    return None
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON")

@@ -10,15 +10,18 @@ from ccotel.state.store import Store
 
 ACTIVE_SECONDS = 300
 SPEND_WINDOWS = {"1h": 3600, "5h": 5 * 3600, "24h": 24 * 3600}
-_KEEP_SPEND = 25 * 3600
+KEEP_SPEND = 25 * 3600  # per-minute spend feeds windows up to 24 h: older minutes are pruned
 
 
 @dataclass
 class Totals:
     usage: dict[tuple[str, str], list[float]] = field(default_factory=dict)  # (model, cwd)
     tool_agg: dict[tuple[str, str, str], list] = field(default_factory=dict)  # (tool, cwd, status)
+    sessions: int = 0  # distinct sessions
+    # Sessions with activity in each working directory: a session that changed directory
+    # counts in each (so these may sum to more than `sessions`).
     sessions_by_cwd: dict[str, int] = field(default_factory=dict)
-    recent: dict[str, tuple[str, float]] = field(default_factory=dict)  # session -> (cwd, last_ts)
+    recent: dict[tuple[str, str], float] = field(default_factory=dict)  # (session, cwd) -> last
     spend: dict[int, float] = field(default_factory=dict)  # minute -> USD
     counters: dict[str, float] = field(default_factory=dict)
     files_tracked: int = 0
@@ -36,14 +39,18 @@ class Totals:
         for model, cwd, *values in store.usage_by_labels():
             t.usage[(model, cwd)] = list(values)
         t.tool_agg = store.tool_agg()
+        t.sessions = store.session_count()
         t.sessions_by_cwd = store.sessions_by_cwd()
-        t.recent = {sid: (cwd or "", last) for sid, cwd, last in store.sessions_since(now - 3600)}
-        t.spend = store.spend_since(int(now - _KEEP_SPEND) // 60)
+        t.recent = {(sid, cwd): last for sid, cwd, last in store.places_since(now - 3600)}
+        t.spend = store.spend_since(int(now - KEEP_SPEND) // 60)
         t.counters = store.counters()
         return t
 
-    def merge(self, b: Batch, new_sessions: dict[str, str], now: float) -> None:
-        """Fold a committed batch in. new_sessions: session -> cwd, first seen in b."""
+    def merge(
+        self, b: Batch, new_sessions: int, new_places: set[tuple[str, str]], now: float
+    ) -> None:
+        """Fold a committed batch in: new_sessions and new_places (session, cwd) are the
+        sessions and the session-directory pairs the state did not hold before b."""
         with self.lock:
             for (session, hour, model, cwd), values in b.usage.items():
                 row = self.usage.setdefault((model, cwd), [0] * USAGE_FIELDS)
@@ -56,15 +63,14 @@ class Totals:
                         min(now, hour * 3600 + 3599),
                     )
             self.tool_agg.update(b.tool_agg)
-            for cwd in new_sessions.values():
+            self.sessions += new_sessions
+            for _sid, cwd in new_places:
                 self.sessions_by_cwd[cwd] = self.sessions_by_cwd.get(cwd, 0) + 1
-            for sid, (cwd, _br, _v, _first, last) in b.sessions.items():
-                if last is not None and last >= now - 3600:
-                    prev = self.recent.get(sid)
-                    if prev is None or last > prev[1]:
-                        self.recent[sid] = (cwd or (prev[0] if prev else ""), last)
+            for place, (_first, last) in b.places.items():
+                if last >= now - 3600 and last > self.recent.get(place, -1e18):
+                    self.recent[place] = last
             for minute, cost in b.spend.items():
-                if minute * 60 >= now - _KEEP_SPEND:
+                if minute * 60 >= now - KEEP_SPEND:
                     self.spend[minute] = self.spend.get(minute, 0.0) + cost
             for name, v in b.counters.items():
                 self.counters[name] = self.counters.get(name, 0) + v
@@ -83,14 +89,25 @@ class Totals:
         return sum(c for m, c in self.spend.items() if m >= start and m * 60 <= now + 300)
 
     def active_by_cwd(self, now: float) -> dict[str, int]:
+        """Sessions with activity in the last 5 minutes, by the directory of that activity."""
         out: dict[str, int] = {}
-        for cwd, last in self.recent.values():
+        for (_sid, cwd), last in self.recent.items():
             if now - ACTIVE_SECONDS <= last <= now + 60:
                 out[cwd] = out.get(cwd, 0) + 1
         return out
 
+    def active_sessions(self, now: float) -> int:
+        """Distinct sessions with activity in the last 5 minutes."""
+        return len(
+            {
+                sid
+                for (sid, _), last in self.recent.items()
+                if now - ACTIVE_SECONDS <= last <= now + 60
+            }
+        )
+
     def prune(self, now: float) -> None:
         with self.lock:
-            self.recent = {s: v for s, v in self.recent.items() if v[1] >= now - 3600}
-            floor = (now - _KEEP_SPEND) // 60
+            self.recent = {k: last for k, last in self.recent.items() if last >= now - 3600}
+            floor = (now - KEEP_SPEND) // 60
             self.spend = {m: c for m, c in self.spend.items() if m >= floor}

@@ -260,8 +260,9 @@ def test_state_disk_full_then_space_returns(tmp_path):
 @pytest.mark.parametrize("seed", range(6))
 def test_corrupt_state_refused_then_rebuilt(tmp_path, seed):
     """Garbage over random places of the state database: run, backfill and report refuse
-    with a message naming `ccotel backfill --rebuild`, never a traceback (damage SQLite
-    cannot see, inside a number, is not detectable); the rebuild reaches the oracle's totals."""
+    with a message naming `ccotel backfill --rebuild`, never a traceback; backfill (which
+    writes) refuses every state SQLite's quick_check finds damaged (damage SQLite cannot
+    see, inside a number, is not detectable); the rebuild reaches the oracle's totals."""
     config = tmp_path / "claude"
     generate(config, files=8, seed=13)
     state = tmp_path / "state"
@@ -274,16 +275,30 @@ def test_corrupt_state_refused_then_rebuilt(tmp_path, seed):
         i = rng.randrange(0, len(data))
         data[i : i + 16] = rng.randbytes(16)
     db.write_bytes(bytes(data))
-    refused = 0
+    damaged = _quick_check(db) != "ok"
+    refused = {}
     for args in (["report", "--json", "--state-dir", str(state)],
                  ["backfill", "--claude-dir", str(config), "--state-dir", str(state)]):  # fmt: skip
         proc = ccotel(*args, check=False)
         assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+        refused[args[0]] = proc.returncode != 0
         if proc.returncode != 0:
             assert "ccotel backfill --rebuild" in proc.stderr, proc.stderr[-2000:]
-            refused += 1
-    print(
-        f"seed {seed}: refused by {refused} of 2 commands"
-    )  # damage SQLite cannot see is not refused
+    if damaged:
+        assert refused["backfill"], "backfill wrote over a state quick_check finds damaged"
+    assert any(refused.values()) or not damaged
     backfill(config, state, "--rebuild")
     assert_equal_totals(as_ccusage(report_totals(state)), want)
+
+
+def _quick_check(db: Path) -> str:
+    import sqlite3
+
+    try:
+        c = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            return c.execute("PRAGMA quick_check(1)").fetchone()[0]
+        finally:
+            c.close()
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+        return str(exc)

@@ -51,13 +51,14 @@ def test_ccusage_gates():
     # Not compact: ccusage looks for the literal bytes "usage":{
     spaced = json.dumps(json.loads(assistant()))
     assert decode(spaced.encode(), 1).usage is None
-    # A null key field drops the line, as in ccusage.
-    assert (
-        decode(
-            assistant(requestId=None).replace('"requestId":null', '"requestId":null').encode(), 1
-        ).usage
-        is None
-    )
+    # A null key field drops the line, as in ccusage; the same line without it counts.
+    for key in ("requestId", "sessionId", "version", "cwd"):
+        line = assistant(**{key: None})
+        assert f'"{key}":null' in line
+        assert decode(line.encode(), 1).usage is None, key
+    assert decode(assistant().encode(), 1).usage is not None
+    nulled = assistant().replace('"cache_read_input_tokens":100', '"cache_read_input_tokens":null')
+    assert '"cache_read_input_tokens":null' in nulled and decode(nulled.encode(), 1).usage is None
     assert decode(assistant(version="garbage").encode(), 1).usage is None
     assert decode(assistant(req="").encode(), 1).usage is None
     line = json.loads(assistant())

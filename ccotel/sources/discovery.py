@@ -35,9 +35,17 @@ def session_of(path: str) -> str:
     and the legacy flat <project>/agent-x.jsonl (its lines name the session).
     """
     p = Path(path)
-    if p.parent.name == "subagents":
-        return p.parent.parent.name
-    return p.stem
+    name = p.parent.parent.name if p.parent.name == "subagents" else p.stem
+    return _text(name)
+
+
+def _text(name: str) -> str:
+    """A file name as text that can be stored (bytes not UTF-8 written as \\xNN)."""
+    try:
+        name.encode()
+        return name
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def agent_of(path: str) -> str | None:

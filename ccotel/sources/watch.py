@@ -8,7 +8,7 @@ do not exist yet are watched from their parent until they appear.
 from __future__ import annotations
 
 import contextlib
-import queue
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
@@ -23,8 +23,8 @@ RESCAN = "<rescan>"  # a directory appeared or vanished: walk again
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, q: queue.Queue[str]):
-        self.q = q
+    def __init__(self, notify: Callable[[str], None]):
+        self.notify = notify
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type in ("opened", "closed_no_write", "closed"):
@@ -32,22 +32,26 @@ class _Handler(FileSystemEventHandler):
         for p in (event.src_path, getattr(event, "dest_path", "")):
             p = p.decode(errors="surrogateescape") if isinstance(p, bytes) else p
             if p.endswith(".jsonl"):
-                self.q.put(p)
+                self.notify(p)
             elif event.is_directory and event.event_type in ("created", "moved", "deleted"):
-                self.q.put(RESCAN)
+                self.notify(RESCAN)
 
 
 class Watcher:
-    def __init__(self, roots: list[Path], q: queue.Queue[str]):
+    """Calls ``notify(path)`` from its own thread for each transcript event (RESCAN for a
+    folder that appeared or vanished)."""
+
+    def __init__(self, roots: list[Path], notify: Callable[[str], None]):
         self.roots = roots
-        self.q = q
         self.observer = Observer()
-        self.handler = _Handler(q)
+        self.handler = _Handler(notify)
+        self._started = False
         self._watches: dict[Path, object] = {}
 
     def start(self) -> None:
         self.refresh()
         self.observer.start()
+        self._started = True
 
     def refresh(self) -> bool:
         """Watch each root's projects folder, or the nearest existing parent until it exists.
@@ -87,4 +91,5 @@ class Watcher:
 
     def stop(self) -> None:
         self.observer.stop()
-        self.observer.join(timeout=5)
+        if self._started:
+            self.observer.join(timeout=5)

@@ -1,6 +1,11 @@
-"""Every SQL statement of the state store, in one place."""
+"""Every SQL statement of the state store, in one place, and the migrations between versions.
 
-VERSION = 1
+The schema version is ``PRAGMA user_version``. A fresh state runs every migration from 0,
+so a new state and an upgraded one have the same schema by construction. A migration is
+never edited once released: a change is a new one appended to MIGRATIONS.
+"""
+
+from __future__ import annotations
 
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -8,22 +13,22 @@ PRAGMAS = (
     "PRAGMA foreign_keys=OFF",
     "PRAGMA busy_timeout=5000",
     "PRAGMA cache_size=-16384",  # 16 MiB: random-key inserts of a backfill stay in memory
+    "PRAGMA wal_autocheckpoint=4096",  # 16 MiB of WAL between checkpoints: a backfill's
+    "PRAGMA journal_size_limit=33554432",  # commits are not each a checkpoint; WAL <= 32 MiB
 )
 
-CREATE = (
-    # Per transcript file: where reading resumes.
+# --- version 1: the schema of ccotel 0.1.0 (frozen) ------------------------------------
+
+_V1 = (
     """CREATE TABLE IF NOT EXISTS files(
         path TEXT PRIMARY KEY, dev INTEGER, ino INTEGER, offset INTEGER NOT NULL,
         line_no INTEGER NOT NULL, marker BLOB, trace_offset INTEGER NOT NULL DEFAULT 0)""",
-    # One row per de-duplicated API response (the kept copy).
     """CREATE TABLE IF NOT EXISTS responses(
         key INTEGER PRIMARY KEY, mkey INTEGER NOT NULL, session TEXT, cwd TEXT, model TEXT,
         ts REAL, input INTEGER, output INTEGER, cache_read INTEGER, cw5m INTEGER, cw1h INTEGER,
         web_search INTEGER, sidechain INTEGER, has_speed INTEGER, cost REAL, priced INTEGER)""",
     "CREATE INDEX IF NOT EXISTS responses_mkey ON responses(mkey)",
-    # Another exact key that resolved to a kept response (sidechain replays).
     "CREATE TABLE IF NOT EXISTS response_alias(key INTEGER PRIMARY KEY, target INTEGER NOT NULL)",
-    # Usage summed per session, hour, model and cwd: every report and counter derives from it.
     """CREATE TABLE IF NOT EXISTS usage(
         session TEXT NOT NULL, hour INTEGER NOT NULL, model TEXT NOT NULL, cwd TEXT NOT NULL,
         input INTEGER NOT NULL DEFAULT 0, output INTEGER NOT NULL DEFAULT 0,
@@ -37,11 +42,9 @@ CREATE = (
         id TEXT PRIMARY KEY, cwd TEXT, branch TEXT, version TEXT,
         first_ts REAL, last_ts REAL)""",
     "CREATE INDEX IF NOT EXISTS sessions_last ON sessions(last_ts)",
-    # Tool calls by tool_use id; end_ts/status set when the result arrives.
     """CREATE TABLE IF NOT EXISTS tools(
         id TEXT PRIMARY KEY, name TEXT NOT NULL, session TEXT, cwd TEXT,
         start_ts REAL, end_ts REAL, status TEXT) WITHOUT ROWID""",
-    # The web page's per-session tool counts (ccotel/web).
     "CREATE INDEX IF NOT EXISTS tools_session ON tools(session)",
     """CREATE TABLE IF NOT EXISTS tool_agg(
         tool TEXT NOT NULL, cwd TEXT NOT NULL, status TEXT NOT NULL,
@@ -52,20 +55,120 @@ CREATE = (
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT)",
 )
 
+# --- version 2 -----------------------------------------------------------------------
+# - The trace shipper's tables join the schema (0.1.0 created them from the shipper).
+# - Responses and tool calls keep their texts (session, cwd, model, tool name) once, in
+#   `names`, and tool calls are keyed by a 64-bit hash of their id: the two tables that
+#   grow with every response shrink to about a third. Views under the old names keep
+#   every reader working.
+# - session_cwds: each working directory a session had activity in (sessions per project).
+
+_V2 = (
+    # Per file: how far spans have been delivered (apart from the metrics cursor in `files`).
+    """CREATE TABLE IF NOT EXISTS trace_files(
+        path TEXT PRIMARY KEY, dev INTEGER NOT NULL, ino INTEGER NOT NULL,
+        offset INTEGER NOT NULL, line_no INTEGER NOT NULL, marker BLOB)""",
+    # Per session: what a restart needs to continue its trace (msgpack of model.Session).
+    """CREATE TABLE IF NOT EXISTS trace_sessions(
+        id TEXT PRIMARY KEY, closed INTEGER NOT NULL, last REAL, blob BLOB NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS trace_sessions_open ON trace_sessions(closed)",
+    # Responses that already have their chat span (a kept copy read twice gets one).
+    "CREATE TABLE IF NOT EXISTS trace_chats(key INTEGER PRIMARY KEY)",
+    "CREATE TABLE IF NOT EXISTS trace_meta(key TEXT PRIMARY KEY, value TEXT)",
+    # Texts that rows of the big tables refer to by id.
+    "CREATE TABLE names(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
+    """INSERT OR IGNORE INTO names(name)
+        SELECT session FROM responses WHERE session IS NOT NULL
+        UNION SELECT cwd FROM responses WHERE cwd IS NOT NULL
+        UNION SELECT model FROM responses WHERE model IS NOT NULL
+        UNION SELECT name FROM tools
+        UNION SELECT session FROM tools WHERE session IS NOT NULL
+        UNION SELECT cwd FROM tools WHERE cwd IS NOT NULL""",
+    # One row per de-duplicated API response (the kept copy).
+    # flags: 1 sidechain, 2 has a speed field, 4 priced.
+    """CREATE TABLE response(
+        key INTEGER PRIMARY KEY, mkey INTEGER NOT NULL, session INTEGER, cwd INTEGER,
+        model INTEGER, ts REAL NOT NULL, input INTEGER NOT NULL, output INTEGER NOT NULL,
+        cache_read INTEGER NOT NULL, cw5m INTEGER NOT NULL, cw1h INTEGER NOT NULL,
+        web_search INTEGER NOT NULL, flags INTEGER NOT NULL, cost REAL NOT NULL)""",
+    """INSERT INTO response SELECT r.key, r.mkey,
+        (SELECT id FROM names WHERE name = r.session), (SELECT id FROM names WHERE name = r.cwd),
+        (SELECT id FROM names WHERE name = r.model), COALESCE(r.ts, 0), COALESCE(r.input, 0),
+        COALESCE(r.output, 0), COALESCE(r.cache_read, 0), COALESCE(r.cw5m, 0),
+        COALESCE(r.cw1h, 0), COALESCE(r.web_search, 0),
+        (COALESCE(r.sidechain, 0) != 0) | ((COALESCE(r.has_speed, 0) != 0) << 1)
+            | ((COALESCE(r.priced, 0) != 0) << 2),
+        COALESCE(r.cost, 0) FROM responses r""",
+    "DROP TABLE responses",
+    "CREATE INDEX response_mkey ON response(mkey)",
+    """CREATE VIEW responses AS SELECT r.key AS key, r.mkey AS mkey, s.name AS session,
+        c.name AS cwd, m.name AS model, r.ts AS ts, r.input AS input, r.output AS output,
+        r.cache_read AS cache_read, r.cw5m AS cw5m, r.cw1h AS cw1h, r.web_search AS web_search,
+        r.flags & 1 AS sidechain, (r.flags >> 1) & 1 AS has_speed, r.cost AS cost,
+        (r.flags >> 2) & 1 AS priced
+        FROM response r LEFT JOIN names s ON s.id = r.session
+        LEFT JOIN names c ON c.id = r.cwd LEFT JOIN names m ON m.id = r.model""",
+    # Tool calls by a hash of their tool_use id; status NULL (no result yet), 0 ok, 1 error.
+    # Every call has a session (the file names one): the view joins it, so that a query
+    # by session text finds the calls through tool_call_session.
+    """CREATE TABLE tool_call(
+        key INTEGER PRIMARY KEY, name INTEGER NOT NULL, session INTEGER NOT NULL, cwd INTEGER,
+        start_ts REAL, end_ts REAL, status INTEGER)""",
+    """INSERT OR IGNORE INTO tool_call SELECT ccotel_h64(t.id),
+        (SELECT id FROM names WHERE name = t.name), (SELECT id FROM names WHERE name = t.session),
+        (SELECT id FROM names WHERE name = t.cwd), t.start_ts, t.end_ts,
+        CASE t.status WHEN 'ok' THEN 0 WHEN 'error' THEN 1 END FROM tools t""",
+    "DROP TABLE tools",
+    "CREATE INDEX tool_call_session ON tool_call(session)",
+    """CREATE VIEW tools AS SELECT t.key AS id, n.name AS name, s.name AS session,
+        c.name AS cwd, t.start_ts AS start_ts, t.end_ts AS end_ts,
+        CASE t.status WHEN 0 THEN 'ok' WHEN 1 THEN 'error' END AS status
+        FROM tool_call t JOIN names s ON s.id = t.session JOIN names n ON n.id = t.name
+        LEFT JOIN names c ON c.id = t.cwd""",
+    # Each working directory a session had activity in: a session counts in every project
+    # it worked in. From a 0.1.0 state: its first directory and those its responses and tool
+    # calls were made in (the lines themselves may be gone).
+    """CREATE TABLE session_cwds(
+        session TEXT NOT NULL, cwd TEXT NOT NULL, first_ts REAL, last_ts REAL,
+        PRIMARY KEY(session, cwd)) WITHOUT ROWID""",
+    "CREATE INDEX session_cwds_last ON session_cwds(last_ts)",
+    """INSERT OR IGNORE INTO session_cwds
+        SELECT id, COALESCE(cwd, ''), first_ts, last_ts FROM sessions""",
+    """INSERT OR IGNORE INTO session_cwds
+        SELECT u.session, u.cwd, MIN(u.hour) * 3600.0,
+            MIN(MAX(u.hour) * 3600.0 + 3599, COALESCE(MAX(s.last_ts), MAX(u.hour) * 3600.0 + 3599))
+        FROM usage u LEFT JOIN sessions s ON s.id = u.session
+        WHERE u.session != '' GROUP BY u.session, u.cwd""",
+    """INSERT OR IGNORE INTO session_cwds
+        SELECT s.name, COALESCE(c.name, ''), MIN(t.start_ts), MAX(COALESCE(t.end_ts, t.start_ts))
+        FROM tool_call t JOIN names s ON s.id = t.session LEFT JOIN names c ON c.id = t.cwd
+        WHERE t.start_ts IS NOT NULL GROUP BY 1, 2""",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)  # MIGRATIONS[i] takes version i to i + 1
+VERSION = len(MIGRATIONS)
+
+# --- statements ------------------------------------------------------------------------
+
 FILES_ALL = "SELECT path, dev, ino, offset, line_no, marker FROM files"
 FILE_UPSERT = """INSERT INTO files(path, dev, ino, offset, line_no, marker) VALUES(?,?,?,?,?,?)
     ON CONFLICT(path) DO UPDATE SET dev=excluded.dev, ino=excluded.ino, offset=excluded.offset,
     line_no=excluded.line_no, marker=excluded.marker"""
 FILE_DELETE = "DELETE FROM files WHERE path=?"
 
+NAME_GET = "SELECT id FROM names WHERE name=?"
+NAME_ADD = "INSERT INTO names(name) VALUES(?)"
+
+# The columns of the `responses` view (readers outside the store use them too).
 RESPONSE_COLS = (
     "key, mkey, session, cwd, model, ts, input, output, cache_read, cw5m, cw1h,"
     " web_search, sidechain, has_speed, cost, priced"
 )
 RESPONSE_GET = f"SELECT {RESPONSE_COLS} FROM responses WHERE key=?"
 RESPONSE_BY_MKEY = f"SELECT {RESPONSE_COLS} FROM responses WHERE mkey=?"
-RESPONSE_UPSERT = f"INSERT OR REPLACE INTO responses({RESPONSE_COLS}) VALUES({','.join('?' * 16)})"
-RESPONSE_KEYS = "SELECT key, mkey FROM responses"
+RESPONSE_PUT = """INSERT OR REPLACE INTO response(key, mkey, session, cwd, model, ts, input,
+    output, cache_read, cw5m, cw1h, web_search, flags, cost) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)"""
+RESPONSE_KEYS = "SELECT key, mkey FROM response"
 ALIAS_GET = "SELECT target FROM response_alias WHERE key=?"
 ALIAS_PUT = "INSERT OR REPLACE INTO response_alias(key, target) VALUES(?,?)"
 ALIAS_KEYS = "SELECT key FROM response_alias"
@@ -91,13 +194,23 @@ SESSION_UPSERT = """INSERT INTO sessions(id, cwd, branch, version, first_ts, las
         first_ts=MIN(COALESCE(sessions.first_ts, excluded.first_ts), COALESCE(excluded.first_ts, sessions.first_ts)),
         last_ts=MAX(COALESCE(sessions.last_ts, excluded.last_ts), COALESCE(excluded.last_ts, sessions.last_ts))"""
 SESSION_GET = "SELECT id, cwd, branch, version, first_ts, last_ts FROM sessions WHERE id=?"
-SESSIONS_BY_CWD = "SELECT cwd, COUNT(*) FROM sessions GROUP BY cwd"
-SESSIONS_SINCE = "SELECT id, cwd, last_ts FROM sessions WHERE last_ts >= ?"
+SESSION_COUNT = "SELECT COUNT(*) FROM sessions"
+
+PLACE_UPSERT = """INSERT INTO session_cwds(session, cwd, first_ts, last_ts) VALUES(?,?,?,?)
+    ON CONFLICT(session, cwd) DO UPDATE SET
+        first_ts=MIN(session_cwds.first_ts, excluded.first_ts),
+        last_ts=MAX(session_cwds.last_ts, excluded.last_ts)"""
+PLACE_GET = "SELECT 1 FROM session_cwds WHERE session=? AND cwd=?"
+PLACES_BY_CWD = "SELECT cwd, COUNT(*) FROM session_cwds GROUP BY cwd"
+PLACES_SHARED = """SELECT session, cwd FROM session_cwds WHERE session IN
+    (SELECT session FROM session_cwds GROUP BY session HAVING COUNT(*) > 1)"""
+PLACES_SINCE = "SELECT session, cwd, last_ts FROM session_cwds WHERE last_ts >= ?"
+SESSION_CWD = "SELECT cwd FROM session_cwds WHERE session=? ORDER BY first_ts LIMIT 1"
 
 TOOL_GET = "SELECT id, name, session, cwd, start_ts, end_ts, status FROM tools WHERE id=?"
-TOOL_UPSERT = """INSERT OR REPLACE INTO tools(id, name, session, cwd, start_ts, end_ts, status)
+TOOL_PUT = """INSERT OR REPLACE INTO tool_call(key, name, session, cwd, start_ts, end_ts, status)
     VALUES(?,?,?,?,?,?,?)"""
-TOOL_AGG_GET = "SELECT count, dur_sum, buckets FROM tool_agg WHERE tool=? AND cwd=? AND status=?"
+TOOL_KEYS = "SELECT key FROM tool_call"
 TOOL_AGG_PUT = """INSERT OR REPLACE INTO tool_agg(tool, cwd, status, count, dur_sum, buckets)
     VALUES(?,?,?,?,?,?)"""
 TOOL_AGG_ALL = "SELECT tool, cwd, status, count, dur_sum, buckets FROM tool_agg"

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ccotel.batch import Batch, FileCursor
+from ccotel.records import h64
 from ccotel.state import schema as sql
 
 DB_NAME = "state.db"
 LOCK_NAME = "daemon.lock"
+_NAMES_CACHED = 8192
+_STATUS = {None: None, "ok": 0, "error": 1}
 
 
 class StateError(RuntimeError):
@@ -24,12 +28,61 @@ class StateLocked(StateError):
     pass
 
 
-class Store:
-    def __init__(self, state_dir: Path, *, readonly: bool = False):
+class StateLock:
+    """The one writer's lock on a state dir (flock: released by the kernel when the process
+    dies, however it dies). Holds the owner's pid for the message of the one refused."""
+
+    def __init__(self, state_dir: Path):
         self.dir = state_dir
-        self.path = state_dir / DB_NAME
+        self.fd: int | None = None
+        lock = state_dir / LOCK_NAME
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise StateLocked(
+                f"another ccotel (pid {other}) is using the state in {state_dir}; "
+                "stop it first, or give this one its own --state-dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def open_lock(state_dir: Path) -> StateLock:
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return StateLock(state_dir)
+    except OSError as exc:  # read-only filesystem, no permission, disk full
+        raise StateError(f"cannot write the state in {state_dir}: {exc.strerror or exc}") from None
+
+
+class Store:
+    """One state database. ``lock``: a StateLock the caller already holds (the store then
+    does not take or release one); by default the store takes the state dir's lock."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        readonly: bool = False,
+        db_name: str = DB_NAME,
+        lock: StateLock | None = None,
+    ):
+        self.dir = state_dir
+        self.path = state_dir / db_name
         self.readonly = readonly
-        self._lock_fd: int | None = None
+        self._own_lock: StateLock | None = None
+        self._lock = lock  # held by the caller, or taken below
+        self._names: dict[str, int] = {}
+        self.db: sqlite3.Connection | None = None
         if readonly:
             if not self.path.exists():
                 raise StateError(
@@ -38,58 +91,69 @@ class Store:
             uri = f"file:{self.path}?mode=ro"
             self.db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         else:
+            if lock is None:
+                self._lock = self._own_lock = open_lock(state_dir)
             try:
-                state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-                self._lock()
                 self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
                 os.chmod(self.path, 0o600)
-            except OSError as exc:  # read-only filesystem, no permission, disk full
+            except OSError as exc:
+                self.close()
                 raise StateError(
                     f"cannot write the state in {state_dir}: {exc.strerror or exc}"
                 ) from None
         try:
+            self.db.create_function("ccotel_h64", 1, h64, deterministic=True)
             for p in sql.PRAGMAS if not readonly else sql.PRAGMAS[3:]:
                 self.db.execute(p)
+            (self.version,) = self.db.execute("PRAGMA user_version").fetchone()
+            if self.version > sql.VERSION:
+                raise StateError(
+                    f"state {self.path} was written by a newer ccotel (schema {self.version}; "
+                    f"this one reads up to {sql.VERSION}): upgrade ccotel, or use another --state-dir"
+                )
             if not readonly:
+                (check,) = self.db.execute("PRAGMA quick_check(1)").fetchone()
+                if check != "ok":  # damage SQLite sees: refuse it before writing over it
+                    raise sqlite3.DatabaseError(f"quick_check: {check.splitlines()[0]}")
                 self._migrate()
         except (
             sqlite3.DatabaseError,
             UnicodeDecodeError,
-        ) as exc:  # a corrupt file can fail either way
+        ) as exc:  # a corrupt file fails either way
+            self.close()
             raise StateError(db_error_message(self.path, exc)) from exc
+        except BaseException:
+            self.close()
+            raise
 
     # --- lifecycle -----------------------------------------------------------
 
-    def _lock(self) -> None:
-        lock = self.dir / LOCK_NAME
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise StateLocked(
-                f"another ccotel (pid {other}) is using the state in {self.dir}; "
-                "stop it first, or give this one its own --state-dir"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        self._lock_fd = fd
-
     def _migrate(self) -> None:
-        (version,) = self.db.execute("PRAGMA user_version").fetchone()
-        if version > sql.VERSION:
-            raise StateError(f"state {self.path} is from a newer ccotel (schema {version})")
+        if self.version == sql.VERSION:
+            return
+        upgraded = self.version > 0
         with self.tx():
-            for stmt in sql.CREATE:
-                self.db.execute(stmt)
+            for stmts in sql.MIGRATIONS[self.version :]:
+                for stmt in stmts:
+                    self.db.execute(stmt)
             self.db.execute(f"PRAGMA user_version={sql.VERSION}")
+        self.version = sql.VERSION
+        if upgraded:  # give back the pages of the tables a migration replaced
+            with contextlib.suppress(sqlite3.OperationalError):  # a full disk: reused later
+                self.db.execute("VACUUM")
 
     def close(self) -> None:
-        self.db.close()
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+        if self._own_lock is not None:
+            self._own_lock.release()
+            self._own_lock = None
+
+    @property
+    def _lock_fd(self) -> int | None:
+        """The lock's descriptor, which forked decode workers close (pipeline._worker_init)."""
+        return self._lock.fd if self._lock else None
 
     def tx(self) -> _Tx:
         return _Tx(self.db)
@@ -115,16 +179,23 @@ class Store:
     def responses_by_mkey(self, mkey: int) -> list[tuple]:
         return self.db.execute(sql.RESPONSE_BY_MKEY, (mkey,)).fetchall()
 
-    def response_keys(self) -> Iterator[tuple[int, int]]:
+    def response_keys(self) -> Iterator[tuple[int, int | None]]:
         yield from self.db.execute(sql.RESPONSE_KEYS)
         for (key,) in self.db.execute(sql.ALIAS_KEYS):
             yield key, None
 
+    def tool_keys(self) -> Iterator[int]:
+        for (key,) in self.db.execute(sql.TOOL_KEYS):
+            yield key
+
     def session(self, sid: str) -> tuple | None:
         return self.db.execute(sql.SESSION_GET, (sid,)).fetchone()
 
-    def tool(self, tid: str) -> tuple | None:
-        return self.db.execute(sql.TOOL_GET, (tid,)).fetchone()
+    def has_place(self, sid: str, cwd: str) -> bool:
+        return self.db.execute(sql.PLACE_GET, (sid, cwd)).fetchone() is not None
+
+    def tool(self, key: int) -> tuple | None:
+        return self.db.execute(sql.TOOL_GET, (key,)).fetchone()
 
     def usage_by_labels(self) -> list[tuple]:
         return self.db.execute(sql.USAGE_BY_LABELS).fetchall()
@@ -135,11 +206,15 @@ class Store:
             for tool, cwd, status, count, dur, buckets in self.db.execute(sql.TOOL_AGG_ALL)
         }
 
-    def sessions_by_cwd(self) -> dict[str, int]:
-        return dict(self.db.execute(sql.SESSIONS_BY_CWD).fetchall())
+    def session_count(self) -> int:
+        return self.db.execute(sql.SESSION_COUNT).fetchone()[0]
 
-    def sessions_since(self, ts: float) -> list[tuple]:
-        return self.db.execute(sql.SESSIONS_SINCE, (ts,)).fetchall()
+    def sessions_by_cwd(self) -> dict[str, int]:
+        """Sessions with activity in each working directory (a session may count in several)."""
+        return dict(self.db.execute(sql.PLACES_BY_CWD).fetchall())
+
+    def places_since(self, ts: float) -> list[tuple[str, str, float]]:
+        return self.db.execute(sql.PLACES_SINCE, (ts,)).fetchall()
 
     def spend_since(self, minute: int) -> dict[int, float]:
         return dict(self.db.execute(sql.SPEND_SINCE, (minute,)).fetchall())
@@ -159,26 +234,67 @@ class Store:
     def commit(self, b: Batch) -> None:
         """Write everything a batch changed, offsets included, atomically."""
         db = self.db
-        with self.tx():
-            db.executemany(
-                sql.FILE_UPSERT,
-                [
-                    (_path_to_db(p), c.dev, c.ino, c.offset, c.line_no, c.marker)
-                    for p, c in b.files.items()
-                ],
-            )
-            db.executemany(sql.FILE_DELETE, [(_path_to_db(p),) for p in b.forgotten])
-            db.executemany(sql.RESPONSE_UPSERT, b.responses.values())
-            db.executemany(sql.ALIAS_PUT, b.aliases.items())
-            db.executemany(sql.USAGE_ADD, [(*k, *v) for k, v in b.usage.items()])
-            db.executemany(sql.SESSION_UPSERT, [(k, *v) for k, v in b.sessions.items()])
-            db.executemany(sql.TOOL_UPSERT, b.tools.values())
-            db.executemany(
-                sql.TOOL_AGG_PUT,
-                [(*k, c, d, json.dumps(bk)) for k, (c, d, bk) in b.tool_agg.items()],
-            )
-            db.executemany(sql.SPEND_ADD, b.spend.items())
-            db.executemany(sql.COUNTER_ADD, b.counters.items())
+        added: list[str] = []
+        try:
+            with self.tx():
+                nid = self._name_ids(
+                    _texts(b.responses.values(), (2, 3, 4)) | _texts(b.tools.values(), (1, 2, 3)),
+                    added,
+                )
+                db.executemany(
+                    sql.FILE_UPSERT,
+                    [
+                        (_path_to_db(p), c.dev, c.ino, c.offset, c.line_no, c.marker)
+                        for p, c in b.files.items()
+                    ],
+                )
+                db.executemany(sql.FILE_DELETE, [(_path_to_db(p),) for p in b.forgotten])
+                db.executemany(
+                    sql.RESPONSE_PUT, [_response_row(r, nid) for r in b.responses.values()]
+                )
+                db.executemany(sql.ALIAS_PUT, b.aliases.items())
+                db.executemany(sql.USAGE_ADD, [(*k, *v) for k, v in b.usage.items()])
+                db.executemany(sql.SESSION_UPSERT, [(k, *v) for k, v in b.sessions.items()])
+                db.executemany(sql.PLACE_UPSERT, [(*k, *v) for k, v in b.places.items()])
+                db.executemany(
+                    sql.TOOL_PUT,
+                    [
+                        (t[0], nid[t[1]], nid.get(t[2]), nid.get(t[3]), t[4], t[5], _STATUS[t[6]])
+                        for t in b.tools.values()
+                    ],
+                )
+                db.executemany(
+                    sql.TOOL_AGG_PUT,
+                    [(*k, c, d, json.dumps(bk)) for k, (c, d, bk) in b.tool_agg.items()],
+                )
+                db.executemany(sql.SPEND_ADD, b.spend.items())
+                db.executemany(sql.COUNTER_ADD, b.counters.items())
+        except BaseException:
+            for name in added:  # their rows were rolled back with the rest
+                self._names.pop(name, None)
+            raise
+
+    def _name_ids(self, names: set[str], added: list[str]) -> dict[str, int]:
+        out = {}
+        for name in names:
+            i = self._names.get(name)
+            if i is None:
+                row = self.db.execute(sql.NAME_GET, (name,)).fetchone()
+                if row is None:
+                    i = self.db.execute(sql.NAME_ADD, (name,)).lastrowid
+                    added.append(name)
+                else:
+                    i = row[0]
+                if len(self._names) >= _NAMES_CACHED:
+                    self._names.clear()
+                self._names[name] = i
+            out[name] = i
+        return out
+
+    def checkpoint(self) -> None:
+        """Fold the WAL into the file now (after a catch-up), not in the next small commit."""
+        with contextlib.suppress(sqlite3.Error):
+            self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def prune_spend(self, before_minute: int) -> None:
         with self.tx():
@@ -189,7 +305,18 @@ class Store:
             self.db.execute(sql.META_PUT, (key, value))
 
 
+def _response_row(r: tuple, nid: dict[str, int]) -> tuple:
+    """A row of the accountant's layout (schema.RESPONSE_COLS) as the response table keeps it."""
+    flags = (1 if r[12] else 0) | (2 if r[13] else 0) | (4 if r[15] else 0)
+    return (*r[:2], nid.get(r[2]), nid.get(r[3]), nid.get(r[4]), *r[5:12], flags, r[14])
+
+
+def _texts(rows: Iterable[tuple], cols: tuple[int, ...]) -> set[str]:
+    return {r[i] for r in rows for i in cols if r[i] is not None}
+
+
 _NOT_DAMAGE = {
+    5: "is locked by another process (busy)",
     8: "is read-only",
     10: "could not be written (I/O error)",
     13: "is on a full disk",
@@ -224,6 +351,10 @@ def _path_from_db(path: bytes) -> str:
 
 
 class _Tx:
+    """BEGIN IMMEDIATE ... COMMIT, and a ROLLBACK whenever the commit did not happen: a
+    COMMIT that fails (SQLITE_BUSY, a full disk) can leave the transaction open, and the
+    next BEGIN would then fail for ever."""
+
     def __init__(self, db: sqlite3.Connection):
         self.db = db
 
@@ -233,9 +364,18 @@ class _Tx:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
-            self.db.execute("COMMIT")
-        else:
-            self.db.execute("ROLLBACK")
+            try:
+                self.db.execute("COMMIT")
+                return
+            except BaseException:
+                self._rollback()
+                raise
+        self._rollback()
+
+    def _rollback(self) -> None:
+        if self.db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):  # SQLite rolled back already (SQLITE_FULL)
+                self.db.execute("ROLLBACK")
 
 
 def open_readonly(state_dir: Path) -> Store:

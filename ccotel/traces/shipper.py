@@ -42,20 +42,6 @@ from ccotel.traces.reader import Cursor, marker_at, read_lines
 
 log = structlog.get_logger()
 
-CREATE = (
-    # Per file: how far spans have been delivered (apart from the metrics cursor in `files`).
-    """CREATE TABLE IF NOT EXISTS trace_files(
-        path TEXT PRIMARY KEY, dev INTEGER NOT NULL, ino INTEGER NOT NULL,
-        offset INTEGER NOT NULL, line_no INTEGER NOT NULL, marker BLOB)""",
-    # Per session: what a restart needs to continue its trace (msgpack of model.Session).
-    """CREATE TABLE IF NOT EXISTS trace_sessions(
-        id TEXT PRIMARY KEY, closed INTEGER NOT NULL, last REAL, blob BLOB NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS trace_sessions_open ON trace_sessions(closed)",
-    # Responses that already have their chat span (a kept copy read twice gets one).
-    "CREATE TABLE IF NOT EXISTS trace_chats(key INTEGER PRIMARY KEY)",
-    "CREATE TABLE IF NOT EXISTS trace_meta(key TEXT PRIMARY KEY, value TEXT)",
-)
-
 CANDIDATES = """SELECT f.path, f.dev, f.ino, f.offset, t.dev, t.ino, t.offset, t.line_no, t.marker
     FROM files f LEFT JOIN trace_files t ON t.path = f.path
     WHERE t.path IS NULL OR t.offset != f.offset OR t.ino != f.ino OR t.dev != f.dev"""
@@ -140,7 +126,6 @@ class Shipper:
             db_path, isolation_level=None, check_same_thread=False, timeout=30
         )
         self.db.execute("PRAGMA busy_timeout=30000")
-        self._tx(CREATE)
         self._tx(
             ["DELETE FROM trace_files WHERE path NOT IN (SELECT path FROM files)"]
         )  # forgotten transcripts

@@ -151,8 +151,8 @@ class Web:
             rows = [list(v) for v in t.usage.values()]
             hour_spend = t.spend_in(3600, now)
             day_spend = t.spend_in(86400, now)
-            active = sum(t.active_by_cwd(now).values())
-            sessions = sum(t.sessions_by_cwd.values())
+            active = t.active_sessions(now)
+            sessions = t.sessions
         all_time = Q.Usage()
         for v in rows:  # Totals.usage: input, output, cache_read, cw5m, cw1h, web, requests, cost
             all_time = all_time.plus(

@@ -1,0 +1,286 @@
+"""A state commit that fails (issue 9, silent loss 1), model-checked the way log shippers are:
+a multi-chunk corpus read with small chunks and batches, the Nth state commit made to fail
+for every N in turn (at BEGIN, inside the transaction, or at COMMIT, leaving the
+transaction open), a run where every third fails, and runs where the failure lasts and
+then clears. After each: the totals equal ccusage's, and every line was committed exactly
+once (``ccotel_lines_total`` equals the corpus's line count: nothing skipped, nothing read
+twice), in the state and in memory, before and after a restart.
+
+Paths: backfill in one process, backfill with decode workers, and the live daemon.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from ccotel import app, report
+from ccotel.config import Config
+from ccotel.pipeline import Ingest
+from ccotel.sinks.prometheus import project_labeler
+from ccotel.state.store import Store
+from ccotel.totals import Totals
+from tests.conftest import as_ccusage, assert_equal_totals
+from tests.corpus import generate
+from tests.oracle import ccusage_totals
+
+CHUNK = 8 << 10  # bytes per read: every file takes several chunks
+BATCH = 25  # lines per commit: a backfill makes 17 commits (8 with workers)
+CLOCK = lambda: 1_800_000_000.0  # noqa: E731
+
+
+class _Breaking:
+    """The state's connection, failing at one call of a transaction: its ``at``-th call
+    (1: BEGIN), or at COMMIT when the transaction has fewer calls. The transaction is left
+    as SQLite would leave it: statements before the failure done, COMMIT not."""
+
+    def __init__(self, db: sqlite3.Connection, at: int):
+        self._db, self._at, self._i = db, at, 0
+
+    def __getattr__(self, name):
+        return getattr(self._db, name)
+
+    def _maybe_fail(self, stmt: str) -> None:
+        self._i += 1
+        if self._at and (self._i == self._at or stmt == "COMMIT"):
+            self._at = 0
+            raise sqlite3.OperationalError("disk I/O error (injected)")
+
+    def execute(self, stmt, *args):
+        self._maybe_fail(stmt)
+        return self._db.execute(stmt, *args)
+
+    def executemany(self, stmt, *args):
+        self._maybe_fail(stmt)
+        return self._db.executemany(stmt, *args)
+
+
+class Faults:
+    """Which state commits fail: ``fail(n)`` for the nth commit (1-based)."""
+
+    def __init__(self, fail=lambda n: False):
+        self.fail, self.n, self.failed = fail, 0, 0
+
+    def install(self, monkeypatch) -> Faults:
+        orig = Store.commit
+        faults = self
+
+        def commit(store: Store, b) -> None:
+            faults.n += 1
+            if not faults.fail(faults.n):
+                return orig(store, b)
+            faults.failed += 1
+            real = store.db
+            store.db = _Breaking(real, at=1 + faults.n % 16)  # BEGIN, a statement, or COMMIT
+            try:
+                return orig(store, b)
+            finally:
+                store.db = real
+
+        monkeypatch.setattr(Store, "commit", commit)
+        return self
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    generate(root, files=12, target_bytes=600_000, seed=3)
+    lines = sum(p.read_bytes().count(b"\n") for p in root.rglob("*.jsonl"))
+    return root, ccusage_totals(root), lines
+
+
+def cfg_for(root: Path, state: Path, **kw) -> Config:
+    return Config(claude_dirs=[str(root)], state_dir=str(state), traces=False, web=False, **kw)
+
+
+def committed(state: Path) -> tuple[dict, float]:
+    s = Store(state, readonly=True)
+    try:
+        t = report.build(s, "day", None, project_labeler("name"))["totals"]
+        return as_ccusage(t), s.counters().get("lines", 0)
+    finally:
+        s.close()
+
+
+def check(state: Path, want: dict, lines: int, memory: Totals | None = None) -> None:
+    got, got_lines = committed(state)
+    assert_equal_totals(got, want)
+    assert got_lines == lines, f"{got_lines} lines committed, the corpus has {lines}"
+    if memory is not None:  # what the daemon shows is what the state holds
+        s = Store(state, readonly=True)
+        try:
+            again = Totals.load(s, CLOCK())
+        finally:
+            s.close()
+        assert memory.usage.keys() == again.usage.keys()
+        for k, v in again.usage.items():
+            assert memory.usage[k] == pytest.approx(v, rel=1e-9), k
+        assert memory.counters == again.counters
+        assert memory.sessions_by_cwd == again.sessions_by_cwd
+
+
+def backfill(root: Path, state: Path, workers: int) -> Ingest:
+    store = Store(state)
+    try:
+        ing = Ingest(
+            cfg_for(root, state), store, [root], CLOCK, chunk_bytes=CHUNK, batch_lines=BATCH
+        )
+        ing.backfill(ing.scan(), workers, sleep=lambda s: None)
+        return ing
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "workers"])
+def test_nth_commit_fails_for_every_n(corpus, tmp_path, monkeypatch, workers):
+    root, want, lines = corpus
+    faults = Faults().install(monkeypatch)
+    backfill(root, tmp_path / "clean", workers)
+    commits = faults.n
+    assert commits >= (12 if workers == 1 else 6), commits  # many commits at these sizes
+    for n in range(1, commits + 2):
+        faults.fail, faults.n, faults.failed = (lambda k, n=n: k == n), 0, 0
+        state = tmp_path / f"s{n}"
+        ing = backfill(root, state, workers)
+        assert faults.failed == (1 if n <= faults.n else 0)
+        assert not ing.retry
+        check(state, want, lines, ing.totals)
+        shutil.rmtree(state)
+
+
+@pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "workers"])
+def test_every_third_commit_fails(corpus, tmp_path, monkeypatch, workers):
+    root, want, lines = corpus
+    faults = Faults(lambda k: k % 3 == 0).install(monkeypatch)
+    ing = backfill(root, tmp_path / "s", workers)
+    assert faults.failed >= 3 and not ing.retry
+    check(tmp_path / "s", want, lines, ing.totals)
+
+
+@pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "workers"])
+def test_failure_lasts_then_clears(corpus, tmp_path, monkeypatch, workers):
+    """Commits fail from the 4th on: backfill gives up with the files it could not commit
+    left to retry (and the CLI says so); once the state is writable, the next run is exact."""
+    root, want, lines = corpus
+    faults = Faults(lambda k: k >= 4).install(monkeypatch)
+    ing = backfill(root, tmp_path / "s", workers)
+    assert ing.retry and ing.last_error is not None
+    assert "nothing was lost" in ing.state_error()
+    _, got_lines = committed(tmp_path / "s")
+    assert 0 < got_lines < lines  # three commits got through
+    faults.fail = lambda k: False
+    ing = backfill(root, tmp_path / "s", workers)
+    check(tmp_path / "s", want, lines, ing.totals)
+
+
+def test_cli_backfill_reports_a_state_that_stays_unwritable(corpus, tmp_path, monkeypatch):
+    """app.backfill (what `ccotel backfill` runs) raises StateError, not a success."""
+    root = corpus[0]
+    Faults(lambda k: True).install(monkeypatch)
+    monkeypatch.setattr("ccotel.pipeline.RETRY_DELAYS", (0.0, 0.0))
+    from ccotel.state.store import StateError
+
+    with pytest.raises(StateError, match="nothing was lost"):
+        app.backfill(cfg_for(root, tmp_path / "s"))
+
+
+# --- the daemon ---------------------------------------------------------------------
+
+
+def _rounds(src: Path, dst: Path, parts: int = 3):
+    """Copy the corpus into dst in `parts` rounds, each file cut at line boundaries."""
+    files = sorted(src.rglob("*.jsonl"))
+    data = {p: p.read_bytes().splitlines(keepends=True) for p in files}
+    for r in range(parts):
+        for p, lines in data.items():
+            out = dst / p.relative_to(src)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            k = len(lines)
+            with open(out, "ab") as f:
+                f.write(b"".join(lines[k * r // parts : k * (r + 1) // parts]))
+        yield r
+
+
+def live(src: Path, tmp: Path, faults: Faults, want: dict, lines: int) -> int:
+    config = tmp / "claude"
+    (config / "projects").mkdir(parents=True)
+    cfg = cfg_for(config, tmp / "state", metrics_addr="127.0.0.1:0", rescan_interval=0.3)
+    d = app.Daemon(cfg, CLOCK)
+    d.ingest.chunk_bytes, d.ingest.batch_lines = CHUNK, BATCH
+    t = threading.Thread(target=d.run)
+    t.start()
+    try:
+        assert d.ready.wait(10)
+        for _ in _rounds(src, config):
+            time.sleep(0.05)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                check(tmp / "state", want, lines)
+                break
+            except AssertionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+    finally:
+        d.stop()
+        t.join(30)
+    assert not t.is_alive()
+    check(tmp / "state", want, lines, d.ingest.totals)
+    return faults.n
+
+
+def test_live_nth_commit_fails_for_every_n(corpus, tmp_path, monkeypatch):
+    root, want, lines = corpus
+    monkeypatch.setattr(app, "RETRY_FIRST", 0.05)
+    faults = Faults().install(monkeypatch)
+    commits = live(root, tmp_path / "clean", faults, want, lines)
+    assert commits >= 10, commits
+    hit = 0  # commits a run makes vary with timing: count the runs whose nth one failed
+    for n in range(1, commits + 1):
+        faults.fail, faults.n, faults.failed = (lambda k, n=n: k == n), 0, 0
+        live(root, tmp_path / f"s{n}", faults, want, lines)
+        assert faults.failed == (faults.n >= n)
+        hit += faults.failed
+    assert hit >= commits * 2 // 3, (hit, commits)
+
+
+def test_live_every_third_then_failing_for_a_while(corpus, tmp_path, monkeypatch):
+    root, want, lines = corpus
+    monkeypatch.setattr(app, "RETRY_FIRST", 0.05)
+    faults = Faults(lambda k: k % 3 == 0).install(monkeypatch)
+    live(root, tmp_path / "third", faults, want, lines)
+    assert faults.failed >= 3
+    stop_failing_at = time.monotonic() + 1.5  # every commit fails for 1.5 s, then none
+    faults.fail, faults.n, faults.failed = (lambda k: time.monotonic() < stop_failing_at), 0, 0
+    live(root, tmp_path / "while", faults, want, lines)
+    assert faults.failed >= 3
+
+
+@pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "workers"])
+def test_a_value_the_state_refuses_is_confined_to_its_file(corpus, tmp_path, monkeypatch, workers):
+    """A line whose value the state cannot store (simulated: every commit holding the
+    victim's lines raises ValueError, as a text SQLite cannot encode did) must not block
+    the files committed with it: they go file by file until the victim is found, set
+    aside; the rest equals ccusage over the other files."""
+    root, _want, _lines = corpus
+    victim = str(sorted(root.rglob("*.jsonl"))[5])
+    orig = Store.commit
+
+    def commit(store: Store, b) -> None:
+        if victim in b.files:
+            raise ValueError("a value the state cannot store (injected)")
+        return orig(store, b)
+
+    monkeypatch.setattr(Store, "commit", commit)
+    ing = backfill(root, tmp_path / "s", workers)
+    assert list(ing.broken) == [victim] and not ing.retry
+    others = tmp_path / "others"
+    shutil.copytree(root, others)
+    (others / Path(victim).relative_to(root)).unlink()
+    assert_equal_totals(committed(tmp_path / "s")[0], ccusage_totals(others))
