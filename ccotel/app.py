@@ -63,8 +63,13 @@ def catch_up(ingest: Ingest, workers: int, progress=None, on_total=None, sleep=t
 
 
 @contextlib.contextmanager
-def stop_on_signals(wake: Wakeup):
-    """SIGTERM and SIGINT request a stop (in the main thread; elsewhere signals are not ours)."""
+def stop_on_signals(wake: Wakeup, restore: bool = True):
+    """SIGTERM and SIGINT request a stop (in the main thread; elsewhere signals are not ours).
+
+    ``restore=False`` for a process that exits right after: signals that arrive while it
+    winds down are ignored (at exit Python resets its handlers to the default action, which
+    would kill it with 143 or 130 after a clean stop).
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -73,7 +78,7 @@ def stop_on_signals(wake: Wakeup):
         yield
     finally:
         for s, h in old.items():
-            signal.signal(s, h)
+            signal.signal(s, h if restore else signal.SIG_IGN)
 
 
 def backfill(
@@ -201,7 +206,7 @@ class Daemon:
             allowed_hosts=cfg.http_allowed_hosts,
             allow_unauthenticated=cfg.allow_unauthenticated_network_access,
         )  # fmt: skip
-        stack.callback(self.server.httpd.server_close)  # bound, not serving yet
+        stack.callback(self.server.stop)  # bound, not serving yet
 
     def health(self) -> dict:
         t = self.ingest.totals
@@ -241,7 +246,6 @@ class Daemon:
         if self.stopping:
             return
         self.server.start()
-        self._stack.callback(self.server.stop)
         base = self.server.url
         log.info(
             "ccotel running",
@@ -323,7 +327,7 @@ def run(cfg: Config, clock: Callable[[], float] = time.time) -> None:
     before anything opens, so a signal at any point of the start stops it cleanly)."""
     wake = Wakeup()
     try:
-        with stop_on_signals(wake):
+        with stop_on_signals(wake, restore=False):
             Daemon(cfg, clock, wake).run()
     finally:
         wake.close()

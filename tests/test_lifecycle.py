@@ -25,7 +25,7 @@ import pytest
 from ccotel import app
 from ccotel.config import Config
 from ccotel.pipeline import Ingest
-from ccotel.sinks.prometheus import MetricsServer
+from ccotel.server.httpd import HttpServer
 from ccotel.sources.watch import Watcher
 from ccotel.state.store import Store
 from ccotel.traces.service import Exporters
@@ -46,8 +46,8 @@ PHASES = [
     (app, "Store"),
     (app, "Ingest"),
     (app, "Exporters"),
-    (app, "MetricsServer"),
-    (MetricsServer, "start"),
+    (app, "HttpServer"),
+    (HttpServer, "start"),
     (Watcher, "start"),
     (app, "catch_up"),
     (Ingest, "ingest"),  # the third file of the catch-up

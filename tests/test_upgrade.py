@@ -125,6 +125,7 @@ def test_a_state_from_a_newer_version_is_one_line(old_state, tmp_path, cmd):
     db.execute(f"PRAGMA user_version={schema.VERSION + 7}")
     db.close()
     before = (old_state / "state.db").read_bytes()
+    (tmp_path / "projects").mkdir()  # a claude dir, empty
     args = {
         "report": ["report", "--state-dir", str(old_state)],
         "backfill": ["backfill", "--claude-dir", str(tmp_path), "--state-dir", str(old_state)],

@@ -285,17 +285,21 @@ class HttpServer:
         self.thread.start()
 
     def stop(self) -> None:
+        """Stop serving and let go of the socket; safe before ``start`` and twice."""
         self._stopping = True
         with contextlib.suppress(OSError):
             self._wake_w.send(b"x")
         if self.thread.is_alive():
             self.thread.join(5)
-        for _ in self._workers:
+        for w in self._workers:
+            if not w.is_alive():
+                continue
             try:
                 self._jobs.put(None, timeout=0.5)
             except queue.Full:
                 break
-        self.sock.close()
+        for s in (self.sock, self._wake_r, self._wake_w):
+            s.close()
 
     # --- one thread: accept, TLS handshake, read each request head --------------------------
 
