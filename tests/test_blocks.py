@@ -190,10 +190,11 @@ def _zero_usage_lines(root: Path) -> list[Entry]:
             d = json.loads(raw)
             m = d.get("message") or {}
             if d.get("type") == "assistant" and m.get("model") == "<synthetic>":
-                # ccusage 20.0.24 de-duplicates only lines with both ids (measured:
-                # the API-error lines, which have no requestId, count once per copy)
-                ids = (m.get("id"), d.get("requestId"))
-                seen.setdefault(ids if all(ids) else (path, n), _t(d["timestamp"]))
+                # measured on ccusage 20.0.24: without a requestId, copies count once
+                # per sessionId (a resumed session's copy counts again)
+                rid = d.get("requestId") or d.get("sessionId")
+                key = (m["id"], rid) if m.get("id") else (path, n)
+                seen.setdefault(key, _t(d["timestamp"]))
     return [Entry(ts, 0, 0, 0, 0, 0.0) for ts in seen.values()]
 
 
