@@ -25,6 +25,26 @@ def conv(lines: Lines) -> Lines:
     return [x for x in lines if x.get("type") in ("user", "assistant", "system")]
 
 
+def leaf(lines: Lines) -> dict:
+    """The newest conversation line: latest ``timestamp``, ties broken by depth in the
+    ``parentUuid`` chain.
+
+    Not the file's last line: within one flush the CLI may write an answer (and its
+    ``turn_duration``) before the prompt that asked for it, and the prompt's
+    attachments follow it in the chain with earlier timestamps."""
+    parent = {x["uuid"]: x.get("parentUuid") for x in lines if x.get("uuid")}
+
+    def depth(u: str | None) -> int:
+        n = 0
+        while u in parent and n <= len(parent):
+            u, n = parent[u], n + 1
+        return n
+
+    talk = conv(lines)
+    assert talk, "no conversation yet"
+    return max(talk, key=lambda x: (x.get("timestamp") or "", depth(x.get("uuid"))))
+
+
 def content(x: dict) -> list[dict]:
     c = (x.get("message") or {}).get("content")
     return c if isinstance(c, list) else []
@@ -45,10 +65,10 @@ def stop_reasons(lines: Lines) -> list[str | None]:
 
 
 def turn_ended(lines: Lines) -> Lines | None:
-    """The lines, once the last one is the ``turn_duration`` record the interactive CLI
-    writes a moment after a turn's final answer."""
-    last = conv(lines)[-1] if conv(lines) else {}
-    return lines if last.get("subtype") == "turn_duration" else None
+    """The lines, once the conversation ends with the ``turn_duration`` record the
+    interactive CLI writes a moment after a turn's final answer."""
+    done = [x for x in lines if x.get("uuid")] and leaf(lines).get("subtype") == "turn_duration"
+    return lines if done else None
 
 
 def exit_marks(lines: Lines) -> Lines:
@@ -82,7 +102,8 @@ def test_print_session_ends_with_a_last_prompt_line(tmp_path):
     lines = read_jsonl(run.transcript)
     assert stop_reasons(lines) == ["tool_use", "end_turn"]
     assert lines[-1]["type"] == "last-prompt" and exit_marks(lines) == [lines[-1]]
-    assert lines[-1]["leafUuid"] == conv(lines)[-1]["uuid"]
+    assert lines[-1]["leafUuid"] == leaf(lines)["uuid"]
+    assert leaf(lines)["message"]["stop_reason"] == "end_turn"
     assert lines[-1]["lastPrompt"].startswith("Run the ccotel harness scenario.")
     assert not [x for x in lines if x.get("subtype") == "turn_duration"]  # -p writes none
 
@@ -91,19 +112,18 @@ def test_print_session_ends_with_a_last_prompt_line(tmp_path):
 def test_request_in_flight_shows_the_prompt_as_the_last_line(interactive_claude):
     s = interactive_claude([Step(text="First."), Step(text="Second.")])
     api = interactive_claude.api
+    assert not s.transcript.exists()  # the status line names it; the first prompt creates it
     for step, text in ((0, "One"), (1, "Two")):
         gate = api.hold(s.tag, step)
         s.submit(text)
         wait_for(lambda step=step: step in api.held(s.tag), "the request to be held")
         lines = s.wait_transcript(
             lambda ls, text=text: (
-                ls
-                if conv(ls) and text in str(conv(ls)[-1].get("message", {}).get("content"))
-                else None
+                ls if conv(ls) and text in str(leaf(ls).get("message", {}).get("content")) else None
             ),
             f"the prompt {text!r}",
         )
-        last = conv(lines)[-1]
+        last = leaf(lines)
         assert last["type"] == "user" and isinstance(last["message"]["content"], str)
         assert last["origin"] == {"kind": "human"} and last["promptSource"] == "typed"
         assert stop_reasons(lines) == ["end_turn"] * step  # nothing for this prompt yet
@@ -131,7 +151,8 @@ def test_tool_running_for_seconds_shows_a_tool_use_without_result(interactive_cl
     assert any("sleep 5" in p for p in s.processes()), s.processes()
     assert tid not in tool_results(lines)
     assert stop_reasons(lines)[-1] == "tool_use"
-    running = [x for x in conv(lines) if x["type"] == "assistant"][-1]
+    running = leaf(lines)
+    assert running["type"] == "assistant"
     assert running["message"]["content"][-1]["id"] == tid
     # after it
     s.wait_idle()
@@ -204,12 +225,12 @@ def test_denied_permission_ends_the_turn_without_an_answer(interactive_claude):
     s.wait_transcript(lambda ls: tool_uses(ls), "the tool_use")
     s.send_keys("Escape")
     lines = s.wait_transcript(
-        lambda ls: ls if any(b.get("type") == "text" for b in content(conv(ls)[-1])) else None,
+        lambda ls: ls if any(b.get("type") == "text" for b in content(leaf(ls))) else None,
         "the interruption",
     )
     (res,) = tool_results(lines).values()
     assert res["is_error"] is True
-    last = conv(lines)[-1]
+    last = leaf(lines)
     assert last["type"] == "user"
     assert content(last) == [{"type": "text", "text": "[Request interrupted by user for tool use]"}]
     assert stop_reasons(lines) == ["tool_use", "tool_use"]  # no end_turn: the user is needed
@@ -224,14 +245,16 @@ def test_answered_session_waits_then_exit_appends_a_last_prompt(interactive_clau
     s.wait_idle()
     lines = s.wait_transcript(turn_ended, "the turn_duration record")
     assert stop_reasons(lines) == ["end_turn"]
-    assert conv(lines)[-2]["type"] == "assistant"
+    ended = leaf(lines)
+    answer = next(x for x in lines if x.get("uuid") == ended["parentUuid"])
+    assert answer["type"] == "assistant" and answer["message"]["stop_reason"] == "end_turn"
     assert not exit_marks(lines)
     assert not s.exited()
     n = len(lines)
     assert s.exit() == 0
     lines = s.wait_transcript(lambda ls: exit_marks(ls) and ls, "the exit mark")
     assert len(lines) == n + 1 and lines[-1]["type"] == "last-prompt"
-    assert lines[-1]["leafUuid"] == conv(lines)[-1]["uuid"]
+    assert lines[-1]["leafUuid"] == ended["uuid"]
     assert "Answer me" in lines[-1]["lastPrompt"]
 
 

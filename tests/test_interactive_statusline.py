@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import sys
 
 from tests.fakeapi import Step, ToolCall, Usage, ratelimit_headers
 from tests.interactive import interactive_claude_fixture  # noqa: F401
@@ -45,7 +46,7 @@ def test_statusline_gets_the_session_json_and_the_pane_shows_its_line(interactiv
 
 def test_statusline_command_reads_the_json_on_stdin(interactive_claude):
     # what `ccotel statusline` will do: read the JSON, print one line
-    cmd = "python3 -c " + shlex.quote(
+    cmd = f"{shlex.quote(sys.executable)} -c " + shlex.quote(
         "import json,sys; d=json.load(sys.stdin); "
         "print('SL', d['session_id'][:8], d['model']['display_name'], d['cost']['total_cost_usd'] > 0)"
     )
