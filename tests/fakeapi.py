@@ -299,6 +299,9 @@ class FakeAnthropic:
         return self
 
     def stop(self) -> None:
+        with self._lock:  # nothing stays held past the stand-in's life
+            for gate in self._holds.values():
+                gate.set()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()

@@ -65,6 +65,8 @@ EMPTY_PROMPT = re.compile(rf"^\s*{PROMPT}\s*$", re.M)
 BUSY = re.compile(r"^\s*[·✢✳✶✻✽*]\s+\S+…|esc to interrupt", re.M)
 
 T = TypeVar("T")
+# tmux itself runs without the caller's tmux variables (tests may run inside tmux)
+_TMUX_ENV = {k: v for k, v in os.environ.items() if not k.startswith("TMUX")}
 
 
 def tmux_bin() -> str:
@@ -248,6 +250,7 @@ class InteractiveClaude:
             check=True,
             stdin=subprocess.DEVNULL,
             capture_output=True,
+            env=_TMUX_ENV,
             timeout=30,
         )
         self.pane_pid = int(self._display("#{pane_pid}"))
@@ -270,6 +273,7 @@ class InteractiveClaude:
             capture_output=True,
             text=True,
             stdin=subprocess.DEVNULL,
+            env=_TMUX_ENV,
             timeout=30,
         )
         if check and proc.returncode != 0:
@@ -407,10 +411,14 @@ class InteractiveClaude:
             self.diagnostics,
         )
 
-    def statusline_text(self) -> str | None:
-        """The line our recorder printed, as the pane shows it (None if not shown)."""
-        m = re.search(rf"{STATUSLINE_PREFIX} \d+", self.pane())
-        return m.group(0) if m else None
+    def statusline_shown(self) -> str | None:
+        """The status line as the pane shows it: the first line under the input box
+        (stripped; Claude Code may add its own notes at the right). None before it shows."""
+        rows = self.pane().splitlines()
+        rules = [i for i, r in enumerate(rows) if r.strip() and set(r.strip()) == {"─"}]
+        if len(rules) < 2 or rules[-1] + 1 >= len(rows):
+            return None
+        return rows[rules[-1] + 1].strip() or None
 
     @property
     def session_id(self) -> str:
@@ -471,18 +479,22 @@ class InteractiveClaude:
         """Kill the tmux server and make sure the CLI is gone."""
         if self._sock_dir is None:
             return
+        pids = [p for p, _ in _descendants(self.pane_pid)] if self.pane_pid else []
         if self.pane_pid is not None and not self._pid_gone(self.pane_pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pane_pid, signal.SIGTERM)
             with contextlib.suppress(HarnessError):
                 wait_for(lambda: self._pid_gone(self.pane_pid), "claude to stop", 10)
-            if not self._pid_gone(self.pane_pid):
+            pids.append(self.pane_pid)
+        for pid in pids:  # the CLI and whatever tool it left running
+            if not self._pid_gone(pid):
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.pane_pid, signal.SIGKILL)
+                    os.kill(pid, signal.SIGKILL)
         subprocess.run(
             [tmux_bin(), "-S", self.socket, "kill-server"],
             capture_output=True,
             stdin=subprocess.DEVNULL,
+            env=_TMUX_ENV,
             timeout=30,
             check=False,
         )

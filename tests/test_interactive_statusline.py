@@ -12,7 +12,7 @@ import shlex
 import sys
 
 from tests.fakeapi import Step, ToolCall, Usage, ratelimit_headers
-from tests.interactive import interactive_claude_fixture  # noqa: F401
+from tests.interactive import interactive_claude_fixture, wait_for  # noqa: F401
 from tests.realcli import OPUS, SONNET
 
 RESET_5H, RESET_7D = 1_900_000_000, 1_900_400_000
@@ -39,8 +39,8 @@ def test_statusline_gets_the_session_json_and_the_pane_shows_its_line(interactiv
     assert d["version"] == "2.1.197"
     assert "rate_limits" not in d  # an API key has no plan
     # the pane shows the command's output, counting what it has received so far
-    line = s.wait_pane(r"CCOTEL-SL [1-9]")
-    n = int(re.search(r"CCOTEL-SL (\d+)", line).group(1))
+    shown = wait_for(lambda: s.statusline_shown(), "the status line")
+    n = int(re.match(r"CCOTEL-SL (\d+)", shown).group(1))
     assert 1 <= n <= len(s.statusline_inputs())
 
 
@@ -53,8 +53,8 @@ def test_statusline_command_reads_the_json_on_stdin(interactive_claude):
     s = interactive_claude([Step(text="Hi.")], model=OPUS, statusline=cmd)
     s.submit("Hello")
     s.wait_idle()
-    sid = s.session_id
-    s.wait_pane(rf"SL {sid[:8]} Opus 4\.6 True")
+    want = f"SL {s.session_id[:8]} Opus 4.6 True"
+    wait_for(lambda: (s.statusline_shown() or "").startswith(want), f"the status line {want!r}")
 
 
 def test_oauth_login_carries_the_plan_utilisation_the_stand_in_sent(interactive_claude):
