@@ -398,3 +398,23 @@ def test_active_block_burn_rate_and_projection_equal_ccusage(tmp_path):
             }
         )
     assert t["projection"] in candidates, (t["projection"], candidates)
+
+
+def test_window_that_ended_with_recent_activity_is_not_active(tmp_path):
+    """Activity 30 minutes ago, but in a window that has already ended: not active
+    (ccusage needs both `now - last < 5 h` and `now < end`)."""
+    root = tmp_path / "claude"
+    now = time.time()
+    start = now // H * H - 5 * H  # the block's window ends at the top of this hour
+    _write(
+        root,
+        [(_iso(start + 60), U1), (_iso(start + 4.5 * H), U2)],
+        session="00000000-0000-4000-8000-0000000000ed",
+        cwd="/home/u/ended",
+    )
+    ours = _backfill(root, tmp_path / "state")
+    oracle = ccusage_json(root, "blocks")
+    assert [b.active for b in ours] == [False]
+    assert time.time() - ours[0].last_activity < 5 * H
+    _compare(ours, oracle)
+    assert projection(ours[0]) is None
