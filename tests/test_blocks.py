@@ -217,13 +217,15 @@ def corpus_blocks(request, tmp_path_factory):
             )
         ]
         from_store = blocks_from_store(store)
+        tail = {k: blocks_from_store(store, since=from_store[-k].start) for k in (1, 7)}
     finally:
         store.close()
-    return files < 1000, root, info, entries, from_store, ccusage_json(root, "blocks")
+    oracle = ccusage_json(root, "blocks")
+    return files < 1000, root, info, entries, from_store, tail, oracle
 
 
 def test_corpus_blocks_equal_ccusage(corpus_blocks):
-    sparse, root, info, entries, from_store, oracle = corpus_blocks
+    sparse, root, info, entries, from_store, tail, oracle = corpus_blocks
     gaps = sum(b["isGap"] for b in oracle["blocks"])
     # the sparse corpus has many gaps, the dense one chains block after block
     assert len(from_store) > (50 if sparse else 100)
@@ -235,6 +237,8 @@ def test_corpus_blocks_equal_ccusage(corpus_blocks):
     assert info.synthetic_lines and zero
     _compare(identify_blocks(entries + zero), oracle)
     assert sum(b.entries for b in from_store) == len(entries)
+    # recomputing from a known block's start gives the same last blocks
+    assert all(tail[k] == from_store[-k:] for k in tail)
 
 
 # ----------------------------------------------------------------------------- timelines
