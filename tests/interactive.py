@@ -296,7 +296,19 @@ class InteractiveClaude:
         self._tmux("send-keys", "-t", "cc", "-l", text)
 
     def exited(self) -> bool:
-        return self._display("#{pane_dead}") == "1"
+        """The CLI has ended and tmux has reaped it (only then is its status known:
+        tmux marks the pane dead at the terminal's end of file, which can come first)."""
+        if self._display("#{pane_dead}") != "1":
+            return False
+        try:
+            os.kill(self.pane_pid or 0, 0)
+        except ProcessLookupError:
+            return True
+        # a zombie tmux has not reaped: tmux 3.3a sometimes misses the SIGCHLD (seen
+        # after SIGKILL), then the status stays unknown; nudge our server to reap it
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(self._display("#{pid}")), signal.SIGCHLD)
+        return False
 
     def exit_status(self) -> int | None:
         """The CLI's exit status, ``-N`` when signal N killed it, None while it runs."""
@@ -319,9 +331,16 @@ class InteractiveClaude:
             text = f"{text} {self.api.marker(self.tag)}"
         self._submitted += 1
         before = self._scenario_requests()
-        probe = text[-24:]
+        probe = "".join(text.split())[-24:]
         self.type(text)
-        wait_for(lambda: probe in self.pane(), f"the prompt {probe!r} typed", 30, self.diagnostics)
+        # Enter only once the input box shows the text: sent together, Enter could be
+        # taken as part of a paste
+        wait_for(
+            lambda: probe in "".join(self.input_box().split()),
+            f"the prompt {text[-24:]!r} in the input box",
+            self.timeout,
+            self.diagnostics,
+        )
         self.send_keys("Enter")
         wait_for(
             lambda: self._scenario_requests() > before or self.api.held(self.tag),
@@ -372,7 +391,7 @@ class InteractiveClaude:
     def exit(self, timeout: float | None = None) -> int:
         """Leave as a user does (``/exit``); wait for the process to end; its exit status."""
         self.type("/exit")
-        wait_for(lambda: "/exit" in self.pane(), "/exit typed", 30, self.diagnostics)
+        wait_for(lambda: self.input_box() == "/exit", "/exit typed", self.timeout, self.diagnostics)
         self.send_keys("Enter")
         wait_for(
             self.exited, "claude to exit after /exit", timeout or self.timeout, self.diagnostics
@@ -411,11 +430,22 @@ class InteractiveClaude:
             self.diagnostics,
         )
 
+    def _rules(self, rows: list[str]) -> list[int]:
+        return [i for i, r in enumerate(rows) if r.strip() and set(r.strip()) == {"─"}]
+
+    def input_box(self) -> str:
+        """The text between the input box's two rules ('' when no box is shown)."""
+        rows = self.pane().splitlines()
+        rules = self._rules(rows)
+        if len(rules) < 2:
+            return ""
+        return "\n".join(rows[rules[-2] + 1 : rules[-1]]).replace(PROMPT, "", 1).strip()
+
     def statusline_shown(self) -> str | None:
         """The status line as the pane shows it: the first line under the input box
         (stripped; Claude Code may add its own notes at the right). None before it shows."""
         rows = self.pane().splitlines()
-        rules = [i for i, r in enumerate(rows) if r.strip() and set(r.strip()) == {"─"}]
+        rules = self._rules(rows)
         if len(rules) < 2 or rules[-1] + 1 >= len(rows):
             return None
         return rows[rules[-1] + 1].strip() or None
