@@ -20,6 +20,24 @@ a person does: in a terminal (a private tmux server), typed into with
   interactive_claude_fixture  # noqa: F401`` makes it available to a test module).
 
 Nothing is read from stdin; tmux runs detached, so it works under CI.
+
+Example (see tests/test_interactive_*.py)::
+
+    from tests.interactive import interactive_claude_fixture  # noqa: F401
+
+    def test_x(interactive_claude):
+        interactive_claude.api.extra_headers.update(ratelimit_headers(0.42, 0.17))
+        s = interactive_claude([Step(text="Hi.")], auth="oauth",
+                               statusline="ccotel statusline")  # or True: the recorder
+        s.submit("Hello")            # types, waits for the input box, Enter, the request
+        s.wait_idle()                # answered and written; the CLI waits for the user
+        s.statusline_inputs()[-1]    # the JSON Claude Code piped to the command
+        s.statusline_shown()         # the line under the input box
+        s.transcript_lines()         # complete lines of the session's transcript
+        s.exit()                     # /exit; returns the exit status
+
+``api.hold(tag, step)`` keeps a request in flight until the test sets the event;
+:func:`gate_command` makes a Bash tool that runs until the test creates a file.
 """
 
 from __future__ import annotations
