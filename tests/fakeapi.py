@@ -36,6 +36,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -49,8 +50,10 @@ __all__ = [
     "ToolCall",
     "Usage",
     "auto_usage",
+    "ratelimit_headers",
 ]
 
+HOLD_TIMEOUT = 600.0  # a held answer is released after this, whatever the test does
 MARKER_RE = re.compile(r"\[\[ccotel:([A-Za-z0-9_.:/\-]+)\]\]")
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -209,9 +212,16 @@ class FakeAnthropic:
     SIDE_TEXT = "OK"
 
     def __init__(
-        self, seed: str = "ccotel-fakeapi", host: str = "127.0.0.1", record_bodies: bool = False
+        self,
+        seed: str = "ccotel-fakeapi",
+        host: str = "127.0.0.1",
+        record_bodies: bool = False,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self.seed = seed
+        # sent with every /v1/messages answer, e.g. ratelimit_headers(); tests may
+        # change it between requests
+        self.extra_headers: dict[str, str] = dict(headers or {})
         self.record_bodies = record_bodies
         self.bodies: list[dict[str, Any]] = []  # request bodies, when record_bodies
         self.host = host
@@ -219,6 +229,8 @@ class FakeAnthropic:
         self._scripts: dict[str, list[Step]] = {}
         self._attempts: dict[tuple[Any, ...], int] = {}
         self._side_counter = 0
+        self._holds: dict[tuple[str, int], threading.Event] = {}
+        self._held: set[tuple[str, int]] = set()
         self.served: list[ServedResponse] = []
         self.requests: list[RequestLog] = []
         self.unknown: list[tuple[str, str]] = []  # (method, path) of unrecognized calls
@@ -238,6 +250,17 @@ class FakeAnthropic:
                 raise ValueError(f"tag {tag!r} is already scripted")
             self._scripts[tag] = steps
         return tag
+
+    def hold(self, tag: str, step: int) -> threading.Event:
+        """Hold the answer to step ``step`` of ``tag`` until the returned event is set
+        (a request "in flight" for as long as a test needs; at most HOLD_TIMEOUT s)."""
+        with self._lock:
+            return self._holds.setdefault((tag, step), threading.Event())
+
+    def held(self, tag: str) -> list[int]:
+        """The steps of ``tag`` whose requests are being held right now."""
+        with self._lock:
+            return sorted(i for t, i in self._held if t == tag)
 
     @staticmethod
     def marker(tag: str) -> str:
@@ -276,6 +299,9 @@ class FakeAnthropic:
         return self
 
     def stop(self) -> None:
+        with self._lock:  # nothing stays held past the stand-in's life
+            for gate in self._holds.values():
+                gate.set()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -324,6 +350,15 @@ class FakeAnthropic:
         model = str(body.get("model") or "claude-unknown")
         stream = bool(body.get("stream"))
         tag, index = self._classify(body)
+        if tag is not None:
+            with self._lock:
+                gate = self._holds.get((tag, index))
+                if gate is not None:
+                    self._held.add((tag, index))
+            if gate is not None:
+                gate.wait(HOLD_TIMEOUT)
+                with self._lock:
+                    self._held.discard((tag, index))
         if tag is not None:
             steps = self._scripts[tag]
             if index < len(steps):
@@ -385,6 +420,46 @@ class FakeAnthropic:
         with self._lock:
             self.served.append(served)
         return message, served
+
+
+def ratelimit_headers(
+    five_hour: float | None = 0.425,
+    seven_day: float | None = 0.17,
+    *,
+    five_hour_reset: int | None = None,
+    seven_day_reset: int | None = None,
+    now: float | None = None,
+) -> dict[str, str]:
+    """The plan-utilisation headers the Messages API sends a Claude.ai subscriber.
+
+    Utilisation is a fraction (0-1), resets are epoch seconds (default: 5 hours and
+    7 days after ``now``). ``None`` leaves a window out. Claude Code 2.1.197 reads
+    ``anthropic-ratelimit-unified-{5h,7d}-{utilization,reset}`` into the status
+    line's ``rate_limits``; the rest of the family (status, representative claim,
+    overage) is what a subscriber's answer also carries.
+    """
+    t = int(time.time() if now is None else now)
+    out = {"anthropic-ratelimit-unified-status": "allowed"}
+    windows = (
+        ("5h", "five_hour", five_hour, five_hour_reset or t + 5 * 3600),
+        ("7d", "seven_day", seven_day, seven_day_reset or t + 7 * 86400),
+    )
+    claim = None
+    for short, name, used, reset in windows:
+        if used is None:
+            continue
+        out[f"anthropic-ratelimit-unified-{short}-utilization"] = repr(float(used))
+        out[f"anthropic-ratelimit-unified-{short}-reset"] = str(int(reset))
+        out[f"anthropic-ratelimit-unified-{short}-status"] = "allowed"
+        if claim is None or used > claim[1]:
+            claim = (name, used, reset)
+    if claim is not None:
+        out["anthropic-ratelimit-unified-representative-claim"] = claim[0]
+        out["anthropic-ratelimit-unified-reset"] = str(int(claim[2]))
+    out["anthropic-ratelimit-unified-fallback"] = "available"
+    out["anthropic-ratelimit-unified-overage-status"] = "rejected"
+    out["anthropic-ratelimit-unified-overage-disabled-reason"] = "org_level_disabled"
+    return out
 
 
 def _side_text(body: Mapping[str, Any], default: str) -> str:
@@ -614,6 +689,7 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {
             "request-id": served.request_id,
             "anthropic-organization-id": "00000000-0000-4000-8000-000000000000",
+            **self.owner.extra_headers,
         }
         if not served.stream:
             self._json(200, message, headers=headers)
