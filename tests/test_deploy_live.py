@@ -23,6 +23,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -136,9 +137,12 @@ class Stack:
         *,
         labels: dict[str, str] | None = None,
         more_rules: tuple[Path, ...] = (),
+        edit: Callable[[dict], None] | None = None,
     ):
+        """`edit` changes the Prometheus config before it starts (to show what a part does)."""
         self.workdir = workdir
         self.ccotel_target, self.labels, self.more_rules = ccotel_target, labels, more_rules
+        self.edit = edit
         self.procs: list[subprocess.Popen] = []
 
     def __enter__(self) -> Stack:
@@ -149,16 +153,15 @@ class Stack:
         am_cfg = self.workdir / "alertmanager.yml"
         am_cfg.write_text(yaml.safe_dump(alertmanager_test_config(self.webhook.url)))
         prom_cfg = self.workdir / "prometheus.yml"
-        prom_cfg.write_text(
-            yaml.safe_dump(
-                prometheus_test_config(
-                    self.ccotel_target,
-                    f"127.0.0.1:{am_port}",
-                    labels=self.labels,
-                    more_rules=self.more_rules,
-                )
-            )
+        cfg = prometheus_test_config(
+            self.ccotel_target,
+            f"127.0.0.1:{am_port}",
+            labels=self.labels,
+            more_rules=self.more_rules,
         )
+        if self.edit:
+            self.edit(cfg)
+        prom_cfg.write_text(yaml.safe_dump(cfg))
         self._start(
             "alertmanager",
             [
