@@ -2,8 +2,8 @@
 Prometheus panels asks of the series: the metric, the label matchers, the labels it groups by,
 and the shape of the query. The queries are rebuilt from that description here, not copied.
 
-Sources (fetched and read for issue 14; not vendored: this workplace's rules keep fetched public
-files out of commits, see the lead's notes):
+Sources (fetched and read for issue 14; not vendored: this workplace keeps files fetched from
+public repositories out of the project's commits, so they are described, not copied):
 - ColeMurray/claude-code-otel, commit 43263654a369c28e01733fe71f0204084f08eec3,
   claude-code-dashboard.json ("Claude Code Observability"), MIT licence, Copyright (c) 2024
   Claude Code Observability Stack. 10 Prometheus targets in 9 panels; its 7 Loki panels read

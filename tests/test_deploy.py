@@ -346,6 +346,13 @@ def test_budget_rules_hard_code_no_threshold():
             '{window="15m"}[5m]))) == -1)',
             "stopped, and a window that has reset",
         ),
+        # A reset further away than a week is not a weekly window: no share of it can be "gone".
+        (
+            "a week at most",
+            '(ccotel:plan_resets_at_seconds:freshest{window="7d"} - time() > 0 <= 7 * 86400)',
+            '(ccotel:plan_resets_at_seconds:freshest{window="7d"} - time() > 0)',
+            "weekly pace against the share of the week gone",
+        ),
         # Stale plan data matters only while sessions are active.
         (
             "stale only while active",
