@@ -23,6 +23,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -32,12 +33,13 @@ import yaml
 
 from tests.conftest import free_port
 from tests.test_deploy import ALERTMANAGER_YML, PROMETHEUS_YML, RULES, uncomment
-from tests.test_deploy_dashboard import panel_queries
+from tests.test_deploy_budgets import generate
+from tests.test_deploy_dashboard import DASHBOARDS, panel_queries
 
-HOST, USER = "e2e-host", "e2e-user"
-# What the collector adds to a pushed series: job from service.name, host / user from host.name /
-# user.name. A stand-in that serves bare series gets them as target labels.
-AS_PUSHED = {"job": "ccotel", "host": HOST, "user": USER}
+HOST, USER, TEAM = "e2e-host", "e2e-user", "e2e-team"
+# What the collector adds to a pushed series: job from service.name, host / user / team from
+# host.name / user.name / team.id. A stand-in that serves bare series gets them as target labels.
+AS_PUSHED = {"job": "ccotel", "host": HOST, "user": USER, "team": TEAM}
 TRACE_ID = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 
 
@@ -48,6 +50,7 @@ def prometheus_test_config(
     labels: dict[str, str] | None = None,
     interval: str = "1s",
     rules_file: Path = RULES,
+    more_rules: tuple[Path, ...] = (),
 ) -> dict:
     """deploy/compose/prometheus/prometheus.yml reduced to its `otel-collector-ccotel` job (where
     every ccotel's pushed metrics are read), pointed at `ccotel_target` (tests.pushed.Collector,
@@ -59,7 +62,7 @@ def prometheus_test_config(
     job["static_configs"] = [{"targets": [ccotel_target], **({"labels": labels} if labels else {})}]
     cfg["global"] = {"scrape_interval": interval, "evaluation_interval": interval}
     cfg["scrape_configs"] = [job]
-    cfg["rule_files"] = [str(rules_file)]
+    cfg["rule_files"] = [str(rules_file), *map(str, more_rules)]
     cfg["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [alertmanager_target]
     return cfg
 
@@ -127,9 +130,19 @@ def _get(url: str) -> dict:
 class Stack:
     """Prometheus + Alertmanager + a webhook, with the deploy configs, on loopback ports."""
 
-    def __init__(self, workdir: Path, ccotel_target: str, *, labels: dict[str, str] | None = None):
+    def __init__(
+        self,
+        workdir: Path,
+        ccotel_target: str,
+        *,
+        labels: dict[str, str] | None = None,
+        more_rules: tuple[Path, ...] = (),
+        edit: Callable[[dict], None] | None = None,
+    ):
+        """`edit` changes the Prometheus config before it starts (to show what a part does)."""
         self.workdir = workdir
-        self.ccotel_target, self.labels = ccotel_target, labels
+        self.ccotel_target, self.labels, self.more_rules = ccotel_target, labels, more_rules
+        self.edit = edit
         self.procs: list[subprocess.Popen] = []
 
     def __enter__(self) -> Stack:
@@ -140,13 +153,15 @@ class Stack:
         am_cfg = self.workdir / "alertmanager.yml"
         am_cfg.write_text(yaml.safe_dump(alertmanager_test_config(self.webhook.url)))
         prom_cfg = self.workdir / "prometheus.yml"
-        prom_cfg.write_text(
-            yaml.safe_dump(
-                prometheus_test_config(
-                    self.ccotel_target, f"127.0.0.1:{am_port}", labels=self.labels
-                )
-            )
+        cfg = prometheus_test_config(
+            self.ccotel_target,
+            f"127.0.0.1:{am_port}",
+            labels=self.labels,
+            more_rules=self.more_rules,
         )
+        if self.edit:
+            self.edit(cfg)
+        prom_cfg.write_text(yaml.safe_dump(cfg))
         self._start(
             "alertmanager",
             [
@@ -203,8 +218,9 @@ class Stack:
                 proc.wait()
         self.webhook.close()
 
-    def query(self, expr: str) -> list[dict]:
-        url = f"{self.prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    def query(self, expr: str, at: float | None = None) -> list[dict]:
+        params = {"query": expr, **({"time": at} if at is not None else {})}
+        url = f"{self.prometheus_url}/api/v1/query?" + urllib.parse.urlencode(params)
         body = _get(url)
         assert body["status"] == "success", body
         return body["data"]["result"]
@@ -258,6 +274,33 @@ class FakeCcotel:
         self.export_errors = pc.Counter("ccotel_export_errors", "", ["signal"], registry=r)
         self.spans = pc.Counter("ccotel_spans_exported", "", registry=r)
         self.queue = pc.Gauge("ccotel_export_queue_spans", "", registry=r)
+        # Plan limits and blocks (issue 12), live states (issue 15), what the spend bought (14).
+        self.plan_used = pc.Gauge("ccotel_plan_used_ratio", "", ["window"], registry=r)
+        self.plan_resets = pc.Gauge("ccotel_plan_resets_at_seconds", "", ["window"], registry=r)
+        self.plan_report = pc.Gauge(
+            "ccotel_plan_report_timestamp_seconds", "", ["window"], registry=r
+        )
+        self.block_cost = pc.Gauge("ccotel_block_cost_usd", "", registry=r)
+        self.block_end = pc.Gauge("ccotel_block_ends_at_seconds", "", registry=r)
+        self.block_projected = pc.Gauge("ccotel_block_projected_cost_usd", "", registry=r)
+        self.burn = pc.Gauge("ccotel_burn_rate_usd_per_hour", "", ["window"], registry=r)
+        self.states = pc.Gauge("ccotel_sessions_by_state", "", ["state"], registry=r)
+        self.waited = pc.Histogram(
+            "ccotel_waiting_sessions_seconds", "", buckets=(10, 60, 300, 1800), registry=r
+        )
+        self.code_lines = pc.Counter("ccotel_code_lines", "", ["type", "project"], registry=r)
+        self.commits = pc.Counter("ccotel_commits", "", ["project"], registry=r)
+        self.pull_requests = pc.Counter("ccotel_pull_requests", "", ["project"], registry=r)
+        now = time.time()
+        for window, used, left in (("5h", 0.42, 2 * 3600), ("7d", 0.17, 3 * 86400)):
+            self.plan_used.labels(window).set(used)
+            self.plan_resets.labels(window).set(now + left)
+        self.block_cost.set(3.2)
+        self.block_end.set(now + 3 * 3600)
+        self.block_projected.set(9.5)
+        self.burn.labels("15m").set(2.1)
+        for state, n in (("working", 2), ("tool", 1), ("waiting", 1), ("idle", 3)):
+            self.states.labels(state).set(n)
         self.build.labels("0.1.0").set(1)
         self.files.set(3)
         self.active.labels("web").set(1)
@@ -293,6 +336,13 @@ class FakeCcotel:
             self.lines.inc(7)
             self.spans.inc(4)
             self.lag.set(0.5)
+            for window in ("5h", "7d"):
+                self.plan_report.labels(window).set(time.time())
+            self.waited.observe(42)
+            self.code_lines.labels("added", "web").inc(12)
+            self.code_lines.labels("removed", "web").inc(3)
+            self.commits.labels("web").inc(0.5)
+            self.pull_requests.labels("web").inc(0.1)
 
     def close(self) -> None:
         self.stop.set()
@@ -344,9 +394,25 @@ def test_budget_alert_reaches_the_webhook_and_resolves(tmp_path, fake_ccotel):
         assert firing <= {"CcotelHourlyBudgetBurnRate"}, firing
 
 
-def test_every_dashboard_query_returns_data(tmp_path, fake_ccotel):
-    queries = panel_queries()
-    with Stack(tmp_path, fake_ccotel.target, labels=AS_PUSHED) as stack:
+def team_budgets(tmp_path: Path) -> Path:
+    """rules/budgets.yml for the stand-in's user and team, as budgets.py writes it."""
+    toml = tmp_path / "budgets.toml"
+    toml.write_text(
+        f'[users."{USER}"]\nhourly_usd = 100\ndaily_usd = 500\n[teams."{TEAM}"]\ndaily_usd = 900\n'
+    )
+    out = tmp_path / "budgets.yml"
+    assert generate(toml, out).returncode == 0
+    return out
+
+
+@pytest.mark.parametrize("uid", DASHBOARDS)
+def test_every_dashboard_query_returns_data(tmp_path, fake_ccotel, uid):
+    """Every Prometheus panel of both dashboards, those awaiting ccotel's code included, against
+    the stand-in that serves the whole contract, with the stack's rules and generated budgets."""
+    queries = panel_queries(path=DASHBOARDS[uid], awaiting=True)
+    with Stack(
+        tmp_path, fake_ccotel.target, labels=AS_PUSHED, more_rules=(team_budgets(tmp_path),)
+    ) as stack:
         deadline = time.monotonic() + 45
         empty = queries
         while empty and time.monotonic() < deadline:
@@ -355,8 +421,19 @@ def test_every_dashboard_query_returns_data(tmp_path, fake_ccotel):
         assert not empty, "panels without data:\n" + "\n".join(
             f"{t} [{r}]: {e}" for t, r, e in empty
         )
-        # Values are sane, not just present.
         by_title = {t: e for t, _, e in queries}
+        if uid == "ccotel-team":
+            # The lead sees the user and team by name, against their budgets.
+            per_user = stack.query(by_title["Spend per user"])
+            assert [s["metric"] for s in per_user] == [{"user": USER}]
+            per_team = stack.query(by_title["Spend per team"])
+            assert [s["metric"] for s in per_team] == [{"team": TEAM}]
+            used = stack.query(by_title["Budget used per user (%)"])
+            assert {s["metric"]["window"] for s in used} == {"1h", "24h"}
+            (plan,) = stack.query(by_title["5-hour plan use per user"])
+            assert plan["metric"] == {"user": USER} and float(plan["value"][1]) == 42
+            return
+        # Values are sane, not just present.
         (ratio,) = stack.query(by_title["Cache hit ratio over the range"])
         assert 0.9 < float(ratio["value"][1]) < 0.99  # 900 reads of 955 input-side tokens
         (used,) = stack.query(by_title["Hourly budget used"])
