@@ -88,11 +88,8 @@ class Accountant:
         self.seen.update((m for _, m in keys if m is not None), seen.MESSAGE)
         del keys
         self.seen.update(store.tool_keys(), seen.TOOL)
-        self.seen.update((h64(s) for (s,) in store.query("SELECT id FROM sessions")), seen.SESSION)
-        self.seen.update(
-            (_place_key(s, c) for s, c in store.query("SELECT session, cwd FROM session_cwds")),
-            seen.PLACE,
-        )
+        self.seen.update((h64(s) for s in store.session_ids()), seen.SESSION)
+        self.seen.update((_place_key(s, c) for s, c in store.places()), seen.PLACE)
         self.tool_agg = store.tool_agg()
         self._rows: OrderedDict[int, tuple] = OrderedDict()
         self._tools: OrderedDict[int, tuple] = OrderedDict()

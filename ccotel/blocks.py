@@ -28,6 +28,8 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ccotel.state import queries
+
 __all__ = [
     "BLOCK_HOURS",
     "Block",
@@ -177,12 +179,6 @@ def projection(block: Block, *, now: float | None = None) -> Projection | None:
     )
 
 
-_QUERY = (
-    "SELECT ts, input, output, cw5m + cw1h, cache_read, cost FROM responses"
-    " WHERE ts IS NOT NULL AND ts >= ?"
-)
-
-
 def blocks_from_store(
     store, *, now: float | None = None, since: float | None = None
 ) -> list[Block]:
@@ -193,5 +189,5 @@ def blocks_from_store(
     earlier ones cannot change unless an older response arrives late: recompute all
     from time to time). Reading every response costs about 3 s per million.
     """
-    rows = store.query(_QUERY, (since if since is not None else float("-inf"),))
+    rows = queries.block_entries(store.db, since if since is not None else float("-inf"))
     return identify_blocks((Entry(*row) for row in rows), now=now)

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from ccotel.state import queries
+
 if TYPE_CHECKING:
     from ccotel.state.store import Store
 
@@ -42,7 +44,7 @@ def _add(acc: dict, inp, out, cr, w5, w1, reqs, cost) -> None:
 def _session_times(store: Store) -> dict[str, tuple[float, float]]:
     """First and last activity of each session, to the second (usage rows are hourly)."""
     try:
-        rows = store.query("SELECT id, first_ts, last_ts FROM sessions")
+        rows = queries.session_times(store.db)
     except sqlite3.OperationalError:  # a state without the table: hours will do
         return {}
     return {s: (f, t) for s, f, t in rows if f is not None and t is not None}
@@ -51,10 +53,7 @@ def _session_times(store: Store) -> dict[str, tuple[float, float]]:
 def build(store: Store, by: str, since: float | None, project: Callable[[str], str]) -> dict:
     """Usage grouped ``by``; ``since`` (epoch seconds) keeps the hours from the one holding it."""
     since_hour = int(since // 3600) if since is not None else None
-    rows = store.query(
-        "SELECT session, hour, model, cwd, SUM(input), SUM(output), SUM(cache_read), SUM(cw5m),"
-        " SUM(cw1h), SUM(requests), SUM(cost) FROM usage GROUP BY session, hour, model, cwd"
-    )
+    rows = queries.usage_by_session_hour(store.db)
     totals = _empty()
     groups: dict[str, dict] = {}
     for session, hour, model, cwd, *vals in rows:

@@ -123,8 +123,8 @@ def _check(r, run: Run, want: set[str], dropped: int = 0) -> None:
     assert set(got) == want, (len(set(got) - want), len(want - set(got)))
     st = run.shipper.stats
     assert (st.spans_exported, st.dropped) == (len(want), dropped), "honest counters"
-    assert run.shipper.meta("spans_exported") == str(len(want)), "persisted with the cursors"
-    assert run.shipper.meta("spans_dropped") == str(dropped)
+    assert run.shipper.state.meta("spans_exported") == str(len(want)), "persisted with the cursors"
+    assert run.shipper.state.meta("spans_dropped") == str(dropped)
 
 
 def _hold_case(r, run: Run, reference, at: int, status: str, logs: list) -> None:
@@ -322,7 +322,7 @@ def test_a_failed_commit_after_delivery_sends_nothing_twice(
     with Receiver() as r:
         run = Run(_state(metrics_state, tmp_path), r.url)
         calls = {"n": 0}
-        real = run.shipper.set_meta
+        real = run.shipper.state.set_meta
 
         def flaky(key, value):
             if key == "spans_exported":
@@ -331,7 +331,7 @@ def test_a_failed_commit_after_delivery_sends_nothing_twice(
                     raise sqlite3.OperationalError("disk I/O error")
             real(key, value)
 
-        run.shipper.set_meta = flaky
+        run.shipper.state.set_meta = flaky
         try:
             run.deliver(max_passes=200)
             _check(r, run, {i for req in reference for i in req})

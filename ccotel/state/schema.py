@@ -1,4 +1,6 @@
-"""Every SQL statement of the state store, in one place, and the migrations between versions.
+"""Every table of the state, the migrations between versions, and the statements of Store.
+
+(Which module of ``ccotel.state`` owns which tables and queries: its ``__init__``.)
 
 The schema version is ``PRAGMA user_version``. A fresh state runs every migration from 0,
 so a new state and an upgraded one have the same schema by construction. A migration is
@@ -16,6 +18,7 @@ PRAGMAS = (
     "PRAGMA wal_autocheckpoint=4096",  # 16 MiB of WAL between checkpoints: a backfill's
     "PRAGMA journal_size_limit=33554432",  # commits are not each a checkpoint; WAL <= 32 MiB
 )
+CACHE_SIZE = "PRAGMA cache_size=-{kib}"
 
 # --- version 1: the schema of ccotel 0.1.0 (frozen) ------------------------------------
 
@@ -195,12 +198,14 @@ SESSION_UPSERT = """INSERT INTO sessions(id, cwd, branch, version, first_ts, las
         last_ts=MAX(COALESCE(sessions.last_ts, excluded.last_ts), COALESCE(excluded.last_ts, sessions.last_ts))"""
 SESSION_GET = "SELECT id, cwd, branch, version, first_ts, last_ts FROM sessions WHERE id=?"
 SESSION_COUNT = "SELECT COUNT(*) FROM sessions"
+SESSION_IDS = "SELECT id FROM sessions"
 
 PLACE_UPSERT = """INSERT INTO session_cwds(session, cwd, first_ts, last_ts) VALUES(?,?,?,?)
     ON CONFLICT(session, cwd) DO UPDATE SET
         first_ts=MIN(session_cwds.first_ts, excluded.first_ts),
         last_ts=MAX(session_cwds.last_ts, excluded.last_ts)"""
 PLACE_GET = "SELECT 1 FROM session_cwds WHERE session=? AND cwd=?"
+PLACES_ALL = "SELECT session, cwd FROM session_cwds"
 PLACES_BY_CWD = "SELECT cwd, COUNT(*) FROM session_cwds GROUP BY cwd"
 PLACES_SHARED = """SELECT session, cwd FROM session_cwds WHERE session IN
     (SELECT session FROM session_cwds GROUP BY session HAVING COUNT(*) > 1)"""

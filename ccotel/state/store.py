@@ -66,7 +66,8 @@ def open_lock(state_dir: Path) -> StateLock:
 
 class Store:
     """One state database. ``lock``: a StateLock the caller already holds (the store then
-    does not take or release one); by default the store takes the state dir's lock."""
+    does not take or release one); by default the store takes the state dir's lock.
+    ``cache_mib``: SQLite's page cache, instead of the writer's (schema.PRAGMAS)."""
 
     def __init__(
         self,
@@ -75,6 +76,7 @@ class Store:
         readonly: bool = False,
         db_name: str = DB_NAME,
         lock: StateLock | None = None,
+        cache_mib: int | None = None,
     ):
         self.dir = state_dir
         self.path = state_dir / db_name
@@ -105,6 +107,8 @@ class Store:
             self.db.create_function("ccotel_h64", 1, h64, deterministic=True)
             for p in sql.PRAGMAS if not readonly else sql.PRAGMAS[3:]:
                 self.db.execute(p)
+            if cache_mib is not None:
+                self.db.execute(sql.CACHE_SIZE.format(kib=cache_mib * 1024))
             (self.version,) = self.db.execute("PRAGMA user_version").fetchone()
             if self.version > sql.VERSION:
                 raise StateError(
@@ -155,8 +159,8 @@ class Store:
         """The lock's descriptor, which forked decode workers close (pipeline._worker_init)."""
         return self._lock.fd if self._lock else None
 
-    def tx(self) -> _Tx:
-        return _Tx(self.db)
+    def tx(self) -> Transaction:
+        return Transaction(self.db)
 
     # --- reads ---------------------------------------------------------------
 
@@ -169,12 +173,7 @@ class Store:
         }
 
     def response(self, key: int) -> tuple | None:
-        row = self.db.execute(sql.RESPONSE_GET, (key,)).fetchone()
-        if row is None:
-            target = self.db.execute(sql.ALIAS_GET, (key,)).fetchone()
-            if target is not None:
-                row = self.db.execute(sql.RESPONSE_GET, (target[0],)).fetchone()
-        return row
+        return response_row(self.db, key)
 
     def responses_by_mkey(self, mkey: int) -> list[tuple]:
         return self.db.execute(sql.RESPONSE_BY_MKEY, (mkey,)).fetchall()
@@ -187,6 +186,14 @@ class Store:
     def tool_keys(self) -> Iterator[int]:
         for (key,) in self.db.execute(sql.TOOL_KEYS):
             yield key
+
+    def session_ids(self) -> Iterator[str]:
+        for (sid,) in self.db.execute(sql.SESSION_IDS):
+            yield sid
+
+    def places(self) -> Iterator[tuple[str, str]]:
+        """(session, cwd): each working directory a session had activity in."""
+        yield from self.db.execute(sql.PLACES_ALL)
 
     def session(self, sid: str) -> tuple | None:
         return self.db.execute(sql.SESSION_GET, (sid,)).fetchone()
@@ -305,6 +312,16 @@ class Store:
             self.db.execute(sql.META_PUT, (key, value))
 
 
+def response_row(db: sqlite3.Connection, key: int) -> tuple | None:
+    """A kept response by its key, or by the key of a copy that is its alias."""
+    row = db.execute(sql.RESPONSE_GET, (key,)).fetchone()
+    if row is None:
+        target = db.execute(sql.ALIAS_GET, (key,)).fetchone()
+        if target is not None:
+            row = db.execute(sql.RESPONSE_GET, (target[0],)).fetchone()
+    return row
+
+
 def _response_row(r: tuple, nid: dict[str, int]) -> tuple:
     """A row of the accountant's layout (schema.RESPONSE_COLS) as the response table keeps it."""
     flags = (1 if r[12] else 0) | (2 if r[13] else 0) | (4 if r[15] else 0)
@@ -350,7 +367,7 @@ def _path_from_db(path: bytes) -> str:
     return os.fsdecode(path)
 
 
-class _Tx:
+class Transaction:
     """BEGIN IMMEDIATE ... COMMIT, and a ROLLBACK whenever the commit did not happen: a
     COMMIT that fails (SQLITE_BUSY, a full disk) can leave the transaction open, and the
     next BEGIN would then fail for ever."""

@@ -120,7 +120,7 @@ class TraceThread:
         if sh.requests or h.last_local:  # the collector accepted (or the state works again)
             h.ok(contacted=sh.requests > 0)
         if time.monotonic() - self._mark_at >= 60:  # the daemon ran up to here (coarse)
-            sh.set_meta(WATERMARK, str(sh.clock()))
+            sh.state.set_meta(WATERMARK, str(sh.clock()))
             self._mark_at = time.monotonic()
 
 
@@ -222,13 +222,13 @@ class Exporters:
             state_db, sink, options(cfg), clock=clock, session_idle=cfg.session_idle,
             batch=cfg.trace_batch_spans, rate=cfg.trace_rate, max_line=cfg.max_line_bytes,
         )  # fmt: skip
-        mark = shipper.meta(WATERMARK)
+        mark = shipper.state.meta(WATERMARK)
         since = now - cfg.trace_lookback
         if mark:
             since = min(since, float(mark))
         else:  # the first start: what it does not trace is left to backfill --traces, and
             # what it does stays due even if no collector answers for weeks (waiting)
-            shipper.set_meta(WATERMARK, str(since))
+            shipper.state.set_meta(WATERMARK, str(since))
         shipper.since = since
         health = ExportHealth(
             log, "traces", _where(sink, cfg, "traces"), chosen or configured(cfg, "traces"),

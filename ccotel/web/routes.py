@@ -1,6 +1,6 @@
 """The routes under / and /api/: parameters in, JSON out (docs/web.md).
 
-Every number comes from the tables ``ccotel report`` reads (through ``ccotel.web.queries``),
+Every number comes from the tables ``ccotel report`` reads (through ``ccotel.state.queries``),
 or from the daemon's live totals; a session's waterfall is the traces builder's span tree
 (``ccotel.web.waterfall``). Projects follow the rule of every view: cost and tokens belong to
 the project of the working directory each response was made in, and a session belongs to
@@ -23,10 +23,10 @@ from urllib.parse import parse_qs, quote, unquote
 
 import structlog
 
+from ccotel.state import queries as Q
 from ccotel.state.store import DB_NAME, StateError, Store
 from ccotel.traces import ids
 from ccotel.traces.builder import Options
-from ccotel.web import queries as Q
 from ccotel.web import shape
 from ccotel.web.waterfall import Waterfalls
 
@@ -99,8 +99,7 @@ class Web:
         if held is not None:
             held[0].close()
             self._local.store = None
-        s = Store(self.state_dir, readonly=True)
-        s.db.execute("PRAGMA cache_size=-4096")  # 4 MiB a worker, not the writer's 16
+        s = Store(self.state_dir, readonly=True, cache_mib=4)  # a worker's, not the writer's 16
         self._local.store = (s, ino)
         return s
 

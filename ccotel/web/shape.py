@@ -15,8 +15,8 @@ from typing import Any
 
 import msgspec
 
+from ccotel.state.queries import Usage
 from ccotel.traces.model import Span
-from ccotel.web.queries import Usage
 
 COST_DECIMALS = 10  # per-token prices go down to ~1e-8 USD; float noise starts near 1e-15
 KINDS = {"chat": "model", "execute_tool": "tool", "invoke_agent": "agent"}

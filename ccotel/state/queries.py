@@ -1,8 +1,9 @@
-"""Every SQL statement of the page, read-only, over the state's tables.
+"""The read-only queries of the views: the web page, `ccotel report` and billing blocks.
 
-This module owns the page's reads of ``usage``, ``sessions``, ``tools``, ``responses`` (timestamps
-only) and ``files``; the tables and every write belong to ``ccotel.state`` (a response and its
-alias are looked up through ``Store.response``). Hours are ``usage.hour`` (epoch hour).
+They read ``usage``, ``sessions``, ``tools``, ``responses`` and ``files`` through a connection
+(a read-only ``Store``'s ``db``) and write nothing; the tables and every write belong to
+``schema`` and ``store`` (a response and its alias are looked up through ``Store.response``).
+Hours are ``usage.hour`` (epoch hour).
 """
 
 from __future__ import annotations
@@ -75,6 +76,34 @@ def _chunks(ids: Sequence[str]) -> Iterator[tuple[Sequence[str], str]]:
     for i in range(0, len(ids), CHUNK):
         chunk = ids[i : i + CHUNK]
         yield chunk, ",".join("?" * len(chunk))
+
+
+# --- ccotel report -----------------------------------------------------------------------
+
+
+def usage_by_session_hour(db: sqlite3.Connection) -> list[tuple]:
+    """(session, hour, model, cwd, input, output, cache_read, cw5m, cw1h, requests, cost)."""
+    return db.execute(
+        "SELECT session, hour, model, cwd, SUM(input), SUM(output), SUM(cache_read), SUM(cw5m),"
+        " SUM(cw1h), SUM(requests), SUM(cost) FROM usage GROUP BY session, hour, model, cwd"
+    ).fetchall()
+
+
+def session_times(db: sqlite3.Connection) -> list[tuple[str, float | None, float | None]]:
+    """(id, first_ts, last_ts) of every session."""
+    return db.execute("SELECT id, first_ts, last_ts FROM sessions").fetchall()
+
+
+# --- billing blocks ----------------------------------------------------------------------
+
+
+def block_entries(db: sqlite3.Connection, since: float) -> list[tuple]:
+    """(ts, input, output, cache write, cache read, cost) of each kept response from ``since``."""
+    return db.execute(
+        "SELECT ts, input, output, cw5m + cw1h, cache_read, cost FROM responses"
+        " WHERE ts IS NOT NULL AND ts >= ?",
+        (since,),
+    ).fetchall()
 
 
 # --- /api/summary and /api/spend --------------------------------------------------------
