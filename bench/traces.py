@@ -335,7 +335,8 @@ def driver_push(corpus: str, state: str, url: str, n: int) -> dict:
     from ccotel.app import budgets_of, roots_of
     from ccotel.otlp import Sender, encode_metrics, resource_attributes, target
     from ccotel.pipeline import Ingest
-    from ccotel.sinks.prometheus import TotalsCollector, project_labeler
+    from ccotel.projects import project_labeler
+    from ccotel.sinks.prometheus import TotalsCollector
     from ccotel.state.store import Store
 
     cfg = _bench_cfg(corpus, state, url)

@@ -17,8 +17,9 @@ from prometheus_client import CollectorRegistry
 from ccotel import __version__
 from ccotel.config import Config
 from ccotel.pipeline import Ingest
+from ccotel.projects import project_labeler
 from ccotel.server.httpd import HttpServer
-from ccotel.sinks.prometheus import TotalsCollector, project_labeler
+from ccotel.sinks.prometheus import TotalsCollector
 from ccotel.sources.discovery import claude_roots
 from ccotel.sources.watch import RESCAN, Watcher
 from ccotel.state.rebuild import rebuild_state

@@ -22,7 +22,7 @@ import pytest
 from ccotel import app, report
 from ccotel.config import Config
 from ccotel.pipeline import Ingest
-from ccotel.sinks.prometheus import project_labeler
+from ccotel.projects import project_labeler
 from ccotel.state.store import Store
 from ccotel.totals import Totals
 from tests.conftest import as_ccusage, assert_equal_totals

@@ -29,8 +29,8 @@ from hypothesis import strategies as st
 from ccotel import report
 from ccotel.config import Config
 from ccotel.pipeline import Ingest
+from ccotel.projects import project_labeler
 from ccotel.records import MAX_TOKENS, decode
-from ccotel.sinks.prometheus import project_labeler
 from ccotel.state.store import Store
 from tests.conftest import as_ccusage, assert_equal_totals, free_port
 from tests.corpus import generate

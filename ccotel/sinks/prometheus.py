@@ -20,8 +20,8 @@ from prometheus_client.core import (
 
 from ccotel import __version__
 from ccotel.accounting import TOOL_BUCKETS
-from ccotel.projects import project_labeler  # noqa: F401 (its home was here)
 from ccotel.totals import SPEND_WINDOWS, Totals
+from ccotel.traces.ids import hex_trace, trace_id
 
 OTHER_PROJECT = "other"
 TOKEN_TYPES = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h")
@@ -225,13 +225,7 @@ class TotalsCollector:
         yield hist
 
 
-def trace_id(session: str) -> str | None:
-    """A session's trace id: its UUID's 32 hex digits."""
-    hexed = session.replace("-", "").lower()
-    return hexed if len(hexed) == 32 and all(c in "0123456789abcdef" for c in hexed) else None
-
-
-def _exemplar(ex: tuple[str, float, float]) -> Exemplar | None:
+def _exemplar(ex: tuple[str, float, float]) -> Exemplar:
+    """The session's trace (the id its spans carry), on the cost it added last."""
     session, usd, ts = ex
-    tid = trace_id(session)
-    return Exemplar({"trace_id": tid}, usd, ts) if tid else None
+    return Exemplar({"trace_id": hex_trace(trace_id(session))}, usd, ts)

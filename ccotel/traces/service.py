@@ -31,7 +31,7 @@ from ccotel.otlp import (
     target,
 )
 from ccotel.otlp.health import hint, off
-from ccotel.sinks.prometheus import project_labeler  # NOTE(lead): a sinks helper used here
+from ccotel.projects import project_labeler
 from ccotel.traces.builder import Options
 from ccotel.traces.export import OtlpSpanSink, SpanSink
 from ccotel.traces.shipper import Shipper

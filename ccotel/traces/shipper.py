@@ -30,14 +30,15 @@ from pathlib import Path
 
 import structlog
 
+from ccotel.batch import FileCursor
 from ccotel.otlp import MALFORMED, REFUSED, TOO_LARGE, TRANSIENT, ExportError
 from ccotel.records import decode
-from ccotel.sources.discovery import agent_of
+from ccotel.sources.discovery import agent_of, parse_path
+from ccotel.sources.tail import marker_at, read_lines
 from ccotel.state.traces import TraceState
 from ccotel.traces import model
 from ccotel.traces.builder import Builder, FileInfo, Options
 from ccotel.traces.export import SpanSink
-from ccotel.traces.reader import Cursor, marker_at, read_lines
 
 log = structlog.get_logger()
 
@@ -59,26 +60,25 @@ class Stats:
 
 
 def _group_key(path: str) -> tuple[str, str]:
-    p = Path(path)
-    if p.parent.name == "subagents":
-        return str(p.parent.parent.parent), p.parent.parent.name
-    if p.stem.startswith("agent-"):  # legacy flat subagent file: its lines name the session
+    """(project folder, session): the files of one session are read together."""
+    t = parse_path(path)
+    if t.flat_agent:  # a legacy flat subagent file: its lines name the session
         try:
             with open(path, "rb") as f:
                 m = _SESSION_RE.search(f.read(65536))
         except OSError:
             m = None
         if m:
-            return str(p.parent), m.group(1).decode("utf-8", "replace")
-    return str(p.parent), p.stem
+            return t.project, m.group(1).decode("utf-8", "replace")
+    return t.project, t.session
 
 
 def file_info(path: str) -> FileInfo:
-    p = Path(path)
-    agent = agent_of(path)
-    sub = p.parent.name == "subagents"
-    fi = FileInfo(path, p.parent.parent.name if sub else p.stem, agent)
-    if agent is not None:
+    """What a transcript's path (and a subagent's .meta.json beside it) says of its lines."""
+    t = parse_path(path)
+    fi = FileInfo(path, t.session, t.agent)
+    if t.agent is not None:
+        p = Path(path)
         meta = p.with_name(p.stem + ".meta.json")
         try:
             data = json.loads(meta.read_bytes())
@@ -92,11 +92,6 @@ def file_info(path: str) -> FileInfo:
                 data.get("toolUseId") if isinstance(data.get("toolUseId"), str) else None
             )
     return fi
-
-
-_file_info = (
-    file_info  # NOTE(lead): web/api.py imports this name; ccotel.traces.file_info is public
-)
 
 
 class Shipper:
@@ -130,7 +125,7 @@ class Shipper:
         self.builder = Builder(opts, self._row, self._chat_emitted, self._load)
         for sid, blob in self.state.open_sessions():
             self.builder.sessions[sid] = model.load(blob)
-        self.pending: dict[str, Cursor] = {}
+        self.pending: dict[str, FileCursor] = {}
         self.skipped: dict[str, int] = {}
         self._infos: dict[str, FileInfo] = {}
         self.stats = Stats(
@@ -161,18 +156,18 @@ class Shipper:
         blob = self.state.session(sid)
         return model.load(blob) if blob is not None else None
 
-    def _trace_cursor(self, path: str, dev, ino, off, line_no, marker) -> Cursor | None:
+    def _trace_cursor(self, path: str, dev, ino, off, line_no, marker) -> FileCursor | None:
         c = self.pending.get(path)
         if c is not None:
             return c
-        return Cursor(dev, ino, off, line_no, marker or b"") if dev is not None else None
+        return FileCursor(dev, ino, off, line_no, marker or b"") if dev is not None else None
 
     def close(self) -> None:
         self.state.close()
 
     # --- a pass --------------------------------------------------------------
 
-    def candidates(self) -> list[tuple[str, tuple[int, int, int], Cursor | None]]:
+    def candidates(self) -> list[tuple[str, tuple[int, int, int], FileCursor | None]]:
         out = []
         backlog = 0
         for path, dev, ino, off, tdev, tino, toff, tline, tmarker in self.state.candidates():
@@ -241,7 +236,7 @@ class Shipper:
                     elif _LAST_PROMPT in raw and fi.agent is None and b'"explicit":true' not in raw:
                         m = _SESSION_RE.search(raw)
                         b.finished(m.group(1).decode("utf-8", "replace") if m else fi.session)
-                    self.pending[path] = Cursor(dev, ino, end, line_no)
+                    self.pending[path] = FileCursor(dev, ino, end, line_no)
                     if len(b.out) >= self.batch:
                         self._flush()
             for sid in list(b.touched):

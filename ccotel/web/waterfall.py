@@ -16,11 +16,10 @@ import structlog
 
 from ccotel.records import decode
 from ccotel.sources.discovery import agent_of
-from ccotel.traces import ids
+from ccotel.sources.tail import read_lines
+from ccotel.traces import file_info, ids
 from ccotel.traces.builder import Builder, Options
 from ccotel.traces.model import Span
-from ccotel.traces.reader import read_lines
-from ccotel.traces.shipper import _file_info as file_info  # TODO(traces): a public name
 from ccotel.web import shape
 
 log = structlog.get_logger()
