@@ -35,14 +35,9 @@ class Tier(Struct, forbid_unknown_fields=True):
     cache_write_1h: float | None = None
 
 
-class Rates(Struct, forbid_unknown_fields=True):
-    """USD per million tokens."""
+class Rates(Tier, forbid_unknown_fields=True):
+    """USD per million tokens: a Tier, with a fast-mode factor and the rates above 200k."""
 
-    input: float
-    output: float
-    cache_write_5m: float
-    cache_read: float
-    cache_write_1h: float | None = None
     fast: float = 1.0
     above_200k: Tier | None = None
 

@@ -8,7 +8,8 @@ custom-collector model) from a private registry.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -89,33 +90,28 @@ class TotalsCollector:
         yield from self._usage(usage, exemplars)
         yield from self._tools(tools)
 
-        s_total = CounterMetricFamily("ccotel_sessions", "Sessions seen", labels=["project"])
-        for proj, n in self._by_project(sessions).items():
-            s_total.add_metric([proj], n)
-        yield s_total
-        act = GaugeMetricFamily(
-            "ccotel_active_sessions",
-            "Sessions with activity in the last 5 minutes",
-            labels=["project"],
+        yield _by_label(
+            CounterMetricFamily("ccotel_sessions", "Sessions seen", labels=["project"]),
+            self._by_project(sessions),
         )
-        for proj, n in self._by_project(active).items():
-            act.add_metric([proj], n)
-        yield act
-
-        sp = GaugeMetricFamily(
-            "ccotel_spend_usd",
-            "Spend whose event time falls in the trailing window, USD",
-            labels=["window"],
+        yield _by_label(
+            GaugeMetricFamily(
+                "ccotel_active_sessions",
+                "Sessions with activity in the last 5 minutes",
+                labels=["project"],
+            ),
+            self._by_project(active),
         )
-        for w, v in spend.items():
-            sp.add_metric([w], v)
-        yield sp
-        bud = GaugeMetricFamily(
-            "ccotel_budget_usd", "Configured budget per window, USD", labels=["window"]
+        yield _by_label(
+            GaugeMetricFamily(
+                "ccotel_spend_usd",
+                "Spend whose event time falls in the trailing window, USD",
+                labels=["window"],
+            ),
+            spend,
         )
-        for w, v in self.budgets.items():
-            bud.add_metric([w], v)
-        yield bud
+        yield _by_label(GaugeMetricFamily("ccotel_budget_usd", "Configured budget per window, USD",
+                                          labels=["window"]), self.budgets)  # fmt: skip
 
         yield CounterMetricFamily(
             "ccotel_lines", "Transcript lines read", value=counters.get("lines", 0)
@@ -223,6 +219,16 @@ class TotalsCollector:
             hist.add_metric([tool], cum, dur)
         yield calls
         yield hist
+
+
+_Family = TypeVar("_Family", CounterMetricFamily, GaugeMetricFamily)
+
+
+def _by_label(family: _Family, values: Mapping[str, float]) -> _Family:
+    """The family with a sample per value, labelled by its key."""
+    for label, v in values.items():
+        family.add_metric([label], v)
+    return family
 
 
 def _exemplar(ex: tuple[str, float, float]) -> Exemplar:

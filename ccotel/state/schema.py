@@ -154,9 +154,11 @@ VERSION = len(MIGRATIONS)
 # --- statements ------------------------------------------------------------------------
 
 FILES_ALL = "SELECT path, dev, ino, offset, line_no, marker FROM files"
-FILE_UPSERT = """INSERT INTO files(path, dev, ino, offset, line_no, marker) VALUES(?,?,?,?,?,?)
+# A file's cursor, in `files` (the metrics') or `trace_files` (the traces').
+CURSOR_UPSERT = """INSERT INTO {table}(path, dev, ino, offset, line_no, marker) VALUES(?,?,?,?,?,?)
     ON CONFLICT(path) DO UPDATE SET dev=excluded.dev, ino=excluded.ino, offset=excluded.offset,
     line_no=excluded.line_no, marker=excluded.marker"""
+FILE_UPSERT = CURSOR_UPSERT.format(table="files")
 FILE_DELETE = "DELETE FROM files WHERE path=?"
 
 NAME_GET = "SELECT id FROM names WHERE name=?"

@@ -13,6 +13,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
+from ccotel.state.schema import CURSOR_UPSERT
 from ccotel.state.store import Transaction, response_row
 
 # Files the metrics have read further than the traces (or that were replaced since).
@@ -20,9 +21,7 @@ CANDIDATES = """SELECT f.path, f.dev, f.ino, f.offset, t.dev, t.ino, t.offset, t
     FROM files f LEFT JOIN trace_files t ON t.path = f.path
     WHERE t.path IS NULL OR t.offset != f.offset OR t.ino != f.ino OR t.dev != f.dev"""
 FORGET_GONE = "DELETE FROM trace_files WHERE path NOT IN (SELECT path FROM files)"
-FILE_UPSERT = """INSERT INTO trace_files(path, dev, ino, offset, line_no, marker) VALUES(?,?,?,?,?,?)
-    ON CONFLICT(path) DO UPDATE SET dev=excluded.dev, ino=excluded.ino, offset=excluded.offset,
-    line_no=excluded.line_no, marker=excluded.marker"""
+FILE_UPSERT = CURSOR_UPSERT.format(table="trace_files")
 SESSIONS_OPEN = "SELECT id, blob FROM trace_sessions WHERE closed=0"
 SESSION_GET = "SELECT blob FROM trace_sessions WHERE id=?"
 SESSION_PUT = "INSERT OR REPLACE INTO trace_sessions(id, closed, last, blob) VALUES(?,?,?,?)"

@@ -192,6 +192,11 @@ class Builder:
             )
         )
 
+    def _emit_tool(self, s: Session, t: Tool, end: float, attrs: dict[str, Any],
+                   error: str | None, events=None) -> None:  # fmt: skip
+        self._emit(s, ids.tool_id(s.id, t.id), t.parent, f"execute_tool {t.name}", INTERNAL,
+                   t.start, end, attrs, error, events)  # fmt: skip
+
     def _base(self, s: Session) -> dict[str, Any]:
         return {"gen_ai.provider.name": PROVIDER, "gen_ai.conversation.id": s.id}
 
@@ -455,17 +460,7 @@ class Builder:
         if self.o.capture_content and r.content is not None:
             attrs["gen_ai.tool.call.result"] = clean(_result_text(r.content), self.o.max_chars)
         s.tool_calls += 1
-        self._emit(
-            s,
-            ids.tool_id(s.id, t.id),
-            t.parent,
-            f"execute_tool {t.name}",
-            INTERNAL,
-            t.start,
-            ts,
-            attrs,
-            error,
-        )
+        self._emit_tool(s, t, ts, attrs, error)
         if t.name in AGENT_TOOLS:
             aid = rec.result_agent_id or (rec.agent_id if not rec.sidechain else None)
             a = s.agents.get(aid) if aid else None
@@ -544,18 +539,7 @@ class Builder:
                     {"reason": "no tool_result before the session closed"},
                 )
             ]
-            self._emit(
-                s,
-                ids.tool_id(s.id, t.id),
-                t.parent,
-                f"execute_tool {t.name}",
-                INTERNAL,
-                t.start,
-                max(end, t.start),
-                attrs,
-                None,
-                ev,
-            )
+            self._emit_tool(s, t, max(end, t.start), attrs, None, ev)
             s.tool_calls += 1
         s.tools = {}
         for a in s.agents.values():

@@ -314,42 +314,24 @@ class Exporters:
         errs.add_metric(["traces"], self.traces.health.errors if self.traces else 0)
         errs.add_metric(["metrics"], self.pusher.health.errors if self.pusher else 0)
         out = [errs]
-        out.append(
-            CounterMetricFamily(
-                "ccotel_spans_exported",
-                "Spans the collector accepted",
-                value=tr.spans_exported if tr else 0,
-            )
-        )
-        out.append(
-            CounterMetricFamily(
-                "ccotel_spans_dropped",
-                "Spans the collector refused as malformed (dropped)",
-                value=tr.dropped if tr else 0,
-            )
-        )
-        out.append(
-            GaugeMetricFamily(
-                "ccotel_export_queue_spans",
-                "Spans built and not yet confirmed by the collector",
-                value=tr.queue if tr else 0,
-            )
-        )
-        out.append(
-            GaugeMetricFamily(
-                "ccotel_trace_backlog_bytes",
-                "Transcript bytes counted by the metrics and not yet traced",
-                value=tr.backlog_bytes if tr else 0,
-            )
-        )
-        out.append(
-            GaugeMetricFamily(
-                "ccotel_trace_open_sessions",
-                "Sessions whose root span waits for idleness or the end of the run",
-                value=tr.sessions_open if tr else 0,
-            )
-        )
+        for family, name, doc, stat in _SHIPPER_STATS:
+            out.append(family(name, doc, value=getattr(tr, stat) if tr else 0))
         return out
+
+
+# The shipper's Stats shown in /metrics: (family, name, help, Stats field).
+_SHIPPER_STATS = (
+    (CounterMetricFamily, "ccotel_spans_exported", "Spans the collector accepted",
+     "spans_exported"),
+    (CounterMetricFamily, "ccotel_spans_dropped",
+     "Spans the collector refused as malformed (dropped)", "dropped"),
+    (GaugeMetricFamily, "ccotel_export_queue_spans",
+     "Spans built and not yet confirmed by the collector", "queue"),
+    (GaugeMetricFamily, "ccotel_trace_backlog_bytes",
+     "Transcript bytes counted by the metrics and not yet traced", "backlog_bytes"),
+    (GaugeMetricFamily, "ccotel_trace_open_sessions",
+     "Sessions whose root span waits for idleness or the end of the run", "sessions_open"),
+)  # fmt: skip
 
 
 def backfill_traces(
