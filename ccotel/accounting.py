@@ -19,9 +19,7 @@ from ccotel.batch import Batch
 from ccotel.digest import Digest, UsageEntry, rank
 from ccotel.pricing import PriceTable
 from ccotel.records import Usage, h64
-from ccotel.state import seen
-from ccotel.state.seen import Seen
-from ccotel.state.store import Store
+from ccotel.state import Store, seen
 
 log = structlog.get_logger()
 
@@ -82,7 +80,7 @@ def _better(new: Usage, old: tuple) -> bool:
 class Accountant:
     def __init__(self, store: Store, prices: PriceTable, clock: Callable[[], float]):
         self.store, self.prices, self.clock = store, prices, clock
-        self.seen = Seen()  # what the state holds (a "maybe" is looked up)
+        self.seen = seen.Seen()  # what the state holds (a "maybe" is looked up)
         keys = list(store.response_keys())
         self.seen.update(k for k, _ in keys)
         self.seen.update((m for _, m in keys if m is not None), seen.MESSAGE)

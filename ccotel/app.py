@@ -18,12 +18,10 @@ from ccotel import __version__
 from ccotel.config import Config
 from ccotel.pipeline import Ingest
 from ccotel.projects import project_labeler
-from ccotel.server.httpd import HttpServer
-from ccotel.sinks.prometheus import TotalsCollector
-from ccotel.sources.discovery import claude_roots
-from ccotel.sources.watch import RESCAN, Watcher
-from ccotel.state.rebuild import rebuild_state
-from ccotel.state.store import DB_NAME, StateError, Store
+from ccotel.server import HttpServer
+from ccotel.sinks import TotalsCollector
+from ccotel.sources import RESCAN, Watcher, claude_roots
+from ccotel.state import DB_NAME, StateError, Store, rebuild_state
 from ccotel.traces import Exporters, backfill_traces
 from ccotel.wakeup import Wakeup
 
@@ -192,7 +190,7 @@ class Daemon:
         host, port = cfg.metrics_host_port()
         self.web = None
         if cfg.web:
-            from ccotel.traces.service import options
+            from ccotel.traces import options
             from ccotel.web import Web
 
             # The page names projects as `ccotel report` does (project_label "off" hides them

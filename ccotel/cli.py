@@ -69,7 +69,7 @@ _config = config_of  # the name the commands use
 
 def _corrupt(cfg: Config, exc: Exception) -> str:
     """A state database that fails past its open (a damaged page, a full disk): say what to do."""
-    from ccotel.state.store import DB_NAME, db_error_message
+    from ccotel.state import DB_NAME, db_error_message
 
     return db_error_message(cfg.resolved_state_dir() / DB_NAME, exc)
 
@@ -151,7 +151,7 @@ def main(config: str | None) -> None:
 def _check_roots(cfg: Config, fatal: bool = False) -> None:
     """Warn, naming what was expected, when the folders to watch hold no projects/ folder;
     ``fatal``: a folder the user named that holds none is an error (backfill: nothing to do)."""
-    from ccotel.sources.discovery import claude_roots, projects_dir
+    from ccotel.sources import claude_roots, projects_dir
 
     expect = "a Claude config folder (like ~/.claude) holding projects/<project>/<session>.jsonl"
     named = [Path(d) for d in cfg.claude_dirs]
@@ -269,7 +269,7 @@ def run(ctx, **flags) -> None:
         _check_otlp(cfg)
     from ccotel import app, log
     from ccotel.config import ConfigError
-    from ccotel.state.store import StateError
+    from ccotel.state import StateError
 
     log.setup(cfg.log_level, cfg.log_format)
     try:
@@ -325,7 +325,7 @@ def backfill(
 
     from ccotel import app, log
     from ccotel.otlp import ExportError
-    from ccotel.state.store import StateError
+    from ccotel.state import StateError
 
     cfg = _config(ctx, **flags)
     if force and not rebuild:
@@ -433,7 +433,7 @@ def report(ctx, by: str, since: float | None, as_json: bool, state_dir: str | No
 
     from ccotel import report as rep
     from ccotel.projects import project_labeler
-    from ccotel.state.store import StateError, open_readonly
+    from ccotel.state import StateError, open_readonly
 
     cfg = _config(ctx, state_dir=state_dir)
     try:
@@ -531,7 +531,7 @@ def hash_password() -> None:
     The password is asked twice without echo, or read from standard input (its first line)
     when that is not a terminal: `printf %s "$PW" | ccotel hash-password`.
     """
-    from ccotel.server.auth import hash_password as scrypt_hash
+    from ccotel.server import hash_password as scrypt_hash
 
     if sys.stdin.isatty():
         pw = click.prompt("Password", hide_input=True, confirmation_prompt=True)

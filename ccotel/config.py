@@ -167,7 +167,8 @@ def flag_name(key: str) -> str:
     return FLAGS.get(key, key)
 
 
-def _keys() -> list[str]:
+def keys() -> list[str]:
+    """Every setting's key; nested ones as budget.hourly_usd."""
     out = []
     for field in Config.__struct_fields__:
         sub = _NESTED.get(field)
@@ -180,7 +181,7 @@ def _from_env(env: Mapping[str, str], warn: Callable[[str], None]) -> dict[str, 
     import difflib
 
     out: dict[str, Any] = {}
-    names = {env_name(k): k for k in _keys()}
+    names = {env_name(k): k for k in keys()}
     for var, value in env.items():
         key = names.get(var)
         if key is None:
@@ -282,7 +283,7 @@ def load(
             "http_basic_auth_user: set both http_basic_auth_user and http_basic_auth_password_hash, or neither"
         )
     if cfg.http_basic_auth_password_hash:
-        from ccotel.server.auth import parse_hash
+        from ccotel.server import parse_hash
 
         try:
             parse_hash(cfg.http_basic_auth_password_hash)

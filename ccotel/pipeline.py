@@ -28,9 +28,8 @@ from ccotel.config import Config
 from ccotel.digest import Digest, digest
 from ccotel.pricing import PriceTable
 from ccotel.records import decode
-from ccotel.sources.discovery import session_of, transcript_files
-from ccotel.sources.tail import CHUNK, Chunk, read_new
-from ccotel.state.store import Store, db_error_message
+from ccotel.sources import CHUNK, Chunk, read_new, session_of, transcript_files
+from ccotel.state import Store, db_error_message
 from ccotel.totals import KEEP_SPEND, Totals
 
 log = structlog.get_logger()
@@ -384,7 +383,7 @@ class Ingest:
         ml, chunk = self.cfg.max_line_bytes, self.chunk_bytes
         todo = [p for p in paths if p not in self.broken]
         jobs = [(p, _cursor_args(self._cursor(p)), ml, self.context(p).cwd, chunk) for p in todo]
-        lock_fd = getattr(self.store, "_lock_fd", None)
+        lock_fd = self.store.lock_fd
         done = 0
         pool = ProcessPoolExecutor(
             max_workers=workers, initializer=_worker_init, initargs=(lock_fd, os.getpid())

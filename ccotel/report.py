@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from ccotel.state import queries
 
 if TYPE_CHECKING:
-    from ccotel.state.store import Store
+    from ccotel.state import Store
 
 GROUPS = ("session", "day", "model", "project")
 _COLS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cost_usd")

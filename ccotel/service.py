@@ -95,8 +95,7 @@ def service_environment(
 
 def unseen_settings(env: Mapping[str, str]) -> list[str]:
     """CCOTEL_* settings in this shell that the service will not see (not carried)."""
-    from ccotel.config import OTHER_VARIABLES, env_name
-    from ccotel.config import _keys as keys
+    from ccotel.config import OTHER_VARIABLES, env_name, keys
 
     names = {env_name(k) for k in keys()} - set(CARRIED) - set(OTHER_VARIABLES)
     return sorted(v for v in env if v in names and env[v].strip())

@@ -6,7 +6,7 @@ import threading
 from dataclasses import dataclass, field
 
 from ccotel.batch import USAGE_FIELDS, Batch
-from ccotel.state.store import Store
+from ccotel.state import Store
 
 ACTIVE_SECONDS = 300
 SPEND_WINDOWS = {"1h": 3600, "5h": 5 * 3600, "24h": 24 * 3600}

@@ -22,7 +22,7 @@ from prometheus_client.core import (
 from ccotel import __version__
 from ccotel.accounting import TOOL_BUCKETS
 from ccotel.totals import SPEND_WINDOWS, Totals
-from ccotel.traces.ids import hex_trace, trace_id
+from ccotel.traces import ids
 
 OTHER_PROJECT = "other"
 TOKEN_TYPES = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h")
@@ -234,4 +234,4 @@ def _by_label(family: _Family, values: Mapping[str, float]) -> _Family:
 def _exemplar(ex: tuple[str, float, float]) -> Exemplar:
     """The session's trace (the id its spans carry), on the cost it added last."""
     session, usd, ts = ex
-    return Exemplar({"trace_id": hex_trace(trace_id(session))}, usd, ts)
+    return Exemplar({"trace_id": ids.hex_trace(ids.trace_id(session))}, usd, ts)

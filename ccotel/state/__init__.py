@@ -16,11 +16,15 @@ Which module owns what (no SQL lives outside this package):
   carries its ``trace_*`` rows over;
 - ``seen``: the in-memory filter of the keys the state holds (no SQL).
 
-Other packages import from here (``from ccotel.state import Store``), not from the modules.
+Other packages import from here (``from ccotel.state import Store``), not from the modules;
+importing it loads no logging (``rebuild_state`` is loaded on first use: `ccotel report`
+stays light).
 """
 
+from typing import TYPE_CHECKING
+
+from ccotel.lazy import loader
 from ccotel.state import queries, seen
-from ccotel.state.rebuild import rebuild_state
 from ccotel.state.store import (
     DB_NAME,
     StateError,
@@ -32,6 +36,9 @@ from ccotel.state.store import (
     open_readonly,
 )
 from ccotel.state.traces import TraceState
+
+if TYPE_CHECKING:
+    from ccotel.state.rebuild import rebuild_state
 
 __all__ = [
     "DB_NAME",
@@ -47,3 +54,5 @@ __all__ = [
     "rebuild_state",
     "seen",
 ]
+
+__getattr__ = loader(__name__, {"rebuild_state": "rebuild"})  # logs: loads structlog

@@ -155,7 +155,7 @@ class Store:
             self._own_lock = None
 
     @property
-    def _lock_fd(self) -> int | None:
+    def lock_fd(self) -> int | None:
         """The lock's descriptor, which forked decode workers close (pipeline._worker_init)."""
         return self._lock.fd if self._lock else None
 

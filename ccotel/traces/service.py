@@ -27,10 +27,11 @@ from ccotel.otlp import (
     configured,
     display_url,
     encode_metrics,
+    hint,
+    off,
     resource_attributes,
     target,
 )
-from ccotel.otlp.health import hint, off
 from ccotel.projects import project_labeler
 from ccotel.traces.builder import Options
 from ccotel.traces.export import OtlpSpanSink, SpanSink

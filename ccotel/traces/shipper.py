@@ -33,9 +33,8 @@ import structlog
 from ccotel.batch import FileCursor
 from ccotel.otlp import MALFORMED, REFUSED, TOO_LARGE, TRANSIENT, ExportError
 from ccotel.records import decode
-from ccotel.sources.discovery import agent_of, parse_path
-from ccotel.sources.tail import marker_at, read_lines
-from ccotel.state.traces import TraceState
+from ccotel.sources import agent_of, marker_at, parse_path, read_lines
+from ccotel.state import TraceState
 from ccotel.traces import model
 from ccotel.traces.builder import Builder, FileInfo, Options
 from ccotel.traces.export import SpanSink

@@ -23,10 +23,9 @@ from urllib.parse import parse_qs, quote, unquote
 
 import structlog
 
+from ccotel.state import DB_NAME, StateError, Store
 from ccotel.state import queries as Q
-from ccotel.state.store import DB_NAME, StateError, Store
-from ccotel.traces import ids
-from ccotel.traces.builder import Options
+from ccotel.traces import Options, ids
 from ccotel.web import shape
 from ccotel.web.waterfall import Waterfalls
 

@@ -15,11 +15,8 @@ from collections.abc import Callable
 import structlog
 
 from ccotel.records import decode
-from ccotel.sources.discovery import agent_of
-from ccotel.sources.tail import read_lines
-from ccotel.traces import file_info, ids
-from ccotel.traces.builder import Builder, Options
-from ccotel.traces.model import Span
+from ccotel.sources import agent_of, read_lines
+from ccotel.traces import Builder, Options, Span, file_info, ids
 from ccotel.web import shape
 
 log = structlog.get_logger()
