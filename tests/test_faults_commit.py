@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from msgspec.structs import astuple
 
 from ccotel import app, report
 from ccotel.config import Config
@@ -119,7 +120,7 @@ def check(state: Path, want: dict, lines: int, memory: Totals | None = None) -> 
             s.close()
         assert memory.usage.keys() == again.usage.keys()
         for k, v in again.usage.items():
-            assert memory.usage[k] == pytest.approx(v, rel=1e-9), k
+            assert astuple(memory.usage[k]) == pytest.approx(astuple(v), rel=1e-9), k
         assert memory.counters == again.counters
         assert memory.sessions_by_cwd == again.sessions_by_cwd
 

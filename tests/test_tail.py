@@ -125,10 +125,10 @@ def test_new_subagent_folder_and_deleted_file(tmp_path):
     sync(ing)
     write(root, f"{SID}/subagents/agent-a1.jsonl", assistant("m2", "r2", sidechain=True))
     sync(ing)
-    assert totals(ing)[6] == 2 and len(ing.cursors) == 2
+    assert totals(ing).requests == 2 and len(ing.cursors) == 2
     os.unlink(main)
     sync(ing)
-    assert len(ing.cursors) == 1 and totals(ing)[6] == 2  # forgotten, totals kept
+    assert len(ing.cursors) == 1 and totals(ing).requests == 2  # forgotten, totals kept
 
 
 def test_symlink_loop_and_dangling_link_do_not_stop_the_rest(tmp_path):
@@ -137,4 +137,4 @@ def test_symlink_loop_and_dangling_link_do_not_stop_the_rest(tmp_path):
     (root / "projects" / "ghost.jsonl").symlink_to(tmp_path / "missing")
     write(root, f"{SID}.jsonl", assistant())
     sync(ing)
-    assert totals(ing)[6] == 1
+    assert totals(ing).requests == 1

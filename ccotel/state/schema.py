@@ -198,7 +198,7 @@ SESSION_UPSERT = """INSERT INTO sessions(id, cwd, branch, version, first_ts, las
         version=COALESCE(excluded.version, sessions.version),
         first_ts=MIN(COALESCE(sessions.first_ts, excluded.first_ts), COALESCE(excluded.first_ts, sessions.first_ts)),
         last_ts=MAX(COALESCE(sessions.last_ts, excluded.last_ts), COALESCE(excluded.last_ts, sessions.last_ts))"""
-SESSION_GET = "SELECT id, cwd, branch, version, first_ts, last_ts FROM sessions WHERE id=?"
+SESSION_CWD = "SELECT cwd FROM sessions WHERE id=?"
 SESSION_COUNT = "SELECT COUNT(*) FROM sessions"
 SESSION_IDS = "SELECT id FROM sessions"
 
@@ -212,7 +212,6 @@ PLACES_BY_CWD = "SELECT cwd, COUNT(*) FROM session_cwds GROUP BY cwd"
 PLACES_SHARED = """SELECT session, cwd FROM session_cwds WHERE session IN
     (SELECT session FROM session_cwds GROUP BY session HAVING COUNT(*) > 1)"""
 PLACES_SINCE = "SELECT session, cwd, last_ts FROM session_cwds WHERE last_ts >= ?"
-SESSION_CWD = "SELECT cwd FROM session_cwds WHERE session=? ORDER BY first_ts LIMIT 1"
 
 TOOL_GET = "SELECT id, name, session, cwd, start_ts, end_ts, status FROM tools WHERE id=?"
 TOOL_PUT = """INSERT OR REPLACE INTO tool_call(key, name, session, cwd, start_ts, end_ts, status)

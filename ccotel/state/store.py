@@ -7,10 +7,12 @@ import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-from ccotel.batch import Batch, FileCursor
+from msgspec.structs import astuple
+
+from ccotel.batch import Batch, FileCursor, Response, ToolAgg, ToolCall, UsageSums
 from ccotel.records import h64
 from ccotel.state import schema as sql
 
@@ -172,11 +174,11 @@ class Store:
             for path, dev, ino, offset, line_no, marker in self.db.execute(sql.FILES_ALL)
         }
 
-    def response(self, key: int) -> tuple | None:
+    def response(self, key: int) -> Response | None:
         return response_row(self.db, key)
 
-    def responses_by_mkey(self, mkey: int) -> list[tuple]:
-        return self.db.execute(sql.RESPONSE_BY_MKEY, (mkey,)).fetchall()
+    def responses_by_mkey(self, mkey: int) -> list[Response]:
+        return [Response(*r) for r in self.db.execute(sql.RESPONSE_BY_MKEY, (mkey,))]
 
     def response_keys(self) -> Iterator[tuple[int, int | None]]:
         yield from self.db.execute(sql.RESPONSE_KEYS)
@@ -195,21 +197,28 @@ class Store:
         """(session, cwd): each working directory a session had activity in."""
         yield from self.db.execute(sql.PLACES_ALL)
 
-    def session(self, sid: str) -> tuple | None:
-        return self.db.execute(sql.SESSION_GET, (sid,)).fetchone()
+    def session_cwd(self, sid: str) -> str | None:
+        """The session's first working directory ("" if none); None: no such session."""
+        row = self.db.execute(sql.SESSION_CWD, (sid,)).fetchone()
+        return None if row is None else row[0] or ""
 
     def has_place(self, sid: str, cwd: str) -> bool:
         return self.db.execute(sql.PLACE_GET, (sid, cwd)).fetchone() is not None
 
-    def tool(self, key: int) -> tuple | None:
-        return self.db.execute(sql.TOOL_GET, (key,)).fetchone()
+    def tool(self, key: int) -> ToolCall | None:
+        row = self.db.execute(sql.TOOL_GET, (key,)).fetchone()
+        return None if row is None else ToolCall(*row)
 
-    def usage_by_labels(self) -> list[tuple]:
-        return self.db.execute(sql.USAGE_BY_LABELS).fetchall()
-
-    def tool_agg(self) -> dict[tuple[str, str, str], list]:
+    def usage_by_labels(self) -> dict[tuple[str, str], UsageSums]:
+        """The usage sums of each (model, cwd)."""
         return {
-            (tool, cwd, status): [count, dur, json.loads(buckets)]
+            (model, cwd): UsageSums(*sums)
+            for model, cwd, *sums in self.db.execute(sql.USAGE_BY_LABELS)
+        }
+
+    def tool_agg(self) -> dict[tuple[str, str, str], ToolAgg]:
+        return {
+            (tool, cwd, status): ToolAgg(count, dur, json.loads(buckets))
             for tool, cwd, status, count, dur, buckets in self.db.execute(sql.TOOL_AGG_ALL)
         }
 
@@ -244,10 +253,10 @@ class Store:
         added: list[str] = []
         try:
             with self.tx():
-                nid = self._name_ids(
-                    _texts(b.responses.values(), (2, 3, 4)) | _texts(b.tools.values(), (1, 2, 3)),
-                    added,
-                )
+                texts = {t for r in b.responses.values() for t in (r.session, r.cwd, r.model)}
+                texts |= {t for c in b.tools.values() for t in (c.name, c.session, c.cwd)}
+                texts.discard(None)
+                nid = self._name_ids(texts, added)
                 db.executemany(
                     sql.FILE_UPSERT,
                     [
@@ -260,19 +269,23 @@ class Store:
                     sql.RESPONSE_PUT, [_response_row(r, nid) for r in b.responses.values()]
                 )
                 db.executemany(sql.ALIAS_PUT, b.aliases.items())
-                db.executemany(sql.USAGE_ADD, [(*k, *v) for k, v in b.usage.items()])
-                db.executemany(sql.SESSION_UPSERT, [(k, *v) for k, v in b.sessions.items()])
-                db.executemany(sql.PLACE_UPSERT, [(*k, *v) for k, v in b.places.items()])
+                db.executemany(sql.USAGE_ADD, [(*k, *astuple(v)) for k, v in b.usage.items()])
+                db.executemany(
+                    sql.SESSION_UPSERT, [(k, *astuple(v)) for k, v in b.sessions.items()]
+                )
+                db.executemany(
+                    sql.PLACE_UPSERT, [(*k, v.first, v.last) for k, v in b.places.items()]
+                )
                 db.executemany(
                     sql.TOOL_PUT,
-                    [
-                        (t[0], nid[t[1]], nid.get(t[2]), nid.get(t[3]), t[4], t[5], _STATUS[t[6]])
-                        for t in b.tools.values()
-                    ],
+                    [_tool_row(c, nid) for c in b.tools.values()],
                 )
                 db.executemany(
                     sql.TOOL_AGG_PUT,
-                    [(*k, c, d, json.dumps(bk)) for k, (c, d, bk) in b.tool_agg.items()],
+                    [
+                        (*k, a.count, a.dur_sum, json.dumps(a.buckets))
+                        for k, a in b.tool_agg.items()
+                    ],
                 )
                 db.executemany(sql.SPEND_ADD, b.spend.items())
                 db.executemany(sql.COUNTER_ADD, b.counters.items())
@@ -312,24 +325,26 @@ class Store:
             self.db.execute(sql.META_PUT, (key, value))
 
 
-def response_row(db: sqlite3.Connection, key: int) -> tuple | None:
+def response_row(db: sqlite3.Connection, key: int) -> Response | None:
     """A kept response by its key, or by the key of a copy that is its alias."""
     row = db.execute(sql.RESPONSE_GET, (key,)).fetchone()
     if row is None:
         target = db.execute(sql.ALIAS_GET, (key,)).fetchone()
         if target is not None:
             row = db.execute(sql.RESPONSE_GET, (target[0],)).fetchone()
-    return row
+    return None if row is None else Response(*row)
 
 
-def _response_row(r: tuple, nid: dict[str, int]) -> tuple:
-    """A row of the accountant's layout (schema.RESPONSE_COLS) as the response table keeps it."""
-    flags = (1 if r[12] else 0) | (2 if r[13] else 0) | (4 if r[15] else 0)
-    return (*r[:2], nid.get(r[2]), nid.get(r[3]), nid.get(r[4]), *r[5:12], flags, r[14])
+def _tool_row(c: ToolCall, nid: dict[str, int]) -> tuple:
+    return (c.key, nid[c.name], nid.get(c.session), nid.get(c.cwd), c.start, c.end,
+            _STATUS[c.status])  # fmt: skip
 
 
-def _texts(rows: Iterable[tuple], cols: tuple[int, ...]) -> set[str]:
-    return {r[i] for r in rows for i in cols if r[i] is not None}
+def _response_row(r: Response, nid: dict[str, int]) -> tuple:
+    """A response as the response table keeps it (texts by id, flags in one integer)."""
+    flags = (1 if r.sidechain else 0) | (2 if r.has_speed else 0) | (4 if r.priced else 0)
+    return (r.key, r.mkey, nid.get(r.session), nid.get(r.cwd), nid.get(r.model), r.ts, r.input,
+            r.output, r.cache_read, r.cw5m, r.cw1h, r.web_search, flags, r.cost)  # fmt: skip
 
 
 _NOT_DAMAGE = {

@@ -13,6 +13,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
+from ccotel.batch import Response
 from ccotel.state.schema import CURSOR_UPSERT
 from ccotel.state.store import Transaction, response_row
 
@@ -62,7 +63,7 @@ class TraceState:
     def chat_emitted(self, key: int) -> bool:
         return self.db.execute(CHAT_GET, (key,)).fetchone() is not None
 
-    def response(self, key: int) -> tuple | None:
+    def response(self, key: int) -> Response | None:
         return response_row(self.db, key)
 
     def meta(self, key: str) -> str | None:

@@ -26,7 +26,7 @@ from typing import Any
 
 import msgspec
 
-from ccotel.accounting import COST, CR, INP, MODEL, OUT, PRICED, SESSION, W1, W5, WS, K
+from ccotel.batch import Response
 from ccotel.records import Record, response_key
 from ccotel.traces import ids
 from ccotel.traces.model import (
@@ -151,7 +151,7 @@ class Builder:
     def __init__(
         self,
         opts: Options,
-        response_row: Callable[[str], tuple | None],
+        response_row: Callable[[int], Response | None],
         chat_emitted: Callable[[str], bool],
         load_session: Callable[[str], Session | None] = lambda sid: None,
     ):
@@ -346,13 +346,13 @@ class Builder:
         th.resp = None
         th.done = r.key
         row = self.row(r.key)
-        if row is None or row[K] != r.key or row[SESSION] != s.id:
+        if row is None or row.key != r.key or row.session != s.id:
             return  # not the kept copy: another file or session holds it
         if r.key in self.new_chats or self.chat_emitted(r.key):
             return
         self.new_chats.add(r.key)
-        inp, out, cr, w5, w1 = row[INP], row[OUT], row[CR], row[W5], row[W1]
-        model = row[MODEL] or r.model or "unknown"
+        inp, out, cr, w5, w1 = row.input, row.output, row.cache_read, row.cw5m, row.cw1h
+        model = row.model or r.model or "unknown"
         attrs = self._base(s)
         attrs.update({
             "gen_ai.operation.name": "chat",
@@ -365,11 +365,11 @@ class Builder:
             "ccotel.usage.uncached_input_tokens": inp,
             "ccotel.usage.cache_creation_5m.input_tokens": w5,
             "ccotel.usage.cache_creation_1h.input_tokens": w1,
-            "gen_ai.usage.cost.amount": row[COST],
+            "gen_ai.usage.cost.amount": row.cost,
             "gen_ai.usage.cost.currency": "USD",
             "gen_ai.usage.cost.source": "local",
-            "ccotel.cost_usd": row[COST],
-            "ccotel.priced": bool(row[PRICED]),
+            "ccotel.cost_usd": row.cost,
+            "ccotel.priced": bool(row.priced),
         })  # fmt: skip
         if r.mid:
             attrs["gen_ai.response.id"] = r.mid
@@ -377,8 +377,8 @@ class Builder:
             attrs["ccotel.request_id"] = r.rid
         if r.stop:
             attrs["gen_ai.response.finish_reasons"] = [r.stop]
-        if row[WS]:
-            attrs["ccotel.web_search_requests"] = row[WS]
+        if row.web_search:
+            attrs["ccotel.web_search_requests"] = row.web_search
         if thread_key != MAIN:
             attrs["gen_ai.agent.id"] = thread_key
         if r.text is not None:
@@ -388,7 +388,7 @@ class Builder:
         self._emit(
             s, ids.chat_id(s.id, r.key), r.parent, f"chat {model}", CLIENT, r.start, r.last, attrs
         )
-        vals = (inp + cr + w5 + w1, out, cr, w5 + w1, row[COST], 1)
+        vals = (inp + cr + w5 + w1, out, cr, w5 + w1, row.cost, 1)
         targets = [s.usage]
         a = s.agents.get(thread_key) if thread_key != MAIN else None
         if a is not None:

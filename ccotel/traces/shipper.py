@@ -30,7 +30,7 @@ from pathlib import Path
 
 import structlog
 
-from ccotel.batch import FileCursor
+from ccotel.batch import FileCursor, Response
 from ccotel.otlp import MALFORMED, REFUSED, TOO_LARGE, TRANSIENT, ExportError
 from ccotel.records import decode
 from ccotel.sources import agent_of, marker_at, parse_path, read_lines
@@ -145,7 +145,7 @@ class Shipper:
 
     # --- the state ---------------------------------------------------------------
 
-    def _row(self, key: int) -> tuple | None:
+    def _row(self, key: int) -> Response | None:
         return self.state.response(key)
 
     def _chat_emitted(self, key: int) -> bool:
