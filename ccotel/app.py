@@ -152,7 +152,6 @@ class Daemon:
         self.cfg, self.clock = cfg, clock
         self.roots = roots_of(cfg)
         self.started = clock()
-        self.last_wake = clock()
         self.ready = threading.Event()
         self.watcher: Watcher | None = None
         self._stack = contextlib.ExitStack()
@@ -187,7 +186,7 @@ class Daemon:
             )
         )
         self.exporters.attach_registry(registry)
-        host, port = cfg.metrics_host_port()
+        host, port = cfg.http_host_port()
         self.web = None
         if cfg.web:
             from ccotel.traces import options

@@ -216,29 +216,39 @@ def _start_error(cfg: Config, exc: OSError) -> str | None:
     import socket
     import ssl
 
-    addr = cfg.metrics_addr
+    addr = cfg.http_addr
     if isinstance(exc, socket.gaierror):
-        return f"metrics_addr {addr}: cannot resolve the host ({exc.strerror})"
+        return f"http_addr {addr}: cannot resolve the host ({exc.strerror})"
     if isinstance(exc, ssl.SSLError):
         return f"http_tls_cert/http_tls_key: cannot use them ({exc.reason or exc})"
     if exc.errno == errno.EADDRINUSE:
-        return f"metrics_addr {addr} is in use; choose another with --metrics-addr"
+        return f"http_addr {addr} is in use; choose another with --http-addr"
     if exc.errno == errno.EADDRNOTAVAIL:
-        return f"metrics_addr {addr}: this machine has no such address"
+        return f"http_addr {addr}: this machine has no such address"
     if exc.errno == errno.EACCES and exc.filename is None:
-        return f"metrics_addr {addr}: not allowed to listen there (ports below 1024 need root)"
+        return f"http_addr {addr}: not allowed to listen there (ports below 1024 need root)"
     if exc.filename in (cfg.http_tls_cert, cfg.http_tls_key) and exc.filename:
         return f"http_tls_cert/http_tls_key: cannot read {exc.filename} ({exc.strerror})"
     return None
 
 
+def http_addr_options(help: str):
+    """--http-addr, and --metrics-addr, its old name (config.ALIASES)."""
+
+    def add(f):
+        f = click.option(
+            "--metrics-addr", metavar="HOST:PORT", help="The old name of --http-addr."
+        )(f)
+        return click.option("--http-addr", metavar="HOST:PORT", help=help)(f)
+
+    return add
+
+
 @main.command()
 @common
-@click.option(
-    "--metrics-addr",
-    metavar="HOST:PORT",
-    help="HOST:PORT to serve the web page, /api/, /metrics and /healthz on "
-    "(default 127.0.0.1:9470; IPv6 as [::1]:9470).",
+@http_addr_options(
+    "HOST:PORT to serve the web page, /api/, /metrics and /healthz on "
+    "(default 127.0.0.1:9470; IPv6 as [::1]:9470)."
 )
 @click.option(
     "--otlp-endpoint",
@@ -462,11 +472,7 @@ def report(ctx, by: str, since: float | None, as_json: bool, state_dir: str | No
 
 
 @main.command()
-@click.option(
-    "--metrics-addr",
-    metavar="HOST:PORT",
-    help="Where the daemon listens (default: metrics_addr of the config).",
-)
+@http_addr_options("Where the daemon listens (default: http_addr of the config).")
 @click.option(
     "--json",
     "as_json",
@@ -484,7 +490,7 @@ def status(ctx, as_json: bool, **flags) -> None:
     from ccotel.config import url_host
 
     cfg = _config(ctx, **flags)
-    host, port = cfg.metrics_host_port()
+    host, port = cfg.http_host_port()
     host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
     scheme = "https" if cfg.http_tls_cert else "http"
     base = f"{scheme}://{url_host(host)}:{port}"
@@ -587,7 +593,7 @@ def _healthz(cfg: Config, base: str, down) -> dict:
         if not isinstance(h, dict) or "pid" not in h:
             raise ValueError
     except ValueError:
-        down(f"something other than ccotel answers at {url}; is metrics_addr right?", 3)
+        down(f"something other than ccotel answers at {url}; is http_addr right?", 3)
     return h
 
 

@@ -87,7 +87,6 @@ class _Entry(Struct):
     timestamp: str | None = None
     sessionId: str | None = None
     uuid: str | None = None
-    parentUuid: str | None = None
     cwd: str | None = None
     gitBranch: str | None = None
     version: str | None = None
@@ -211,7 +210,6 @@ class Record(Struct, array_like=True, gc=False):
     ts: float | None = None
     session: str | None = None
     uuid: str | None = None
-    parent_uuid: str | None = None
     cwd: str | None = None
     branch: str | None = None
     version: str | None = None
@@ -364,7 +362,6 @@ def _decode(raw: bytes, line_no: int, keep_content: bool) -> Record | None:
         parse_ts(line.timestamp),
         line.sessionId,
         line.uuid,
-        line.parentUuid,
         line.cwd,
         line.gitBranch,
         line.version,

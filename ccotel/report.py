@@ -17,7 +17,6 @@ from ccotel.state import queries
 if TYPE_CHECKING:
     from ccotel.state import Store
 
-GROUPS = ("session", "day", "model", "project")
 _COLS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cost_usd")
 COST_DECIMALS = 10  # per-token prices go down to ~1e-8 USD; beyond this is float noise
 

@@ -66,10 +66,13 @@ MISTAKES = [
     (["run", "--metrics-addr", "::1:9486"], {}, 2, ["brackets, like [::1]:9486"]),
     (["run", "--metrics-addr", "127.0.0.1:70000"], {}, 2, ["port up to 65535"]),
     (["run", "--metrics-addr", "nosuch.invalid:9470"], {}, 2,
-     ["metrics_addr: cannot listen on 'nosuch.invalid'"]),
+     ["http_addr: cannot listen on 'nosuch.invalid'"]),
     (["run", "--metrics-addr", "192.0.2.1:9470"], {}, 2,
      ["192.0.2.1", "allow_unauthenticated_network_access"]),
     (["run"], {"CCOTEL_METRICS_ADDR": "999.0.0.1:1"}, 2, ["CCOTEL_METRICS_ADDR: "]),
+    (["run", "--http-addr", "999.0.0.1:1"], {}, 2, ["--http-addr: "]),
+    (["run", "--http-addr", "127.0.0.1:1", "--metrics-addr", "127.0.0.1:2"], {}, 2,
+     ["--http-addr and --metrics-addr (its old name) are both set", "keep one"]),
     (["run", "--log-level", "loud"], {}, 2, ["'--log-level'", "ccotel run --help"]),
     (["run"], {"CCOTEL_LOG_LEVEL": "loud"}, 2, ["CCOTEL_LOG_LEVEL: expected one of"]),
     (["run"], {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json", "CCOTEL_TRACES": "true"}, 2,
@@ -111,6 +114,8 @@ MISTAKES = [
     (["reprot"], {}, 2, ["No such command 'reprot'", "Did you mean 'report'"]),
     (["report", "--bogus"], {}, 2, ["No such option '--bogus'"]),
     (["status", "--metrics-addr", "127.0.0.1:1"], {}, 3, ["the daemon is not running at"]),
+    (["status", "--http-addr", "127.0.0.1:1"], {}, 3,
+     ["the daemon is not running at http://127.0.0.1:1/"]),
     (["service", "status", "--platform", "windows"], {}, 2, ["'--platform'"]),
     (["service", "install", "--dry-run", "--exec", "{t}/afile"], {}, 2,
      ["'--exec': {t}/afile is not executable"]),
@@ -170,7 +175,7 @@ def test_metrics_addr_in_use(tmp_path, home):
         port = s.getsockname()[1]
         proc = ccotel("run", "--claude-dir", str(FX), "--state-dir", str(tmp_path / "s"),
                       "--metrics-addr", f"127.0.0.1:{port}", env=clean_env(home), check=False)  # fmt: skip
-    one_line(proc, 1, f"metrics_addr 127.0.0.1:{port} is in use")
+    one_line(proc, 1, f"http_addr 127.0.0.1:{port} is in use")
 
 
 def test_status_json_when_the_daemon_is_down(home):
@@ -201,7 +206,7 @@ def test_status_against_something_that_is_not_ccotel(home):
     try:
         addr = f"127.0.0.1:{srv.server_address[1]}"
         proc = ccotel("status", "--metrics-addr", addr, env=clean_env(home), check=False)
-        one_line(proc, 3, "something other than ccotel answers", "is metrics_addr right?")
+        one_line(proc, 3, "something other than ccotel answers", "is http_addr right?")
         proc = ccotel("status", "--json", "--metrics-addr", addr, env=clean_env(home), check=False)
         assert proc.returncode == 3 and "something other" in json.loads(proc.stdout)["error"]
     finally:

@@ -58,8 +58,9 @@ def test_config_reference_lists_every_key_with_its_default():
     keys = re.findall(r"^\| `([\w.]+)` \|", table, re.M)
     fields = [f for f in Config.__struct_fields__ if f != "budget"]
     assert set(keys) == {*fields, "budget.hourly_usd", "budget.daily_usd"}
-    row = next(line for line in table.splitlines() if line.startswith("| `metrics_addr` |"))
-    assert '`"127.0.0.1:9470"`' in row and "`CCOTEL_METRICS_ADDR`" in row
+    row = next(line for line in table.splitlines() if line.startswith("| `http_addr` |"))
+    assert '`"127.0.0.1:9470"`' in row and "`CCOTEL_HTTP_ADDR`" in row
+    assert "`CCOTEL_METRICS_ADDR`" in row and "`--metrics-addr`" in row  # the old names
     budget = next(line for line in table.splitlines() if line.startswith("| `budget.daily_usd`"))
     assert "| none |" in budget  # no budget by default
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 from ccotel.config import ConfigError
 
-ADDR_KEY = "metrics_addr"
+ADDR_KEY = "http_addr"
 OPT_IN = "allow_unauthenticated_network_access"
 
 

@@ -38,7 +38,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from ccotel.config import ConfigError
-from ccotel.server.access import HostFilter, check_exposure, host_name, resolve
+from ccotel.server.access import ADDR_KEY, HostFilter, check_exposure, host_name, resolve
 from ccotel.server.auth import BasicAuth
 
 log = structlog.get_logger()
@@ -258,7 +258,7 @@ class HttpServer:
                 else ""
             )
             raise ConfigError(
-                f"metrics_addr: cannot listen on {host}:{port}: {exc.strerror or exc}{hint}"
+                f"{ADDR_KEY}: cannot listen on {host}:{port}: {exc.strerror or exc}{hint}"
             ) from None
         self.sock.setblocking(False)
         self.address = self.sock.getsockname()[:2]

@@ -6,7 +6,7 @@ Which module owns what (no SQL lives outside this package):
   (versioned together with ``PRAGMA user_version``), and the statements ``Store`` runs;
 - ``store``: ``Store``, the one writer of the metrics' tables (``files``, ``names``,
   ``response``, ``response_alias``, ``usage``, ``sessions``, ``session_cwds``,
-  ``tool_call``, ``tool_agg``, ``spend_minutes``, ``counters``, ``meta``), one transaction
+  ``tool_call``, ``tool_agg``, ``spend_minutes``, ``counters``), one transaction
   per batch, and the lock that makes it the only one;
 - ``traces``: ``TraceState``, the trace shipper's own connection: the one writer of
   ``trace_files``, ``trace_sessions``, ``trace_chats`` and ``trace_meta`` (it reads

@@ -148,7 +148,13 @@ _V2 = (
         WHERE t.start_ts IS NOT NULL GROUP BY 1, 2""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)  # MIGRATIONS[i] takes version i to i + 1
+# --- version 3 -----------------------------------------------------------------------
+# - files.trace_offset and the meta table go: nothing read them (the traces' cursors and
+#   counters are in trace_files and trace_meta).
+
+_V3 = ("ALTER TABLE files DROP COLUMN trace_offset", "DROP TABLE meta")
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)  # MIGRATIONS[i] takes version i to i + 1
 VERSION = len(MIGRATIONS)
 
 # --- statements ------------------------------------------------------------------------
@@ -209,8 +215,6 @@ PLACE_UPSERT = """INSERT INTO session_cwds(session, cwd, first_ts, last_ts) VALU
 PLACE_GET = "SELECT 1 FROM session_cwds WHERE session=? AND cwd=?"
 PLACES_ALL = "SELECT session, cwd FROM session_cwds"
 PLACES_BY_CWD = "SELECT cwd, COUNT(*) FROM session_cwds GROUP BY cwd"
-PLACES_SHARED = """SELECT session, cwd FROM session_cwds WHERE session IN
-    (SELECT session FROM session_cwds GROUP BY session HAVING COUNT(*) > 1)"""
 PLACES_SINCE = "SELECT session, cwd, last_ts FROM session_cwds WHERE last_ts >= ?"
 
 TOOL_GET = "SELECT id, name, session, cwd, start_ts, end_ts, status FROM tools WHERE id=?"
@@ -229,5 +233,3 @@ SPEND_PRUNE = "DELETE FROM spend_minutes WHERE minute < ?"
 COUNTER_ADD = """INSERT INTO counters(name, value) VALUES(?,?)
     ON CONFLICT(name) DO UPDATE SET value=value+excluded.value"""
 COUNTERS_ALL = "SELECT name, value FROM counters"
-META_GET = "SELECT value FROM meta WHERE key=?"
-META_PUT = "INSERT OR REPLACE INTO meta(key, value) VALUES(?,?)"

@@ -238,10 +238,6 @@ class Store:
     def counters(self) -> dict[str, float]:
         return dict(self.db.execute(sql.COUNTERS_ALL).fetchall())
 
-    def meta(self, key: str) -> str | None:
-        row = self.db.execute(sql.META_GET, (key,)).fetchone()
-        return row[0] if row else None
-
     def query(self, q: str, args: tuple = ()) -> list[tuple]:
         return self.db.execute(q, args).fetchall()
 
@@ -319,10 +315,6 @@ class Store:
     def prune_spend(self, before_minute: int) -> None:
         with self.tx():
             self.db.execute(sql.SPEND_PRUNE, (before_minute,))
-
-    def set_meta(self, key: str, value: str) -> None:
-        with self.tx():
-            self.db.execute(sql.META_PUT, (key, value))
 
 
 def response_row(db: sqlite3.Connection, key: int) -> Response | None:
