@@ -12,6 +12,7 @@ from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import msgspec
 import structlog
@@ -26,6 +27,8 @@ log = structlog.get_logger()
 
 TOOL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 _CACHE = 20_000
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 @dataclass(slots=True)
@@ -38,14 +41,14 @@ class FileContext:
     committed_cwd: str | None = None  # as of the last line committed
 
 
-def _remember(cache: OrderedDict, key, row) -> None:
+def _remember(cache: OrderedDict[K, V], key: K, row: V) -> None:
     cache[key] = row
     cache.move_to_end(key)
     if len(cache) > _CACHE:
         cache.popitem(last=False)
 
 
-def _remember_all(cache: OrderedDict, rows: dict) -> None:
+def _remember_all(cache: OrderedDict[K, V], rows: dict[K, V]) -> None:
     """The newest rows, keeping at most _CACHE."""
     for key, row in rows.items():
         cache[key] = row
@@ -143,7 +146,7 @@ class Accountant:
         for e in d.usage:
             self._usage(e, e.cwd or self._session_cwd(e.session))
         for t in d.tools:
-            if t.name is not None:
+            if t.name is not None and t.start is not None:  # a call (with its result or not)
                 self._tool_use(
                     t.key, t.name, t.start, t.session, t.cwd or self._session_cwd(t.session)
                 )

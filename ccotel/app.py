@@ -8,15 +8,16 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry
 
 from ccotel import __version__
 from ccotel.config import Config
-from ccotel.pipeline import Ingest
+from ccotel.pipeline import Ingest, Progress
 from ccotel.projects import project_labeler
 from ccotel.server import HttpServer
 from ccotel.sinks import TotalsCollector
@@ -50,7 +51,13 @@ def workers_of(cfg: Config) -> int:
     return cfg.workers or os.cpu_count() or 1
 
 
-def catch_up(ingest: Ingest, workers: int, progress=None, on_total=None, sleep=time.sleep) -> int:
+def catch_up(
+    ingest: Ingest,
+    workers: int,
+    progress: Progress | None = None,
+    on_total: Callable[[int], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
     todo = ingest.scan()
     if on_total:
         on_total(len(todo))
@@ -62,7 +69,7 @@ def catch_up(ingest: Ingest, workers: int, progress=None, on_total=None, sleep=t
 
 
 @contextlib.contextmanager
-def stop_on_signals(wake: Wakeup, restore: bool = True):
+def stop_on_signals(wake: Wakeup, restore: bool = True) -> Iterator[None]:
     """SIGTERM and SIGINT request a stop (in the main thread; elsewhere signals are not ours).
 
     ``restore=False`` for a process that exits right after: signals that arrive while it
@@ -81,9 +88,10 @@ def stop_on_signals(wake: Wakeup, restore: bool = True):
 
 
 def backfill(
-    cfg: Config, clock: Callable[[], float] = time.time, progress=None, on_total=None,
+    cfg: Config, clock: Callable[[], float] = time.time, progress: Progress | None = None,
+    on_total: Callable[[int], None] | None = None,
     traces: bool = False, since: float | None = None, rebuild: bool = False, force: bool = False,
-) -> dict:  # fmt: skip
+) -> dict[str, Any]:  # fmt: skip
     """Metrics first; with traces, then the spans of files changed since ``since`` (epoch s).
 
     ``rebuild``: build a new state from the transcripts beside the old one and swap it in
@@ -124,7 +132,15 @@ def backfill(
         wake.close()
 
 
-def _catch_up_into(cfg: Config, store: Store, *, clock, wake: Wakeup, progress, on_total) -> dict:
+def _catch_up_into(
+    cfg: Config,
+    store: Store,
+    *,
+    clock: Callable[[], float],
+    wake: Wakeup,
+    progress: Progress | None,
+    on_total: Callable[[int], None] | None,
+) -> dict[str, Any]:
     ingest = Ingest(cfg, store, roots_of(cfg), clock)
     ingest.stopping = lambda: wake.stop_requested
     t0 = time.perf_counter()
@@ -155,9 +171,8 @@ class Daemon:
         self.ready = threading.Event()
         self.watcher: Watcher | None = None
         self._stack = contextlib.ExitStack()
-        self.wake = wake
+        self.wake = wake if wake is not None else Wakeup()
         if wake is None:  # its own: closed with the rest
-            self.wake = Wakeup()
             self._stack.callback(self.wake.close)
         try:
             self._open()
@@ -206,7 +221,7 @@ class Daemon:
         )  # fmt: skip
         stack.callback(self.server.stop)  # bound, not serving yet
 
-    def health(self) -> dict:
+    def health(self) -> dict[str, Any]:
         t = self.ingest.totals
         return {
             "ok": self.ready.is_set(),
@@ -225,7 +240,7 @@ class Daemon:
             **self.exporters.health(),  # "traces" and "metrics_push"
         }
 
-    def stop(self, *_args) -> None:
+    def stop(self, *_args: object) -> None:
         """Ask the loop to stop: safe from a signal handler (sets a flag, writes a byte)."""
         self.wake.request_stop()
 
@@ -285,7 +300,7 @@ class Daemon:
             if RESCAN in paths or now >= next_scan:
                 paths.discard(RESCAN)
                 for _ in range(8):
-                    if not self.watcher.refresh():
+                    if self.watcher is None or not self.watcher.refresh():
                         break
                 paths.update(self.ingest.scan())
                 self.ingest.prune()

@@ -27,8 +27,12 @@ import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ccotel.state import queries
+
+if TYPE_CHECKING:
+    from ccotel.state import Store
 
 __all__ = [
     "BLOCK_HOURS",
@@ -180,7 +184,7 @@ def projection(block: Block, *, now: float | None = None) -> Projection | None:
 
 
 def blocks_from_store(
-    store, *, now: float | None = None, since: float | None = None
+    store: Store, *, now: float | None = None, since: float | None = None
 ) -> list[Block]:
     """The blocks of the responses in a :class:`ccotel.state.store.Store` (read only).
 

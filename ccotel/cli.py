@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -22,12 +23,20 @@ if TYPE_CHECKING:
     from ccotel.config import Config
 
 EXIT_CONFIG = 2
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _Main(click.Group):
     """Usage errors in one line, as `ccotel: <what> (see `ccotel x --help`)`."""
 
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, **extra)
         try:
@@ -50,7 +59,7 @@ class _Main(click.Group):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
-def config_of(ctx: click.Context, **flags) -> Config:
+def config_of(ctx: click.Context, **flags: Any) -> Config:
     """The configuration for this command: file (--config), environment, then these flags."""
     from ccotel.config import ConfigError, load
 
@@ -74,7 +83,7 @@ def _corrupt(cfg: Config, exc: Exception) -> str:
     return db_error_message(cfg.resolved_state_dir() / DB_NAME, exc)
 
 
-def _fail(msg: str, code: int = 1):
+def _fail(msg: str, code: int = 1) -> NoReturn:
     click.echo(f"ccotel: {msg}", err=True)
     sys.exit(code)
 
@@ -83,13 +92,15 @@ def _warn(msg: str) -> None:
     click.echo(f"ccotel: warning: {msg}", err=True)
 
 
-class Since(click.ParamType):
+class Since(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.2 on
     """A point in time: YYYY-MM-DD or YYYYMMDD (local midnight), or a duration ago (90m, 12h,
     7d, 2w). The one parser of every --since; converts to epoch seconds."""
 
     name = "SINCE"
 
-    def convert(self, value, param, ctx) -> float:
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
         import re
         import time
         from datetime import datetime
@@ -130,7 +141,7 @@ _common = [
 ]
 
 
-def common(f):
+def common(f: F) -> F:
     for opt in reversed(_common):
         f = opt(f)
     return f
@@ -232,10 +243,10 @@ def _start_error(cfg: Config, exc: OSError) -> str | None:
     return None
 
 
-def http_addr_options(help: str):
+def http_addr_options(help: str) -> Callable[[F], F]:
     """--http-addr, and --metrics-addr, its old name (config.ALIASES)."""
 
-    def add(f):
+    def add(f: F) -> F:
         f = click.option(
             "--metrics-addr", metavar="HOST:PORT", help="The old name of --http-addr."
         )(f)
@@ -268,7 +279,7 @@ def http_addr_options(help: str):
     help="The least severe messages to log (default info).",
 )
 @click.pass_context
-def run(ctx, **flags) -> None:
+def run(ctx: click.Context, /, **flags: Any) -> None:
     """Run the daemon in the foreground (`ccotel service install` runs it in the background)."""
     import sqlite3
 
@@ -328,7 +339,13 @@ def run(ctx, **flags) -> None:
 )
 @click.pass_context
 def backfill(
-    ctx, rebuild: bool, force: bool, export_traces: bool, since: float | None, **flags
+    ctx: click.Context,
+    /,
+    rebuild: bool,
+    force: bool,
+    export_traces: bool,
+    since: float | None,
+    **flags: Any,
 ) -> None:
     """Ingest everything not yet ingested into the state, then exit."""
     import sqlite3
@@ -404,7 +421,7 @@ def backfill(
         )
 
 
-def _rebuilt(res: dict) -> None:
+def _rebuilt(res: dict[str, Any]) -> None:
     lost, usd = res.get("lost_sessions"), res.get("lost_usd")
     gone = f"{lost} sessions (${usd or 0:,.2f}) whose transcripts no longer exist"
     if res.get("interrupted"):
@@ -437,7 +454,9 @@ def _rebuilt(res: dict) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-def report(ctx, by: str, since: float | None, as_json: bool, state_dir: str | None) -> None:
+def report(
+    ctx: click.Context, by: str, since: float | None, as_json: bool, state_dir: str | None
+) -> None:
     """Usage and cost tables from the state (the daemon need not run)."""
     import sqlite3
 
@@ -480,7 +499,7 @@ def report(ctx, by: str, since: float | None, as_json: bool, state_dir: str | No
     help='The daemon\'s /healthz; when it cannot be reached, {"running": false, "error": ...}.',
 )
 @click.pass_context
-def status(ctx, as_json: bool, **flags) -> None:
+def status(ctx: click.Context, /, as_json: bool, **flags: Any) -> None:
     """Is the daemon up, what is it watching, how far behind, are traces going out.
 
     With TLS on, the daemon's own certificate is trusted; with basic auth on, the password
@@ -495,7 +514,7 @@ def status(ctx, as_json: bool, **flags) -> None:
     scheme = "https" if cfg.http_tls_cert else "http"
     base = f"{scheme}://{url_host(host)}:{port}"
 
-    def down(msg: str, code: int) -> None:
+    def down(msg: str, code: int) -> NoReturn:
         if as_json:  # the reason for scripts on stdout, and for people on stderr
             out = {"running": False, "ok": False, "url": f"{base}/healthz", "error": msg}
             click.echo(json.dumps(out, indent=2))
@@ -550,7 +569,7 @@ def hash_password() -> None:
     )
 
 
-def _healthz(cfg: Config, base: str, down) -> dict:
+def _healthz(cfg: Config, base: str, down: Callable[[str, int], NoReturn]) -> dict[str, Any]:
     """GET /healthz, speaking the daemon's TLS and basic auth; ``down(msg, code)`` otherwise."""
     import base64
     import http.client
@@ -594,10 +613,10 @@ def _healthz(cfg: Config, base: str, down) -> dict:
             raise ValueError
     except ValueError:
         down(f"something other than ccotel answers at {url}; is http_addr right?", 3)
-    return h
+    return dict(h)
 
 
-def export_state(e, key: str = "traces") -> str | None:
+def export_state(e: object, key: str = "traces") -> str | None:
     """One line for an exporter's health (the `traces` / `metrics_push` contract); a daemon
     older than the contract has only enabled/endpoint/failing."""
     if not isinstance(e, dict):
@@ -621,7 +640,7 @@ def export_state(e, key: str = "traces") -> str | None:
     return f"{state}, to {endpoint}" + (f" ({sent} spans exported)" if sent else "")
 
 
-def _service():
+def _service() -> click.Group:
     from ccotel.service import service
 
     return service

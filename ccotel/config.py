@@ -280,11 +280,12 @@ def load(
     warn: Callable[[str], None] | None = None,
 ) -> Config:
     env = os.environ if env is None else env
-    warn = warn or (lambda msg: sys.stderr.write(f"ccotel: warning: {msg}\n"))
+    if warn is None:
+        warn = _warn
     path = file or (Path(env["CCOTEL_CONFIG"]) if env.get("CCOTEL_CONFIG") else None)
     if path is None and default_config_file().is_file():
         path = default_config_file()
-    layers: list[tuple[dict[str, Any], bool, Callable[[str], str]]] = []
+    layers: list[Layer] = []
     if path is not None:
         data = _read_file(path)
         _paths(data, path.parent)
@@ -318,7 +319,14 @@ def load(
     return cfg
 
 
-def _source(key: str, layers) -> str:
+Layer = tuple[dict[str, Any], bool, Callable[[str], str]]  # (values, typed strictly, naming)
+
+
+def _warn(msg: str) -> None:
+    sys.stderr.write(f"ccotel: warning: {msg}\n")
+
+
+def _source(key: str, layers: list[Layer]) -> str:
     """The name of the last layer that set ``key`` (the one that won)."""
     for data, _strict, name in reversed(layers):
         if key in data:
@@ -326,7 +334,7 @@ def _source(key: str, layers) -> str:
     return key
 
 
-def _check_values(cfg: Config, layers, env: Mapping[str, str]) -> None:
+def _check_values(cfg: Config, layers: list[Layer], env: Mapping[str, str]) -> None:
     """What types alone cannot say: files that must exist, folders that must be folders."""
     for key in _FILE_KEYS:
         value = getattr(cfg, key)
@@ -410,7 +418,7 @@ def _explain(text: str, data: dict[str, Any], strict: bool, name: Callable[[str]
     return f"{name(key)}: expected {_describe(kind)}, got {got}{hint}"
 
 
-def _field_type(key: str):
+def _field_type(key: str) -> Any:
     """The declared type of a key (budget.hourly_usd included), or None."""
     from typing import get_type_hints
 
@@ -419,7 +427,7 @@ def _field_type(key: str):
     return get_type_hints(owner, include_extras=True).get(sub or top) if owner else None
 
 
-def _describe(kind) -> str:
+def _describe(kind: Any) -> str:
     import msgspec.inspect as mi
 
     t: Any = mi.type_info(kind)
@@ -428,7 +436,7 @@ def _describe(kind) -> str:
     return _describe_info(t)
 
 
-def _describe_info(t) -> str:
+def _describe_info(t: Any) -> str:
     import msgspec.inspect as mi
 
     if isinstance(t, mi.LiteralType):

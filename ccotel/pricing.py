@@ -122,11 +122,11 @@ def _per_category(u: Usage, r: Rates) -> float:
     """ccusage: the 200k threshold applies to each token category on its own."""
     a = r.above_200k
     return (
-        _tiered(u.input, r.input, a and a.input)
-        + _tiered(u.output, r.output, a and a.output)
-        + _tiered(u.cache_write_5m, r.cache_write_5m, a and a.cache_write_5m)
-        + _tiered(u.cache_write_1h, _one_hour(r), a and _one_hour(a))
-        + _tiered(u.cache_read, r.cache_read, a and a.cache_read)
+        _tiered(u.input, r.input, a.input if a else None)
+        + _tiered(u.output, r.output, a.output if a else None)
+        + _tiered(u.cache_write_5m, r.cache_write_5m, a.cache_write_5m if a else None)
+        + _tiered(u.cache_write_1h, _one_hour(r), _one_hour(a) if a else None)
+        + _tiered(u.cache_read, r.cache_read, a.cache_read if a else None)
     )
 
 

@@ -13,7 +13,7 @@ import json
 import re
 from datetime import datetime
 from itertools import accumulate
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, NoReturn, Union
 
 import msgspec
 from msgspec import Meta, Raw, Struct
@@ -98,7 +98,7 @@ class _Entry(Struct):
     isCompactSummary: bool | None = None
     costUSD: float | None = None
     message: _Message | None = None
-    toolUseResult: _ToolUseResult | str | list | int | float | bool | None = None
+    toolUseResult: _ToolUseResult | str | list[Any] | int | float | bool | None = None
 
 
 class _UsageMessage(Struct):
@@ -478,5 +478,5 @@ def strict_error(raw: bytes) -> str | None:
     return None
 
 
-def _no_constant(name: str):
+def _no_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")

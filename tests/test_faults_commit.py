@@ -210,7 +210,7 @@ def _rounds(src: Path, dst: Path, parts: int = 3):
 def live(src: Path, tmp: Path, faults: Faults, want: dict, lines: int) -> int:
     config = tmp / "claude"
     (config / "projects").mkdir(parents=True)
-    cfg = cfg_for(config, tmp / "state", metrics_addr="127.0.0.1:0", rescan_interval=0.3)
+    cfg = cfg_for(config, tmp / "state", http_addr="127.0.0.1:0", rescan_interval=0.3)
     d = app.Daemon(cfg, CLOCK)
     d.ingest.chunk_bytes, d.ingest.batch_lines = CHUNK, BATCH
     t = threading.Thread(target=d.run)

@@ -97,7 +97,7 @@ def _settled(threads_before: set, fds_before: set, timeout: float = 10) -> None:
 def _cfg(root: Path, state: Path, port: int) -> Config:
     # traces on (towards nothing listening), the page on: every part starts and stops
     return Config(
-        claude_dirs=[str(root)], state_dir=str(state), metrics_addr=f"127.0.0.1:{port}",
+        claude_dirs=[str(root)], state_dir=str(state), http_addr=f"127.0.0.1:{port}",
         otlp_endpoint=f"http://127.0.0.1:{free_port()}", rescan_interval=0.2,
     )  # fmt: skip
 

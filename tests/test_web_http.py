@@ -419,14 +419,15 @@ def test_hostile_clients_get_an_error_or_a_close_and_the_server_keeps_serving(tm
 
 
 def test_bad_addresses_and_files_are_one_line_errors(tmp_path):
-    for addr in ("256.1.1.1:9485", "no-such-host.invalid:9470"):
-        p = run_once(clean_env(), "--state-dir", str(tmp_path / "s"), "--metrics-addr", addr)
-        assert_one_line_error(p, "http_addr")
+    for addr, said in (("256.1.1.1:9485", "--http-addr: '256.1.1.1' is not an IP"),
+                       ("no-such-host.invalid:9470", "http_addr: cannot listen on")):  # fmt: skip
+        p = run_once(clean_env(), "--state-dir", str(tmp_path / "s"), "--http-addr", addr)
+        assert_one_line_error(p, said)
     # An address of no interface here (a documentation range: nothing is sent), with auth on.
     auth = clean_env(
         CCOTEL_HTTP_BASIC_AUTH_USER="me", CCOTEL_HTTP_BASIC_AUTH_PASSWORD_HASH=hash_password("x")
     )
-    p = run_once(auth, "--state-dir", str(tmp_path / "s"), "--metrics-addr", "192.0.2.1:9470")
+    p = run_once(auth, "--state-dir", str(tmp_path / "s"), "--http-addr", "192.0.2.1:9470")
     assert_one_line_error(p, "http_addr", "not an address of this machine")
     # A TLS certificate that is missing, or not a certificate.
     junk = tmp_path / "junk.pem"

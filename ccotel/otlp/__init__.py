@@ -16,7 +16,14 @@ from ccotel.otlp import protowire
 from ccotel.otlp.backoff import Backoff
 from ccotel.otlp.health import ExportHealth, hint, off
 from ccotel.otlp.metrics import encode_metrics
-from ccotel.otlp.settings import Target, configured, display_url, resource_attributes, target
+from ccotel.otlp.settings import (
+    Signal,
+    Target,
+    configured,
+    display_url,
+    resource_attributes,
+    target,
+)
 from ccotel.otlp.transport import (
     MALFORMED,
     REFUSED,
@@ -37,6 +44,7 @@ __all__ = [
     "ExportHealth",
     "Reply",
     "Sender",
+    "Signal",
     "Target",
     "configured",
     "display_url",

@@ -8,7 +8,7 @@ custom-collector model) from a private registry.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from copy import copy
 from typing import TypeVar
 
@@ -55,7 +55,12 @@ class TotalsCollector:
             return p
         return OTHER_PROJECT
 
-    def _admit(self, usage: dict, tools: dict, sessions: dict) -> None:
+    def _admit(
+        self,
+        usage: dict[tuple[str, str], UsageSums],
+        tools: dict[tuple[str, str, str], ToolAgg],
+        sessions: dict[str, int],
+    ) -> None:
         """Admit projects up to max_projects, biggest spend first; once admitted, a project
         keeps its own series (so no counter moves between series and goes down)."""
         if not self.max_projects:
@@ -64,7 +69,7 @@ class TotalsCollector:
         for (_, cwd), v in usage.items():
             p = self._labeler(cwd)
             spend[p] = spend.get(p, 0.0) + v.cost
-        for _, cwd, _ in tools:
+        for _tool, cwd, _status in tools:
             spend.setdefault(self._labeler(cwd), 0.0)
         for cwd in sessions:
             spend.setdefault(self._labeler(cwd or ""), 0.0)
@@ -76,7 +81,7 @@ class TotalsCollector:
             self._admitted.update(new[: max(room, 0)])
             self._folded = {p for p in spend if p not in self._admitted}
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         now = self.clock()
         t = self.t
         with t.lock:
@@ -154,7 +159,7 @@ class TotalsCollector:
         self,
         usage: dict[tuple[str, str], UsageSums],
         exemplars: dict[tuple[str, str], CostExemplar],
-    ):
+    ) -> Iterator[Metric]:
         tokens = CounterMetricFamily(
             "ccotel_tokens",
             "Tokens of de-duplicated API responses",
@@ -192,15 +197,15 @@ class TotalsCollector:
             for typ, n in zip(TOKEN_TYPES, (v.input, v.output, v.cache_read, v.cw5m, v.cw1h),
                               strict=True):  # fmt: skip
                 tokens.add_metric([model, typ, proj], n)
-            ex = latest.get((model, proj))
-            cost.add_metric([model, proj], v.cost, exemplar=_exemplar(ex) if ex else None)
+            last = latest.get((model, proj))
+            cost.add_metric([model, proj], v.cost, exemplar=_exemplar(last) if last else None)
             reqs.add_metric([model, proj], v.requests)
             web.add_metric([model, proj], v.web_search)
         for model, n in sorted(unp.items()):
             unpriced.add_metric([model], n)
         yield from (tokens, cost, reqs, web, unpriced)
 
-    def _tools(self, tools: dict[tuple[str, str, str], ToolAgg]):
+    def _tools(self, tools: dict[tuple[str, str, str], ToolAgg]) -> Iterator[Metric]:
         calls = CounterMetricFamily(
             "ccotel_tool_calls", "Tool calls with a result", labels=["tool", "project", "status"]
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
@@ -20,7 +20,9 @@ def projects_dir(root: Path) -> Path:
     return root / "projects"
 
 
-def transcript_files(root: Path, on_error=None) -> Iterator[str]:
+def transcript_files(
+    root: Path, on_error: Callable[[OSError], object] | None = None
+) -> Iterator[str]:
     """Every *.jsonl below root/projects, subagents included. Links are not followed."""
     base = projects_dir(root)
     for dirpath, _dirs, files in os.walk(base, onerror=on_error, followlinks=False):

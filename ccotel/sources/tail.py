@@ -111,14 +111,10 @@ def read_new(
             if skipped is not None:
                 out.oversized.append(skipped)
             if parts:
-                numbered = zip(range(first, first + len(parts)), parts, strict=True)
+                out.lines = list(zip(range(first, first + len(parts)), parts, strict=True))
                 if max(map(len, parts)) > max_line:
-                    numbered = [
-                        (n, raw)
-                        for n, raw in numbered
-                        if len(raw) <= max_line or out.oversized.append(n)
-                    ]
-                out.lines = list(numbered)
+                    out.oversized += [n for n, raw in out.lines if len(raw) > max_line]
+                    out.lines = [(n, raw) for n, raw in out.lines if len(raw) <= max_line]
             out.cursor = FileCursor(
                 st.st_dev, st.st_ino, pos, first + len(parts) - 1, marker_before(fd, pos)
             )

@@ -12,7 +12,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 USAGE_SUMS = "SUM(input), SUM(output), SUM(cache_read), SUM(cw5m + cw1h), SUM(requests), SUM(cost)"
 CHUNK = 500  # ids per IN (...) list
@@ -27,7 +27,14 @@ class Usage(NamedTuple):
     cost: float = 0.0
 
     def plus(self, o: Usage) -> Usage:
-        return Usage(*(a + (b or 0) for a, b in zip(self, o, strict=True)))
+        return Usage(
+            self.uncached_input + (o.uncached_input or 0),
+            self.output + (o.output or 0),
+            self.cache_read + (o.cache_read or 0),
+            self.cache_write + (o.cache_write or 0),
+            self.requests + (o.requests or 0),
+            self.cost + (o.cost or 0),
+        )
 
 
 class SessionRow(NamedTuple):
@@ -46,8 +53,9 @@ class Filter(NamedTuple):
     day: tuple[float, float] | None = None
     prefix: str = ""
 
-    def sql(self) -> tuple[str, list]:
-        where, args = [], []
+    def sql(self) -> tuple[str, list[Any]]:
+        where: list[str] = []
+        args: list[Any] = []
         if self.cwds is not None:  # one JSON parameter, however many directories match
             where.append(
                 "(s.cwd IN (SELECT value FROM json_each(?)) OR s.id IN (SELECT session FROM usage"
@@ -81,7 +89,7 @@ def _chunks(ids: Sequence[str]) -> Iterator[tuple[Sequence[str], str]]:
 # --- ccotel report -----------------------------------------------------------------------
 
 
-def usage_by_session_hour(db: sqlite3.Connection) -> list[tuple]:
+def usage_by_session_hour(db: sqlite3.Connection) -> list[tuple[Any, ...]]:
     """(session, hour, model, cwd, input, output, cache_read, cw5m, cw1h, requests, cost)."""
     return db.execute(
         "SELECT session, hour, model, cwd, SUM(input), SUM(output), SUM(cache_read), SUM(cw5m),"
@@ -97,7 +105,7 @@ def session_times(db: sqlite3.Connection) -> list[tuple[str, float | None, float
 # --- billing blocks ----------------------------------------------------------------------
 
 
-def block_entries(db: sqlite3.Connection, since: float) -> list[tuple]:
+def block_entries(db: sqlite3.Connection, since: float) -> list[tuple[Any, ...]]:
     """(ts, input, output, cache write, cache read, cost) of each kept response from ``since``."""
     return db.execute(
         "SELECT ts, input, output, cw5m + cw1h, cache_read, cost FROM responses"
@@ -120,7 +128,7 @@ def cost_since(db: sqlite3.Connection, hour: int) -> float:
     (c,) = db.execute(
         "SELECT COALESCE(SUM(cost), 0) FROM usage WHERE hour >= ?", (hour,)
     ).fetchone()
-    return c
+    return float(c)
 
 
 def top_session_since(db: sqlite3.Connection, hour: int) -> tuple[str, float] | None:
@@ -188,7 +196,7 @@ def sessions_by_id(db: sqlite3.Connection, ids: Sequence[str]) -> list[SessionRo
 def count_sessions(db: sqlite3.Connection, f: Filter) -> int:
     where, args = f.sql()
     (n,) = db.execute(f"SELECT COUNT(*) FROM sessions s {where}", args).fetchone()
-    return n
+    return int(n)
 
 
 def ids_with_prefix(db: sqlite3.Connection, prefix: str, limit: int) -> list[str]:

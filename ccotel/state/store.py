@@ -9,6 +9,8 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from types import TracebackType
+from typing import Any
 
 from msgspec.structs import astuple
 
@@ -86,7 +88,8 @@ class Store:
         self._own_lock: StateLock | None = None
         self._lock = lock  # held by the caller, or taken below
         self._names: dict[str, int] = {}
-        self.db: sqlite3.Connection | None = None
+        self.db: sqlite3.Connection
+        self._open = False  # self.db is open
         if readonly:
             if not self.path.exists():
                 raise StateError(
@@ -94,11 +97,13 @@ class Store:
                 )
             uri = f"file:{self.path}?mode=ro"
             self.db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            self._open = True
         else:
             if lock is None:
                 self._lock = self._own_lock = open_lock(state_dir)
             try:
                 self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                self._open = True
                 os.chmod(self.path, 0o600)
             except OSError as exc:
                 self.close()
@@ -149,9 +154,9 @@ class Store:
                 self.db.execute("VACUUM")
 
     def close(self) -> None:
-        if self.db is not None:
+        if self._open:
             self.db.close()
-            self.db = None
+            self._open = False
         if self._own_lock is not None:
             self._own_lock.release()
             self._own_lock = None
@@ -223,7 +228,7 @@ class Store:
         }
 
     def session_count(self) -> int:
-        return self.db.execute(sql.SESSION_COUNT).fetchone()[0]
+        return int(self.db.execute(sql.SESSION_COUNT).fetchone()[0])
 
     def sessions_by_cwd(self) -> dict[str, int]:
         """Sessions with activity in each working directory (a session may count in several)."""
@@ -238,7 +243,8 @@ class Store:
     def counters(self) -> dict[str, float]:
         return dict(self.db.execute(sql.COUNTERS_ALL).fetchall())
 
-    def query(self, q: str, args: tuple = ()) -> list[tuple]:
+    def query(self, q: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Any read-only SQL (tests and debugging; ccotel's own reads are named methods)."""
         return self.db.execute(q, args).fetchall()
 
     # --- the one write path --------------------------------------------------
@@ -249,9 +255,8 @@ class Store:
         added: list[str] = []
         try:
             with self.tx():
-                texts = {t for r in b.responses.values() for t in (r.session, r.cwd, r.model)}
-                texts |= {t for c in b.tools.values() for t in (c.name, c.session, c.cwd)}
-                texts.discard(None)
+                texts = {t for r in b.responses.values() for t in (r.session, r.cwd, r.model) if t}
+                texts |= {t for c in b.tools.values() for t in (c.name, c.session, c.cwd) if t}
                 nid = self._name_ids(texts, added)
                 db.executemany(
                     sql.FILE_UPSERT,
@@ -290,14 +295,15 @@ class Store:
                 self._names.pop(name, None)
             raise
 
-    def _name_ids(self, names: set[str], added: list[str]) -> dict[str, int]:
-        out = {}
+    def _name_ids(self, names: set[str], added: list[str]) -> dict[str | None, int]:
+        out: dict[str | None, int] = {}
         for name in names:
             i = self._names.get(name)
             if i is None:
                 row = self.db.execute(sql.NAME_GET, (name,)).fetchone()
                 if row is None:
                     i = self.db.execute(sql.NAME_ADD, (name,)).lastrowid
+                    assert i is not None  # an insert into a rowid table
                     added.append(name)
                 else:
                     i = row[0]
@@ -327,12 +333,12 @@ def response_row(db: sqlite3.Connection, key: int) -> Response | None:
     return None if row is None else Response(*row)
 
 
-def _tool_row(c: ToolCall, nid: dict[str, int]) -> tuple:
+def _tool_row(c: ToolCall, nid: dict[str | None, int]) -> tuple[Any, ...]:
     return (c.key, nid[c.name], nid.get(c.session), nid.get(c.cwd), c.start, c.end,
             _STATUS[c.status])  # fmt: skip
 
 
-def _response_row(r: Response, nid: dict[str, int]) -> tuple:
+def _response_row(r: Response, nid: dict[str | None, int]) -> tuple[Any, ...]:
     """A response as the response table keeps it (texts by id, flags in one integer)."""
     flags = (1 if r.sidechain else 0) | (2 if r.has_speed else 0) | (4 if r.priced else 0)
     return (r.key, r.mkey, nid.get(r.session), nid.get(r.cwd), nid.get(r.model), r.ts, r.input,
@@ -386,7 +392,12 @@ class Transaction:
         self.db.execute("BEGIN IMMEDIATE")
         return self.db
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if exc_type is None:
             try:
                 self.db.execute("COMMIT")

@@ -27,7 +27,7 @@ from typing import Any
 import msgspec
 
 from ccotel.batch import Response
-from ccotel.records import Record, response_key
+from ccotel.records import Record, ToolResult, ToolUse, response_key
 from ccotel.traces import ids
 from ccotel.traces.model import (
     U_CACHE_READ,
@@ -37,6 +37,7 @@ from ccotel.traces.model import (
     U_OUTPUT,
     U_REQUESTS,
     Agent,
+    Event,
     Resp,
     Session,
     Span,
@@ -127,7 +128,7 @@ def _result_text(raw: bytes | None) -> str | None:
         return raw.decode("utf-8", "replace")
 
 
-def _input(raw: bytes | None) -> dict:
+def _input(raw: bytes | None) -> dict[str, Any]:
     if not raw:
         return {}
     try:
@@ -152,7 +153,7 @@ class Builder:
         self,
         opts: Options,
         response_row: Callable[[int], Response | None],
-        chat_emitted: Callable[[str], bool],
+        chat_emitted: Callable[[int], bool],
         load_session: Callable[[str], Session | None] = lambda sid: None,
     ):
         self.o = opts
@@ -184,7 +185,8 @@ class Builder:
         return t
 
     def _emit(self, s: Session, sid_: int, parent: int, name: str, kind: int, start: float, end: float,
-              attrs: dict[str, Any], error: str | None = None, events=None) -> None:  # fmt: skip
+              attrs: dict[str, Any], error: str | None = None,
+              events: list[Event] | None = None) -> None:  # fmt: skip
         a, b = ns(start), ns(end)
         self.out.append(
             Span(
@@ -193,7 +195,7 @@ class Builder:
         )
 
     def _emit_tool(self, s: Session, t: Tool, end: float, attrs: dict[str, Any],
-                   error: str | None, events=None) -> None:  # fmt: skip
+                   error: str | None, events: list[Event] | None = None) -> None:  # fmt: skip
         self._emit(s, ids.tool_id(s.id, t.id), t.parent, f"execute_tool {t.name}", INTERNAL,
                    t.start, end, attrs, error, events)  # fmt: skip
 
@@ -403,7 +405,7 @@ class Builder:
 
     # --- tools ---------------------------------------------------------------
 
-    def _tool(self, t, ts: float, parent: int, thread_key: str) -> Tool:
+    def _tool(self, t: ToolUse, ts: float, parent: int, thread_key: str) -> Tool:
         tool = Tool(t.id, t.name, ts, parent, thread_key)
         o = self.o
         if t.input is not None and (o.capture_content or o.tool_details or t.name in AGENT_TOOLS):
@@ -447,7 +449,7 @@ class Builder:
             attrs["ccotel.tool.file_path"] = t.path
         return attrs
 
-    def _tool_result(self, s: Session, r, rec: Record, ts: float) -> None:
+    def _tool_result(self, s: Session, r: ToolResult, rec: Record, ts: float) -> None:
         t = s.tools.pop(r.tool_use_id, None)
         if t is None:
             return  # a result without its call (another file or session had it)

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -155,11 +156,16 @@ class Shipper:
         blob = self.state.session(sid)
         return model.load(blob) if blob is not None else None
 
-    def _trace_cursor(self, path: str, dev, ino, off, line_no, marker) -> FileCursor | None:
+    def _trace_cursor(
+        self, path: str, dev: int | None, ino: int | None, off: int | None,
+        line_no: int | None, marker: bytes | None,
+    ) -> FileCursor | None:  # fmt: skip
         c = self.pending.get(path)
         if c is not None:
             return c
-        return FileCursor(dev, ino, off, line_no, marker or b"") if dev is not None else None
+        if dev is None or ino is None or off is None or line_no is None:
+            return None  # no trace_files row: not traced yet
+        return FileCursor(dev, ino, off, line_no, marker or b"")
 
     def close(self) -> None:
         self.state.close()
@@ -217,7 +223,7 @@ class Shipper:
         return False
 
     def _pass(self) -> None:
-        groups: dict[tuple[str, str], list] = {}
+        groups: dict[tuple[str, str], list[Any]] = {}
         for c in self.candidates():
             groups.setdefault(_group_key(c[0]), []).append(c)
         b = self.builder
@@ -306,7 +312,7 @@ class Shipper:
         b.new_chats.clear()
         self.stats.sessions_open = len(b.sessions)
 
-    def _deliver(self, spans: list) -> tuple[int, int]:
+    def _deliver(self, spans: list[Any]) -> tuple[int, int]:
         """Deliver the spans not yet settled since the last commit; (accepted, dropped) of all."""
         settled = self._settled
         if len(settled) > 200_000:  # only after very many failed commits: resend at worst
@@ -317,7 +323,7 @@ class Shipper:
         accepted = sum(1 for s in spans if settled.get((s.trace_id, s.span_id)))
         return accepted, len(spans) - accepted
 
-    def _send(self, spans: list) -> None:
+    def _send(self, spans: list[Any]) -> None:
         """One request; a batch the collector finds too large or malformed is halved, and a
         span it refuses alone as malformed is dropped (settled as False)."""
         try:
@@ -386,7 +392,7 @@ class Shipper:
             raise
         self._accepted = True
 
-    def _settle(self, spans: list, accepted: int, why: str) -> None:
+    def _settle(self, spans: list[Any], accepted: int, why: str) -> None:
         """The first ``accepted`` spans were accepted, the rest refused (a partial success
         says how many, not which: the count is what is exact)."""
         for i, s in enumerate(spans):

@@ -87,7 +87,7 @@ def first_hour(d: date) -> int:
 class Web:
     """``handle(path, query)``: the response for a route of the page, or None."""
 
-    def __init__(self, cfg: Any, state_dir: Path, totals: Any, health: Callable[[], dict],
+    def __init__(self, cfg: Any, state_dir: Path, totals: Any, health: Callable[[], dict[str, Any]],
                  budgets: dict[str, float], project: Callable[[str], str], opts: Options,
                  clock: Callable[[], float] = time.time):  # fmt: skip
         self.cfg, self.state_dir, self.totals, self.health = cfg, state_dir, totals, health
@@ -158,7 +158,7 @@ class Web:
 
     # --- /api/summary ----------------------------------------------------------------------
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         now = self.clock()
         t = self.totals
         with t.lock:
@@ -202,13 +202,13 @@ class Web:
 
     # --- /api/spend ------------------------------------------------------------------------
 
-    def spend(self, by: str, bucket: str) -> dict:
+    def spend(self, by: str, bucket: str) -> dict[str, Any]:
         if by not in ("model", "project"):
             raise BadParam("by: model or project")
         if bucket not in ("hour", "day"):
             raise BadParam("bucket: hour or day")
         now = self.clock()
-        keys: list
+        keys: list[Any]
         if bucket == "hour":
             cur = int(now // 3600)
             keys = list(range(cur - 47, cur + 1))
@@ -237,7 +237,7 @@ class Web:
 
     # --- /api/sessions ---------------------------------------------------------------------
 
-    def sessions(self, q: dict[str, str]) -> dict:
+    def sessions(self, q: dict[str, str]) -> dict[str, Any]:
         try:
             limit = int(q.get("limit", 50))
         except ValueError:
@@ -272,7 +272,9 @@ class Web:
         t = text.strip().lower()
         return [c for c in Q.cwds(self.store().db) if t in self.project(c or "").lower()]
 
-    def _active_times(self, db: sqlite3.Connection, keys: list[tuple]) -> dict[str, float]:
+    def _active_times(
+        self, db: sqlite3.Connection, keys: list[tuple[Any, ...]]
+    ) -> dict[str, float]:
         """Active seconds per session. Computing them reads all of ``responses``, so a result
         is kept until the session has new activity, and a live session's is recomputed at
         most every ACTIVE_REFRESH seconds."""
@@ -299,7 +301,7 @@ class Web:
                     self._active[sid] = _Active(last, out[sid], now)
         return out
 
-    def _enrich(self, db: sqlite3.Connection, rows: list[Q.SessionRow]) -> list[dict]:
+    def _enrich(self, db: sqlite3.Connection, rows: list[Q.SessionRow]) -> list[dict[str, Any]]:
         ids_ = [r.id for r in rows]
         total: dict[str, Q.Usage] = {}
         models: dict[str, dict[str, float]] = {}
@@ -333,7 +335,7 @@ class Web:
 
     # --- /api/sessions/<id> ------------------------------------------------------------------
 
-    def session(self, sid: str) -> tuple[dict, bytes]:
+    def session(self, sid: str) -> tuple[dict[str, Any], bytes]:
         """The session, and its span tree as JSON."""
         st = self.store()
         rows = Q.sessions_by_id(st.db, [sid])

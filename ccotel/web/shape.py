@@ -38,7 +38,7 @@ def encode(body: Any) -> bytes:
     return msgspec.json.encode(_rounded(body))
 
 
-def encode_with(body: dict, key: str, raw: bytes) -> bytes:
+def encode_with(body: dict[str, Any], key: str, raw: bytes) -> bytes:
     """``body`` with ``key`` set to JSON already encoded (a cached span tree)."""
     head = encode(body)
     return (
@@ -59,7 +59,7 @@ def _rounded(v: Any) -> Any:
 # --- health -------------------------------------------------------------------------------
 
 
-def health(h: dict, cfg: Any) -> dict:
+def health(h: dict[str, Any], cfg: Any) -> dict[str, Any]:
     return {
         "ok": h.get("ok"),
         "files": h.get("files_tracked"),
@@ -73,7 +73,7 @@ def health(h: dict, cfg: Any) -> dict:
     }
 
 
-def export_state(d: dict | None, cfg: Any, signal: str) -> dict:
+def export_state(d: dict[str, Any] | None, cfg: Any, signal: str) -> dict[str, Any]:
     """The health contract's ``state`` ("off", "waiting", "ok", "failing") with its error."""
     if not d or not d.get("enabled", True):
         return {"state": "off", "error": None, "endpoint": None}
@@ -101,11 +101,13 @@ def export_state(d: dict | None, cfg: Any, signal: str) -> dict:
 
 def _kind(sp: Span) -> str:
     return (
-        "session" if sp.parent_id == 0 else KINDS.get(sp.attrs.get("gen_ai.operation.name"), "turn")
+        "session"
+        if sp.parent_id == 0
+        else KINDS.get(str(sp.attrs.get("gen_ai.operation.name")), "turn")
     )
 
 
-def _span_usage(a: dict) -> queries.Usage | None:
+def _span_usage(a: dict[str, Any]) -> queries.Usage | None:
     inp = a.get("gen_ai.usage.input_tokens")
     if inp is None:
         return None
@@ -118,7 +120,7 @@ def _span_usage(a: dict) -> queries.Usage | None:
     )
 
 
-def span_tree(spans: list[Span]) -> list[dict]:
+def span_tree(spans: list[Span]) -> list[dict[str, Any]]:
     """Depth first, each span after its parent, siblings by start. A turn carries the sum of
     the model calls under it; ``turn`` names the turn a span belongs to (the page scales a
     turn's spans to the turn)."""
@@ -130,7 +132,7 @@ def span_tree(spans: list[Span]) -> list[dict]:
             children.setdefault(s.parent_id, []).append(s)
         else:
             roots.append(s)
-    out: list[dict] = []
+    out: list[dict[str, Any]] = []
 
     def walk(s: Span, depth: int, turn: int | None) -> queries.Usage:
         kind = _kind(s)
