@@ -22,7 +22,14 @@ from ccotel.projects import project_labeler
 from ccotel.server import HttpServer
 from ccotel.sinks import TotalsCollector
 from ccotel.sources import RESCAN, Watcher, claude_roots
-from ccotel.state import DB_NAME, StateError, Store, rebuild_state
+from ccotel.state import (
+    DB_NAME,
+    StateError,
+    Store,
+    clear_running,
+    rebuild_state,
+    write_running,
+)
 from ccotel.traces import Exporters, backfill_traces
 from ccotel.wakeup import Wakeup
 
@@ -260,6 +267,8 @@ class Daemon:
             return
         self.server.start()
         base = self.server.url
+        write_running(self.store.dir, base)  # the port it got, when http_addr asked for 0
+        self._stack.callback(clear_running, self.store.dir)
         log.info(
             "ccotel running",
             page=f"{base}/" if self.web else None,

@@ -503,16 +503,21 @@ def status(ctx: click.Context, /, as_json: bool, **flags: Any) -> None:
     """Is the daemon up, what is it watching, how far behind, are traces going out.
 
     With TLS on, the daemon's own certificate is trusted; with basic auth on, the password
-    comes from CCOTEL_HTTP_PASSWORD (the config holds only its hash). Exit 0 up, 1 refused,
-    3 not running.
+    comes from CCOTEL_HTTP_PASSWORD (the config holds only its hash). With http_addr's port
+    0 (any free port), the port the daemon got is read from daemon.json in the state dir.
+    Exit 0 up, 1 refused, 3 not running.
     """
     from ccotel.config import url_host
+    from ccotel.state import RUNNING_NAME, read_running
 
     cfg = _config(ctx, **flags)
     host, port = cfg.http_host_port()
     host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
     scheme = "https" if cfg.http_tls_cert else "http"
     base = f"{scheme}://{url_host(host)}:{port}"
+    running = read_running(cfg.resolved_state_dir()) if port == 0 else None
+    if running is not None:
+        base = running.url.replace("://0.0.0.0:", "://127.0.0.1:").replace("://[::]:", "://[::1]:")
 
     def down(msg: str, code: int) -> NoReturn:
         if as_json:  # the reason for scripts on stdout, and for people on stderr
@@ -520,6 +525,13 @@ def status(ctx: click.Context, /, as_json: bool, **flags: Any) -> None:
             click.echo(json.dumps(out, indent=2))
         _fail(msg, code)
 
+    if port == 0 and running is None:
+        down(
+            f"http_addr asks for any free port, and no daemon wrote its own to "
+            f"{cfg.resolved_state_dir() / RUNNING_NAME}: the daemon is not running "
+            "(start it with `ccotel service install` or `ccotel run`)",
+            3,
+        )
     h = _healthz(cfg, base, down)
     if as_json:
         click.echo(json.dumps({"running": True, **h}, indent=2))

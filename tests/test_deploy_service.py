@@ -553,18 +553,19 @@ def _start_as_the_unit(unit: str, home: Path, tmp_path: Path):
     import time
     import urllib.request
 
-    from tests.conftest import free_port
+    from tests.conftest import daemon_port
 
     d = unit_directives(unit)
     env = {"HOME": str(home), "PATH": os.environ["PATH"]}
     for word in d["Environment"]:
         key, _, value = shlex.split(word)[0].partition("=")
         env[key] = value
-    port = free_port()
-    env["CCOTEL_METRICS_ADDR"] = f"127.0.0.1:{port}"
+    env["CCOTEL_HTTP_ADDR"] = "127.0.0.1:0"  # any free port: the daemon says which
     argv = shlex.split(d["ExecStart"][0])
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             cwd=tmp_path)  # fmt: skip
+    (state,) = (p.lstrip("-") for p in d["ReadWritePaths"])  # the unit's state dir
+    port = daemon_port(Path(state), proc)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.stdout.read().decode()

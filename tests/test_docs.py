@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ccotel.config import Config
-from tests.conftest import FIXTURES, free_port
+from tests.conftest import FIXTURES, daemon_port, free_port
 from tests.test_live import start
 
 REPO = Path(__file__).resolve().parent.parent
@@ -117,10 +117,9 @@ def test_readme_metrics_table_is_what_a_running_daemon_serves(tmp_path):
     env.update(
         {f"CCOTEL_{k.upper()}": v for k, v in optional.items() if k in Config.__struct_fields__}
     )
-    port = free_port()
-    daemon = start(FIXTURES / "claude-2.1.197", tmp_path / "state", port, env=env)
+    daemon = start(FIXTURES / "claude-2.1.197", tmp_path / "state", env=env)
     try:
-        served = scrape(port)
+        served = scrape(daemon.port)
     finally:
         daemon.terminate()
         daemon.wait(15)
@@ -199,15 +198,15 @@ def test_install_from_a_clone_then_run_with_no_configuration(tmp_path, installer
     assert ccotel.exists(), proc.stdout + proc.stderr
     assert not str(ccotel.resolve()).startswith(str(src))  # its own environment, not the clone
 
-    port = free_port()
     daemon = subprocess.Popen(
-        [str(ccotel), "run", "--metrics-addr", f"127.0.0.1:{port}"],
+        [str(ccotel), "run", "--http-addr", "127.0.0.1:0"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
     try:
+        port = daemon_port(home / ".local" / "state" / "ccotel", daemon)
         cost = 0.0
         for _ in range(300):
             try:

@@ -489,7 +489,6 @@ def test_daemon_refused_then_accepted_then_malformed_live(tmp_path, protocol):
     import signal
     import urllib.request
 
-    from tests.conftest import free_port
     from tests.corpus import Usage, append_assistant, generate, write_session
     from tests.test_live import start, wait_equal
     from tests.test_traces_wire import _health, _reference, clean_env
@@ -512,7 +511,6 @@ def test_daemon_refused_then_accepted_then_malformed_live(tmp_path, protocol):
             mode["partial"] = False
             return Answer(rejected=1, message="one span refused")
 
-    port = free_port()
     recv = GrpcReceiver(answer=answer) if grpc else Receiver(answer=answer)
     env = clean_env(CCOTEL_OTLP_RETRY_MAX="0.3", CCOTEL_METRICS_PUSH_INTERVAL="0", CCOTEL_SESSION_IDLE="0",
                     CCOTEL_TRACE_LOOKBACK=str(10 * 365 * 86400), OTEL_EXPORTER_OTLP_PROTOCOL=protocol)  # fmt: skip
@@ -520,7 +518,7 @@ def test_daemon_refused_then_accepted_then_malformed_live(tmp_path, protocol):
         proc = start(
             config,
             tmp_path / "state",
-            port,
+            0,
             env,
             "--otlp-endpoint",
             r.url,
@@ -528,6 +526,7 @@ def test_daemon_refused_then_accepted_then_malformed_live(tmp_path, protocol):
             "json",
             timeout=60,
         )
+        port = proc.port
         try:
             wait_equal(port, config, timeout=60)  # the metrics do not wait for the collector
             r.wait(lambda: refusals["auth"] >= 3, timeout=60)

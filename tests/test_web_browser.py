@@ -48,8 +48,8 @@ def site(web_home, tmp_path_factory):  # noqa: F811
     (24 h: its spend is 90%, amber, so the line sits above the bars)."""
     home, wander = web_home
     state = tmp_path_factory.mktemp("web-browser-state")
-    port = free_port()
-    proc = start(home.config_dir, state, port, clean_env())
+    proc = start(home.config_dir, state, 0, clean_env())
+    port = proc.port
     try:
         s = get(port, "/api/summary")
     finally:
@@ -60,9 +60,9 @@ def site(web_home, tmp_path_factory):  # noqa: F811
         "CCOTEL_BUDGET_HOURLY_USD": repr(hour * 0.5),
         "CCOTEL_BUDGET_DAILY_USD": repr(day / 0.9),
     }
-    proc = start(home.config_dir, state, port, clean_env(**budgets))
+    proc = start(home.config_dir, state, 0, clean_env(**budgets))
     try:
-        yield port, state, home, wander
+        yield proc.port, state, home, wander
     finally:
         stop(proc)
 
@@ -323,8 +323,8 @@ def test_trace_export_states_in_the_header(web_home, browser, tmp_path):  # noqa
     home, _ = web_home
     d = browser
     env = clean_env(CCOTEL_TRACES="true", CCOTEL_OTLP_RETRY_MAX="1")
-    port = free_port()
-    proc = start(home.config_dir, tmp_path / "zero", port, env)
+    proc = start(home.config_dir, tmp_path / "zero", 0, env)
+    port = proc.port
     try:
         wait_for_traces(port, "waiting")
         d.get(f"http://127.0.0.1:{port}/")
@@ -337,8 +337,8 @@ def test_trace_export_states_in_the_header(web_home, browser, tmp_path):  # noqa
     finally:
         stop(proc)
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    port = free_port()
-    proc = start(home.config_dir, tmp_path / "failing", port, env | {"CCOTEL_OTLP_ENDPOINT": dead})
+    proc = start(home.config_dir, tmp_path / "failing", 0, env | {"CCOTEL_OTLP_ENDPOINT": dead})
+    port = proc.port
     try:
         wait_for_traces(port, "failing")
         d.get(f"http://127.0.0.1:{port}/")
@@ -358,8 +358,8 @@ def test_dns_rebinding_gets_nothing(web_home, tmp_path):  # noqa: F811
     """Chromium resolves an outside name to 127.0.0.1, as a rebinding attack makes it: the page
     and the API refuse that name; the same daemon serves localhost."""
     home, _ = web_home
-    port = free_port()
-    proc = start(home.config_dir, tmp_path / "s", port, clean_env())
+    proc = start(home.config_dir, tmp_path / "s", 0, clean_env())
+    port = proc.port
     d = chromium(tmp_path / "profile", "--host-resolver-rules=MAP rebind.example 127.0.0.1")
     try:
         d.get(f"http://rebind.example:{port}/")

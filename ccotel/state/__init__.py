@@ -14,7 +14,8 @@ Which module owns what (no SQL lives outside this package):
 - ``queries``: the read-only queries of the page, ``ccotel report`` and billing blocks;
 - ``rebuild``: ``backfill --rebuild``, which reads an old state beside the new one and
   carries its ``trace_*`` rows over;
-- ``seen``: the in-memory filter of the keys the state holds (no SQL).
+- ``seen``: the in-memory filter of the keys the state holds (no SQL);
+- ``running``: ``daemon.json``, where the running daemon serves (no SQL).
 
 Other packages import from here (``from ccotel.state import Store``), not from the modules;
 importing it loads no logging (``rebuild_state`` is loaded on first use: `ccotel report`
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from ccotel.lazy import loader
 from ccotel.state import queries, seen
+from ccotel.state.running import RUNNING_NAME, Running, clear_running, read_running, write_running
 from ccotel.state.store import (
     DB_NAME,
     StateError,
@@ -42,17 +44,22 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DB_NAME",
+    "RUNNING_NAME",
+    "Running",
     "StateError",
     "StateLock",
     "StateLocked",
     "Store",
     "TraceState",
+    "clear_running",
     "db_error_message",
     "open_lock",
     "open_readonly",
     "queries",
+    "read_running",
     "rebuild_state",
     "seen",
+    "write_running",
 ]
 
 __getattr__ = loader(__name__, {"rebuild_state": "rebuild"})  # logs: loads structlog
