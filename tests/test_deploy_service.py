@@ -11,6 +11,7 @@ import plistlib
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -126,12 +127,16 @@ def test_unit_is_a_hardened_user_service():
 def systemd_analyze(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
     exe = shutil.which("systemd-analyze")
     assert exe, "systemd-analyze is missing (Debian package systemd)"
-    runtime = tmp_path / "xdg-runtime"
-    runtime.mkdir(mode=0o700, exist_ok=True)
-    env = dict(os.environ, XDG_RUNTIME_DIR=str(runtime))  # --user needs a runtime dir, not a bus
-    return subprocess.run(
-        [exe, "--user", *args], capture_output=True, text=True, env=env, timeout=60
-    )
+    # --user needs a runtime dir, not a bus. A short path: the user units' sockets under it
+    # must fit in a socket address (108 bytes), which a parallel run's tmp_path may not.
+    runtime = tempfile.mkdtemp(prefix="xdg-")
+    try:
+        env = dict(os.environ, XDG_RUNTIME_DIR=runtime)
+        return subprocess.run(
+            [exe, "--user", *args], capture_output=True, text=True, env=env, timeout=60
+        )
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)
 
 
 @pytest.mark.parametrize("sandbox", [True, False])

@@ -145,8 +145,15 @@ def test_readme_starts_with_the_install_and_the_test_commands():
     (tests,) = code_blocks(section(text, "Run the tests"))
     assert tests.strip() == "./scripts/test"
     assert text.index("## Install and run it") < text.index("## Run the tests") < text.index("---")
-    ci = (REPO / ".ci" / "run").read_text()
-    assert "scripts/test" in ci and "</dev/null" in ci
+    steps = ("bash scripts/setup", "bash scripts/check", ".venv/bin/python -m pytest -n auto")
+    for script in (REPO / ".ci" / "run", REPO / "scripts" / "test"):  # CI does what README says
+        text = script.read_text()
+        at = [text.index(step) for step in steps]
+        assert at == sorted(at), script  # the checks before the tests
+    assert "exec </dev/null" in (REPO / ".ci" / "run").read_text()
+    check = (REPO / "scripts" / "check").read_text()
+    for step in ("ruff check ccotel tests", "ruff format --check ccotel tests", "mypy"):
+        assert f".venv/bin/{step}" in check, step
 
 
 def test_test_script_installs_what_it_says_without_stdin():
@@ -155,7 +162,8 @@ def test_test_script_installs_what_it_says_without_stdin():
     for tool in ("prometheus", "alertmanager", "systemd", "chromium", "chromium-driver", "npm"):
         assert tool in header.lower(), tool
     assert "exec </dev/null" in script
-    assert "bash scripts/install-test-deps" in (REPO / "scripts" / "test").read_text()
+    setup = (REPO / "scripts" / "setup").read_text()
+    assert "bash scripts/install-test-deps" in setup and "-c constraints.txt" in setup
 
 
 def clone(dst: Path) -> Path:
