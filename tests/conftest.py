@@ -95,6 +95,34 @@ def daemon_port(
         time.sleep(0.05)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "serial: runs alone even under pytest-xdist (no other test at the same time): "
+        "tests whose timing a busy machine would break (a browser, a terminal UI)",
+    )
+
+
+@pytest.fixture(autouse=True)
+def _serial_or_shared(request, tmp_path_factory):
+    """Under pytest-xdist, a `serial` test takes a lock every other test shares: it waits
+    for the running tests to end, and the others wait for it."""
+    import fcntl
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is None:
+        yield
+        return
+    lock = tmp_path_factory.getbasetemp().parent / "serial.lock"  # one for all the workers
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        serial = request.node.get_closest_marker("serial") is not None
+        fcntl.flock(fd, fcntl.LOCK_EX if serial else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # the lock goes with the descriptor
+
+
 @pytest.fixture
 def fixtures_dir() -> Path:
     assert FIXTURES.exists(), f"real transcripts not found at {FIXTURES}"
