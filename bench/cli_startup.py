@@ -81,8 +81,8 @@ def main() -> None:
             ["--help"],
             ["report", "--state-dir", state],
             ["report", "--json", "--state-dir", state],
-            ["status", "--metrics-addr", "127.0.0.1:1"],
-            ["status", "--json", "--metrics-addr", "127.0.0.1:1"],
+            ["status", "--http-addr", "127.0.0.1:1"],
+            ["status", "--json", "--http-addr", "127.0.0.1:1"],
         ]
         rows = [measure(opts.python, c, opts.runs, tmp) for c in commands]
     if opts.json:

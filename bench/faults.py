@@ -56,7 +56,7 @@ def outage(root: Path, seconds: float) -> dict:
     )  # sessions written now close soon, as in the reference
     proc = subprocess.Popen(
         [sys.executable, "-m", "ccotel", "run", "--claude-dir", str(config), "--state-dir", str(root / "state"),
-         "--metrics-addr", f"127.0.0.1:{port}", "--otlp-endpoint", f"http://127.0.0.1:{otlp}"],
+         "--http-addr", f"127.0.0.1:{port}", "--otlp-endpoint", f"http://127.0.0.1:{otlp}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
     )  # fmt: skip
     try:

@@ -165,7 +165,7 @@ def run_load(root: Path, sessions: int = 50, mbps: float = 10.0, seconds: float 
     env["CCOTEL_TRACES"] = "false"
     daemon = subprocess.Popen(
         [sys.executable, "-m", "ccotel", "run", "--claude-dir", str(config), "--state-dir", str(state),
-         "--metrics-addr", f"127.0.0.1:{port}"],
+         "--http-addr", f"127.0.0.1:{port}"],
         stdout=open(root / "daemon.log", "wb"),  # noqa: SIM115 (lives as long as the daemon) stderr=subprocess.STDOUT, env=env, cwd=REPO,
     )  # fmt: skip
     try:

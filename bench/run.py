@@ -559,7 +559,7 @@ def phase_live(args, res, info: CorpusInfo, state: str) -> None:
         info.root,
         "--state-dir",
         state,
-        "--metrics-addr",
+        "--http-addr",
         f"127.0.0.1:{port}",
     ]
     log("starting " + " ".join(cmd))

@@ -189,7 +189,7 @@ def hold_run(corpus: Path, traces: bool, timeout: float) -> dict:
     env = env_for(CCOTEL_TRACES=str(traces).lower(), CCOTEL_SESSION_IDLE=10**9, CCOTEL_TRACE_RATE=0,
                   CCOTEL_TRACE_LOOKBACK=10**9, CCOTEL_METRICS_PUSH_INTERVAL=0)  # fmt: skip
     cmd = [sys.executable, "-m", "ccotel", "run", "--claude-dir", str(corpus), "--state-dir", str(state),
-           "--metrics-addr", f"127.0.0.1:{port}", "--otlp-endpoint", col.url, "--log-format", "json"]  # fmt: skip
+           "--http-addr", f"127.0.0.1:{port}", "--otlp-endpoint", col.url, "--log-format", "json"]  # fmt: skip
     log = open(OUT / f"daemon-{'traces' if traces else 'plain'}.log", "w")  # noqa: SIM115
     p = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     t0 = time.perf_counter()
@@ -282,7 +282,7 @@ def driver_daemon(corpus: str, state: str, url: str, exporter: str, port: int) -
 
     if exporter == "sdk":
         service.span_sink = lambda cfg: _sdk_span_sink(url, cfg)
-    cli.main(["run", "--claude-dir", corpus, "--state-dir", state, "--metrics-addr", f"127.0.0.1:{port}",
+    cli.main(["run", "--claude-dir", corpus, "--state-dir", state, "--http-addr", f"127.0.0.1:{port}",
               "--otlp-endpoint", url, "--log-format", "json"])  # fmt: skip
 
 
@@ -335,7 +335,8 @@ def driver_push(corpus: str, state: str, url: str, n: int) -> dict:
     from ccotel.app import budgets_of, roots_of
     from ccotel.otlp import Sender, encode_metrics, resource_attributes, target
     from ccotel.pipeline import Ingest
-    from ccotel.sinks.prometheus import TotalsCollector, project_labeler
+    from ccotel.projects import project_labeler
+    from ccotel.sinks.prometheus import TotalsCollector
     from ccotel.state.store import Store
 
     cfg = _bench_cfg(corpus, state, url)

@@ -12,24 +12,23 @@ from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
+import msgspec
 import structlog
 
-from ccotel.batch import Batch
+from ccotel.batch import Batch, Interval, Response, SessionInfo, ToolAgg, ToolCall
 from ccotel.digest import Digest, UsageEntry, rank
 from ccotel.pricing import PriceTable
 from ccotel.records import Usage, h64
-from ccotel.state import seen
-from ccotel.state.seen import Seen
-from ccotel.state.store import Store
+from ccotel.state import Store, seen
 
 log = structlog.get_logger()
 
 TOOL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 _CACHE = 20_000
-
-# Row layout of schema.RESPONSE_COLS.
-K, MK, SESSION, CWD, MODEL, TS, INP, OUT, CR, W5, W1, WS, SIDE, SPEED, COST, PRICED = range(16)
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 @dataclass(slots=True)
@@ -42,14 +41,14 @@ class FileContext:
     committed_cwd: str | None = None  # as of the last line committed
 
 
-def _remember(cache: OrderedDict, key, row) -> None:
+def _remember(cache: OrderedDict[K, V], key: K, row: V) -> None:
     cache[key] = row
     cache.move_to_end(key)
     if len(cache) > _CACHE:
         cache.popitem(last=False)
 
 
-def _remember_all(cache: OrderedDict, rows: dict) -> None:
+def _remember_all(cache: OrderedDict[K, V], rows: dict[K, V]) -> None:
     """The newest rows, keeping at most _CACHE."""
     for key, row in rows.items():
         cache[key] = row
@@ -62,40 +61,28 @@ def _place_key(sid: str, cwd: str) -> int:
     return h64(f"{sid}\x00{cwd}")
 
 
-def _values(row: tuple) -> list[float]:
-    unpriced = 0 if row[PRICED] else _total(row)
-    return [row[INP], row[OUT], row[CR], row[W5], row[W1], row[WS], 1, row[COST], unpriced]
+def _usage_key(r: Response) -> tuple[str, int, str, str]:
+    return (r.session or "", int(r.ts // 3600), r.model or "unknown", r.cwd or "")
 
 
-def _usage_key(row: tuple) -> tuple[str, int, str, str]:
-    return (row[SESSION] or "", int(row[TS] // 3600), row[MODEL] or "unknown", row[CWD] or "")
-
-
-def _total(row: tuple) -> int:
-    return row[INP] + row[OUT] + row[CR] + row[W5] + row[W1]
-
-
-def _better(new: Usage, old: tuple) -> bool:
-    return rank(new) > (not old[SIDE], _total(old), bool(old[SPEED]))
+def _better(new: Usage, old: Response) -> bool:
+    return rank(new) > (not old.sidechain, old.tokens, bool(old.has_speed))
 
 
 class Accountant:
     def __init__(self, store: Store, prices: PriceTable, clock: Callable[[], float]):
         self.store, self.prices, self.clock = store, prices, clock
-        self.seen = Seen()  # what the state holds (a "maybe" is looked up)
+        self.seen = seen.Seen()  # what the state holds (a "maybe" is looked up)
         keys = list(store.response_keys())
         self.seen.update(k for k, _ in keys)
         self.seen.update((m for _, m in keys if m is not None), seen.MESSAGE)
         del keys
         self.seen.update(store.tool_keys(), seen.TOOL)
-        self.seen.update((h64(s) for (s,) in store.query("SELECT id FROM sessions")), seen.SESSION)
-        self.seen.update(
-            (_place_key(s, c) for s, c in store.query("SELECT session, cwd FROM session_cwds")),
-            seen.PLACE,
-        )
+        self.seen.update((h64(s) for s in store.session_ids()), seen.SESSION)
+        self.seen.update((_place_key(s, c) for s, c in store.places()), seen.PLACE)
         self.tool_agg = store.tool_agg()
-        self._rows: OrderedDict[int, tuple] = OrderedDict()
-        self._tools: OrderedDict[int, tuple] = OrderedDict()
+        self._rows: OrderedDict[int, Response] = OrderedDict()
+        self._tools: OrderedDict[int, ToolCall] = OrderedDict()
         self._cwds: OrderedDict[str, str] = OrderedDict()  # session -> its first cwd
         self._places: OrderedDict[tuple[str, str], bool] = OrderedDict()  # known (session, cwd)
         self._warned: set[str] = set()
@@ -107,7 +94,7 @@ class Accountant:
         """A new, empty batch (after a commit, or instead of one that failed)."""
         self.batch = Batch()
         self._batch_mkeys: dict[int, list[int]] = {}
-        self._prior: dict[int, tuple | None] = {}  # response key -> its committed row (None: new)
+        self._prior: dict[int, Response | None] = {}  # key -> its committed row (None: new)
         self.new_sessions: dict[str, str] = {}  # session -> cwd, not in the state before
         self.new_places: set[tuple[str, str]] = set()  # (session, cwd), not in the state before
         return self.batch
@@ -128,14 +115,14 @@ class Accountant:
         b = self.batch
         self.seen.update(b.responses)
         self.seen.update(b.aliases)
-        self.seen.update((row[MK] for row in b.responses.values()), seen.MESSAGE)
+        self.seen.update((r.mkey for r in b.responses.values()), seen.MESSAGE)
         self.seen.update(b.tools, seen.TOOL)
         self.seen.update((h64(sid) for sid in self.new_sessions), seen.SESSION)
         self.seen.update((_place_key(s, c) for s, c in self.new_places), seen.PLACE)
         _remember_all(self._rows, b.responses)
         _remember_all(self._tools, b.tools)
         for sid in self.new_sessions:
-            _remember(self._cwds, sid, b.sessions[sid][0] or "")
+            _remember(self._cwds, sid, b.sessions[sid].cwd or "")
         for place in self.new_places:
             _remember(self._places, place, True)
         self.tool_agg.update(b.tool_agg)
@@ -152,14 +139,14 @@ class Accountant:
             b.last_event_ts = d.last_ts
         if d.cwd:
             ctx.cwd = d.cwd
-        for sid, (cwd, branch, version, first, last) in d.sessions.items():
-            self._touch_session(sid, cwd, branch, version, first, last)
+        for sid, info in d.sessions.items():
+            self._touch_session(sid, info)
         for sid, cwd, first, last in d.places:
             self._touch_place(sid, cwd, first, last)
         for e in d.usage:
             self._usage(e, e.cwd or self._session_cwd(e.session))
         for t in d.tools:
-            if t.name is not None:
+            if t.name is not None and t.start is not None:  # a call (with its result or not)
                 self._tool_use(
                     t.key, t.name, t.start, t.session, t.cwd or self._session_cwd(t.session)
                 )
@@ -169,46 +156,41 @@ class Accountant:
     def _session_cwd(self, sid: str) -> str:
         """A session's first cwd: for a line of a file that has not named its own yet."""
         cur = self.batch.sessions.get(sid)
-        cwd = cur[0] if cur else None
+        cwd = cur.cwd if cur else None
         if not cwd:
             cwd = self._cwds.get(sid)
             if cwd is None and self.seen.has(h64(sid), seen.SESSION):
-                row = self.store.session(sid)
-                if row is not None:
-                    cwd = row[1] or ""
+                cwd = self.store.session_cwd(sid)
+                if cwd is not None:
                     _remember(self._cwds, sid, cwd)
         return cwd or ""
 
     def _session_known(self, sid: str) -> bool:
         if sid in self._cwds:
             return True
-        row = self.store.session(sid) if self.seen.has(h64(sid), seen.SESSION) else None
-        if row is not None:
-            _remember(self._cwds, sid, row[1] or "")
-        return row is not None
+        cwd = self.store.session_cwd(sid) if self.seen.has(h64(sid), seen.SESSION) else None
+        if cwd is not None:
+            _remember(self._cwds, sid, cwd)
+        return cwd is not None
 
-    def _touch_session(self, sid: str, cwd, branch, version, first: float, last: float) -> None:
+    def _touch_session(self, sid: str, s: SessionInfo) -> None:
         b = self.batch
         cur = b.sessions.get(sid)
         if cur is None:
-            b.sessions[sid] = [cwd or None, branch, version, first, last]
+            b.sessions[sid] = SessionInfo(s.cwd or None, s.branch, s.version, s.first, s.last)
             if not self._session_known(sid):
-                self.new_sessions[sid] = cwd or ""
+                self.new_sessions[sid] = s.cwd or ""
             return
-        cur[0] = cur[0] or cwd or None
-        cur[1] = branch or cur[1]
-        cur[2] = version or cur[2]
-        cur[3] = min(cur[3], first)
-        cur[4] = max(cur[4], last)
+        cur.update(s.cwd, s.branch, s.version, s.first, s.last)
 
     def _touch_place(self, sid: str, cwd: str, first: float, last: float) -> None:
         """Activity of a session in a working directory: the session counts in that project."""
         b = self.batch
         cur = b.places.get((sid, cwd))
         if cur is not None:
-            cur[0], cur[1] = min(cur[0], first), max(cur[1], last)
+            cur.first, cur.last = min(cur.first, first), max(cur.last, last)
             return
-        b.places[(sid, cwd)] = [first, last]
+        b.places[(sid, cwd)] = Interval(first, last)
         if (sid, cwd) in self._places:
             return
         if self.seen.has(_place_key(sid, cwd), seen.PLACE) and self.store.has_place(sid, cwd):
@@ -218,7 +200,7 @@ class Accountant:
 
     # --- usage ---------------------------------------------------------------
 
-    def _row(self, key: int) -> tuple | None:
+    def _row(self, key: int) -> Response | None:
         row = self.batch.responses.get(key)
         if row is None:
             target = self.batch.aliases.get(key)
@@ -229,18 +211,18 @@ class Accountant:
             row = self.store.response(key)
         return row
 
-    def _sidechain_match(self, mkey: int, candidate_side: bool) -> tuple | None:
+    def _sidechain_match(self, mkey: int, candidate_side: bool) -> Response | None:
         """A /btw sidechain replay of a parent message under a new request id."""
         rows = [self.batch.responses[k] for k in self._batch_mkeys.get(mkey, ())]
         if self.seen.has(mkey, seen.MESSAGE):
-            have = {r[K] for r in rows}
+            have = {r.key for r in rows}
             rows += [
-                self.batch.responses.get(r[K], r)
+                self.batch.responses.get(r.key, r)
                 for r in self.store.responses_by_mkey(mkey)
-                if r[K] not in have
+                if r.key not in have
             ]
         for r in rows:
-            if candidate_side or r[SIDE]:
+            if candidate_side or r.sidechain:
                 return r
         return None
 
@@ -251,36 +233,36 @@ class Accountant:
         if old is None and u.message_id is not None:
             old = self._sidechain_match(mkey, u.sidechain)
             if old is not None:
-                b.aliases[key] = old[K]
+                b.aliases[key] = old.key
         if old is not None and not _better(u, old):
             return  # most lines: another copy of a response already counted
         cost = self.prices.cost(u)
         if cost is None and u.total and u.model and u.model not in self._warned:
             self._warned.add(u.model)
             log.warning("unpriced model: its tokens count, its cost is 0", model=u.model)
-        new = (
+        if old is not None:  # the kept entry keeps its identity
+            key, mkey = old.key, old.mkey
+        new = Response(
             key, mkey, session, cwd, u.model, ts, u.input, u.output, u.cache_read,
             u.cache_write_5m, u.cache_write_1h, u.web_search, int(u.sidechain), int(u.has_speed),
             cost or 0.0, int(cost is not None),
         )  # fmt: skip
+        b.responses[key] = new
         if old is None:
-            b.responses[key] = new
             self._prior.setdefault(key, None)
             self._batch_mkeys.setdefault(mkey, []).append(key)
-            return
-        new = (old[K], old[MK], *new[2:])  # the kept entry keeps its identity
-        self._prior.setdefault(old[K], old)  # first touch in this batch: old is the committed row
-        b.responses[old[K]] = new
+        else:
+            self._prior.setdefault(key, old)  # first touch in this batch: the committed row
 
-    def _add(self, row: tuple, sign: int) -> None:
+    def _add(self, r: Response, sign: int) -> None:
         b = self.batch
-        b.add_usage(_usage_key(row), _values(row), sign)
-        minute = int(row[TS] // 60)
-        b.spend[minute] = b.spend.get(minute, 0.0) + sign * row[COST]
+        b.add_usage(_usage_key(r), r, sign)
+        minute = int(r.ts // 60)
+        b.spend[minute] = b.spend.get(minute, 0.0) + sign * r.cost
 
     # --- tools ---------------------------------------------------------------
 
-    def _tool(self, key: int) -> tuple | None:
+    def _tool(self, key: int) -> ToolCall | None:
         row = self.batch.tools.get(key) or self._tools.get(key)
         if row is None and self.seen.has(key, seen.TOOL):
             row = self.store.tool(key)
@@ -288,18 +270,19 @@ class Accountant:
 
     def _tool_use(self, key: int, name: str, ts: float, session: str, cwd: str) -> None:
         if self._tool(key) is None:
-            self.batch.tools[key] = (key, name, session, cwd, ts, None, None)
+            self.batch.tools[key] = ToolCall(key, name, session, cwd, ts)
 
     def _tool_result(self, key: int, is_error: bool, ts: float) -> None:
-        row = self._tool(key)
-        if row is None or row[6] is not None:
+        call = self._tool(key)
+        if call is None or call.status is not None:
             return  # a result without its call, or a copy of one already counted
         status = "error" if is_error else "ok"
-        self.batch.tools[key] = (*row[:5], ts, status)
-        key = (row[1], row[3] or "", status)
-        agg = self.batch.tool_agg.get(key) or self.tool_agg.get(key)
-        count, dur_sum, buckets = agg if agg else (0, 0.0, [0] * (len(TOOL_BUCKETS) + 1))
-        dur = max(0.0, ts - row[4])
-        buckets = list(buckets)
+        self.batch.tools[key] = msgspec.structs.replace(call, end=ts, status=status)
+        agg_key = (call.name, call.cwd or "", status)
+        agg = self.batch.tool_agg.get(agg_key) or self.tool_agg.get(agg_key)
+        if agg is None:
+            agg = ToolAgg(0, 0.0, [0] * (len(TOOL_BUCKETS) + 1))
+        dur = max(0.0, ts - call.start) if call.start is not None else 0.0
+        buckets = list(agg.buckets)
         buckets[bisect_left(TOOL_BUCKETS, dur)] += 1
-        self.batch.tool_agg[key] = [count + 1, dur_sum + dur, buckets]
+        self.batch.tool_agg[agg_key] = ToolAgg(agg.count + 1, agg.dur_sum + dur, buckets)

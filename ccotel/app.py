@@ -8,21 +8,28 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry
 
 from ccotel import __version__
 from ccotel.config import Config
-from ccotel.pipeline import Ingest
-from ccotel.server.httpd import HttpServer
-from ccotel.sinks.prometheus import TotalsCollector, project_labeler
-from ccotel.sources.discovery import claude_roots
-from ccotel.sources.watch import RESCAN, Watcher
-from ccotel.state.rebuild import rebuild_state
-from ccotel.state.store import DB_NAME, StateError, Store
+from ccotel.pipeline import Ingest, Progress
+from ccotel.projects import project_labeler
+from ccotel.server import HttpServer
+from ccotel.sinks import TotalsCollector
+from ccotel.sources import RESCAN, Watcher, claude_roots
+from ccotel.state import (
+    DB_NAME,
+    StateError,
+    Store,
+    clear_running,
+    rebuild_state,
+    write_running,
+)
 from ccotel.traces import Exporters, backfill_traces
 from ccotel.wakeup import Wakeup
 
@@ -51,7 +58,13 @@ def workers_of(cfg: Config) -> int:
     return cfg.workers or os.cpu_count() or 1
 
 
-def catch_up(ingest: Ingest, workers: int, progress=None, on_total=None, sleep=time.sleep) -> int:
+def catch_up(
+    ingest: Ingest,
+    workers: int,
+    progress: Progress | None = None,
+    on_total: Callable[[int], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
     todo = ingest.scan()
     if on_total:
         on_total(len(todo))
@@ -63,7 +76,7 @@ def catch_up(ingest: Ingest, workers: int, progress=None, on_total=None, sleep=t
 
 
 @contextlib.contextmanager
-def stop_on_signals(wake: Wakeup, restore: bool = True):
+def stop_on_signals(wake: Wakeup, restore: bool = True) -> Iterator[None]:
     """SIGTERM and SIGINT request a stop (in the main thread; elsewhere signals are not ours).
 
     ``restore=False`` for a process that exits right after: signals that arrive while it
@@ -82,9 +95,10 @@ def stop_on_signals(wake: Wakeup, restore: bool = True):
 
 
 def backfill(
-    cfg: Config, clock: Callable[[], float] = time.time, progress=None, on_total=None,
+    cfg: Config, clock: Callable[[], float] = time.time, progress: Progress | None = None,
+    on_total: Callable[[int], None] | None = None,
     traces: bool = False, since: float | None = None, rebuild: bool = False, force: bool = False,
-) -> dict:  # fmt: skip
+) -> dict[str, Any]:  # fmt: skip
     """Metrics first; with traces, then the spans of files changed since ``since`` (epoch s).
 
     ``rebuild``: build a new state from the transcripts beside the old one and swap it in
@@ -125,7 +139,15 @@ def backfill(
         wake.close()
 
 
-def _catch_up_into(cfg: Config, store: Store, *, clock, wake: Wakeup, progress, on_total) -> dict:
+def _catch_up_into(
+    cfg: Config,
+    store: Store,
+    *,
+    clock: Callable[[], float],
+    wake: Wakeup,
+    progress: Progress | None,
+    on_total: Callable[[int], None] | None,
+) -> dict[str, Any]:
     ingest = Ingest(cfg, store, roots_of(cfg), clock)
     ingest.stopping = lambda: wake.stop_requested
     t0 = time.perf_counter()
@@ -153,13 +175,11 @@ class Daemon:
         self.cfg, self.clock = cfg, clock
         self.roots = roots_of(cfg)
         self.started = clock()
-        self.last_wake = clock()
         self.ready = threading.Event()
         self.watcher: Watcher | None = None
         self._stack = contextlib.ExitStack()
-        self.wake = wake
+        self.wake = wake if wake is not None else Wakeup()
         if wake is None:  # its own: closed with the rest
-            self.wake = Wakeup()
             self._stack.callback(self.wake.close)
         try:
             self._open()
@@ -188,10 +208,10 @@ class Daemon:
             )
         )
         self.exporters.attach_registry(registry)
-        host, port = cfg.metrics_host_port()
+        host, port = cfg.http_host_port()
         self.web = None
         if cfg.web:
-            from ccotel.traces.service import options
+            from ccotel.traces import options
             from ccotel.web import Web
 
             # The page names projects as `ccotel report` does (project_label "off" hides them
@@ -208,7 +228,7 @@ class Daemon:
         )  # fmt: skip
         stack.callback(self.server.stop)  # bound, not serving yet
 
-    def health(self) -> dict:
+    def health(self) -> dict[str, Any]:
         t = self.ingest.totals
         return {
             "ok": self.ready.is_set(),
@@ -227,7 +247,7 @@ class Daemon:
             **self.exporters.health(),  # "traces" and "metrics_push"
         }
 
-    def stop(self, *_args) -> None:
+    def stop(self, *_args: object) -> None:
         """Ask the loop to stop: safe from a signal handler (sets a flag, writes a byte)."""
         self.wake.request_stop()
 
@@ -247,6 +267,8 @@ class Daemon:
             return
         self.server.start()
         base = self.server.url
+        write_running(self.store.dir, base)  # the port it got, when http_addr asked for 0
+        self._stack.callback(clear_running, self.store.dir)
         log.info(
             "ccotel running",
             page=f"{base}/" if self.web else None,
@@ -287,7 +309,7 @@ class Daemon:
             if RESCAN in paths or now >= next_scan:
                 paths.discard(RESCAN)
                 for _ in range(8):
-                    if not self.watcher.refresh():
+                    if self.watcher is None or not self.watcher.refresh():
                         break
                 paths.update(self.ingest.scan())
                 self.ingest.prune()

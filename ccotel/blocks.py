@@ -27,6 +27,12 @@ import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ccotel.state import queries
+
+if TYPE_CHECKING:
+    from ccotel.state import Store
 
 __all__ = [
     "BLOCK_HOURS",
@@ -177,14 +183,8 @@ def projection(block: Block, *, now: float | None = None) -> Projection | None:
     )
 
 
-_QUERY = (
-    "SELECT ts, input, output, cw5m + cw1h, cache_read, cost FROM responses"
-    " WHERE ts IS NOT NULL AND ts >= ?"
-)
-
-
 def blocks_from_store(
-    store, *, now: float | None = None, since: float | None = None
+    store: Store, *, now: float | None = None, since: float | None = None
 ) -> list[Block]:
     """The blocks of the responses in a :class:`ccotel.state.store.Store` (read only).
 
@@ -193,5 +193,5 @@ def blocks_from_store(
     earlier ones cannot change unless an older response arrives late: recompute all
     from time to time). Reading every response costs about 3 s per million.
     """
-    rows = store.query(_QUERY, (since if since is not None else float("-inf"),))
+    rows = queries.block_entries(store.db, since if since is not None else float("-inf"))
     return identify_blocks((Entry(*row) for row in rows), now=now)

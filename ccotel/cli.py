@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -22,12 +23,20 @@ if TYPE_CHECKING:
     from ccotel.config import Config
 
 EXIT_CONFIG = 2
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _Main(click.Group):
     """Usage errors in one line, as `ccotel: <what> (see `ccotel x --help`)`."""
 
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, **extra)
         try:
@@ -50,7 +59,7 @@ class _Main(click.Group):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
-def config_of(ctx: click.Context, **flags) -> Config:
+def config_of(ctx: click.Context, **flags: Any) -> Config:
     """The configuration for this command: file (--config), environment, then these flags."""
     from ccotel.config import ConfigError, load
 
@@ -69,12 +78,12 @@ _config = config_of  # the name the commands use
 
 def _corrupt(cfg: Config, exc: Exception) -> str:
     """A state database that fails past its open (a damaged page, a full disk): say what to do."""
-    from ccotel.state.store import DB_NAME, db_error_message
+    from ccotel.state import DB_NAME, db_error_message
 
     return db_error_message(cfg.resolved_state_dir() / DB_NAME, exc)
 
 
-def _fail(msg: str, code: int = 1):
+def _fail(msg: str, code: int = 1) -> NoReturn:
     click.echo(f"ccotel: {msg}", err=True)
     sys.exit(code)
 
@@ -83,13 +92,15 @@ def _warn(msg: str) -> None:
     click.echo(f"ccotel: warning: {msg}", err=True)
 
 
-class Since(click.ParamType):
+class Since(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.2 on
     """A point in time: YYYY-MM-DD or YYYYMMDD (local midnight), or a duration ago (90m, 12h,
     7d, 2w). The one parser of every --since; converts to epoch seconds."""
 
     name = "SINCE"
 
-    def convert(self, value, param, ctx) -> float:
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
         import re
         import time
         from datetime import datetime
@@ -130,7 +141,7 @@ _common = [
 ]
 
 
-def common(f):
+def common(f: F) -> F:
     for opt in reversed(_common):
         f = opt(f)
     return f
@@ -151,7 +162,7 @@ def main(config: str | None) -> None:
 def _check_roots(cfg: Config, fatal: bool = False) -> None:
     """Warn, naming what was expected, when the folders to watch hold no projects/ folder;
     ``fatal``: a folder the user named that holds none is an error (backfill: nothing to do)."""
-    from ccotel.sources.discovery import claude_roots, projects_dir
+    from ccotel.sources import claude_roots, projects_dir
 
     expect = "a Claude config folder (like ~/.claude) holding projects/<project>/<session>.jsonl"
     named = [Path(d) for d in cfg.claude_dirs]
@@ -216,29 +227,39 @@ def _start_error(cfg: Config, exc: OSError) -> str | None:
     import socket
     import ssl
 
-    addr = cfg.metrics_addr
+    addr = cfg.http_addr
     if isinstance(exc, socket.gaierror):
-        return f"metrics_addr {addr}: cannot resolve the host ({exc.strerror})"
+        return f"http_addr {addr}: cannot resolve the host ({exc.strerror})"
     if isinstance(exc, ssl.SSLError):
         return f"http_tls_cert/http_tls_key: cannot use them ({exc.reason or exc})"
     if exc.errno == errno.EADDRINUSE:
-        return f"metrics_addr {addr} is in use; choose another with --metrics-addr"
+        return f"http_addr {addr} is in use; choose another with --http-addr"
     if exc.errno == errno.EADDRNOTAVAIL:
-        return f"metrics_addr {addr}: this machine has no such address"
+        return f"http_addr {addr}: this machine has no such address"
     if exc.errno == errno.EACCES and exc.filename is None:
-        return f"metrics_addr {addr}: not allowed to listen there (ports below 1024 need root)"
+        return f"http_addr {addr}: not allowed to listen there (ports below 1024 need root)"
     if exc.filename in (cfg.http_tls_cert, cfg.http_tls_key) and exc.filename:
         return f"http_tls_cert/http_tls_key: cannot read {exc.filename} ({exc.strerror})"
     return None
 
 
+def http_addr_options(help: str) -> Callable[[F], F]:
+    """--http-addr, and --metrics-addr, its old name (config.ALIASES)."""
+
+    def add(f: F) -> F:
+        f = click.option(
+            "--metrics-addr", metavar="HOST:PORT", help="The old name of --http-addr."
+        )(f)
+        return click.option("--http-addr", metavar="HOST:PORT", help=help)(f)
+
+    return add
+
+
 @main.command()
 @common
-@click.option(
-    "--metrics-addr",
-    metavar="HOST:PORT",
-    help="HOST:PORT to serve the web page, /api/, /metrics and /healthz on "
-    "(default 127.0.0.1:9470; IPv6 as [::1]:9470).",
+@http_addr_options(
+    "HOST:PORT to serve the web page, /api/, /metrics and /healthz on "
+    "(default 127.0.0.1:9470; IPv6 as [::1]:9470)."
 )
 @click.option(
     "--otlp-endpoint",
@@ -258,7 +279,7 @@ def _start_error(cfg: Config, exc: OSError) -> str | None:
     help="The least severe messages to log (default info).",
 )
 @click.pass_context
-def run(ctx, **flags) -> None:
+def run(ctx: click.Context, /, **flags: Any) -> None:
     """Run the daemon in the foreground (`ccotel service install` runs it in the background)."""
     import sqlite3
 
@@ -269,7 +290,7 @@ def run(ctx, **flags) -> None:
         _check_otlp(cfg)
     from ccotel import app, log
     from ccotel.config import ConfigError
-    from ccotel.state.store import StateError
+    from ccotel.state import StateError
 
     log.setup(cfg.log_level, cfg.log_format)
     try:
@@ -318,14 +339,20 @@ def run(ctx, **flags) -> None:
 )
 @click.pass_context
 def backfill(
-    ctx, rebuild: bool, force: bool, export_traces: bool, since: float | None, **flags
+    ctx: click.Context,
+    /,
+    rebuild: bool,
+    force: bool,
+    export_traces: bool,
+    since: float | None,
+    **flags: Any,
 ) -> None:
     """Ingest everything not yet ingested into the state, then exit."""
     import sqlite3
 
     from ccotel import app, log
     from ccotel.otlp import ExportError
-    from ccotel.state.store import StateError
+    from ccotel.state import StateError
 
     cfg = _config(ctx, **flags)
     if force and not rebuild:
@@ -394,7 +421,7 @@ def backfill(
         )
 
 
-def _rebuilt(res: dict) -> None:
+def _rebuilt(res: dict[str, Any]) -> None:
     lost, usd = res.get("lost_sessions"), res.get("lost_usd")
     gone = f"{lost} sessions (${usd or 0:,.2f}) whose transcripts no longer exist"
     if res.get("interrupted"):
@@ -427,13 +454,15 @@ def _rebuilt(res: dict) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-def report(ctx, by: str, since: float | None, as_json: bool, state_dir: str | None) -> None:
+def report(
+    ctx: click.Context, by: str, since: float | None, as_json: bool, state_dir: str | None
+) -> None:
     """Usage and cost tables from the state (the daemon need not run)."""
     import sqlite3
 
     from ccotel import report as rep
     from ccotel.projects import project_labeler
-    from ccotel.state.store import StateError, open_readonly
+    from ccotel.state import StateError, open_readonly
 
     cfg = _config(ctx, state_dir=state_dir)
     try:
@@ -462,11 +491,7 @@ def report(ctx, by: str, since: float | None, as_json: bool, state_dir: str | No
 
 
 @main.command()
-@click.option(
-    "--metrics-addr",
-    metavar="HOST:PORT",
-    help="Where the daemon listens (default: metrics_addr of the config).",
-)
+@http_addr_options("Where the daemon listens (default: http_addr of the config).")
 @click.option(
     "--json",
     "as_json",
@@ -474,27 +499,39 @@ def report(ctx, by: str, since: float | None, as_json: bool, state_dir: str | No
     help='The daemon\'s /healthz; when it cannot be reached, {"running": false, "error": ...}.',
 )
 @click.pass_context
-def status(ctx, as_json: bool, **flags) -> None:
+def status(ctx: click.Context, /, as_json: bool, **flags: Any) -> None:
     """Is the daemon up, what is it watching, how far behind, are traces going out.
 
     With TLS on, the daemon's own certificate is trusted; with basic auth on, the password
-    comes from CCOTEL_HTTP_PASSWORD (the config holds only its hash). Exit 0 up, 1 refused,
-    3 not running.
+    comes from CCOTEL_HTTP_PASSWORD (the config holds only its hash). With http_addr's port
+    0 (any free port), the port the daemon got is read from daemon.json in the state dir.
+    Exit 0 up, 1 refused, 3 not running.
     """
     from ccotel.config import url_host
+    from ccotel.state import RUNNING_NAME, read_running
 
     cfg = _config(ctx, **flags)
-    host, port = cfg.metrics_host_port()
+    host, port = cfg.http_host_port()
     host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
     scheme = "https" if cfg.http_tls_cert else "http"
     base = f"{scheme}://{url_host(host)}:{port}"
+    running = read_running(cfg.resolved_state_dir()) if port == 0 else None
+    if running is not None:
+        base = running.url.replace("://0.0.0.0:", "://127.0.0.1:").replace("://[::]:", "://[::1]:")
 
-    def down(msg: str, code: int) -> None:
+    def down(msg: str, code: int) -> NoReturn:
         if as_json:  # the reason for scripts on stdout, and for people on stderr
             out = {"running": False, "ok": False, "url": f"{base}/healthz", "error": msg}
             click.echo(json.dumps(out, indent=2))
         _fail(msg, code)
 
+    if port == 0 and running is None:
+        down(
+            f"http_addr asks for any free port, and no daemon wrote its own to "
+            f"{cfg.resolved_state_dir() / RUNNING_NAME}: the daemon is not running "
+            "(start it with `ccotel service install` or `ccotel run`)",
+            3,
+        )
     h = _healthz(cfg, base, down)
     if as_json:
         click.echo(json.dumps({"running": True, **h}, indent=2))
@@ -531,7 +568,7 @@ def hash_password() -> None:
     The password is asked twice without echo, or read from standard input (its first line)
     when that is not a terminal: `printf %s "$PW" | ccotel hash-password`.
     """
-    from ccotel.server.auth import hash_password as scrypt_hash
+    from ccotel.server import hash_password as scrypt_hash
 
     if sys.stdin.isatty():
         pw = click.prompt("Password", hide_input=True, confirmation_prompt=True)
@@ -544,7 +581,7 @@ def hash_password() -> None:
     )
 
 
-def _healthz(cfg: Config, base: str, down) -> dict:
+def _healthz(cfg: Config, base: str, down: Callable[[str, int], NoReturn]) -> dict[str, Any]:
     """GET /healthz, speaking the daemon's TLS and basic auth; ``down(msg, code)`` otherwise."""
     import base64
     import http.client
@@ -587,11 +624,11 @@ def _healthz(cfg: Config, base: str, down) -> dict:
         if not isinstance(h, dict) or "pid" not in h:
             raise ValueError
     except ValueError:
-        down(f"something other than ccotel answers at {url}; is metrics_addr right?", 3)
-    return h
+        down(f"something other than ccotel answers at {url}; is http_addr right?", 3)
+    return dict(h)
 
 
-def export_state(e, key: str = "traces") -> str | None:
+def export_state(e: object, key: str = "traces") -> str | None:
     """One line for an exporter's health (the `traces` / `metrics_push` contract); a daemon
     older than the contract has only enabled/endpoint/failing."""
     if not isinstance(e, dict):
@@ -615,7 +652,7 @@ def export_state(e, key: str = "traces") -> str | None:
     return f"{state}, to {endpoint}" + (f" ({sent} spans exported)" if sent else "")
 
 
-def _service():
+def _service() -> click.Group:
     from ccotel.service import service
 
     return service

@@ -17,25 +17,29 @@ import msgspec
 from msgspec import Meta, Struct
 
 APP = "ccotel"
-DEFAULT_METRICS_ADDR = "127.0.0.1:9470"  # 9464 is Claude Code's own exporter
+DEFAULT_HTTP_ADDR = "127.0.0.1:9470"  # 9464 is Claude Code's own exporter
+# Old names that still work, in the file, as CCOTEL_<OLD> and as --old-flag: old -> key.
+ALIASES = {"metrics_addr": "http_addr"}
 
 
 class ConfigError(ValueError):
     pass
 
 
-Positive = Annotated[float, Meta(ge=0)]
+NonNegative = Annotated[float, Meta(ge=0)]
 
 
 class Budget(Struct, forbid_unknown_fields=True, frozen=True):
-    hourly_usd: Positive | None = None
-    daily_usd: Positive | None = None
+    hourly_usd: NonNegative | None = None
+    daily_usd: NonNegative | None = None
 
 
 class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     claude_dirs: list[str] = []  # empty: CLAUDE_CONFIG_DIR, else ~/.config/claude and ~/.claude
     state_dir: str = ""
-    metrics_addr: str = DEFAULT_METRICS_ADDR
+    http_addr: str = (
+        DEFAULT_HTTP_ADDR  # the page, /api/, /metrics and /healthz (old name: metrics_addr)
+    )
     project_label: Literal["name", "path", "hash", "off"] = "name"
     max_projects: Annotated[int, Meta(ge=0)] = (
         200  # distinct project labels; the rest fold into "other"; 0: no cap
@@ -48,7 +52,7 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     max_line_bytes: Annotated[int, Meta(ge=1024)] = 64 << 20
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
-    session_idle: Positive = 600.0
+    session_idle: NonNegative = 600.0
     workers: Annotated[int, Meta(ge=0)] = 0  # backfill processes; 0: one per core
     # Traces and OTLP push (docs/traces.md). Empty otlp_* values defer to OTEL_EXPORTER_OTLP_*.
     traces: bool = True
@@ -59,9 +63,9 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     otlp_client_certificate: str = ""
     otlp_client_key: str = ""
     otlp_compression: Literal["", "none", "gzip"] = ""
-    otlp_timeout: Positive = 0.0  # seconds per request; 0: OTEL_EXPORTER_OTLP_TIMEOUT or 10
+    otlp_timeout: NonNegative = 0.0  # seconds per request; 0: OTEL_EXPORTER_OTLP_TIMEOUT or 10
     otlp_retry_max: Annotated[float, Meta(gt=0)] = 60.0  # longest backoff between retries, seconds
-    metrics_push_interval: Positive = 15.0  # OTLP metrics push period; 0: off
+    metrics_push_interval: NonNegative = 15.0  # OTLP metrics push period; 0: off
     resource_user: str = "auto"  # user.name resource attribute: auto (login name), a value, or off
     resource_host: str = "auto"  # host.name: auto (hostname), a value, or off
     capture_content: bool = (
@@ -70,8 +74,8 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     tool_details: bool = False  # only command lines and file paths of tool calls
     content_max_chars: Annotated[int, Meta(ge=0)] = 4096
     trace_batch_spans: Annotated[int, Meta(ge=1)] = 512  # spans per export request
-    trace_rate: Positive = 5000.0  # spans per second at most while catching up; 0: no limit
-    trace_lookback: Positive = (
+    trace_rate: NonNegative = 5000.0  # spans per second at most while catching up; 0: no limit
+    trace_lookback: NonNegative = (
         86400.0  # the daemon traces files changed this recently (backfill: older)
     )
     # The HTTP server of /metrics, /healthz and the web page (docs/web.md): TLS and basic auth.
@@ -88,8 +92,8 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
         """The state directory: the one place it is decided (the service unit, report, run)."""
         return Path(self.state_dir).expanduser() if self.state_dir else default_state_dir(platform)
 
-    def metrics_host_port(self) -> tuple[str, int]:
-        return parse_addr(self.metrics_addr, "metrics_addr")
+    def http_host_port(self) -> tuple[str, int]:
+        return parse_addr(self.http_addr, "http_addr")
 
 
 # Keys that name files or folders: ~ is expanded, and in the config file a relative path is
@@ -159,20 +163,40 @@ def env_name(key: str) -> str:
 
 # Keys the command line sets with a flag of their own; other overrides are named by key.
 FLAGS = {"claude_dirs": "--claude-dir", "state_dir": "--state-dir",
-         "metrics_addr": "--metrics-addr", "otlp_endpoint": "--otlp-endpoint",
-         "log_format": "--log-format", "log_level": "--log-level"}  # fmt: skip
+         "http_addr": "--http-addr", "metrics_addr": "--metrics-addr",
+         "otlp_endpoint": "--otlp-endpoint", "log_format": "--log-format",
+         "log_level": "--log-level"}  # fmt: skip
 
 
 def flag_name(key: str) -> str:
     return FLAGS.get(key, key)
 
 
-def _keys() -> list[str]:
+def keys() -> list[str]:
+    """Every setting's key, nested ones as budget.hourly_usd, and the old names (ALIASES)."""
     out = []
     for field in Config.__struct_fields__:
         sub = _NESTED.get(field)
         out += [f"{field}.{s}" for s in sub.__struct_fields__] if sub else [field]
-    return out
+    return out + list(ALIASES)
+
+
+def _unalias(data: dict[str, Any], name: Callable[[str], str]) -> Callable[[str], str]:
+    """Old names in one layer to the keys they stand for; the name function that says a key
+    as the user wrote it. Both names with different values: a ConfigError naming both."""
+    said = {}
+    for old, key in ALIASES.items():
+        if old not in data:
+            continue
+        value = data.pop(old)
+        if key in data and data[key] != value:
+            raise ConfigError(
+                f"{name(key)} and {name(old)} (its old name) are both set, to "
+                f"{data[key]!r} and {value!r}: keep one"
+            )
+        data.setdefault(key, value)
+        said[key] = old
+    return lambda key: name(said.get(key, key))
 
 
 def _from_env(env: Mapping[str, str], warn: Callable[[str], None]) -> dict[str, Any]:
@@ -180,7 +204,7 @@ def _from_env(env: Mapping[str, str], warn: Callable[[str], None]) -> dict[str, 
     import difflib
 
     out: dict[str, Any] = {}
-    names = {env_name(k): k for k in _keys()}
+    names = {env_name(k): k for k in keys()}
     for var, value in env.items():
         key = names.get(var)
         if key is None:
@@ -189,9 +213,10 @@ def _from_env(env: Mapping[str, str], warn: Callable[[str], None]) -> dict[str, 
                 if close:
                     warn(f"{var} is not a ccotel setting; did you mean {close[0]}?")
             continue
-        if isinstance(getattr(Config(), key, None), list):  # comma-separated
+        default = getattr(Config(), ALIASES.get(key, key), None)
+        if isinstance(default, list):  # comma-separated
             out[key] = [p.strip() for p in value.split(",") if p.strip()]
-        elif value.strip() or isinstance(getattr(Config(), key, None), str):
+        elif value.strip() or isinstance(default, str):
             top, _, sub = key.partition(".")
             (out.setdefault(top, {}) if sub else out)[sub or top] = value.strip()
     return out
@@ -255,11 +280,12 @@ def load(
     warn: Callable[[str], None] | None = None,
 ) -> Config:
     env = os.environ if env is None else env
-    warn = warn or (lambda msg: sys.stderr.write(f"ccotel: warning: {msg}\n"))
+    if warn is None:
+        warn = _warn
     path = file or (Path(env["CCOTEL_CONFIG"]) if env.get("CCOTEL_CONFIG") else None)
     if path is None and default_config_file().is_file():
         path = default_config_file()
-    layers: list[tuple[dict[str, Any], bool, Callable[[str], str]]] = []
+    layers: list[Layer] = []
     if path is not None:
         data = _read_file(path)
         _paths(data, path.parent)
@@ -272,6 +298,7 @@ def load(
     layers.append((over, False, flag_name))
     merged: dict[str, Any] = {}
     for data, strict, name in layers:  # each layer alone, so an error names its source
+        name = _unalias(data, name)
         _check(data, strict, name)
         _merge(merged, data)
     cfg = msgspec.convert(merged, Config, strict=False)
@@ -282,7 +309,7 @@ def load(
             "http_basic_auth_user: set both http_basic_auth_user and http_basic_auth_password_hash, or neither"
         )
     if cfg.http_basic_auth_password_hash:
-        from ccotel.server.auth import parse_hash
+        from ccotel.server import parse_hash
 
         try:
             parse_hash(cfg.http_basic_auth_password_hash)
@@ -292,7 +319,14 @@ def load(
     return cfg
 
 
-def _source(key: str, layers) -> str:
+Layer = tuple[dict[str, Any], bool, Callable[[str], str]]  # (values, typed strictly, naming)
+
+
+def _warn(msg: str) -> None:
+    sys.stderr.write(f"ccotel: warning: {msg}\n")
+
+
+def _source(key: str, layers: list[Layer]) -> str:
     """The name of the last layer that set ``key`` (the one that won)."""
     for data, _strict, name in reversed(layers):
         if key in data:
@@ -300,7 +334,7 @@ def _source(key: str, layers) -> str:
     return key
 
 
-def _check_values(cfg: Config, layers, env: Mapping[str, str]) -> None:
+def _check_values(cfg: Config, layers: list[Layer], env: Mapping[str, str]) -> None:
     """What types alone cannot say: files that must exist, folders that must be folders."""
     for key in _FILE_KEYS:
         value = getattr(cfg, key)
@@ -343,8 +377,8 @@ def _check(data: dict[str, Any], strict: bool, name: Callable[[str], str]) -> No
         msgspec.convert(data, Config, strict=strict)
     except msgspec.ValidationError as exc:
         raise ConfigError(_explain(str(exc), data, strict, name)) from None
-    if "metrics_addr" in data:
-        parse_addr(data["metrics_addr"], name("metrics_addr"))
+    if "http_addr" in data:
+        parse_addr(data["http_addr"], name("http_addr"))
 
 
 def _explain(text: str, data: dict[str, Any], strict: bool, name: Callable[[str], str]) -> str:
@@ -359,7 +393,11 @@ def _explain(text: str, data: dict[str, Any], strict: bool, name: Callable[[str]
     unknown = re.match(r"Object contains unknown field `([^`]*)`", msg)
     if unknown:
         key = f"{where}.{unknown.group(1)}" if where else unknown.group(1)
-        fields = _NESTED[where].__struct_fields__ if where in _NESTED else Config.__struct_fields__
+        fields = (
+            _NESTED[where].__struct_fields__
+            if where in _NESTED
+            else (*Config.__struct_fields__, *ALIASES)
+        )
         close = difflib.get_close_matches(unknown.group(1), fields, n=1)
         return f"{name(key)}: unknown key" + (f"; did you mean {close[0]}?" if close else "")
     key = re.sub(r"\[\d+\]$", "", where)
@@ -380,7 +418,7 @@ def _explain(text: str, data: dict[str, Any], strict: bool, name: Callable[[str]
     return f"{name(key)}: expected {_describe(kind)}, got {got}{hint}"
 
 
-def _field_type(key: str):
+def _field_type(key: str) -> Any:
     """The declared type of a key (budget.hourly_usd included), or None."""
     from typing import get_type_hints
 
@@ -389,7 +427,7 @@ def _field_type(key: str):
     return get_type_hints(owner, include_extras=True).get(sub or top) if owner else None
 
 
-def _describe(kind) -> str:
+def _describe(kind: Any) -> str:
     import msgspec.inspect as mi
 
     t: Any = mi.type_info(kind)
@@ -398,7 +436,7 @@ def _describe(kind) -> str:
     return _describe_info(t)
 
 
-def _describe_info(t) -> str:
+def _describe_info(t: Any) -> str:
     import msgspec.inspect as mi
 
     if isinstance(t, mi.LiteralType):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from msgspec import Struct
 
+from ccotel.batch import Interval, SessionInfo
 from ccotel.records import Record, Usage, h64, message_key, response_key, strict_error
 
 
@@ -43,7 +44,7 @@ class Digest(Struct, array_like=True, gc=False):
     errors: list[tuple[int, str]] = []
     usage: list[UsageEntry] = []
     tools: list[ToolEntry] = []
-    sessions: dict[str, list] = {}  # id -> [cwd, branch, version, first_ts, last_ts]
+    sessions: dict[str, SessionInfo] = {}
     places: list[tuple[str, str, float, float]] = []  # (session, cwd, first_ts, last_ts)
     last_ts: float | None = None
     cwd: str | None = None  # the file's cwd after this chunk
@@ -65,7 +66,7 @@ def digest(
     best: dict[int, int] = {}
     raws: list[bytes | None] = []
     tools: dict[str, ToolEntry] = {}
-    places: dict[tuple[str, str], list[float]] = {}
+    places: dict[tuple[str, str], Interval] = {}
     start_cwd = cwd
     last = None
     for rec in recs:
@@ -83,20 +84,16 @@ def digest(
         if rec.type in ("user", "assistant", "system"):
             s = d.sessions.get(session)
             if s is None:
-                d.sessions[session] = [cwd, rec.branch, rec.version, ts, ts]
+                d.sessions[session] = SessionInfo(cwd, rec.branch, rec.version, ts, ts)
             else:
-                s[0] = s[0] or cwd
-                s[1] = rec.branch or s[1]
-                s[2] = rec.version or s[2]
-                s[3] = min(s[3], ts)
-                s[4] = max(s[4], ts)
+                s.update(cwd, rec.branch, rec.version, ts, ts)
             p = places.get((session, here))
             if p is None:
-                places[(session, here)] = [ts, ts]
-            elif ts < p[0]:
-                p[0] = ts
-            elif ts > p[1]:
-                p[1] = ts
+                places[(session, here)] = Interval(ts, ts)
+            elif ts < p.first:
+                p.first = ts
+            elif ts > p.last:
+                p.last = ts
         u = rec.usage
         if u is not None:
             key = response_key(u, session, ts)
@@ -126,6 +123,6 @@ def digest(
     if not strict and any(raw is not None and strict_error(raw) for raw in raws):
         return digest(recs, lines, file_session, start_cwd, strict=True)
     d.tools = list(tools.values())
-    d.places = [(s, c, a, b) for (s, c), (a, b) in places.items()]
+    d.places = [(s, c, p.first, p.last) for (s, c), p in places.items()]
     d.last_ts, d.cwd = last, cwd
     return d

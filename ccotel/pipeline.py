@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import structlog
@@ -28,9 +29,8 @@ from ccotel.config import Config
 from ccotel.digest import Digest, digest
 from ccotel.pricing import PriceTable
 from ccotel.records import decode
-from ccotel.sources.discovery import session_of, transcript_files
-from ccotel.sources.tail import CHUNK, Chunk, read_new
-from ccotel.state.store import Store, db_error_message
+from ccotel.sources import CHUNK, Chunk, read_new, session_of, transcript_files
+from ccotel.state import Store, db_error_message
 from ccotel.totals import KEEP_SPEND, Totals
 
 log = structlog.get_logger()
@@ -39,6 +39,7 @@ _ERRORS_LOGGED_PER_FILE = 5
 BATCH_LINES = 50_000  # a commit at least every this many lines
 BATCH_BYTES = 32 << 20  # or this many bytes read: what a failure or kill -9 makes re-read
 _DAMAGED = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
+Progress = Callable[[int], None]  # told of each file done
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)  # backfill: waits before passes that committed nothing
 
 
@@ -59,8 +60,8 @@ def _digest_chunks(
 
 
 def _digest_file(
-    args: tuple,
-) -> tuple[list[tuple[tuple | None, list[int], bool, bytes]], str | None, bool]:
+    args: tuple[Any, ...],
+) -> tuple[list[tuple[tuple[Any, ...] | None, list[int], bool, bytes]], str | None, bool]:
     """Worker: one file's new lines as digests (msgpack); or the error that stopped reading
     it, and whether that error is a fault of ccotel's rather than of the file system."""
     path, cursor, max_line, cwd, chunk = args
@@ -368,7 +369,7 @@ class Ingest:
             stuck += 1
         return int(self.totals.counters.get("lines", 0) - start)
 
-    def _pass(self, paths: list[str], workers: int, progress) -> None:
+    def _pass(self, paths: list[str], workers: int, progress: Progress | None) -> None:
         if workers <= 1 or len(paths) < 8:
             for p in paths:
                 if self.stopping():
@@ -380,11 +381,11 @@ class Ingest:
             self._pass_workers(paths, workers, progress)
         self.flush()
 
-    def _pass_workers(self, paths: list[str], workers: int, progress) -> None:
+    def _pass_workers(self, paths: list[str], workers: int, progress: Progress | None) -> None:
         ml, chunk = self.cfg.max_line_bytes, self.chunk_bytes
         todo = [p for p in paths if p not in self.broken]
         jobs = [(p, _cursor_args(self._cursor(p)), ml, self.context(p).cwd, chunk) for p in todo]
-        lock_fd = getattr(self.store, "_lock_fd", None)
+        lock_fd = self.store.lock_fd
         done = 0
         pool = ProcessPoolExecutor(
             max_workers=workers, initializer=_worker_init, initargs=(lock_fd, os.getpid())
@@ -413,7 +414,7 @@ class Ingest:
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _take(self, path: str, chunks: list, error: str | None, bug: bool = False) -> int:
+    def _take(self, path: str, chunks: list[Any], error: str | None, bug: bool = False) -> int:
         n = 0
         for cursor, oversized, restarted, blob in chunks:
             n += self._account(
@@ -439,7 +440,7 @@ class Ingest:
         for a damaged file: rebuilding loses what only the state remembers)."""
         exc = self.last_error
         code = getattr(exc, "sqlite_errorcode", 0) or 0
-        if code & 0xFF in _DAMAGED:
+        if exc is not None and code & 0xFF in _DAMAGED:
             return db_error_message(self.store.path, exc)
         return (
             f"cannot write the state {self.store.path} ({exc}); nothing was lost: "
@@ -465,5 +466,5 @@ def _worker_init(lock_fd: int | None, parent: int) -> None:
             pass
 
 
-def _cursor_args(c: FileCursor | None) -> tuple | None:
+def _cursor_args(c: FileCursor | None) -> tuple[Any, ...] | None:
     return (c.dev, c.ino, c.offset, c.line_no, c.marker) if c else None

@@ -35,14 +35,9 @@ class Tier(Struct, forbid_unknown_fields=True):
     cache_write_1h: float | None = None
 
 
-class Rates(Struct, forbid_unknown_fields=True):
-    """USD per million tokens."""
+class Rates(Tier, forbid_unknown_fields=True):
+    """USD per million tokens: a Tier, with a fast-mode factor and the rates above 200k."""
 
-    input: float
-    output: float
-    cache_write_5m: float
-    cache_read: float
-    cache_write_1h: float | None = None
     fast: float = 1.0
     above_200k: Tier | None = None
 
@@ -127,11 +122,11 @@ def _per_category(u: Usage, r: Rates) -> float:
     """ccusage: the 200k threshold applies to each token category on its own."""
     a = r.above_200k
     return (
-        _tiered(u.input, r.input, a and a.input)
-        + _tiered(u.output, r.output, a and a.output)
-        + _tiered(u.cache_write_5m, r.cache_write_5m, a and a.cache_write_5m)
-        + _tiered(u.cache_write_1h, _one_hour(r), a and _one_hour(a))
-        + _tiered(u.cache_read, r.cache_read, a and a.cache_read)
+        _tiered(u.input, r.input, a.input if a else None)
+        + _tiered(u.output, r.output, a.output if a else None)
+        + _tiered(u.cache_write_5m, r.cache_write_5m, a.cache_write_5m if a else None)
+        + _tiered(u.cache_write_1h, _one_hour(r), _one_hour(a) if a else None)
+        + _tiered(u.cache_read, r.cache_read, a.cache_read if a else None)
     )
 
 

@@ -13,7 +13,7 @@ import json
 import re
 from datetime import datetime
 from itertools import accumulate
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, NoReturn, Union
 
 import msgspec
 from msgspec import Meta, Raw, Struct
@@ -87,7 +87,6 @@ class _Entry(Struct):
     timestamp: str | None = None
     sessionId: str | None = None
     uuid: str | None = None
-    parentUuid: str | None = None
     cwd: str | None = None
     gitBranch: str | None = None
     version: str | None = None
@@ -99,7 +98,7 @@ class _Entry(Struct):
     isCompactSummary: bool | None = None
     costUSD: float | None = None
     message: _Message | None = None
-    toolUseResult: _ToolUseResult | str | list | int | float | bool | None = None
+    toolUseResult: _ToolUseResult | str | list[Any] | int | float | bool | None = None
 
 
 class _UsageMessage(Struct):
@@ -211,7 +210,6 @@ class Record(Struct, array_like=True, gc=False):
     ts: float | None = None
     session: str | None = None
     uuid: str | None = None
-    parent_uuid: str | None = None
     cwd: str | None = None
     branch: str | None = None
     version: str | None = None
@@ -364,7 +362,6 @@ def _decode(raw: bytes, line_no: int, keep_content: bool) -> Record | None:
         parse_ts(line.timestamp),
         line.sessionId,
         line.uuid,
-        line.parentUuid,
         line.cwd,
         line.gitBranch,
         line.version,
@@ -481,5 +478,5 @@ def strict_error(raw: bytes) -> str | None:
     return None
 
 
-def _no_constant(name: str):
+def _no_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")

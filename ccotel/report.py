@@ -10,17 +10,18 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from ccotel.state import queries
 
 if TYPE_CHECKING:
-    from ccotel.state.store import Store
+    from ccotel.state import Store
 
-GROUPS = ("session", "day", "model", "project")
 _COLS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cost_usd")
 COST_DECIMALS = 10  # per-token prices go down to ~1e-8 USD; beyond this is float noise
 
 
-def _empty() -> dict:
+def _empty() -> dict[str, Any]:
     return {c: 0 for c in _COLS} | {
         "cache_write_5m_tokens": 0,
         "cache_write_1h_tokens": 0,
@@ -28,7 +29,8 @@ def _empty() -> dict:
     }
 
 
-def _add(acc: dict, inp, out, cr, w5, w1, reqs, cost) -> None:
+def _add(acc: dict[str, Any], inp: int, out: int, cr: int, w5: int, w1: int, reqs: int,
+         cost: float) -> None:  # fmt: skip
     acc["input_tokens"] += inp
     acc["output_tokens"] += out
     acc["cache_read_tokens"] += cr
@@ -42,21 +44,20 @@ def _add(acc: dict, inp, out, cr, w5, w1, reqs, cost) -> None:
 def _session_times(store: Store) -> dict[str, tuple[float, float]]:
     """First and last activity of each session, to the second (usage rows are hourly)."""
     try:
-        rows = store.query("SELECT id, first_ts, last_ts FROM sessions")
+        rows = queries.session_times(store.db)
     except sqlite3.OperationalError:  # a state without the table: hours will do
         return {}
     return {s: (f, t) for s, f, t in rows if f is not None and t is not None}
 
 
-def build(store: Store, by: str, since: float | None, project: Callable[[str], str]) -> dict:
+def build(
+    store: Store, by: str, since: float | None, project: Callable[[str], str]
+) -> dict[str, Any]:
     """Usage grouped ``by``; ``since`` (epoch seconds) keeps the hours from the one holding it."""
     since_hour = int(since // 3600) if since is not None else None
-    rows = store.query(
-        "SELECT session, hour, model, cwd, SUM(input), SUM(output), SUM(cache_read), SUM(cw5m),"
-        " SUM(cw1h), SUM(requests), SUM(cost) FROM usage GROUP BY session, hour, model, cwd"
-    )
+    rows = queries.usage_by_session_hour(store.db)
     totals = _empty()
-    groups: dict[str, dict] = {}
+    groups: dict[str, dict[str, Any]] = {}
     for session, hour, model, cwd, *vals in rows:
         if since_hour is not None and hour < since_hour:
             continue
@@ -88,7 +89,8 @@ def build(store: Store, by: str, since: float | None, project: Callable[[str], s
         g = groups[key]
         g[by] = key
         g["models"] = sorted(g["models"])
-        g["projects"] = sorted(g["projects"], key=lambda p, c=g["projects"]: (-c[p], p))
+        cost: dict[str, float] = g["projects"]
+        g["projects"] = sorted(cost, key=lambda p: (-cost[p], p))
         g["first_active"], g["last_active"] = _iso(g.pop("first")), _iso(g.pop("last"))
         out.append(g)
     return {"by": by, "totals": totals, "rows": out}
@@ -98,7 +100,7 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
 
 
-def rounded(data: dict) -> dict:
+def rounded(data: dict[str, Any]) -> dict[str, Any]:
     """Costs to COST_DECIMALS places, for JSON (12.225731199999997 -> 12.2257312)."""
     for item in (data["totals"], *data["rows"]):
         item["cost_usd"] = round(item["cost_usd"], COST_DECIMALS)
@@ -131,7 +133,7 @@ _TOKEN_COLS = (
 WIDE = 120  # full token counts and a models column need about this many columns
 
 
-def render(data: dict, width: int | None = None) -> None:
+def render(data: dict[str, Any], width: int | None = None) -> None:
     """Print the table on stdout, one line per row at any width from 80 columns: numbers keep
     their width; a long project or session name is cut with an ellipsis."""
     from rich import box
@@ -164,7 +166,7 @@ def render(data: dict, width: int | None = None) -> None:
     cols.append((cost, f"${tot['cost_usd']:,.2f}", [f"${r['cost_usd']:,.2f}" for r in rows],
                  True, False))  # fmt: skip
 
-    def natural(col) -> int:
+    def natural(col: tuple[str, str, list[str], bool, bool]) -> int:
         head, foot, cells, *_ = col
         return max(len(x) for x in [*head.split("\n"), foot, *cells])
 

@@ -42,7 +42,7 @@ STATUS_NOT_INSTALLED = 4
 if TYPE_CHECKING:
     import subprocess
 
-Runner = Callable[[Sequence[str]], "subprocess.CompletedProcess"]
+Runner = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]
 
 
 class ServiceError(Exception):
@@ -95,8 +95,7 @@ def service_environment(
 
 def unseen_settings(env: Mapping[str, str]) -> list[str]:
     """CCOTEL_* settings in this shell that the service will not see (not carried)."""
-    from ccotel.config import OTHER_VARIABLES, env_name
-    from ccotel.config import _keys as keys
+    from ccotel.config import OTHER_VARIABLES, env_name, keys
 
     names = {env_name(k) for k in keys()} - set(CARRIED) - set(OTHER_VARIABLES)
     return sorted(v for v in env if v in names and env[v].strip())
@@ -244,9 +243,9 @@ def example_systemd_unit() -> str:
 def example_launchd_plist() -> str:
     """deploy/launchd/dev.ccotel.agent.plist: rendered for a user "you"."""
     home = Path("/Users/you")
-    return render_launchd_plist(
-        [str(home / ".local/bin/ccotel")], home, log_dir_for("darwin", home)
-    )
+    logs = log_dir_for("darwin", home)
+    assert logs is not None  # launchd has a log folder
+    return render_launchd_plist([str(home / ".local/bin/ccotel")], home, logs)
 
 
 # ---------------------------------------------------------------------------------------- plans
@@ -292,7 +291,7 @@ class Context:
     def target(self) -> str:
         return f"{self.domain}/{LAUNCHD_LABEL}"
 
-    def run(self, step: Step) -> subprocess.CompletedProcess:
+    def run(self, step: Step) -> subprocess.CompletedProcess[str]:
         try:
             proc = self.runner(list(step.argv))
         except FileNotFoundError:
@@ -319,7 +318,7 @@ def _no_manager_hint(platform: Platform, what: str) -> str:
     return f"{what}. launchctl is part of macOS; run this as the logged-in user, not with sudo."
 
 
-def run_command(argv: Sequence[str]) -> subprocess.CompletedProcess:
+def run_command(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
     """The real runner: no shell, output captured, never raises on a non-zero exit."""
     import subprocess
 

@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from ccotel.batch import USAGE_FIELDS, Batch
-from ccotel.state.store import Store
+from ccotel.batch import Batch, ToolAgg, UsageSums
+from ccotel.state import Store
 
 ACTIVE_SECONDS = 300
 SPEND_WINDOWS = {"1h": 3600, "5h": 5 * 3600, "24h": 24 * 3600}
 KEEP_SPEND = 25 * 3600  # per-minute spend feeds windows up to 24 h: older minutes are pruned
 
 
+class CostExemplar(NamedTuple):
+    """The last cost added to a series: which session, how much, when."""
+
+    session: str
+    usd: float
+    ts: float
+
+
 @dataclass
 class Totals:
-    usage: dict[tuple[str, str], list[float]] = field(default_factory=dict)  # (model, cwd)
-    tool_agg: dict[tuple[str, str, str], list] = field(default_factory=dict)  # (tool, cwd, status)
+    usage: dict[tuple[str, str], UsageSums] = field(default_factory=dict)  # (model, cwd)
+    tool_agg: dict[tuple[str, str, str], ToolAgg] = field(default_factory=dict)  # tool, cwd, status
     sessions: int = 0  # distinct sessions
     # Sessions with activity in each working directory: a session that changed directory
     # counts in each (so these may sum to more than `sessions`).
@@ -28,16 +37,13 @@ class Totals:
     pending_bytes: int = 0
     last_event_ts: float | None = None
     read_lag: float = 0.0  # read time minus event time of the last line read
-    exemplars: dict[tuple[str, str], tuple[str, float, float]] = field(
-        default_factory=dict
-    )  # (model, cwd) -> (session, usd, ts)
+    exemplars: dict[tuple[str, str], CostExemplar] = field(default_factory=dict)  # (model, cwd)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def load(cls, store: Store, now: float) -> Totals:
         t = cls()
-        for model, cwd, *values in store.usage_by_labels():
-            t.usage[(model, cwd)] = list(values)
+        t.usage = store.usage_by_labels()
         t.tool_agg = store.tool_agg()
         t.sessions = store.session_count()
         t.sessions_by_cwd = store.sessions_by_cwd()
@@ -52,23 +58,22 @@ class Totals:
         """Fold a committed batch in: new_sessions and new_places (session, cwd) are the
         sessions and the session-directory pairs the state did not hold before b."""
         with self.lock:
-            for (session, hour, model, cwd), values in b.usage.items():
-                row = self.usage.setdefault((model, cwd), [0] * USAGE_FIELDS)
-                for i, v in enumerate(values):
-                    row[i] += v
-                if values[7] > 0 and session:
-                    self.exemplars[(model, cwd)] = (
-                        session,
-                        values[7],
-                        min(now, hour * 3600 + 3599),
+            for (session, hour, model, cwd), sums in b.usage.items():
+                row = self.usage.get((model, cwd))
+                if row is None:
+                    row = self.usage[(model, cwd)] = UsageSums()
+                row.add(sums)
+                if sums.cost > 0 and session:
+                    self.exemplars[(model, cwd)] = CostExemplar(
+                        session, sums.cost, min(now, hour * 3600 + 3599)
                     )
             self.tool_agg.update(b.tool_agg)
             self.sessions += new_sessions
             for _sid, cwd in new_places:
                 self.sessions_by_cwd[cwd] = self.sessions_by_cwd.get(cwd, 0) + 1
-            for place, (_first, last) in b.places.items():
-                if last >= now - 3600 and last > self.recent.get(place, -1e18):
-                    self.recent[place] = last
+            for place, span in b.places.items():
+                if span.last >= now - 3600 and span.last > self.recent.get(place, -1e18):
+                    self.recent[place] = span.last
             for minute, cost in b.spend.items():
                 if minute * 60 >= now - KEEP_SPEND:
                     self.spend[minute] = self.spend.get(minute, 0.0) + cost

@@ -31,7 +31,7 @@ class Wakeup:
             self._paths.add(path)
         self._poke()
 
-    def request_stop(self, *_args) -> None:
+    def request_stop(self, *_args: object) -> None:
         """Safe in a signal handler: no lock, no allocation beyond a flag."""
         self.stop_requested = True
         self._poke()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from ccotel.batch import UsageSums
 from ccotel.config import Config
 from ccotel.pipeline import Ingest
 from ccotel.state.store import Store
@@ -29,10 +30,10 @@ def write(root: Path, name: str, *lines: str, mode: str = "a") -> str:
     return str(p)
 
 
-def totals(ing: Ingest) -> list[float]:
-    out = [0.0] * 9
+def totals(ing: Ingest) -> UsageSums:
+    out = UsageSums()
     for v in ing.totals.usage.values():
-        out = [a + b for a, b in zip(out, v, strict=True)]
+        out.add(v)
     return out
 
 
@@ -46,15 +47,15 @@ def test_streamed_copies_keep_largest_and_move_by_difference(tmp_path):
     root, _store, ing = make(tmp_path)
     write(root, f"{SID}.jsonl", assistant(out=5), assistant(out=5))
     sync(ing)
-    assert totals(ing)[1] == 5 and totals(ing)[6] == 1
+    assert totals(ing).output == 5 and totals(ing).requests == 1
     write(root, f"{SID}.jsonl", assistant(out=300))
     sync(ing)
     t = totals(ing)
-    assert t[1] == 300 and t[6] == 1  # one request, final output
-    assert t[7] == pytest.approx((10 * 3 + 300 * 15 + 100 * 0.3 + 20 * 3.75) / 1e6)
+    assert t.output == 300 and t.requests == 1  # one request, final output
+    assert t.cost == pytest.approx((10 * 3 + 300 * 15 + 100 * 0.3 + 20 * 3.75) / 1e6)
     write(root, f"{SID}.jsonl", assistant(out=7))  # a smaller copy changes nothing
     sync(ing)
-    assert totals(ing)[1] == 300
+    assert totals(ing).output == 300
 
 
 def test_resumed_copy_in_another_file_counts_once(tmp_path):
@@ -67,7 +68,7 @@ def test_resumed_copy_in_another_file_counts_once(tmp_path):
         assistant("msg_c", "req_c", session="99999999-2222-3333-4444-555555555555"),
     )
     sync(ing)
-    assert totals(ing)[6] == 3
+    assert totals(ing).requests == 3
 
 
 def test_main_thread_copy_beats_sidechain_replay(tmp_path):
@@ -81,14 +82,14 @@ def test_main_thread_copy_beats_sidechain_replay(tmp_path):
     )
     sync(ing)
     t = totals(ing)
-    assert t[6] == 1 and t[2] == 20
+    assert t.requests == 1 and t.cache_read == 20
     # Order reversed in a fresh state: the parent copy still wins.
     root2, _store2, ing2 = make(tmp_path / "two")
     write(root2, f"{SID}.jsonl", assistant("msg_p", "req_btw", cr=50_000, sidechain=True))
     sync(ing2)
     write(root2, f"{SID}.jsonl", assistant("msg_p", "req_p", cr=20))
     sync(ing2)
-    assert totals(ing2)[6] == 1 and totals(ing2)[2] == 20
+    assert totals(ing2).requests == 1 and totals(ing2).cache_read == 20
 
 
 def test_lines_without_message_id_are_never_deduplicated(tmp_path):
@@ -97,7 +98,7 @@ def test_lines_without_message_id_are_never_deduplicated(tmp_path):
     b = assistant(msg=None, req=None, ts="2026-11-20T10:00:05.000Z").replace('"id":null,', "")
     write(root, f"{SID}.jsonl", a, b)
     sync(ing)
-    assert totals(ing)[6] == 2
+    assert totals(ing).requests == 2
 
 
 def test_dedupe_survives_restart(tmp_path):
@@ -107,11 +108,11 @@ def test_dedupe_survives_restart(tmp_path):
     store.close()
     store = Store(tmp_path / "state")
     ing = Ingest(Config(), store, [root], lambda: NOW)
-    assert totals(ing)[1] == 5  # restored from the state
+    assert totals(ing).output == 5  # restored from the state
     write(root, "other.jsonl", assistant(out=5), assistant(out=50))
     sync(ing)
     t = totals(ing)
-    assert t[1] == 50 and t[6] == 1
+    assert t.output == 50 and t.requests == 1
 
 
 def test_tools_paired_once_with_status_and_duration(tmp_path):
@@ -129,10 +130,10 @@ def test_tools_paired_once_with_status_and_duration(tmp_path):
     write(root, "copy.jsonl", tool_use("toolu_1", msg="m1", req="r1"), tool_result("toolu_1"))
     sync(ing)
     agg = ing.totals.tool_agg
-    assert agg[("Bash", "/home/u/proj", "ok")][0] == 1
-    assert agg[("Bash", "/home/u/proj", "ok")][1] == pytest.approx(3.0)
-    assert agg[("Read", "/home/u/proj", "error")][0] == 1
-    assert sum(v[0] for v in agg.values()) == 2
+    assert agg[("Bash", "/home/u/proj", "ok")].count == 1
+    assert agg[("Bash", "/home/u/proj", "ok")].dur_sum == pytest.approx(3.0)
+    assert agg[("Read", "/home/u/proj", "error")].count == 1
+    assert sum(v.count for v in agg.values()) == 2
 
 
 def test_tool_result_after_restart_finds_its_call(tmp_path):
@@ -144,7 +145,7 @@ def test_tool_result_after_restart_finds_its_call(tmp_path):
     ing = Ingest(Config(), store, [root], lambda: NOW)
     write(root, f"{SID}.jsonl", tool_result("toolu_x"))
     sync(ing)
-    assert ing.totals.tool_agg[("Bash", "/home/u/proj", "ok")][0] == 1
+    assert ing.totals.tool_agg[("Bash", "/home/u/proj", "ok")].count == 1
 
 
 def test_sessions_spend_windows_and_unpriced(tmp_path):
@@ -166,7 +167,7 @@ def test_sessions_spend_windows_and_unpriced(tmp_path):
     one = t.spend_in(3600, NOW)
     assert one == pytest.approx((10 * 5 + 1000 * 25 + 100 * 0.5 + 20 * 6.25) / 1e6)
     assert t.spend_in(24 * 3600, NOW) == pytest.approx(one)
-    assert t.usage[("claude-fable-9", "/home/u/proj")][8] == 135  # unpriced tokens
+    assert t.usage[("claude-fable-9", "/home/u/proj")].unpriced == 135  # unpriced tokens
 
 
 def test_failed_commit_moves_nothing(tmp_path):
@@ -176,10 +177,10 @@ def test_failed_commit_moves_nothing(tmp_path):
     for p in ing.scan():
         ing.ingest(p)
     assert not ing.flush()
-    assert totals(ing)[6] == 0 and not ing.cursors
+    assert totals(ing).requests == 0 and not ing.cursors
     store.db.execute("PRAGMA query_only=OFF")
     sync(ing)
-    assert totals(ing)[6] == 1 and totals(ing)[1] == 5
+    assert totals(ing).requests == 1 and totals(ing).output == 5
 
 
 def test_lag_is_zero_when_nothing_waits(tmp_path):

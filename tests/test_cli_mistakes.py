@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES, ccotel, free_port
+from tests.conftest import FIXTURES, ccotel, daemon_port, free_port
 
 FX = FIXTURES / "claude-2.1.197"
 NODAC = ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
@@ -66,10 +66,13 @@ MISTAKES = [
     (["run", "--metrics-addr", "::1:9486"], {}, 2, ["brackets, like [::1]:9486"]),
     (["run", "--metrics-addr", "127.0.0.1:70000"], {}, 2, ["port up to 65535"]),
     (["run", "--metrics-addr", "nosuch.invalid:9470"], {}, 2,
-     ["metrics_addr: cannot listen on 'nosuch.invalid'"]),
+     ["http_addr: cannot listen on 'nosuch.invalid'"]),
     (["run", "--metrics-addr", "192.0.2.1:9470"], {}, 2,
      ["192.0.2.1", "allow_unauthenticated_network_access"]),
     (["run"], {"CCOTEL_METRICS_ADDR": "999.0.0.1:1"}, 2, ["CCOTEL_METRICS_ADDR: "]),
+    (["run", "--http-addr", "999.0.0.1:1"], {}, 2, ["--http-addr: "]),
+    (["run", "--http-addr", "127.0.0.1:1", "--metrics-addr", "127.0.0.1:2"], {}, 2,
+     ["--http-addr and --metrics-addr (its old name) are both set", "keep one"]),
     (["run", "--log-level", "loud"], {}, 2, ["'--log-level'", "ccotel run --help"]),
     (["run"], {"CCOTEL_LOG_LEVEL": "loud"}, 2, ["CCOTEL_LOG_LEVEL: expected one of"]),
     (["run"], {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json", "CCOTEL_TRACES": "true"}, 2,
@@ -111,6 +114,10 @@ MISTAKES = [
     (["reprot"], {}, 2, ["No such command 'reprot'", "Did you mean 'report'"]),
     (["report", "--bogus"], {}, 2, ["No such option '--bogus'"]),
     (["status", "--metrics-addr", "127.0.0.1:1"], {}, 3, ["the daemon is not running at"]),
+    (["status", "--http-addr", "127.0.0.1:1"], {}, 3,
+     ["the daemon is not running at http://127.0.0.1:1/"]),
+    (["status", "--http-addr", "127.0.0.1:0"], {"CCOTEL_STATE_DIR": "{t}/s"}, 3,
+     ["http_addr asks for any free port", "{t}/s/daemon.json", "the daemon is not running"]),
     (["service", "status", "--platform", "windows"], {}, 2, ["'--platform'"]),
     (["service", "install", "--dry-run", "--exec", "{t}/afile"], {}, 2,
      ["'--exec': {t}/afile is not executable"]),
@@ -170,7 +177,7 @@ def test_metrics_addr_in_use(tmp_path, home):
         port = s.getsockname()[1]
         proc = ccotel("run", "--claude-dir", str(FX), "--state-dir", str(tmp_path / "s"),
                       "--metrics-addr", f"127.0.0.1:{port}", env=clean_env(home), check=False)  # fmt: skip
-    one_line(proc, 1, f"metrics_addr 127.0.0.1:{port} is in use")
+    one_line(proc, 1, f"http_addr 127.0.0.1:{port} is in use")
 
 
 def test_status_json_when_the_daemon_is_down(home):
@@ -201,7 +208,7 @@ def test_status_against_something_that_is_not_ccotel(home):
     try:
         addr = f"127.0.0.1:{srv.server_address[1]}"
         proc = ccotel("status", "--metrics-addr", addr, env=clean_env(home), check=False)
-        one_line(proc, 3, "something other than ccotel answers", "is metrics_addr right?")
+        one_line(proc, 3, "something other than ccotel answers", "is http_addr right?")
         proc = ccotel("status", "--json", "--metrics-addr", addr, env=clean_env(home), check=False)
         assert proc.returncode == 3 and "something other" in json.loads(proc.stdout)["error"]
     finally:
@@ -314,20 +321,21 @@ def _stop(proc: subprocess.Popen) -> str:
 
 @pytest.mark.timeout(120)
 def test_ipv6_metrics_addr_end_to_end(tmp_path, home):
-    """The daemon serves on [::1]; `ccotel status` (flag and config) reaches it there."""
-    port = free_port()
-    env = clean_env(home, CCOTEL_METRICS_ADDR=f"[::1]:{port}")
+    """The daemon serves on [::1] (any free port: it says which in daemon.json); `ccotel
+    status` reaches it there, from the flag, and from the config's port 0 through that file."""
+    env = clean_env(home, CCOTEL_METRICS_ADDR="[::1]:0")
     proc = _run(env, "--claude-dir", str(FX), "--state-dir", str(tmp_path / "s"),
                 "--log-format", "json")  # fmt: skip
     try:
+        port = daemon_port(tmp_path / "s", proc)
         h = _wait_health(f"http://[::1]:{port}/healthz", proc)
         assert h["state_dir"] == str(tmp_path / "s")
         first = json.loads(proc.stdout.readline())
         assert first["page"] == f"http://[::1]:{port}/"
         out = ccotel("status", "--metrics-addr", f"[::1]:{port}", env=clean_env(home)).stdout
         assert f"at http://[::1]:{port}/" in out and str(tmp_path / "s") in out
-        out = ccotel("status", "--json", env=env).stdout  # from CCOTEL_METRICS_ADDR
-        assert json.loads(out)["running"] is True
+        out = ccotel("status", "--json", env=env | {"CCOTEL_STATE_DIR": str(tmp_path / "s")}).stdout
+        assert json.loads(out)["running"] is True  # port 0 in CCOTEL_METRICS_ADDR: daemon.json
         with pytest.raises(OSError):  # IPv6 only: nothing on the IPv4 loopback
             urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
     finally:
@@ -338,10 +346,10 @@ def test_ipv6_metrics_addr_end_to_end(tmp_path, home):
 @pytest.mark.timeout(120)
 def test_run_warns_about_a_claude_dir_without_projects_and_keeps_running(tmp_path, home):
     (tmp_path / "claude").mkdir()
-    port = free_port()
     proc = _run(clean_env(home), "--claude-dir", str(tmp_path / "claude"), "--state-dir",
-                str(tmp_path / "s"), "--metrics-addr", f"127.0.0.1:{port}")  # fmt: skip
+                str(tmp_path / "s"), "--http-addr", "127.0.0.1:0")  # fmt: skip
     try:
+        port = daemon_port(tmp_path / "s", proc)
         h = _wait_health(f"http://127.0.0.1:{port}/healthz", proc)
         assert h["unreadable"] == []
         # The folder appears later: the daemon counts what lands in it.
@@ -370,13 +378,13 @@ def test_healthz_unreadable_is_only_what_cannot_be_read_and_clears(tmp_path, hom
     denied = claude / "projects" / "-denied"
     denied.mkdir()
     denied.chmod(0)
-    port = free_port()
     env = clean_env(home, CLAUDE_CONFIG_DIR=f"{claude},{home}/.config/claude",
                     CCOTEL_RESCAN_INTERVAL="0.3")  # fmt: skip
     proc = subprocess.Popen([*NODAC, sys.executable, "-m", "ccotel", "run", "--state-dir",
-                             str(tmp_path / "s"), "--metrics-addr", f"127.0.0.1:{port}"],
+                             str(tmp_path / "s"), "--http-addr", "127.0.0.1:0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)  # fmt: skip
     try:
+        port = daemon_port(tmp_path / "s", proc)
         h = _wait_health(f"http://127.0.0.1:{port}/healthz", proc)
         assert h["unreadable"] == [str(denied)]  # not ~/.config/claude/projects: it is absent
         status = ccotel("status", "--metrics-addr", f"127.0.0.1:{port}", env=env).stdout

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from ccotel.cli import export_state
-from tests.conftest import FIXTURES, ccotel, free_port
+from tests.conftest import FIXTURES, ccotel, daemon_port, free_port
 from tests.test_cli_mistakes import _wait_health, clean_env
 
 EP = "http://localhost:4318/v1/traces"
@@ -61,12 +61,13 @@ def test_zero_configuration_status_is_calm(tmp_path):
     anything fails; --json carries the daemon's /healthz with running: true."""
     home = tmp_path / "home"
     home.mkdir()
-    port = free_port()
-    env = clean_env(home, CCOTEL_TRACES="true", CCOTEL_METRICS_ADDR=f"127.0.0.1:{port}")
+    env = clean_env(home, CCOTEL_TRACES="true", CCOTEL_HTTP_ADDR="127.0.0.1:0")
     proc = subprocess.Popen([sys.executable, "-m", "ccotel", "run", "--claude-dir",
                              str(FIXTURES / "claude-2.1.197"), "--state-dir", str(tmp_path / "s")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)  # fmt: skip
     try:
+        port = daemon_port(tmp_path / "s", proc)
+        env["CCOTEL_HTTP_ADDR"] = f"127.0.0.1:{port}"  # this shell's config names its port
         _wait_health(f"http://127.0.0.1:{port}/healthz", proc)
         out = ccotel("status", env=env).stdout
         traces = next(ln for ln in out.splitlines() if ln.strip().startswith("traces"))
@@ -92,13 +93,15 @@ def test_zero_configuration_status_is_calm(tmp_path):
 def test_a_configured_collector_that_fails_is_named(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
-    port, dead = free_port(), free_port()
-    env = clean_env(home, CCOTEL_TRACES="true", CCOTEL_METRICS_ADDR=f"127.0.0.1:{port}",
+    dead = free_port()  # nothing listens there
+    env = clean_env(home, CCOTEL_TRACES="true", CCOTEL_HTTP_ADDR="127.0.0.1:0",
                     CCOTEL_OTLP_ENDPOINT=f"http://127.0.0.1:{dead}")  # fmt: skip
     proc = subprocess.Popen([sys.executable, "-m", "ccotel", "run", "--claude-dir",
                              str(FIXTURES / "claude-2.1.197"), "--state-dir", str(tmp_path / "s")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)  # fmt: skip
     try:
+        port = daemon_port(tmp_path / "s", proc)
+        env["CCOTEL_STATE_DIR"] = str(tmp_path / "s")  # status finds the port in daemon.json
         h = _wait_health(f"http://127.0.0.1:{port}/healthz", proc)
         deadline = time.monotonic() + 20
         while not (h["traces"].get("state") == "failing" or h["traces"].get("failing")):

@@ -17,12 +17,12 @@ def test_precedence_file_env_flags(tmp_path):
         'metrics_addr = "127.0.0.1:1111"\nproject_label = "hash"\n[budget]\nhourly_usd = 5\n'
     )
     cfg = load(f, env={"CCOTEL_METRICS_ADDR": "127.0.0.1:2222", "CCOTEL_BUDGET_DAILY_USD": "40"})
-    assert cfg.metrics_addr == "127.0.0.1:2222" and cfg.project_label == "hash"
+    assert cfg.http_addr == "127.0.0.1:2222" and cfg.project_label == "hash"
     assert (cfg.budget.hourly_usd, cfg.budget.daily_usd) == (5, 40)
     cfg = load(
         f, env={"CCOTEL_METRICS_ADDR": "127.0.0.1:2222"}, flags={"metrics_addr": "127.0.0.1:3333"}
     )
-    assert cfg.metrics_addr == "127.0.0.1:3333"
+    assert cfg.http_addr == "127.0.0.1:3333"
 
 
 @pytest.mark.parametrize(
@@ -267,6 +267,36 @@ def test_bad_environment_value_names_the_variable():
     assert str(e.value) == "CCOTEL_BUDGET_HOURLY_USD: expected a number >= 0, got 'abc'"
 
 
+@pytest.mark.parametrize("layer", ["file", "env", "flags"])
+def test_http_addr_and_its_old_name(tmp_path, layer):
+    """http_addr was called metrics_addr: the old name still works in the file, as
+    CCOTEL_METRICS_ADDR and as --metrics-addr; both names alike are fine; both with
+    different values are a one-line error naming both as the user wrote them."""
+    f = tmp_path / "c.toml"
+
+    def load_with(**values):
+        if layer == "file":
+            f.write_text("".join(f'{k} = "{v}"\n' for k, v in values.items()))
+            return load(f, env={})
+        if layer == "env":
+            return load(None, env={f"CCOTEL_{k.upper()}": v for k, v in values.items()})
+        return load(None, env={}, flags=values)
+
+    assert load_with(metrics_addr="127.0.0.1:1").http_addr == "127.0.0.1:1"
+    assert load_with(http_addr="127.0.0.1:2").http_addr == "127.0.0.1:2"
+    assert load_with(http_addr="127.0.0.1:3", metrics_addr="127.0.0.1:3").http_addr == "127.0.0.1:3"
+    with pytest.raises(ConfigError) as e:
+        load_with(http_addr="127.0.0.1:4", metrics_addr="127.0.0.1:5")
+    new, old = {"file": (f"http_addr in {f}", f"metrics_addr in {f}"),
+                "env": ("CCOTEL_HTTP_ADDR", "CCOTEL_METRICS_ADDR"),
+                "flags": ("--http-addr", "--metrics-addr")}[layer]  # fmt: skip
+    assert str(e.value) == (
+        f"{new} and {old} (its old name) are both set, to '127.0.0.1:4' and '127.0.0.1:5': keep one"
+    )
+    with pytest.raises(ConfigError, match=f"^{old}: "):  # a bad value is named as written
+        load_with(metrics_addr="nowhere")
+
+
 def test_flags_are_named_as_flags():
     with pytest.raises(ConfigError, match=r"^--metrics-addr: '256\.1\.1\.1' is not an IP"):
         load(None, env={}, flags={"metrics_addr": "256.1.1.1:9485"})
@@ -295,7 +325,7 @@ def test_unknown_keys_and_tables(tmp_path, text, start, needle):
 def test_a_misspelt_variable_is_warned_about_not_fatal():
     said = []
     cfg = load(None, env={"CCOTEL_METRIC_ADDR": "x", "CCOTEL_BIND": "0.0.0.0"}, warn=said.append)
-    assert cfg.metrics_addr == "127.0.0.1:9470"
+    assert cfg.http_addr == "127.0.0.1:9470"
     assert said == ["CCOTEL_METRIC_ADDR is not a ccotel setting; did you mean CCOTEL_METRICS_ADDR?"]
 
 

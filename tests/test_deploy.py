@@ -734,7 +734,9 @@ def test_the_documented_stack_host_setup_pushes_to_the_published_collector():
     assert port_of(http) == 4318
 
 
-BIND = re.compile(r'(?:metrics_addr\s*=\s*"|--metrics-addr[ =])\[?([^\]"\s]+?)\]?:\d+')
+BIND = re.compile(
+    r'(?:(?:http|metrics)_addr\s*=\s*"|--(?:http|metrics)-addr[ =])\[?([^\]"\s]+?)\]?:\d+'
+)
 LOOPBACK = ("127.", "localhost", "::1")
 
 

@@ -273,7 +273,6 @@ def test_every_public_panel_fills_from_the_real_daemon(request, tmp_path):
 
     from datetime import UTC, datetime, timedelta
 
-    from tests.conftest import free_port
     from tests.pushed import Collector
     from tests.test_e2e_stack import daemon_env, transcripts_ending_at
     from tests.test_live import start
@@ -284,7 +283,7 @@ def test_every_public_panel_fills_from_the_real_daemon(request, tmp_path):
     )
     with Collector() as collector:
         env = daemon_env(collector, hourly=1000, daily=1000) | {"CCOTEL_NATIVE_METRICS": "1"}
-        daemon = start(cfg, tmp_path / "state", free_port(), env=env)
+        daemon = start(cfg, tmp_path / "state", env=env)
         try:
             with Stack(tmp_path, collector.target) as stack:
                 empty = wait_for_data(stack, queries(), timeout=90)

@@ -11,6 +11,7 @@ import plistlib
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -126,12 +127,16 @@ def test_unit_is_a_hardened_user_service():
 def systemd_analyze(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
     exe = shutil.which("systemd-analyze")
     assert exe, "systemd-analyze is missing (Debian package systemd)"
-    runtime = tmp_path / "xdg-runtime"
-    runtime.mkdir(mode=0o700, exist_ok=True)
-    env = dict(os.environ, XDG_RUNTIME_DIR=str(runtime))  # --user needs a runtime dir, not a bus
-    return subprocess.run(
-        [exe, "--user", *args], capture_output=True, text=True, env=env, timeout=60
-    )
+    # --user needs a runtime dir, not a bus. A short path: the user units' sockets under it
+    # must fit in a socket address (108 bytes), which a parallel run's tmp_path may not.
+    runtime = tempfile.mkdtemp(prefix="xdg-")
+    try:
+        env = dict(os.environ, XDG_RUNTIME_DIR=runtime)
+        return subprocess.run(
+            [exe, "--user", *args], capture_output=True, text=True, env=env, timeout=60
+        )
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)
 
 
 @pytest.mark.parametrize("sandbox", [True, False])
@@ -553,18 +558,19 @@ def _start_as_the_unit(unit: str, home: Path, tmp_path: Path):
     import time
     import urllib.request
 
-    from tests.conftest import free_port
+    from tests.conftest import daemon_port
 
     d = unit_directives(unit)
     env = {"HOME": str(home), "PATH": os.environ["PATH"]}
     for word in d["Environment"]:
         key, _, value = shlex.split(word)[0].partition("=")
         env[key] = value
-    port = free_port()
-    env["CCOTEL_METRICS_ADDR"] = f"127.0.0.1:{port}"
+    env["CCOTEL_HTTP_ADDR"] = "127.0.0.1:0"  # any free port: the daemon says which
     argv = shlex.split(d["ExecStart"][0])
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             cwd=tmp_path)  # fmt: skip
+    (state,) = (p.lstrip("-") for p in d["ReadWritePaths"])  # the unit's state dir
+    port = daemon_port(Path(state), proc)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.stdout.read().decode()

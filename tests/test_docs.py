@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ccotel.config import Config
-from tests.conftest import FIXTURES, free_port
+from tests.conftest import FIXTURES, daemon_port, free_port
 from tests.test_live import start
 
 REPO = Path(__file__).resolve().parent.parent
@@ -58,8 +58,9 @@ def test_config_reference_lists_every_key_with_its_default():
     keys = re.findall(r"^\| `([\w.]+)` \|", table, re.M)
     fields = [f for f in Config.__struct_fields__ if f != "budget"]
     assert set(keys) == {*fields, "budget.hourly_usd", "budget.daily_usd"}
-    row = next(line for line in table.splitlines() if line.startswith("| `metrics_addr` |"))
-    assert '`"127.0.0.1:9470"`' in row and "`CCOTEL_METRICS_ADDR`" in row
+    row = next(line for line in table.splitlines() if line.startswith("| `http_addr` |"))
+    assert '`"127.0.0.1:9470"`' in row and "`CCOTEL_HTTP_ADDR`" in row
+    assert "`CCOTEL_METRICS_ADDR`" in row and "`--metrics-addr`" in row  # the old names
     budget = next(line for line in table.splitlines() if line.startswith("| `budget.daily_usd`"))
     assert "| none |" in budget  # no budget by default
 
@@ -116,10 +117,9 @@ def test_readme_metrics_table_is_what_a_running_daemon_serves(tmp_path):
     env.update(
         {f"CCOTEL_{k.upper()}": v for k, v in optional.items() if k in Config.__struct_fields__}
     )
-    port = free_port()
-    daemon = start(FIXTURES / "claude-2.1.197", tmp_path / "state", port, env=env)
+    daemon = start(FIXTURES / "claude-2.1.197", tmp_path / "state", env=env)
     try:
-        served = scrape(port)
+        served = scrape(daemon.port)
     finally:
         daemon.terminate()
         daemon.wait(15)
@@ -145,8 +145,15 @@ def test_readme_starts_with_the_install_and_the_test_commands():
     (tests,) = code_blocks(section(text, "Run the tests"))
     assert tests.strip() == "./scripts/test"
     assert text.index("## Install and run it") < text.index("## Run the tests") < text.index("---")
-    ci = (REPO / ".ci" / "run").read_text()
-    assert "scripts/test" in ci and "</dev/null" in ci
+    steps = ("bash scripts/setup", "bash scripts/check", ".venv/bin/python -m pytest -n auto")
+    for script in (REPO / ".ci" / "run", REPO / "scripts" / "test"):  # CI does what README says
+        text = script.read_text()
+        at = [text.index(step) for step in steps]
+        assert at == sorted(at), script  # the checks before the tests
+    assert "exec </dev/null" in (REPO / ".ci" / "run").read_text()
+    check = (REPO / "scripts" / "check").read_text()
+    for step in ("ruff check ccotel tests", "ruff format --check ccotel tests", "mypy"):
+        assert f".venv/bin/{step}" in check, step
 
 
 def test_test_script_installs_what_it_says_without_stdin():
@@ -155,7 +162,8 @@ def test_test_script_installs_what_it_says_without_stdin():
     for tool in ("prometheus", "alertmanager", "systemd", "chromium", "chromium-driver", "npm"):
         assert tool in header.lower(), tool
     assert "exec </dev/null" in script
-    assert "bash scripts/install-test-deps" in (REPO / "scripts" / "test").read_text()
+    setup = (REPO / "scripts" / "setup").read_text()
+    assert "bash scripts/install-test-deps" in setup and "-c constraints.txt" in setup
 
 
 def clone(dst: Path) -> Path:
@@ -198,15 +206,15 @@ def test_install_from_a_clone_then_run_with_no_configuration(tmp_path, installer
     assert ccotel.exists(), proc.stdout + proc.stderr
     assert not str(ccotel.resolve()).startswith(str(src))  # its own environment, not the clone
 
-    port = free_port()
     daemon = subprocess.Popen(
-        [str(ccotel), "run", "--metrics-addr", f"127.0.0.1:{port}"],
+        [str(ccotel), "run", "--http-addr", "127.0.0.1:0"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
     try:
+        port = daemon_port(home / ".local" / "state" / "ccotel", daemon)
         cost = 0.0
         for _ in range(300):
             try:

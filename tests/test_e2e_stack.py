@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import free_port
 from tests.pushed import Collector
 from tests.test_deploy_dashboard import panel_queries
 from tests.test_deploy_live import HOST, USER, Stack
@@ -103,10 +102,10 @@ def test_budget_alert_fires_and_resolves_panels_have_data(real_claude_home, tmp_
     transcripts_ending_at(
         real_claude_home.config_dir, cfg, datetime.now(UTC) - timedelta(minutes=1)
     )
-    port = free_port()
     state = tmp_path / "state"
     with Collector() as collector:
-        daemon = start(cfg, state, port, env=daemon_env(collector, hourly=0.0001, daily=1000))
+        daemon = start(cfg, state, env=daemon_env(collector, hourly=0.0001, daily=1000))
+        port = daemon.port
         try:
             with Stack(tmp_path, collector.target) as stack:
                 alert = stack.wait_for_alert("CcotelHourlyBudgetExceeded", timeout=90)
@@ -148,7 +147,7 @@ def test_budget_alert_fires_and_resolves_panels_have_data(real_claude_home, tmp_
                 # The user raises the budget and restarts ccotel: the alert resolves.
                 daemon.terminate()
                 daemon.wait(15)
-                daemon = start(cfg, state, port, env=daemon_env(collector, hourly=1000, daily=1000))
+                daemon = start(cfg, state, env=daemon_env(collector, hourly=1000, daily=1000))
                 resolved = stack.wait_for_alert(
                     "CcotelHourlyBudgetExceeded", "resolved", timeout=90
                 )

@@ -123,8 +123,8 @@ def _check(r, run: Run, want: set[str], dropped: int = 0) -> None:
     assert set(got) == want, (len(set(got) - want), len(want - set(got)))
     st = run.shipper.stats
     assert (st.spans_exported, st.dropped) == (len(want), dropped), "honest counters"
-    assert run.shipper.meta("spans_exported") == str(len(want)), "persisted with the cursors"
-    assert run.shipper.meta("spans_dropped") == str(dropped)
+    assert run.shipper.state.meta("spans_exported") == str(len(want)), "persisted with the cursors"
+    assert run.shipper.state.meta("spans_dropped") == str(dropped)
 
 
 def _hold_case(r, run: Run, reference, at: int, status: str, logs: list) -> None:
@@ -322,7 +322,7 @@ def test_a_failed_commit_after_delivery_sends_nothing_twice(
     with Receiver() as r:
         run = Run(_state(metrics_state, tmp_path), r.url)
         calls = {"n": 0}
-        real = run.shipper.set_meta
+        real = run.shipper.state.set_meta
 
         def flaky(key, value):
             if key == "spans_exported":
@@ -331,7 +331,7 @@ def test_a_failed_commit_after_delivery_sends_nothing_twice(
                     raise sqlite3.OperationalError("disk I/O error")
             real(key, value)
 
-        run.shipper.set_meta = flaky
+        run.shipper.state.set_meta = flaky
         try:
             run.deliver(max_passes=200)
             _check(r, run, {i for req in reference for i in req})
@@ -489,7 +489,6 @@ def test_daemon_refused_then_accepted_then_malformed_live(tmp_path, protocol):
     import signal
     import urllib.request
 
-    from tests.conftest import free_port
     from tests.corpus import Usage, append_assistant, generate, write_session
     from tests.test_live import start, wait_equal
     from tests.test_traces_wire import _health, _reference, clean_env
@@ -512,7 +511,6 @@ def test_daemon_refused_then_accepted_then_malformed_live(tmp_path, protocol):
             mode["partial"] = False
             return Answer(rejected=1, message="one span refused")
 
-    port = free_port()
     recv = GrpcReceiver(answer=answer) if grpc else Receiver(answer=answer)
     env = clean_env(CCOTEL_OTLP_RETRY_MAX="0.3", CCOTEL_METRICS_PUSH_INTERVAL="0", CCOTEL_SESSION_IDLE="0",
                     CCOTEL_TRACE_LOOKBACK=str(10 * 365 * 86400), OTEL_EXPORTER_OTLP_PROTOCOL=protocol)  # fmt: skip
@@ -520,7 +518,7 @@ def test_daemon_refused_then_accepted_then_malformed_live(tmp_path, protocol):
         proc = start(
             config,
             tmp_path / "state",
-            port,
+            0,
             env,
             "--otlp-endpoint",
             r.url,
@@ -528,6 +526,7 @@ def test_daemon_refused_then_accepted_then_malformed_live(tmp_path, protocol):
             "json",
             timeout=60,
         )
+        port = proc.port
         try:
             wait_equal(port, config, timeout=60)  # the metrics do not wait for the collector
             r.wait(lambda: refusals["auth"] >= 3, timeout=60)

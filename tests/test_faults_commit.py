@@ -18,11 +18,12 @@ import time
 from pathlib import Path
 
 import pytest
+from msgspec.structs import astuple
 
 from ccotel import app, report
 from ccotel.config import Config
 from ccotel.pipeline import Ingest
-from ccotel.sinks.prometheus import project_labeler
+from ccotel.projects import project_labeler
 from ccotel.state.store import Store
 from ccotel.totals import Totals
 from tests.conftest import as_ccusage, assert_equal_totals
@@ -119,7 +120,7 @@ def check(state: Path, want: dict, lines: int, memory: Totals | None = None) -> 
             s.close()
         assert memory.usage.keys() == again.usage.keys()
         for k, v in again.usage.items():
-            assert memory.usage[k] == pytest.approx(v, rel=1e-9), k
+            assert astuple(memory.usage[k]) == pytest.approx(astuple(v), rel=1e-9), k
         assert memory.counters == again.counters
         assert memory.sessions_by_cwd == again.sessions_by_cwd
 
@@ -209,7 +210,7 @@ def _rounds(src: Path, dst: Path, parts: int = 3):
 def live(src: Path, tmp: Path, faults: Faults, want: dict, lines: int) -> int:
     config = tmp / "claude"
     (config / "projects").mkdir(parents=True)
-    cfg = cfg_for(config, tmp / "state", metrics_addr="127.0.0.1:0", rescan_interval=0.3)
+    cfg = cfg_for(config, tmp / "state", http_addr="127.0.0.1:0", rescan_interval=0.3)
     d = app.Daemon(cfg, CLOCK)
     d.ingest.chunk_bytes, d.ingest.batch_lines = CHUNK, BATCH
     t = threading.Thread(target=d.run)

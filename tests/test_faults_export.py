@@ -11,7 +11,6 @@ from collections import Counter
 
 import pytest
 
-from tests.conftest import free_port
 from tests.corpus import generate
 from tests.test_live import start, wait_equal
 from tests.test_traces_receiver import Receiver
@@ -24,7 +23,6 @@ def test_errors_then_slow_then_well_nothing_lost_nothing_twice(tmp_path):
     generate(config, files=12, seed=31)
     ref = _reference(config, tmp_path / "ref")
     assert len(ref) > 50
-    port = free_port()
     with Receiver() as r:
         mode = {"delay": 0.0}
         late: list[set[str]] = []  # span ids of each request the collector kept but answered late
@@ -41,7 +39,7 @@ def test_errors_then_slow_then_well_nothing_lost_nothing_twice(tmp_path):
         proc = start(
             config,
             tmp_path / "state",
-            port,
+            0,
             env,
             "--otlp-endpoint",
             r.url,
@@ -49,6 +47,7 @@ def test_errors_then_slow_then_well_nothing_lost_nothing_twice(tmp_path):
             "json",
             timeout=60,
         )
+        port = proc.port
         try:
             wait_equal(port, config, timeout=60)  # metrics do not wait for the collector
             for status in (503, 429, 500):

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
 from tests.corpus import Usage, append_assistant, generate, session_meta, write_session
 from tests.test_live import scrape, start, wait_equal
 
@@ -26,8 +25,8 @@ def test_files_changed_under_the_daemon(tmp_path):
     generate(config, files=10, seed=41)
     dirs = [config, gone]
     files = sorted(f for f in config.rglob("*.jsonl") if "subagents" not in f.parts)
-    port = free_port()
-    proc = start(config, tmp_path / "state", port)
+    proc = start(config, tmp_path / "state")
+    port = proc.port
     try:
         wait_equal(port, dirs)
         n = 0

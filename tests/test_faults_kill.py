@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import as_ccusage, assert_equal_totals, free_port, report_totals
+from tests.conftest import as_ccusage, assert_equal_totals, report_totals
 from tests.corpus import (
     HAIKU45,
     SONNET46,
@@ -167,14 +167,13 @@ def kill_during_live(tmp: Path, loops: int, seed: int = 0, log=print) -> dict:
     config = tmp / "claude"
     generate(config, files=10, seed=seed)
     state = tmp / "state"
-    port = free_port()
     w = Writer(config, 6, seed)
     w.start()
     rng = random.Random(seed)
     written_while_up = 0  # loops in which lines were appended while the daemon ran
     try:
         for i in range(loops):
-            proc = start(config, state, port)
+            proc = start(config, state)
             before = w.lines
             w.go.set()
             time.sleep(rng.uniform(0.05, 1.5))  # written while it runs
@@ -184,9 +183,9 @@ def kill_during_live(tmp: Path, loops: int, seed: int = 0, log=print) -> dict:
             time.sleep(rng.uniform(0, 0.3))  # written while it is down
             w.go.clear()
             time.sleep(0.05)
-            proc = start(config, state, port)
+            proc = start(config, state)
             try:
-                wait_equal(port, config, timeout=60)
+                wait_equal(proc.port, config, timeout=60)
             finally:
                 proc.kill()
                 proc.wait()

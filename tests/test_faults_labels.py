@@ -10,7 +10,7 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import ccotel, free_port
+from tests.conftest import ccotel
 from tests.corpus import Usage, write_session
 from tests.test_live import start, wait_equal
 
@@ -25,10 +25,10 @@ def test_ten_thousand_projects_fold_into_other(tmp_path):
             seed=i,
             usages=[("claude-sonnet-4-5-20250929", Usage(1, 2, 0, 0, 3 + i))],
         )
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CCOTEL_")}
     env["CCOTEL_MAX_PROJECTS"] = "50"
-    proc = start(config, tmp_path / "state", port, env=env)
+    proc = start(config, tmp_path / "state", env=env)
+    port = proc.port
     try:
         wait_equal(port, config, timeout=120)  # the totals are whole: folding moves no token
         body = (

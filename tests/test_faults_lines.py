@@ -29,10 +29,10 @@ from hypothesis import strategies as st
 from ccotel import report
 from ccotel.config import Config
 from ccotel.pipeline import Ingest
+from ccotel.projects import project_labeler
 from ccotel.records import MAX_TOKENS, decode
-from ccotel.sinks.prometheus import project_labeler
 from ccotel.state.store import Store
-from tests.conftest import as_ccusage, assert_equal_totals, free_port
+from tests.conftest import as_ccusage, assert_equal_totals
 from tests.corpus import generate
 from tests.lines import SID, assistant
 from tests.oracle import ccusage_totals
@@ -253,8 +253,8 @@ def test_daemon_stays_up_through_hostile_lines(tmp_path):
     while it runs: it stays up, counts them as parse errors, equals ccusage."""
     root = tmp_path / "claude"
     write(root, [good(1).encode(), b"[" * 5000 + b"]" * 5000, good(2).encode()])
-    port = free_port()
-    proc = start(root, tmp_path / "state", port)
+    proc = start(root, tmp_path / "state")
+    port = proc.port
     try:
         wait_equal(port, root)
         with open(root / "projects" / "-home-u-proj" / f"{SID}.jsonl", "ab") as f:

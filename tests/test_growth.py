@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from msgspec.structs import astuple
 
 from ccotel import accounting, app
 from ccotel.config import Config
@@ -59,7 +60,7 @@ def test_the_daemon_prunes_as_time_passes(tmp_path):
     write(root, f"{SID}.jsonl", [assistant("m1", "r1", ts=iso(NOW - 60))])
     offset = [0.0]
     cfg = Config(claude_dirs=[str(root)], state_dir=str(tmp_path / "state"), traces=False,
-                 web=False, metrics_addr="127.0.0.1:0", rescan_interval=0.1)  # fmt: skip
+                 web=False, http_addr="127.0.0.1:0", rescan_interval=0.1)  # fmt: skip
     d = app.Daemon(cfg, lambda: NOW + offset[0])
     t = threading.Thread(target=d.run)
     t.start()
@@ -89,11 +90,11 @@ def test_dedupe_stays_exact_past_the_caches(tmp_path, monkeypatch):
     ing = Ingest(Config(), store, [root], lambda: NOW, batch_lines=40)
     ing.backfill(ing.scan(), 1)
     bits = len(ing.acct.seen.bits)
-    first = {k: list(v) for k, v in ing.totals.usage.items()}
+    first = {k: astuple(v) for k, v in ing.totals.usage.items()}
     write(root, "99999999-2222-3333-4444-555555555555.jsonl", lines)  # the resumed copy
     ing.backfill(ing.scan(), 1)
-    assert {k: list(v) for k, v in ing.totals.usage.items()} == first
-    assert sum(v[6] for v in first.values()) == 500
+    assert {k: astuple(v) for k, v in ing.totals.usage.items()} == first
+    assert sum(v.requests for v in ing.totals.usage.values()) == 500
     assert len(ing.acct._rows) <= 50 and len(ing.acct._tools) <= 50
     assert len(ing.acct.seen.bits) == bits
     store.close()

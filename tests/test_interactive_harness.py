@@ -12,6 +12,8 @@ from tests.fakeapi import FakeAnthropic, Step, ToolCall
 from tests.interactive import InteractiveClaude, gate_command, wait_for
 from tests.realcli import HarnessError
 
+pytestmark = pytest.mark.serial  # timing a busy machine would break: run alone
+
 
 def test_wait_for_returns_the_value_or_names_what_it_waited_for():
     t0 = time.monotonic()

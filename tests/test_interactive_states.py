@@ -17,6 +17,8 @@ from tests.fakeapi import Step, ToolCall
 from tests.interactive import gate_command, interactive_claude_fixture, wait_for  # noqa: F401
 from tests.realcli import Scenario, read_jsonl, run_claude
 
+pytestmark = pytest.mark.serial  # timing a busy machine would break: run alone
+
 Lines = list[dict[str, Any]]
 
 

@@ -11,9 +11,13 @@ import re
 import shlex
 import sys
 
+import pytest
+
 from tests.fakeapi import Step, ToolCall, Usage, ratelimit_headers
 from tests.interactive import interactive_claude_fixture, wait_for  # noqa: F401
 from tests.realcli import OPUS, SONNET
+
+pytestmark = pytest.mark.serial  # timing a busy machine would break: run alone
 
 RESET_5H, RESET_7D = 1_900_000_000, 1_900_400_000
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -94,19 +93,20 @@ def _settled(threads_before: set, fds_before: set, timeout: float = 10) -> None:
         time.sleep(0.05)
 
 
-def _cfg(root: Path, state: Path, port: int) -> Config:
-    # traces on (towards nothing listening), the page on: every part starts and stops
+def _cfg(root: Path, state: Path) -> Config:
+    # traces on (towards nothing listening), the page on (any free port): every part starts
+    # and stops
     return Config(
-        claude_dirs=[str(root)], state_dir=str(state), metrics_addr=f"127.0.0.1:{port}",
+        claude_dirs=[str(root)], state_dir=str(state), http_addr="127.0.0.1:0",
         otlp_endpoint=f"http://127.0.0.1:{free_port()}", rescan_interval=0.2,
     )  # fmt: skip
 
 
-def _after(state: Path, port: int) -> None:
-    Store(state).close()  # the lock is free
-    with socket.socket() as s:  # and the port
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", port))
+def _after(state: Path) -> None:
+    """The lock is free, and no daemon.json is left (its listening socket is one of the
+    descriptors _settled checks)."""
+    Store(state).close()
+    assert not (state / "daemon.json").exists()
 
 
 @pytest.mark.parametrize("mode", ["fail", "stop"])
@@ -114,7 +114,6 @@ def _after(state: Path, port: int) -> None:
 def test_each_start_phase(corpus, tmp_path, monkeypatch, phase, mode):
     """At that phase an exception (fail) or a stop request (stop, what SIGTERM does)."""
     root, want = corpus
-    port = free_port()
     threads, fds = set(threading.enumerate()), _fds()
     wake = Wakeup()
 
@@ -126,17 +125,17 @@ def test_each_start_phase(corpus, tmp_path, monkeypatch, phase, mode):
     t0 = time.monotonic()
     if mode == "fail":
         with pytest.raises(Injected):
-            app.Daemon(_cfg(root, tmp_path / "state", port), wake=wake).run()
+            app.Daemon(_cfg(root, tmp_path / "state"), wake=wake).run()
     else:
-        app.Daemon(_cfg(root, tmp_path / "state", port), wake=wake).run()
+        app.Daemon(_cfg(root, tmp_path / "state"), wake=wake).run()
         assert time.monotonic() - t0 < 10
     assert calls[0] >= nth  # it came at that phase
     wake.close()
     monkeypatch.undo()
     _settled(threads, fds)
-    _after(tmp_path / "state", port)
+    _after(tmp_path / "state")
     if (tmp_path / "state" / "state.db").exists():  # what was committed is consistent
-        app.backfill(_cfg(root, tmp_path / "state", port))
+        app.backfill(_cfg(root, tmp_path / "state"))
         assert_equal_totals(committed(tmp_path / "state")[0], want)
 
 
@@ -146,9 +145,8 @@ def test_the_signal_handler_takes_no_lock(corpus, tmp_path):
     in every wait) returns at once and stops the daemon: a handler that took that lock, as
     queue.Queue.put does, would deadlock here (the test would time out)."""
     root, _want = corpus
-    port = free_port()
     wake = Wakeup()
-    d = app.Daemon(_cfg(root, tmp_path / "state", port), wake=wake)
+    d = app.Daemon(_cfg(root, tmp_path / "state"), wake=wake)
     with app.stop_on_signals(wake):
         for lock in (wake._lock,):
             with lock:
@@ -187,8 +185,7 @@ def test_signal_bursts_while_busy_stop_promptly(tmp_path, sig):
     root = tmp_path / "claude"
     generate(root, files=24, seed=8)
     for i in range(3):
-        port = free_port()
-        proc = start(root, tmp_path / f"state{i}", port)
+        proc = start(root, tmp_path / f"state{i}")
         stop = threading.Event()
         w = _busy_writer(root, stop)
         try:
@@ -214,9 +211,8 @@ def test_sigterm_during_catch_up_stops_it_early(tmp_path):
     root = tmp_path / "claude"
     generate(root, files=400, target_bytes=60 << 20, seed=9)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CCOTEL_")}
-    port = free_port()
     args = [sys.executable, "-m", "ccotel", "run", "--claude-dir", str(root),
-            "--state-dir", str(tmp_path / "state"), "--metrics-addr", f"127.0.0.1:{port}"]  # fmt: skip
+            "--state-dir", str(tmp_path / "state"), "--http-addr", "127.0.0.1:0"]  # fmt: skip
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     try:
         head = b""
@@ -236,7 +232,7 @@ def test_sigterm_during_catch_up_stops_it_early(tmp_path):
     assert proc.returncode == 0 and b"Traceback" not in out, out.decode()[-2000:]
     assert b"caught up" not in out  # it stopped before the end of the history
     assert took < 10, took
-    proc = start(root, tmp_path / "state", port, timeout=120)
+    proc = start(root, tmp_path / "state", timeout=120)
     proc.terminate()
     proc.wait(30)
     assert_equal_totals(committed(tmp_path / "state")[0], ccusage_totals(root))

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import assert_equal_totals, free_port
+from tests.conftest import assert_equal_totals, daemon_port
 from tests.oracle import ccusage_totals
 from tests.realcli import append_sessions, make_transcripts
 
@@ -53,12 +53,13 @@ def scrape(port: int) -> dict:
 def start(
     config_dir: Path,
     state: Path,
-    port: int,
+    port: int = 0,
     env: dict | None = None,
     *args: str,
     timeout: float = 15,
 ) -> subprocess.Popen:
-    """`ccotel run` (extra flags in args), returned once /healthz says it is ready."""
+    """`ccotel run` (extra flags in args), returned once /healthz says it is ready, with
+    ``.port``: the port it listens on (by default any free one, which it reports itself)."""
     if env is None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CCOTEL_")}
     proc = subprocess.Popen(
@@ -71,7 +72,7 @@ def start(
             str(config_dir),
             "--state-dir",
             str(state),
-            "--metrics-addr",
+            "--http-addr",
             f"127.0.0.1:{port}",
             *args,
         ],
@@ -79,6 +80,9 @@ def start(
         stderr=subprocess.STDOUT,
         env=env,
     )
+    if port == 0:
+        port = daemon_port(state, proc, timeout=timeout + 45)
+    proc.port = port
     for _ in range(int(timeout / 0.05)):
         try:
             h = json.loads(
@@ -112,9 +116,9 @@ def test_live_kill9_restart_equals_oracle(tmp_path):
     home = tmp_path / "home"
     make_transcripts(home, ["bash"])  # the harness HOME exists before the daemon starts
     config_dir = home / ".claude"
-    port = free_port()
     state = tmp_path / "state"
-    proc = start(config_dir, state, port)
+    proc = start(config_dir, state)
+    port = proc.port
     try:
         first = wait_equal(port, config_dir)
         append_sessions(home, ["parallel", "error", "agent"])  # written while it runs
@@ -124,14 +128,25 @@ def test_live_kill9_restart_equals_oracle(tmp_path):
         assert got["sessions"] == 4 and got["lines"] > first["lines"]
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
+        # Its daemon.json outlives it: `ccotel status` finds nobody at the port it names.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CCOTEL_")}
+        env |= {"CCOTEL_HTTP_ADDR": "127.0.0.1:0", "CCOTEL_STATE_DIR": str(state)}
+        down = subprocess.run([sys.executable, "-m", "ccotel", "status", "--json"], env=env,
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert down.returncode == 3 and json.loads(down.stdout)["running"] is False, down.stderr
+        assert f"127.0.0.1:{port}/healthz" in down.stderr
         append_sessions(home, ["bash", "agent-haiku"])  # while it is down
-        proc = start(config_dir, state, port)
-        after = wait_equal(port, config_dir)
+        proc = start(config_dir, state)
+        after = wait_equal(proc.port, config_dir)
         assert after["sessions"] == 6
+        up = subprocess.run([sys.executable, "-m", "ccotel", "status", "--json"], env=env,
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert json.loads(up.stdout)["pid"] == proc.pid, up.stderr  # the new one's port
         # Graceful stop on SIGTERM.
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
         assert b"ccotel stopped" in proc.stdout.read()
+        assert not (state / "daemon.json").exists()  # a clean stop takes it away
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -142,8 +157,8 @@ def test_root_that_does_not_exist_yet_is_waited_for(tmp_path, fixtures_dir):
     import shutil
 
     config_dir = tmp_path / "later" / ".claude"  # neither exists when the daemon starts
-    port = free_port()
-    proc = start(config_dir, tmp_path / "state", port)
+    proc = start(config_dir, tmp_path / "state")
+    port = proc.port
     try:
         assert scrape(port)["lines"] == 0
         shutil.copytree(fixtures_dir / "claude-2.1.197", config_dir)

@@ -17,7 +17,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.conftest import ccotel, free_port
+from tests.conftest import ccotel, daemon_port
 from tests.corpus import Usage, _ts, append_lines, assistant_record, encode_cwd
 from tests.test_traces_receiver import Receiver
 
@@ -180,16 +180,16 @@ def test_nothing_leaves_without_capture_and_secrets_masked_with_it(tmp_path):
     n_spans = len(spans)
 
     # 2. the daemon, capture off, debug log, metrics pushed over OTLP too
-    port = free_port()
     with Receiver() as r:
         env = clean_env(CCOTEL_LOG_LEVEL="debug", CCOTEL_LOG_FORMAT="json", CCOTEL_METRICS_PUSH_INTERVAL="1",
                         CCOTEL_OTLP_ENDPOINT=r.url)  # fmt: skip
         proc = subprocess.Popen(
             [sys.executable, "-m", "ccotel", "run", "--claude-dir", str(config), "--state-dir", str(tmp_path / "s2"),
-             "--metrics-addr", f"127.0.0.1:{port}"],
+             "--http-addr", "127.0.0.1:0"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
         try:
+            port = daemon_port(tmp_path / "s2", proc)
             r.wait(lambda: len(r.spans()) >= n_spans and len(r.got.metrics) >= 2, timeout=120)
             blobs = {"/metrics": get(port, "/metrics"), "/healthz": get(port, "/healthz")}
             blobs |= {

@@ -21,7 +21,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from ccotel.config import Config
 from ccotel.pipeline import Ingest
 from ccotel.state.store import Store
-from tests.conftest import free_port
 from tests.lines import SID, assistant, prompt
 from tests.test_live import start
 
@@ -74,7 +73,7 @@ def test_sessions_and_cost_by_the_directory_of_each_activity(tmp_path):
         "/home/u/beta": 1,
         "/home/u/alpha": 1,
     }  # the moving session left alpha over 5 minutes ago
-    out = {cwd: v[1] for (_, cwd), v in t.usage.items()}
+    out = {cwd: v.output for (_, cwd), v in t.usage.items()}
     assert out == {"/home/u/alpha": 1000 + 2000 + 5, "/home/u/beta": 4000}
     store.close()
     again = Ingest(Config(), Store(tmp_path / "state"), [root], lambda: now)  # a restart
@@ -112,8 +111,8 @@ def test_live_and_after_restart(tmp_path):
     after a restart; its cost splits by the directory of each response."""
     root = tmp_path / "claude"
     (root / "projects").mkdir(parents=True)
-    port = free_port()
-    proc = start(root, tmp_path / "state", port)
+    proc = start(root, tmp_path / "state")
+    port = proc.port
     try:
         write(root, f"{SID}.jsonl", moving_session(time.time()))
         deadline = time.monotonic() + 20

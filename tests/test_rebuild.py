@@ -19,7 +19,7 @@ import pytest
 from ccotel import app
 from ccotel.config import Config
 from ccotel.pipeline import Ingest
-from tests.conftest import as_ccusage, assert_equal_totals, ccotel, free_port, report_totals
+from tests.conftest import as_ccusage, assert_equal_totals, ccotel, report_totals
 from tests.corpus import generate
 from tests.oracle import ccusage_totals
 from tests.test_live import start, wait_equal
@@ -34,8 +34,8 @@ def test_refused_while_the_daemon_runs_and_nothing_touched(tmp_path):
     config = tmp_path / "claude"
     generate(config, files=10, seed=2)
     state = tmp_path / "state"
-    port = free_port()
-    proc = start(config, state, port)
+    proc = start(config, state)
+    port = proc.port
     try:
         wait_equal(port, config)
         before = _files(state)
@@ -61,8 +61,8 @@ def test_swap_after_a_kill_leaves_no_wal_of_the_old_state(tmp_path):
     config = tmp_path / "claude"
     generate(config, files=10, seed=3)
     state = tmp_path / "state"
-    port = free_port()
-    proc = start(config, state, port)
+    proc = start(config, state)
+    port = proc.port
     wait_equal(port, config)
     proc.kill()
     proc.wait()

@@ -7,7 +7,8 @@ import os
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ccotel.sources.tail import read_new
+from ccotel.batch import FileCursor
+from ccotel.sources.tail import read_lines, read_new
 from tests.lines import SID, assistant
 from tests.test_accounting import make, sync, totals, write
 
@@ -87,16 +88,47 @@ def test_any_split_of_appends_reads_every_line_once(tmp_path_factory, lines, cut
     assert got == lines
 
 
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.integers(0, 90), max_size=25),
+    st.integers(8, 40),
+    st.integers(3, 64),
+    st.integers(0, 30),
+)
+def test_the_two_readers_agree_line_for_line(tmp_path_factory, sizes, max_line, block, tail):
+    """The traces' reader (a line at a time, with offsets) and the metrics' (in chunks) split
+    any file alike: same numbers, same lines, the same lines too long; each line's offset
+    is where it ends, and a half-written last line is read by neither."""
+    body = [bytes([97 + i % 26]) * n for i, n in enumerate(sizes)]
+    data = b"".join(b + b"\n" for b in body) + b"z" * tail
+    p = tmp_path_factory.mktemp("r") / "f.jsonl"
+    p.write_bytes(data)
+    st_ = p.stat()
+    limit = len(data) - tail
+    got = list(read_lines(str(p), None, st_.st_dev, st_.st_ino, limit, max_line, block))
+    ends = [sum(len(b) + 1 for b in body[: i + 1]) for i in range(len(body))]
+    assert got == [(i + 1, b if len(b) <= max_line else b"", ends[i]) for i, b in enumerate(body)]
+    lines, oversized, cur = read_all(str(p), None, max_line=max_line, chunk=block)
+    assert lines == [(n, raw) for n, raw, _ in got if raw or len(body[n - 1]) == 0]
+    assert oversized == [i + 1 for i, b in enumerate(body) if len(b) > max_line]
+    assert (cur.offset if cur else 0) == limit and (cur.line_no if cur else 0) == len(body)
+    half = got[len(got) // 2] if got else None
+    if half is not None:  # from a cursor in the middle: the rest, the same
+        mid = FileCursor(st_.st_dev, st_.st_ino, half[2], half[0])
+        rest = list(read_lines(str(p), mid, st_.st_dev, st_.st_ino, limit, max_line, block))
+        assert rest == got[half[0] :]
+
+
 def test_new_subagent_folder_and_deleted_file(tmp_path):
     root, _store, ing = make(tmp_path)
     main = write(root, f"{SID}.jsonl", assistant("m1", "r1"))
     sync(ing)
     write(root, f"{SID}/subagents/agent-a1.jsonl", assistant("m2", "r2", sidechain=True))
     sync(ing)
-    assert totals(ing)[6] == 2 and len(ing.cursors) == 2
+    assert totals(ing).requests == 2 and len(ing.cursors) == 2
     os.unlink(main)
     sync(ing)
-    assert len(ing.cursors) == 1 and totals(ing)[6] == 2  # forgotten, totals kept
+    assert len(ing.cursors) == 1 and totals(ing).requests == 2  # forgotten, totals kept
 
 
 def test_symlink_loop_and_dangling_link_do_not_stop_the_rest(tmp_path):
@@ -105,4 +137,4 @@ def test_symlink_loop_and_dangling_link_do_not_stop_the_rest(tmp_path):
     (root / "projects" / "ghost.jsonl").symlink_to(tmp_path / "missing")
     write(root, f"{SID}.jsonl", assistant())
     sync(ing)
-    assert totals(ing)[6] == 1
+    assert totals(ing).requests == 1

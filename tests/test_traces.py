@@ -904,3 +904,34 @@ def test_a_span_the_collector_refuses_is_dropped_alone(tmp_path):
     a, b = {x[:4] for x in signature(got)}, {x[:4] for x in want}
     assert a == b, (a - b, b - a)
     assert len(got) == len(ref) - 1 == len({s.context.span_id for s in got})
+
+
+@pytest.mark.parametrize("session", [SESSION, "not-a-uuid-session"])
+def test_cost_exemplar_names_the_trace_of_its_session(tmp_path, session):
+    """The exemplar on ccotel_cost_usd links to the trace the session's spans are in, for a
+    session id that is a UUID and for one that is not (its trace id is then a hash)."""
+    import time
+
+    from prometheus_client import CollectorRegistry
+
+    from ccotel.pipeline import Ingest
+    from ccotel.projects import project_labeler
+    from ccotel.sinks.prometheus import TotalsCollector
+    from ccotel.state import Store
+
+    t = T(tmp_path / "claude", session=session)
+    t.write([t.prompt(0), t.assistant(1, "m1", [{"type": "text", "text": "hi"}], stop="end_turn")])
+    spans = trace(tmp_path / "claude", tmp_path / "state")
+    assert {s.context.trace_id for s in spans} == {ids.trace_id(session)}
+    cfg = cfg_for(tmp_path / "claude", tmp_path / "fresh")
+    store = Store(cfg.resolved_state_dir())
+    try:
+        ing = Ingest(cfg, store, app.roots_of(cfg), lambda: T0 + 60)
+        ing.backfill(ing.scan(), 1)
+        reg = CollectorRegistry(auto_describe=False)
+        reg.register(TotalsCollector(ing.totals, project_labeler("name"), {}, time.time))
+        cost = next(f for f in reg.collect() if f.name == "ccotel_cost_usd")
+    finally:
+        store.close()
+    (sample,) = [s for s in cost.samples if s.name == "ccotel_cost_usd_total"]
+    assert sample.exemplar.labels == {"trace_id": f"{ids.trace_id(session):032x}"}

@@ -373,7 +373,8 @@ def test_metrics_encoder_on_a_daemon_registry(tmp_path):
 
     from ccotel.app import roots_of
     from ccotel.pipeline import Ingest
-    from ccotel.sinks.prometheus import TotalsCollector, project_labeler
+    from ccotel.projects import project_labeler
+    from ccotel.sinks.prometheus import TotalsCollector
     from ccotel.state.store import Store
     from tests.conftest import FIXTURES
 

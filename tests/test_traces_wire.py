@@ -290,13 +290,13 @@ def _reference(config_dir: Path, state: Path) -> dict[str, tuple]:
 @pytest.mark.timeout(900)
 def test_collector_down_then_up_nothing_lost_nothing_twice(real_claude_home, tmp_path):
     home = clone_home(real_claude_home, tmp_path / "home")
-    otlp_port, metrics_port = free_port(), free_port()
+    otlp_port = free_port()  # the collector comes up there later
     env = clean_env(CCOTEL_OTLP_RETRY_MAX="1", CCOTEL_METRICS_PUSH_INTERVAL="1", CCOTEL_TRACE_BATCH_SPANS="7",
                     OTEL_RESOURCE_ATTRIBUTES="team=core")  # fmt: skip
     proc = start(
         home.config_dir,
         tmp_path / "state",
-        metrics_port,
+        0,
         env,
         "--otlp-endpoint",
         f"http://127.0.0.1:{otlp_port}",
@@ -304,6 +304,7 @@ def test_collector_down_then_up_nothing_lost_nothing_twice(real_claude_home, tmp
         "json",
         timeout=60,
     )
+    metrics_port = proc.port
     try:
         # the collector is down: new real sessions are still counted
         append_sessions(home.home, ["bash", "agent", "error"])

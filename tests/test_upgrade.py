@@ -23,7 +23,6 @@ from tests.conftest import (
     as_ccusage,
     assert_equal_totals,
     ccotel,
-    free_port,
     report_totals,
 )
 from tests.oracle import ccusage_totals
@@ -108,8 +107,8 @@ def test_migrated_schema_equals_a_new_one(old_state, tmp_path):
 def test_daemon_on_an_upgraded_state_shows_the_old_history(old_state, tmp_path, want):
     empty = tmp_path / "claude"
     (empty / "projects").mkdir(parents=True)
-    port = free_port()
-    proc = start(empty, old_state, port)
+    proc = start(empty, old_state)
+    port = proc.port
     try:
         got = scrape(port)
         assert_equal_totals(got, want)
@@ -135,8 +134,8 @@ def test_a_state_from_a_newer_version_is_one_line(old_state, tmp_path, cmd):
             str(tmp_path),
             "--state-dir",
             str(old_state),
-            "--metrics-addr",
-            f"127.0.0.1:{free_port()}",
+            "--http-addr",
+            "127.0.0.1:0",
         ],
     }[cmd]
     proc = ccotel(*args, check=False, timeout=60)

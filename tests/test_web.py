@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES, assert_equal_totals, free_port
+from tests.conftest import FIXTURES, assert_equal_totals
 from tests.fakeapi import FakeAnthropic
 from tests.oracle import ccusage_totals
 from tests.realcli import (
@@ -120,10 +120,10 @@ def api_tokens(x: dict) -> int:
 def daemon(web_home, tmp_path_factory):
     home, wander = web_home
     state = tmp_path_factory.mktemp("web-state")
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CCOTEL_", "OTEL_"))}
     env["CCOTEL_TRACES"] = "false"
-    proc = start(home.config_dir, state, port, env)
+    proc = start(home.config_dir, state, 0, env)
+    port = proc.port
     try:
         yield port, state, home, wander
     finally:
@@ -368,8 +368,8 @@ def test_an_ambiguous_id_prefix_is_a_404_that_says_so(tmp_path):
     (d / f"{twin}.jsonl").write_text(text)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CCOTEL_", "OTEL_"))}
     env["CCOTEL_TRACES"] = "false"
-    port = free_port()
-    proc = start(root, tmp_path / "s", port, env)
+    proc = start(root, tmp_path / "s", 0, env)
+    port = proc.port
     try:
         with pytest.raises(urllib.error.HTTPError) as e:
             get(port, "/api/sessions/99a599e4")
@@ -401,8 +401,9 @@ def test_a_state_that_disappears_is_a_503_not_a_traceback(tmp_path):
     comes back is read again."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CCOTEL_", "OTEL_"))}
     env["CCOTEL_TRACES"] = "false"
-    port, state = free_port(), tmp_path / "s"
-    proc = start(FIXTURES / "claude-2.1.197", state, port, env)
+    state = tmp_path / "s"
+    proc = start(FIXTURES / "claude-2.1.197", state, 0, env)
+    port = proc.port
     try:
         before = get(port, "/api/sessions")
         saved = tmp_path / "saved.db"

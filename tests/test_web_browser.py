@@ -29,6 +29,8 @@ from tests.oracle import ccusage_totals
 from tests.test_live import start
 from tests.test_web import get, report, web_home  # noqa: F401 (a fixture)
 
+pytestmark = pytest.mark.serial  # timing a busy machine would break: run alone
+
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
@@ -48,8 +50,8 @@ def site(web_home, tmp_path_factory):  # noqa: F811
     (24 h: its spend is 90%, amber, so the line sits above the bars)."""
     home, wander = web_home
     state = tmp_path_factory.mktemp("web-browser-state")
-    port = free_port()
-    proc = start(home.config_dir, state, port, clean_env())
+    proc = start(home.config_dir, state, 0, clean_env())
+    port = proc.port
     try:
         s = get(port, "/api/summary")
     finally:
@@ -60,9 +62,9 @@ def site(web_home, tmp_path_factory):  # noqa: F811
         "CCOTEL_BUDGET_HOURLY_USD": repr(hour * 0.5),
         "CCOTEL_BUDGET_DAILY_USD": repr(day / 0.9),
     }
-    proc = start(home.config_dir, state, port, clean_env(**budgets))
+    proc = start(home.config_dir, state, 0, clean_env(**budgets))
     try:
-        yield port, state, home, wander
+        yield proc.port, state, home, wander
     finally:
         stop(proc)
 
@@ -105,6 +107,25 @@ def wait(d, seconds: float) -> WebDriverWait:
     return WebDriverWait(d, seconds, ignored_exceptions=(StaleElementReferenceException,))
 
 
+def read(d, fn, seconds: float = 30):
+    """What ``fn(d)`` reads from the page, read again from the start when the page's
+    refresh (every 5 s) replaced an element midway: on a loaded machine a read of several
+    elements can straddle one, and an element found before it is stale after."""
+    return wait(d, seconds).until(lambda d: (fn(d),))[0]
+
+
+def attr(d, sel: str, name: str) -> str | None:
+    return read(d, lambda d: d.find_element(By.CSS_SELECTOR, sel).get_attribute(name))
+
+
+def text(d, sel: str) -> str:
+    return read(d, lambda d: d.find_element(By.CSS_SELECTOR, sel).text)
+
+
+def click(d, sel: str) -> None:
+    read(d, lambda d: d.find_element(By.CSS_SELECTOR, sel).click() or True)
+
+
 def ready(d) -> None:
     wait(d, 30).until(lambda d: d.execute_script("return document.body.dataset.ready === '1'"))
 
@@ -137,19 +158,24 @@ def css(d, sel: str):
 def check_axis(d, chart: str, budget: float) -> None:
     """Round ticks (1, 2, 2.5 or 5 times a power of ten); the axis holds the budget; the
     budget line is drawn at its value."""
-    svg = css(d, f"{chart} svg")[0]
-    step, top = float(svg.get_attribute("data-step")), float(svg.get_attribute("data-max"))
+
+    def axis(d):
+        svg = css(d, f"{chart} svg")[0]
+        lines = [x.get_attribute("data-usd") for x in css(d, f"{chart} line.budget")]
+        return (float(svg.get_attribute("data-step")), float(svg.get_attribute("data-max")),
+                [t.text for t in css(d, f"{chart} text.tick")], lines)  # fmt: skip
+
+    step, top, ticks, lines = read(d, axis)
     mantissa = step / 10 ** math.floor(math.log10(step))
     assert any(abs(mantissa - m) < 1e-9 for m in (1, 2, 2.5, 5)), step
-    ticks = [t.text for t in css(d, f"{chart} text.tick")]
     assert ticks and all(re.fullmatch(r"\$\d+(\.\d+)?", t) for t in ticks), ticks
     values = [float(t[1:]) for t in ticks]
     assert values[0] == 0 and all(
         abs(b - a - step) < step * 1e-6 for a, b in itertools.pairwise(values)
     )
     assert top >= budget and abs(values[-1] - top) < step * 1e-6
-    (line,) = css(d, f"{chart} line.budget")
-    assert float(line.get_attribute("data-usd")) == pytest.approx(budget, rel=1e-9)
+    (line,) = lines
+    assert float(line) == pytest.approx(budget, rel=1e-9)
 
 
 @pytest.mark.timeout(420)
@@ -160,26 +186,25 @@ def test_overview_then_sessions(site, browser, tmp_path):
     s = get(port, "/api/summary")
     d.get(f"http://127.0.0.1:{port}/")
     ready(d)
-    assert usd(css(d, "#all-time")[0]) == pytest.approx(want, rel=1e-6)
-    assert usd(css(d, "#month .big")[0]) == pytest.approx(
+    assert float(attr(d, "#all-time", "data-usd")) == pytest.approx(want, rel=1e-6)
+    assert float(attr(d, "#month .big", "data-usd")) == pytest.approx(
         get(port, "/api/summary")["this_month_usd"], rel=1e-9
     )
-    rows = css(d, "#sessions tbody tr[data-id]")
-    assert {r.get_attribute("data-id") for r in rows} == set(home.session_ids)
-    assert sum(usd(r.find_element(By.CSS_SELECTOR, "td.cost")) for r in rows) == pytest.approx(
-        want, rel=1e-6
-    )
+    rows = read(d, lambda d: [(r.get_attribute("data-id"), usd(r.find_element(By.CSS_SELECTOR, "td.cost")))
+                              for r in css(d, "#sessions tbody tr[data-id]")])  # fmt: skip
+    assert {i for i, _ in rows} == set(home.session_ids)
+    assert sum(c for _, c in rows) == pytest.approx(want, rel=1e-6)
     assert css(d, "#hourly svg rect"), "the hourly chart has bars"
-    header = d.find_element(By.ID, "health")
-    assert "files" in header.text and header.get_attribute("data-level") == "muted", header.text
+    health = text(d, "#health"), attr(d, "#health", "data-level")
+    assert "files" in health[0] and health[1] == "muted", health
     assert css(d, "#hour .bar.bad"), "over the hourly budget: red"
     assert css(d, "#day .bar.warn"), "90% of the daily budget: amber"
-    assert "90% of" in d.find_element(By.ID, "day").text
+    assert "90% of" in text(d, "#day")
     # Both budget lines are drawn: the hourly one under the spend, the daily one above every bar.
     check_axis(d, "#hourly", s["budgets"]["hourly_usd"])
     check_axis(d, "#daily", s["budgets"]["daily_usd"])
-    line_y = float(css(d, "#daily line.budget")[0].get_attribute("y1"))
-    bar_tops = [float(r.get_attribute("y")) for r in css(d, "#daily svg rect")]
+    line_y, bar_tops = read(d, lambda d: (float(css(d, "#daily line.budget")[0].get_attribute("y1")),
+                                          [float(r.get_attribute("y")) for r in css(d, "#daily svg rect")]))  # fmt: skip
     assert bar_tops and line_y < min(bar_tops), "the daily budget line sits above the spend"
     shot(d, tmp_path, "overview-light")
     scheme(d, True)
@@ -194,32 +219,33 @@ def test_overview_then_sessions(site, browser, tmp_path):
             if th.text.endswith(("▲", "▼"))
         }
 
-    assert marks() == {"last": "last activity ▼"}
+    assert read(d, lambda d: marks()) == {"last": "last activity ▼"}
     assert not css(d, "#sessions th:first-child[data-sort]"), "the id column is not a sort"
-    ends = [float(r.get_attribute("data-end")) for r in css(d, "#sessions tbody tr[data-id]")]
+    ends = read(d, lambda d: [float(r.get_attribute("data-end"))
+                              for r in css(d, "#sessions tbody tr[data-id]")])  # fmt: skip
     assert ends == sorted(ends, reverse=True)
-    d.find_element(By.CSS_SELECTOR, "#sessions th[data-sort=cost]").click()
+    click(d, "#sessions th[data-sort=cost]")
     wait(d, 10).until(lambda d: marks() == {"cost": "cost ▼"})
     wait(d, 10).until(
         lambda d: (c := [usd(x) for x in css(d, "#sessions td.cost")]) == sorted(c, reverse=True)
     )
-    d.find_element(By.CSS_SELECTOR, "#sessions th[data-sort=cost]").click()
+    click(d, "#sessions th[data-sort=cost]")
     wait(d, 10).until(lambda d: marks() == {"cost": "cost ▲"})
     wait(d, 10).until(lambda d: (c := [usd(x) for x in css(d, "#sessions td.cost")]) == sorted(c))
-    d.find_element(By.CSS_SELECTOR, "#sessions th[data-sort=last]").click()
+    click(d, "#sessions th[data-sort=last]")
     wait(d, 10).until(lambda d: marks() == {"last": "last activity ▼"})
 
     # Toggle the charts to projects; the legend names a project.
-    d.find_element(By.CSS_SELECTOR, "#by button[data-by=project]").click()
+    click(d, "#by button[data-by=project]")
     wait(d, 10).until(lambda d: "sub" in d.find_element(By.CSS_SELECTOR, "#daily .legend").text)
 
     # Search by id, then click through to the Agent session: the root row is the session.
     agent = home.run("agent").session_id
-    d.find_element(By.ID, "q").send_keys(agent[:8])
+    read(d, lambda d: (q := d.find_element(By.ID, "q")).clear() or q.send_keys(agent[:8]) or True)
     wait(d, 10).until(lambda d: len(css(d, "#sessions tbody tr[data-id]")) == 1)
-    d.find_element(By.CSS_SELECTOR, f"#sessions tr[data-id='{agent}'] a").click()
+    click(d, f"#sessions tr[data-id='{agent}'] a")
     wait(d, 20).until(lambda d: css(d, "#waterfall"))
-    assert d.find_element(By.CSS_SELECTOR, "#session-head h2").text == agent
+    assert text(d, "#session-head h2") == agent
     api = get(port, f"/api/sessions/{agent}")
     row = {r["session"]: r for r in report(state, "session")["rows"]}[agent]
     tokens = (
@@ -228,21 +254,26 @@ def test_overview_then_sessions(site, browser, tmp_path):
         + row["cache_read_tokens"]
         + row["cache_write_tokens"]
     )
-    (root,) = css(d, "#waterfall tr.session")
-    assert int(root.find_element(By.CSS_SELECTOR, "td.t").get_attribute("data-tokens")) == tokens
-    assert int(d.find_element(By.ID, "session-tokens").get_attribute("data-tokens")) == tokens
-    assert usd(root.find_element(By.CSS_SELECTOR, "td.c")) == pytest.approx(
+    assert int(attr(d, "#waterfall tr.session td.t", "data-tokens")) == tokens
+    assert int(attr(d, "#session-tokens", "data-tokens")) == tokens
+    assert float(attr(d, "#waterfall tr.session td.c", "data-usd")) == pytest.approx(
         row["cost_usd"], rel=1e-9
     )
-    assert usd(d.find_element(By.ID, "session-cost")) == pytest.approx(row["cost_usd"], rel=1e-9)
-    assert len(css(d, "#waterfall tr")) == len(api["spans"])
-    (sub,) = css(d, "#waterfall tr.agent")
-    parent = d.find_element(
-        By.CSS_SELECTOR, f"#waterfall tr[data-span='{sub.get_attribute('data-parent')}']"
-    )
-    assert "tool" in parent.get_attribute("class") and "Agent" in parent.text
-    assert int(sub.get_attribute("data-depth")) == int(parent.get_attribute("data-depth")) + 1
-    assert agent.replace("-", "") in d.find_element(By.ID, "trace-link").get_attribute("href")
+    assert float(attr(d, "#session-cost", "data-usd")) == pytest.approx(row["cost_usd"], rel=1e-9)
+    assert read(d, lambda d: len(css(d, "#waterfall tr"))) == len(api["spans"])
+
+    def agent_rows(d):
+        (sub,) = css(d, "#waterfall tr.agent")
+        parent = d.find_element(
+            By.CSS_SELECTOR, f"#waterfall tr[data-span='{sub.get_attribute('data-parent')}']"
+        )
+        return (parent.get_attribute("class"), parent.text, int(sub.get_attribute("data-depth")),
+                int(parent.get_attribute("data-depth")))  # fmt: skip
+
+    classes, parent_text, depth, parent_depth = read(d, agent_rows)
+    assert "tool" in classes and "Agent" in parent_text
+    assert depth == parent_depth + 1
+    assert agent.replace("-", "") in attr(d, "#trace-link", "href")
     shot(d, tmp_path, "session-agent-light")
     scheme(d, True)
     shot(d, tmp_path, "session-agent-dark")
@@ -253,36 +284,37 @@ def test_overview_then_sessions(site, browser, tmp_path):
     ready(d)
     wait(d, 20).until(lambda d: css(d, "#waterfall tr.turn"))
     w = get(port, f"/api/sessions/{wander}")
-    active = d.find_element(By.ID, "session-active")
-    assert float(active.get_attribute("data-s")) == pytest.approx(w["active_s"], rel=1e-9)
-    assert "20d" in active.text and "wall clock" in active.text, active.text
-    turns = css(d, "#waterfall tr.turn")
+    assert float(attr(d, "#session-active", "data-s")) == pytest.approx(w["active_s"], rel=1e-9)
+    active = text(d, "#session-active")
+    assert "20d" in active and "wall clock" in active, active
+    turns = read(d, lambda d: [(t.get_attribute("data-span"),
+                                t.find_element(By.CSS_SELECTOR, ".seg").get_attribute("style"))
+                               for t in css(d, "#waterfall tr.turn")])  # fmt: skip
     assert len(turns) == 2
-    for t in turns:  # on the session axis with the 20 days cut out, each turn is wide
-        width = float(
-            re.search(
-                r"width:\s*([\d.]+)%",
-                t.find_element(By.CSS_SELECTOR, ".seg").get_attribute("style"),
-            ).group(1)
-        )
+    for _, style in turns:  # on the session axis with the 20 days cut out, each turn is wide
+        width = float(re.search(r"width:\s*([\d.]+)%", style).group(1))
         assert width > 20, width
-    first = turns[0].get_attribute("data-span")
-    kids = css(d, f"#waterfall tr[data-parent='{first}']")
-    assert kids and all(k.is_displayed() for k in kids)
+    first = turns[0][0]
+    kids = read(
+        d, lambda d: [k.is_displayed() for k in css(d, f"#waterfall tr[data-parent='{first}']")]
+    )
+    assert kids and all(kids)
     shot(d, tmp_path, "session-resumed-expanded")
-    turns[0].find_element(By.CSS_SELECTOR, "button.fold").click()
+    read(d, lambda d: css(d, f"#waterfall tr[data-span='{first}'] button.fold")[0].click() or True)
     wait(d, 5).until(
         lambda d: not any(k.is_displayed() for k in css(d, f"#waterfall tr[data-parent='{first}']"))
     )
-    assert all(r.is_displayed() for r in css(d, "#waterfall tr.turn"))
+    assert read(d, lambda d: all(r.is_displayed() for r in css(d, "#waterfall tr.turn")))
     time.sleep(6)  # a refresh comes and goes: the turn stays collapsed
-    assert not any(k.is_displayed() for k in css(d, f"#waterfall tr[data-parent='{first}']"))
+    assert not read(
+        d, lambda d: any(k.is_displayed() for k in css(d, f"#waterfall tr[data-parent='{first}']"))
+    )
     shot(d, tmp_path, "session-resumed-collapsed")
-    css(d, f"#waterfall tr[data-span='{first}'] button.fold")[0].click()
+    read(d, lambda d: css(d, f"#waterfall tr[data-span='{first}'] button.fold")[0].click() or True)
     wait(d, 5).until(
         lambda d: all(k.is_displayed() for k in css(d, f"#waterfall tr[data-parent='{first}']"))
     )
-    d.find_element(By.ID, "wf-collapse").click()
+    read(d, lambda d: d.find_element(By.ID, "wf-collapse").click() or True)
     wait(d, 5).until(lambda d: len([r for r in css(d, "#waterfall tr") if r.is_displayed()]) == 3)
 
     # The failing Bash is marked, at half a laptop screen.
@@ -290,8 +322,8 @@ def test_overview_then_sessions(site, browser, tmp_path):
     d.get(f"http://127.0.0.1:{port}/#/session/{home.run('error').session_id}")
     ready(d)
     wait(d, 20).until(lambda d: css(d, "#waterfall tr"))
-    (failed,) = css(d, "#waterfall tr.failed")
-    assert "Bash" in failed.text and "failed" in failed.text
+    failed = read(d, lambda d: [f.text for f in css(d, "#waterfall tr.failed")])
+    assert len(failed) == 1 and "Bash" in failed[0] and "failed" in failed[0], failed
     assert d.execute_script(
         "return document.documentElement.scrollWidth <= window.innerWidth + 1"
     ), "no horizontal scroll"
@@ -323,31 +355,30 @@ def test_trace_export_states_in_the_header(web_home, browser, tmp_path):  # noqa
     home, _ = web_home
     d = browser
     env = clean_env(CCOTEL_TRACES="true", CCOTEL_OTLP_RETRY_MAX="1")
-    port = free_port()
-    proc = start(home.config_dir, tmp_path / "zero", port, env)
+    proc = start(home.config_dir, tmp_path / "zero", 0, env)
+    port = proc.port
     try:
         wait_for_traces(port, "waiting")
         d.get(f"http://127.0.0.1:{port}/")
         ready(d)
-        header = d.find_element(By.ID, "health")
-        assert header.get_attribute("data-level") == "muted", header.text
-        assert "no collector configured or reachable yet" in header.text
+        level, said = read(d, lambda d: (attr(d, "#health", "data-level"), text(d, "#health")))
+        assert level == "muted", said
+        assert "no collector configured or reachable yet" in said
         assert not css(d, "#health.err")
         shot(d, tmp_path, "zero-config")
     finally:
         stop(proc)
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    port = free_port()
-    proc = start(home.config_dir, tmp_path / "failing", port, env | {"CCOTEL_OTLP_ENDPOINT": dead})
+    proc = start(home.config_dir, tmp_path / "failing", 0, env | {"CCOTEL_OTLP_ENDPOINT": dead})
+    port = proc.port
     try:
         wait_for_traces(port, "failing")
         d.get(f"http://127.0.0.1:{port}/")
         ready(d)
-        header = d.find_element(By.ID, "health")
         wait(d, 10).until(
             lambda d: d.find_element(By.ID, "health").get_attribute("data-level") == "err"
         )
-        assert "traces: export failing" in d.find_element(By.ID, "health").text
+        assert "traces: export failing" in text(d, "#health")
         shot(d, tmp_path, "configured-collector-failing")
     finally:
         stop(proc)
@@ -358,8 +389,8 @@ def test_dns_rebinding_gets_nothing(web_home, tmp_path):  # noqa: F811
     """Chromium resolves an outside name to 127.0.0.1, as a rebinding attack makes it: the page
     and the API refuse that name; the same daemon serves localhost."""
     home, _ = web_home
-    port = free_port()
-    proc = start(home.config_dir, tmp_path / "s", port, clean_env())
+    proc = start(home.config_dir, tmp_path / "s", 0, clean_env())
+    port = proc.port
     d = chromium(tmp_path / "profile", "--host-resolver-rules=MAP rebind.example 127.0.0.1")
     try:
         d.get(f"http://rebind.example:{port}/")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES, REPO, free_port
+from tests.conftest import FIXTURES, REPO, daemon_port
 from tests.test_traces_wire import _self_signed
 
 CLAUDE = FIXTURES / "claude-2.1.197"
@@ -82,14 +82,18 @@ def log_lines(log: Path) -> list[dict]:
 
 @contextlib.contextmanager
 def daemon(tmp_path: Path, env: dict, *args: str, ready=None):
-    port = free_port()
-    log = tmp_path / f"daemon-{port}.log"
+    log = tmp_path / "daemon.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "ccotel", "run", "--claude-dir", str(CLAUDE), "--state-dir", str(tmp_path / "s"),
-             "--metrics-addr", f"127.0.0.1:{port}", *args],
+             "--http-addr", "127.0.0.1:0", *args],
             stdout=out, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
+    try:
+        port = daemon_port(tmp_path / "s", proc)
+    except AssertionError:
+        proc.kill()
+        raise AssertionError(log.read_text()[-3000:]) from None
     d = Daemon(proc, port, log)
     try:
         for _ in range(300):
@@ -236,9 +240,7 @@ def test_old_and_bad_password_hashes_are_refused_in_one_line(tmp_path):
         env = clean_env(
             CCOTEL_HTTP_BASIC_AUTH_USER="me", CCOTEL_HTTP_BASIC_AUTH_PASSWORD_HASH=value
         )
-        p = run_once(
-            env, "--state-dir", str(tmp_path / "s"), "--metrics-addr", f"127.0.0.1:{free_port()}"
-        )
+        p = run_once(env, "--state-dir", str(tmp_path / "s"), "--http-addr", "127.0.0.1:0")
         assert_one_line_error(p, *words)
 
 
@@ -419,23 +421,22 @@ def test_hostile_clients_get_an_error_or_a_close_and_the_server_keeps_serving(tm
 
 
 def test_bad_addresses_and_files_are_one_line_errors(tmp_path):
-    for addr in ("256.1.1.1:9485", "no-such-host.invalid:9470"):
-        p = run_once(clean_env(), "--state-dir", str(tmp_path / "s"), "--metrics-addr", addr)
-        assert_one_line_error(p, "metrics_addr")
+    for addr, said in (("256.1.1.1:9485", "--http-addr: '256.1.1.1' is not an IP"),
+                       ("no-such-host.invalid:9470", "http_addr: cannot listen on")):  # fmt: skip
+        p = run_once(clean_env(), "--state-dir", str(tmp_path / "s"), "--http-addr", addr)
+        assert_one_line_error(p, said)
     # An address of no interface here (a documentation range: nothing is sent), with auth on.
     auth = clean_env(
         CCOTEL_HTTP_BASIC_AUTH_USER="me", CCOTEL_HTTP_BASIC_AUTH_PASSWORD_HASH=hash_password("x")
     )
-    p = run_once(auth, "--state-dir", str(tmp_path / "s"), "--metrics-addr", "192.0.2.1:9470")
-    assert_one_line_error(p, "metrics_addr", "not an address of this machine")
+    p = run_once(auth, "--state-dir", str(tmp_path / "s"), "--http-addr", "192.0.2.1:9470")
+    assert_one_line_error(p, "http_addr", "not an address of this machine")
     # A TLS certificate that is missing, or not a certificate.
     junk = tmp_path / "junk.pem"
     junk.write_text("not a certificate\n")
     for cert in (str(tmp_path / "missing.pem"), str(junk)):
         env = clean_env(CCOTEL_HTTP_TLS_CERT=cert, CCOTEL_HTTP_TLS_KEY=str(junk))
-        p = run_once(
-            env, "--state-dir", str(tmp_path / "s"), "--metrics-addr", f"127.0.0.1:{free_port()}"
-        )
+        p = run_once(env, "--state-dir", str(tmp_path / "s"), "--http-addr", "127.0.0.1:0")
         assert_one_line_error(p, "http_tls_cert")
 
 

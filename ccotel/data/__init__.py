@@ -1,0 +1,1 @@
+"""Files shipped with ccotel: the price table and the service templates (no code)."""

@@ -7,15 +7,23 @@
 - ``metrics``: Prometheus families as an OTLP metrics request (``encode_metrics``);
 - ``backoff`` and ``health``: when to try again, and what /healthz and the log say.
 
-Importing this package loads no OpenTelemetry or gRPC module: opentelemetry-proto
+Other packages import these names from here, not from the modules. Importing this
+package loads no OpenTelemetry or gRPC module: opentelemetry-proto
 is imported only to read a collector's non-empty answer, grpcio only for gRPC.
 """
 
 from ccotel.otlp import protowire
 from ccotel.otlp.backoff import Backoff
-from ccotel.otlp.health import ExportHealth
+from ccotel.otlp.health import ExportHealth, hint, off
 from ccotel.otlp.metrics import encode_metrics
-from ccotel.otlp.settings import Target, configured, display_url, resource_attributes, target
+from ccotel.otlp.settings import (
+    Signal,
+    Target,
+    configured,
+    display_url,
+    resource_attributes,
+    target,
+)
 from ccotel.otlp.transport import (
     MALFORMED,
     REFUSED,
@@ -36,10 +44,13 @@ __all__ = [
     "ExportHealth",
     "Reply",
     "Sender",
+    "Signal",
     "Target",
     "configured",
     "display_url",
     "encode_metrics",
+    "hint",
+    "off",
     "protowire",
     "resource_attributes",
     "target",

@@ -36,7 +36,7 @@ class Backoff:
     def failed(self, retry_after: float | None = None) -> float:
         """One more failure: the delay until the next try, and from when it counts."""
         self.failures += 1
-        step = min(self.cap, self.base * 2 ** min(self.failures, 20))
+        step = min(self.cap, self.base * float(2 ** min(self.failures, 20)))
         delay = step * (0.5 + 0.5 * self.rand())
         if retry_after is not None and retry_after > 0:
             delay = max(delay, min(retry_after, MAX_RETRY_AFTER))

@@ -127,7 +127,7 @@ class ExportHealth:
     def wait_time(self) -> float:
         return self.backoff.wait_time()
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "enabled": True,
             "configured": self.configured,
@@ -139,7 +139,7 @@ class ExportHealth:
         }
 
 
-def off(configured: bool, endpoint: str, error: str | None = None) -> dict:
+def off(configured: bool, endpoint: str, error: str | None = None) -> dict[str, Any]:
     """The health of an exporter that does not run (error: why, when it should)."""
     return {
         "enabled": error is not None,

@@ -9,19 +9,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from ccotel.otlp.protowire import DOUBLE, attributes, fixed64, ld, request, string
+
+if TYPE_CHECKING:
+    from prometheus_client import Metric
 
 _CUMULATIVE = b"\x10\x02"  # aggregation_temporality = CUMULATIVE
 
 
-def _bucket_key(labels: Mapping[str, str]) -> tuple:
+def _bucket_key(labels: Mapping[str, str]) -> tuple[Any, ...]:
     return tuple(sorted((k, v) for k, v in labels.items() if k != "le"))
 
 
-def histogram_points(fam) -> list[tuple[dict, list[float], list[int], float, int]]:
+def histogram_points(
+    fam: Metric,
+) -> list[tuple[dict[str, Any], list[float], list[int], float, int]]:
     """(labels, explicit bounds, per-bucket counts, sum, count) per series of a histogram family."""
-    groups: dict[tuple, dict] = {}
+    groups: dict[tuple[Any, ...], dict[str, Any]] = {}
     for s in fam.samples:
         g = groups.setdefault(
             _bucket_key(s.labels),
@@ -47,7 +53,7 @@ def histogram_points(fam) -> list[tuple[dict, list[float], list[int], float, int
     return out
 
 
-def _metric(fam, start_ns: int, now_ns: int) -> bytes:
+def _metric(fam: Metric, start_ns: int, now_ns: int) -> bytes:
     times = (b"\x11" + fixed64(start_ns) if start_ns else b"") + b"\x19" + fixed64(now_ns)
     head = string(1, fam.name) + (string(2, fam.documentation) if fam.documentation else b"")
     if fam.type == "counter":
@@ -58,7 +64,7 @@ def _metric(fam, start_ns: int, now_ns: int) -> bytes:
         )
         return ld(2, head + ld(7, pts + _CUMULATIVE + b"\x18\x01"))  # Sum, is_monotonic
     if fam.type == "histogram":
-        pts = []
+        points = []
         for labels, bounds, counts, total, count in histogram_points(fam):
             body = (
                 times
@@ -68,8 +74,8 @@ def _metric(fam, start_ns: int, now_ns: int) -> bytes:
                 + (ld(7, b"".join(DOUBLE.pack(x) for x in bounds)) if bounds else b"")
                 + attributes(9, labels)
             )  # fmt: skip
-            pts.append(ld(1, body))
-        return ld(2, head + ld(9, b"".join(pts) + _CUMULATIVE))
+            points.append(ld(1, body))
+        return ld(2, head + ld(9, b"".join(points) + _CUMULATIVE))
     # gauge, info, unknown: a gauge, without a start time
     pts = b"".join(
         ld(1, b"\x19" + fixed64(now_ns) + b"\x21" + DOUBLE.pack(float(s.value)) + attributes(7, s.labels))
@@ -79,7 +85,10 @@ def _metric(fam, start_ns: int, now_ns: int) -> bytes:
 
 
 def encode_metrics(
-    families: Iterable, resource_attrs: Mapping[str, str], start_ns: int, now_ns: int | None = None
+    families: Iterable[Metric],
+    resource_attrs: Mapping[str, str],
+    start_ns: int,
+    now_ns: int | None = None,
 ) -> bytes:
     """The families one Prometheus scrape shows, as a serialized ExportMetricsServiceRequest."""
     now_ns = now_ns or time.time_ns()

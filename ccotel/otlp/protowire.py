@@ -18,8 +18,15 @@ from ccotel import __version__
 
 SCOPE = "ccotel"  # the instrumentation scope of every span and metric
 _SMALL = [bytes([i]) for i in range(128)]
+
+
 # U+FFFD for what UTF-8 cannot encode (the UTF-8 encoder takes a handler's bytes as they are)
-codecs.register_error("ccotel-fffd", lambda e: ("\ufffd".encode() * (e.end - e.start), e.end))  # type: ignore[arg-type,return-value]
+def _fffd(e: UnicodeError) -> tuple[str, int]:
+    assert isinstance(e, UnicodeEncodeError)
+    return "\ufffd".encode() * (e.end - e.start), e.end  # type: ignore[return-value]
+
+
+codecs.register_error("ccotel-fffd", _fffd)
 DOUBLE = struct.Struct("<d")
 
 

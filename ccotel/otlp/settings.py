@@ -14,10 +14,13 @@ import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import unquote, urlsplit
 
 from ccotel import __version__
+
+if TYPE_CHECKING:
+    from ccotel.config import Config
 
 Signal = Literal["traces", "metrics"]
 DEFAULT_ENDPOINT = "http://localhost:4318"
@@ -100,7 +103,7 @@ def _env(env: Mapping[str, str], signal: Signal, name: str) -> tuple[str, str]:
     return "", ""
 
 
-def configured(cfg, signal: Signal, env: Mapping[str, str] | None = None) -> bool:
+def configured(cfg: Config, signal: Signal, env: Mapping[str, str] | None = None) -> bool:
     """Whether the user named an endpoint for this signal (not just the default)."""
     env = os.environ if env is None else env
     return bool(
@@ -110,7 +113,7 @@ def configured(cfg, signal: Signal, env: Mapping[str, str] | None = None) -> boo
     )
 
 
-def target(cfg, signal: Signal, env: Mapping[str, str] | None = None) -> Target:
+def target(cfg: Config, signal: Signal, env: Mapping[str, str] | None = None) -> Target:
     """Resolve where one signal goes. cfg is ccotel's Config (its otlp_* keys win).
 
     Raises ValueError, naming the key or variable, for a setting that cannot work.
@@ -180,7 +183,7 @@ def target(cfg, signal: Signal, env: Mapping[str, str] | None = None) -> Target:
     )
 
 
-def resource_attributes(cfg, env: Mapping[str, str] | None = None) -> dict[str, str]:
+def resource_attributes(cfg: Config, env: Mapping[str, str] | None = None) -> dict[str, str]:
     """service.name=ccotel, service.version, host.name, user.name, then OTEL_RESOURCE_ATTRIBUTES."""
     env = os.environ if env is None else env
     attrs: dict[str, str] = {"service.name": "ccotel", "service.version": __version__}

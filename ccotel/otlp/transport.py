@@ -24,8 +24,10 @@ import http.client
 import re
 import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from ccotel import __version__
@@ -112,7 +114,7 @@ def partial_success(signal: str, body: bytes) -> Reply:
         ps = Resp.FromString(body).partial_success
     except DecodeError:  # not a protobuf answer (a proxy's page): the status said success
         return Reply()
-    n = ps.rejected_spans if signal == "traces" else ps.rejected_data_points  # type: ignore[attr-defined]
+    n = ps.rejected_spans if signal == "traces" else ps.rejected_data_points
     return Reply(max(0, int(n)), ps.error_message[:300])
 
 
@@ -122,7 +124,7 @@ class Sender:
     def __init__(self, t: Target):
         self.t = t
         self._conn: http.client.HTTPConnection | None = None
-        self._grpc = None
+        self._grpc: tuple[Any, Callable[..., bytes]] | None = None  # (channel, method)
         u = urlsplit(t.url)
         self._https = u.scheme == "https"
         self._host = u.hostname or "localhost"
@@ -202,7 +204,7 @@ class Sender:
 
     # --- grpc ----------------------------------------------------------------
 
-    def _call(self):
+    def _call(self) -> Callable[..., bytes]:
         if self._grpc is None:
             import grpc
 

@@ -13,21 +13,22 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Iterable
+from typing import Any
 
 from ccotel.config import ConfigError
 
-ADDR_KEY = "metrics_addr"
+ADDR_KEY = "http_addr"
 OPT_IN = "allow_unauthenticated_network_access"
 
 
-def resolve(host: str, port: int) -> list[tuple[int, tuple]]:
+def resolve(host: str, port: int) -> list[tuple[int, tuple[Any, ...]]]:
     """(family, sockaddr) of each address ``host`` names; ConfigError when it names none."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except (socket.gaierror, UnicodeError) as exc:
         reason = getattr(exc, "strerror", None) or exc
         raise ConfigError(f"{ADDR_KEY}: cannot listen on {host!r} ({reason})") from None
-    out: list[tuple[int, tuple]] = []
+    out: list[tuple[int, tuple[Any, ...]]] = []
     for family, _type, _proto, _name, addr in infos:
         if (family, addr) not in out:
             out.append((family, addr))
@@ -40,7 +41,9 @@ def is_loopback(addr: str) -> bool:
     return (mapped or ip).is_loopback
 
 
-def check_exposure(host: str, addrs: Iterable[tuple[int, tuple]], auth: bool, opt_in: bool) -> None:
+def check_exposure(
+    host: str, addrs: Iterable[tuple[int, tuple[Any, ...]]], auth: bool, opt_in: bool
+) -> None:
     """Refuse to listen beyond loopback without basic auth, unless the user opted in."""
     wide = [a[1][0] for a in addrs if not is_loopback(a[1][0])]
     if wide and not auth and not opt_in:

@@ -29,16 +29,17 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler
 from pathlib import PurePath
+from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from ccotel.config import ConfigError
-from ccotel.server.access import HostFilter, check_exposure, host_name, resolve
+from ccotel.server.access import ADDR_KEY, HostFilter, check_exposure, host_name, resolve
 from ccotel.server.auth import BasicAuth
 
 log = structlog.get_logger()
@@ -96,7 +97,8 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         self.connection = self.request
         self.rfile = io.BytesIO(self.server.head)  # GET only: the head is the whole request
-        self.wfile = io.BytesIO()  # sent whole in finish(), under one timeout
+        self.out = io.BytesIO()  # sent whole in finish(), under one timeout
+        self.wfile = self.out
 
     def handle(self) -> None:
         if self.server.too_big:
@@ -106,7 +108,7 @@ class _Handler(BaseHTTPRequestHandler):
         super().handle()
 
     def finish(self) -> None:
-        data = self.wfile.getvalue()
+        data = self.out.getvalue()
         if data:
             self.connection.settimeout(WRITE_TIMEOUT)
             self.connection.sendall(data)
@@ -117,17 +119,17 @@ class _Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self.server.app.serve(self)  # send() leaves the body out
 
-    def log_request(self, code="-", size="-") -> None:
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass
 
-    def log_message(self, format: str, *args) -> None:
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("http: bad request", client=self.client_address[0], reason=format % args)
 
 
 class _App:
     """Host check, basic auth, then the route."""
 
-    def __init__(self, registry: CollectorRegistry, health: Callable[[], dict],
+    def __init__(self, registry: CollectorRegistry, health: Callable[[], dict[str, Any]],
                  web: WebRoutes | None, hosts: HostFilter, auth: BasicAuth | None):  # fmt: skip
         self.registry, self.health, self.web, self.hosts, self.auth = (
             registry, health, web, hosts, auth,
@@ -189,14 +191,16 @@ class _App:
 
     def _exposition(self, accept: str | None) -> tuple[str, bytes]:
         try:
-            encoder, ctype = choose_encoder(accept)
+            encoder, ctype = choose_encoder(accept or "")
             return ctype, encoder(self.registry)
         except (TypeError, ValueError):  # an Accept header prometheus-client trips on
-            encoder, ctype = choose_encoder(None)
+            encoder, ctype = choose_encoder("")
             return ctype, encoder(self.registry)
 
     @staticmethod
-    def send(h: _Handler, code: int, ctype: str, body: bytes, extra=()) -> None:
+    def send(
+        h: _Handler, code: int, ctype: str, body: bytes, extra: Iterable[tuple[str, str]] = ()
+    ) -> None:
         h.send_response(code)
         for k, v in (("Content-Type", ctype), ("Content-Length", str(len(body))), *HEADERS, *extra):
             h.send_header(k, v)
@@ -219,7 +223,7 @@ class HttpServer:
     """Binds at construction (so a bad address fails early); ``start`` serves in threads."""
 
     def __init__(
-        self, host: str, port: int, registry: CollectorRegistry, health: Callable[[], dict],
+        self, host: str, port: int, registry: CollectorRegistry, health: Callable[[], dict[str, Any]],
         web: WebRoutes | None = None, tls: tuple[str, str] | None = None,
         auth: tuple[str, str] | None = None, allowed_hosts: tuple[str, ...] | list[str] = (),
         allow_unauthenticated: bool = False, workers: int = WORKERS,
@@ -258,13 +262,13 @@ class HttpServer:
                 else ""
             )
             raise ConfigError(
-                f"metrics_addr: cannot listen on {host}:{port}: {exc.strerror or exc}{hint}"
+                f"{ADDR_KEY}: cannot listen on {host}:{port}: {exc.strerror or exc}{hint}"
             ) from None
         self.sock.setblocking(False)
         self.address = self.sock.getsockname()[:2]
         self.port = self.address[1]
         self.scheme = "https" if self.tls else "http"
-        self._jobs: queue.Queue[tuple[socket.socket, tuple, float] | None] = queue.Queue(QUEUE)
+        self._jobs: queue.Queue[_Pending | None] = queue.Queue(QUEUE)
         self._wake_r, self._wake_w = socket.socketpair()
         self._stopping = False
         self._busy_warned = 0.0
@@ -393,7 +397,7 @@ class _Pending:
     blocking. ``step`` on each readable event: True when it is finished with (``done``: ready
     for a worker; else close it)."""
 
-    def __init__(self, conn: socket.socket, addr: tuple):
+    def __init__(self, conn: socket.socket, addr: tuple[Any, ...]):
         self.conn, self.addr = conn, addr
         self.deadline = time.monotonic() + HEAD_TIMEOUT
         self.buf = bytearray()

@@ -8,7 +8,9 @@ custom-collector model) from a private registry.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from copy import copy
+from typing import TypeVar
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -20,8 +22,9 @@ from prometheus_client.core import (
 
 from ccotel import __version__
 from ccotel.accounting import TOOL_BUCKETS
-from ccotel.projects import project_labeler  # noqa: F401 (its home was here)
-from ccotel.totals import SPEND_WINDOWS, Totals
+from ccotel.batch import ToolAgg, UsageSums
+from ccotel.totals import SPEND_WINDOWS, CostExemplar, Totals
+from ccotel.traces import ids
 
 OTHER_PROJECT = "other"
 TOKEN_TYPES = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h")
@@ -52,7 +55,12 @@ class TotalsCollector:
             return p
         return OTHER_PROJECT
 
-    def _admit(self, usage: dict, tools: dict, sessions: dict) -> None:
+    def _admit(
+        self,
+        usage: dict[tuple[str, str], UsageSums],
+        tools: dict[tuple[str, str, str], ToolAgg],
+        sessions: dict[str, int],
+    ) -> None:
         """Admit projects up to max_projects, biggest spend first; once admitted, a project
         keeps its own series (so no counter moves between series and goes down)."""
         if not self.max_projects:
@@ -60,8 +68,8 @@ class TotalsCollector:
         spend: dict[str, float] = {}
         for (_, cwd), v in usage.items():
             p = self._labeler(cwd)
-            spend[p] = spend.get(p, 0.0) + v[7]
-        for _, cwd, _ in tools:
+            spend[p] = spend.get(p, 0.0) + v.cost
+        for _tool, cwd, _status in tools:
             spend.setdefault(self._labeler(cwd), 0.0)
         for cwd in sessions:
             spend.setdefault(self._labeler(cwd or ""), 0.0)
@@ -73,13 +81,13 @@ class TotalsCollector:
             self._admitted.update(new[: max(room, 0)])
             self._folded = {p for p in spend if p not in self._admitted}
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         now = self.clock()
         t = self.t
         with t.lock:
-            usage = {k: list(v) for k, v in t.usage.items()}
+            usage = {k: copy(v) for k, v in t.usage.items()}
             exemplars = dict(t.exemplars)
-            tools = {k: (v[0], v[1], list(v[2])) for k, v in t.tool_agg.items()}
+            tools = dict(t.tool_agg)  # replaced, never changed in place
             sessions = dict(t.sessions_by_cwd)
             active = t.active_by_cwd(now)
             spend = {w: t.spend_in(s, now) for w, s in SPEND_WINDOWS.items()}
@@ -89,33 +97,28 @@ class TotalsCollector:
         yield from self._usage(usage, exemplars)
         yield from self._tools(tools)
 
-        s_total = CounterMetricFamily("ccotel_sessions", "Sessions seen", labels=["project"])
-        for proj, n in self._by_project(sessions).items():
-            s_total.add_metric([proj], n)
-        yield s_total
-        act = GaugeMetricFamily(
-            "ccotel_active_sessions",
-            "Sessions with activity in the last 5 minutes",
-            labels=["project"],
+        yield _by_label(
+            CounterMetricFamily("ccotel_sessions", "Sessions seen", labels=["project"]),
+            self._by_project(sessions),
         )
-        for proj, n in self._by_project(active).items():
-            act.add_metric([proj], n)
-        yield act
-
-        sp = GaugeMetricFamily(
-            "ccotel_spend_usd",
-            "Spend whose event time falls in the trailing window, USD",
-            labels=["window"],
+        yield _by_label(
+            GaugeMetricFamily(
+                "ccotel_active_sessions",
+                "Sessions with activity in the last 5 minutes",
+                labels=["project"],
+            ),
+            self._by_project(active),
         )
-        for w, v in spend.items():
-            sp.add_metric([w], v)
-        yield sp
-        bud = GaugeMetricFamily(
-            "ccotel_budget_usd", "Configured budget per window, USD", labels=["window"]
+        yield _by_label(
+            GaugeMetricFamily(
+                "ccotel_spend_usd",
+                "Spend whose event time falls in the trailing window, USD",
+                labels=["window"],
+            ),
+            spend,
         )
-        for w, v in self.budgets.items():
-            bud.add_metric([w], v)
-        yield bud
+        yield _by_label(GaugeMetricFamily("ccotel_budget_usd", "Configured budget per window, USD",
+                                          labels=["window"]), self.budgets)  # fmt: skip
 
         yield CounterMetricFamily(
             "ccotel_lines", "Transcript lines read", value=counters.get("lines", 0)
@@ -152,7 +155,11 @@ class TotalsCollector:
             out[p] = out.get(p, 0) + n
         return out
 
-    def _usage(self, usage: dict[tuple[str, str], list[float]], exemplars: dict):
+    def _usage(
+        self,
+        usage: dict[tuple[str, str], UsageSums],
+        exemplars: dict[tuple[str, str], CostExemplar],
+    ) -> Iterator[Metric]:
         tokens = CounterMetricFamily(
             "ccotel_tokens",
             "Tokens of de-duplicated API responses",
@@ -172,31 +179,33 @@ class TotalsCollector:
         unpriced = CounterMetricFamily(
             "ccotel_unpriced_tokens", "Tokens of models without a price", labels=["model"]
         )
-        merged: dict[tuple[str, str], list[float]] = {}
+        merged: dict[tuple[str, str], UsageSums] = {}
         unp: dict[str, float] = {}
         for (model, cwd), v in usage.items():
-            row = merged.setdefault((model, self.project(cwd)), [0] * len(v))
-            for i, x in enumerate(v):
-                row[i] += x
-            if v[8]:
-                unp[model] = unp.get(model, 0) + v[8]
-        latest: dict[tuple[str, str], tuple[str, float, float]] = {}
+            row = merged.get((model, self.project(cwd)))
+            if row is None:
+                row = merged[(model, self.project(cwd))] = UsageSums()
+            row.add(v)
+            if v.unpriced:
+                unp[model] = unp.get(model, 0) + v.unpriced
+        latest: dict[tuple[str, str], CostExemplar] = {}
         for (model, cwd), ex in exemplars.items():
             key = (model, self.project(cwd))
-            if key not in latest or ex[2] > latest[key][2]:
+            if key not in latest or ex.ts > latest[key].ts:
                 latest[key] = ex
         for (model, proj), v in sorted(merged.items()):
-            for i, typ in enumerate(TOKEN_TYPES):
-                tokens.add_metric([model, typ, proj], v[i])
-            ex = latest.get((model, proj))
-            cost.add_metric([model, proj], v[7], exemplar=_exemplar(ex) if ex else None)
-            reqs.add_metric([model, proj], v[6])
-            web.add_metric([model, proj], v[5])
+            for typ, n in zip(TOKEN_TYPES, (v.input, v.output, v.cache_read, v.cw5m, v.cw1h),
+                              strict=True):  # fmt: skip
+                tokens.add_metric([model, typ, proj], n)
+            last = latest.get((model, proj))
+            cost.add_metric([model, proj], v.cost, exemplar=_exemplar(last) if last else None)
+            reqs.add_metric([model, proj], v.requests)
+            web.add_metric([model, proj], v.web_search)
         for model, n in sorted(unp.items()):
             unpriced.add_metric([model], n)
         yield from (tokens, cost, reqs, web, unpriced)
 
-    def _tools(self, tools: dict[tuple[str, str, str], tuple]):
+    def _tools(self, tools: dict[tuple[str, str, str], ToolAgg]) -> Iterator[Metric]:
         calls = CounterMetricFamily(
             "ccotel_tool_calls", "Tool calls with a result", labels=["tool", "project", "status"]
         )
@@ -205,17 +214,18 @@ class TotalsCollector:
             "Tool call duration: tool_use to tool_result",
             labels=["tool"],
         )
-        by_tool: dict[str, list] = {}
+        by_tool: dict[str, ToolAgg] = {}  # summed over directories and statuses
         merged: dict[tuple[str, str, str], float] = {}
-        for (tool, cwd, status), (count, dur, buckets) in tools.items():
+        for (tool, cwd, status), a in tools.items():
             key = (tool, self.project(cwd), status)
-            merged[key] = merged.get(key, 0) + count
-            agg = by_tool.setdefault(tool, [0.0, [0] * len(buckets)])
-            agg[0] += dur
-            agg[1] = [a + b for a, b in zip(agg[1], buckets, strict=True)]
+            merged[key] = merged.get(key, 0) + a.count
+            agg = by_tool.setdefault(tool, ToolAgg(0, 0.0, [0] * len(a.buckets)))
+            agg.dur_sum += a.dur_sum
+            agg.buckets = [x + y for x, y in zip(agg.buckets, a.buckets, strict=True)]
         for key, n in sorted(merged.items()):
             calls.add_metric(list(key), n)
-        for tool, (dur, buckets) in sorted(by_tool.items()):
+        for tool, agg in sorted(by_tool.items()):
+            dur, buckets = agg.dur_sum, agg.buckets
             cum, acc = [], 0
             for bound, n in zip((*TOOL_BUCKETS, float("inf")), buckets, strict=True):
                 acc += n
@@ -225,13 +235,16 @@ class TotalsCollector:
         yield hist
 
 
-def trace_id(session: str) -> str | None:
-    """A session's trace id: its UUID's 32 hex digits."""
-    hexed = session.replace("-", "").lower()
-    return hexed if len(hexed) == 32 and all(c in "0123456789abcdef" for c in hexed) else None
+_Family = TypeVar("_Family", CounterMetricFamily, GaugeMetricFamily)
 
 
-def _exemplar(ex: tuple[str, float, float]) -> Exemplar | None:
-    session, usd, ts = ex
-    tid = trace_id(session)
-    return Exemplar({"trace_id": tid}, usd, ts) if tid else None
+def _by_label(family: _Family, values: Mapping[str, float]) -> _Family:
+    """The family with a sample per value, labelled by its key."""
+    for label, v in values.items():
+        family.add_metric([label], v)
+    return family
+
+
+def _exemplar(ex: CostExemplar) -> Exemplar:
+    """The session's trace (the id its spans carry), on the cost it added last."""
+    return Exemplar({"trace_id": ids.hex_trace(ids.trace_id(ex.session))}, ex.usd, ex.ts)

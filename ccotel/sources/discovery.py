@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 
 def claude_roots(env: Mapping[str, str], home: Path) -> list[Path]:
@@ -19,7 +20,9 @@ def projects_dir(root: Path) -> Path:
     return root / "projects"
 
 
-def transcript_files(root: Path, on_error=None) -> Iterator[str]:
+def transcript_files(
+    root: Path, on_error: Callable[[OSError], object] | None = None
+) -> Iterator[str]:
     """Every *.jsonl below root/projects, subagents included. Links are not followed."""
     base = projects_dir(root)
     for dirpath, _dirs, files in os.walk(base, onerror=on_error, followlinks=False):
@@ -28,15 +31,34 @@ def transcript_files(root: Path, on_error=None) -> Iterator[str]:
                 yield os.path.join(dirpath, name)
 
 
-def session_of(path: str) -> str:
-    """The session a file belongs to, from its place in the tree.
+class TranscriptPath(NamedTuple):
+    """What a transcript's place in the tree says: <project>/<session>.jsonl,
+    <project>/<session>/subagents/agent-<id>.jsonl, or the legacy flat
+    <project>/agent-<id>.jsonl (whose lines name the session: ``session`` is then the
+    file's own name, and ``flat_agent`` is true)."""
 
-    <project>/<session>.jsonl, <project>/<session>/subagents/agent-x.jsonl,
-    and the legacy flat <project>/agent-x.jsonl (its lines name the session).
-    """
+    project: str  # the project folder
+    session: str
+    agent: str | None  # the subagent id, for a subagent's file
+    flat_agent: bool
+
+
+def parse_path(path: str) -> TranscriptPath:
     p = Path(path)
-    name = p.parent.parent.name if p.parent.name == "subagents" else p.stem
-    return _text(name)
+    sub = p.parent.name == "subagents"
+    stem = p.stem
+    agent = stem[len("agent-") :] if stem.startswith("agent-") else None
+    return TranscriptPath(
+        str(p.parent.parent.parent if sub else p.parent),
+        _text(p.parent.parent.name if sub else stem),
+        agent,
+        agent is not None and not sub,
+    )
+
+
+def session_of(path: str) -> str:
+    """The session a file belongs to, from its place in the tree (``parse_path``)."""
+    return parse_path(path).session
 
 
 def _text(name: str) -> str:
@@ -50,5 +72,4 @@ def _text(name: str) -> str:
 
 def agent_of(path: str) -> str | None:
     """The agent id of a subagent transcript (agent-<id>.jsonl), else None."""
-    stem = Path(path).stem
-    return stem[len("agent-") :] if stem.startswith("agent-") else None
+    return parse_path(path).agent

@@ -1,4 +1,6 @@
-"""Reading the complete lines appended to a file since its cursor.
+"""Reading the complete lines appended to a file since its cursor: the metrics' reader
+(``read_new``, in chunks) and the traces' (``read_lines``, a line at a time up to where the
+metrics have read), over one line splitter.
 
 Only lines ending in a newline are consumed; a half-written last line waits.
 A file that shrank, was replaced (another inode) or whose bytes before the
@@ -15,7 +17,8 @@ from dataclasses import dataclass, field
 
 from ccotel.batch import FileCursor
 
-CHUNK = 8 << 20
+CHUNK = 8 << 20  # what the metrics read at a time
+BLOCK = 1 << 20  # what the traces read at a time (line by line, up to the metrics cursor)
 MARKER = 32
 
 
@@ -49,6 +52,41 @@ def marker_before(fd: int, offset: int) -> bytes:
     return os.pread(fd, n, offset - n) if n else b""
 
 
+def _blocks(
+    fd: int, pos: int, line_no: int, end: int, max_line: int, block: int
+) -> Iterator[tuple[int | None, list[bytes], int, int]]:
+    """The complete lines of [pos, end), read ``block`` bytes at a time: per block that
+    ends a line, (the number of a line longer than max_line that ended in it, skipped
+    without holding it, or None; the lines after it, some perhaps longer than max_line;
+    the number of the first of them; the offset after the last)."""
+    carry = b""
+    skipping = False
+    read_at = pos
+    while read_at < end:
+        data = os.pread(fd, min(block, end - read_at), read_at)
+        if not data:
+            return
+        read_at += len(data)
+        skipped = None
+        if skipping:
+            nl = data.find(b"\n")
+            if nl < 0:
+                continue
+            line_no += 1
+            skipped = line_no
+            data, skipping = data[nl + 1 :], False
+        if carry:
+            data = carry + data
+        parts = data.split(b"\n")
+        carry = parts.pop()  # the partial last line, b"" after a newline
+        first = line_no + 1
+        line_no += len(parts)
+        after = read_at - len(carry)
+        if len(carry) > max_line:
+            carry, skipping = b"", True
+        yield skipped, parts, first, after
+
+
 def read_new(
     path: str, cur: FileCursor | None, max_line: int, chunk: int = CHUNK
 ) -> Iterator[Chunk]:
@@ -63,52 +101,79 @@ def read_new(
         restarted = reason is not None
         if cur is None or restarted:
             cur = FileCursor(st.st_dev, st.st_ino)
-        offset, line_no = cur.offset, cur.line_no
-        end = st.st_size
+        offset, end = cur.offset, st.st_size
         if end <= offset:
             if restarted:
                 yield Chunk(cursor=cur, restarted=True, size=end)
             return
-        carry = b""
-        skipping = False
-        pos = offset  # file offset of the first byte not yet consumed
-        read_at = offset
-        while read_at < end:
-            data = os.pread(fd, min(chunk, end - read_at), read_at)
-            if not data:
-                break
-            read_at += len(data)
+        for skipped, parts, first, pos in _blocks(fd, offset, cur.line_no, end, max_line, chunk):
             out = Chunk(restarted=restarted, size=end)
-            restarted = False
-            if skipping:
-                nl = data.find(b"\n")
-                if nl < 0:
-                    continue
-                line_no += 1
-                out.oversized.append(line_no)
-                data, skipping = data[nl + 1 :], False
-            if carry:
-                data = carry + data
-            parts = data.split(b"\n")
-            carry = parts.pop()  # the partial last line, b"" after a newline
+            if skipped is not None:
+                out.oversized.append(skipped)
             if parts:
-                first = line_no + 1
-                line_no += len(parts)
-                numbered = zip(range(first, line_no + 1), parts, strict=True)
+                out.lines = list(zip(range(first, first + len(parts)), parts, strict=True))
                 if max(map(len, parts)) > max_line:
-                    numbered = [
-                        (n, raw)
-                        for n, raw in numbered
-                        if len(raw) <= max_line or out.oversized.append(n)
-                    ]
-                out.lines = list(numbered)
-            pos = read_at - len(carry)
-            if len(carry) > max_line:
-                carry, skipping = b"", True
-            marker = marker_before(fd, pos)
-            out.cursor = FileCursor(st.st_dev, st.st_ino, pos, line_no, marker)
+                    out.oversized += [n for n, raw in out.lines if len(raw) > max_line]
+                    out.lines = [(n, raw) for n, raw in out.lines if len(raw) <= max_line]
+            out.cursor = FileCursor(
+                st.st_dev, st.st_ino, pos, first + len(parts) - 1, marker_before(fd, pos)
+            )
             if out.lines or out.oversized or out.restarted or pos != offset:
-                offset = pos
+                offset, restarted = pos, False
                 yield out
+    finally:
+        os.close(fd)
+
+
+def read_lines(
+    path: str,
+    cur: FileCursor | None,
+    dev: int,
+    ino: int,
+    limit: int,
+    max_line: int,
+    block: int = BLOCK,
+) -> Iterator[tuple[int, bytes, int]]:
+    """Yield (line number, line without newline, offset after it) up to ``limit``, from
+    ``cur`` (or from the start when the file changed under it): the traces read a file up
+    to where the metrics cursor is, which is always at a line end.
+
+    A line longer than max_line is yielded empty (it counts in line numbers, as the metrics
+    reader skips it). Nothing is yielded when the file on disk is not the one the metrics
+    cursor describes (dev, ino, at least ``limit`` bytes): the metrics catch up first.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != (dev, ino) or st.st_size < limit:
+            return
+        if cur is None or restart_reason(fd, dev, ino, limit, cur):
+            pos, line_no = 0, 0
+        else:
+            pos, line_no = cur.offset, cur.line_no
+        for skipped, parts, first, after in _blocks(fd, pos, line_no, limit, max_line, block):
+            at = after - sum(map(len, parts)) - len(parts)  # where the first part starts
+            if skipped is not None:
+                yield skipped, b"", at
+            for n, raw in enumerate(parts, first):
+                at += len(raw) + 1
+                yield n, (raw if len(raw) <= max_line else b""), at
+    finally:
+        os.close(fd)
+
+
+def marker_at(path: str, offset: int) -> bytes:
+    """``marker_before`` of a file by its path (b"" when it cannot be read)."""
+    if offset <= 0:
+        return b""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return b""
+    try:
+        return marker_before(fd, offset)
     finally:
         os.close(fd)

@@ -14,6 +14,7 @@ from pathlib import Path
 import structlog
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import ObservedWatch
 
 from ccotel.sources.discovery import projects_dir
 
@@ -46,7 +47,7 @@ class Watcher:
         self.observer = Observer()
         self.handler = _Handler(notify)
         self._started = False
-        self._watches: dict[Path, object] = {}
+        self._watches: dict[Path, ObservedWatch] = {}
 
     def start(self) -> None:
         self.refresh()

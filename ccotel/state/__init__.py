@@ -1,0 +1,65 @@
+"""The state: one SQLite database (WAL) per state dir, and every SQL statement ccotel runs.
+
+Which module owns what (no SQL lives outside this package):
+
+- ``schema``: every table, index and view, created and changed only by ``MIGRATIONS``
+  (versioned together with ``PRAGMA user_version``), and the statements ``Store`` runs;
+- ``store``: ``Store``, the one writer of the metrics' tables (``files``, ``names``,
+  ``response``, ``response_alias``, ``usage``, ``sessions``, ``session_cwds``,
+  ``tool_call``, ``tool_agg``, ``spend_minutes``, ``counters``), one transaction
+  per batch, and the lock that makes it the only one;
+- ``traces``: ``TraceState``, the trace shipper's own connection: the one writer of
+  ``trace_files``, ``trace_sessions``, ``trace_chats`` and ``trace_meta`` (it reads
+  ``files`` and ``responses``);
+- ``queries``: the read-only queries of the page, ``ccotel report`` and billing blocks;
+- ``rebuild``: ``backfill --rebuild``, which reads an old state beside the new one and
+  carries its ``trace_*`` rows over;
+- ``seen``: the in-memory filter of the keys the state holds (no SQL);
+- ``running``: ``daemon.json``, where the running daemon serves (no SQL).
+
+Other packages import from here (``from ccotel.state import Store``), not from the modules;
+importing it loads no logging (``rebuild_state`` is loaded on first use: `ccotel report`
+stays light).
+"""
+
+from typing import TYPE_CHECKING
+
+from ccotel.lazy import loader
+from ccotel.state import queries, seen
+from ccotel.state.running import RUNNING_NAME, Running, clear_running, read_running, write_running
+from ccotel.state.store import (
+    DB_NAME,
+    StateError,
+    StateLock,
+    StateLocked,
+    Store,
+    db_error_message,
+    open_lock,
+    open_readonly,
+)
+from ccotel.state.traces import TraceState
+
+if TYPE_CHECKING:
+    from ccotel.state.rebuild import rebuild_state
+
+__all__ = [
+    "DB_NAME",
+    "RUNNING_NAME",
+    "Running",
+    "StateError",
+    "StateLock",
+    "StateLocked",
+    "Store",
+    "TraceState",
+    "clear_running",
+    "db_error_message",
+    "open_lock",
+    "open_readonly",
+    "queries",
+    "read_running",
+    "rebuild_state",
+    "seen",
+    "write_running",
+]
+
+__getattr__ = loader(__name__, {"rebuild_state": "rebuild"})  # logs: loads structlog

@@ -21,10 +21,14 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from ccotel.state.store import DB_NAME, Store, open_lock
+
+if TYPE_CHECKING:
+    from ccotel.config import Config
 
 log = structlog.get_logger()
 
@@ -33,7 +37,9 @@ _SIDE = ("-wal", "-shm", "-journal")
 _TRACE_TABLES = ("trace_files", "trace_sessions", "trace_chats", "trace_meta")
 
 
-def rebuild_state(cfg, fill: Callable[[Store], dict], force: bool = False) -> dict:
+def rebuild_state(
+    cfg: Config, fill: Callable[[Store], dict[str, Any]], force: bool = False
+) -> dict[str, Any]:
     """Build a new state with ``fill(store)`` (which reads the transcripts into it) and swap
     it in. Returns fill's result with ``lost_sessions``, ``lost_usd`` (what the old state
     held that the new one does not), ``kept`` (True: the old state stays, nothing changed)

@@ -1,4 +1,6 @@
-"""Every SQL statement of the state store, in one place, and the migrations between versions.
+"""Every table of the state, the migrations between versions, and the statements of Store.
+
+(Which module of ``ccotel.state`` owns which tables and queries: its ``__init__``.)
 
 The schema version is ``PRAGMA user_version``. A fresh state runs every migration from 0,
 so a new state and an upgraded one have the same schema by construction. A migration is
@@ -16,6 +18,7 @@ PRAGMAS = (
     "PRAGMA wal_autocheckpoint=4096",  # 16 MiB of WAL between checkpoints: a backfill's
     "PRAGMA journal_size_limit=33554432",  # commits are not each a checkpoint; WAL <= 32 MiB
 )
+CACHE_SIZE = "PRAGMA cache_size=-{kib}"
 
 # --- version 1: the schema of ccotel 0.1.0 (frozen) ------------------------------------
 
@@ -145,15 +148,23 @@ _V2 = (
         WHERE t.start_ts IS NOT NULL GROUP BY 1, 2""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)  # MIGRATIONS[i] takes version i to i + 1
+# --- version 3 -----------------------------------------------------------------------
+# - files.trace_offset and the meta table go: nothing read them (the traces' cursors and
+#   counters are in trace_files and trace_meta).
+
+_V3 = ("ALTER TABLE files DROP COLUMN trace_offset", "DROP TABLE meta")
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)  # MIGRATIONS[i] takes version i to i + 1
 VERSION = len(MIGRATIONS)
 
 # --- statements ------------------------------------------------------------------------
 
 FILES_ALL = "SELECT path, dev, ino, offset, line_no, marker FROM files"
-FILE_UPSERT = """INSERT INTO files(path, dev, ino, offset, line_no, marker) VALUES(?,?,?,?,?,?)
+# A file's cursor, in `files` (the metrics') or `trace_files` (the traces').
+CURSOR_UPSERT = """INSERT INTO {table}(path, dev, ino, offset, line_no, marker) VALUES(?,?,?,?,?,?)
     ON CONFLICT(path) DO UPDATE SET dev=excluded.dev, ino=excluded.ino, offset=excluded.offset,
     line_no=excluded.line_no, marker=excluded.marker"""
+FILE_UPSERT = CURSOR_UPSERT.format(table="files")
 FILE_DELETE = "DELETE FROM files WHERE path=?"
 
 NAME_GET = "SELECT id FROM names WHERE name=?"
@@ -193,19 +204,18 @@ SESSION_UPSERT = """INSERT INTO sessions(id, cwd, branch, version, first_ts, las
         version=COALESCE(excluded.version, sessions.version),
         first_ts=MIN(COALESCE(sessions.first_ts, excluded.first_ts), COALESCE(excluded.first_ts, sessions.first_ts)),
         last_ts=MAX(COALESCE(sessions.last_ts, excluded.last_ts), COALESCE(excluded.last_ts, sessions.last_ts))"""
-SESSION_GET = "SELECT id, cwd, branch, version, first_ts, last_ts FROM sessions WHERE id=?"
+SESSION_CWD = "SELECT cwd FROM sessions WHERE id=?"
 SESSION_COUNT = "SELECT COUNT(*) FROM sessions"
+SESSION_IDS = "SELECT id FROM sessions"
 
 PLACE_UPSERT = """INSERT INTO session_cwds(session, cwd, first_ts, last_ts) VALUES(?,?,?,?)
     ON CONFLICT(session, cwd) DO UPDATE SET
         first_ts=MIN(session_cwds.first_ts, excluded.first_ts),
         last_ts=MAX(session_cwds.last_ts, excluded.last_ts)"""
 PLACE_GET = "SELECT 1 FROM session_cwds WHERE session=? AND cwd=?"
+PLACES_ALL = "SELECT session, cwd FROM session_cwds"
 PLACES_BY_CWD = "SELECT cwd, COUNT(*) FROM session_cwds GROUP BY cwd"
-PLACES_SHARED = """SELECT session, cwd FROM session_cwds WHERE session IN
-    (SELECT session FROM session_cwds GROUP BY session HAVING COUNT(*) > 1)"""
 PLACES_SINCE = "SELECT session, cwd, last_ts FROM session_cwds WHERE last_ts >= ?"
-SESSION_CWD = "SELECT cwd FROM session_cwds WHERE session=? ORDER BY first_ts LIMIT 1"
 
 TOOL_GET = "SELECT id, name, session, cwd, start_ts, end_ts, status FROM tools WHERE id=?"
 TOOL_PUT = """INSERT OR REPLACE INTO tool_call(key, name, session, cwd, start_ts, end_ts, status)
@@ -223,5 +233,3 @@ SPEND_PRUNE = "DELETE FROM spend_minutes WHERE minute < ?"
 COUNTER_ADD = """INSERT INTO counters(name, value) VALUES(?,?)
     ON CONFLICT(name) DO UPDATE SET value=value+excluded.value"""
 COUNTERS_ALL = "SELECT name, value FROM counters"
-META_GET = "SELECT value FROM meta WHERE key=?"
-META_PUT = "INSERT OR REPLACE INTO meta(key, value) VALUES(?,?)"

@@ -9,6 +9,8 @@ three probes.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 _BITS = 25  # 2**25 bits = 4 MiB; with 4M keys about 3 % of new keys cost a lookup
 _MASK = (1 << _BITS) - 1
 _U64 = (1 << 64) - 1
@@ -33,7 +35,7 @@ class Seen:
     def add(self, key: int, kind: int = RESPONSE) -> None:
         self.update((key,), kind)
 
-    def update(self, keys, kind: int = RESPONSE) -> None:
+    def update(self, keys: Iterable[int], kind: int = RESPONSE) -> None:
         b = self.bits
         n = 0
         for key in keys:

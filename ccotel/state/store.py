@@ -7,10 +7,14 @@ import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
+from types import TracebackType
+from typing import Any
 
-from ccotel.batch import Batch, FileCursor
+from msgspec.structs import astuple
+
+from ccotel.batch import Batch, FileCursor, Response, ToolAgg, ToolCall, UsageSums
 from ccotel.records import h64
 from ccotel.state import schema as sql
 
@@ -66,7 +70,8 @@ def open_lock(state_dir: Path) -> StateLock:
 
 class Store:
     """One state database. ``lock``: a StateLock the caller already holds (the store then
-    does not take or release one); by default the store takes the state dir's lock."""
+    does not take or release one); by default the store takes the state dir's lock.
+    ``cache_mib``: SQLite's page cache, instead of the writer's (schema.PRAGMAS)."""
 
     def __init__(
         self,
@@ -75,6 +80,7 @@ class Store:
         readonly: bool = False,
         db_name: str = DB_NAME,
         lock: StateLock | None = None,
+        cache_mib: int | None = None,
     ):
         self.dir = state_dir
         self.path = state_dir / db_name
@@ -82,7 +88,8 @@ class Store:
         self._own_lock: StateLock | None = None
         self._lock = lock  # held by the caller, or taken below
         self._names: dict[str, int] = {}
-        self.db: sqlite3.Connection | None = None
+        self.db: sqlite3.Connection
+        self._open = False  # self.db is open
         if readonly:
             if not self.path.exists():
                 raise StateError(
@@ -90,11 +97,13 @@ class Store:
                 )
             uri = f"file:{self.path}?mode=ro"
             self.db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            self._open = True
         else:
             if lock is None:
                 self._lock = self._own_lock = open_lock(state_dir)
             try:
                 self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                self._open = True
                 os.chmod(self.path, 0o600)
             except OSError as exc:
                 self.close()
@@ -105,6 +114,8 @@ class Store:
             self.db.create_function("ccotel_h64", 1, h64, deterministic=True)
             for p in sql.PRAGMAS if not readonly else sql.PRAGMAS[3:]:
                 self.db.execute(p)
+            if cache_mib is not None:
+                self.db.execute(sql.CACHE_SIZE.format(kib=cache_mib * 1024))
             (self.version,) = self.db.execute("PRAGMA user_version").fetchone()
             if self.version > sql.VERSION:
                 raise StateError(
@@ -143,20 +154,20 @@ class Store:
                 self.db.execute("VACUUM")
 
     def close(self) -> None:
-        if self.db is not None:
+        if self._open:
             self.db.close()
-            self.db = None
+            self._open = False
         if self._own_lock is not None:
             self._own_lock.release()
             self._own_lock = None
 
     @property
-    def _lock_fd(self) -> int | None:
+    def lock_fd(self) -> int | None:
         """The lock's descriptor, which forked decode workers close (pipeline._worker_init)."""
         return self._lock.fd if self._lock else None
 
-    def tx(self) -> _Tx:
-        return _Tx(self.db)
+    def tx(self) -> Transaction:
+        return Transaction(self.db)
 
     # --- reads ---------------------------------------------------------------
 
@@ -168,16 +179,11 @@ class Store:
             for path, dev, ino, offset, line_no, marker in self.db.execute(sql.FILES_ALL)
         }
 
-    def response(self, key: int) -> tuple | None:
-        row = self.db.execute(sql.RESPONSE_GET, (key,)).fetchone()
-        if row is None:
-            target = self.db.execute(sql.ALIAS_GET, (key,)).fetchone()
-            if target is not None:
-                row = self.db.execute(sql.RESPONSE_GET, (target[0],)).fetchone()
-        return row
+    def response(self, key: int) -> Response | None:
+        return response_row(self.db, key)
 
-    def responses_by_mkey(self, mkey: int) -> list[tuple]:
-        return self.db.execute(sql.RESPONSE_BY_MKEY, (mkey,)).fetchall()
+    def responses_by_mkey(self, mkey: int) -> list[Response]:
+        return [Response(*r) for r in self.db.execute(sql.RESPONSE_BY_MKEY, (mkey,))]
 
     def response_keys(self) -> Iterator[tuple[int, int | None]]:
         yield from self.db.execute(sql.RESPONSE_KEYS)
@@ -188,26 +194,41 @@ class Store:
         for (key,) in self.db.execute(sql.TOOL_KEYS):
             yield key
 
-    def session(self, sid: str) -> tuple | None:
-        return self.db.execute(sql.SESSION_GET, (sid,)).fetchone()
+    def session_ids(self) -> Iterator[str]:
+        for (sid,) in self.db.execute(sql.SESSION_IDS):
+            yield sid
+
+    def places(self) -> Iterator[tuple[str, str]]:
+        """(session, cwd): each working directory a session had activity in."""
+        yield from self.db.execute(sql.PLACES_ALL)
+
+    def session_cwd(self, sid: str) -> str | None:
+        """The session's first working directory ("" if none); None: no such session."""
+        row = self.db.execute(sql.SESSION_CWD, (sid,)).fetchone()
+        return None if row is None else row[0] or ""
 
     def has_place(self, sid: str, cwd: str) -> bool:
         return self.db.execute(sql.PLACE_GET, (sid, cwd)).fetchone() is not None
 
-    def tool(self, key: int) -> tuple | None:
-        return self.db.execute(sql.TOOL_GET, (key,)).fetchone()
+    def tool(self, key: int) -> ToolCall | None:
+        row = self.db.execute(sql.TOOL_GET, (key,)).fetchone()
+        return None if row is None else ToolCall(*row)
 
-    def usage_by_labels(self) -> list[tuple]:
-        return self.db.execute(sql.USAGE_BY_LABELS).fetchall()
-
-    def tool_agg(self) -> dict[tuple[str, str, str], list]:
+    def usage_by_labels(self) -> dict[tuple[str, str], UsageSums]:
+        """The usage sums of each (model, cwd)."""
         return {
-            (tool, cwd, status): [count, dur, json.loads(buckets)]
+            (model, cwd): UsageSums(*sums)
+            for model, cwd, *sums in self.db.execute(sql.USAGE_BY_LABELS)
+        }
+
+    def tool_agg(self) -> dict[tuple[str, str, str], ToolAgg]:
+        return {
+            (tool, cwd, status): ToolAgg(count, dur, json.loads(buckets))
             for tool, cwd, status, count, dur, buckets in self.db.execute(sql.TOOL_AGG_ALL)
         }
 
     def session_count(self) -> int:
-        return self.db.execute(sql.SESSION_COUNT).fetchone()[0]
+        return int(self.db.execute(sql.SESSION_COUNT).fetchone()[0])
 
     def sessions_by_cwd(self) -> dict[str, int]:
         """Sessions with activity in each working directory (a session may count in several)."""
@@ -222,11 +243,8 @@ class Store:
     def counters(self) -> dict[str, float]:
         return dict(self.db.execute(sql.COUNTERS_ALL).fetchall())
 
-    def meta(self, key: str) -> str | None:
-        row = self.db.execute(sql.META_GET, (key,)).fetchone()
-        return row[0] if row else None
-
-    def query(self, q: str, args: tuple = ()) -> list[tuple]:
+    def query(self, q: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Any read-only SQL (tests and debugging; ccotel's own reads are named methods)."""
         return self.db.execute(q, args).fetchall()
 
     # --- the one write path --------------------------------------------------
@@ -237,10 +255,9 @@ class Store:
         added: list[str] = []
         try:
             with self.tx():
-                nid = self._name_ids(
-                    _texts(b.responses.values(), (2, 3, 4)) | _texts(b.tools.values(), (1, 2, 3)),
-                    added,
-                )
+                texts = {t for r in b.responses.values() for t in (r.session, r.cwd, r.model) if t}
+                texts |= {t for c in b.tools.values() for t in (c.name, c.session, c.cwd) if t}
+                nid = self._name_ids(texts, added)
                 db.executemany(
                     sql.FILE_UPSERT,
                     [
@@ -253,19 +270,23 @@ class Store:
                     sql.RESPONSE_PUT, [_response_row(r, nid) for r in b.responses.values()]
                 )
                 db.executemany(sql.ALIAS_PUT, b.aliases.items())
-                db.executemany(sql.USAGE_ADD, [(*k, *v) for k, v in b.usage.items()])
-                db.executemany(sql.SESSION_UPSERT, [(k, *v) for k, v in b.sessions.items()])
-                db.executemany(sql.PLACE_UPSERT, [(*k, *v) for k, v in b.places.items()])
+                db.executemany(sql.USAGE_ADD, [(*k, *astuple(v)) for k, v in b.usage.items()])
+                db.executemany(
+                    sql.SESSION_UPSERT, [(k, *astuple(v)) for k, v in b.sessions.items()]
+                )
+                db.executemany(
+                    sql.PLACE_UPSERT, [(*k, v.first, v.last) for k, v in b.places.items()]
+                )
                 db.executemany(
                     sql.TOOL_PUT,
-                    [
-                        (t[0], nid[t[1]], nid.get(t[2]), nid.get(t[3]), t[4], t[5], _STATUS[t[6]])
-                        for t in b.tools.values()
-                    ],
+                    [_tool_row(c, nid) for c in b.tools.values()],
                 )
                 db.executemany(
                     sql.TOOL_AGG_PUT,
-                    [(*k, c, d, json.dumps(bk)) for k, (c, d, bk) in b.tool_agg.items()],
+                    [
+                        (*k, a.count, a.dur_sum, json.dumps(a.buckets))
+                        for k, a in b.tool_agg.items()
+                    ],
                 )
                 db.executemany(sql.SPEND_ADD, b.spend.items())
                 db.executemany(sql.COUNTER_ADD, b.counters.items())
@@ -274,14 +295,15 @@ class Store:
                 self._names.pop(name, None)
             raise
 
-    def _name_ids(self, names: set[str], added: list[str]) -> dict[str, int]:
-        out = {}
+    def _name_ids(self, names: set[str], added: list[str]) -> dict[str | None, int]:
+        out: dict[str | None, int] = {}
         for name in names:
             i = self._names.get(name)
             if i is None:
                 row = self.db.execute(sql.NAME_GET, (name,)).fetchone()
                 if row is None:
                     i = self.db.execute(sql.NAME_ADD, (name,)).lastrowid
+                    assert i is not None  # an insert into a rowid table
                     added.append(name)
                 else:
                     i = row[0]
@@ -300,19 +322,27 @@ class Store:
         with self.tx():
             self.db.execute(sql.SPEND_PRUNE, (before_minute,))
 
-    def set_meta(self, key: str, value: str) -> None:
-        with self.tx():
-            self.db.execute(sql.META_PUT, (key, value))
+
+def response_row(db: sqlite3.Connection, key: int) -> Response | None:
+    """A kept response by its key, or by the key of a copy that is its alias."""
+    row = db.execute(sql.RESPONSE_GET, (key,)).fetchone()
+    if row is None:
+        target = db.execute(sql.ALIAS_GET, (key,)).fetchone()
+        if target is not None:
+            row = db.execute(sql.RESPONSE_GET, (target[0],)).fetchone()
+    return None if row is None else Response(*row)
 
 
-def _response_row(r: tuple, nid: dict[str, int]) -> tuple:
-    """A row of the accountant's layout (schema.RESPONSE_COLS) as the response table keeps it."""
-    flags = (1 if r[12] else 0) | (2 if r[13] else 0) | (4 if r[15] else 0)
-    return (*r[:2], nid.get(r[2]), nid.get(r[3]), nid.get(r[4]), *r[5:12], flags, r[14])
+def _tool_row(c: ToolCall, nid: dict[str | None, int]) -> tuple[Any, ...]:
+    return (c.key, nid[c.name], nid.get(c.session), nid.get(c.cwd), c.start, c.end,
+            _STATUS[c.status])  # fmt: skip
 
 
-def _texts(rows: Iterable[tuple], cols: tuple[int, ...]) -> set[str]:
-    return {r[i] for r in rows for i in cols if r[i] is not None}
+def _response_row(r: Response, nid: dict[str | None, int]) -> tuple[Any, ...]:
+    """A response as the response table keeps it (texts by id, flags in one integer)."""
+    flags = (1 if r.sidechain else 0) | (2 if r.has_speed else 0) | (4 if r.priced else 0)
+    return (r.key, r.mkey, nid.get(r.session), nid.get(r.cwd), nid.get(r.model), r.ts, r.input,
+            r.output, r.cache_read, r.cw5m, r.cw1h, r.web_search, flags, r.cost)  # fmt: skip
 
 
 _NOT_DAMAGE = {
@@ -350,7 +380,7 @@ def _path_from_db(path: bytes) -> str:
     return os.fsdecode(path)
 
 
-class _Tx:
+class Transaction:
     """BEGIN IMMEDIATE ... COMMIT, and a ROLLBACK whenever the commit did not happen: a
     COMMIT that fails (SQLITE_BUSY, a full disk) can leave the transaction open, and the
     next BEGIN would then fail for ever."""
@@ -362,7 +392,12 @@ class _Tx:
         self.db.execute("BEGIN IMMEDIATE")
         return self.db
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if exc_type is None:
             try:
                 self.db.execute("COMMIT")

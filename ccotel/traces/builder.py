@@ -26,8 +26,8 @@ from typing import Any
 
 import msgspec
 
-from ccotel.accounting import COST, CR, INP, MODEL, OUT, PRICED, SESSION, W1, W5, WS, K
-from ccotel.records import Record, response_key
+from ccotel.batch import Response
+from ccotel.records import Record, ToolResult, ToolUse, response_key
 from ccotel.traces import ids
 from ccotel.traces.model import (
     U_CACHE_READ,
@@ -37,6 +37,7 @@ from ccotel.traces.model import (
     U_OUTPUT,
     U_REQUESTS,
     Agent,
+    Event,
     Resp,
     Session,
     Span,
@@ -127,7 +128,7 @@ def _result_text(raw: bytes | None) -> str | None:
         return raw.decode("utf-8", "replace")
 
 
-def _input(raw: bytes | None) -> dict:
+def _input(raw: bytes | None) -> dict[str, Any]:
     if not raw:
         return {}
     try:
@@ -151,8 +152,8 @@ class Builder:
     def __init__(
         self,
         opts: Options,
-        response_row: Callable[[str], tuple | None],
-        chat_emitted: Callable[[str], bool],
+        response_row: Callable[[int], Response | None],
+        chat_emitted: Callable[[int], bool],
         load_session: Callable[[str], Session | None] = lambda sid: None,
     ):
         self.o = opts
@@ -184,13 +185,19 @@ class Builder:
         return t
 
     def _emit(self, s: Session, sid_: int, parent: int, name: str, kind: int, start: float, end: float,
-              attrs: dict[str, Any], error: str | None = None, events=None) -> None:  # fmt: skip
+              attrs: dict[str, Any], error: str | None = None,
+              events: list[Event] | None = None) -> None:  # fmt: skip
         a, b = ns(start), ns(end)
         self.out.append(
             Span(
                 self._tid(s.id), sid_, parent, name, kind, a, max(a, b), attrs, error, events or []
             )
         )
+
+    def _emit_tool(self, s: Session, t: Tool, end: float, attrs: dict[str, Any],
+                   error: str | None, events: list[Event] | None = None) -> None:  # fmt: skip
+        self._emit(s, ids.tool_id(s.id, t.id), t.parent, f"execute_tool {t.name}", INTERNAL,
+                   t.start, end, attrs, error, events)  # fmt: skip
 
     def _base(self, s: Session) -> dict[str, Any]:
         return {"gen_ai.provider.name": PROVIDER, "gen_ai.conversation.id": s.id}
@@ -341,13 +348,13 @@ class Builder:
         th.resp = None
         th.done = r.key
         row = self.row(r.key)
-        if row is None or row[K] != r.key or row[SESSION] != s.id:
+        if row is None or row.key != r.key or row.session != s.id:
             return  # not the kept copy: another file or session holds it
         if r.key in self.new_chats or self.chat_emitted(r.key):
             return
         self.new_chats.add(r.key)
-        inp, out, cr, w5, w1 = row[INP], row[OUT], row[CR], row[W5], row[W1]
-        model = row[MODEL] or r.model or "unknown"
+        inp, out, cr, w5, w1 = row.input, row.output, row.cache_read, row.cw5m, row.cw1h
+        model = row.model or r.model or "unknown"
         attrs = self._base(s)
         attrs.update({
             "gen_ai.operation.name": "chat",
@@ -360,11 +367,11 @@ class Builder:
             "ccotel.usage.uncached_input_tokens": inp,
             "ccotel.usage.cache_creation_5m.input_tokens": w5,
             "ccotel.usage.cache_creation_1h.input_tokens": w1,
-            "gen_ai.usage.cost.amount": row[COST],
+            "gen_ai.usage.cost.amount": row.cost,
             "gen_ai.usage.cost.currency": "USD",
             "gen_ai.usage.cost.source": "local",
-            "ccotel.cost_usd": row[COST],
-            "ccotel.priced": bool(row[PRICED]),
+            "ccotel.cost_usd": row.cost,
+            "ccotel.priced": bool(row.priced),
         })  # fmt: skip
         if r.mid:
             attrs["gen_ai.response.id"] = r.mid
@@ -372,8 +379,8 @@ class Builder:
             attrs["ccotel.request_id"] = r.rid
         if r.stop:
             attrs["gen_ai.response.finish_reasons"] = [r.stop]
-        if row[WS]:
-            attrs["ccotel.web_search_requests"] = row[WS]
+        if row.web_search:
+            attrs["ccotel.web_search_requests"] = row.web_search
         if thread_key != MAIN:
             attrs["gen_ai.agent.id"] = thread_key
         if r.text is not None:
@@ -383,7 +390,7 @@ class Builder:
         self._emit(
             s, ids.chat_id(s.id, r.key), r.parent, f"chat {model}", CLIENT, r.start, r.last, attrs
         )
-        vals = (inp + cr + w5 + w1, out, cr, w5 + w1, row[COST], 1)
+        vals = (inp + cr + w5 + w1, out, cr, w5 + w1, row.cost, 1)
         targets = [s.usage]
         a = s.agents.get(thread_key) if thread_key != MAIN else None
         if a is not None:
@@ -398,7 +405,7 @@ class Builder:
 
     # --- tools ---------------------------------------------------------------
 
-    def _tool(self, t, ts: float, parent: int, thread_key: str) -> Tool:
+    def _tool(self, t: ToolUse, ts: float, parent: int, thread_key: str) -> Tool:
         tool = Tool(t.id, t.name, ts, parent, thread_key)
         o = self.o
         if t.input is not None and (o.capture_content or o.tool_details or t.name in AGENT_TOOLS):
@@ -442,7 +449,7 @@ class Builder:
             attrs["ccotel.tool.file_path"] = t.path
         return attrs
 
-    def _tool_result(self, s: Session, r, rec: Record, ts: float) -> None:
+    def _tool_result(self, s: Session, r: ToolResult, rec: Record, ts: float) -> None:
         t = s.tools.pop(r.tool_use_id, None)
         if t is None:
             return  # a result without its call (another file or session had it)
@@ -455,17 +462,7 @@ class Builder:
         if self.o.capture_content and r.content is not None:
             attrs["gen_ai.tool.call.result"] = clean(_result_text(r.content), self.o.max_chars)
         s.tool_calls += 1
-        self._emit(
-            s,
-            ids.tool_id(s.id, t.id),
-            t.parent,
-            f"execute_tool {t.name}",
-            INTERNAL,
-            t.start,
-            ts,
-            attrs,
-            error,
-        )
+        self._emit_tool(s, t, ts, attrs, error)
         if t.name in AGENT_TOOLS:
             aid = rec.result_agent_id or (rec.agent_id if not rec.sidechain else None)
             a = s.agents.get(aid) if aid else None
@@ -544,18 +541,7 @@ class Builder:
                     {"reason": "no tool_result before the session closed"},
                 )
             ]
-            self._emit(
-                s,
-                ids.tool_id(s.id, t.id),
-                t.parent,
-                f"execute_tool {t.name}",
-                INTERNAL,
-                t.start,
-                max(end, t.start),
-                attrs,
-                None,
-                ev,
-            )
+            self._emit_tool(s, t, max(end, t.start), attrs, None, ev)
             s.tool_calls += 1
         s.tools = {}
         for a in s.agents.values():

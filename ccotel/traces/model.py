@@ -19,6 +19,9 @@ def zero_usage() -> list[float]:
     return [0, 0, 0, 0, 0.0, 0]
 
 
+Event = tuple[str, int, dict[str, Any]]  # a span event: name, time (ns), attributes
+
+
 class Span(Struct, array_like=True):
     """A finished span, as ccotel builds it (converted to OTLP/SDK types on export)."""
 
@@ -31,7 +34,7 @@ class Span(Struct, array_like=True):
     end: int
     attrs: dict[str, Any]
     error: str | None = None  # status ERROR with this description; None: UNSET
-    events: list[tuple[str, int, dict[str, Any]]] = []
+    events: list[Event] = []
 
 
 class Resp(Struct, array_like=True):

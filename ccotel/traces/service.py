@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -27,14 +28,21 @@ from ccotel.otlp import (
     configured,
     display_url,
     encode_metrics,
+    hint,
+    off,
     resource_attributes,
     target,
 )
-from ccotel.otlp.health import hint, off
-from ccotel.sinks.prometheus import project_labeler  # NOTE(lead): a sinks helper used here
+from ccotel.projects import project_labeler
 from ccotel.traces.builder import Options
 from ccotel.traces.export import OtlpSpanSink, SpanSink
 from ccotel.traces.shipper import Shipper
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry, Metric
+
+    from ccotel.config import Config
+    from ccotel.otlp import Signal, Target
 
 log = structlog.get_logger()
 
@@ -47,7 +55,7 @@ WAITING_NOTE = (
 FAILING_NOTE = " (metrics keep counting; spans wait in the transcripts)"
 
 
-def options(cfg) -> Options:
+def options(cfg: Config) -> Options:
     return Options(
         capture_content=cfg.capture_content,
         tool_details=cfg.tool_details,
@@ -57,13 +65,13 @@ def options(cfg) -> Options:
     )
 
 
-def span_sink(cfg) -> OtlpSpanSink:
+def span_sink(cfg: Config) -> OtlpSpanSink:
     """The OTLP sink the settings name; ValueError (naming the key) when they cannot work."""
     return OtlpSpanSink(target(cfg, "traces"), resource_attributes(cfg))
 
 
-def _where(sink, cfg, signal) -> str:
-    t = getattr(sink, "target", None)
+def _where(sink: SpanSink | None, cfg: Config, signal: Signal) -> str:
+    t: Target | None = getattr(sink, "target", None)  # an OtlpSpanSink's
     if t is not None:
         return t.where
     try:
@@ -120,7 +128,7 @@ class TraceThread:
         if sh.requests or h.last_local:  # the collector accepted (or the state works again)
             h.ok(contacted=sh.requests > 0)
         if time.monotonic() - self._mark_at >= 60:  # the daemon ran up to here (coarse)
-            sh.set_meta(WATERMARK, str(sh.clock()))
+            sh.state.set_meta(WATERMARK, str(sh.clock()))
             self._mark_at = time.monotonic()
 
 
@@ -131,7 +139,7 @@ class MetricsPusher:
     While pushes fail, they are spaced by the backoff (at least ``interval``).
     """
 
-    def __init__(self, cfg, collect: Callable[[], list], interval: float):
+    def __init__(self, cfg: Config, collect: Callable[[], list[Metric]], interval: float):
         self.t = target(cfg, "metrics")
         self.sender = Sender(self.t)
         self.resource = resource_attributes(cfg)
@@ -172,7 +180,7 @@ class MetricsPusher:
         self.pushed += 1
         return True
 
-    def _send(self, families: list) -> None:
+    def _send(self, families: list[Any]) -> None:
         try:
             reply = self.sender.send(encode_metrics(families, self.resource, self.start_ns))
         except ExportError as exc:
@@ -199,7 +207,7 @@ class Exporters:
 
     def __init__(
         self,
-        cfg,
+        cfg: Config,
         state_db: Path,
         clock: Callable[[], float] = time.time,
         sink: SpanSink | None = None,
@@ -222,13 +230,13 @@ class Exporters:
             state_db, sink, options(cfg), clock=clock, session_idle=cfg.session_idle,
             batch=cfg.trace_batch_spans, rate=cfg.trace_rate, max_line=cfg.max_line_bytes,
         )  # fmt: skip
-        mark = shipper.meta(WATERMARK)
+        mark = shipper.state.meta(WATERMARK)
         since = now - cfg.trace_lookback
         if mark:
             since = min(since, float(mark))
         else:  # the first start: what it does not trace is left to backfill --traces, and
             # what it does stays due even if no collector answers for weeks (waiting)
-            shipper.set_meta(WATERMARK, str(since))
+            shipper.state.set_meta(WATERMARK, str(since))
         shipper.since = since
         health = ExportHealth(
             log, "traces", _where(sink, cfg, "traces"), chosen or configured(cfg, "traces"),
@@ -236,7 +244,7 @@ class Exporters:
         )  # fmt: skip
         self.traces = TraceThread(shipper, health)
 
-    def attach_registry(self, registry) -> None:
+    def attach_registry(self, registry: CollectorRegistry) -> None:
         """The metrics to push over OTLP: what /metrics shows.
 
         Pushed only to an endpoint the user named: with the default one, the local stack
@@ -273,7 +281,7 @@ class Exporters:
         if self.pusher:
             self.pusher.stop()
 
-    def health(self) -> dict:
+    def health(self) -> dict[str, Any]:
         """The /healthz blocks ``traces`` and ``metrics_push`` (contract in HELPERS.md)."""
         cfg = self.cfg
         if self.traces:
@@ -303,7 +311,7 @@ class Exporters:
             )
         return {"traces": traces, "metrics_push": push}
 
-    def metrics(self) -> list:
+    def metrics(self) -> list[Metric]:
         """Health metrics for TotalsCollector(extra=...)."""
         errs = CounterMetricFamily(
             "ccotel_export_errors",
@@ -313,49 +321,31 @@ class Exporters:
         tr = self.traces.shipper.stats if self.traces else None
         errs.add_metric(["traces"], self.traces.health.errors if self.traces else 0)
         errs.add_metric(["metrics"], self.pusher.health.errors if self.pusher else 0)
-        out = [errs]
-        out.append(
-            CounterMetricFamily(
-                "ccotel_spans_exported",
-                "Spans the collector accepted",
-                value=tr.spans_exported if tr else 0,
-            )
-        )
-        out.append(
-            CounterMetricFamily(
-                "ccotel_spans_dropped",
-                "Spans the collector refused as malformed (dropped)",
-                value=tr.dropped if tr else 0,
-            )
-        )
-        out.append(
-            GaugeMetricFamily(
-                "ccotel_export_queue_spans",
-                "Spans built and not yet confirmed by the collector",
-                value=tr.queue if tr else 0,
-            )
-        )
-        out.append(
-            GaugeMetricFamily(
-                "ccotel_trace_backlog_bytes",
-                "Transcript bytes counted by the metrics and not yet traced",
-                value=tr.backlog_bytes if tr else 0,
-            )
-        )
-        out.append(
-            GaugeMetricFamily(
-                "ccotel_trace_open_sessions",
-                "Sessions whose root span waits for idleness or the end of the run",
-                value=tr.sessions_open if tr else 0,
-            )
-        )
+        out: list[Metric] = [errs]
+        for family, name, doc, stat in _SHIPPER_STATS:
+            out.append(family(name, doc, value=getattr(tr, stat) if tr else 0))
         return out
 
 
+# The shipper's Stats shown in /metrics: (family, name, help, Stats field).
+_SHIPPER_STATS = (
+    (CounterMetricFamily, "ccotel_spans_exported", "Spans the collector accepted",
+     "spans_exported"),
+    (CounterMetricFamily, "ccotel_spans_dropped",
+     "Spans the collector refused as malformed (dropped)", "dropped"),
+    (GaugeMetricFamily, "ccotel_export_queue_spans",
+     "Spans built and not yet confirmed by the collector", "queue"),
+    (GaugeMetricFamily, "ccotel_trace_backlog_bytes",
+     "Transcript bytes counted by the metrics and not yet traced", "backlog_bytes"),
+    (GaugeMetricFamily, "ccotel_trace_open_sessions",
+     "Sessions whose root span waits for idleness or the end of the run", "sessions_open"),
+)  # fmt: skip
+
+
 def backfill_traces(
-    cfg, state_db: Path, since: float, clock: Callable[[], float] = time.time, sink: SpanSink | None = None,
+    cfg: Config, state_db: Path, since: float, clock: Callable[[], float] = time.time, sink: SpanSink | None = None,
     max_failures: int = 6, sleep: Callable[[float], None] = time.sleep,
-) -> dict:  # fmt: skip
+) -> dict[str, Any]:  # fmt: skip
     """Export the history: files changed since ``since``, rate-limited, retrying with backoff.
 
     Returns counts of what the collector accepted (``spans``) and refused as malformed
@@ -378,16 +368,16 @@ def backfill_traces(
     start, start_dropped = shipper.stats.spans_exported, shipper.stats.dropped
     try:
         while not shipper.run_pass():
-            exc = shipper.failure or ExportError("stopped", local=True)
-            health.failed(exc)
-            refused = exc.kind == REFUSED
+            fail = shipper.failure or ExportError("stopped", local=True)
+            health.failed(fail)
+            refused = fail.kind == REFUSED
             if health.backoff.failures >= (min(2, max_failures) if refused else max_failures):
                 done = shipper.stats.spans_exported - start
                 raise ExportError(
-                    exc.status if exc.local else f"{exc.status} from {where}", exc.kind,
-                    f"{exc.detail + '; ' if exc.detail else ''}{hint(exc)}; "
+                    fail.status if fail.local else f"{fail.status} from {where}", fail.kind,
+                    f"{fail.detail + '; ' if fail.detail else ''}{hint(fail)}; "
                     f"{done} spans were delivered before; run again to continue",
-                    answered=exc.answered, local=exc.local,
+                    answered=fail.answered, local=fail.local,
                 )  # fmt: skip
             sleep(health.wait_time())
         if shipper.requests or health.last_local:

@@ -18,35 +18,30 @@ credentials or the endpoint (401, 403, 404...) holds every span back instead.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 
+from ccotel.batch import FileCursor, Response
 from ccotel.otlp import MALFORMED, REFUSED, TOO_LARGE, TRANSIENT, ExportError
 from ccotel.records import decode
-from ccotel.sources.discovery import agent_of
-from ccotel.state.schema import RESPONSE_COLS
+from ccotel.sources import agent_of, marker_at, parse_path, read_lines
+from ccotel.state import TraceState
 from ccotel.traces import model
 from ccotel.traces.builder import Builder, FileInfo, Options
 from ccotel.traces.export import SpanSink
-from ccotel.traces.reader import Cursor, marker_at, read_lines
 
 log = structlog.get_logger()
 
-CANDIDATES = """SELECT f.path, f.dev, f.ino, f.offset, t.dev, t.ino, t.offset, t.line_no, t.marker
-    FROM files f LEFT JOIN trace_files t ON t.path = f.path
-    WHERE t.path IS NULL OR t.offset != f.offset OR t.ino != f.ino OR t.dev != f.dev"""
-RESPONSE = f"SELECT {RESPONSE_COLS} FROM responses WHERE key=?"
-ALIAS = "SELECT target FROM response_alias WHERE key=?"
 DROP_STREAK_MAX = 64  # a collector refusing this many spans in a row, and none accepted, is broken
 _SESSION_RE = re.compile(rb'"sessionId":"([^"]+)"')
 _LAST_PROMPT = b'"type":"last-prompt"'
@@ -65,26 +60,25 @@ class Stats:
 
 
 def _group_key(path: str) -> tuple[str, str]:
-    p = Path(path)
-    if p.parent.name == "subagents":
-        return str(p.parent.parent.parent), p.parent.parent.name
-    if p.stem.startswith("agent-"):  # legacy flat subagent file: its lines name the session
+    """(project folder, session): the files of one session are read together."""
+    t = parse_path(path)
+    if t.flat_agent:  # a legacy flat subagent file: its lines name the session
         try:
             with open(path, "rb") as f:
                 m = _SESSION_RE.search(f.read(65536))
         except OSError:
             m = None
         if m:
-            return str(p.parent), m.group(1).decode("utf-8", "replace")
-    return str(p.parent), p.stem
+            return t.project, m.group(1).decode("utf-8", "replace")
+    return t.project, t.session
 
 
 def file_info(path: str) -> FileInfo:
-    p = Path(path)
-    agent = agent_of(path)
-    sub = p.parent.name == "subagents"
-    fi = FileInfo(path, p.parent.parent.name if sub else p.stem, agent)
-    if agent is not None:
+    """What a transcript's path (and a subagent's .meta.json beside it) says of its lines."""
+    t = parse_path(path)
+    fi = FileInfo(path, t.session, t.agent)
+    if t.agent is not None:
+        p = Path(path)
         meta = p.with_name(p.stem + ".meta.json")
         try:
             data = json.loads(meta.read_bytes())
@@ -98,11 +92,6 @@ def file_info(path: str) -> FileInfo:
                 data.get("toolUseId") if isinstance(data.get("toolUseId"), str) else None
             )
     return fi
-
-
-_file_info = (
-    file_info  # NOTE(lead): web/api.py imports this name; ccotel.traces.file_info is public
-)
 
 
 class Shipper:
@@ -122,13 +111,7 @@ class Shipper:
         max_line: int = 64 << 20,
         stop: threading.Event | None = None,
     ):
-        self.db = sqlite3.connect(
-            db_path, isolation_level=None, check_same_thread=False, timeout=30
-        )
-        self.db.execute("PRAGMA busy_timeout=30000")
-        self._tx(
-            ["DELETE FROM trace_files WHERE path NOT IN (SELECT path FROM files)"]
-        )  # forgotten transcripts
+        self.state = TraceState(db_path)
         self.sink, self.opts, self.clock = sink, opts, clock
         self.idle, self.since, self.batch, self.rate, self.max_line = (
             session_idle,
@@ -140,14 +123,14 @@ class Shipper:
         self.stop = stop or threading.Event()
         self.keep = opts.capture_content or opts.tool_details
         self.builder = Builder(opts, self._row, self._chat_emitted, self._load)
-        for sid, blob in self.db.execute("SELECT id, blob FROM trace_sessions WHERE closed=0"):
+        for sid, blob in self.state.open_sessions():
             self.builder.sessions[sid] = model.load(blob)
-        self.pending: dict[str, Cursor] = {}
+        self.pending: dict[str, FileCursor] = {}
         self.skipped: dict[str, int] = {}
         self._infos: dict[str, FileInfo] = {}
         self.stats = Stats(
-            spans_exported=int(self.meta("spans_exported") or 0),
-            dropped=int(self.meta("spans_dropped") or 0),
+            spans_exported=int(self.state.meta("spans_exported") or 0),
+            dropped=int(self.state.meta("spans_dropped") or 0),
         )
         # Outcome of each span delivered and not yet committed (True: accepted, False:
         # dropped), so that a pass rolled back after a partial delivery resends none.
@@ -161,59 +144,38 @@ class Shipper:
         self.stats.sessions_open = len(self.builder.sessions)
         self._last_flush = time.monotonic()
 
-    # --- sql -----------------------------------------------------------------
+    # --- the state ---------------------------------------------------------------
 
-    def _tx(self, stmts: Iterable[str]) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            for s in stmts:
-                self.db.execute(s)
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-
-    def meta(self, key: str) -> str | None:
-        row = self.db.execute("SELECT value FROM trace_meta WHERE key=?", (key,)).fetchone()
-        return row[0] if row else None
-
-    def set_meta(self, key: str, value: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO trace_meta(key, value) VALUES(?,?)", (key, value))
-
-    def _row(self, key: int) -> tuple | None:
-        row = self.db.execute(RESPONSE, (key,)).fetchone()
-        if row is None:
-            t = self.db.execute(ALIAS, (key,)).fetchone()
-            if t is not None:
-                row = self.db.execute(RESPONSE, (t[0],)).fetchone()
-        return row
+    def _row(self, key: int) -> Response | None:
+        return self.state.response(key)
 
     def _chat_emitted(self, key: int) -> bool:
-        return (
-            self.db.execute("SELECT 1 FROM trace_chats WHERE key=?", (key,)).fetchone() is not None
-        )
+        return self.state.chat_emitted(key)
 
     def _load(self, sid: str) -> model.Session | None:
-        row = self.db.execute("SELECT blob FROM trace_sessions WHERE id=?", (sid,)).fetchone()
-        return model.load(row[0]) if row else None
+        blob = self.state.session(sid)
+        return model.load(blob) if blob is not None else None
 
-    def _trace_cursor(self, path: str, dev, ino, off, line_no, marker) -> Cursor | None:
+    def _trace_cursor(
+        self, path: str, dev: int | None, ino: int | None, off: int | None,
+        line_no: int | None, marker: bytes | None,
+    ) -> FileCursor | None:  # fmt: skip
         c = self.pending.get(path)
         if c is not None:
             return c
-        return Cursor(dev, ino, off, line_no, marker or b"") if dev is not None else None
+        if dev is None or ino is None or off is None or line_no is None:
+            return None  # no trace_files row: not traced yet
+        return FileCursor(dev, ino, off, line_no, marker or b"")
 
     def close(self) -> None:
-        self.db.close()
+        self.state.close()
 
     # --- a pass --------------------------------------------------------------
 
-    def candidates(self) -> list[tuple[str, tuple[int, int, int], Cursor | None]]:
+    def candidates(self) -> list[tuple[str, tuple[int, int, int], FileCursor | None]]:
         out = []
         backlog = 0
-        for path, dev, ino, off, tdev, tino, toff, tline, tmarker in self.db.execute(
-            CANDIDATES
-        ).fetchall():
+        for path, dev, ino, off, tdev, tino, toff, tline, tmarker in self.state.candidates():
             cur = self._trace_cursor(path, tdev, tino, toff, tline, tmarker)
             if cur is None and self.since is not None:
                 if self.skipped.get(path) == off:
@@ -261,7 +223,7 @@ class Shipper:
         return False
 
     def _pass(self) -> None:
-        groups: dict[tuple[str, str], list] = {}
+        groups: dict[tuple[str, str], list[Any]] = {}
         for c in self.candidates():
             groups.setdefault(_group_key(c[0]), []).append(c)
         b = self.builder
@@ -279,7 +241,7 @@ class Shipper:
                     elif _LAST_PROMPT in raw and fi.agent is None and b'"explicit":true' not in raw:
                         m = _SESSION_RE.search(raw)
                         b.finished(m.group(1).decode("utf-8", "replace") if m else fi.session)
-                    self.pending[path] = Cursor(dev, ino, end, line_no)
+                    self.pending[path] = FileCursor(dev, ino, end, line_no)
                     if len(b.out) >= self.batch:
                         self._flush()
             for sid in list(b.touched):
@@ -316,38 +278,24 @@ class Shipper:
             exported, dropped = self._deliver(spans)
         if not (spans or self.pending or b.touched):
             return
-        db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.executemany(
-                """INSERT INTO trace_files(path, dev, ino, offset, line_no, marker) VALUES(?,?,?,?,?,?)
-                ON CONFLICT(path) DO UPDATE SET dev=excluded.dev, ino=excluded.ino, offset=excluded.offset,
-                line_no=excluded.line_no, marker=excluded.marker""",
-                [
-                    (p, c.dev, c.ino, c.offset, c.line_no, marker_at(p, c.offset))
-                    for p, c in self.pending.items()
-                ],
-            )
-            rows = []
-            for sid in b.touched:
-                s = b.sessions.get(sid)
-                if s is not None:
-                    rows.append((sid, int(s.closed), s.last, model.dump(s)))
-            db.executemany(
-                "INSERT OR REPLACE INTO trace_sessions(id, closed, last, blob) VALUES(?,?,?,?)",
-                rows,
-            )
-            db.executemany(
-                "INSERT OR IGNORE INTO trace_chats(key) VALUES(?)", [(k,) for k in b.new_chats]
-            )
-            if spans:
-                self.set_meta("spans_exported", str(self.stats.spans_exported + exported))
-                self.set_meta("spans_dropped", str(self.stats.dropped + dropped))
-            db.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
-            raise
+        sessions = []
+        for sid in b.touched:
+            s = b.sessions.get(sid)
+            if s is not None:
+                sessions.append((sid, int(s.closed), s.last, model.dump(s)))
+        meta = {}
+        if spans:
+            meta["spans_exported"] = str(self.stats.spans_exported + exported)
+            meta["spans_dropped"] = str(self.stats.dropped + dropped)
+        self.state.commit(
+            [
+                (p, c.dev, c.ino, c.offset, c.line_no, marker_at(p, c.offset))
+                for p, c in self.pending.items()
+            ],
+            sessions,
+            b.new_chats,
+            meta,
+        )
         self.stats.spans_exported += exported
         self.stats.dropped += dropped
         for sp in spans:  # committed: settled for good (a batch rebuilt after a rollback may
@@ -364,7 +312,7 @@ class Shipper:
         b.new_chats.clear()
         self.stats.sessions_open = len(b.sessions)
 
-    def _deliver(self, spans: list) -> tuple[int, int]:
+    def _deliver(self, spans: list[Any]) -> tuple[int, int]:
         """Deliver the spans not yet settled since the last commit; (accepted, dropped) of all."""
         settled = self._settled
         if len(settled) > 200_000:  # only after very many failed commits: resend at worst
@@ -375,7 +323,7 @@ class Shipper:
         accepted = sum(1 for s in spans if settled.get((s.trace_id, s.span_id)))
         return accepted, len(spans) - accepted
 
-    def _send(self, spans: list) -> None:
+    def _send(self, spans: list[Any]) -> None:
         """One request; a batch the collector finds too large or malformed is halved, and a
         span it refuses alone as malformed is dropped (settled as False)."""
         try:
@@ -444,7 +392,7 @@ class Shipper:
             raise
         self._accepted = True
 
-    def _settle(self, spans: list, accepted: int, why: str) -> None:
+    def _settle(self, spans: list[Any], accepted: int, why: str) -> None:
         """The first ``accepted`` spans were accepted, the rest refused (a partial success
         says how many, not which: the count is what is exact)."""
         for i, s in enumerate(spans):

@@ -1,7 +1,7 @@
 """The web page and its JSON API (docs/web.md).
 
-- ``routes``: parameters in, JSON out (``Web.handle``), the page's static files;
-- ``queries``: every SQL statement the page runs (read-only);
+- ``routes``: parameters in, JSON out (``Web.handle``), the page's static files; its SQL is
+  ``ccotel.state.queries`` (read-only);
 - ``shape``: the JSON vocabulary, costs rounded at the edge;
 - ``waterfall``: a session's span tree, built from its transcripts and cached.
 """

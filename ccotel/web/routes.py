@@ -1,6 +1,6 @@
 """The routes under / and /api/: parameters in, JSON out (docs/web.md).
 
-Every number comes from the tables ``ccotel report`` reads (through ``ccotel.web.queries``),
+Every number comes from the tables ``ccotel report`` reads (through ``ccotel.state.queries``),
 or from the daemon's live totals; a session's waterfall is the traces builder's span tree
 (``ccotel.web.waterfall``). Projects follow the rule of every view: cost and tokens belong to
 the project of the working directory each response was made in, and a session belongs to
@@ -15,18 +15,18 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from copy import copy
 from datetime import date, datetime, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs, quote, unquote
 
 import structlog
 
-from ccotel.state.store import DB_NAME, StateError, Store
-from ccotel.traces import ids
-from ccotel.traces.builder import Options
-from ccotel.web import queries as Q
+from ccotel.state import DB_NAME, StateError, Store
+from ccotel.state import queries as Q
+from ccotel.traces import Options, ids
 from ccotel.web import shape
 from ccotel.web.waterfall import Waterfalls
 
@@ -48,6 +48,21 @@ SORTS = ("last", "start", "active", "cost", "tokens")  # "duration": the old nam
 JSON = "application/json"
 ACTIVE_REFRESH = 30.0  # seconds a live session's active time may lag
 Response = tuple[int, str, bytes]
+
+
+class _Held(NamedTuple):
+    """A thread's read-only store, and the inode of the file it opened."""
+
+    store: Store
+    ino: int | None
+
+
+class _Active(NamedTuple):
+    """A session's active seconds, as of its last activity ``last_ts``, computed ``when``."""
+
+    last_ts: float | None
+    seconds: float
+    when: float
 
 
 class BadParam(ValueError):
@@ -72,7 +87,7 @@ def first_hour(d: date) -> int:
 class Web:
     """``handle(path, query)``: the response for a route of the page, or None."""
 
-    def __init__(self, cfg: Any, state_dir: Path, totals: Any, health: Callable[[], dict],
+    def __init__(self, cfg: Any, state_dir: Path, totals: Any, health: Callable[[], dict[str, Any]],
                  budgets: dict[str, float], project: Callable[[str], str], opts: Options,
                  clock: Callable[[], float] = time.time):  # fmt: skip
         self.cfg, self.state_dir, self.totals, self.health = cfg, state_dir, totals, health
@@ -81,7 +96,7 @@ class Web:
         self.idle = float(getattr(cfg, "session_idle", 600.0)) or 600.0
         self.waterfalls = Waterfalls(opts, getattr(cfg, "max_line_bytes", 64 << 20))
         self._local = threading.local()
-        self._active: dict[str, tuple[float | None, float, float]] = {}  # id -> (last_ts, s, when)
+        self._active: dict[str, _Active] = {}  # session id -> its active time
         self._active_lock = threading.Lock()
         self._state_warned = -3600.0
 
@@ -93,15 +108,14 @@ class Web:
             ino = os.stat(self.state_dir / DB_NAME).st_ino
         except OSError:
             ino = None
-        held = getattr(self._local, "store", None)
-        if held is not None and held[1] == ino:
-            return held[0]
+        held: _Held | None = getattr(self._local, "store", None)
+        if held is not None and held.ino == ino:
+            return held.store
         if held is not None:
-            held[0].close()
+            held.store.close()
             self._local.store = None
-        s = Store(self.state_dir, readonly=True)
-        s.db.execute("PRAGMA cache_size=-4096")  # 4 MiB a worker, not the writer's 16
-        self._local.store = (s, ino)
+        s = Store(self.state_dir, readonly=True, cache_mib=4)  # a worker's, not the writer's 16
+        self._local.store = _Held(s, ino)
         return s
 
     def handle(self, path: str, query: str) -> Response | None:
@@ -134,7 +148,7 @@ class Web:
         except (StateError, sqlite3.Error) as exc:  # gone, replaced, locked past the timeout
             held = getattr(self._local, "store", None)
             if held is not None:
-                held[0].close()
+                held.store.close()
                 self._local.store = None
             if time.monotonic() - self._state_warned > 60:  # once a minute, however often polled
                 self._state_warned = time.monotonic()
@@ -144,20 +158,21 @@ class Web:
 
     # --- /api/summary ----------------------------------------------------------------------
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         now = self.clock()
         t = self.totals
         with t.lock:
-            rows = [list(v) for v in t.usage.values()]
+            rows = [copy(v) for v in t.usage.values()]
             hour_spend = t.spend_in(3600, now)
             day_spend = t.spend_in(86400, now)
             active = t.active_sessions(now)
             sessions = t.sessions
         all_time = Q.Usage()
-        for v in rows:  # Totals.usage: input, output, cache_read, cw5m, cw1h, web, requests, cost
+        for v in rows:
             all_time = all_time.plus(
-                Q.Usage(int(v[0]), int(v[1]), int(v[2]), int(v[3] + v[4]), int(v[6]), v[7])
-            )
+                Q.Usage(int(v.input), int(v.output), int(v.cache_read), int(v.cw5m + v.cw1h),
+                        int(v.requests), v.cost)
+            )  # fmt: skip
         db = self.store().db
         today = date.fromtimestamp(now)
         month = today.replace(day=1)
@@ -187,13 +202,13 @@ class Web:
 
     # --- /api/spend ------------------------------------------------------------------------
 
-    def spend(self, by: str, bucket: str) -> dict:
+    def spend(self, by: str, bucket: str) -> dict[str, Any]:
         if by not in ("model", "project"):
             raise BadParam("by: model or project")
         if bucket not in ("hour", "day"):
             raise BadParam("bucket: hour or day")
         now = self.clock()
-        keys: list
+        keys: list[Any]
         if bucket == "hour":
             cur = int(now // 3600)
             keys = list(range(cur - 47, cur + 1))
@@ -222,7 +237,7 @@ class Web:
 
     # --- /api/sessions ---------------------------------------------------------------------
 
-    def sessions(self, q: dict[str, str]) -> dict:
+    def sessions(self, q: dict[str, str]) -> dict[str, Any]:
         try:
             limit = int(q.get("limit", 50))
         except ValueError:
@@ -257,7 +272,9 @@ class Web:
         t = text.strip().lower()
         return [c for c in Q.cwds(self.store().db) if t in self.project(c or "").lower()]
 
-    def _active_times(self, db: sqlite3.Connection, keys: list[tuple]) -> dict[str, float]:
+    def _active_times(
+        self, db: sqlite3.Connection, keys: list[tuple[Any, ...]]
+    ) -> dict[str, float]:
         """Active seconds per session. Computing them reads all of ``responses``, so a result
         is kept until the session has new activity, and a live session's is recomputed at
         most every ACTIVE_REFRESH seconds."""
@@ -270,8 +287,8 @@ class Web:
                     out[sid] = last - first  # no pause can be longer than the idle gap
                     continue
                 hit = self._active.get(sid)
-                if hit is not None and (hit[0] == last or now - hit[2] < ACTIVE_REFRESH):
-                    out[sid] = hit[1]
+                if hit is not None and (hit.last_ts == last or now - hit.when < ACTIVE_REFRESH):
+                    out[sid] = hit.seconds
                 else:
                     todo.append((sid, last))
         if todo:
@@ -281,10 +298,10 @@ class Web:
                     self._active.clear()
                 for sid, last in todo:
                     out[sid] = got.get(sid, 0.0)
-                    self._active[sid] = (last, out[sid], now)
+                    self._active[sid] = _Active(last, out[sid], now)
         return out
 
-    def _enrich(self, db: sqlite3.Connection, rows: list[Q.SessionRow]) -> list[dict]:
+    def _enrich(self, db: sqlite3.Connection, rows: list[Q.SessionRow]) -> list[dict[str, Any]]:
         ids_ = [r.id for r in rows]
         total: dict[str, Q.Usage] = {}
         models: dict[str, dict[str, float]] = {}
@@ -318,7 +335,7 @@ class Web:
 
     # --- /api/sessions/<id> ------------------------------------------------------------------
 
-    def session(self, sid: str) -> tuple[dict, bytes]:
+    def session(self, sid: str) -> tuple[dict[str, Any], bytes]:
         """The session, and its span tree as JSON."""
         st = self.store()
         rows = Q.sessions_by_id(st.db, [sid])

@@ -15,14 +15,14 @@ from typing import Any
 
 import msgspec
 
-from ccotel.traces.model import Span
-from ccotel.web.queries import Usage
+from ccotel.state import queries
+from ccotel.traces import Span
 
 COST_DECIMALS = 10  # per-token prices go down to ~1e-8 USD; float noise starts near 1e-15
 KINDS = {"chat": "model", "execute_tool": "tool", "invoke_agent": "agent"}
 
 
-def usage(u: Usage) -> dict[str, Any]:
+def usage(u: queries.Usage) -> dict[str, Any]:
     return {
         "uncached_input_tokens": u.uncached_input,
         "cache_read_tokens": u.cache_read,
@@ -38,7 +38,7 @@ def encode(body: Any) -> bytes:
     return msgspec.json.encode(_rounded(body))
 
 
-def encode_with(body: dict, key: str, raw: bytes) -> bytes:
+def encode_with(body: dict[str, Any], key: str, raw: bytes) -> bytes:
     """``body`` with ``key`` set to JSON already encoded (a cached span tree)."""
     head = encode(body)
     return (
@@ -59,7 +59,7 @@ def _rounded(v: Any) -> Any:
 # --- health -------------------------------------------------------------------------------
 
 
-def health(h: dict, cfg: Any) -> dict:
+def health(h: dict[str, Any], cfg: Any) -> dict[str, Any]:
     return {
         "ok": h.get("ok"),
         "files": h.get("files_tracked"),
@@ -73,7 +73,7 @@ def health(h: dict, cfg: Any) -> dict:
     }
 
 
-def export_state(d: dict | None, cfg: Any, signal: str) -> dict:
+def export_state(d: dict[str, Any] | None, cfg: Any, signal: str) -> dict[str, Any]:
     """The health contract's ``state`` ("off", "waiting", "ok", "failing") with its error."""
     if not d or not d.get("enabled", True):
         return {"state": "off", "error": None, "endpoint": None}
@@ -101,11 +101,13 @@ def export_state(d: dict | None, cfg: Any, signal: str) -> dict:
 
 def _kind(sp: Span) -> str:
     return (
-        "session" if sp.parent_id == 0 else KINDS.get(sp.attrs.get("gen_ai.operation.name"), "turn")
+        "session"
+        if sp.parent_id == 0
+        else KINDS.get(str(sp.attrs.get("gen_ai.operation.name")), "turn")
     )
 
 
-def _span_usage(a: dict) -> Usage | None:
+def _span_usage(a: dict[str, Any]) -> queries.Usage | None:
     inp = a.get("gen_ai.usage.input_tokens")
     if inp is None:
         return None
@@ -113,12 +115,12 @@ def _span_usage(a: dict) -> Usage | None:
     cw = a.get("gen_ai.usage.cache_creation.input_tokens") or 0
     unc = a.get("ccotel.usage.uncached_input_tokens", inp - cr - cw)
     reqs = a.get("ccotel.requests", 1 if a.get("gen_ai.operation.name") == "chat" else 0)
-    return Usage(
+    return queries.Usage(
         unc, a.get("gen_ai.usage.output_tokens") or 0, cr, cw, reqs, a.get("ccotel.cost_usd") or 0.0
     )
 
 
-def span_tree(spans: list[Span]) -> list[dict]:
+def span_tree(spans: list[Span]) -> list[dict[str, Any]]:
     """Depth first, each span after its parent, siblings by start. A turn carries the sum of
     the model calls under it; ``turn`` names the turn a span belongs to (the page scales a
     turn's spans to the turn)."""
@@ -130,9 +132,9 @@ def span_tree(spans: list[Span]) -> list[dict]:
             children.setdefault(s.parent_id, []).append(s)
         else:
             roots.append(s)
-    out: list[dict] = []
+    out: list[dict[str, Any]] = []
 
-    def walk(s: Span, depth: int, turn: int | None) -> Usage:
+    def walk(s: Span, depth: int, turn: int | None) -> queries.Usage:
         kind = _kind(s)
         own = _span_usage(s.attrs)
         row: dict[str, Any] = {
@@ -144,13 +146,13 @@ def span_tree(spans: list[Span]) -> list[dict]:
             "attrs": {k: v for k, v in s.attrs.items() if isinstance(v, (str, int, float, bool))},
         }  # fmt: skip
         out.append(row)
-        below = Usage()
+        below = queries.Usage()
         for c in sorted(children.get(s.span_id, []), key=lambda c: (c.start, c.end, c.span_id)):
             below = below.plus(walk(c, depth + 1, s.span_id if kind == "turn" else turn))
         if kind == "model" and own is not None:
             below = own
         shown = own if own is not None else (below if kind == "turn" else None)
-        row.update(usage(shown) if shown is not None else dict.fromkeys(usage(Usage())))
+        row.update(usage(shown) if shown is not None else dict.fromkeys(usage(queries.Usage())))
         return below
 
     for r in sorted(roots, key=lambda s: (s.parent_id != 0, s.start, s.span_id)):

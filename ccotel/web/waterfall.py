@@ -11,16 +11,14 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import NamedTuple
 
 import structlog
 
+from ccotel.batch import Response
 from ccotel.records import decode
-from ccotel.sources.discovery import agent_of
-from ccotel.traces import ids
-from ccotel.traces.builder import Builder, Options
-from ccotel.traces.model import Span
-from ccotel.traces.reader import read_lines
-from ccotel.traces.shipper import _file_info as file_info  # TODO(traces): a public name
+from ccotel.sources import agent_of, read_lines
+from ccotel.traces import Builder, Options, Span, file_info, ids
 from ccotel.web import shape
 
 log = structlog.get_logger()
@@ -30,42 +28,49 @@ CACHED_BYTES = 64 << 20  # of span trees as JSON; at least the newest one is kep
 Files = list[tuple[str, int, int, int]]  # (path, dev, ino, offset read by the metrics)
 
 
+class _Cached(NamedTuple):
+    sig: tuple[tuple[str, int, int, int], ...]  # the files as they were read
+    body: bytes  # the span tree's JSON
+
+
 class Waterfalls:
     def __init__(self, opts: Options, max_line: int):
         self.opts, self.max_line = opts, max_line
-        self._cache: OrderedDict[str, tuple[tuple, bytes]] = OrderedDict()
+        self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._lock = threading.Lock()
         self._building: dict[str, threading.Lock] = {}
 
-    def tree(self, sid: str, files: Files, response: Callable[[int], tuple | None]) -> bytes:
+    def tree(self, sid: str, files: Files, response: Callable[[int], Response | None]) -> bytes:
         """The session's span tree as JSON (``shape.span_tree``), from cache while its files
         have not grown."""
         files = sorted(files, key=lambda f: (agent_of(f[0]) is not None, f[0]))
         sig = tuple((p, d, i, o) for p, d, i, o in files)
         with self._lock:
             hit = self._cache.get(sid)
-            if hit and hit[0] == sig:
+            if hit and hit.sig == sig:
                 self._cache.move_to_end(sid)
-                return hit[1]
+                return hit.body
             gate = self._building.setdefault(sid, threading.Lock())
         with gate:
             with self._lock:
                 hit = self._cache.get(sid)
-                if hit and hit[0] == sig:
-                    return hit[1]
+                if hit and hit.sig == sig:
+                    return hit.body
             out = shape.encode(shape.span_tree(self._build(sid, files, response)))
             with self._lock:
-                self._cache[sid] = (sig, out)
+                self._cache[sid] = _Cached(sig, out)
                 self._cache.move_to_end(sid)
                 while (
                     len(self._cache) > 1
-                    and sum(len(v[1]) for v in self._cache.values()) > CACHED_BYTES
+                    and sum(len(v.body) for v in self._cache.values()) > CACHED_BYTES
                 ):
                     self._cache.popitem(last=False)
                 self._building.pop(sid, None)
         return out
 
-    def _build(self, sid: str, files: Files, response: Callable[[int], tuple | None]) -> list[Span]:
+    def _build(
+        self, sid: str, files: Files, response: Callable[[int], Response | None]
+    ) -> list[Span]:
         b = Builder(self.opts, response, lambda key: False)
         keep = self.opts.capture_content or self.opts.tool_details
         bad = 0

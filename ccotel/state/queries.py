@@ -1,8 +1,9 @@
-"""Every SQL statement of the page, read-only, over the state's tables.
+"""The read-only queries of the views: the web page, `ccotel report` and billing blocks.
 
-This module owns the page's reads of ``usage``, ``sessions``, ``tools``, ``responses`` (timestamps
-only) and ``files``; the tables and every write belong to ``ccotel.state`` (a response and its
-alias are looked up through ``Store.response``). Hours are ``usage.hour`` (epoch hour).
+They read ``usage``, ``sessions``, ``tools``, ``responses`` and ``files`` through a connection
+(a read-only ``Store``'s ``db``) and write nothing; the tables and every write belong to
+``schema`` and ``store`` (a response and its alias are looked up through ``Store.response``).
+Hours are ``usage.hour`` (epoch hour).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 USAGE_SUMS = "SUM(input), SUM(output), SUM(cache_read), SUM(cw5m + cw1h), SUM(requests), SUM(cost)"
 CHUNK = 500  # ids per IN (...) list
@@ -26,7 +27,14 @@ class Usage(NamedTuple):
     cost: float = 0.0
 
     def plus(self, o: Usage) -> Usage:
-        return Usage(*(a + (b or 0) for a, b in zip(self, o, strict=True)))
+        return Usage(
+            self.uncached_input + (o.uncached_input or 0),
+            self.output + (o.output or 0),
+            self.cache_read + (o.cache_read or 0),
+            self.cache_write + (o.cache_write or 0),
+            self.requests + (o.requests or 0),
+            self.cost + (o.cost or 0),
+        )
 
 
 class SessionRow(NamedTuple):
@@ -45,8 +53,9 @@ class Filter(NamedTuple):
     day: tuple[float, float] | None = None
     prefix: str = ""
 
-    def sql(self) -> tuple[str, list]:
-        where, args = [], []
+    def sql(self) -> tuple[str, list[Any]]:
+        where: list[str] = []
+        args: list[Any] = []
         if self.cwds is not None:  # one JSON parameter, however many directories match
             where.append(
                 "(s.cwd IN (SELECT value FROM json_each(?)) OR s.id IN (SELECT session FROM usage"
@@ -77,6 +86,34 @@ def _chunks(ids: Sequence[str]) -> Iterator[tuple[Sequence[str], str]]:
         yield chunk, ",".join("?" * len(chunk))
 
 
+# --- ccotel report -----------------------------------------------------------------------
+
+
+def usage_by_session_hour(db: sqlite3.Connection) -> list[tuple[Any, ...]]:
+    """(session, hour, model, cwd, input, output, cache_read, cw5m, cw1h, requests, cost)."""
+    return db.execute(
+        "SELECT session, hour, model, cwd, SUM(input), SUM(output), SUM(cache_read), SUM(cw5m),"
+        " SUM(cw1h), SUM(requests), SUM(cost) FROM usage GROUP BY session, hour, model, cwd"
+    ).fetchall()
+
+
+def session_times(db: sqlite3.Connection) -> list[tuple[str, float | None, float | None]]:
+    """(id, first_ts, last_ts) of every session."""
+    return db.execute("SELECT id, first_ts, last_ts FROM sessions").fetchall()
+
+
+# --- billing blocks ----------------------------------------------------------------------
+
+
+def block_entries(db: sqlite3.Connection, since: float) -> list[tuple[Any, ...]]:
+    """(ts, input, output, cache write, cache read, cost) of each kept response from ``since``."""
+    return db.execute(
+        "SELECT ts, input, output, cw5m + cw1h, cache_read, cost FROM responses"
+        " WHERE ts IS NOT NULL AND ts >= ?",
+        (since,),
+    ).fetchall()
+
+
 # --- /api/summary and /api/spend --------------------------------------------------------
 
 
@@ -91,7 +128,7 @@ def cost_since(db: sqlite3.Connection, hour: int) -> float:
     (c,) = db.execute(
         "SELECT COALESCE(SUM(cost), 0) FROM usage WHERE hour >= ?", (hour,)
     ).fetchone()
-    return c
+    return float(c)
 
 
 def top_session_since(db: sqlite3.Connection, hour: int) -> tuple[str, float] | None:
@@ -159,7 +196,7 @@ def sessions_by_id(db: sqlite3.Connection, ids: Sequence[str]) -> list[SessionRo
 def count_sessions(db: sqlite3.Connection, f: Filter) -> int:
     where, args = f.sql()
     (n,) = db.execute(f"SELECT COUNT(*) FROM sessions s {where}", args).fetchone()
-    return n
+    return int(n)
 
 
 def ids_with_prefix(db: sqlite3.Connection, prefix: str, limit: int) -> list[str]:

@@ -1,0 +1,3 @@
+"""A module for tests/test_dependencies.py to find wanting: it imports a test tool."""
+
+import hypothesis  # noqa: F401
