@@ -230,13 +230,13 @@ def test_corpus_blocks_equal_ccusage(corpus_blocks):
     # the sparse corpus has many gaps, the dense one chains block after block
     assert len(from_store) > (50 if sparse else 100)
     assert gaps > 30 if sparse else gaps < 5
-    # what the state holds: same blocks, edges, tokens and cost as ccusage
-    _compare(from_store, oracle, entries=False)
-    # with ccusage's empty API-error entries added, the entry counts match too
+    # what the state holds: same blocks, edges, tokens, cost and entries as ccusage (the
+    # zero-usage API-error lines are entries: block_marks)
+    _compare(from_store, oracle)
     zero = _zero_usage_lines(root)
     assert info.synthetic_lines and zero
     _compare(identify_blocks(entries + zero), oracle)
-    assert sum(b.entries for b in from_store) == len(entries)
+    assert sum(b.entries for b in from_store) == len(entries) + len(zero)
     # recomputing from a known block's start gives the same last blocks
     assert all(tail[k] == from_store[-k:] for k in tail)
 
@@ -303,10 +303,10 @@ def test_edge_timeline_equals_ccusage(tmp_path):
     _compare(ours, oracle)
 
 
-def test_api_error_line_opens_a_block_in_ccusage(tmp_path):
-    """Known limit of the state (see docs/notes/blocks.md): a zero-usage ``<synthetic>``
-    API-error line is a block entry for ccusage, so after a gap it decides the block's
-    start hour; ccotel's responses table has no row for it."""
+def test_api_error_line_opens_a_block_as_in_ccusage(tmp_path):
+    """A zero-usage ``<synthetic>`` API-error line is a block entry for ccusage, so after a
+    gap it decides the block's start hour (docs/notes/blocks.md); the state keeps its time
+    (block_marks), not a response."""
     root = tmp_path / "claude"
     session, cwd = "00000000-0000-4000-8000-00000000000a", "/home/u/limit"
     _write(root, [("2026-01-07T02:10:00.000Z", U1)], session=session, cwd=cwd)
@@ -355,8 +355,14 @@ def test_api_error_line_opens_a_block_in_ccusage(tmp_path):
     finally:
         store.close()
     _compare(identify_blocks([Entry(*r) for r in rows] + _zero_usage_lines(root)), oracle)
-    # ... and the state alone starts that block at 09:00
-    assert [_iso(b.start) for b in ours] == ["2026-01-07T02:00:00.000Z", "2026-01-07T09:00:00.000Z"]
+    # ... and the state has it: the second block starts at 08:00, with three entries
+    _compare(ours, oracle)
+    assert [_iso(b.start) for b in ours] == ["2026-01-07T02:00:00.000Z", "2026-01-07T08:00:00.000Z"]
+    assert [b.entries for b in ours] == [1, 2]
+    # without the marks the state would start it at 09:00
+    assert [_iso(b.start) for b in identify_blocks([Entry(*r) for r in rows])][1] == (
+        "2026-01-07T09:00:00.000Z"
+    )
 
 
 def test_active_block_burn_rate_and_projection_equal_ccusage(tmp_path):

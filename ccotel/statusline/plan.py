@@ -58,9 +58,7 @@ def parse_rate_limits(obj: object) -> dict[str, tuple[float, float | None]]:
         if not math.isfinite(pct) or not 0 <= pct <= 1000:
             continue
         reset = w.get("resets_at")
-        if isinstance(reset, bool) or not isinstance(reset, int | float):
-            reset = None
-        elif not math.isfinite(reset) or not 0 < reset < 1e11:
+        if isinstance(reset, bool) or not isinstance(reset, int | float) or not math.isfinite(reset) or not 0 < reset < 1e11:
             reset = None
         out[name] = (pct / 100.0, float(reset) if reset is not None else None)
     return out
@@ -85,7 +83,11 @@ class Plan:
                     return False
                 if verdict == 0:  # same window, not higher: news of nothing
                     self._held[window] = Window(
-                        window, cur.used_ratio, cur.resets_at, cur.reported_at, max(cur.seen_at, now)
+                        window,
+                        cur.used_ratio,
+                        cur.resets_at,
+                        cur.reported_at,
+                        max(cur.seen_at, now),
                     )
                     return False
             self._held[window] = new
