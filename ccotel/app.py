@@ -23,6 +23,7 @@ from ccotel.sources.discovery import claude_roots
 from ccotel.sources.watch import RESCAN, Watcher
 from ccotel.state.rebuild import rebuild_state
 from ccotel.state.store import DB_NAME, StateError, Store
+from ccotel.statusline.daemon import Hub
 from ccotel.traces import Exporters, backfill_traces
 from ccotel.wakeup import Wakeup
 
@@ -176,6 +177,12 @@ class Daemon:
         stack.callback(self._last_flush)
         self.exporters = Exporters(cfg, self.store.path, clock)
         stack.callback(_close_exporters, self.exporters)
+        # The status line, plan limits and billing blocks (ccotel.statusline.daemon).
+        self.hub = Hub(cfg, self.store.dir, self.ingest.totals, budgets_of(cfg), clock,
+                       restore=self.store.db)  # fmt: skip
+        self.statusline = self.hub.reports  # the public interface: ccotel/statusline/__init__.py
+        self.ingest.on_commit.append(self.hub.blocks.committed)
+        stack.callback(self.hub.stop)
         registry = CollectorRegistry(auto_describe=False)
         registry.register(
             TotalsCollector(
@@ -183,7 +190,7 @@ class Daemon:
                 project_labeler(cfg.project_label),
                 budgets_of(cfg),
                 clock,
-                extra=self.exporters.metrics,
+                extra=lambda: self.exporters.metrics() + self.hub.metrics(),
                 max_projects=cfg.max_projects,
             )
         )
@@ -256,6 +263,9 @@ class Daemon:
         )
         if self.stopping:
             return
+        self.hub.start()
+        if self.stopping:
+            return
         self.watcher = Watcher(self.roots, self.wake.add)
         self._stack.callback(self.watcher.stop)
         self.watcher.start()
@@ -266,6 +276,7 @@ class Daemon:
             return
         log.info("caught up", lines=lines, files=self.ingest.totals.files_tracked)
         self.ready.set()
+        self.hub.ready.set()
         self.exporters.start()
         self._loop()
 

@@ -192,4 +192,4 @@ def blocks_from_store(
     from ccotel.state.limits import block_entries
 
     rows = block_entries(store.db, since if since is not None else float("-inf"))
-    return identify_blocks((Entry(*row[1:]) for row in rows), now=now)
+    return identify_blocks((Entry(*row[2:]) for row in rows), now=now)

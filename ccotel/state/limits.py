@@ -6,9 +6,11 @@ import sqlite3
 
 # Block entries: every de-duplicated response, and the zero-usage API-error lines ccusage
 # counts too (block_marks).
-BLOCK_ENTRIES = """SELECT key, ts, input, output, cw5m + cw1h, cache_read, cost FROM response
+BLOCK_ENTRIES = """SELECT 0, key, ts, input, output, cw5m + cw1h, cache_read, cost FROM response
     WHERE ts >= ?
-    UNION ALL SELECT key, ts, 0, 0, 0, 0, 0.0 FROM block_marks WHERE ts >= ?"""
+    UNION ALL SELECT 1, key, ts, 0, 0, 0, 0, 0.0 FROM block_marks WHERE ts >= ?"""
+
+SESSION_COST = "SELECT COALESCE(SUM(cost), 0) FROM usage WHERE session = ?"
 
 PLAN_PUT = """INSERT OR REPLACE INTO plan_history(win, reported_at, used_ratio, resets_at)
     VALUES(?,?,?,?)"""
@@ -23,8 +25,14 @@ PLAN_PRUNE_ROWS = """DELETE FROM plan_history WHERE win = ? AND reported_at <
 
 
 def block_entries(db: sqlite3.Connection, since: float = float("-inf")) -> list[tuple]:
-    """(key, ts, input, output, cache_write, cache_read, cost) of every block entry since."""
+    """(kind, key, ts, input, output, cache_write, cache_read, cost) of every block entry
+    since: kind 0 a response, 1 a zero-usage API-error line (the two keys are apart)."""
     return db.execute(BLOCK_ENTRIES, (since, since)).fetchall()
+
+
+def session_cost(db: sqlite3.Connection, session: str) -> float:
+    """A session's cost as `ccotel report --by session` counts it."""
+    return db.execute(SESSION_COST, (session,)).fetchone()[0]
 
 
 def plan_latest(db: sqlite3.Connection) -> list[tuple[str, float, float | None, float]]:

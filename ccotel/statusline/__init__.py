@@ -28,6 +28,13 @@ All three are thread-safe and cost no I/O (a dict lookup under a lock).
 
 from __future__ import annotations
 
-from ccotel.statusline.reports import KEEP_SECONDS, MAX_SESSIONS, Reports
-
 __all__ = ["KEEP_SECONDS", "MAX_SESSIONS", "Reports"]
+
+
+def __getattr__(name: str):
+    # Lazy: `ccotel statusline` imports ccotel.statusline.client, and nothing else.
+    if name in __all__:
+        from ccotel.statusline import reports
+
+        return getattr(reports, name)
+    raise AttributeError(name)

@@ -58,7 +58,12 @@ def parse_rate_limits(obj: object) -> dict[str, tuple[float, float | None]]:
         if not math.isfinite(pct) or not 0 <= pct <= 1000:
             continue
         reset = w.get("resets_at")
-        if isinstance(reset, bool) or not isinstance(reset, int | float) or not math.isfinite(reset) or not 0 < reset < 1e11:
+        if (
+            isinstance(reset, bool)
+            or not isinstance(reset, int | float)
+            or not math.isfinite(reset)
+            or not 0 < reset < 1e11
+        ):
             reset = None
         out[name] = (pct / 100.0, float(reset) if reset is not None else None)
     return out

@@ -177,7 +177,7 @@ class Web:
             "last_24h_usd": day_spend,
             "this_month_usd": Q.cost_since(db, first_hour(month)),
             "month_since": day_start(month),
-            "burn_rate_usd_per_hour": hour_spend,
+            "burn_rate_usd_per_hour": t.burn_rate(now),
             "budgets": {"hourly_usd": self.budgets.get("1h"), "daily_usd": self.budgets.get("24h")},
             "active_sessions": active,
             "top_session_today": {"id": top[0], "cost_usd": top[1]} if top else None,
