@@ -221,11 +221,14 @@ def corpus_blocks(request, tmp_path_factory):
     finally:
         store.close()
     oracle = ccusage_json(root, "blocks")
-    return files < 1000, root, info, entries, from_store, tail, oracle
+    report = json.loads(
+        ccotel("report", "--by", "block", "--json", "--state-dir", str(state)).stdout
+    )
+    return files < 1000, root, info, entries, from_store, tail, oracle, report
 
 
 def test_corpus_blocks_equal_ccusage(corpus_blocks):
-    sparse, root, info, entries, from_store, tail, oracle = corpus_blocks
+    sparse, root, info, entries, from_store, tail, oracle, _report = corpus_blocks
     gaps = sum(b["isGap"] for b in oracle["blocks"])
     # the sparse corpus has many gaps, the dense one chains block after block
     assert len(from_store) > (50 if sparse else 100)
@@ -239,6 +242,80 @@ def test_corpus_blocks_equal_ccusage(corpus_blocks):
     assert sum(b.entries for b in from_store) == len(entries) + len(zero)
     # recomputing from a known block's start gives the same last blocks
     assert all(tail[k] == from_store[-k:] for k in tail)
+
+
+# ---------------------------------------------------------------- `ccotel report --by block`
+
+
+def _compare_report(report: dict, oracle: dict) -> None:
+    """`ccotel report --by block --json` row by row against ccusage's blocks (no gap rows)."""
+    theirs = [b for b in oracle["blocks"] if not b["isGap"]]
+    rows = report["rows"]
+    assert report["by"] == "block"
+    assert [r["start"] for r in rows] == [t["startTime"] for t in theirs]
+    for r, t in zip(rows, theirs, strict=True):
+        tc = t["tokenCounts"]
+        assert (r["end"], r["last_activity"], r["active"], r["entries"]) == (
+            t["endTime"],
+            t["actualEndTime"],
+            t["isActive"],
+            t["entries"],
+        ), t["startTime"]
+        assert (
+            r["input_tokens"],
+            r["output_tokens"],
+            r["cache_write_tokens"],
+            r["cache_read_tokens"],
+            r["total_tokens"],
+        ) == (
+            tc["inputTokens"],
+            tc["outputTokens"],
+            tc["cacheCreationInputTokens"],
+            tc["cacheReadInputTokens"],
+            t["totalTokens"],
+        ), t["startTime"]
+        assert r["cost_usd"] == pytest.approx(t["costUSD"], rel=1e-9, abs=1e-10), t["startTime"]
+    total = sum(t["costUSD"] for t in theirs)
+    assert report["totals"]["cost_usd"] == pytest.approx(total, rel=1e-9)
+    assert report["totals"]["entries"] == sum(t["entries"] for t in theirs)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_report_by_block_equals_ccusage_on_the_fixtures(version, tmp_path):
+    src = FIXTURES / version
+    state = tmp_path / "state"
+    ccotel("backfill", "--claude-dir", str(src), "--state-dir", str(state))
+    report = json.loads(
+        ccotel("report", "--by", "block", "--json", "--state-dir", str(state)).stdout
+    )
+    assert report["rows"]
+    _compare_report(report, ccusage_json(src, "blocks"))
+
+
+def test_report_by_block_equals_ccusage_on_the_corpus(corpus_blocks):
+    *_, oracle, report = corpus_blocks
+    assert len(report["rows"]) > 50
+    _compare_report(report, oracle)
+
+
+def test_report_by_block_table_and_since(tmp_path):
+    root = tmp_path / "claude"
+    _write(
+        root,
+        [("2026-01-04T10:17:03.250Z", U1), ("2026-01-07T12:00:00.002Z", U2)],
+        session="00000000-0000-4000-8000-0000000000b1",
+        cwd="/home/u/table",
+    )
+    state = tmp_path / "state"
+    ccotel("backfill", "--claude-dir", str(root), "--state-dir", str(state))
+    out = ccotel("report", "--by", "block", "--state-dir", str(state)).stdout
+    assert "Claude Code usage by block" in out and "Total" in out
+    since = json.loads(
+        ccotel("report", "--by", "block", "--json", "--since", "2026-01-06",
+               "--state-dir", str(state)).stdout
+    )  # fmt: skip
+    # local midnight of the 6th is between the two blocks in every time zone
+    assert [r["start"] for r in since["rows"]] == ["2026-01-07T12:00:00.000Z"]
 
 
 # ----------------------------------------------------------------------------- timelines
