@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -37,6 +38,11 @@ def duration(s: float) -> str:
     return f"{m // 60}h{m % 60:02d}m" if m >= 60 else f"{m}m"
 
 
+def pct(ratio: float) -> str:
+    """A ratio as a whole percentage, halves up (42.5 % -> 43 %, as people round)."""
+    return f"{math.floor(round(ratio * 100, 6) + 0.5)}%"
+
+
 def level(ratio: float) -> str:
     return "bad" if ratio >= BAD_AT else "warn" if ratio >= WARN_AT else "ok"
 
@@ -61,7 +67,7 @@ def _plan(f: Facts, color: bool) -> str:
         ratio, resets_at = got
         if resets_at is not None and resets_at <= f.now:
             continue  # that window has reset since: its figure is no longer true
-        text = _paint(f"{window} {ratio * 100:.0f}%", level(ratio), color)
+        text = _paint(f"{window} {pct(ratio)}", level(ratio), color)
         if resets_at is not None:
             text += f" ↻{_reset_time(resets_at, f.now, window)}"
         parts.append(text)
@@ -89,13 +95,13 @@ def segment(name: str, f: Facts, color: bool) -> str:
         if f.context is None:
             return ""
         ratio, _size = f.context
-        return "ctx " + _paint(f"{ratio * 100:.0f}%", level(ratio), color and ratio >= WARN_AT)
+        return "ctx " + _paint(pct(ratio), level(ratio), color and ratio >= WARN_AT)
     if name == "plan":
         return _plan(f, color)
     if name == "budget":
         if f.budget_ratio is None:
             return ""
-        return _paint(f"budget {f.budget_ratio * 100:.0f}%", level(f.budget_ratio), color)
+        return _paint(f"budget {pct(f.budget_ratio)}", level(f.budget_ratio), color)
     return ""
 
 
