@@ -276,7 +276,7 @@ class Daemon:
             return
         log.info("caught up", lines=lines, files=self.ingest.totals.files_tracked)
         self.ready.set()
-        self.hub.ready.set()
+        self.hub.set_ready()
         self.exporters.start()
         self._loop()
 

@@ -66,7 +66,10 @@ def test_windows_are_independent_and_changes_are_taken_once():
         ({"five_hour": {"used_percentage": 42.5, "resets_at": R5}}, {"5h": (0.425, R5)}),
         ({"seven_day": {"used_percentage": 17}}, {"7d": (0.17, None)}),
         (
-            {"five_hour": {"used_percentage": 1, "resets_at": 1}, "seven_day": {"used_percentage": 2, "resets_at": 2}},
+            {
+                "five_hour": {"used_percentage": 1, "resets_at": 1},
+                "seven_day": {"used_percentage": 2, "resets_at": 2},
+            },
             {"5h": (0.01, 1.0), "7d": (0.02, 2.0)},
         ),
         ({"five_hour": {"used_percentage": "42"}}, {}),
@@ -86,12 +89,26 @@ def test_rate_limits_every_block_absent_present_or_malformed(obj, want):
 
 
 def _report(sid="s-1", **extra) -> dict:
-    return {"session_id": sid, "model": {"id": "claude-opus-4-6", "display_name": "Opus 4.6"}, **extra}
+    return {
+        "session_id": sid,
+        "model": {"id": "claude-opus-4-6", "display_name": "Opus 4.6"},
+        **extra,
+    }
 
 
 @pytest.mark.parametrize(
-    "bad", [[], "x", 3, None, {}, {"session_id": ""}, {"session_id": 5}, {"session_id": "a\nb"},
-            {"session_id": "x" * 201}],  # fmt: skip
+    "bad",
+    [
+        [],
+        "x",
+        3,
+        None,
+        {},
+        {"session_id": ""},
+        {"session_id": 5},
+        {"session_id": "a\nb"},
+        {"session_id": "x" * 201},
+    ],  # fmt: skip
 )
 def test_a_report_must_be_an_object_naming_its_session(bad):
     with pytest.raises(BadReport):
@@ -129,9 +146,14 @@ def test_reports_are_bounded():
 
 @pytest.mark.parametrize(
     "cw",
-    [None, "x", {}, {"context_window_size": 0, "used_percentage": 5},
-     {"context_window_size": 200_000, "current_usage": {"input_tokens": "many"}},
-     {"context_window_size": True, "used_percentage": 5}],  # fmt: skip
+    [
+        None,
+        "x",
+        {},
+        {"context_window_size": 0, "used_percentage": 5},
+        {"context_window_size": 200_000, "current_usage": {"input_tokens": "many"}},
+        {"context_window_size": True, "used_percentage": 5},
+    ],  # fmt: skip
 )
 def test_context_unknown_when_the_block_says_nothing_usable(cw):
     assert context_of({"session_id": "s", "context_window": cw}) is None
@@ -165,7 +187,9 @@ def test_the_full_line_and_its_colours():
 def test_segments_without_data_are_left_out_and_the_order_is_configurable():
     f = Facts(model="Sonnet 4.5", session_usd=0.0, today_usd=0.5, now=T0)
     assert render(f) == "Sonnet 4.5 | $0.00 session · $0.50 today"
-    assert render(_facts(), segments=["plan", "model"], separator=" / ", color=False).endswith(" / Opus 4.6")
+    assert render(_facts(), segments=["plan", "model"], separator=" / ", color=False).endswith(
+        " / Opus 4.6"
+    )
     # a window whose reset time has passed says nothing any more
     assert "5h" not in render(_facts(plan={"5h": (0.9, T0 - 1)}), color=False)
     assert render(Facts(now=T0)) == ""

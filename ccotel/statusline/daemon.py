@@ -84,6 +84,11 @@ class Hub:
                 conn.close()
         self._reader = self._writer = self._worker_db = None
 
+    def set_ready(self) -> None:
+        """Catch-up is done: compute the blocks in full now (on the worker)."""
+        self.ready.set()
+        self._wake.set()
+
     def _connect(self, readonly: bool) -> sqlite3.Connection:
         uri = f"file:{self.db_path}?mode=ro" if readonly else str(self.db_path)
         conn = sqlite3.connect(uri, uri=readonly, isolation_level=None, check_same_thread=False)
@@ -93,7 +98,7 @@ class Hub:
     def _work(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(WORK_EVERY)
-            self._wake.clear()
+            self._wake.clear()  # (a wake-up during this round is kept for the next)
             if self._stop.is_set():
                 return
             self._write_plan()
