@@ -53,7 +53,7 @@ def write_session(
                 model=SONNET46,
                 timestamp=_iso(now - m * 60),
                 rng=rng,
-            )  # fmt: skip
+            )
             for i, m in enumerate(minutes_ago)
         ],
     )
@@ -214,7 +214,7 @@ def test_a_stale_session_never_lowers_the_plan_and_a_restart_keeps_it(daemon):
     ids=["empty", "garbage", "array", "no-session", "deep", "huge"],
 )
 def test_bad_input_gets_a_short_line_and_the_daemon_goes_on(daemon, stdin, says):
-    state, port = daemon["state"], daemon["port"]
+    state, _port = daemon["state"], daemon["port"]
     out = statusline(state, stdin).stdout.decode()
     assert out.startswith(("ccotel: ", "Opus 4.6 | ccotel: ")) and says in out, out
     assert daemon["proc"].poll() is None

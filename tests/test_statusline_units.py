@@ -108,7 +108,7 @@ def _report(sid="s-1", **extra) -> dict:
         {"session_id": 5},
         {"session_id": "a\nb"},
         {"session_id": "x" * 201},
-    ],  # fmt: skip
+    ],
 )
 def test_a_report_must_be_an_object_naming_its_session(bad):
     with pytest.raises(BadReport):
@@ -153,7 +153,7 @@ def test_reports_are_bounded():
         {"context_window_size": 0, "used_percentage": 5},
         {"context_window_size": 200_000, "current_usage": {"input_tokens": "many"}},
         {"context_window_size": True, "used_percentage": 5},
-    ],  # fmt: skip
+    ],
 )
 def test_context_unknown_when_the_block_says_nothing_usable(cw):
     assert context_of({"session_id": "s", "context_window": cw}) is None
