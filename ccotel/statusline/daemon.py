@@ -128,7 +128,15 @@ class Hub:
 
     # --- the socket's one route --------------------------------------------------------------
 
-    def handle(self, method: str, path: str, body: bytes) -> tuple[int, str]:
+    def handle(self, method: str, path: str, body: bytes, query: str = "") -> tuple[int, str]:
+        if path == "/report" and method == "GET":  # what the daemon holds of a session
+            from urllib.parse import parse_qs
+
+            sid = (parse_qs(query).get("session_id") or [""])[-1]
+            d = self.reports.report(sid)
+            if d is None:
+                return 404, "ccotel: no status-line report of that session\n"
+            return 200, json.dumps(d) + "\n"
         if path != "/statusline":
             return 404, "ccotel: POST the status-line JSON to /statusline\n"
         if method != "POST":

@@ -13,7 +13,8 @@ Each request is bounded in size and time (``MAX_BODY``, ``TIMEOUT``), served on 
 thread, at most ``MAX_CLIENTS`` at once; whatever a client sends, the daemon goes on.
 
 Speaking HTTP keeps it usable without ccotel:
-``curl -s --unix-socket <state dir>/statusline.sock --data-binary @- http://ccotel/statusline``.
+``curl -s --unix-socket <state dir>/statusline.sock --data-binary @- http://ccotel/statusline``,
+and ``GET /report?session_id=<id>`` shows what the daemon holds of a session.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ MAX_HEAD = 8 << 10
 MAX_CLIENTS = 16
 TIMEOUT = 2.0  # seconds a client may take to send its request
 
-Handler = Callable[[str, str, bytes], tuple[int, str]]  # (method, path, body) -> (status, text)
+# (method, path, body, query) -> (status, text)
+Handler = Callable[[str, str, bytes, str], tuple[int, str]]
 
 _REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
             405: "Method Not Allowed", 408: "Request Timeout", 413: "Content Too Large",
@@ -138,12 +140,12 @@ class SocketServer:
                     _reply(conn, 403, "ccotel: not your daemon\n")
                     return
                 try:
-                    method, path, body = _read_request(conn)
+                    method, path, query, body = _read_request(conn)
                 except _Bad as exc:
                     _reply(conn, exc.status, f"ccotel: {exc}\n")
                     return
                 try:
-                    status, text = self.handle(method, path, body)
+                    status, text = self.handle(method, path, body, query)
                 except Exception as exc:  # a bug here must not stop the socket
                     log.exception("statusline: request failed")
                     status, text = 500, f"ccotel: internal error ({type(exc).__name__})\n"
@@ -173,7 +175,7 @@ class _Bad(Exception):
         self.status = status
 
 
-def _read_request(conn: socket.socket) -> tuple[str, str, bytes]:
+def _read_request(conn: socket.socket) -> tuple[str, str, str, bytes]:
     buf = b""
     while b"\r\n\r\n" not in buf:
         if len(buf) > MAX_HEAD:
@@ -190,7 +192,7 @@ def _read_request(conn: socket.socket) -> tuple[str, str, bytes]:
     parts = lines[0].split(" ")
     if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
         raise _Bad(400, "not an HTTP/1.x request")
-    method, path = parts[0], parts[1].split("?", 1)[0]
+    method, (path, _, query) = parts[0], parts[1].partition("?")
     headers = {}
     for line in lines[1:]:
         k, sep, v = line.partition(":")
@@ -216,7 +218,7 @@ def _read_request(conn: socket.socket) -> tuple[str, str, bytes]:
         if not chunk:
             raise _Bad(400, "incomplete body")
         body += chunk
-    return method, path, body[:length]
+    return method, path, query, body[:length]
 
 
 def _reply(conn: socket.socket, status: int, text: str) -> None:
