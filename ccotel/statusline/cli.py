@@ -69,25 +69,41 @@ def _show(res) -> None:
         click.echo(f"  backup: {res.backup}")
 
 
+def fast_command(args: list[str]) -> list[str]:
+    """This Python running the client directly: isolated (-I) and without site (-S), which
+    the client does not need and which costs more than the rest of a render (pip's console
+    script alone imports `re`); the package's folder is put on the path by hand."""
+    import ccotel
+
+    where = str(Path(ccotel.__file__).resolve().parent.parent)
+    code = (f"import sys;sys.path.insert(0,{json.dumps(where)});"
+            "from ccotel.statusline.client import main;sys.exit(main(sys.argv[1:]))")  # fmt: skip
+    return [sys.executable, "-I", "-S", "-c", code, *args]
+
+
 @statusline.command("install")
 @_force
 @_dry
 @_settings
+@click.option("--plain", is_flag=True,
+              help="Write `<path>/ccotel statusline` instead of the faster direct command.")  # fmt: skip
+@click.option(
+    "--state-dir", metavar="DIR", help="The daemon's state dir, written into the command."
+)
 @click.pass_context
-def install_cmd(ctx, force: bool, dry_run: bool, settings_file: str | None) -> None:
-    """Set Claude Code's statusLine to this ccotel's `statusline` (other settings kept)."""
+def install_cmd(ctx, force: bool, dry_run: bool, settings_file: str | None, plain: bool,
+                state_dir: str | None) -> None:  # fmt: skip
+    """Set Claude Code's statusLine to this ccotel's `statusline` (other settings kept).
+
+    The command written runs this ccotel's Python on the client directly (about half the
+    start-up of the `ccotel` script); --plain writes `ccotel statusline` with its full path.
+    """
     from ccotel.service import resolve_executable
     from ccotel.statusline.install import InstallError, install
 
     parent = ctx.parent.params
-    argv = [*resolve_executable(), "statusline", *_client_args(ctx, parent.get("state_dir"), parent.get("metrics_addr"))]  # fmt: skip
-    # with --config, it goes before the command
-    if "--config" in argv:
-        i = argv.index("--config")
-        cfg = argv[i : i + 2]
-        del argv[i : i + 2]
-        at = argv.index("statusline")
-        argv[at:at] = cfg
+    args = _client_args(ctx, state_dir or parent.get("state_dir"), parent.get("metrics_addr"))
+    argv = [*resolve_executable(), "statusline", *args] if plain else fast_command(args)
     try:
         res = install(_path(settings_file), shlex.join(argv), force=force, dry_run=dry_run)
     except InstallError as exc:

@@ -51,6 +51,8 @@ def is_ours(value: object) -> bool:
     """A statusLine that runs `ccotel statusline` (any path, flags, or python -m ccotel)."""
     if not isinstance(value, dict) or not isinstance(value.get("command"), str):
         return False
+    if "from ccotel.statusline.client import main" in value["command"]:
+        return True
     try:
         argv = shlex.split(value["command"])
     except ValueError:
