@@ -206,6 +206,7 @@ class Daemon:
             label = project_labeler(cfg.project_label if cfg.project_label != "off" else "name")
             self.web = Web(cfg, self.store.dir, self.ingest.totals, self.health, budgets_of(cfg),
                            label, options(cfg), clock)  # fmt: skip
+            self.web.plan = self.hub.page
         self.server = HttpServer(
             host, port, registry, self.health, web=self.web.handle if self.web else None,
             tls=(cfg.http_tls_cert, cfg.http_tls_key) if cfg.http_tls_cert else None,

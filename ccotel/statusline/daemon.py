@@ -32,6 +32,7 @@ from ccotel.statusline.server import SocketServer
 
 log = structlog.get_logger()
 
+HISTORY_POINTS = 2000
 WORK_EVERY = 1.0  # seconds between the worker's rounds (plan writes, block recomputation)
 
 
@@ -236,6 +237,27 @@ class Hub:
         if b is not None and b["burn_rate_usd_per_hour"] is not None:
             burn.add_metric(["block"], b["burn_rate_usd_per_hour"])
         return [*out, cost, ends, proj, burn]
+
+    def page(self) -> dict:
+        """/api/plan: the plan windows, their history (the last 7 days, at most HISTORY_POINTS
+        per window), the active block and the burn rate."""
+        now = self.clock()
+        windows = {
+            w: {"used_ratio": x.used_ratio, "resets_at": x.resets_at, "reported_at": x.reported_at,
+                "seen_at": x.seen_at, "reset": x.resets_at is not None and x.resets_at <= now}
+            for w, x in self.plan.windows().items()
+        }  # fmt: skip
+        history: dict[str, list] = {}
+        with contextlib.suppress(sqlite3.Error):
+            for w, at, ratio, resets_at in self.history(now - 7 * 86400):
+                history.setdefault(w, []).append([at, ratio, resets_at])
+        return {
+            "now": now,
+            "windows": windows,
+            "history": {w: pts[-HISTORY_POINTS:] for w, pts in history.items()},
+            "block": self.blocks.summary(now),
+            "burn_rate_usd_per_hour": self.totals.burn_rate(now),
+        }
 
     def history(self, since: float) -> list[tuple[str, float, float, float | None]]:
         with self._read_lock:

@@ -84,6 +84,7 @@ class Web:
         self._active: dict[str, tuple[float | None, float, float]] = {}  # id -> (last_ts, s, when)
         self._active_lock = threading.Lock()
         self._state_warned = -3600.0
+        self.plan: Callable[[], dict] | None = None  # /api/plan, set by the daemon
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -118,6 +119,8 @@ class Web:
         try:
             if route == "/api/summary":
                 body = self.summary()
+            elif route == "/api/plan" and self.plan is not None:  # ccotel.statusline.daemon
+                body = self.plan()
             elif route == "/api/spend":
                 body = self.spend(q.get("by", "model"), q.get("bucket", "hour"))
             elif route == "/api/sessions":
