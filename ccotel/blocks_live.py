@@ -110,11 +110,20 @@ class LiveBlocks:
     # --- readers -------------------------------------------------------------------------------
 
     def blocks(self, now: float | None = None) -> list[Block]:
-        """The last blocks (the tail's): the active one, if any, is the last."""
+        """The last blocks (the tail's): the active one, if any, is the last. A block that
+        has closed is dropped from memory here (the tail is the last block only)."""
         now = self.clock() if now is None else now
         with self._lock:
             entries = list(self._tail.values())
-        return identify_blocks(entries, now=now) if entries else []
+        blocks = identify_blocks(entries, now=now) if entries else []
+        if len(blocks) > 1:
+            cut = _ms(blocks[-2].last_activity)  # every entry of the last block is later
+            with self._lock:
+                if self._tail_start is not None and self._tail_start < _ms(blocks[-1].start):
+                    self._tail_start = _ms(blocks[-1].start)
+                    self._tail = {k: e for k, e in self._tail.items() if _ms(e.ts) > cut}
+            blocks = blocks[-1:]
+        return blocks
 
     def active(self, now: float | None = None) -> Block | None:
         return active_block(self.blocks(now))

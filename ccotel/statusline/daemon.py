@@ -69,7 +69,11 @@ class Hub:
     # --- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.server.start()
+        try:
+            self.server.start()
+        except OSError as exc:  # the daemon runs on without its status line
+            log.error("statusline: cannot listen; the status line is off",
+                      path=str(self.server.path), error=str(exc))  # fmt: skip
         self._worker = threading.Thread(target=self._work, name="ccotel-plan", daemon=True)
         self._worker.start()
 
