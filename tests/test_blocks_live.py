@@ -116,3 +116,26 @@ def test_an_old_entry_waits_for_the_full_computation_and_readers_keep_the_last_r
     assert live.refresh(force=True)  # ... unless asked
     (b2,) = live.blocks(now)
     assert (b2.entries, b2.cost) == (6, 10.0)
+
+
+def test_an_entry_exactly_at_the_tail_start_belongs_to_the_block_before():
+    """15:00:00.000 is exactly 5 h after a block that started at 10:00: ccusage keeps it in
+    that block (the split needs more than 5 h), not in the one that starts at 15:00."""
+    store = Store()
+    start = T0 + 10 * H  # on the hour
+    first = [Entry(start, 1, 1, 1, 1, 1.0), Entry(start + 5 * H + 0.001, 1, 1, 1, 1, 2.0)]
+    now = start + 6 * H
+    live = LiveBlocks(store.read, clock=lambda: now)
+    for k, e in enumerate(first):
+        store.rows[(0, k)] = e
+    live.committed(SimpleNamespace(responses={k: _row(e) for k, e in enumerate(first)}, marks={}))
+    live.refresh(force=True)
+    assert [b.start for b in live.blocks(now)] == [start + 5 * H]
+    edge = Entry(start + 5 * H, 1, 1, 1, 1, 4.0)
+    store.rows[(0, 7)] = edge
+    live.committed(SimpleNamespace(responses={7: _row(edge)}, marks={}))
+    assert live.pending  # it may change the blocks before the tail: recompute
+    live.refresh(force=True)
+    (b,) = live.blocks(now)
+    want = identify_blocks(store.rows.values(), now=now)
+    assert [x.entries for x in want] == [2, 1] and b == want[-1] and b.cost == 2.0

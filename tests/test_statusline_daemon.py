@@ -352,3 +352,31 @@ def test_the_daemon_holds_the_latest_report_per_session_for_the_live_board(tmp_p
         assert d.hub.handle("POST", "/other", b"{}")[0] == 404
     finally:
         d._stack.close()
+
+
+@pytest.mark.parametrize("part", ["head", "body"])
+def test_a_client_that_trickles_is_cut_off_and_others_are_served(daemon, part):
+    """One byte every 0.05 s: the daemon gives the whole request 2 s, not 2 s per byte."""
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(str(daemon["state"] / "statusline.sock"))
+    s.settimeout(0.05)
+    head = b"POST /statusline HTTP/1.1\r\nContent-Length: 1000\r\n"
+    if part == "body":
+        s.sendall(head + b"\r\n")
+    t0 = time.monotonic()
+    answer = b""
+    try:
+        for b in b"X-Pad: " + b"p" * 1000 if part == "head" else b"x" * 1000:
+            s.sendall(bytes([b]))
+            try:
+                answer = s.recv(4096)
+            except TimeoutError:
+                continue
+            break
+    except OSError:
+        pass
+    cut = time.monotonic() - t0
+    s.close()
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert cut < 5, cut  # about 2 s; a timeout per recv would never end
+    assert "Sonnet 4.5 |" in statusline(daemon["state"], status_json()).stdout.decode()

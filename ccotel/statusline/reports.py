@@ -81,7 +81,7 @@ class Reports:
             if self.clock() - d["received_at"] > KEEP_SECONDS:
                 del self._by_session[session_id]
                 return None
-            return d
+            return dict(d)  # the caller's copy
 
     def context(self, session_id: str) -> tuple[float, int] | None:
         d = self.report(session_id)

@@ -25,6 +25,7 @@ import socket
 import stat
 import struct
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,7 +37,7 @@ SOCKET_NAME = "statusline.sock"
 MAX_BODY = 256 << 10  # Claude Code sends about 2 KB
 MAX_HEAD = 8 << 10
 MAX_CLIENTS = 16
-TIMEOUT = 2.0  # seconds a client may take to send its request
+TIMEOUT = 2.0  # seconds a client may take to send its whole request
 
 # (method, path, body, query) -> (status, text)
 Handler = Callable[[str, str, bytes, str], tuple[int, str]]
@@ -175,13 +176,23 @@ class _Bad(Exception):
         self.status = status
 
 
+def _recv(conn: socket.socket, n: int, deadline: float) -> bytes:
+    """recv within the request's deadline (a client that trickles bytes gets no longer)."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError
+    conn.settimeout(left)
+    return conn.recv(n)
+
+
 def _read_request(conn: socket.socket) -> tuple[str, str, str, bytes]:
+    deadline = time.monotonic() + TIMEOUT
     buf = b""
     while b"\r\n\r\n" not in buf:
         if len(buf) > MAX_HEAD:
             raise _Bad(413, "request head too large")
         try:
-            chunk = conn.recv(4096)
+            chunk = _recv(conn, 4096, deadline)
         except TimeoutError:
             raise _Bad(408, "request too slow") from None
         if not chunk:
@@ -212,7 +223,7 @@ def _read_request(conn: socket.socket) -> tuple[str, str, str, bytes]:
         conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")  # curl waits for it on larger bodies
     while len(body) < length:
         try:
-            chunk = conn.recv(min(65536, length - len(body)))
+            chunk = _recv(conn, min(65536, length - len(body)), deadline)
         except TimeoutError:
             raise _Bad(408, "request too slow") from None
         if not chunk:
