@@ -505,3 +505,20 @@ def test_window_that_ended_with_recent_activity_is_not_active(tmp_path):
     assert time.time() - ours[0].last_activity < 5 * H
     _compare(ours, oracle)
     assert projection(ours[0]) is None
+
+
+def test_report_by_block_reads_a_state_not_migrated_yet(tmp_path):
+    """`report` opens the state read-only: a 0.1.0 state (no block_marks, a `responses`
+    table) still gives its blocks, summing to the report's totals."""
+    import shutil
+
+    state = tmp_path / "state"
+    state.mkdir()
+    shutil.copy(Path(__file__).parent / "data" / "state-0.1.0.db", state / "state.db")
+    blocks = json.loads(
+        ccotel("report", "--by", "block", "--json", "--state-dir", str(state)).stdout
+    )
+    totals = json.loads(ccotel("report", "--json", "--state-dir", str(state)).stdout)["totals"]
+    assert len(blocks["rows"]) > 1
+    assert blocks["totals"]["cost_usd"] == pytest.approx(totals["cost_usd"], rel=1e-9)
+    assert blocks["totals"]["input_tokens"] == totals["input_tokens"]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import sqlite3
 
-# Block entries: every de-duplicated response, and the zero-usage API-error lines ccusage
+# Block entries: every de-duplicated response (the `responses` view, or the table of a
+# state not migrated yet), and the zero-usage API-error lines ccusage
 # counts too (block_marks).
-BLOCK_ENTRIES = """SELECT 0, key, ts, input, output, cw5m + cw1h, cache_read, cost FROM response
+BLOCK_ENTRIES = """SELECT 0, key, ts, input, output, cw5m + cw1h, cache_read, cost FROM responses
     WHERE ts >= ?
     UNION ALL SELECT 1, key, ts, 0, 0, 0, 0, 0.0 FROM block_marks WHERE ts >= ?"""
 
+HAS_MARKS = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'block_marks'"
 SESSION_COST = "SELECT COALESCE(SUM(cost), 0) FROM usage WHERE session = ?"
 
 PLAN_PUT = """INSERT OR REPLACE INTO plan_history(win, reported_at, used_ratio, resets_at)
@@ -26,7 +28,10 @@ PLAN_PRUNE_ROWS = """DELETE FROM plan_history WHERE win = ? AND reported_at <
 
 def block_entries(db: sqlite3.Connection, since: float = float("-inf")) -> list[tuple]:
     """(kind, key, ts, input, output, cache_write, cache_read, cost) of every block entry
-    since: kind 0 a response, 1 a zero-usage API-error line (the two keys are apart)."""
+    since: kind 0 a response, 1 a zero-usage API-error line (the two keys are apart). A
+    state from before block_marks (read-only, not migrated) has responses only."""
+    if db.execute(HAS_MARKS).fetchone() is None:
+        return db.execute(BLOCK_ENTRIES.split(" UNION ALL ")[0], (since,)).fetchall()
     return db.execute(BLOCK_ENTRIES, (since, since)).fetchall()
 
 
