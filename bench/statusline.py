@@ -153,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pace", type=float, default=0.3, help="seconds between renders")
     args = ap.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
+    import fcntl
+
+    lock = open(OUT / ".lock", "w")  # noqa: SIM115 - as bench/run.py: one run at a time
+    fcntl.flock(lock, fcntl.LOCK_EX)
     if args.corpus:
         root = args.corpus.resolve()
     else:
@@ -249,7 +253,9 @@ def main(argv: list[str] | None = None) -> int:
         "p99_daemon_down_under_300ms": res["ccotel_down"]["p99_ms"] < 300,
     }
     (OUT / "statusline.json").write_text(json.dumps(res, indent=2))
-    log(f"targets: {res['targets']}; written to {OUT / 'statusline.json'}")
+    res["load_average"] = os.getloadavg()
+    log(f"load average {res['load_average']}; targets: {res['targets']}; "
+        f"written to {OUT / 'statusline.json'}")  # fmt: skip
     return 0
 
 
