@@ -106,12 +106,14 @@ class Hub:
             self._wake.clear()  # (a wake-up during this round is kept for the next)
             if self._stop.is_set():
                 return
-            self._write_plan()
-            if self.ready.is_set():
-                try:
+            try:
+                self._write_plan()
+                if self.ready.is_set():
                     self.blocks.refresh()
-                except sqlite3.Error as exc:
-                    log.warning("blocks: cannot read the state", error=str(exc)[:200])
+            except sqlite3.Error as exc:
+                log.warning("blocks: cannot read the state", error=str(exc)[:200])
+            except Exception:  # a bug here must not end the plan writes or the blocks
+                log.exception("plan/blocks worker")
 
     def _read_entries(self, since: float) -> list[tuple]:
         if self._worker_db is None:

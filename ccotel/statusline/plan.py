@@ -111,7 +111,7 @@ class Plan:
     def put_back(self, changes: list[Window]) -> None:
         """Changes that could not be written: kept for the next try (oldest first)."""
         with self._lock:
-            self._changes = changes + self._changes
+            self._changes = (changes + self._changes)[-HISTORY_ROWS:]
 
 
 def _compare(cur: Window, ratio: float, resets_at: float | None) -> int:
