@@ -99,11 +99,22 @@ def test_a_bug_in_the_handler_is_a_500_and_the_socket_goes_on(tmp_path):
     assert calls == ["/boom", "/ok", "/boom", "/ok"]
 
 
-def test_a_path_taken_by_something_else_leaves_the_daemon_without_a_status_line(hub, tmp_path):
+@pytest.mark.parametrize("kind", ["file", "folder"])
+def test_a_path_taken_by_something_else_leaves_the_daemon_without_a_status_line(
+    hub, tmp_path, kind
+):
     h, _ = hub
-    h.server.path.mkdir()  # not a socket: not ccotel's to delete
+    if kind == "folder":
+        h.server.path.mkdir()  # not a socket: not ccotel's to delete
+    else:
+        h.server.path.write_text("someone's notes")
     h.start()  # logs, goes on
-    assert h.server.sock is None and h.server.path.is_dir()
+    assert h.server.sock is None
+    assert (
+        h.server.path.is_dir()
+        if kind == "folder"
+        else h.server.path.read_text() == "someone's notes"
+    )
     # the client says what is wrong, in its one line
     out = subprocess.run([sys.executable, "-m", "ccotel", "statusline", "--state-dir", str(tmp_path)],
                          input=report(5), capture_output=True, timeout=30).stdout.decode()  # fmt: skip
@@ -123,7 +134,9 @@ def test_a_stale_socket_of_a_dead_daemon_is_replaced(hub):
     while time.monotonic() < deadline and "5h" not in out:
         out = subprocess.run([sys.executable, "-m", "ccotel", "statusline", "--state-dir", str(h.state_dir)],
                              input=report(5), capture_output=True, timeout=30).stdout.decode()  # fmt: skip
-    assert out == "Opus 4.6 | 5h 5% ↻" + time.strftime("%H:%M", time.localtime(T0 + 3600)) + "\n", out
+    assert out == "Opus 4.6 | 5h 5% ↻" + time.strftime("%H:%M", time.localtime(T0 + 3600)) + "\n", (
+        out
+    )
 
 
 def test_worker_survives_a_bug(hub, monkeypatch):
