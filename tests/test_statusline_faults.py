@@ -155,3 +155,41 @@ def test_worker_survives_a_bug(hub, monkeypatch):
     while boom["n"] < 3 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert boom["n"] >= 3 and h._worker.is_alive()
+
+
+FULL = {
+    "session_id": "s-full", "session_name": "fix the thing", "prompt_id": "p-1",
+    "transcript_path": "/tmp/s-full.jsonl", "cwd": "/w",
+    "model": {"id": "claude-opus-4-6", "display_name": "Opus 4.6"},
+    "workspace": {"current_dir": "/w", "project_dir": "/w", "added_dirs": ["/x"], "git_worktree": "wt",
+                  "repo": {"host": "github.com", "owner": "o", "name": "n"}},
+    "version": "2.1.197", "output_style": {"name": "default"},
+    "cost": {"total_cost_usd": 1.5, "total_duration_ms": 1, "total_api_duration_ms": 1,
+             "total_lines_added": 1, "total_lines_removed": 0},
+    "context_window": {"total_input_tokens": 1, "total_output_tokens": 1, "context_window_size": 200000,
+                       "current_usage": {"input_tokens": 1, "output_tokens": 1, "cache_creation_input_tokens": 0,
+                                         "cache_read_input_tokens": 0},
+                       "used_percentage": 12, "remaining_percentage": 88},
+    "effort": {"level": "high"}, "thinking": {"enabled": True},
+    "rate_limits": {"five_hour": {"used_percentage": 42.5, "resets_at": T0 + 3600},
+                    "seven_day": {"used_percentage": 17, "resets_at": T0 + 86400 * 3}},
+    "vim": {"mode": "NORMAL"}, "agent": {"name": "a", "type": "t"},
+    "pr": {"number": 1, "url": "u", "review_state": "open"},
+    "worktree": {"name": "w", "path": "/w", "branch": "b", "original_cwd": "/", "original_branch": "main"},
+    "exceeds_200k_tokens": False, "fast_mode": False,
+}  # fmt: skip
+OPTIONAL = [k for k in FULL if k != "session_id"]
+
+
+@pytest.mark.parametrize(
+    "drop", [[], OPTIONAL, *[[k] for k in OPTIONAL]], ids=lambda d: "-".join(d) or "all"
+)
+def test_every_optional_block_absent_or_present(hub, drop):
+    h, _ = hub
+    d = {k: v for k, v in FULL.items() if k not in drop}
+    status, line = h.handle("POST", "/statusline", json.dumps(d).encode())
+    assert status == 200 and line.endswith("\n") and "\n" not in line[:-1]
+    assert ("Opus 4.6" in line) == ("model" not in drop)
+    assert ("5h 43%" in line) == ("rate_limits" not in drop)
+    assert h.reports.report("s-full")["session_id"] == "s-full"
+    assert (h.reports.context("s-full") is None) == ("context_window" in drop)
