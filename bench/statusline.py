@@ -212,6 +212,14 @@ def main(argv: list[str] | None = None) -> int:
             "ccotel (this venv, editable)": [str(venv_ccotel), *ccotel_args],
             "ccotel (plain install)": [str(plain), *ccotel_args],
             "ccotel (as installed: python -I -S)": fast,
+            # the floor under any Python client on this machine, now
+            "python -I -S -c pass (floor)": [
+                str(plain.parent / "python"),
+                "-I",
+                "-S",
+                "-c",
+                "pass",
+            ],
         }
         curl = shutil.which("curl")
         if curl:
@@ -221,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, cmd in runs.items():
             res["ccotel"][name] = series(name, cmd, stdin, env, args.renders, args.pace)
         ticks = cpu_ticks(proc_tree(daemon.pid)) - ticks0
-        total = sum(r["renders"] + 3 for r in res["ccotel"].values())
+        total = sum(r["renders"] + 3 for k, r in res["ccotel"].items() if "floor" not in k)
         res["daemon_cpu_ms_per_render"] = ticks / CLK_TCK * 1000 / total
         log(f"daemon CPU per render: {res['daemon_cpu_ms_per_render']:.2f} ms")
         exe = find_ccusage()
