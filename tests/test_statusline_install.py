@@ -248,3 +248,14 @@ def test_ccotel_statusline_goes_to_the_client_before_the_cli_loads(tmp_path):
     imported = {line.split("|")[-1].strip() for line in proc.stderr.decode().splitlines()}
     assert "ccotel.statusline.client" in imported
     assert not {"click", "msgspec", "ccotel.cli", "ccotel.config"} & imported
+
+
+def test_the_short_line_imports_nothing_heavy_either(tmp_path):
+    """With the daemon down the model's name still shows, without `json` (it imports `re`)."""
+    cmd = fast_command(["--state-dir", str(tmp_path / "none")])
+    body = b'{"session_id": "s", "model": {"id": "m", "display_name" : "Opus \\"4.6\\""}}'
+    proc = subprocess.run([cmd[0], "-X", "importtime", *cmd[1:]], input=body, capture_output=True,
+                          timeout=30)  # fmt: skip
+    assert proc.stdout == b'Opus "4.6" | ccotel: daemon not running (ccotel service install)\n'
+    imported = {line.split("|")[-1].strip() for line in proc.stderr.decode().splitlines()}
+    assert not {"json", "re", "site", "socket"} & imported

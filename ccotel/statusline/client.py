@@ -192,15 +192,30 @@ def ask(path: str, body: bytes, deadline: float) -> str:
 
 
 def _model(body: bytes) -> str:
-    """The model's name for the short line (best effort)."""
-    try:
-        import json
-
-        m = json.loads(body).get("model") or {}
-        name = m.get("display_name") or m.get("id") or ""
-        return "".join(c for c in str(name)[:40] if c.isprintable())
-    except Exception:
+    """The model's name for the short line, best effort, without `json` (which imports `re`:
+    ~15 ms, more than the rest of the client): the first "display_name" string."""
+    i = body.find(b'"display_name"')
+    if i < 0:
         return ""
+    rest = body[i + 14 : i + 200].lstrip(b" \t\r\n")
+    if not rest.startswith(b":"):
+        return ""
+    rest = rest[1:].lstrip(b" \t\r\n")
+    if not rest.startswith(b'"'):
+        return ""
+    out, esc = bytearray(), False
+    for b in rest[1:]:
+        if esc:
+            out.append(b)
+            esc = False
+        elif b == 0x5C:  # backslash: keep the next byte as it is
+            esc = True
+        elif b == 0x22:  # the closing quote
+            name = out.decode("utf-8", "replace")
+            return "".join(c for c in name[:40] if c.isprintable())
+        else:
+            out.append(b)
+    return ""
 
 
 def main(argv: list[str]) -> int:
