@@ -247,8 +247,9 @@ def main(argv: list[str] | None = None) -> int:
         daemon.terminate()
         daemon.wait(30)
         daemon = None
+        time.sleep(3)  # let its exit settle
         res["ccotel_down"] = series("ccotel, daemon down (as installed)", fast,
-                                    stdin, env, max(20, args.renders // 5), 0.05)  # fmt: skip
+                                    stdin, env, max(20, args.renders // 5), args.pace)  # fmt: skip
     finally:
         if daemon is not None:
             daemon.kill()
