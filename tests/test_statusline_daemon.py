@@ -85,7 +85,11 @@ def statusline(state: Path, stdin: bytes | str | dict, *args: str, env: dict | N
         stdin = json.dumps(stdin)
     if isinstance(stdin, str):
         stdin = stdin.encode()
-    e = {k: v for k, v in (env or os.environ).items() if not k.startswith("CCOTEL_")}
+    e = (
+        dict(env)
+        if env is not None
+        else {k: v for k, v in os.environ.items() if not k.startswith("CCOTEL_")}
+    )
     proc = subprocess.run(
         [sys.executable, "-m", "ccotel", "statusline", "--state-dir", str(state), *args],
         input=stdin, capture_output=True, env=e, timeout=10, user=user,
@@ -380,3 +384,18 @@ def test_a_client_that_trickles_is_cut_off_and_others_are_served(daemon, part):
     assert answer.startswith(b"HTTP/1.1 408"), answer
     assert cut < 5, cut  # about 2 s; a timeout per recv would never end
     assert "Sonnet 4.5 |" in statusline(daemon["state"], status_json()).stdout.decode()
+
+
+def test_the_daemon_is_found_at_metrics_addr_like_ccotel_status_finds_it(daemon, tmp_path):
+    """A client whose configuration names another state dir asks the daemon's /healthz
+    (at --metrics-addr, CCOTEL_METRICS_ADDR or the config's) where its socket is."""
+    wrong = tmp_path / "elsewhere"
+    addr = f"127.0.0.1:{daemon['port']}"
+    out = statusline(wrong, status_json(), "--metrics-addr", addr).stdout.decode()
+    assert out.startswith("Sonnet 4.5 | $"), out
+    env = {**os.environ, "CCOTEL_METRICS_ADDR": addr}
+    assert statusline(wrong, status_json(), env=env).stdout.decode().startswith("Sonnet 4.5 | $")
+    # nothing at that address: the short line
+    free = f"127.0.0.1:{free_port()}"
+    out = statusline(wrong, status_json(), "--metrics-addr", free).stdout.decode()
+    assert out == "Sonnet 4.5 | ccotel: daemon not running (ccotel service install)\n"

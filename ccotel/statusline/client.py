@@ -1,9 +1,10 @@
 """``ccotel statusline``: the client Claude Code runs on every refresh. It must cost nothing.
 
 It imports only what CPython starts with (os, sys, _socket, select; tomllib only when a
-config file exists), finds the daemon's socket as ``ccotel.config`` finds the state dir, checks that the
-socket is the user's own and private, POSTs the JSON read from stdin, and prints the
-daemon's line. It always exits 0 and never waits long: each step has a deadline
+config file exists), finds the daemon's socket as ``ccotel.config`` finds the state dir (and,
+when no daemon is there, asks the /healthz at metrics_addr for its state dir, as ``ccotel
+status`` finds the daemon), checks that the socket is the user's own and private, POSTs
+the JSON read from stdin, and prints the daemon's line. It always exits 0 and never waits long: each step has a deadline
 (``TIMEOUT``), and when the daemon is down, hung or refuses, it prints a short line saying
 so. ``ccotel.entry`` runs it before the command-line module loads.
 """
@@ -24,6 +25,11 @@ USAGE = "usage: ccotel [--config FILE] statusline [--state-dir DIR] [--metrics-a
 
 class Down(Exception):
     """Why no line came from the daemon: printed after "ccotel: "."""
+
+
+class NotRunning(Down):
+    def __init__(self) -> None:
+        super().__init__("daemon not running (ccotel service install)")
 
 
 def _flags(argv: list[str]) -> dict[str, str] | None:
@@ -55,31 +61,77 @@ def _config_file(flags: dict[str, str]) -> str | None:
     return default if os.path.isfile(default) else None
 
 
+def _setting(flags: dict[str, str], key: str) -> tuple[str | None, str | None]:
+    """(value, config file) of a string setting: flag, CCOTEL_<KEY>, the config file."""
+    flag = key.replace("_", "-")
+    if flags.get(flag):
+        return flags[flag], None
+    env = os.environ.get("CCOTEL_" + key.upper(), "").strip()
+    if env:
+        return env, None
+    cfg = _config_file(flags)
+    if not cfg:
+        return None, None
+    import tomllib
+
+    try:
+        with open(cfg, "rb") as f:
+            value = tomllib.load(f).get(key)
+    except (OSError, ValueError) as exc:
+        raise Down(f"config {cfg}: {exc}") from None
+    return (value, cfg) if isinstance(value, str) and value else (None, None)
+
+
 def state_dir(flags: dict[str, str]) -> str:
     """The state dir as ccotel.config resolves it: --state-dir, CCOTEL_STATE_DIR, the config
     file's state_dir (relative to the file), then platformdirs' user state dir."""
-    if flags.get("state-dir"):
-        return os.path.expanduser(flags["state-dir"])
-    env = os.environ.get("CCOTEL_STATE_DIR", "").strip()
-    if env:
-        return os.path.expanduser(env)
-    cfg = _config_file(flags)
-    if cfg:
-        import tomllib
-
-        try:
-            with open(cfg, "rb") as f:
-                value = tomllib.load(f).get("state_dir")
-        except (OSError, ValueError) as exc:
-            raise Down(f"config {cfg}: {exc}") from None
-        if isinstance(value, str) and value:
-            value = os.path.expanduser(value)
+    value, cfg = _setting(flags, "state_dir")
+    if value:
+        value = os.path.expanduser(value)
+        if cfg:
             return value if os.path.isabs(value) else os.path.join(os.path.dirname(cfg), value)
+        return value
     home = os.path.expanduser("~")
     if sys.platform == "darwin":
         return os.path.join(home, "Library", "Application Support", "ccotel")
     base = os.environ.get("XDG_STATE_HOME", "").strip() or os.path.join(home, ".local", "state")
     return os.path.join(base, "ccotel")
+
+
+def daemon_state_dir(flags: dict[str, str], deadline: float) -> str | None:
+    """The state dir of the daemon at metrics_addr (its /healthz), as `ccotel status` finds
+    the daemon: for a socket not where this configuration says. None when none answers
+    (or it asks for TLS or a password)."""
+    addr = _setting(flags, "metrics_addr")[0] or "127.0.0.1:9470"
+    host, _, port = addr.strip().rpartition(":")
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "[::]": "::1"}.get(host, host).strip("[]")
+    try:
+        family = _socket.AF_INET6 if ":" in host else _socket.AF_INET
+        sock = _socket.socket(family, _socket.SOCK_STREAM)
+    except OSError:
+        return None
+    try:
+        sock.settimeout(max(0.01, min(0.3, deadline - time.monotonic())))
+        sock.connect((host, int(port)))
+        name = f"[{host}]" if ":" in host else host
+        sock.sendall(f"GET /healthz HTTP/1.0\r\nHost: {name}:{port}\r\n\r\n".encode())
+        buf = b""
+        while len(buf) < 1 << 16 and (chunk := sock.recv(65536)):
+            buf += chunk
+    except (OSError, ValueError):
+        return None
+    finally:
+        sock.close()
+    head, _, body = buf.partition(b"\r\n\r\n")
+    if head.split(b" ", 2)[1:2] != [b"200"]:
+        return None
+    import json  # only here: it imports re
+
+    try:
+        found = json.loads(body).get("state_dir")
+    except (ValueError, AttributeError):
+        return None
+    return found if isinstance(found, str) and found else None
 
 
 def read_stdin(deadline: float) -> bytes:
@@ -117,7 +169,7 @@ def check_socket(path: str) -> None:
     try:
         st = os.lstat(path)
     except FileNotFoundError:
-        raise Down("daemon not running (ccotel service install)") from None
+        raise NotRunning from None
     except OSError as exc:
         raise Down(f"cannot reach the daemon ({exc.strerror})") from None
     if not stat.S_ISSOCK(st.st_mode):
@@ -154,7 +206,7 @@ def ask(path: str, body: bytes, deadline: float) -> str:
     try:
         sock = _connect(path, deadline)
     except (ConnectionRefusedError, FileNotFoundError):
-        raise Down("daemon not running (ccotel service install)") from None
+        raise NotRunning from None
     except TimeoutError:
         raise Down("daemon busy") from None
     except OSError as exc:
@@ -230,7 +282,14 @@ def main(argv: list[str]) -> int:
             raise Down("no status-line JSON on stdin")
         if len(body) > MAX_BODY:
             raise Down(f"status-line input over {MAX_BODY} bytes")
-        line = ask(os.path.join(state_dir(flags), SOCKET_NAME), body, deadline)
+        here = state_dir(flags)
+        try:
+            line = ask(os.path.join(here, SOCKET_NAME), body, deadline)
+        except NotRunning:
+            there = daemon_state_dir(flags, deadline)
+            if not there or os.path.realpath(there) == os.path.realpath(here):
+                raise
+            line = ask(os.path.join(there, SOCKET_NAME), body, deadline)
     except Down as exc:
         model = _model(body) if body and len(body) <= MAX_BODY else ""
         line = (f"{model} | " if model else "") + f"ccotel: {exc}"
