@@ -399,3 +399,27 @@ def test_the_daemon_is_found_at_metrics_addr_like_ccotel_status_finds_it(daemon,
     free = f"127.0.0.1:{free_port()}"
     out = statusline(wrong, status_json(), "--metrics-addr", free).stdout.decode()
     assert out == "Sonnet 4.5 | ccotel: daemon not running (ccotel service install)\n"
+
+
+def test_one_burn_rate_for_metrics_page_and_status_line(daemon):
+    """The spend of the last 15 minutes, per hour: the gauge, /api/summary, /api/plan and the
+    line say the same (the responses are 2, 5 and 12 minutes old; the next is 20)."""
+    import sqlite3
+
+    port = daemon["port"]
+    db = sqlite3.connect(f"file:{daemon['state'] / 'state.db'}?mode=ro", uri=True)
+    (recent,) = db.execute(
+        "SELECT SUM(cost) FROM responses WHERE ts > ?", (time.time() - 900,)
+    ).fetchone()
+    db.close()
+    want = recent * 4
+    assert want > 0
+    g = gauges(port)["ccotel_burn_rate_usd_per_hour{15m}"]
+    api = json.loads(
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/api/summary", timeout=5).read()
+    )
+    plan = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/plan", timeout=5).read())
+    assert g == pytest.approx(want, rel=1e-9)
+    assert api["burn_rate_usd_per_hour"] == pytest.approx(want, rel=1e-6)
+    assert plan["burn_rate_usd_per_hour"] == pytest.approx(want, rel=1e-6)
+    assert f"| ${want:,.2f}/h |" in statusline(daemon["state"], status_json()).stdout.decode()
