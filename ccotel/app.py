@@ -30,6 +30,7 @@ from ccotel.state import (
     rebuild_state,
     write_running,
 )
+from ccotel.statusline import Hub
 from ccotel.traces import Exporters, backfill_traces
 from ccotel.wakeup import Wakeup
 
@@ -196,6 +197,12 @@ class Daemon:
         stack.callback(self._last_flush)
         self.exporters = Exporters(cfg, self.store.path, clock)
         stack.callback(_close_exporters, self.exporters)
+        # The status line, plan limits and billing blocks (ccotel.statusline.daemon).
+        self.hub = Hub(cfg, self.store.dir, self.ingest.totals, budgets_of(cfg), clock,
+                       restore=self.store.db)  # fmt: skip
+        self.statusline = self.hub.reports  # the public interface: ccotel/statusline/__init__.py
+        self.ingest.on_commit.append(self.hub.blocks.committed)
+        stack.callback(self.hub.stop)
         registry = CollectorRegistry(auto_describe=False)
         registry.register(
             TotalsCollector(
@@ -203,7 +210,7 @@ class Daemon:
                 project_labeler(cfg.project_label),
                 budgets_of(cfg),
                 clock,
-                extra=self.exporters.metrics,
+                extra=lambda: self.exporters.metrics() + self.hub.metrics(),
                 max_projects=cfg.max_projects,
             )
         )
@@ -219,6 +226,7 @@ class Daemon:
             label = project_labeler(cfg.project_label if cfg.project_label != "off" else "name")
             self.web = Web(cfg, self.store.dir, self.ingest.totals, self.health, budgets_of(cfg),
                            label, options(cfg), clock)  # fmt: skip
+            self.web.plan = self.hub.page
         self.server = HttpServer(
             host, port, registry, self.health, web=self.web.handle if self.web else None,
             tls=(cfg.http_tls_cert, cfg.http_tls_key) if cfg.http_tls_cert else None,
@@ -278,6 +286,9 @@ class Daemon:
         )
         if self.stopping:
             return
+        self.hub.start()
+        if self.stopping:
+            return
         self.watcher = Watcher(self.roots, self.wake.add)
         self._stack.callback(self.watcher.stop)
         self.watcher.start()
@@ -288,6 +299,7 @@ class Daemon:
             return
         log.info("caught up", lines=lines, files=self.ingest.totals.files_tracked)
         self.ready.set()
+        self.hub.set_ready()
         self.exporters.start()
         self._loop()
 

@@ -11,7 +11,10 @@ Which module owns what (no SQL lives outside this package):
 - ``traces``: ``TraceState``, the trace shipper's own connection: the one writer of
   ``trace_files``, ``trace_sessions``, ``trace_chats`` and ``trace_meta`` (it reads
   ``files`` and ``responses``);
-- ``queries``: the read-only queries of the page, ``ccotel report`` and billing blocks;
+- ``queries``: the read-only queries of the page and ``ccotel report``;
+- ``limits``: ``plan_history`` (the plan's use as the status line reported it) and the
+  billing blocks' entries (responses and ``block_marks``), read and written by
+  ``ccotel.statusline`` and ``ccotel.blocks``;
 - ``rebuild``: ``backfill --rebuild``, which reads an old state beside the new one and
   carries its ``trace_*`` rows over;
 - ``seen``: the in-memory filter of the keys the state holds (no SQL);
@@ -25,7 +28,7 @@ stays light).
 from typing import TYPE_CHECKING
 
 from ccotel.lazy import loader
-from ccotel.state import queries, seen
+from ccotel.state import limits, queries, seen
 from ccotel.state.running import RUNNING_NAME, Running, clear_running, read_running, write_running
 from ccotel.state.store import (
     DB_NAME,
@@ -53,6 +56,7 @@ __all__ = [
     "TraceState",
     "clear_running",
     "db_error_message",
+    "limits",
     "open_lock",
     "open_readonly",
     "queries",

@@ -105,15 +105,6 @@ def session_times(db: sqlite3.Connection) -> list[tuple[str, float | None, float
 # --- billing blocks ----------------------------------------------------------------------
 
 
-def block_entries(db: sqlite3.Connection, since: float) -> list[tuple[Any, ...]]:
-    """(ts, input, output, cache write, cache read, cost) of each kept response from ``since``."""
-    return db.execute(
-        "SELECT ts, input, output, cw5m + cw1h, cache_read, cost FROM responses"
-        " WHERE ts IS NOT NULL AND ts >= ?",
-        (since,),
-    ).fetchall()
-
-
 # --- /api/summary and /api/spend --------------------------------------------------------
 
 

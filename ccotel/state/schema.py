@@ -154,7 +154,27 @@ _V2 = (
 
 _V3 = ("ALTER TABLE files DROP COLUMN trace_offset", "DROP TABLE meta")
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)  # MIGRATIONS[i] takes version i to i + 1
+# --- version 4 (statusline) ---------------------------------------------------------------
+# - plan_history: the plan's 5-hour and weekly use as Claude Code's status line reported it,
+#   one row per change (ccotel.statusline.plan); the newest row per window is what a restart
+#   reads back. Bounded by age and rows.
+# - block_marks: the zero-usage API-error lines ("API Error: 529", "usage limit reached") that
+#   ccusage counts as billing-block entries (they can open a block or end one); no tokens, no
+#   cost, so `response` keeps no row for them. Keyed like a response (ccotel.records.mark_key).
+
+_V4 = (
+    """CREATE TABLE plan_history(
+        win TEXT NOT NULL, reported_at REAL NOT NULL, used_ratio REAL NOT NULL, resets_at REAL,
+        PRIMARY KEY(win, reported_at)) WITHOUT ROWID""",
+    "CREATE TABLE block_marks(key INTEGER PRIMARY KEY, ts REAL NOT NULL)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    _V1,
+    _V2,
+    _V3,
+    _V4,
+)  # MIGRATIONS[i] takes version i to i + 1
 VERSION = len(MIGRATIONS)
 
 # --- statements ------------------------------------------------------------------------
@@ -233,3 +253,5 @@ SPEND_PRUNE = "DELETE FROM spend_minutes WHERE minute < ?"
 COUNTER_ADD = """INSERT INTO counters(name, value) VALUES(?,?)
     ON CONFLICT(name) DO UPDATE SET value=value+excluded.value"""
 COUNTERS_ALL = "SELECT name, value FROM counters"
+MARK_PUT = """INSERT INTO block_marks(key, ts) VALUES(?,?)
+    ON CONFLICT(key) DO UPDATE SET ts=MIN(ts, excluded.ts)"""

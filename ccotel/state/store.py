@@ -289,6 +289,7 @@ class Store:
                     ],
                 )
                 db.executemany(sql.SPEND_ADD, b.spend.items())
+                db.executemany(sql.MARK_PUT, b.marks.items())
                 db.executemany(sql.COUNTER_ADD, b.counters.items())
         except BaseException:
             for name in added:  # their rows were rolled back with the rest
