@@ -140,6 +140,15 @@ class Accountant:
             _remember(self._places, place, True)
         self.tool_agg.update(b.tool_agg)
 
+    def spend_changes(self):
+        """(session, response time, USD) of the batch's kept responses, and the same negated
+        for the copies they replace: what each session's cost moves by (the live board)."""
+        for key, row in self.batch.responses.items():
+            yield row[SESSION], row[TS], row[COST]
+            prior = self._prior.get(key)
+            if prior is not None:
+                yield prior[SESSION], prior[TS], -prior[COST]
+
     # --- records -------------------------------------------------------------
 
     def apply(self, d: Digest, ctx: FileContext) -> None:

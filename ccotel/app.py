@@ -16,6 +16,8 @@ from prometheus_client import CollectorRegistry
 
 from ccotel import __version__
 from ccotel.config import Config
+from ccotel.live import Stream, board_for
+from ccotel.live.metrics import LiveCollector
 from ccotel.pipeline import Ingest
 from ccotel.server.httpd import HttpServer
 from ccotel.sinks.prometheus import TotalsCollector, project_labeler
@@ -187,6 +189,16 @@ class Daemon:
                 max_projects=cfg.max_projects,
             )
         )
+        # The page names projects as `ccotel report` does (project_label "off" hides them
+        # from metric labels only).
+        label = project_labeler(cfg.project_label if cfg.project_label != "off" else "name")
+        self.live = board_for(
+            cfg, self.ingest, clock, label, lambda: getattr(self, "statusline", None)
+        )
+        self.live_stream = Stream(self.live.payload)
+        self.live.on_change = self.live_stream.poke
+        stack.callback(self.live_stream.stop)
+        registry.register(LiveCollector(self.live))
         self.exporters.attach_registry(registry)
         host, port = cfg.metrics_host_port()
         self.web = None
@@ -194,11 +206,9 @@ class Daemon:
             from ccotel.traces.service import options
             from ccotel.web import Web
 
-            # The page names projects as `ccotel report` does (project_label "off" hides them
-            # from metric labels only).
-            label = project_labeler(cfg.project_label if cfg.project_label != "off" else "name")
             self.web = Web(cfg, self.store.dir, self.ingest.totals, self.health, budgets_of(cfg),
                            label, options(cfg), clock)  # fmt: skip
+            self.web.live, self.web.live_stream = self.live, self.live_stream
         self.server = HttpServer(
             host, port, registry, self.health, web=self.web.handle if self.web else None,
             tls=(cfg.http_tls_cert, cfg.http_tls_key) if cfg.http_tls_cert else None,
@@ -246,6 +256,7 @@ class Daemon:
         if self.stopping:
             return
         self.server.start()
+        self.live_stream.start()
         base = self.server.url
         log.info(
             "ccotel running",
@@ -265,6 +276,8 @@ class Daemon:
         if self.stopping:
             return
         log.info("caught up", lines=lines, files=self.ingest.totals.files_tracked)
+        self.live.rebuild(self.ingest.cursors, self.cfg.max_line_bytes)
+        self.ingest.live = self.live
         self.ready.set()
         self.exporters.start()
         self._loop()
@@ -298,7 +311,9 @@ class Daemon:
                 if self.stopping:
                     break
                 self.ingest.ingest(p)
-            if self.ingest.flush() and not self.ingest.retry:
+            flushed = self.ingest.flush()
+            self.live.published()
+            if flushed and not self.ingest.retry:
                 backoff = RETRY_FIRST
             elif self.ingest.last_error is not None:  # still failing: wait longer each time
                 retry_at = time.monotonic() + backoff

@@ -481,13 +481,8 @@ def status(ctx, as_json: bool, **flags) -> None:
     comes from CCOTEL_HTTP_PASSWORD (the config holds only its hash). Exit 0 up, 1 refused,
     3 not running.
     """
-    from ccotel.config import url_host
-
     cfg = _config(ctx, **flags)
-    host, port = cfg.metrics_host_port()
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
-    scheme = "https" if cfg.http_tls_cert else "http"
-    base = f"{scheme}://{url_host(host)}:{port}"
+    base = _daemon_base(cfg)
 
     def down(msg: str, code: int) -> None:
         if as_json:  # the reason for scripts on stdout, and for people on stderr
@@ -524,6 +519,41 @@ def status(ctx, as_json: bool, **flags) -> None:
             click.echo(f"  {label:<10} {line}")
 
 
+@main.command()
+@click.option(
+    "--metrics-addr",
+    metavar="HOST:PORT",
+    help="Where the daemon listens (default: metrics_addr of the config).",
+)
+@click.option("--once", is_flag=True, help="Print the board once and exit.")
+@click.option("--json", "as_json", is_flag=True, help="Print the daemon's /api/live once.")
+@click.pass_context
+def live(ctx, once: bool, as_json: bool, **flags) -> None:
+    """Every Claude Code session of the last live_window, the ones waiting for you first:
+    state, running tool, context use, cost and cost per hour; redrawn as they change until
+    Ctrl-C. Reads the running daemon (TLS and basic auth as for `ccotel status`)."""
+    from ccotel.live.term import Feed, run
+
+    cfg = _config(ctx, **flags)
+    base = _daemon_base(cfg)
+    h = _healthz(cfg, base, _fail)  # a clear message when no daemon answers
+    if not h.get("ok"):
+        _warn("the daemon is still catching up: the board fills when it is done")
+    tls, headers = _daemon_access(cfg, _fail)
+    feed = Feed(base, tls, headers)
+    if as_json:
+        try:
+            feed.get()
+        except Exception as exc:
+            _fail(f"{base}/api/live: {exc}")
+        click.echo(json.dumps(feed.board, indent=2))
+        return
+    try:
+        run(feed, once=once)
+    except Exception as exc:  # --once: the daemon went away or answered nonsense
+        _fail(f"{base}/api/live: {exc}")
+
+
 @main.command("hash-password")
 def hash_password() -> None:
     """Print the config line of http_basic_auth_password_hash for a password.
@@ -544,15 +574,22 @@ def hash_password() -> None:
     )
 
 
-def _healthz(cfg: Config, base: str, down) -> dict:
-    """GET /healthz, speaking the daemon's TLS and basic auth; ``down(msg, code)`` otherwise."""
-    import base64
-    import http.client
-    import ssl
-    import urllib.error
-    import urllib.request
+def _daemon_base(cfg: Config) -> str:
+    """The URL of the daemon this config runs (a wildcard address reached on loopback)."""
+    from ccotel.config import url_host
 
-    url = f"{base}/healthz"
+    host, port = cfg.metrics_host_port()
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    scheme = "https" if cfg.http_tls_cert else "http"
+    return f"{scheme}://{url_host(host)}:{port}"
+
+
+def _daemon_access(cfg: Config, down):
+    """(TLS context or None, headers) to speak to the daemon: its own certificate trusted,
+    basic auth from CCOTEL_HTTP_PASSWORD; ``down(msg, code)`` when that cannot be."""
+    import base64
+    import ssl
+
     tls = None
     if cfg.http_tls_cert:
         try:
@@ -560,13 +597,25 @@ def _healthz(cfg: Config, base: str, down) -> dict:
         except (OSError, ssl.SSLError) as exc:
             down(f"http_tls_cert {cfg.http_tls_cert}: cannot use it ({exc})", EXIT_CONFIG)
         tls.check_hostname = False  # the certificate names the host, not the loopback address
-    req = urllib.request.Request(url)
+    headers = {}
     if cfg.http_basic_auth_user:
         password = os.environ.get("CCOTEL_HTTP_PASSWORD")
         if password is None:
             down("the daemon asks for a password: set CCOTEL_HTTP_PASSWORD", EXIT_CONFIG)
         token = base64.b64encode(f"{cfg.http_basic_auth_user}:{password}".encode()).decode()
-        req.add_header("Authorization", f"Basic {token}")
+        headers["Authorization"] = f"Basic {token}"
+    return tls, headers
+
+
+def _healthz(cfg: Config, base: str, down) -> dict:
+    """GET /healthz, speaking the daemon's TLS and basic auth; ``down(msg, code)`` otherwise."""
+    import http.client
+    import urllib.error
+    import urllib.request
+
+    url = f"{base}/healthz"
+    tls, headers = _daemon_access(cfg, down)
+    req = urllib.request.Request(url, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=3, context=tls) as r:
             body = r.read()

@@ -45,10 +45,6 @@ AWAITING_CODE = frozenset(
         "ccotel_block_ends_at_seconds",
         "ccotel_block_projected_cost_usd",
         "ccotel_burn_rate_usd_per_hour",
-        "ccotel_sessions_by_state",
-        "ccotel_waiting_sessions_seconds_bucket",
-        "ccotel_waiting_sessions_seconds_sum",
-        "ccotel_waiting_sessions_seconds_count",
         "ccotel_code_lines_total",
         "ccotel_commits_total",
         "ccotel_pull_requests_total",
@@ -78,8 +74,13 @@ CONTRACT = {
     "ccotel_export_errors_total",
     "ccotel_spans_exported_total",
     "ccotel_export_queue_spans",
-    # Plan limits, billing blocks (issue 12), live states (issue 15), what the spend bought
-    # (issue 14): named in HELPERS.md's contract.
+    # live states (issue 15)
+    "ccotel_sessions_by_state",
+    "ccotel_waiting_sessions_seconds_bucket",
+    "ccotel_waiting_sessions_seconds_sum",
+    "ccotel_waiting_sessions_seconds_count",
+    # Plan limits, billing blocks (issue 12), what the spend bought (issue 14): named in
+    # HELPERS.md's contract.
     *AWAITING_CODE,
 }
 
