@@ -11,10 +11,14 @@ Rules beyond ``ccotel.live.state``:
 - ``idle``: working or tool with no line for ``idle`` seconds (the active-session window
   of ``ccotel_active_sessions``), counting the session's subagents' lines. A session
   waiting for its user stays ``waiting``: it is still the user's turn.
-- ``ended``: only from the exit mark. Claude Code writes the same ``last-prompt`` line
-  (with ``lastPrompt``) when it re-appends its metadata after every 32 KiB it writes, so a
-  mark that follows 32 KiB or more of other lines since the previous mark is no exit. A
-  conversation line after the mark (``claude --resume``) revives the session. A killed
+- ``ended``: only from the exit mark, a ``last-prompt`` line with ``lastPrompt``. Claude
+  Code writes the same line when it re-appends its metadata after every 32 KiB it writes,
+  and writes none at exit when the file already ends with such a block. So a mark that
+  follows fewer than 32 KiB of other lines since the previous mark is an exit; one after
+  more is a re-append, which may also have been the last thing written before an exit: a
+  ``claude -p`` (or Agent SDK) run that answered and has one has ended (it never waits for
+  a user); an interactive session stays ``waiting``, with ``may_have_exited``. A
+  conversation line after a mark (``claude --resume``) revives the session. A killed
   process (SIGKILL) writes nothing: its session ends as idle, or stays waiting.
 - A subagent whose turn ended, or whose result reached its parent, is ``ended``.
 - Waits for the user are observed in a histogram when they end (an answer, the exit, or the
@@ -75,10 +79,11 @@ class Costs:
 
 
 class _File:
-    __slots__ = ("agent", "marked", "session", "type")
+    __slots__ = ("agent", "entry", "marked", "session", "type")
 
     def __init__(self, session: str, agent: str | None, type_: str | None):
         self.session, self.agent, self.type = session, agent, type_
+        self.entry: bytes | None = None  # the lines' entrypoint ("cli", "sdk-cli", …)
         # bytes written since the last last-prompt line (or since the first line read: a
         # mark that few bytes into a file read from its middle is taken as an exit)
         self.marked = 0
@@ -190,7 +195,7 @@ class LiveBoard:
         f = self._file(path)
         if restarted:
             f.marked = 0
-        exits = self._exits(f, lines) if f.agent is None else ()
+        marks = self._marks(f, lines) if f.agent is None else ()
         horizon = when - self.window
         raws: dict[int, bytes] | None = None
 
@@ -212,6 +217,8 @@ class LiveBoard:
                 s = self._new(sid, live)
             agent = f.agent or ((rec.agent_id or "sidechain") if rec.sidechain else None)
             th = s.main if agent is None else self._agent(s, agent, f.type)
+            if agent is None and f.entry is not None:
+                th.sdk = f.entry.startswith(b"sdk-")
             th.touch(rec)
             if t == "assistant":
                 th.assistant(rec, ts)
@@ -231,29 +238,29 @@ class LiveBoard:
             since = th.event(kind, ts, rec.line_no, prompt)
             if since is not None and live:
                 self._waited(ts - since)
-        if exits:
-            s = self._sessions.get(f.session)
-            if s is not None:
-                for n in exits:
-                    since = s.main.exit(n, when)
-                    if since is not None and live:
-                        self._waited(when - since)
+        s = self._sessions.get(f.session) if marks else None
+        if s is not None:
+            for n, sure in marks:
+                if not sure:
+                    s.main.mark(n, when)
+                elif (since := s.main.exit(n, when)) is not None and live:
+                    self._waited(when - since)
 
-    def _exits(self, f: _File, lines: Lines) -> list[int]:
-        """Line numbers of exit marks among a main transcript's lines (see the module doc)."""
+    def _marks(self, f: _File, lines: Lines) -> list[tuple[int, bool]]:
+        """The last-prompt lines with ``lastPrompt`` among a main transcript's lines: (line
+        number, whether it is surely an exit: fewer than 32 KiB written since the mark
+        before). Also notes the file's entrypoint."""
         out = []
         marked = f.marked
         for n, raw in lines:
             if raw.startswith(_MARK):
-                if (
-                    b'"lastPrompt":' in raw
-                    and b'"explicit":true' not in raw
-                    and marked < REAPPEND_BYTES
-                ):
-                    out.append(n)
+                if b'"lastPrompt":' in raw and b'"explicit":true' not in raw:
+                    out.append((n, marked < REAPPEND_BYTES))
                 marked = 0
             else:
                 marked += len(raw) + 1
+                if f.entry is None and (i := raw.find(b'"entrypoint":"', 0, 1024)) >= 0:
+                    f.entry = raw[i + 14 : raw.find(b'"', i + 14, i + 64)]
         f.marked = marked
         return out
 
@@ -418,6 +425,7 @@ class LiveBoard:
         state, since = self._state(s.main, now, last)
         row = self._fields(s.main, state, since, now, last)
         row["id"] = s.id
+        row["may_have_exited"] = state == WAITING and s.main.maybe_exited()
         row["cost_usd"] = _usd(s.cost)
         row["cost_rate_usd_per_hour"] = _rate(s.spend, now)
         ctx = None

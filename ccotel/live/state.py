@@ -85,10 +85,13 @@ class Thread:
         "last",
         "last_tool",
         "last_tool_ts",
+        "mark_line",
+        "mark_ts",
         "model",
         "model_ts",
         "pending",
         "resolved",
+        "sdk",
         "spend",
         "type",
         "wait_since",
@@ -104,6 +107,8 @@ class Thread:
         self.last_tool: str | None = None
         self.last_tool_ts = float("-inf")
         self.exit_line, self.exit_ts, self.conv_line = -1, 0.0, -1
+        self.mark_line, self.mark_ts = -1, 0.0  # the newest re-append mark (maybe an exit)
+        self.sdk = False  # written by `claude -p` or the Agent SDK: it never waits for a user
         self.first: float | None = None
         self.last: float | None = None
         self.cwd: str | None = None
@@ -170,7 +175,7 @@ class Thread:
             for tid in [k for k, (_, start) in self.pending.items() if start <= ts]:
                 del self.pending[tid]
         self.ev, self.kind, self.ev_ts = (ts, line_no), kind, ts
-        if kind == WAITING and self.agent is None and self.wait_since is None:
+        if kind == WAITING and self.agent is None and not self.sdk and self.wait_since is None:
             self.wait_since = ts
         return ended
 
@@ -184,6 +189,16 @@ class Thread:
             return since
         return None
 
+    def mark(self, line_no: int, when: float) -> None:
+        """A mark that may be Claude Code's periodic metadata re-append, or its exit: when
+        the file already ends with such a block, Claude Code writes none at exit."""
+        if line_no > self.mark_line:
+            self.mark_line, self.mark_ts = line_no, when
+
+    def maybe_exited(self) -> bool:
+        """Waiting after a re-append mark: it may have exited since (see ``mark``)."""
+        return self.kind == WAITING and self.mark_line > self.conv_line > self.exit_line
+
     # --- state ---------------------------------------------------------------------------
 
     def base(self) -> tuple[str, float] | None:
@@ -193,6 +208,8 @@ class Thread:
         if self.kind is None:
             return None
         if self.kind == WAITING:
+            if self.sdk and self.mark_line > self.conv_line:  # a finished -p run
+                return ENDED, self.mark_ts
             return WAITING, self.ev_ts
         if self.pending:
             return TOOL, min(start for _, start in self.pending.values())
