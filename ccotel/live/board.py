@@ -493,7 +493,8 @@ def _rate(spend: list[tuple[float, float]], now: float) -> float:
 
 
 def _usd(x: float) -> float:
-    return round(x, 10)  # per-token prices reach ~1e-8 USD; float noise starts near 1e-15
+    # per-token prices reach ~1e-8 USD; float noise of the deltas starts near 1e-15
+    return max(0.0, round(x, 10))
 
 
 def _t(ts: float | None) -> float | None:

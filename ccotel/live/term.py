@@ -129,7 +129,7 @@ def render(board: dict | None, now: float, note: str = "") -> Group | Text:
         for a in r.get("subagents") or ():
             t.add_row(
                 Text("  └ ") + _state(a, now),
-                Text((a.get("type") or "agent")[:14], style="dim"),
+                Text((a.get("type") or "agent")[:20], style="dim"),
                 Text(a.get("id") or "", style="dim"),
                 Text(_short_model(a.get("model")), style="dim"),
                 _context(a),

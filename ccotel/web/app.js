@@ -100,6 +100,10 @@ function sessionRows(list) {
 const LIVE_POLL = 2000, LIVE_RETRY_STREAM = 30000;
 const live = { data: null, offset: 0, es: null, poll: null, tick: null, retry: 0 };
 const liveNow = () => Date.now() / 1000 + live.offset;
+const ldur = (s) => { // a running time: 42s, 3m 07s, 2h 05m, 1d 04h
+  s = Math.max(0, Math.floor(s)); const p = (n) => String(n).padStart(2, "0");
+  return s < 60 ? s + "s" : s < 3600 ? `${Math.floor(s / 60)}m ${p(s % 60)}s` : s < 86400 ? `${Math.floor(s / 3600)}h ${p(Math.floor(s % 3600 / 60))}m` : `${Math.floor(s / 86400)}d ${p(Math.floor(s % 86400 / 3600))}h`;
+};
 const LEVEL = { ok: "", amber: "warn", red: "bad" };
 
 function liveStart() {
@@ -130,11 +134,11 @@ function liveTake(d) {
 }
 
 function liveState(x) {
-  const since = `<b class="timer" data-since="${x.state_since}">${dur(liveNow() - x.state_since)}</b>`;
-  if (x.state === "waiting") return `<span class="pill">waiting for you ${since}</span>`;
+  const since = `<b class="timer" data-since="${x.state_since}">${ldur(liveNow() - x.state_since)}</b>`;
+  if (x.state === "waiting") return `<span class="pill"><span class="label">waiting for you</span> ${since}${x.may_have_exited ? ' <span class="maybe" title="Claude Code wrote nothing more after its last answer: the session may also have been closed">(or closed)</span>' : ""}</span>`;
   if (x.state === "tool" && x.tool) {
     const more = x.tool.running > 1 ? ` <span class="muted">+${x.tool.running - 1}</span>` : "";
-    return `<span class="pill" title="running, or waiting for your permission to run">⚙ ${esc(x.tool.name)}${more} <b class="timer" data-since="${x.tool.since}">${dur(liveNow() - x.tool.since)}</b></span>`;
+    return `<span class="pill" title="running, or waiting for your permission to run">⚙ ${esc(x.tool.name)}${more} <b class="timer" data-since="${x.tool.since}">${ldur(liveNow() - x.tool.since)}</b></span>`;
   }
   return `<span class="pill">${x.state} ${since}</span>`;
 }
@@ -151,7 +155,7 @@ function liveRow(x) {
     ${liveContext(x)}
     <span class="num cost" data-usd="${x.cost_usd}" title="cost so far">${usd(x.cost_usd)}</span>
     <span class="num rate" data-usd="${x.cost_rate_usd_per_hour}" title="cost per hour over the last 15 minutes">${usd(x.cost_rate_usd_per_hour)}/h</span>
-    <span class="last muted">${x.last_tool ? esc(x.last_tool) + " · " : ""}<span class="timer" data-since="${x.last_activity}">${dur(liveNow() - x.last_activity)}</span> ago</span>
+    <span class="last muted">${x.last_tool ? esc(x.last_tool) + " · " : ""}<span class="timer" data-since="${x.last_activity}">${ldur(liveNow() - x.last_activity)}</span> ago</span>
     ${subs ? `<span class="subs">${subs}</span>` : ""}</a>`;
 }
 function liveRender() {
@@ -159,13 +163,13 @@ function liveRender() {
   if (!el || !d) return;
   const rows = d.sessions, waiting = rows.filter((x) => x.state === "waiting").length;
   document.title = waiting ? `(${waiting}) waiting · ccotel` : "ccotel";
-  $("#live-count", el).innerHTML = !d.ready ? "catching up…" : `${rows.length} in the last ${dur(d.live_window)}` + (waiting ? ` · <span class="waiting-count">${waiting} waiting for you</span>` : "");
-  $("#live-rows", el).innerHTML = rows.map(liveRow).join("") || `<p class="muted small">No Claude Code session wrote a line in the last ${dur(d.live_window)}.</p>`;
+  $("#live-count", el).innerHTML = !d.ready ? "catching up…" : `${rows.length} in the last ${ldur(d.live_window)}` + (waiting ? ` · <span class="waiting-count">${waiting} waiting for you</span>` : "");
+  $("#live-rows", el).innerHTML = rows.map(liveRow).join("") || `<p class="muted small">No Claude Code session wrote a line in the last ${ldur(d.live_window)}.</p>`;
   el.dataset.ready = "1";
 }
 function liveTimers() {
   if (!live.data) return;
-  for (const t of document.querySelectorAll("#live .timer")) t.textContent = dur(liveNow() - +t.dataset.since);
+  for (const t of document.querySelectorAll("#live .timer")) t.textContent = ldur(liveNow() - +t.dataset.since);
 }
 
 async function overview() {
