@@ -196,7 +196,7 @@ class Daemon:
             cfg, self.ingest, clock, label, lambda: getattr(self, "statusline", None)
         )
         self.live_stream = Stream(self.live.payload)
-        self.live.on_change = self.live_stream.poke
+        self.live.on_change = self.live_stream.changed
         stack.callback(self.live_stream.stop)
         registry.register(LiveCollector(self.live))
         self.exporters.attach_registry(registry)

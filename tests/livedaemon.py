@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -38,9 +39,13 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 class LiveDaemon:
     def __init__(self, claude_dir: Path | list[Path], state: Path,
-                 env: dict[str, str] | None = None, *args: str, port: int | None = None):  # fmt: skip
+                 env: dict[str, str] | None = None, *args: str, port: int | None = None,
+                 tls: ssl.SSLContext | None = None, headers: dict[str, str] | None = None):  # fmt: skip
+        """``tls``: the daemon speaks HTTPS (this context trusts it); ``headers`` go with
+        every request (basic auth)."""
         dirs = claude_dir if isinstance(claude_dir, list) else [claude_dir]
         self.claude_dir, self.state = claude_dir, state
+        self.tls, self.headers = tls, headers or {}
         self.port = port or free_port()
         self.log = state.parent / f"daemon-{self.port}-{time.monotonic_ns()}.log"
         state.parent.mkdir(parents=True, exist_ok=True)
@@ -58,7 +63,7 @@ class LiveDaemon:
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def _ready(self) -> bool:
         assert self.proc.poll() is None, self.log_text()
@@ -71,8 +76,9 @@ class LiveDaemon:
         return self.log.read_text(errors="replace")[-4000:]
 
     def get(self, path: str, timeout: float = 10) -> tuple[int, bytes]:
+        req = urllib.request.Request(self.base + path, headers=self.headers)
         try:
-            with urllib.request.urlopen(self.base + path, timeout=timeout) as r:
+            with urllib.request.urlopen(req, timeout=timeout, context=self.tls) as r:
                 return r.status, r.read()
         except urllib.error.HTTPError as e:
             return e.code, e.read()

@@ -63,6 +63,8 @@ TAIL_BYTES = 512 << 10  # read back per recent transcript after a restart
 CONTEXT_WINDOW, LONG_CONTEXT = 200_000, 1_000_000
 CONTEXT_AMBER, CONTEXT_RED = 0.70, 0.85
 WAIT_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0)
+FUTURE_SKEW = 60.0  # seconds a line's time may run ahead of the daemon's clock
+MAX_ROWS = 200  # sessions in /api/live (the most pressing first); the rest are counted
 _MARK = b'{"type":"last-prompt"'
 _MAX_FILES = 20_000
 
@@ -164,7 +166,7 @@ class LiveBoard:
             self._fault("spent", exc)
 
     def published(self) -> None:
-        """The daemon read and committed what woke it: tell the stream."""
+        """The daemon read and committed what woke it: tell the stream (if anyone listens)."""
         self.on_change()
 
     def _fault(self, where: str, exc: Exception) -> None:
@@ -196,7 +198,8 @@ class LiveBoard:
         if restarted:
             f.marked = 0
         marks = self._marks(f, lines) if f.agent is None else ()
-        horizon = when - self.window
+        now = self.clock()
+        horizon, future = now - self.window, now + FUTURE_SKEW
         raws: dict[int, bytes] | None = None
 
         def raw(rec: Record) -> bytes | None:
@@ -209,6 +212,7 @@ class LiveBoard:
             ts, t = rec.ts, rec.type
             if ts is None or t not in ("user", "assistant", "system"):
                 continue
+            ts = min(ts, future)  # a clock ahead (or a bogus year) must not pin it to the board
             sid = rec.session or f.session
             s = self._sessions.get(sid)
             if s is None:
@@ -219,7 +223,7 @@ class LiveBoard:
             th = s.main if agent is None else self._agent(s, agent, f.type)
             if agent is None and f.entry is not None:
                 th.sdk = f.entry.startswith(b"sdk-")
-            th.touch(rec)
+            th.touch(rec, ts)
             if t == "assistant":
                 th.assistant(rec, ts)
                 if agent is not None and rec.usage is not None:
@@ -355,8 +359,9 @@ class LiveBoard:
     # --- what readers call -----------------------------------------------------------------
 
     def snapshot(self) -> dict:
-        """The board: ``{"now", "ready", "live_window", "idle_after", "sessions": [...]}``,
-        sessions sorted waiting first (longest wait first), then tool, working, idle, ended."""
+        """The board: ``{"now", "ready", "live_window", "idle_after", "states", "more",
+        "sessions": [...]}``, sessions sorted waiting first (longest wait first), then tool,
+        working, idle, ended; ``states`` counts every session, ``more`` those left out."""
         now = self.clock()
         with self._lock:
             self._prune(now)
@@ -368,7 +373,9 @@ class LiveBoard:
             "ready": self.ready,
             "live_window": self.window,
             "idle_after": self.idle,
-            "sessions": rows,
+            "states": {st: sum(1 for r in rows if r["state"] == st) for st in STATES},
+            "more": max(0, len(rows) - MAX_ROWS),  # sessions beyond MAX_ROWS, left out
+            "sessions": rows[:MAX_ROWS],
         }
 
     def payload(self) -> tuple[bytes, bytes]:
@@ -380,10 +387,7 @@ class LiveBoard:
 
     def counts(self) -> dict[str, int]:
         """Sessions per state (every state named, 0 when none)."""
-        out = dict.fromkeys(STATES, 0)
-        for row in self.snapshot()["sessions"]:
-            out[row["state"]] += 1
-        return out
+        return self.snapshot()["states"]
 
     def histogram(self) -> tuple[list[int], float]:
         with self._lock:

@@ -126,11 +126,10 @@ class Thread:
 
     # --- lines ---------------------------------------------------------------------------
 
-    def touch(self, rec: Record) -> None:
-        ts = rec.ts
-        if self.first is None or ts < self.first:  # type: ignore[operator]
+    def touch(self, rec: Record, ts: float) -> None:
+        if self.first is None or ts < self.first:
             self.first = ts
-        if self.last is None or ts > self.last:  # type: ignore[operator]
+        if self.last is None or ts > self.last:
             self.last = ts
         if rec.cwd:
             self.cwd = rec.cwd

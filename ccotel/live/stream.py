@@ -106,60 +106,76 @@ class Stream:
         with contextlib.suppress(OSError):
             self._w.send(b"x")
 
+    def changed(self) -> None:
+        """The board may have changed: a poke, when a client is there to be told."""
+        if self._count:
+            self.poke()
+
     # --- the stream thread -----------------------------------------------------------------
 
     def _run(self) -> None:
         sel = selectors.DefaultSelector()
         sel.register(self._r, selectors.EVENT_READ)
         clients: dict[int, _Client] = {}
-        last_key: bytes | None = None
-        last_look = 0.0
+        seen: list = [None, 0.0]  # the board's key last sent, when the board was last looked at
+        faults = 0
         try:
             while not self._stopping:
-                events = sel.select(TICK if clients else None)
-                now = self.clock()
-                poked = False
-                for key, mask in events:
-                    if key.fileobj is self._r:
-                        poked = True
-                        with contextlib.suppress(OSError):
-                            while self._r.recv(4096):
-                                pass
-                    elif mask & selectors.EVENT_READ:
-                        self._read(sel, clients, key.data)
-                newcomers = []
-                for sock in self._take_new():
-                    c = _Client(sock, now)
-                    try:
-                        sock.setblocking(False)
-                        sel.register(sock, selectors.EVENT_READ, c)
-                    except (OSError, ValueError):
-                        self._drop(sel, clients, c)
-                        continue
-                    clients[id(c)] = c
-                    c.out = memoryview(b"retry: %d\n\n" % RETRY_MS)
-                    newcomers.append(c)
-                if not clients:
-                    last_key = None
-                    continue
-                if poked or newcomers or now - last_look >= TICK:
-                    last_look = now
-                    key, data = self.payload()
-                    event = b"data: " + data + b"\n\n"
-                    for c in clients.values() if key != last_key else newcomers:
-                        c.next = event  # replaces one not started yet: only the newest counts
-                    last_key = key
-                for c in list(clients.values()):
-                    if not c.out and c.next is None and now - c.moved >= HEARTBEAT:
-                        c.next = b": keep-alive\n\n"
-                    if not c.out and now - c.started >= LIFETIME:
-                        self._drop(sel, clients, c)  # the browser reconnects
-                        continue
-                    self._write(sel, clients, c, now)
+                try:
+                    self._step(sel, clients, seen)
+                except Exception as exc:  # a fault of ours: one line, the streams go on
+                    faults += 1
+                    if faults <= 5:
+                        log.warning("live stream: a fault of ccotel's (it goes on)",
+                                    error=f"{type(exc).__name__}: {exc}"[:300])  # fmt: skip
+                    time.sleep(TICK)
         finally:
             for c in list(clients.values()):
                 self._drop(sel, clients, c)
             sel.close()
+
+    def _step(self, sel, clients: dict[int, _Client], seen: list) -> None:
+        """One turn: wake-ups, reads and newcomers taken; what changed queued and sent."""
+        events = sel.select(TICK if clients else None)
+        now = self.clock()
+        poked = False
+        for key, mask in events:
+            if key.fileobj is self._r:
+                poked = True
+                with contextlib.suppress(OSError):
+                    while self._r.recv(4096):
+                        pass
+            elif mask & selectors.EVENT_READ:
+                self._read(sel, clients, key.data)
+        newcomers = []
+        for sock in self._take_new():
+            c = _Client(sock, now)
+            try:
+                sock.setblocking(False)
+                sel.register(sock, selectors.EVENT_READ, c)
+            except (OSError, ValueError):
+                self._drop(sel, clients, c)
+                continue
+            clients[id(c)] = c
+            c.out = memoryview(b"retry: %d\n\n" % RETRY_MS)
+            newcomers.append(c)
+        if not clients:
+            seen[0] = None
+            return
+        if poked or newcomers or now - seen[1] >= TICK:
+            seen[1] = now
+            key, data = self.payload()
+            event = b"data: " + data + b"\n\n"
+            for c in clients.values() if key != seen[0] else newcomers:
+                c.next = event  # replaces one not started yet: only the newest counts
+            seen[0] = key
+        for c in list(clients.values()):
+            if not c.out and c.next is None and now - c.moved >= HEARTBEAT:
+                c.next = b": keep-alive\n\n"
+            if not c.out and now - c.started >= LIFETIME:
+                self._drop(sel, clients, c)  # the browser reconnects
+                continue
+            self._write(sel, clients, c, now)
 
     def _take_new(self) -> list[socket.socket]:
         with self._lock:

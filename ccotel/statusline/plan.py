@@ -85,7 +85,11 @@ class Plan:
                     return False
                 if verdict == 0:  # same window, not higher: news of nothing
                     self._held[window] = Window(
-                        window, cur.used_ratio, cur.resets_at, cur.reported_at, max(cur.seen_at, now)
+                        window,
+                        cur.used_ratio,
+                        cur.resets_at,
+                        cur.reported_at,
+                        max(cur.seen_at, now),
                     )
                     return False
             self._held[window] = new
