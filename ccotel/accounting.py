@@ -167,6 +167,8 @@ class Accountant:
             self._touch_place(sid, cwd, first, last)
         for e in d.usage:
             self._usage(e, e.cwd or self._session_cwd(e.session))
+        for key, ts in d.marks.items():
+            b.marks[key] = min(ts, b.marks.get(key, ts))
         for t in d.tools:
             if t.name is not None:
                 self._tool_use(

@@ -25,6 +25,7 @@ from ccotel.sources.discovery import claude_roots
 from ccotel.sources.watch import RESCAN, Watcher
 from ccotel.state.rebuild import rebuild_state
 from ccotel.state.store import DB_NAME, StateError, Store
+from ccotel.statusline.daemon import Hub
 from ccotel.traces import Exporters, backfill_traces
 from ccotel.wakeup import Wakeup
 
@@ -178,6 +179,12 @@ class Daemon:
         stack.callback(self._last_flush)
         self.exporters = Exporters(cfg, self.store.path, clock)
         stack.callback(_close_exporters, self.exporters)
+        # The status line, plan limits and billing blocks (ccotel.statusline.daemon).
+        self.hub = Hub(cfg, self.store.dir, self.ingest.totals, budgets_of(cfg), clock,
+                       restore=self.store.db)  # fmt: skip
+        self.statusline = self.hub.reports  # the public interface: ccotel/statusline/__init__.py
+        self.ingest.on_commit.append(self.hub.blocks.committed)
+        stack.callback(self.hub.stop)
         registry = CollectorRegistry(auto_describe=False)
         registry.register(
             TotalsCollector(
@@ -185,16 +192,14 @@ class Daemon:
                 project_labeler(cfg.project_label),
                 budgets_of(cfg),
                 clock,
-                extra=self.exporters.metrics,
+                extra=lambda: self.exporters.metrics() + self.hub.metrics(),
                 max_projects=cfg.max_projects,
             )
         )
         # The page names projects as `ccotel report` does (project_label "off" hides them
         # from metric labels only).
         label = project_labeler(cfg.project_label if cfg.project_label != "off" else "name")
-        self.live = board_for(
-            cfg, self.ingest, clock, label, lambda: getattr(self, "statusline", None)
-        )
+        self.live = board_for(cfg, self.ingest, clock, label, lambda: self.statusline)
         self.live_stream = Stream(self.live.payload)
         self.live.on_change = self.live_stream.changed
         stack.callback(self.live_stream.stop)
@@ -209,6 +214,7 @@ class Daemon:
             self.web = Web(cfg, self.store.dir, self.ingest.totals, self.health, budgets_of(cfg),
                            label, options(cfg), clock)  # fmt: skip
             self.web.live, self.web.live_stream = self.live, self.live_stream
+            self.web.plan = self.hub.page
         self.server = HttpServer(
             host, port, registry, self.health, web=self.web.handle if self.web else None,
             tls=(cfg.http_tls_cert, cfg.http_tls_key) if cfg.http_tls_cert else None,
@@ -267,6 +273,9 @@ class Daemon:
         )
         if self.stopping:
             return
+        self.hub.start()
+        if self.stopping:
+            return
         self.watcher = Watcher(self.roots, self.wake.add)
         self._stack.callback(self.watcher.stop)
         self.watcher.start()
@@ -279,6 +288,7 @@ class Daemon:
         self.live.rebuild(self.ingest.cursors, self.cfg.max_line_bytes)
         self.ingest.live = self.live
         self.ready.set()
+        self.hub.set_ready()
         self.exporters.start()
         self._loop()
 

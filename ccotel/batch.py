@@ -31,6 +31,7 @@ class Batch:
     tools: dict[str, tuple] = field(default_factory=dict)
     tool_agg: dict[tuple[str, str, str], list] = field(default_factory=dict)
     spend: dict[int, float] = field(default_factory=dict)
+    marks: dict[int, float] = field(default_factory=dict)  # block entries without usage: key -> ts
     counters: dict[str, float] = field(default_factory=dict)
     last_event_ts: float | None = None
     lines: int = 0

@@ -2,7 +2,8 @@
 
 Read from ccusage's own code (``rust/crates/ccusage/src/blocks.rs``):
 
-* entries (de-duplicated API responses, the same set ``ccusage session`` sums) are
+* entries (de-duplicated API responses, the same set ``ccusage session`` sums, and the
+  zero-usage API-error lines ccusage also counts) are
   sorted by time; the first one opens a block that starts at its time floored to
   the UTC hour and ends 5 hours later;
 * an entry opens a new block when it is more than 5 hours (strictly) after the
@@ -177,21 +178,18 @@ def projection(block: Block, *, now: float | None = None) -> Projection | None:
     )
 
 
-_QUERY = (
-    "SELECT ts, input, output, cw5m + cw1h, cache_read, cost FROM responses"
-    " WHERE ts IS NOT NULL AND ts >= ?"
-)
-
-
 def blocks_from_store(
     store, *, now: float | None = None, since: float | None = None
 ) -> list[Block]:
-    """The blocks of the responses in a :class:`ccotel.state.store.Store` (read only).
+    """The blocks of the entries in a :class:`ccotel.state.store.Store` (read only): its
+    responses and its zero-usage API-error lines (``block_marks``), as ccusage's entries.
 
     ``since``: the ``start`` of a block computed before; only it and the blocks after
     it are recomputed (a block's start depends only on the entries before it, so the
     earlier ones cannot change unless an older response arrives late: recompute all
     from time to time). Reading every response costs about 3 s per million.
     """
-    rows = store.query(_QUERY, (since if since is not None else float("-inf"),))
-    return identify_blocks((Entry(*row) for row in rows), now=now)
+    from ccotel.state.limits import block_entries
+
+    rows = block_entries(store.db, since if since is not None else float("-inf"))
+    return identify_blocks((Entry(*row[2:]) for row in rows), now=now)

@@ -415,10 +415,11 @@ def _rebuilt(res: dict) -> None:
 @click.option(
     "--by",
     "by",
-    type=click.Choice(["session", "day", "model", "project"]),
+    type=click.Choice(["session", "day", "model", "project", "block"]),
     default="day",
     show_default=True,
-    help="Rows per day or session (in time order), or per model or project (by cost).",
+    help="Rows per day, session or 5-hour billing block (in time order, blocks as `ccusage "
+    "blocks` counts them), or per model or project (by cost).",
 )
 @click.option(
     "--since",
@@ -671,6 +672,15 @@ def _service():
 
 
 main.add_command(_service())
+
+
+def _statusline():
+    from ccotel.statusline.cli import statusline
+
+    return statusline
+
+
+main.add_command(_statusline())
 
 
 if __name__ == "__main__":

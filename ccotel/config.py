@@ -86,6 +86,14 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     http_basic_auth_password_hash: str = ""  # "scrypt$..." from `ccotel hash-password`
     http_allowed_hosts: list[str] = []  # Host names served besides loopback names and IPs
     allow_unauthenticated_network_access: bool = False  # listen beyond loopback without auth
+    # `ccotel statusline` (docs/statusline.md): what the line shows, in this order.
+    statusline_segments: list[
+        Literal["model", "costs", "block", "burn", "context", "plan", "budget"]
+    ] = msgspec.field(
+        default_factory=lambda: ["model", "costs", "block", "burn", "context", "plan", "budget"]
+    )
+    statusline_separator: str = " | "  # between two segments
+    statusline_color: bool = True  # budget, plan and context colours (ANSI) as the page's bars
 
     def resolved_state_dir(self, platform: str | None = None) -> Path:
         """The state directory: the one place it is decided (the service unit, report, run)."""

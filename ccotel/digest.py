@@ -47,6 +47,7 @@ class Digest(Struct, array_like=True, gc=False):
     places: list[tuple[str, str, float, float]] = []  # (session, cwd, first_ts, last_ts)
     last_ts: float | None = None
     cwd: str | None = None  # the file's cwd after this chunk
+    marks: dict[int, float] = {}  # zero-usage API-error lines: records.mark_key -> ts
 
 
 def rank(u: Usage) -> tuple[bool, int, bool]:
@@ -61,7 +62,7 @@ def digest(
     """Reduce a chunk's records. The kept copy of each response is then checked the way
     ccusage refuses lines (records.strict_error); if one fails, the chunk is reduced again
     checking every copy that would be kept (``strict``), so the best valid copy wins."""
-    d = Digest(lines=lines, errors=[], usage=[], tools=[], sessions={}, places=[])
+    d = Digest(lines=lines, errors=[], usage=[], tools=[], sessions={}, places=[], marks={})
     best: dict[int, int] = {}
     raws: list[bytes | None] = []
     tools: dict[str, ToolEntry] = {}
@@ -97,6 +98,8 @@ def digest(
                 p[0] = ts
             elif ts > p[1]:
                 p[1] = ts
+        if rec.mark is not None and rec.mark not in d.marks:
+            d.marks[rec.mark] = ts
         u = rec.usage
         if u is not None:
             key = response_key(u, session, ts)

@@ -116,6 +116,7 @@ class Ingest:
         self.commits = 0
         self._isolating = False  # a value the state refused: commit file by file to find it
         self.stopping: Callable[[], bool] = lambda: False
+        self.on_commit: list[Callable[[Batch], None]] = []  # called with each committed batch
         self._ctx: dict[str, FileContext] = {}
         self._in_batch: set[str] = set()  # files with lines in the uncommitted batch
         self._errors_logged: dict[str, int] = {}
@@ -324,6 +325,8 @@ class Ingest:
         self.totals.files_tracked = len(self.cursors)
         self.totals.pending_bytes = sum(self._pending.values())
         self.totals.merge(b, len(self.acct.new_sessions), self.acct.new_places, self.clock())
+        for listener in self.on_commit:
+            listener(b)
         if self.live is not None:
             self.live.spent(self.acct.spend_changes())
         self.acct.begin()

@@ -226,6 +226,7 @@ class Record(Struct, array_like=True, gc=False):
     result_agent_id: str | None = None
     error: str | None = None  # why the line (or part of it) could not be read
     raw: bytes | None = None  # the line, when it carries usage (for strict_error)
+    mark: int | None = None  # a zero-usage API-error line: its mark_key (a block entry only)
 
 
 def h64(text: str) -> int:
@@ -242,6 +243,15 @@ def response_key(u: Usage, session: str, ts: float) -> int:
     if u.message_id is None:
         return h64(f"\x00{session}\x00{ts}\x00{u!r}")
     return h64(u.message_id if u.request_id is None else f"{u.message_id}\x00{u.request_id}")
+
+
+def mark_key(message_id: str | None, request_id: str | None, session: str, ts: float) -> int:
+    """Identity of a zero-usage API-error line as ccusage 20.0.24 de-duplicates it for blocks:
+    message.id with requestId, or with sessionId when there is none (measured:
+    docs/notes/blocks.md); a line without a message id is its own."""
+    if message_id is None:
+        return h64(f"\x01{session}\x00{ts}")
+    return h64(f"\x01{message_id}\x00{request_id if request_id is not None else session}")
 
 
 def message_key(u: Usage, key: int) -> int:
@@ -380,10 +390,12 @@ def _decode(raw: bytes, line_no: int, keep_content: bool) -> Record | None:
         and line.timestamp is not None
         and rec.ts is not None
         and _usage_eligible(raw, line.version, (line.sessionId, line.requestId, msg.id, msg.model))
-        and not _no_usage(msg.model, line.isApiErrorMessage)
     ):
-        rec.usage = _usage(msg.usage, msg.id, line.requestId, msg.model, sidechain)
-        rec.raw = raw
+        if not _no_usage(msg.model, line.isApiErrorMessage):
+            rec.usage = _usage(msg.usage, msg.id, line.requestId, msg.model, sidechain)
+            rec.raw = raw
+        elif line.sessionId:
+            rec.mark = mark_key(msg.id, line.requestId, line.sessionId, rec.ts)
     rec.tool_uses, rec.tool_results = _blocks(msg, keep_content)
     if kind == "user":
         rec.prompt = (
@@ -421,6 +433,8 @@ def _salvage(raw: bytes, line_no: int, exc: Exception) -> Record:
     if not _no_usage(m.model, u.isApiErrorMessage):
         rec.usage = _usage(m.usage, m.id, u.requestId, m.model, bool(u.isSidechain))
         rec.raw = raw
+    elif u.sessionId:
+        rec.mark = mark_key(m.id, u.requestId, u.sessionId, ts)
     return rec
 
 

@@ -490,7 +490,7 @@ def _listing(d: Path) -> list[Path]:
 
 def _ours(name: str) -> bool:
     """ccotel's files in its state directory (the database, its journals, the lock)."""
-    return name.startswith("state.db") or name == "daemon.lock"
+    return name.startswith("state.db") or name in ("daemon.lock", "statusline.sock")
 
 
 def status(

@@ -38,13 +38,6 @@ COMPOSE_YML = COMPOSE_DIR / "docker-compose.yml"
 # includes its panels in the end-to-end check against the real daemon.
 AWAITING_CODE = frozenset(
     {
-        "ccotel_plan_used_ratio",
-        "ccotel_plan_resets_at_seconds",
-        "ccotel_plan_report_timestamp_seconds",
-        "ccotel_block_cost_usd",
-        "ccotel_block_ends_at_seconds",
-        "ccotel_block_projected_cost_usd",
-        "ccotel_burn_rate_usd_per_hour",
         "ccotel_code_lines_total",
         "ccotel_commits_total",
         "ccotel_pull_requests_total",
@@ -74,13 +67,20 @@ CONTRACT = {
     "ccotel_export_errors_total",
     "ccotel_spans_exported_total",
     "ccotel_export_queue_spans",
+    # Plan limits and billing blocks (issue 12)
+    "ccotel_plan_used_ratio",
+    "ccotel_plan_resets_at_seconds",
+    "ccotel_plan_report_timestamp_seconds",
+    "ccotel_block_cost_usd",
+    "ccotel_block_ends_at_seconds",
+    "ccotel_block_projected_cost_usd",
+    "ccotel_burn_rate_usd_per_hour",
     # live states (issue 15)
     "ccotel_sessions_by_state",
     "ccotel_waiting_sessions_seconds_bucket",
     "ccotel_waiting_sessions_seconds_sum",
     "ccotel_waiting_sessions_seconds_count",
-    # Plan limits, billing blocks (issue 12), what the spend bought (issue 14): named in
-    # HELPERS.md's contract.
+    # What the spend bought (issue 14): named in HELPERS.md's contract.
     *AWAITING_CODE,
 }
 

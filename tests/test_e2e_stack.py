@@ -27,6 +27,7 @@ from tests.pushed import Collector
 from tests.test_deploy_dashboard import panel_queries
 from tests.test_deploy_live import HOST, USER, Stack
 from tests.test_live import start
+from tests.test_statusline_daemon import status_json, statusline
 
 
 def _parse(ts: str) -> datetime:
@@ -108,6 +109,8 @@ def test_budget_alert_fires_and_resolves_panels_have_data(real_claude_home, tmp_
     with Collector() as collector:
         daemon = start(cfg, state, port, env=daemon_env(collector, hourly=0.0001, daily=1000))
         try:
+            # Claude Code's status line reports the plan (the plan panels read it)
+            statusline(state, status_json(next(cfg.rglob("*.jsonl")).stem))
             with Stack(tmp_path, collector.target) as stack:
                 alert = stack.wait_for_alert("CcotelHourlyBudgetExceeded", timeout=90)
                 assert alert["labels"] == {

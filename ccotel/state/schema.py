@@ -145,7 +145,22 @@ _V2 = (
         WHERE t.start_ts IS NOT NULL GROUP BY 1, 2""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)  # MIGRATIONS[i] takes version i to i + 1
+# --- version 3 (statusline) ---------------------------------------------------------------
+# - plan_history: the plan's 5-hour and weekly use as Claude Code's status line reported it,
+#   one row per change (ccotel.statusline.plan); the newest row per window is what a restart
+#   reads back. Bounded by age and rows.
+# - block_marks: the zero-usage API-error lines ("API Error: 529", "usage limit reached") that
+#   ccusage counts as billing-block entries (they can open a block or end one); no tokens, no
+#   cost, so `response` keeps no row for them. Keyed like a response (ccotel.records.mark_key).
+
+_V3 = (
+    """CREATE TABLE plan_history(
+        win TEXT NOT NULL, reported_at REAL NOT NULL, used_ratio REAL NOT NULL, resets_at REAL,
+        PRIMARY KEY(win, reported_at)) WITHOUT ROWID""",
+    "CREATE TABLE block_marks(key INTEGER PRIMARY KEY, ts REAL NOT NULL)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)  # MIGRATIONS[i] takes version i to i + 1
 VERSION = len(MIGRATIONS)
 
 # --- statements ------------------------------------------------------------------------
@@ -223,5 +238,8 @@ SPEND_PRUNE = "DELETE FROM spend_minutes WHERE minute < ?"
 COUNTER_ADD = """INSERT INTO counters(name, value) VALUES(?,?)
     ON CONFLICT(name) DO UPDATE SET value=value+excluded.value"""
 COUNTERS_ALL = "SELECT name, value FROM counters"
+MARK_PUT = """INSERT INTO block_marks(key, ts) VALUES(?,?)
+    ON CONFLICT(key) DO UPDATE SET ts=MIN(ts, excluded.ts)"""
+
 META_GET = "SELECT value FROM meta WHERE key=?"
 META_PUT = "INSERT OR REPLACE INTO meta(key, value) VALUES(?,?)"

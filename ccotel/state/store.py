@@ -268,6 +268,7 @@ class Store:
                     [(*k, c, d, json.dumps(bk)) for k, (c, d, bk) in b.tool_agg.items()],
                 )
                 db.executemany(sql.SPEND_ADD, b.spend.items())
+                db.executemany(sql.MARK_PUT, b.marks.items())
                 db.executemany(sql.COUNTER_ADD, b.counters.items())
         except BaseException:
             for name in added:  # their rows were rolled back with the rest

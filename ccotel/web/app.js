@@ -40,6 +40,26 @@ function gauge(label, value, budget, id, sub) {
     ${sub ? `<div class="muted">${sub}</div>` : ""}</div>`;
 }
 
+// Plan limits (from Claude Code's status line: `ccotel statusline install`) and the active
+// 5-hour billing block with its projection.
+function planCard(p) {
+  if (!p) return "";
+  const bar = (name, w) => {
+    if (!w) return `<div class="muted">${name}: no report yet</div>`;
+    const pct = w.used_ratio * 100, cls = pct >= 100 ? "bad" : pct >= 80 ? "warn" : "";
+    const reset = w.resets_at == null ? "" : w.reset ? " · reset since" : ` · resets ${when(w.resets_at)}`;
+    return `<div class="plan-row" data-window="${name}"><span>${name}</span> <b>${Math.round(pct)}%</b><span class="muted">${reset}</span>
+      <div class="bar ${cls}"><i style="width:${Math.min(100, pct)}%"></i></div></div>`;
+  };
+  const k = p.block;
+  const block = k ? `<div id="block">block <b data-usd="${k.cost_usd}">${usd(k.cost_usd)}</b>, ${dur(k.seconds_left)} left` +
+    (k.projected_cost_usd != null ? `<div class="muted" id="projection">projected ${usd(k.projected_cost_usd)} at ${when(k.end)}</div>` : "") + "</div>"
+    : `<div class="muted" id="block">no active 5-hour block</div>`;
+  const none = !p.windows["5h"] && !p.windows["7d"];
+  return `<div class="card" id="plan"><div class="label">Plan limits</div>${bar("5h", p.windows["5h"])}${bar("7d", p.windows["7d"])}${block}` +
+    (none ? `<div class="muted">run <code>ccotel statusline install</code> to see them</div>` : "") + "</div>";
+}
+
 // Round axis ticks: steps of 1, 2, 2.5 or 5 times a power of ten.
 function niceStep(top, n = 4) {
   const raw = top / n, p = 10 ** Math.floor(Math.log10(raw)), f = raw / p;
@@ -177,8 +197,9 @@ async function overview() {
   if (state.project) qs.set("project", state.project);
   if (state.day) qs.set("day", state.day);
   if (state.q) qs.set("q", state.q);
-  const [sum, hourly, daily, sess] = await Promise.all([
+  const [sum, hourly, daily, sess, plan] = await Promise.all([
     api("/api/summary"), api(`/api/spend?by=${state.by}&bucket=hour`), api(`/api/spend?by=${state.by}&bucket=day`), api("/api/sessions?" + qs),
+    api("/api/plan").catch(() => null),
   ]);
   health(sum.health);
   const view = $("#view");
@@ -203,7 +224,8 @@ async function overview() {
   const b = sum.budgets;
   $("#now").innerHTML =
     gauge("Last 24 hours", sum.last_24h_usd, b.daily_usd, "day", `today (since midnight) <span data-usd="${sum.today.cost_usd}">${usd(sum.today.cost_usd)}</span>`) +
-    gauge("Last hour (burn rate /h)", sum.this_hour_usd, b.hourly_usd, "hour") +
+    gauge("Last hour", sum.this_hour_usd, b.hourly_usd, "hour", `burn rate ${usd(sum.burn_rate_usd_per_hour)}/h (last 15 min)`) +
+    planCard(plan) +
     `<div class="card" id="month"><div class="label">This month</div><div class="big" data-usd="${sum.this_month_usd}">${usd(sum.this_month_usd)}</div><div class="muted">all time <span id="all-time" data-usd="${sum.all_time.cost_usd}">${usd(sum.all_time.cost_usd)}</span> · ${int(sum.all_time.sessions)} sessions</div></div>` +
     `<div class="card" id="active"><div class="label">Active sessions</div><div class="big">${sum.active_sessions}</div><div class="muted">${sum.top_session_today ? `top today: <a class="mono" href="#/session/${encodeURIComponent(sum.top_session_today.id)}">${esc(sum.top_session_today.id.slice(0, 8))}</a> ${usd(sum.top_session_today.cost_usd)}` : "no spend today"}</div></div>` +
     `<div class="card" id="today-models"><div class="label">Today by model</div>${sum.today.by_model.slice(0, 4).map((m) => `<div>${esc(shortModel(m.model))} <span class="num" style="float:right">${usd(m.cost_usd)}</span></div>`).join("") || '<div class="muted">nothing yet</div>'}</div>`;

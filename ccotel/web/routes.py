@@ -84,6 +84,7 @@ class Web:
         self._active: dict[str, tuple[float | None, float, float]] = {}  # id -> (last_ts, s, when)
         self._active_lock = threading.Lock()
         self._state_warned = -3600.0
+        self.plan: Callable[[], dict] | None = None  # /api/plan, set by the daemon
         self.live: Any = None  # the live board (ccotel.live.LiveBoard), set by the daemon
         self.live_stream: Any = None  # its server-sent events (ccotel.live.Stream)
 
@@ -120,6 +121,8 @@ class Web:
         try:
             if route == "/api/summary":
                 body = self.summary()
+            elif route == "/api/plan" and self.plan is not None:  # ccotel.statusline.daemon
+                body = self.plan()
             elif route == "/api/spend":
                 body = self.spend(q.get("by", "model"), q.get("bucket", "hour"))
             elif route == "/api/sessions":
@@ -185,7 +188,7 @@ class Web:
             "last_24h_usd": day_spend,
             "this_month_usd": Q.cost_since(db, first_hour(month)),
             "month_since": day_start(month),
-            "burn_rate_usd_per_hour": hour_spend,
+            "burn_rate_usd_per_hour": t.burn_rate(now),
             "budgets": {"hourly_usd": self.budgets.get("1h"), "daily_usd": self.budgets.get("24h")},
             "active_sessions": active,
             "top_session_today": {"id": top[0], "cost_usd": top[1]} if top else None,
