@@ -369,3 +369,24 @@ def test_context_from_the_status_line_else_estimated(interactive_claude):
     other = Reports(lambda: now)
     other.put({"session_id": "someone-else", "context_window": cw})
     assert board(other)["context_source"] == "estimate"
+
+
+@pytest.mark.timeout(300)
+def test_the_daemon_takes_context_from_the_status_line(interactive_claude, tmp_path):
+    """Claude Code runs `ccotel statusline`: the daemon's board reads the context use it
+    reported, and says so."""
+    state = tmp_path / "state"
+    cmd = shlex.join([sys.executable, "-m", "ccotel", "statusline", "--state-dir", str(state)])
+    s = interactive_claude([Step(text="First.")], statusline=cmd)
+    with LiveDaemon(s.config_dir, state) as d:
+        s.submit("One")
+        s.wait_idle()
+        sl = s.wait_statusline(
+            lambda x: (x.get("context_window") or {}).get("used_percentage"), "usage"
+        )
+        cw = sl["context_window"]
+        r = d.wait_row(
+            sl["session_id"], lambda r: r["context_source"] == "statusline", "from the status line"
+        )
+        assert r["context_used_ratio"] == pytest.approx(cw["used_percentage"] / 100, abs=1e-4)
+        assert r["context_window"] == cw["context_window_size"]
