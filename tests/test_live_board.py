@@ -340,7 +340,15 @@ def test_context_from_the_status_line_else_estimated(interactive_claude):
                             Step(text="Here you are.")], settings={"permissions": {"allow": ["Bash"]}})  # fmt: skip
     s.submit("Answer me")
     s.wait_idle()
-    sl = s.wait_statusline(lambda x: (x.get("context_window") or {}).get("current_usage"), "usage")
+    last = last_usage(s.transcript_lines())  # input + cache tokens of the last request
+
+    def same_request(x: dict) -> bool:
+        cu = (x.get("context_window") or {}).get("current_usage") or {}
+        keys = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+        return bool(cu) and sum(cu.get(k, 0) for k in keys) == last
+
+    # the status line re-rendered after the last answer reports the same request's usage
+    sl = s.wait_statusline(same_request, "the last request's usage")
     raw = s.transcript.read_bytes()
     lines = [(n + 1, x) for n, x in enumerate(raw.splitlines())]
     recs = [r for n, x in lines if (r := decode(x, n)) is not None]

@@ -66,6 +66,8 @@ WAIT_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600
 FUTURE_SKEW = 60.0  # seconds a line's time may run ahead of the daemon's clock
 MAX_ROWS = 200  # sessions in /api/live (the most pressing first); the rest are counted
 _MARK = b'{"type":"last-prompt"'
+# system lines the interactive CLI writes when a turn is over (after its answer, if any)
+_TURN_OVER = (b'"subtype":"turn_duration"', b'"subtype":"stop_hook_summary"')
 _MAX_FILES = 20_000
 
 Lines = Sequence[tuple[int, bytes]]
@@ -84,6 +86,7 @@ class _File:
     __slots__ = ("agent", "entry", "marked", "session", "type")
 
     def __init__(self, session: str, agent: str | None, type_: str | None):
+        # the session: the file's name until its lines name one (its exit marks are that one's)
         self.session, self.agent, self.type = session, agent, type_
         self.entry: bytes | None = None  # the lines' entrypoint ("cli", "sdk-cli", …)
         # bytes written since the last last-prompt line (or since the first line read: a
@@ -195,8 +198,13 @@ class LiveBoard:
         if not lines:
             return
         f = self._file(path)
-        if restarted:
+        if restarted:  # rewritten: read again from line 1, the old line numbers mean nothing
             f.marked = 0
+            s = self._sessions.get(f.session)
+            if s is not None and f.agent is None:
+                s.main = Thread()
+            elif s is not None:
+                s.agents.pop(f.agent, None)
         marks = self._marks(f, lines) if f.agent is None else ()
         now = self.clock()
         horizon, future = now - self.window, now + FUTURE_SKEW
@@ -221,8 +229,10 @@ class LiveBoard:
                 s = self._new(sid, live)
             agent = f.agent or ((rec.agent_id or "sidechain") if rec.sidechain else None)
             th = s.main if agent is None else self._agent(s, agent, f.type)
-            if agent is None and f.entry is not None:
-                th.sdk = f.entry.startswith(b"sdk-")
+            if agent is None:
+                f.session = sid
+                if f.entry is not None:
+                    th.sdk = f.entry.startswith(b"sdk-")
             th.touch(rec, ts)
             if t == "assistant":
                 th.assistant(rec, ts)
@@ -233,8 +243,10 @@ class LiveBoard:
                 if rec.result_agent_id:
                     s.done.add(rec.result_agent_id)
                 kind = user_kind(rec, None if rec.tool_results else raw(rec), agent is not None)
+            elif (r := raw(rec)) is not None and any(m in r for m in _TURN_OVER):
+                kind = WAITING  # the turn is over, even when no answer was written
             else:
-                continue  # system lines: activity only
+                continue  # other system lines: activity only
             th.tools(rec, ts)
             if kind is None:
                 continue

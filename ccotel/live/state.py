@@ -11,6 +11,8 @@ one flush the CLI may write an answer before the prompt it answers):
   2.1.x every streamed line had ``stop_reason: null``: a text line with no tool call is
   then taken as the answer, a thinking line as work still going on;
 - ``[Request interrupted by user…]``: ``waiting`` (a denied permission writes it too);
+- the interactive CLI's ``turn_duration`` and ``stop_hook_summary`` system lines: the turn
+  is over (``waiting``), also when it ended without an answer line;
 - local command lines (``<command-name>``, ``<local-command-stdout>``, ``!`` shell input),
   meta and compact-summary lines change nothing.
 
@@ -173,7 +175,9 @@ class Thread:
         if prompt or kind == WAITING:  # the turn before is over: its calls no longer run
             for tid in [k for k, (_, start) in self.pending.items() if start <= ts]:
                 del self.pending[tid]
-        self.ev, self.kind, self.ev_ts = (ts, line_no), kind, ts
+        if not (kind == self.kind == WAITING):  # a wait goes on from its first line
+            self.ev_ts = ts
+        self.ev, self.kind = (ts, line_no), kind
         if kind == WAITING and self.agent is None and not self.sdk and self.wait_since is None:
             self.wait_since = ts
         return ended
