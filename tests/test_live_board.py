@@ -398,3 +398,38 @@ def test_the_daemon_takes_context_from_the_status_line(interactive_claude, tmp_p
         )
         assert r["context_used_ratio"] == pytest.approx(cw["used_percentage"] / 100, abs=1e-4)
         assert r["context_window"] == cw["context_window_size"]
+
+
+def test_ccotel_live_once_and_json(site, tmp_path):
+    d, _, board, _ = site
+    addr = ["--metrics-addr", f"127.0.0.1:{d.port}"]
+    env = clean_env(COLUMNS="200")
+    out = subprocess.run([sys.executable, "-m", "ccotel", "live", "--json", *addr],
+                         capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert [(r["id"], r["state"]) for r in got["sessions"]] == [
+        (r["id"], r["state"]) for r in board["sessions"]
+    ]
+    out = subprocess.run([sys.executable, "-m", "ccotel", "live", "--once", *addr],
+                         capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    waiting = [r for r in board["sessions"] if r["state"] == "waiting"]
+    assert f"{len(waiting)} waiting for you" in out.stdout.splitlines()[0]
+    assert all(r["id"][:8] in out.stdout for r in board["sessions"])
+
+
+def test_ccotel_live_says_why_it_cannot(tmp_path):
+    from tests.conftest import free_port
+
+    port = free_port()  # nothing listens
+    out = subprocess.run([sys.executable, "-m", "ccotel", "live", "--once", "--metrics-addr",
+                          f"127.0.0.1:{port}"], capture_output=True, text=True,
+                         env=clean_env(), timeout=60)  # fmt: skip
+    assert out.returncode == 3 and "not running" in out.stderr and "Traceback" not in out.stderr
+    with LiveDaemon(tmp_path / "claude", tmp_path / "state", clean_env(CCOTEL_WEB="false")) as d:
+        out = subprocess.run([sys.executable, "-m", "ccotel", "live", "--once", "--metrics-addr",
+                              f"127.0.0.1:{d.port}"], capture_output=True, text=True,
+                             env=clean_env(), timeout=60)  # fmt: skip
+    assert out.returncode == 1 and "web = false" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr

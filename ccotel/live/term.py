@@ -172,6 +172,8 @@ class Feed:
             c.request("GET", "/api/live", headers=self.headers)
             r = c.getresponse()
             body = r.read()
+            if r.status == 404:
+                raise ValueError("the daemon serves no page or API (web = false in its config)")
             if r.status != 200:
                 raise ValueError(_error(body) or f"HTTP {r.status}")
             self._take(body)
