@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -126,6 +126,15 @@ class Accountant:
         for place in self.new_places:
             _remember(self._places, place, True)
         self.tool_agg.update(b.tool_agg)
+
+    def spend_changes(self) -> Iterator[tuple[str | None, float, float]]:
+        """(session, response time, USD) of the batch's kept responses, and the same negated
+        for the copies they replace: what each session's cost moves by (the live board)."""
+        for key, row in self.batch.responses.items():
+            yield row.session, row.ts, row.cost
+            prior = self._prior.get(key)
+            if prior is not None:
+                yield prior.session, prior.ts, -prior.cost
 
     # --- records -------------------------------------------------------------
 

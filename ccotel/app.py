@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from ccotel import __version__
 from ccotel.config import Config
+from ccotel.live import LiveCollector, Stream, board_for
 from ccotel.pipeline import Ingest, Progress
 from ccotel.projects import project_labeler
 from ccotel.server import HttpServer
@@ -214,6 +215,14 @@ class Daemon:
                 max_projects=cfg.max_projects,
             )
         )
+        # The page names projects as `ccotel report` does (project_label "off" hides them
+        # from metric labels only).
+        label = project_labeler(cfg.project_label if cfg.project_label != "off" else "name")
+        self.live = board_for(cfg, self.ingest, clock, label, lambda: self.statusline)
+        self.live_stream = Stream(self.live.payload)
+        self.live.on_change = self.live_stream.changed
+        stack.callback(self.live_stream.stop)
+        registry.register(LiveCollector(self.live))
         self.exporters.attach_registry(registry)
         host, port = cfg.http_host_port()
         self.web = None
@@ -221,11 +230,9 @@ class Daemon:
             from ccotel.traces import options
             from ccotel.web import Web
 
-            # The page names projects as `ccotel report` does (project_label "off" hides them
-            # from metric labels only).
-            label = project_labeler(cfg.project_label if cfg.project_label != "off" else "name")
             self.web = Web(cfg, self.store.dir, self.ingest.totals, self.health, budgets_of(cfg),
                            label, options(cfg), clock)  # fmt: skip
+            self.web.live, self.web.live_stream = self.live, self.live_stream
             self.web.plan = self.hub.page
         self.server = HttpServer(
             host, port, registry, self.health, web=self.web.handle if self.web else None,
@@ -274,6 +281,7 @@ class Daemon:
         if self.stopping:
             return
         self.server.start()
+        self.live_stream.start()
         base = self.server.url
         write_running(self.store.dir, base)  # the port it got, when http_addr asked for 0
         self._stack.callback(clear_running, self.store.dir)
@@ -298,6 +306,8 @@ class Daemon:
         if self.stopping:
             return
         log.info("caught up", lines=lines, files=self.ingest.totals.files_tracked)
+        self.live.rebuild(self.ingest.cursors, self.cfg.max_line_bytes)
+        self.ingest.live = self.live
         self.ready.set()
         self.hub.set_ready()
         self.exporters.start()
@@ -332,7 +342,9 @@ class Daemon:
                 if self.stopping:
                     break
                 self.ingest.ingest(p)
-            if self.ingest.flush() and not self.ingest.retry:
+            flushed = self.ingest.flush()
+            self.live.published()
+            if flushed and not self.ingest.retry:
                 backoff = RETRY_FIRST
             elif self.ingest.last_error is not None:  # still failing: wait longer each time
                 retry_at = time.monotonic() + backoff

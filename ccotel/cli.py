@@ -508,17 +508,11 @@ def status(ctx: click.Context, /, as_json: bool, **flags: Any) -> None:
     0 (any free port), the port the daemon got is read from daemon.json in the state dir.
     Exit 0 up, 1 refused, 3 not running.
     """
-    from ccotel.config import url_host
     from ccotel.state import RUNNING_NAME, read_running
 
     cfg = _config(ctx, **flags)
-    host, port = cfg.http_host_port()
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
-    scheme = "https" if cfg.http_tls_cert else "http"
-    base = f"{scheme}://{url_host(host)}:{port}"
-    running = read_running(cfg.resolved_state_dir()) if port == 0 else None
-    if running is not None:
-        base = running.url.replace("://0.0.0.0:", "://127.0.0.1:").replace("://[::]:", "://[::1]:")
+    base = _daemon_base(cfg)
+    port = cfg.http_host_port()[1]
 
     def down(msg: str, code: int) -> NoReturn:
         if as_json:  # the reason for scripts on stdout, and for people on stderr
@@ -526,7 +520,7 @@ def status(ctx: click.Context, /, as_json: bool, **flags: Any) -> None:
             click.echo(json.dumps(out, indent=2))
         _fail(msg, code)
 
-    if port == 0 and running is None:
+    if port == 0 and read_running(cfg.resolved_state_dir()) is None:
         down(
             f"http_addr asks for any free port, and no daemon wrote its own to "
             f"{cfg.resolved_state_dir() / RUNNING_NAME}: the daemon is not running "
@@ -562,6 +556,37 @@ def status(ctx: click.Context, /, as_json: bool, **flags: Any) -> None:
             click.echo(f"  {label:<10} {line}")
 
 
+@main.command()
+@http_addr_options("Where the daemon listens (default: http_addr of the config).")
+@click.option("--once", is_flag=True, help="Print the board once and exit.")
+@click.option("--json", "as_json", is_flag=True, help="Print the daemon's /api/live once.")
+@click.pass_context
+def live(ctx, once: bool, as_json: bool, **flags) -> None:
+    """Every Claude Code session of the last live_window, the ones waiting for you first:
+    state, running tool, context use, cost and cost per hour; redrawn as they change until
+    Ctrl-C. Reads the running daemon (TLS and basic auth as for `ccotel status`)."""
+    from ccotel.live import Feed, run
+
+    cfg = _config(ctx, **flags)
+    base = _daemon_base(cfg)
+    h = _healthz(cfg, base, _fail)  # a clear message when no daemon answers
+    if not h.get("ok"):
+        _warn("the daemon is still catching up: the board fills when it is done")
+    tls, headers = _daemon_access(cfg, _fail)
+    feed = Feed(base, tls, headers)
+    if as_json:
+        try:
+            feed.get()
+        except Exception as exc:
+            _fail(f"{base}/api/live: {exc}")
+        click.echo(json.dumps(feed.board, indent=2))
+        return
+    try:
+        run(feed, once=once)
+    except Exception as exc:  # --once: the daemon went away or answered nonsense
+        _fail(f"{base}/api/live: {exc}")
+
+
 @main.command("hash-password")
 def hash_password() -> None:
     """Print the config line of http_basic_auth_password_hash for a password.
@@ -582,15 +607,28 @@ def hash_password() -> None:
     )
 
 
-def _healthz(cfg: Config, base: str, down: Callable[[str, int], NoReturn]) -> dict[str, Any]:
-    """GET /healthz, speaking the daemon's TLS and basic auth; ``down(msg, code)`` otherwise."""
-    import base64
-    import http.client
-    import ssl
-    import urllib.error
-    import urllib.request
+def _daemon_base(cfg: Config) -> str:
+    """The URL of the daemon this config runs (a wildcard address reached on loopback); with
+    http_addr's port 0, the one daemon.json in the state dir names."""
+    from ccotel.config import url_host
+    from ccotel.state import read_running
 
-    url = f"{base}/healthz"
+    host, port = cfg.http_host_port()
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    scheme = "https" if cfg.http_tls_cert else "http"
+    base = f"{scheme}://{url_host(host)}:{port}"
+    running = read_running(cfg.resolved_state_dir()) if port == 0 else None
+    if running is not None:
+        base = running.url.replace("://0.0.0.0:", "://127.0.0.1:").replace("://[::]:", "://[::1]:")
+    return base
+
+
+def _daemon_access(cfg: Config, down: Callable[[str, int], NoReturn]) -> tuple[Any, dict[str, str]]:
+    """(TLS context or None, headers) to speak to the daemon: its own certificate trusted,
+    basic auth from CCOTEL_HTTP_PASSWORD; ``down(msg, code)`` when that cannot be."""
+    import base64
+    import ssl
+
     tls = None
     if cfg.http_tls_cert:
         try:
@@ -598,13 +636,25 @@ def _healthz(cfg: Config, base: str, down: Callable[[str, int], NoReturn]) -> di
         except (OSError, ssl.SSLError) as exc:
             down(f"http_tls_cert {cfg.http_tls_cert}: cannot use it ({exc})", EXIT_CONFIG)
         tls.check_hostname = False  # the certificate names the host, not the loopback address
-    req = urllib.request.Request(url)
+    headers: dict[str, str] = {}
     if cfg.http_basic_auth_user:
         password = os.environ.get("CCOTEL_HTTP_PASSWORD")
         if password is None:
             down("the daemon asks for a password: set CCOTEL_HTTP_PASSWORD", EXIT_CONFIG)
         token = base64.b64encode(f"{cfg.http_basic_auth_user}:{password}".encode()).decode()
-        req.add_header("Authorization", f"Basic {token}")
+        headers["Authorization"] = f"Basic {token}"
+    return tls, headers
+
+
+def _healthz(cfg: Config, base: str, down: Callable[[str, int], NoReturn]) -> dict[str, Any]:
+    """GET /healthz, speaking the daemon's TLS and basic auth; ``down(msg, code)`` otherwise."""
+    import http.client
+    import urllib.error
+    import urllib.request
+
+    url = f"{base}/healthz"
+    tls, headers = _daemon_access(cfg, down)
+    req = urllib.request.Request(url, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=3, context=tls) as r:
             body = r.read()

@@ -53,6 +53,9 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
     session_idle: NonNegative = 600.0
+    live_window: Annotated[float, Meta(gt=0)] = (
+        7200.0  # the live board: sessions active this recently
+    )
     workers: Annotated[int, Meta(ge=0)] = 0  # backfill processes; 0: one per core
     # Traces and OTLP push (docs/traces.md). Empty otlp_* values defer to OTEL_EXPORTER_OTLP_*.
     traces: bool = True

@@ -48,12 +48,16 @@ _decoder = msgspec.msgpack.Decoder(Digest)
 
 
 def _digest_chunks(
-    path: str, cursor: FileCursor | None, max_line: int, cwd: str | None, chunk: int = CHUNK
-) -> Iterator[tuple[Chunk, Digest]]:
-    """Read a file's new lines and reduce them, chunk by chunk."""
+    path: str, cursor: FileCursor | None, max_line: int, cwd: str | None, chunk: int = CHUNK,
+    live=None,
+) -> Iterator[tuple[Chunk, Digest]]:  # fmt: skip
+    """Read a file's new lines and reduce them, chunk by chunk (and show them to ``live``,
+    the daemon's live board)."""
     session = session_of(path)
     for ch in read_new(path, cursor, max_line, chunk):
         recs = [r for n, raw in ch.lines if (r := decode(raw, n)) is not None]
+        if live is not None:
+            live.lines(path, ch.lines, recs, ch.restarted)
         d = digest(recs, len(ch.lines), session, cwd)
         cwd = d.cwd
         yield ch, d
@@ -118,6 +122,7 @@ class Ingest:
         self._in_batch: set[str] = set()  # files with lines in the uncommitted batch
         self._errors_logged: dict[str, int] = {}
         self._pending: dict[str, int] = {}
+        self.live = None  # the daemon's live board (ccotel.live.LiveBoard): sees lines and spend
 
     # --- discovery -----------------------------------------------------------
 
@@ -185,8 +190,9 @@ class Ingest:
         alone = self._isolating and not self._in_batch  # a failed commit would be this file's
         try:
             for ch, d in _digest_chunks(
-                path, self._cursor(path), self.cfg.max_line_bytes, ctx.cwd, self.chunk_bytes
-            ):
+                path, self._cursor(path), self.cfg.max_line_bytes, ctx.cwd, self.chunk_bytes,
+                self.live,
+            ):  # fmt: skip
                 n += self._account(path, ch.cursor, ch.oversized, ch.restarted, d)
                 if ch.cursor is not None:
                     self._pending[path] = max(0, ch.size - ch.cursor.offset)
@@ -322,6 +328,8 @@ class Ingest:
         self.totals.merge(b, len(self.acct.new_sessions), self.acct.new_places, self.clock())
         for listener in self.on_commit:
             listener(b)
+        if self.live is not None:
+            self.live.spent(self.acct.spend_changes())
         self.acct.begin()
         return True
 

@@ -38,10 +38,6 @@ COMPOSE_YML = COMPOSE_DIR / "docker-compose.yml"
 # includes its panels in the end-to-end check against the real daemon.
 AWAITING_CODE = frozenset(
     {
-        "ccotel_sessions_by_state",
-        "ccotel_waiting_sessions_seconds_bucket",
-        "ccotel_waiting_sessions_seconds_sum",
-        "ccotel_waiting_sessions_seconds_count",
         "ccotel_code_lines_total",
         "ccotel_commits_total",
         "ccotel_pull_requests_total",
@@ -79,8 +75,12 @@ CONTRACT = {
     "ccotel_block_ends_at_seconds",
     "ccotel_block_projected_cost_usd",
     "ccotel_burn_rate_usd_per_hour",
-    # Live states (issue 15), what the spend bought
-    # (issue 14): named in HELPERS.md's contract.
+    # live states (issue 15)
+    "ccotel_sessions_by_state",
+    "ccotel_waiting_sessions_seconds_bucket",
+    "ccotel_waiting_sessions_seconds_sum",
+    "ccotel_waiting_sessions_seconds_count",
+    # What the spend bought (issue 14): named in HELPERS.md's contract.
     *AWAITING_CODE,
 }
 

@@ -259,3 +259,11 @@ def files_of(db: sqlite3.Connection, sid: str) -> list[tuple[str, int, int, int]
         (f"%/{like}.jsonl", f"%/{like}/subagents/%"),
     )
     return [(p if isinstance(p, str) else os.fsdecode(p), d, i, o) for p, d, i, o in rows]
+
+
+# --- the live board ------------------------------------------------------------------------
+
+
+def spend_since(db: sqlite3.Connection, since: float) -> list[tuple[str, float, float]]:
+    """(session, ts, cost) of each kept response from ``since``."""
+    return db.execute("SELECT session, ts, cost FROM responses WHERE ts >= ?", (since,)).fetchall()

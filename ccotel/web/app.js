@@ -115,6 +115,83 @@ function sessionRows(list) {
     <td class="num">${int(s.tool_calls)}</td><td class="num ${s.tool_errors ? "err" : ""}">${int(s.tool_errors)}</td></tr>`).join("");
 }
 
+// --- the live board: every session of the last live_window, the ones waiting for you first.
+// Fed by /api/live/events (server-sent events); polls /api/live when no stream is to be had.
+const LIVE_POLL = 2000, LIVE_RETRY_STREAM = 30000;
+const live = { data: null, offset: 0, es: null, poll: null, tick: null, retry: 0 };
+const liveNow = () => Date.now() / 1000 + live.offset;
+const ldur = (s) => { // a running time: 42s, 3m 07s, 2h 05m, 1d 04h
+  s = Math.max(0, Math.floor(s)); const p = (n) => String(n).padStart(2, "0");
+  return s < 60 ? s + "s" : s < 3600 ? `${Math.floor(s / 60)}m ${p(s % 60)}s` : s < 86400 ? `${Math.floor(s / 3600)}h ${p(Math.floor(s % 3600 / 60))}m` : `${Math.floor(s / 86400)}d ${p(Math.floor(s % 86400 / 3600))}h`;
+};
+const LEVEL = { ok: "", amber: "warn", red: "bad" };
+
+function liveStart() {
+  if (!live.tick) live.tick = setInterval(liveTimers, 1000);
+  if (live.es || live.poll) return;
+  if (!window.EventSource || Date.now() < live.retry) { livePoll(); return; }
+  const es = live.es = new EventSource("/api/live/events");
+  es.onmessage = (e) => liveTake(JSON.parse(e.data));
+  es.onerror = () => { // a closed stream (503: too many open) is not retried by the browser
+    if (es.readyState === EventSource.CLOSED) { live.es = null; live.retry = Date.now() + LIVE_RETRY_STREAM; livePoll(); }
+  };
+}
+function livePoll() {
+  const once = () => api("/api/live").then(liveTake).catch(() => {}).finally(() => {
+    if (!live.poll) return;
+    if (Date.now() >= live.retry) { live.poll = null; liveStart(); } else live.poll = setTimeout(once, LIVE_POLL);
+  });
+  live.poll = setTimeout(once, 0);
+}
+function liveStop() {
+  if (live.es) live.es.close();
+  clearTimeout(live.poll); clearInterval(live.tick);
+  live.es = live.poll = live.tick = null;
+}
+function liveTake(d) {
+  live.data = d; live.offset = d.now - Date.now() / 1000;
+  liveRender();
+}
+
+function liveState(x) {
+  const since = `<b class="timer" data-since="${x.state_since}">${ldur(liveNow() - x.state_since)}</b>`;
+  if (x.state === "waiting") return `<span class="pill"><span class="label">waiting for you</span> ${since}${x.may_have_exited ? ' <span class="maybe" title="Claude Code wrote nothing more after its last answer: the session may also have been closed">(or closed)</span>' : ""}</span>`;
+  if (x.state === "tool" && x.tool) {
+    const more = x.tool.running > 1 ? ` <span class="muted">+${x.tool.running - 1}</span>` : "";
+    return `<span class="pill" title="running, or waiting for your permission to run">⚙ ${esc(x.tool.name)}${more} <b class="timer" data-since="${x.tool.since}">${ldur(liveNow() - x.tool.since)}</b></span>`;
+  }
+  return `<span class="pill">${x.state} ${since}</span>`;
+}
+function liveContext(x) {
+  if (x.context_used_ratio == null) return `<span class="ctx muted">context –</span>`;
+  const pct = Math.round(x.context_used_ratio * 100), how = x.context_source === "statusline" ? "reported by the status line" : "estimated from the last request";
+  return `<span class="ctx" data-level="${x.context_level}" title="${pct}% of a ${tok(x.context_window)} context window (${how})"><span class="bar ${LEVEL[x.context_level] || ""}"><i style="width:${Math.min(100, pct)}%"></i></span>${pct}%${x.context_source === "statusline" ? "" : "<small>~</small>"}</span>`;
+}
+function liveRow(x) {
+  const subs = x.subagents.map((a) => `<span class="sub st-${a.state}" data-agent="${esc(a.id)}">${esc(a.type || "agent")} ${liveState(a)}${a.context_used_ratio != null ? ` <span class="muted">${Math.round(a.context_used_ratio * 100)}%</span>` : ""}</span>`).join("");
+  return `<a class="live-row st-${x.state}" href="#/session/${encodeURIComponent(x.id)}" data-id="${esc(x.id)}" data-state="${x.state}">
+    <span class="state">${liveState(x)}</span>
+    <span class="who"><span class="mono">${esc(x.id.slice(0, 8))}</span> <b>${esc(x.project)}</b>${x.branch ? ` <span class="muted">${esc(x.branch)}</span>` : ""} <span class="muted">${esc(shortModel(x.model))}</span></span>
+    ${liveContext(x)}
+    <span class="num cost" data-usd="${x.cost_usd}" title="cost so far">${usd(x.cost_usd)}</span>
+    <span class="num rate" data-usd="${x.cost_rate_usd_per_hour}" title="cost per hour over the last 15 minutes">${usd(x.cost_rate_usd_per_hour)}/h</span>
+    <span class="last muted">${x.last_tool ? esc(x.last_tool) + " · " : ""}<span class="timer" data-since="${x.last_activity}">${ldur(liveNow() - x.last_activity)}</span> ago</span>
+    ${subs ? `<span class="subs">${subs}</span>` : ""}</a>`;
+}
+function liveRender() {
+  const el = $("#live"), d = live.data;
+  if (!el || !d) return;
+  const rows = d.sessions, waiting = rows.filter((x) => x.state === "waiting").length;
+  document.title = waiting ? `(${waiting}) waiting · ccotel` : "ccotel";
+  $("#live-count", el).innerHTML = !d.ready ? "catching up…" : `${rows.length} in the last ${ldur(d.live_window)}` + (waiting ? ` · <span class="waiting-count">${waiting} waiting for you</span>` : "");
+  $("#live-rows", el).innerHTML = rows.map(liveRow).join("") || `<p class="muted small">No Claude Code session wrote a line in the last ${ldur(d.live_window)}.</p>`;
+  el.dataset.ready = "1";
+}
+function liveTimers() {
+  if (!live.data) return;
+  for (const t of document.querySelectorAll("#live .timer")) t.textContent = ldur(liveNow() - +t.dataset.since);
+}
+
 async function overview() {
   const qs = new URLSearchParams({ sort: (state.desc ? "" : "-") + state.sort, limit: "100" });
   if (state.project) qs.set("project", state.project);
@@ -127,7 +204,7 @@ async function overview() {
   health(sum.health);
   const view = $("#view");
   if (!$("#overview", view)) {
-    view.innerHTML = `<div id="overview"><div class="cards" id="now"></div>
+    view.innerHTML = `<div id="overview"><section id="live"><h2>Live sessions <span class="muted" id="live-count">loading…</span></h2><div id="live-rows"></div></section><div class="cards" id="now"></div>
       <div class="charts"><section><h2>Spend per hour, last 48 h <span class="toggle" id="by"><button data-by="model">by model</button><button data-by="project">by project</button></span></h2><div id="hourly"></div></section>
       <section><h2>Spend per day, last 30 days</h2><div id="daily"></div></section></div>
       <section><h2>Sessions <span class="muted" id="count"></span></h2>
@@ -141,7 +218,9 @@ async function overview() {
       state.desc = state.sort === k ? !state.desc : true; state.sort = k; refresh();
     };
     for (const id of ["q", "project", "day"]) $("#" + id, view).oninput = (e) => { state[id] = e.target.value.trim(); refresh(); };
+    liveRender();
   }
+  liveStart();
   const b = sum.budgets;
   $("#now").innerHTML =
     gauge("Last 24 hours", sum.last_24h_usd, b.daily_usd, "day", `today (since midnight) <span data-usd="${sum.today.cost_usd}">${usd(sum.today.cost_usd)}</span>`) +
@@ -279,7 +358,7 @@ async function refresh() {
   clearTimeout(timer);
   const m = location.hash.match(/^#\/session\/(.+)$/);
   try {
-    if (m) await session(decodeURIComponent(m[1]));
+    if (m) { liveStop(); await session(decodeURIComponent(m[1])); }
     else await overview();
     if (document.body.dataset.ready !== "1") document.body.dataset.readyAt = String(performance.now());
     document.body.dataset.ready = "1";

@@ -100,6 +100,8 @@ class Web:
         self._active_lock = threading.Lock()
         self._state_warned = -3600.0
         self.plan: Callable[[], dict] | None = None  # /api/plan, set by the daemon
+        self.live: Any = None  # the live board (ccotel.live.LiveBoard), set by the daemon
+        self.live_stream: Any = None  # its server-sent events (ccotel.live.Stream)
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -119,7 +121,7 @@ class Web:
         self._local.store = _Held(s, ino)
         return s
 
-    def handle(self, path: str, query: str) -> Response | None:
+    def handle(self, path: str, query: str) -> Response | tuple | None:
         if path in ASSETS:
             name, ctype = ASSETS[path]
             return 200, ctype, resources.files("ccotel.web").joinpath(name).read_bytes()
@@ -139,6 +141,12 @@ class Web:
                 body = self.spend(q.get("by", "model"), q.get("bucket", "hour"))
             elif route == "/api/sessions":
                 body = self.sessions(q)
+            elif route == "/api/live" and self.live is not None:
+                return 200, JSON, self.live.payload()[1]
+            elif route == "/api/live/events" and self.live_stream is not None:
+                if not self.live_stream.room():
+                    return _error(503, "too many live streams open: poll /api/live")
+                return 200, "text/event-stream", b"", self.live_stream.adopt
             elif route.startswith("/api/sessions/") and "/" not in route[14:]:
                 info, spans = self.session(unquote(route[14:]))
                 return 200, JSON, shape.encode_with(info, "spans", spans)
