@@ -17,6 +17,7 @@ import structlog
 
 from ccotel.batch import Batch
 from ccotel.digest import Digest, UsageEntry, rank
+from ccotel.outcome_ledger import OutcomeLedger
 from ccotel.pricing import PriceTable
 from ccotel.records import Usage, h64
 from ccotel.state import seen
@@ -94,6 +95,7 @@ class Accountant:
             seen.PLACE,
         )
         self.tool_agg = store.tool_agg()
+        self.outcomes = OutcomeLedger(store, self.seen)  # what the spend bought
         self._rows: OrderedDict[int, tuple] = OrderedDict()
         self._tools: OrderedDict[int, tuple] = OrderedDict()
         self._cwds: OrderedDict[str, str] = OrderedDict()  # session -> its first cwd
@@ -110,6 +112,7 @@ class Accountant:
         self._prior: dict[int, tuple | None] = {}  # response key -> its committed row (None: new)
         self.new_sessions: dict[str, str] = {}  # session -> cwd, not in the state before
         self.new_places: set[tuple[str, str]] = set()  # (session, cwd), not in the state before
+        self.outcomes.begin()
         return self.batch
 
     def finish(self) -> Batch:
@@ -120,6 +123,7 @@ class Accountant:
             prior = self._prior.get(key)
             if prior is not None:
                 self._add(prior, -1)
+        b.outcomes = self.outcomes.writes()
         return b
 
     def committed(self) -> None:
@@ -139,6 +143,7 @@ class Accountant:
         for place in self.new_places:
             _remember(self._places, place, True)
         self.tool_agg.update(b.tool_agg)
+        self.outcomes.committed()
 
     # --- records -------------------------------------------------------------
 
@@ -165,6 +170,7 @@ class Accountant:
                 )
             if t.end is not None:
                 self._tool_result(t.key, t.is_error, t.end)
+        self.outcomes.apply(d, self._session_cwd)
 
     def _session_cwd(self, sid: str) -> str:
         """A session's first cwd: for a line of a file that has not named its own yet."""

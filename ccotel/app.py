@@ -16,8 +16,12 @@ from prometheus_client import CollectorRegistry
 
 from ccotel import __version__
 from ccotel.config import Config
+from ccotel.otlp.settings import push_identity
+from ccotel.outcome_ledger import read_history
 from ccotel.pipeline import Ingest
 from ccotel.server.httpd import HttpServer
+from ccotel.sinks.native import NativeCollector
+from ccotel.sinks.outcomes import OutcomeCollector
 from ccotel.sinks.prometheus import TotalsCollector, project_labeler
 from ccotel.sources.discovery import claude_roots
 from ccotel.sources.watch import RESCAN, Watcher
@@ -52,6 +56,7 @@ def workers_of(cfg: Config) -> int:
 
 
 def catch_up(ingest: Ingest, workers: int, progress=None, on_total=None, sleep=time.sleep) -> int:
+    read_history(ingest)  # once, after the upgrade that brought outcomes
     todo = ingest.scan()
     if on_total:
         on_total(len(todo))
@@ -177,17 +182,20 @@ class Daemon:
         self.exporters = Exporters(cfg, self.store.path, clock)
         stack.callback(_close_exporters, self.exporters)
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(
-            TotalsCollector(
-                self.ingest.totals,
-                project_labeler(cfg.project_label),
-                budgets_of(cfg),
-                clock,
-                extra=self.exporters.metrics,
-                max_projects=cfg.max_projects,
-            )
+        totals_collector = TotalsCollector(
+            self.ingest.totals,
+            project_labeler(cfg.project_label),
+            budgets_of(cfg),
+            clock,
+            extra=self.exporters.metrics,
+            max_projects=cfg.max_projects,
         )
-        self.exporters.attach_registry(registry)
+        registry.register(totals_collector)
+        outcomes = self.ingest.acct.outcomes.totals  # what the spend bought
+        registry.register(OutcomeCollector(outcomes, self.ingest.totals, totals_collector.project))
+        if cfg.native_metrics:
+            registry.register(NativeCollector(self.ingest.totals, outcomes))
+        self.exporters.attach_registry(registry, push_identity(self.store), self.store.dir)
         host, port = cfg.metrics_host_port()
         self.web = None
         if cfg.web:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 # Per usage row: input, output, cache_read, cw5m, cw1h, web_search, requests, cost, unpriced.
 USAGE_FIELDS = 9
@@ -33,6 +34,7 @@ class Batch:
     spend: dict[int, float] = field(default_factory=dict)
     counters: dict[str, float] = field(default_factory=dict)
     last_event_ts: float | None = None
+    outcomes: Any = None  # outcome_ledger.Writes: what the spend bought, new in this batch
     lines: int = 0
     bytes: int = 0  # transcript bytes the batch's cursors moved over
 

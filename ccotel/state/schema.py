@@ -145,7 +145,25 @@ _V2 = (
         WHERE t.start_ts IS NOT NULL GROUP BY 1, 2""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)  # MIGRATIONS[i] takes version i to i + 1
+# --- version 3 -----------------------------------------------------------------------
+# What the spend bought (ccotel.outcome_ledger): each outcome counted once, by the hash of its
+# tool_use id (of its line's uuid for a turn), and the calls that may still commit. A state
+# upgraded with transcripts already read has their outcomes read once more from the start
+# (outcome_ledger.read_history, until the meta row below is gone).
+
+_V3 = (
+    """CREATE TABLE outcome(
+        key INTEGER PRIMARY KEY, kind INTEGER NOT NULL, session TEXT, cwd TEXT NOT NULL,
+        ts REAL, added INTEGER NOT NULL DEFAULT 0, removed INTEGER NOT NULL DEFAULT 0, ref TEXT)""",
+    "CREATE INDEX outcome_session ON outcome(session)",
+    """CREATE TABLE outcome_call(
+        key INTEGER PRIMARY KEY, kinds INTEGER NOT NULL, session TEXT, cwd TEXT NOT NULL,
+        ts REAL)""",
+    """INSERT OR REPLACE INTO meta(key, value)
+        SELECT 'outcomes_history', 'unread' WHERE EXISTS (SELECT 1 FROM files)""",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)  # MIGRATIONS[i] takes version i to i + 1
 VERSION = len(MIGRATIONS)
 
 # --- statements ------------------------------------------------------------------------
@@ -225,3 +243,15 @@ COUNTER_ADD = """INSERT INTO counters(name, value) VALUES(?,?)
 COUNTERS_ALL = "SELECT name, value FROM counters"
 META_GET = "SELECT value FROM meta WHERE key=?"
 META_PUT = "INSERT OR REPLACE INTO meta(key, value) VALUES(?,?)"
+
+# What the spend bought (ccotel.outcome_ledger)
+OUTCOME_PUT = """INSERT OR IGNORE INTO outcome(key, kind, session, cwd, ts, added, removed, ref)
+    VALUES(?,?,?,?,?,?,?,?)"""
+OUTCOME_GET = "SELECT 1 FROM outcome WHERE key=?"
+OUTCOME_KEYS = "SELECT key FROM outcome"
+OUTCOME_BY_CWD = """SELECT cwd, kind, COUNT(*), SUM(added), SUM(removed) FROM outcome
+    GROUP BY cwd, kind"""
+OUTCOME_CALL_PUT = """INSERT OR REPLACE INTO outcome_call(key, kinds, session, cwd, ts)
+    VALUES(?,?,?,?,?)"""
+OUTCOME_CALL_DELETE = "DELETE FROM outcome_call WHERE key=?"
+OUTCOME_CALLS = "SELECT key, kinds, session, cwd, ts FROM outcome_call"

@@ -10,6 +10,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from ccotel import outcome_ledger
 from ccotel.batch import Batch, FileCursor
 from ccotel.records import h64
 from ccotel.state import schema as sql
@@ -269,6 +270,8 @@ class Store:
                 )
                 db.executemany(sql.SPEND_ADD, b.spend.items())
                 db.executemany(sql.COUNTER_ADD, b.counters.items())
+                if b.outcomes:
+                    outcome_ledger.write(db, b.outcomes)
         except BaseException:
             for name in added:  # their rows were rolled back with the rest
                 self._names.pop(name, None)
