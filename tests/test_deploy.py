@@ -49,9 +49,6 @@ AWAITING_CODE = frozenset(
         "ccotel_waiting_sessions_seconds_bucket",
         "ccotel_waiting_sessions_seconds_sum",
         "ccotel_waiting_sessions_seconds_count",
-        "ccotel_code_lines_total",
-        "ccotel_commits_total",
-        "ccotel_pull_requests_total",
     }
 )
 
@@ -78,8 +75,12 @@ CONTRACT = {
     "ccotel_export_errors_total",
     "ccotel_spans_exported_total",
     "ccotel_export_queue_spans",
-    # Plan limits, billing blocks (issue 12), live states (issue 15), what the spend bought
-    # (issue 14): named in HELPERS.md's contract.
+    # What the spend bought (issue 14).
+    "ccotel_code_lines_total",
+    "ccotel_commits_total",
+    "ccotel_pull_requests_total",
+    # Plan limits, billing blocks (issue 12), live states (issue 15): named in HELPERS.md's
+    # contract.
     *AWAITING_CODE,
 }
 
