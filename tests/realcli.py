@@ -253,7 +253,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         name="git",
         model=SONNET,
-        project="delta",
+        project="omega",
         allowed_tools=("Bash", "Agent", "Write", "Edit"),
         steps=(
             Step(

@@ -48,12 +48,12 @@ def test_lines_and_commits_are_what_git_log_numstat_says(real_claude_home, tmp_p
     assert len(hashes) == 2 and added > 0 and removed > 0  # the scenario did what it says
     backfill(real_claude_home.config_dir, tmp_path / "s")
     got = by_project(tmp_path / "s")
-    delta = got.pop("delta")
-    assert (delta[ADDED], delta[REMOVED], delta[COMMITS], delta[PRS]) == (added, removed, 2, 1)
+    omega = got.pop("omega")
+    assert (omega[ADDED], omega[REMOVED], omega[COMMITS], omega[PRS]) == (added, removed, 2, 1)
     assert all(not v[ADDED] and not v[COMMITS] and not v[PRS] for v in got.values()), got
-    (printed,) = refs(tmp_path / "s", outcomes.COMMIT)["delta"] - {None}  # the quiet one: none
+    (printed,) = refs(tmp_path / "s", outcomes.COMMIT)["omega"] - {None}  # the quiet one: none
     assert [h for h in hashes if h.startswith(printed)] == [hashes[-1]]  # the first commit
-    assert refs(tmp_path / "s", outcomes.PR) == {"delta": {PR_URL}}
+    assert refs(tmp_path / "s", outcomes.PR) == {"omega": {PR_URL}}
 
 
 REFUSED = Scenario(
@@ -151,6 +151,73 @@ def test_the_live_daemon_counts_a_session_as_it_runs_and_after_kill_9(real_claud
         proc = start(home.config_dir, state, port, env)
         again = scrape_outcomes(port)
         assert {k: again.get(k) for k in want | native} == want | native
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def page_usd(x: float | None) -> str:
+    """app.js's usd()."""
+    if x is None:
+        return "\u2013"
+    return "$" + (f"{x:.0f}" if abs(x) >= 100 else f"{x:.2f}" if abs(x) >= 1 else f"{x:.4f}")
+
+
+@pytest.mark.timeout(300)
+def test_the_page_and_api_show_cost_per_commit_and_per_100_lines(real_claude_home, tmp_path):
+    """Per project (all time) and per session: commits, lines, pull requests, and the cost of
+    each commit and of 100 changed lines; the same in the API and on the page (Chromium)."""
+    from tests.test_web import get
+    from tests.test_web_browser import chromium, css, ready, shot, wait
+
+    run = real_claude_home.run("git")
+    added, removed, hashes = numstat(Path(run.cwd))
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("CCOTEL_")}
+    port = free_port()
+    proc = start(real_claude_home.config_dir, tmp_path / "s", port, env | {"CCOTEL_TRACES": "0"})
+    try:
+        s = get(port, f"/api/sessions/{run.session_id}")
+        assert (s["commits"], s["lines_added"], s["lines_removed"], s["pull_requests"]) == (
+            len(hashes),
+            added,
+            removed,
+            1,
+        )
+        assert s["cost_usd"] > 0
+        assert s["cost_per_commit_usd"] == pytest.approx(s["cost_usd"] / 2, rel=1e-9)
+        assert s["cost_per_100_lines_usd"] == pytest.approx(
+            s["cost_usd"] * 100 / (added + removed), rel=1e-9
+        )
+        others = get(port, "/api/sessions?limit=100")["sessions"]
+        for o in others:
+            if o["id"] != run.session_id:
+                assert o["commits"] == 0 and o["cost_per_commit_usd"] is None
+        rows = {r["project"]: r for r in get(port, "/api/summary")["bought_by_project"]}
+        omega = rows["omega"]
+        assert (omega["commits"], omega["pull_requests"]) == (2, 1)
+        assert omega["cost_per_commit_usd"] == pytest.approx(omega["cost_usd"] / 2, rel=1e-9)
+        assert rows["alpha"]["commits"] == 0 and rows["alpha"]["cost_per_commit_usd"] is None
+
+        d = chromium(tmp_path / "profile")
+        try:
+            d.get(f"http://127.0.0.1:{port}/")
+            ready(d)
+            wait(d, 30).until(lambda d: css(d, '#bought tr[data-project="omega"]'))
+            row = css(d, '#bought tr[data-project="omega"]')[0]
+            assert row.find_element("css selector", ".per-commit").text == page_usd(
+                omega["cost_per_commit_usd"]
+            )
+            assert row.find_element("css selector", ".per-lines").text == page_usd(
+                omega["cost_per_100_lines_usd"]
+            )
+            shot(d, tmp_path, "bought")
+            d.get(f"http://127.0.0.1:{port}/#/session/{run.session_id}")
+            wait(d, 30).until(lambda d: css(d, "#session-bought"))
+            text = css(d, "#session-bought")[0].text
+            assert f"2 commits · +{added} / \u2212{removed} lines · 1 pull requests" in text
+            assert page_usd(s["cost_per_commit_usd"]) + " per commit" in text
+        finally:
+            d.quit()
     finally:
         proc.kill()
         proc.wait(10)
