@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from ccotel import outcomes
+from ccotel import app, outcomes
 from ccotel.config import Config
 from ccotel.outcome_ledger import ADDED, COMMITS, PRS, REMOVED, TURN_MS, OutcomeTotals, read_history
 from ccotel.pipeline import Ingest
@@ -289,7 +289,7 @@ SID = "11111111-2222-3333-4444-555555555555"
 def crafted(root: Path) -> Path:
     """One session in /w/app: a rejected Edit, a failed Write, an applied Edit, a failed
     commit, a quiet commit, an `echo git commit`, a commit + pull request in one call, an MCP
-    pull request, a `--dry-run`."""
+    pull request, a `--dry-run`, failed calls with a patch or a commit line in their result."""
     f = root / "projects" / "-w-app" / f"{SID}.jsonl"
     patch = {"filePath": "/w/app/a.py", "structuredPatch": [
         {"oldStart": 1, "oldLines": 1, "newStart": 1, "newLines": 2, "lines": ["-x", "+y", "+z"]}]}  # fmt: skip
@@ -306,6 +306,9 @@ def crafted(root: Path) -> Path:
             ("Bash", {"command": "git commit -am x && gh pr create --fill"},
              _bash_out("[main 1a2b3c4] x\n 1 file changed\nhttps://github.com/o/r/pull/7\n"), False),
             ("mcp__github__create_pull_request", {"title": "t"}, {"number": 8}, False),
+            # failed calls whose result still carries a patch or a commit line count nothing
+            ("Edit", {"file_path": "/w/app/a.py"}, patch, True),
+            ("Bash", {"command": "git commit -am y && false"}, _bash_out("[main 7654321] y\n"), True),
         ]
     ):  # fmt: skip
         tid = f"toolu_{n:02d}"
@@ -375,9 +378,9 @@ def test_an_upgraded_state_reads_its_history_once(tmp_path):
     s = Store(state)
     try:
         assert s.meta("outcomes_history") == "unread"
+        app.catch_up(Ingest(cfg_for(root, state), s, [root], CLOCK), 1)  # what run and backfill do
     finally:
         s.close()
-    backfill(root, state)
     assert by_project(state) == want
     db = sqlite3.connect(state / "state.db")
     assert dict(db.execute("SELECT name, value FROM counters").fetchall()) == before
@@ -394,3 +397,81 @@ def test_a_new_state_does_not_read_history(tmp_path):
         assert s.meta("outcomes_history") is None
     finally:
         s.close()
+
+
+SECRETS = ("SECRET-MSG-1", "SECRET-CONTENT-2", "SECRET-PATCH-3", "secret-org-4", "SECRET-CMD-5")
+
+
+@pytest.mark.timeout(120)
+def test_commands_contents_and_urls_never_leave_the_machine(tmp_path):
+    """A commit message, a command, a written file, a patch and a pull request URL, read by a
+    daemon that logs at debug, pushes metrics (native too) and traces, and serves the page:
+    none of them in /metrics, the API, the OTLP requests or the logs. Only the counts."""
+    import os
+    import urllib.request
+
+    from tests.conftest import free_port
+    from tests.test_live import start
+    from tests.test_traces_receiver import Receiver
+
+    root = tmp_path / "claude"
+    f = root / "projects" / "-w-app" / f"{SID}.jsonl"
+    steps = [
+        ("Write", {"file_path": "/w/app/s.py", "content": "x = 'SECRET-CONTENT-2'\n"},
+         {"type": "create", "filePath": "/w/app/s.py", "content": "x = 'SECRET-CONTENT-2'\n",
+          "structuredPatch": []}),
+        ("Edit", {"file_path": "/w/app/s.py"}, {"filePath": "/w/app/s.py", "structuredPatch": [
+            {"oldStart": 1, "oldLines": 1, "newStart": 1, "newLines": 1,
+             "lines": ["-x = 'SECRET-CONTENT-2'", "+x = 'SECRET-PATCH-3'"]}]}),
+        ("Bash", {"command": "echo SECRET-CMD-5 && git commit -am 'SECRET-MSG-1'"},
+         _bash_out("SECRET-CMD-5\n[main 0a1b2c3] SECRET-MSG-1\n 1 file changed\n")),
+        ("Bash", {"command": "gh pr create --title SECRET-MSG-1"},
+         _bash_out("https://github.com/secret-org-4/app/pull/3\n")),
+    ]  # fmt: skip
+    now = time.time() - 120
+    lines = []
+    for n, (name, inp, tur) in enumerate(steps):
+        a = json.loads(_assistant(SID, "/w/app", f"toolu_s{n}", name, inp))
+        r = json.loads(_result(SID, "/w/app", f"toolu_s{n}", tur))
+        for d, dt in ((a, 2 * n), (r, 2 * n + 1)):
+            d["timestamp"] = _ts(now - T0 + dt)
+        lines += [json.dumps(a).encode(), json.dumps(r).encode()]
+    _write(f, lines)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CCOTEL_", "OTEL_"))}
+    port = free_port()
+    with Receiver() as r:
+        env |= {"CCOTEL_OTLP_ENDPOINT": r.url, "CCOTEL_NATIVE_METRICS": "1",
+                "CCOTEL_LOG_LEVEL": "debug", "CCOTEL_LOG_FORMAT": "json", "CCOTEL_SESSION_IDLE": "0",
+                "OTEL_METRIC_EXPORT_INTERVAL": "200"}  # fmt: skip
+        proc = start(root, tmp_path / "s", port, env)
+        try:
+            deadline = time.monotonic() + 60
+            while (not r.got.spans or len(r.got.metrics) < 3) and time.monotonic() < deadline:
+                time.sleep(0.1)
+
+            def get(path: str) -> str:
+                return (
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5)
+                    .read()
+                    .decode()
+                )
+
+            served = [
+                get("/metrics"),
+                get("/api/summary"),
+                get("/api/sessions"),
+                get(f"/api/sessions/{SID}"),
+            ]
+        finally:
+            proc.kill()
+            proc.wait(10)
+        logs = proc.stdout.read().decode()
+        bodies = [bytes(b).decode("utf-8", "replace") for b in r.got.raw]
+        bodies += [m.SerializeToString().decode("utf-8", "replace") for m in r.got.metrics]
+    assert r.got.spans and r.got.metrics, "nothing was exported"
+    assert 'ccotel_commits_total{project="app"} 1.0' in served[0]
+    assert "claude_code_pull_request_count_total 1.0" in served[0]
+    assert json.loads(served[3])["lines_added"] == 2
+    for text in (*served, logs, *bodies):
+        for secret in SECRETS:
+            assert secret not in text

@@ -388,6 +388,12 @@ def test_temporality_through_a_failed_push_and_a_restart(tmp_path, pref, monkeyp
         assert hist == [(delta, 2, [1, 1], 3.0), (delta, 4, [2, 2], 6.0), (delta, 4, [2, 2], 6.0)]
         starts = [g["ccotel_tool_duration_seconds"][4] for g in got]
         assert starts[0] == 1 and starts[0] < starts[1] < starts[2]  # each from the last accepted
+    if pref == "delta":  # each point starts where the last accepted one ended (the exporter
+        # adds a delta to its running total only then)
+        starts = [g["ccotel_tokens"][2] for g in got]
+        assert starts[0] == 1 and starts[0] < starts[1] < starts[2]
+    else:
+        assert {g["ccotel_tokens"][2] for g in got} == {1}
     assert [g["ccotel_spend_usd"][:2] for g in got] == [(None, 1.0), (None, 3.0), (None, 5.0)]
 
 
@@ -494,3 +500,13 @@ def test_the_team_profile_never_makes_a_pushed_counter_go_down(tmp_path):
         assert after[k] >= v, k
     assert not any(("project", "zz-new") in k[2] for k in after)
     assert PushState(tmp_path / "push_state.json").named == sorted(profile.named)
+    # More room later (metrics_push_projects raised): what was folded stays folded, only
+    # projects never pushed before get the new names.
+    newer = "/home/dev/src/zz-newer"
+    t.usage[("claude-model-0", newer)] = [1, 1, 1, 1, 0, 0, 1, 1.0, 0]
+    t.sessions_by_cwd[newer] = 1
+    roomy = TeamProfile(10, PushState(tmp_path / "push_state.json"))
+    later = pushed(roomy)
+    for k, v in after.items():
+        assert later[k] >= v, k
+    assert roomy.named == profile.named | {"zz-newer"}
