@@ -258,13 +258,18 @@ def push_identity(store, now_ns: int | None = None) -> tuple[int, str]:
     into the counters' created time, and the instance id into `instance`: both stay put across
     restarts, so a backend that reads created times as resets never counts history twice, and
     two laptops' series never merge."""
+    import sqlite3
     import uuid
 
     start, instance = store.meta(START_META), store.meta(INSTANCE_META)
+    new = {}
     if start is None or not start.isdigit():
-        start = str(now_ns or time.time_ns())
-        store.set_meta(START_META, start)
+        start = new[START_META] = str(now_ns or time.time_ns())
     if not instance:
-        instance = str(uuid.uuid4())
-        store.set_meta(INSTANCE_META, instance)
+        instance = new[INSTANCE_META] = str(uuid.uuid4())
+    try:
+        for k, v in new.items():
+            store.set_meta(k, v)
+    except sqlite3.Error:  # the state cannot be written now: this run's own, kept next start
+        pass
     return int(start), instance
