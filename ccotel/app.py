@@ -18,10 +18,11 @@ from prometheus_client import CollectorRegistry
 from ccotel import __version__
 from ccotel.config import Config
 from ccotel.live import LiveCollector, Stream, board_for
-from ccotel.pipeline import Ingest, Progress
+from ccotel.otlp import push_identity
+from ccotel.pipeline import Ingest, Progress, read_history
 from ccotel.projects import project_labeler
 from ccotel.server import HttpServer
-from ccotel.sinks import TotalsCollector
+from ccotel.sinks import NativeCollector, OutcomeCollector, TotalsCollector
 from ccotel.sources import RESCAN, Watcher, claude_roots
 from ccotel.state import (
     DB_NAME,
@@ -67,6 +68,7 @@ def catch_up(
     on_total: Callable[[int], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
+    read_history(ingest)  # once, after the upgrade that brought outcomes
     todo = ingest.scan()
     if on_total:
         on_total(len(todo))
@@ -205,16 +207,19 @@ class Daemon:
         self.ingest.on_commit.append(self.hub.blocks.committed)
         stack.callback(self.hub.stop)
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(
-            TotalsCollector(
-                self.ingest.totals,
-                project_labeler(cfg.project_label),
-                budgets_of(cfg),
-                clock,
-                extra=lambda: self.exporters.metrics() + self.hub.metrics(),
-                max_projects=cfg.max_projects,
-            )
+        totals_collector = TotalsCollector(
+            self.ingest.totals,
+            project_labeler(cfg.project_label),
+            budgets_of(cfg),
+            clock,
+            extra=lambda: self.exporters.metrics() + self.hub.metrics(),
+            max_projects=cfg.max_projects,
         )
+        registry.register(totals_collector)
+        outcomes = self.ingest.acct.outcomes.totals  # what the spend bought
+        registry.register(OutcomeCollector(outcomes, self.ingest.totals, totals_collector.project))
+        if cfg.native_metrics:
+            registry.register(NativeCollector(self.ingest.totals, outcomes))
         # The page names projects as `ccotel report` does (project_label "off" hides them
         # from metric labels only).
         label = project_labeler(cfg.project_label if cfg.project_label != "off" else "name")
@@ -223,7 +228,7 @@ class Daemon:
         self.live.on_change = self.live_stream.changed
         stack.callback(self.live_stream.stop)
         registry.register(LiveCollector(self.live))
-        self.exporters.attach_registry(registry)
+        self.exporters.attach_registry(registry, push_identity(self.store), self.store.dir)
         host, port = cfg.http_host_port()
         self.web = None
         if cfg.web:

@@ -68,7 +68,11 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     otlp_compression: Literal["", "none", "gzip"] = ""
     otlp_timeout: NonNegative = 0.0  # seconds per request; 0: OTEL_EXPORTER_OTLP_TIMEOUT or 10
     otlp_retry_max: Annotated[float, Meta(gt=0)] = 60.0  # longest backoff between retries, seconds
-    metrics_push_interval: NonNegative = 15.0  # OTLP metrics push period; 0: off
+    metrics_push_interval: NonNegative | None = None  # seconds; none: OTEL_METRIC_EXPORT_INTERVAL
+    metrics_push_temporality: Literal["", "cumulative", "delta", "lowmemory"] = ""  # OTLP sums
+    metrics_push_profile: Literal["full", "team"] = "full"  # team: fewer series per laptop
+    metrics_push_projects: Annotated[int, Meta(ge=0)] = 5  # team profile: projects pushed by name
+    native_metrics: bool = False  # also Claude Code's own metrics (claude_code_*), same names
     resource_user: str = "auto"  # user.name resource attribute: auto (login name), a value, or off
     resource_host: str = "auto"  # host.name: auto (hostname), a value, or off
     capture_content: bool = (

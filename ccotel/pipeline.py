@@ -30,7 +30,7 @@ from ccotel.digest import Digest, digest
 from ccotel.pricing import PriceTable
 from ccotel.records import decode
 from ccotel.sources import CHUNK, Chunk, read_new, session_of, transcript_files
-from ccotel.state import Store, db_error_message
+from ccotel.state import Store, db_error_message, ledger
 from ccotel.totals import KEEP_SPEND, Totals
 
 log = structlog.get_logger()
@@ -479,3 +479,39 @@ def _worker_init(lock_fd: int | None, parent: int) -> None:
 
 def _cursor_args(c: FileCursor | None) -> tuple[Any, ...] | None:
     return (c.dev, c.ino, c.offset, c.line_no, c.marker) if c else None
+
+
+def read_history(ingest: Ingest) -> int:
+    """Once, after the upgrade that brought outcomes: read what the state's files said before
+    it (their outcomes only; tokens, lines and errors were counted then). Returns the files
+    read. Outcomes of lines read again later count nothing (keys)."""
+    store = ingest.store
+    if store.meta(ledger.HISTORY_META) is None:
+        return 0
+    acct = ingest.acct
+    paths = sorted(ingest.cursors)
+    log.info("reading the transcripts read before this version once more, for their outcomes",
+             files=len(paths))  # fmt: skip
+    for path in paths:
+        if ingest.stopping():
+            return 0  # the rest next start (the meta row stays)
+        acct.outcomes.begin()
+        try:
+            for _ch, d in _digest_chunks(path, None, ingest.cfg.max_line_bytes, None):
+                acct.outcomes.apply(d, acct._session_cwd)
+        except OSError:
+            continue  # gone or unreadable: what it said is lost with it
+        w = acct.outcomes.writes()
+        try:
+            if w:
+                store.commit(Batch(outcomes=w))
+        except sqlite3.Error as exc:  # the state cannot be written: the rest next start
+            log.warning("cannot write the state; outcomes of earlier transcripts wait",
+                        error=str(exc))  # fmt: skip
+            acct.outcomes.begin()
+            return 0
+        acct.outcomes.committed()
+    acct.outcomes.begin()
+    with contextlib.suppress(sqlite3.Error):
+        store.del_meta(ledger.HISTORY_META)
+    return len(paths)

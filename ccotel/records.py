@@ -8,7 +8,6 @@ never loses its tokens.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from datetime import datetime
@@ -17,6 +16,9 @@ from typing import Annotated, Any, Literal, NoReturn, Union
 
 import msgspec
 from msgspec import Meta, Raw, Struct
+
+from ccotel import outcomes
+from ccotel.keys import h64
 
 # No response has a trillion tokens; larger counts (and negative ones, and floats) make the
 # line malformed. ccusage sums any u64, which SQLite integers (and sums of them) cannot hold.
@@ -81,6 +83,13 @@ class _Message(Struct):
 
 class _ToolUseResult(Struct):
     agentId: str | None = None
+    # What ccotel.outcomes reads (raw, decoded there only when it matters): Edit/MultiEdit/Write
+    # patches and created files, Bash output and Claude Code's own git classification.
+    type: Raw = msgspec.field(default_factory=Raw)
+    structuredPatch: Raw = msgspec.field(default_factory=Raw)
+    content: Raw = msgspec.field(default_factory=Raw)
+    stdout: Raw = msgspec.field(default_factory=Raw)
+    gitOperation: Raw = msgspec.field(default_factory=Raw)
 
 
 class _Entry(Struct):
@@ -99,6 +108,8 @@ class _Entry(Struct):
     costUSD: float | None = None
     message: _Message | None = None
     toolUseResult: _ToolUseResult | str | list[Any] | int | float | bool | None = None
+    subtype: Raw = msgspec.field(default_factory=Raw)  # system: turn_duration (ccotel.outcomes)
+    durationMs: Raw = msgspec.field(default_factory=Raw)
 
 
 class _UsageMessage(Struct):
@@ -194,6 +205,7 @@ class ToolUse(Struct, array_like=True, gc=False):
     id: str
     name: str
     input: bytes | None  # raw JSON, kept only for content capture
+    outcome: int = 0  # outcomes.CALL_* bits: may commit or open a pull request
 
 
 class ToolResult(Struct, array_like=True, gc=False):
@@ -225,12 +237,9 @@ class Record(Struct, array_like=True, gc=False):
     error: str | None = None  # why the line (or part of it) could not be read
     raw: bytes | None = None  # the line, when it carries usage (for strict_error)
     mark: int | None = None  # a zero-usage API-error line: its mark_key (a block entry only)
-
-
-def h64(text: str) -> int:
-    """A stable signed 64-bit integer (an SQLite INTEGER key) for a string."""
-    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
+    outcome: bool = False  # something for ccotel.outcomes.take: the two below, or a CALL
+    result: _ToolUseResult | None = None  # toolUseResult with a patch, file or output
+    turn_ms: int | None = None  # a turn_duration line's milliseconds
 
 
 def response_key(u: Usage, session: str, ts: float) -> int:
@@ -330,9 +339,13 @@ def _blocks(
     for b in msg.content:
         if b.type == "tool_use" and b.id:
             uses = uses or []
+            name = b.name or "unknown"
             uses.append(
                 ToolUse(
-                    b.id, b.name or "unknown", bytes(b.input) if keep_content and b.input else None
+                    b.id,
+                    name,
+                    bytes(b.input) if keep_content and b.input else None,
+                    outcomes.call_kind(name, b.input),
                 )
             )
         elif b.type == "tool_result" and b.tool_use_id:
@@ -378,6 +391,9 @@ def _decode(raw: bytes, line_no: int, keep_content: bool) -> Record | None:
         sidechain,
         line.agentId,
     )
+    if line.durationMs and kind == "system":
+        rec.turn_ms = outcomes.turn_ms(line.subtype, line.durationMs)
+        rec.outcome = rec.turn_ms is not None
     if msg is None:
         return rec
     rec.model = msg.model
@@ -394,6 +410,8 @@ def _decode(raw: bytes, line_no: int, keep_content: bool) -> Record | None:
         elif line.sessionId:
             rec.mark = mark_key(msg.id, line.requestId, line.sessionId, rec.ts)
     rec.tool_uses, rec.tool_results = _blocks(msg, keep_content)
+    if rec.tool_uses and any(t.outcome for t in rec.tool_uses):
+        rec.outcome = True
     if kind == "user":
         rec.prompt = (
             rec.tool_results is None
@@ -405,6 +423,10 @@ def _decode(raw: bytes, line_no: int, keep_content: bool) -> Record | None:
         if rec.tool_results:
             tur = line.toolUseResult
             rec.result_agent_id = tur.agentId if isinstance(tur, _ToolUseResult) else None
+            if isinstance(tur, _ToolUseResult) and (
+                tur.structuredPatch or (tur.type and tur.content) or tur.stdout or tur.gitOperation
+            ):
+                rec.result, rec.outcome = tur, True
     return rec
 
 

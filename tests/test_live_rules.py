@@ -15,10 +15,10 @@ from ccotel.live import board_for
 from ccotel.live.board import LiveBoard
 from ccotel.live.state import Thread
 from ccotel.pipeline import Ingest
-from ccotel.records import decode
 from ccotel.projects import project_labeler
-from ccotel.state.store import Store
+from ccotel.records import decode
 from ccotel.state import queries as Q
+from ccotel.state.store import Store
 from tests.conftest import FIXTURES, assert_equal_totals
 from tests.corpus import generate
 from tests.oracle import ccusage_totals

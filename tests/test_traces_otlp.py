@@ -235,6 +235,12 @@ def reference_spans(spans: Sequence[Span], resource_attrs: Mapping[str, str]) ->
     ).SerializeToString()
 
 
+def _pb_exemplar(ex) -> pbm.Exemplar:
+    """A counter sample's exemplar: the session's trace, its cost, its time."""
+    return pbm.Exemplar(time_unix_nano=int(ex.timestamp * 1e9), as_double=float(ex.value),
+                        trace_id=bytes.fromhex(ex.labels["trace_id"]))  # fmt: skip
+
+
 def reference_metrics(
     families: Iterable, resource_attrs: Mapping[str, str], start_ns: int, now_ns: int
 ) -> bytes:
@@ -246,7 +252,8 @@ def reference_metrics(
         if fam.type == "counter":
             pts = [
                 pbm.NumberDataPoint(attributes=kv(s.labels), start_time_unix_nano=start_ns,
-                                    time_unix_nano=now_ns, as_double=float(s.value))
+                                    time_unix_nano=now_ns, as_double=float(s.value),
+                                    exemplars=[_pb_exemplar(s.exemplar)] if s.exemplar else [])
                 for s in fam.samples if s.name.endswith("_total")
             ]  # fmt: skip
             m.sum.CopyFrom(pbm.Sum(data_points=pts, aggregation_temporality=cum, is_monotonic=True))
@@ -395,6 +402,7 @@ def test_metrics_encoder_on_a_daemon_registry(tmp_path):
     attrs = resource_attributes(cfg, env={})
     assert sum(len(f.samples) for f in fams) > 100
     assert {f.type for f in fams} >= {"counter", "gauge", "histogram"}
+    assert any(s.exemplar for f in fams for s in f.samples)  # the cost's trace, pushed too
     assert encode_metrics(fams, attrs, 5, 6) == reference_metrics(fams, attrs, 5, 6)
 
 

@@ -12,6 +12,7 @@ import getpass
 import os
 import re
 import socket
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
@@ -183,10 +184,15 @@ def target(cfg: Config, signal: Signal, env: Mapping[str, str] | None = None) ->
     )
 
 
-def resource_attributes(cfg: Config, env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """service.name=ccotel, service.version, host.name, user.name, then OTEL_RESOURCE_ATTRIBUTES."""
+def resource_attributes(
+    cfg: Config, env: Mapping[str, str] | None = None, instance_id: str | None = None
+) -> dict[str, str]:
+    """service.name=ccotel, service.version, service.instance.id (when given), host.name,
+    user.name, then OTEL_RESOURCE_ATTRIBUTES."""
     env = os.environ if env is None else env
     attrs: dict[str, str] = {"service.name": "ccotel", "service.version": __version__}
+    if instance_id:
+        attrs["service.instance.id"] = instance_id
     host = cfg.resource_host
     if host == "auto":
         host = socket.gethostname()
@@ -206,3 +212,67 @@ def resource_attributes(cfg: Config, env: Mapping[str, str] | None = None) -> di
     if env.get("OTEL_SERVICE_NAME"):
         attrs["service.name"] = env["OTEL_SERVICE_NAME"]
     return attrs
+
+
+DEFAULT_PUSH_INTERVAL = 15.0
+
+
+def push_interval(cfg, env: Mapping[str, str] | None = None) -> float:
+    """Seconds between metrics pushes: metrics_push_interval, else OTEL_METRIC_EXPORT_INTERVAL
+    (milliseconds), else 15. ValueError naming the variable for one that is not a duration."""
+    if cfg.metrics_push_interval is not None:
+        return cfg.metrics_push_interval
+    env = os.environ if env is None else env
+    raw = env.get("OTEL_METRIC_EXPORT_INTERVAL", "").strip()
+    if not raw:
+        return DEFAULT_PUSH_INTERVAL
+    try:
+        ms = float(raw)
+    except ValueError:
+        ms = -1.0
+    if not ms > 0 or ms != ms or ms == float("inf"):
+        raise ValueError(
+            f"OTEL_METRIC_EXPORT_INTERVAL={raw[:40]!r} is not a positive number of milliseconds"
+        )
+    return ms / 1000
+
+
+def push_temporality(cfg, env: Mapping[str, str] | None = None) -> str:
+    """cumulative, delta or lowmemory: metrics_push_temporality, else
+    OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE (any case), else cumulative."""
+    if cfg.metrics_push_temporality:
+        return cfg.metrics_push_temporality
+    env = os.environ if env is None else env
+    var = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"
+    raw = env.get(var, "").strip()
+    if not raw:
+        return "cumulative"
+    if raw.lower() not in ("cumulative", "delta", "lowmemory"):
+        raise ValueError(f"{var}={raw[:40]!r} is not cumulative, delta or lowmemory")
+    return raw.lower()
+
+
+START_META, INSTANCE_META = "push_start_ns", "service_instance_id"
+
+
+def push_identity(store, now_ns: int | None = None) -> tuple[int, str]:
+    """(start time of the pushed counters in ns, service.instance.id), kept in the state: the
+    first start sets them, restarts keep them. A collector's Prometheus exporter turns the start
+    into the counters' created time, and the instance id into `instance`: both stay put across
+    restarts, so a backend that reads created times as resets never counts history twice, and
+    two laptops' series never merge."""
+    import sqlite3
+    import uuid
+
+    start, instance = store.meta(START_META), store.meta(INSTANCE_META)
+    new = {}
+    if start is None or not start.isdigit():
+        start = new[START_META] = str(now_ns or time.time_ns())
+    if not instance:
+        instance = new[INSTANCE_META] = str(uuid.uuid4())
+    try:
+        for k, v in new.items():
+            store.set_meta(k, v)
+    except sqlite3.Error:  # the state cannot be written now: this run's own, kept next start
+        pass
+    return int(start), instance

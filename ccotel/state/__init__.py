@@ -17,6 +17,8 @@ Which module owns what (no SQL lives outside this package):
   ``ccotel.statusline`` and ``ccotel.blocks``;
 - ``rebuild``: ``backfill --rebuild``, which reads an old state beside the new one and
   carries its ``trace_*`` rows over;
+- ``ledger``: what the spend bought (``outcome``, ``outcome_call``): ``OutcomeLedger`` writes
+  in ``Store``'s transaction, ``OutcomeTotals`` keeps the sums;
 - ``seen``: the in-memory filter of the keys the state holds (no SQL);
 - ``running``: ``daemon.json``, where the running daemon serves (no SQL).
 
@@ -28,7 +30,17 @@ stays light).
 from typing import TYPE_CHECKING
 
 from ccotel.lazy import loader
-from ccotel.state import limits, queries, seen
+from ccotel.state import ledger, limits, queries, seen
+from ccotel.state.ledger import (
+    ADDED,
+    COMMITS,
+    FIELDS,
+    PRS,
+    REMOVED,
+    TURN_MS,
+    OutcomeLedger,
+    OutcomeTotals,
+)
 from ccotel.state.running import RUNNING_NAME, Running, clear_running, read_running, write_running
 from ccotel.state.store import (
     DB_NAME,
@@ -46,8 +58,16 @@ if TYPE_CHECKING:
     from ccotel.state.rebuild import rebuild_state
 
 __all__ = [
+    "ADDED",
+    "COMMITS",
     "DB_NAME",
+    "FIELDS",
+    "PRS",
+    "REMOVED",
     "RUNNING_NAME",
+    "TURN_MS",
+    "OutcomeLedger",
+    "OutcomeTotals",
     "Running",
     "StateError",
     "StateLock",
@@ -56,6 +76,7 @@ __all__ = [
     "TraceState",
     "clear_running",
     "db_error_message",
+    "ledger",
     "limits",
     "open_lock",
     "open_readonly",

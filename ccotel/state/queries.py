@@ -248,6 +248,23 @@ def active_seconds(db: sqlite3.Connection, ids: Sequence[str], idle: float) -> d
     return {sid: a or 0.0 for sid, a in rows}
 
 
+def outcomes_by_session(db: sqlite3.Connection, ids: Sequence[str]) -> dict[str, list[int]]:
+    """session -> [lines added, lines removed, commits, pull requests] (ccotel.state.ledger)."""
+    out: dict[str, list[int]] = {}
+    for chunk, marks in _chunks(ids):
+        for sid, kind, n, added, removed in db.execute(
+            f"SELECT session, kind, COUNT(*), SUM(added), SUM(removed) FROM outcome"
+            f" WHERE session IN ({marks}) AND kind IN (1, 2, 3) GROUP BY session, kind",
+            chunk,
+        ):
+            row = out.setdefault(sid, [0, 0, 0, 0])
+            if kind == 1:
+                row[0], row[1] = added or 0, removed or 0
+            else:
+                row[kind] = n  # 2: commits, 3: pull requests
+    return out
+
+
 # --- /api/sessions/<id> -----------------------------------------------------------------
 
 

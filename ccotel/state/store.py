@@ -16,6 +16,7 @@ from msgspec.structs import astuple
 
 from ccotel.batch import Batch, FileCursor, Response, ToolAgg, ToolCall, UsageSums
 from ccotel.records import h64
+from ccotel.state import ledger as outcome_ledger
 from ccotel.state import schema as sql
 
 DB_NAME = "state.db"
@@ -243,6 +244,10 @@ class Store:
     def counters(self) -> dict[str, float]:
         return dict(self.db.execute(sql.COUNTERS_ALL).fetchall())
 
+    def meta(self, key: str) -> str | None:
+        row = self.db.execute(sql.META_GET, (key,)).fetchone()
+        return row[0] if row else None
+
     def query(self, q: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Any read-only SQL (tests and debugging; ccotel's own reads are named methods)."""
         return self.db.execute(q, args).fetchall()
@@ -291,6 +296,8 @@ class Store:
                 db.executemany(sql.SPEND_ADD, b.spend.items())
                 db.executemany(sql.MARK_PUT, b.marks.items())
                 db.executemany(sql.COUNTER_ADD, b.counters.items())
+                if b.outcomes:
+                    outcome_ledger.write(db, b.outcomes)
         except BaseException:
             for name in added:  # their rows were rolled back with the rest
                 self._names.pop(name, None)
@@ -322,6 +329,14 @@ class Store:
     def prune_spend(self, before_minute: int) -> None:
         with self.tx():
             self.db.execute(sql.SPEND_PRUNE, (before_minute,))
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.tx():
+            self.db.execute(sql.META_PUT, (key, value))
+
+    def del_meta(self, key: str) -> None:
+        with self.tx():
+            self.db.execute(sql.META_DEL, (key,))
 
 
 def response_row(db: sqlite3.Connection, key: int) -> Response | None:

@@ -191,6 +191,16 @@ function liveTimers() {
   if (!live.data) return;
   for (const t of document.querySelectorAll("#live .timer")) t.textContent = ldur(liveNow() - +t.dataset.since);
 }
+// What the spend bought, per project (all time): its own section at the end of the overview.
+function bought(rows) {
+  if (!$("#bought")) $("#overview").insertAdjacentHTML("beforeend", `<section id="bought"><h2>What the spend bought <span class="muted">all time, by project</span></h2>
+    <div class="tablewrap"><table><thead><tr><th>project</th><th class="num">cost</th><th class="num">commits</th><th class="num">lines + / −</th><th class="num">pull requests</th>
+    <th class="num">cost per commit</th><th class="num">cost per 100 lines</th></tr></thead><tbody></tbody></table></div></section>`);
+  $("#bought tbody").innerHTML = (rows || []).map((r) => `<tr data-project="${esc(r.project)}"><td>${esc(r.project)}</td>
+    <td class="num" data-usd="${r.cost_usd}">${usd(r.cost_usd)}</td><td class="num">${int(r.commits)}</td><td class="num">+${int(r.lines_added)} / −${int(r.lines_removed)}</td>
+    <td class="num">${int(r.pull_requests)}</td><td class="num per-commit">${usd(r.cost_per_commit_usd)}</td><td class="num per-lines">${usd(r.cost_per_100_lines_usd)}</td></tr>`).join("")
+    || `<tr><td colspan="7" class="muted">nothing yet</td></tr>`;
+}
 
 async function overview() {
   const qs = new URLSearchParams({ sort: (state.desc ? "" : "-") + state.sort, limit: "100" });
@@ -230,6 +240,7 @@ async function overview() {
     `<div class="card" id="active"><div class="label">Active sessions</div><div class="big">${sum.active_sessions}</div><div class="muted">${sum.top_session_today ? `top today: <a class="mono" href="#/session/${encodeURIComponent(sum.top_session_today.id)}">${esc(sum.top_session_today.id.slice(0, 8))}</a> ${usd(sum.top_session_today.cost_usd)}` : "no spend today"}</div></div>` +
     `<div class="card" id="today-models"><div class="label">Today by model</div>${sum.today.by_model.slice(0, 4).map((m) => `<div>${esc(shortModel(m.model))} <span class="num" style="float:right">${usd(m.cost_usd)}</span></div>`).join("") || '<div class="muted">nothing yet</div>'}</div>`;
   for (const btn of document.querySelectorAll("#by button")) btn.classList.toggle("on", btn.dataset.by === state.by);
+  bought(sum.bought_by_project);
   $("#hourly").innerHTML = stacked(hourly);
   $("#daily").innerHTML = stacked(daily, 480);
   $("#count").textContent = `${sess.sessions.length} of ${int(sess.total)}`;
@@ -319,6 +330,7 @@ async function session(id) {
       <span class="muted">cost</span><span id="session-cost" data-usd="${s.cost_usd}">${usdExact(s.cost_usd)}</span>
       <span class="muted">tokens</span><span id="session-tokens" data-tokens="${s.tokens}">${int(s.tokens)} = ${int(s.uncached_input_tokens)} input · ${int(s.cache_read_tokens)} cache read · ${int(s.cache_write_tokens)} cache write · ${int(s.output_tokens)} output (${int(s.requests)} requests)</span>
       <span class="muted">tools</span><span>${int(s.tool_calls)} calls${s.tool_errors ? `, <span class="err">${s.tool_errors} failed</span>` : ""}</span>
+      <span class="muted">bought</span><span id="session-bought">${int(s.commits)} commits · +${int(s.lines_added)} / −${int(s.lines_removed)} lines · ${int(s.pull_requests)} pull requests · <span class="per-commit">${usd(s.cost_per_commit_usd)}</span> per commit · <span class="per-lines">${usd(s.cost_per_100_lines_usd)}</span> per 100 lines</span>
       <span class="muted">trace</span><span><a id="trace-link" href="${esc(s.trace_url)}" target="_blank" rel="noopener">${esc(s.trace_id)}</a> <span class="muted">(opens the trace UI)</span></span>
     </div>${s.content_captured ? "" : '<p class="muted">No prompt, command or file content is shown: content capture is off.</p>'}</section>
     <section><h2>Waterfall <span class="muted" id="wf-count"></span><span class="toggle"><button id="wf-collapse">collapse turns</button><button id="wf-expand">expand all</button></span></h2>

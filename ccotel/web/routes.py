@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, quote, unquote
 
 import structlog
 
-from ccotel.state import DB_NAME, StateError, Store
+from ccotel.state import DB_NAME, OutcomeTotals, StateError, Store
 from ccotel.state import queries as Q
 from ccotel.traces import Options, ids
 from ccotel.web import shape
@@ -174,6 +174,9 @@ class Web:
         t = self.totals
         with t.lock:
             rows = [copy(v) for v in t.usage.values()]
+            rows_by_cwd: dict[str, float] = {}
+            for (_model, cwd), v in t.usage.items():
+                rows_by_cwd[cwd] = rows_by_cwd.get(cwd, 0.0) + v.cost
             hour_spend = t.spend_in(3600, now)
             day_spend = t.spend_in(86400, now)
             active = t.active_sessions(now)
@@ -208,8 +211,22 @@ class Web:
             "active_sessions": active,
             "top_session_today": {"id": top[0], "cost_usd": top[1]} if top else None,
             "all_time": {**shape.usage(all_time), "sessions": sessions},
+            "bought_by_project": self._bought_by_project(rows_by_cwd, db),
             "health": shape.health(self.health(), self.cfg),
         }  # fmt: skip
+
+    def _bought_by_project(self, cost_by_cwd: dict[str, float], db: sqlite3.Connection) -> list:
+        """All time, per project: cost, lines, commits, pull requests, cost per commit and per
+        100 changed lines; the 20 biggest spenders."""
+        per: dict[str, list[float]] = {}
+        for cwd, cost in cost_by_cwd.items():
+            per.setdefault(self.project(cwd or ""), [0.0] * 5)[0] += cost
+        for cwd, v in OutcomeTotals.load(db).by_cwd.items():
+            row = per.setdefault(self.project(cwd or ""), [0.0] * 5)
+            for i in range(4):  # lines added, removed, commits, pull requests
+                row[i + 1] += v[i]
+        ranked = sorted(per.items(), key=lambda kv: (-kv[1][0], kv[0]))[:20]
+        return [{"project": p, "cost_usd": v[0], **shape.bought(*v)} for p, v in ranked]
 
     # --- /api/spend ------------------------------------------------------------------------
 
@@ -325,6 +342,7 @@ class Web:
             name = self.project(cwd or "")
             p[name] = p.get(name, 0.0) + u.cost
         tools = Q.tool_counts(db, ids_)
+        bought = Q.outcomes_by_session(db, ids_)
         active = self._active_times(db, [(r.id, r.first_ts, r.last_ts) for r in rows])
         out = []
         for r in rows:
@@ -341,6 +359,7 @@ class Web:
                 "models": [m for m, _ in sorted((models.get(r.id) or {}).items(), key=lambda kv: (-kv[1], kv[0]))],
                 "tool_calls": n, "tool_errors": err,
                 **shape.usage(total.get(r.id, Q.Usage())),
+                **shape.bought(total.get(r.id, Q.Usage()).cost, *bought.get(r.id, (0, 0, 0, 0))),
             })  # fmt: skip
         return out
 
