@@ -1,6 +1,7 @@
 """`backfill --rebuild`: a new state from the transcripts, swapped in only when complete.
 
-1. The state dir's lock first: with a daemon running, nothing is touched.
+1. The state dir's lock first: with a daemon running, nothing is touched; a state written
+   by a newer ccotel is refused like everywhere else (upgrade instead).
 2. The new state is built beside the old one (state.db.rebuild, same folder, so the swap is
    one rename).
 3. Before replacing, the old state is compared with the new: the sessions it holds that the
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import structlog
 
-from ccotel.state.store import DB_NAME, Store, open_lock
+from ccotel.state.store import DB_NAME, Store, open_lock, refuse_newer
 
 log = structlog.get_logger()
 
@@ -43,6 +44,8 @@ def rebuild_state(cfg, fill: Callable[[Store], dict], force: bool = False) -> di
     lock = open_lock(state_dir)  # refused while a daemon holds it, before anything is touched
     try:
         old, new = state_dir / DB_NAME, state_dir / NEW_NAME
+        if old.exists():  # a newer ccotel's state is not ours to replace
+            refuse_newer(old)
         _remove(new)  # from a rebuild that did not finish
         store = Store(state_dir, db_name=NEW_NAME, lock=lock)
         try:

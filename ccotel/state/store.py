@@ -107,10 +107,7 @@ class Store:
                 self.db.execute(p)
             (self.version,) = self.db.execute("PRAGMA user_version").fetchone()
             if self.version > sql.VERSION:
-                raise StateError(
-                    f"state {self.path} was written by a newer ccotel (schema {self.version}; "
-                    f"this one reads up to {sql.VERSION}): upgrade ccotel, or use another --state-dir"
-                )
+                raise StateError(newer_message(self.path, self.version))
             if not readonly:
                 (check,) = self.db.execute("PRAGMA quick_check(1)").fetchone()
                 if check != "ok":  # damage SQLite sees: refuse it before writing over it
@@ -313,6 +310,30 @@ def _response_row(r: tuple, nid: dict[str, int]) -> tuple:
 
 def _texts(rows: Iterable[tuple], cols: tuple[int, ...]) -> set[str]:
     return {r[i] for r in rows for i in cols if r[i] is not None}
+
+
+def newer_message(path: Path, version: int) -> str:
+    return (
+        f"state {path} was written by a newer ccotel (schema {version}; "
+        f"this one reads up to {sql.VERSION}): upgrade ccotel, or use another --state-dir"
+    )
+
+
+def refuse_newer(path: Path) -> None:
+    """StateError when the state file at ``path`` was written by a newer ccotel (a file that
+    cannot be read says nothing: whoever opens it next reports that)."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return
+    try:
+        (version,) = db.execute("PRAGMA user_version").fetchone()
+    except sqlite3.Error:
+        return
+    finally:
+        db.close()
+    if version > sql.VERSION:
+        raise StateError(newer_message(path, version))
 
 
 _NOT_DAMAGE = {
