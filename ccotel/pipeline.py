@@ -29,7 +29,7 @@ from ccotel.digest import Digest, digest
 from ccotel.pricing import PriceTable
 from ccotel.records import decode
 from ccotel.sources.discovery import session_of, transcript_files
-from ccotel.sources.tail import CHUNK, Chunk, read_new
+from ccotel.sources.tail import CHUNK, Chunk, NotAFile, read_new
 from ccotel.state.store import Store, db_error_message
 from ccotel.totals import KEEP_SPEND, Totals
 
@@ -42,6 +42,7 @@ _DAMAGED = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)  # backfill: waits before passes that committed nothing
 
 
+_NOT_A_FILE = "\0not a file: "  # a worker's error for a FIFO, socket... named *.jsonl
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Digest)
 
@@ -74,6 +75,8 @@ def _digest_file(
             out.append((cur_args, ch.oversized, ch.restarted, _encoder.encode(d)))
     except FileNotFoundError:
         return out, "", False
+    except NotAFile as exc:
+        return out, _NOT_A_FILE + str(exc), False
     except OSError as exc:
         return out, f"{type(exc).__name__}: {exc}", False
     except Exception as exc:  # never lose the pool to one file: report it, go on
@@ -116,6 +119,7 @@ class Ingest:
         self._in_batch: set[str] = set()  # files with lines in the uncommitted batch
         self._errors_logged: dict[str, int] = {}
         self._pending: dict[str, int] = {}
+        self._not_files: set[str] = set()  # named *.jsonl, not regular files: warned once
 
     # --- discovery -----------------------------------------------------------
 
@@ -198,6 +202,8 @@ class Ingest:
             self.unreadable.discard(path)
             if path in self.cursors:
                 self._forget(path)
+        except NotAFile as exc:
+            self._not_a_file(path, str(exc))
         except OSError as exc:
             if path not in self.unreadable:
                 self.unreadable.add(path)
@@ -208,6 +214,16 @@ class Ingest:
         if self._isolating and path in self._in_batch and not self.flush():
             self._refused(path, alone)
         return n
+
+    def _not_a_file(self, path: str, why: str) -> None:
+        """A FIFO, socket, device or folder named *.jsonl (discovery leaves them out; the
+        watcher names them, or a file was swapped for one): as if the transcript were gone."""
+        self.unreadable.discard(path)
+        if path in self.cursors:
+            self._forget(path)
+        if path not in self._not_files and len(self._not_files) < 1000:
+            self._not_files.add(path)
+            log.warning("skipped a transcript name that is not a file", path=path, error=why)
 
     def _refused(self, path: str, alone: bool) -> None:
         """A commit of this file's lines alone failed on a value, not on the state: set the
@@ -425,7 +441,9 @@ class Ingest:
             )
         if not error:
             self.unreadable.discard(path)
-        if error == "" and path in self.cursors:
+        if error and error.startswith(_NOT_A_FILE):
+            self._not_a_file(path, error[len(_NOT_A_FILE) :])
+        elif error == "" and path in self.cursors:
             self._forget(path)
         elif error and bug:
             self._broken(path, error)

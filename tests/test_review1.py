@@ -6,7 +6,6 @@ Scratch for the lead to cherry-pick from; the report says what each one shows.
 from __future__ import annotations
 
 import copy
-import os
 import sqlite3
 import subprocess
 import sys
@@ -63,26 +62,6 @@ def test_a_transient_state_read_error_is_not_a_broken_transcript(tmp_path, monke
     assert calls, "no lookup happened: the corpus did not exercise the path"
     assert ingest.broken == {}, ingest.broken
     assert_equal_totals(as_ccusage(report_totals(state)), ccusage_totals(config))
-
-
-@pytest.mark.timeout(60)
-def test_a_fifo_named_jsonl_does_not_hang_backfill(tmp_path):
-    """os.open(O_RDONLY) of a FIFO blocks until a writer comes; the daemon's loop (and
-    SIGTERM) then hang the same way."""
-    config = tmp_path / "claude"
-    generate(config, files=3, seed=5)
-    fifo = config / "projects" / "-tmp-x" / "x.jsonl"
-    fifo.parent.mkdir(parents=True)
-    os.mkfifo(fifo)
-    args = [sys.executable, "-m", "ccotel", "backfill", "--claude-dir", str(config),
-            "--state-dir", str(tmp_path / "state")]  # fmt: skip
-    try:
-        p = subprocess.run(
-            args, env=clean_env(tmp_path), capture_output=True, text=True, timeout=20
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail("backfill hung on a FIFO named *.jsonl")
-    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
 
 
 @pytest.mark.parametrize(

@@ -20,12 +20,27 @@ def projects_dir(root: Path) -> Path:
 
 
 def transcript_files(root: Path, on_error=None) -> Iterator[str]:
-    """Every *.jsonl below root/projects, subagents included. Links are not followed."""
-    base = projects_dir(root)
-    for dirpath, _dirs, files in os.walk(base, onerror=on_error, followlinks=False):
-        for name in files:
-            if name.endswith(".jsonl"):
-                yield os.path.join(dirpath, name)
+    """Every *.jsonl regular file below root/projects, subagents included. Links to folders
+    are not followed; a link to a file is read as the file. A FIFO, socket, device or folder
+    named *.jsonl is not a transcript (opening a FIFO would wait for a writer for ever)."""
+    todo = [str(projects_dir(root))]
+    while todo:
+        top = todo.pop()
+        try:
+            with os.scandir(top) as it:
+                entries = list(it)
+        except OSError as exc:
+            if on_error is not None:
+                on_error(exc)
+            continue
+        for e in entries:
+            try:
+                if e.is_dir(follow_symlinks=False):
+                    todo.append(e.path)
+                elif e.name.endswith(".jsonl") and e.is_file():
+                    yield e.path
+            except OSError:  # gone meanwhile, or a link that cannot be followed
+                continue
 
 
 def session_of(path: str) -> str:

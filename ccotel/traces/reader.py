@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator
 
 from ccotel.batch import FileCursor
-from ccotel.sources.tail import marker_before, restart_reason
+from ccotel.sources.tail import marker_before, open_regular, restart_reason
 
 BLOCK = 1 << 20
 Cursor = FileCursor  # the trace cursor has the metrics cursor's shape
@@ -29,7 +29,7 @@ def read_lines(
     the one the metrics cursor describes (it will catch up first).
     """
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = open_regular(path)
     except OSError:
         return
     try:
@@ -83,7 +83,7 @@ def marker_at(path: str, offset: int) -> bytes:
     if offset <= 0:
         return b""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = open_regular(path)
     except OSError:
         return b""
     try:

@@ -34,6 +34,7 @@ import structlog
 from ccotel.otlp import MALFORMED, REFUSED, TOO_LARGE, TRANSIENT, ExportError
 from ccotel.records import decode
 from ccotel.sources.discovery import agent_of
+from ccotel.sources.tail import read_head
 from ccotel.state.schema import RESPONSE_COLS
 from ccotel.traces import model
 from ccotel.traces.builder import Builder, FileInfo, Options
@@ -69,11 +70,7 @@ def _group_key(path: str) -> tuple[str, str]:
     if p.parent.name == "subagents":
         return str(p.parent.parent.parent), p.parent.parent.name
     if p.stem.startswith("agent-"):  # legacy flat subagent file: its lines name the session
-        try:
-            with open(path, "rb") as f:
-                m = _SESSION_RE.search(f.read(65536))
-        except OSError:
-            m = None
+        m = _SESSION_RE.search(read_head(path, 65536))
         if m:
             return str(p.parent), m.group(1).decode("utf-8", "replace")
     return str(p.parent), p.stem
@@ -87,8 +84,8 @@ def file_info(path: str) -> FileInfo:
     if agent is not None:
         meta = p.with_name(p.stem + ".meta.json")
         try:
-            data = json.loads(meta.read_bytes())
-        except (OSError, ValueError):
+            data = json.loads(read_head(str(meta), 1 << 20) or b"null")
+        except ValueError:
             data = None
         if isinstance(data, dict):
             fi.agent_type = (
