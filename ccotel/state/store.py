@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -17,6 +19,26 @@ from ccotel.state import schema as sql
 DB_NAME = "state.db"
 LOCK_NAME = "daemon.lock"
 _NAMES_CACHED = 8192
+READ_PAUSES = (0.01, 0.1)  # a lookup that fails is tried again after these pauses
+
+
+def _retried(fn):
+    """A lookup made while accounting, tried again when it fails (busy, a transient I/O
+    error): a read has no effect to undo. A failure that lasts is raised, and the caller
+    treats it like a failed commit (pipeline.Ingest._read_failed)."""
+
+    @functools.wraps(fn)
+    def lookup(*args):
+        for pause in READ_PAUSES:
+            try:
+                return fn(*args)
+            except sqlite3.OperationalError:
+                time.sleep(pause)
+        return fn(*args)
+
+    return lookup
+
+
 _STATUS = {None: None, "ok": 0, "error": 1}
 
 
@@ -165,6 +187,7 @@ class Store:
             for path, dev, ino, offset, line_no, marker in self.db.execute(sql.FILES_ALL)
         }
 
+    @_retried
     def response(self, key: int) -> tuple | None:
         row = self.db.execute(sql.RESPONSE_GET, (key,)).fetchone()
         if row is None:
@@ -173,6 +196,7 @@ class Store:
                 row = self.db.execute(sql.RESPONSE_GET, (target[0],)).fetchone()
         return row
 
+    @_retried
     def responses_by_mkey(self, mkey: int) -> list[tuple]:
         return self.db.execute(sql.RESPONSE_BY_MKEY, (mkey,)).fetchall()
 
@@ -185,12 +209,15 @@ class Store:
         for (key,) in self.db.execute(sql.TOOL_KEYS):
             yield key
 
+    @_retried
     def session(self, sid: str) -> tuple | None:
         return self.db.execute(sql.SESSION_GET, (sid,)).fetchone()
 
+    @_retried
     def has_place(self, sid: str, cwd: str) -> bool:
         return self.db.execute(sql.PLACE_GET, (sid, cwd)).fetchone() is not None
 
+    @_retried
     def tool(self, key: int) -> tuple | None:
         return self.db.execute(sql.TOOL_GET, (key,)).fetchone()
 
@@ -276,7 +303,7 @@ class Store:
         for name in names:
             i = self._names.get(name)
             if i is None:
-                row = self.db.execute(sql.NAME_GET, (name,)).fetchone()
+                row = self._name_get(name)
                 if row is None:
                     i = self.db.execute(sql.NAME_ADD, (name,)).lastrowid
                     added.append(name)
@@ -287,6 +314,10 @@ class Store:
                 self._names[name] = i
             out[name] = i
         return out
+
+    @_retried
+    def _name_get(self, name: str) -> tuple | None:
+        return self.db.execute(sql.NAME_GET, (name,)).fetchone()
 
     def checkpoint(self) -> None:
         """Fold the WAL into the file now (after a catch-up), not in the next small commit."""
@@ -339,7 +370,7 @@ def refuse_newer(path: Path) -> None:
 _NOT_DAMAGE = {
     5: "is locked by another process (busy)",
     8: "is read-only",
-    10: "could not be written (I/O error)",
+    10: "could not be read or written (I/O error)",
     13: "is on a full disk",
     14: "cannot be opened",
 }
