@@ -102,8 +102,12 @@ def _carry_traces(old: Path, new: sqlite3.Connection) -> None:
         have = {n for (n,) in new.execute("SELECT name FROM old.sqlite_master WHERE type='table'")}
         new.execute("BEGIN IMMEDIATE")
         for t in _TRACE_TABLES:
-            if t in have:
-                new.execute(f"INSERT OR REPLACE INTO main.{t} SELECT * FROM old.{t}")
+            if t in have:  # the columns both have (an older state may lack some)
+                cols = {r[1] for r in new.execute(f"PRAGMA old.table_info({t})")}
+                both = ", ".join(
+                    r[1] for r in new.execute(f"PRAGMA main.table_info({t})") if r[1] in cols
+                )
+                new.execute(f"INSERT OR REPLACE INTO main.{t}({both}) SELECT {both} FROM old.{t}")
         new.execute("COMMIT")
     except sqlite3.Error as exc:
         if new.in_transaction:

@@ -145,7 +145,24 @@ _V2 = (
         WHERE t.start_ts IS NOT NULL GROUP BY 1, 2""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)  # MIGRATIONS[i] takes version i to i + 1
+# --- version 3 -----------------------------------------------------------------------
+# - What each chat span carried when it was sent (its span id, tokens and cost), and how many
+#   corrections followed it: a copy of the response found larger after the span was sent is
+#   sent as the difference (docs/traces.md). Rows from before carry NULLs: never corrected.
+
+_V3 = (
+    "ALTER TABLE trace_chats ADD COLUMN span INTEGER",
+    "ALTER TABLE trace_chats ADD COLUMN input INTEGER",
+    "ALTER TABLE trace_chats ADD COLUMN output INTEGER",
+    "ALTER TABLE trace_chats ADD COLUMN cache_read INTEGER",
+    "ALTER TABLE trace_chats ADD COLUMN cw5m INTEGER",
+    "ALTER TABLE trace_chats ADD COLUMN cw1h INTEGER",
+    "ALTER TABLE trace_chats ADD COLUMN web_search INTEGER",
+    "ALTER TABLE trace_chats ADD COLUMN cost REAL",
+    "ALTER TABLE trace_chats ADD COLUMN corrections INTEGER NOT NULL DEFAULT 0",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)  # MIGRATIONS[i] takes version i to i + 1
 VERSION = len(MIGRATIONS)
 
 # --- statements ------------------------------------------------------------------------

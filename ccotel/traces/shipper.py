@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
+from msgspec.structs import astuple
 
 from ccotel.otlp import MALFORMED, REFUSED, TOO_LARGE, TRANSIENT, ExportError
 from ccotel.records import decode
@@ -47,6 +48,10 @@ CANDIDATES = """SELECT f.path, f.dev, f.ino, f.offset, t.dev, t.ino, t.offset, t
     FROM files f LEFT JOIN trace_files t ON t.path = f.path
     WHERE t.path IS NULL OR t.offset != f.offset OR t.ino != f.ino OR t.dev != f.dev"""
 RESPONSE = f"SELECT {RESPONSE_COLS} FROM responses WHERE key=?"
+CHAT_SENT = """SELECT span, input, output, cache_read, cw5m, cw1h, web_search, cost, corrections
+    FROM trace_chats WHERE key=?"""
+CHAT_PUT = """INSERT OR REPLACE INTO trace_chats(key, span, input, output, cache_read, cw5m, cw1h,
+    web_search, cost, corrections) VALUES(?,?,?,?,?,?,?,?,?,?)"""
 ALIAS = "SELECT target FROM response_alias WHERE key=?"
 DROP_STREAK_MAX = 64  # a collector refusing this many spans in a row, and none accepted, is broken
 _SESSION_RE = re.compile(rb'"sessionId":"([^"]+)"')
@@ -136,7 +141,7 @@ class Shipper:
         )
         self.stop = stop or threading.Event()
         self.keep = opts.capture_content or opts.tool_details
-        self.builder = Builder(opts, self._row, self._chat_emitted, self._load)
+        self.builder = Builder(opts, self._row, self._chat_sent, self._load)
         for sid, blob in self.db.execute("SELECT id, blob FROM trace_sessions WHERE closed=0"):
             self.builder.sessions[sid] = model.load(blob)
         self.pending: dict[str, Cursor] = {}
@@ -185,10 +190,13 @@ class Shipper:
                 row = self.db.execute(RESPONSE, (t[0],)).fetchone()
         return row
 
-    def _chat_emitted(self, key: int) -> bool:
-        return (
-            self.db.execute("SELECT 1 FROM trace_chats WHERE key=?", (key,)).fetchone() is not None
-        )
+    def _chat_sent(self, key: int) -> model.Sent | None:
+        row = self.db.execute(CHAT_SENT, (key,)).fetchone()
+        if row is None:
+            return None
+        if row[0] is None:  # sent by a ccotel that kept only the key: never corrected
+            return model.Sent(0)
+        return model.Sent(row[0] & _U64, *row[1:])
 
     def _load(self, sid: str) -> model.Session | None:
         row = self.db.execute("SELECT blob FROM trace_sessions WHERE id=?", (sid,)).fetchone()
@@ -335,7 +343,8 @@ class Shipper:
                 rows,
             )
             db.executemany(
-                "INSERT OR IGNORE INTO trace_chats(key) VALUES(?)", [(k,) for k in b.new_chats]
+                CHAT_PUT,
+                [(k, _signed(sent.span), *astuple(sent)[1:]) for k, sent in b.new_chats.items()],
             )
             if spans:
                 self.set_meta("spans_exported", str(self.stats.spans_exported + exported))
@@ -476,6 +485,14 @@ class Shipper:
         b.touched.clear()
         self.pending.clear()
         self.stats.sessions_open = len(b.sessions)
+
+
+_U64 = (1 << 64) - 1
+
+
+def _signed(u64: int) -> int:
+    """An unsigned 64-bit span id as SQLite's signed INTEGER (``& _U64`` maps it back)."""
+    return u64 - (1 << 64) if u64 >= 1 << 63 else u64
 
 
 class _Stopped(Exception):

@@ -66,7 +66,7 @@ class Waterfalls:
         return out
 
     def _build(self, sid: str, files: Files, response: Callable[[int], tuple | None]) -> list[Span]:
-        b = Builder(self.opts, response, lambda key: False)
+        b = Builder(self.opts, response, lambda key: None)
         keep = self.opts.capture_content or self.opts.tool_details
         bad = 0
         for path, dev, ino, off in files:
