@@ -34,7 +34,7 @@ from msgspec.structs import astuple
 
 from ccotel.otlp import MALFORMED, REFUSED, TOO_LARGE, TRANSIENT, ExportError
 from ccotel.records import decode
-from ccotel.sources.discovery import agent_of
+from ccotel.sources.discovery import agent_of, session_of
 from ccotel.sources.tail import read_head
 from ccotel.state.schema import RESPONSE_COLS
 from ccotel.traces import model
@@ -71,21 +71,16 @@ class Stats:
 
 
 def _group_key(path: str) -> tuple[str, str]:
+    """(project folder, session): a session's files are read together."""
     p = Path(path)
-    if p.parent.name == "subagents":
-        return str(p.parent.parent.parent), p.parent.parent.name
-    if p.stem.startswith("agent-"):  # legacy flat subagent file: its lines name the session
-        m = _SESSION_RE.search(read_head(path, 65536))
-        if m:
-            return str(p.parent), m.group(1).decode("utf-8", "replace")
-    return str(p.parent), p.stem
+    folder = p.parent.parent.parent if p.parent.name == "subagents" else p.parent
+    return str(folder), session_of(path)
 
 
 def file_info(path: str) -> FileInfo:
     p = Path(path)
     agent = agent_of(path)
-    sub = p.parent.name == "subagents"
-    fi = FileInfo(path, p.parent.parent.name if sub else p.stem, agent)
+    fi = FileInfo(path, session_of(path), agent)
     if agent is not None:
         meta = p.with_name(p.stem + ".meta.json")
         try:
