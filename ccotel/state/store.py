@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import functools
 import json
@@ -83,7 +84,15 @@ def open_lock(state_dir: Path) -> StateLock:
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         return StateLock(state_dir)
     except OSError as exc:  # read-only filesystem, no permission, disk full
-        raise StateError(f"cannot write the state in {state_dir}: {exc.strerror or exc}") from None
+        hint = ""
+        if exc.errno == errno.EROFS and os.environ.get("INVOCATION_ID"):  # run by systemd
+            hint = (
+                " (the service may write only to the state folder it was installed with: "
+                "after changing state_dir, run `ccotel service install` again)"
+            )
+        raise StateError(
+            f"cannot write the state in {state_dir}: {exc.strerror or exc}{hint}"
+        ) from None
 
 
 class Store:
