@@ -152,7 +152,7 @@ def _catch_up_into(
     progress: Progress | None,
     on_total: Callable[[int], None] | None,
 ) -> dict[str, Any]:
-    ingest = Ingest(cfg, store, roots_of(cfg), clock)
+    ingest = Ingest(cfg, store, roots_of(cfg), clock, sleep=wake.sleep)
     ingest.stopping = lambda: wake.stop_requested
     t0 = time.perf_counter()
     lines = catch_up(ingest, workers_of(cfg), progress, on_total, wake.sleep)
@@ -195,7 +195,7 @@ class Daemon:
         cfg, clock, stack = self.cfg, self.clock, self._stack
         self.store = Store(cfg.resolved_state_dir())
         stack.callback(self.store.close)
-        self.ingest = Ingest(cfg, self.store, self.roots, clock)
+        self.ingest = Ingest(cfg, self.store, self.roots, clock, sleep=self.wake.sleep)
         self.ingest.stopping = lambda: self.wake.stop_requested
         stack.callback(self._last_flush)
         self.exporters = Exporters(cfg, self.store.path, clock)
@@ -351,7 +351,7 @@ class Daemon:
             self.live.published()
             if flushed and not self.ingest.retry:
                 backoff = RETRY_FIRST
-            elif self.ingest.last_error is not None:  # still failing: wait longer each time
+            elif self.ingest.retry:  # a commit or a read still failing: wait longer each time
                 retry_at = time.monotonic() + backoff
                 backoff = min(backoff * 2, interval)
             self.exporters.notify()

@@ -213,10 +213,11 @@ def _check_prices(cfg: Config) -> None:
 
 
 def _check_otlp(cfg: Config, signal: str = "traces") -> None:
-    from ccotel.otlp import target
+    from ccotel.otlp import resource_attributes, target
 
     try:
         target(cfg, signal)  # type: ignore[arg-type]
+        resource_attributes(cfg)
     except ValueError as exc:  # an OTLP setting that cannot work (protocol, compression)
         _fail(f"configuration error: {exc}", EXIT_CONFIG)
 
@@ -288,6 +289,10 @@ def run(ctx: click.Context, /, **flags: Any) -> None:
     _check_prices(cfg)
     if cfg.traces:
         _check_otlp(cfg)
+    from ccotel.otlp import configured
+
+    if cfg.metrics_push_interval > 0 and configured(cfg, "metrics"):
+        _check_otlp(cfg, "metrics")
     from ccotel import app, log
     from ccotel.config import ConfigError
     from ccotel.state import StateError
@@ -363,12 +368,7 @@ def backfill(
         _warn("--since picks the sessions --traces exports; the metrics backfill reads everything")
     since_ts = since
     if export_traces:
-        from ccotel.otlp import target
-
-        try:
-            target(cfg, "traces")
-        except ValueError as exc:  # an OTLP setting that cannot work (protocol, compression)
-            _fail(f"configuration error: {exc}", EXIT_CONFIG)
+        _check_otlp(cfg)
     log.setup("warning", stream=sys.stderr)  # stdout stays empty: warnings beside the summary
     try:
         if sys.stderr.isatty():

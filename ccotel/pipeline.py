@@ -29,7 +29,7 @@ from ccotel.config import Config
 from ccotel.digest import Digest, digest
 from ccotel.pricing import PriceTable
 from ccotel.records import decode
-from ccotel.sources import CHUNK, Chunk, read_new, session_of, transcript_files
+from ccotel.sources import CHUNK, Chunk, NotAFile, read_new, session_of, transcript_files
 from ccotel.state import Store, db_error_message, ledger
 from ccotel.totals import KEEP_SPEND, Totals
 
@@ -43,6 +43,7 @@ Progress = Callable[[int], None]  # told of each file done
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)  # backfill: waits before passes that committed nothing
 
 
+_NOT_A_FILE = "\0not a file: "  # a worker's error for a FIFO, socket... named *.jsonl
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Digest)
 
@@ -79,6 +80,8 @@ def _digest_file(
             out.append((cur_args, ch.oversized, ch.restarted, _encoder.encode(d)))
     except FileNotFoundError:
         return out, "", False
+    except NotAFile as exc:
+        return out, _NOT_A_FILE + str(exc), False
     except OSError as exc:
         return out, f"{type(exc).__name__}: {exc}", False
     except Exception as exc:  # never lose the pool to one file: report it, go on
@@ -97,6 +100,7 @@ class Ingest:
         chunk_bytes: int = CHUNK,
         batch_lines: int = BATCH_LINES,
         batch_bytes: int = BATCH_BYTES,
+        sleep: Callable[[float], None] = time.sleep,
     ):
         self.cfg, self.store, self.roots, self.clock = cfg, store, roots, clock
         self.chunk_bytes, self.batch_lines, self.batch_bytes = chunk_bytes, batch_lines, batch_bytes
@@ -105,15 +109,13 @@ class Ingest:
             cfg.pricing_rules,
             cfg.price_web_search,
         )
-        self.acct = Accountant(store, self.prices, clock)
-        self.totals = Totals.load(store, clock())
-        self.cursors = store.files()
-        self.totals.files_tracked = len(self.cursors)
+        self._load(sleep)
         self.unreadable: set[str] = set()  # paths already warned about
         self._walk_failed: set[str] = set()  # folders the last walk could not read
         self.broken: dict[str, str] = {}  # files ccotel itself failed on: not read again
-        self.retry: set[str] = set()  # files whose lines a failed commit threw away
-        self.last_error: BaseException | None = None  # of the last failed commit
+        self.retry: set[str] = set()  # files whose lines a failed commit (or read) threw away
+        self.last_error: BaseException | None = None  # of the last failed commit (or read)
+        self._failed_op = "write"  # what last_error failed to do: "read" or "write"
         self.commits = 0
         self._isolating = False  # a value the state refused: commit file by file to find it
         self.stopping: Callable[[], bool] = lambda: False
@@ -123,6 +125,25 @@ class Ingest:
         self._errors_logged: dict[str, int] = {}
         self._pending: dict[str, int] = {}
         self.live = None  # the daemon's live board (ccotel.live.LiveBoard): sees lines and spend
+        self._not_files: set[str] = set()  # named *.jsonl, not regular files: warned once
+
+    def _load(self, sleep: Callable[[float], None]) -> None:
+        """What the state holds, read at start; a read that fails is tried again after the
+        pauses a failed commit gets (RETRY_DELAYS), then raised (a damaged file, most
+        likely, which the caller's message names)."""
+        for i, pause in enumerate((*RETRY_DELAYS, None)):
+            try:
+                self.acct = Accountant(self.store, self.prices, self.clock)
+                self.totals = Totals.load(self.store, self.clock())
+                self.cursors = self.store.files()
+                break
+            except sqlite3.OperationalError as exc:  # busy, an I/O error: not damage
+                if pause is None:
+                    raise
+                if i == 0:
+                    log.warning("cannot read the state; trying again", error=str(exc))
+                sleep(pause)
+        self.totals.files_tracked = len(self.cursors)
 
     # --- discovery -----------------------------------------------------------
 
@@ -206,16 +227,44 @@ class Ingest:
             self.unreadable.discard(path)
             if path in self.cursors:
                 self._forget(path)
+        except NotAFile as exc:
+            self._not_a_file(path, str(exc))
         except OSError as exc:
             if path not in self.unreadable:
                 self.unreadable.add(path)
                 log.warning("cannot read transcript", path=path, error=str(exc))
+        except sqlite3.Error as exc:  # a state read (a "maybe" looked up) failed
+            self._read_failed(path, exc)
         except Exception as exc:  # a fault of ccotel's own: isolate it to this file
             self._discard()  # the batch may hold half of what failed
             self._broken(path, f"{type(exc).__name__}: {exc}")
         if self._isolating and path in self._in_batch and not self.flush():
             self._refused(path, alone)
         return n
+
+    def _not_a_file(self, path: str, why: str) -> None:
+        """A FIFO, socket, device or folder named *.jsonl (discovery leaves them out; the
+        watcher names them, or a file was swapped for one): as if the transcript were gone."""
+        self.unreadable.discard(path)
+        if path in self.cursors:
+            self._forget(path)
+        if path not in self._not_files and len(self._not_files) < 1000:
+            self._not_files.add(path)
+            log.warning("skipped a transcript name that is not a file", path=path, error=why)
+
+    def _read_failed(self, path: str, exc: sqlite3.Error) -> None:
+        """A read of the state failed while accounting: like a failed commit, not the
+        transcript's fault. What was read since the last commit (this file's lines
+        included) is forgotten and read again from the committed cursors."""
+        if self.last_error is None:
+            log.error(
+                "cannot read the state; what was read since the last commit is read again later",
+                path=str(self.store.path),
+                error=str(exc),
+            )
+        self.last_error, self._failed_op = exc, "read"
+        self._in_batch.add(path)
+        self._discard()
 
     def _refused(self, path: str, alone: bool) -> None:
         """A commit of this file's lines alone failed on a value, not on the state: set the
@@ -299,7 +348,7 @@ class Ingest:
                     path=str(self.store.path),
                     error=str(exc) if isinstance(exc, sqlite3.Error) else repr(exc),
                 )
-            self.last_error = exc
+            self.last_error, self._failed_op = exc, "write"
             # Not the state's fault but a value's: one file's lines block every file of the
             # batch, so from now on each file is committed on its own until it is found.
             self._isolating = not isinstance(exc, sqlite3.Error)
@@ -406,7 +455,13 @@ class Ingest:
                 todo, pool.map(_digest_file, jobs, chunksize=4), strict=False
             ):
                 done += 1
-                self._take(path, chunks, error, bug)
+                try:
+                    self._take(path, chunks, error, bug)
+                except sqlite3.Error as exc:
+                    self._read_failed(path, exc)
+                except Exception as exc:  # a fault of ccotel's own, as in ingest()
+                    self._discard()
+                    self._broken(path, f"{type(exc).__name__}: {exc}")
                 if progress:
                     progress(1)
                 self._pending.pop(path, None)
@@ -437,7 +492,9 @@ class Ingest:
             )
         if not error:
             self.unreadable.discard(path)
-        if error == "" and path in self.cursors:
+        if error and error.startswith(_NOT_A_FILE):
+            self._not_a_file(path, error[len(_NOT_A_FILE) :])
+        elif error == "" and path in self.cursors:
             self._forget(path)
         elif error and bug:
             self._broken(path, error)
@@ -454,7 +511,7 @@ class Ingest:
         if exc is not None and code & 0xFF in _DAMAGED:
             return db_error_message(self.store.path, exc)
         return (
-            f"cannot write the state {self.store.path} ({exc}); nothing was lost: "
+            f"cannot {self._failed_op} the state {self.store.path} ({exc}); nothing was lost: "
             "what was not committed is read again from the transcripts next time"
         )
 

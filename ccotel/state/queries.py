@@ -14,6 +14,8 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
+from ccotel.sources import flat_sessions, is_flat_agent
+
 USAGE_SUMS = "SUM(input), SUM(output), SUM(cache_read), SUM(cw5m + cw1h), SUM(requests), SUM(cost)"
 CHUNK = 500  # ids per IN (...) list
 
@@ -269,13 +271,30 @@ def outcomes_by_session(db: sqlite3.Connection, ids: Sequence[str]) -> dict[str,
 
 
 def files_of(db: sqlite3.Connection, sid: str) -> list[tuple[str, int, int, int]]:
-    """(path, dev, ino, offset read) of a session's transcript and its subagents' files."""
-    like = sid.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    """(path, dev, ino, offset read) of a session's files: its transcript, its subagents', and
+    the legacy flat agent-*.jsonl beside it whose lines name it (discovery.session_of and
+    discovery.flat_sessions: the answers accounting and the traces go by)."""
     rows = db.execute(
         "SELECT path, dev, ino, offset FROM files WHERE path LIKE ? ESCAPE '\\' OR path LIKE ? ESCAPE '\\'",
-        (f"%/{like}.jsonl", f"%/{like}/subagents/%"),
+        (f"%/{_like(sid)}.jsonl", f"%/{_like(sid)}/subagents/%"),
     )
-    return [(p if isinstance(p, str) else os.fsdecode(p), d, i, o) for p, d, i, o in rows]
+    out = [(p if isinstance(p, str) else os.fsdecode(p), d, i, o) for p, d, i, o in rows]
+    # Flat agent files live beside the session's transcript; a session whose transcript was
+    # never written (only its agents were) is looked for in every folder.
+    folders = {os.path.dirname(p) for p, *_ in out if "/subagents/" not in p}
+    patterns = [f"{_like(f)}/agent-%.jsonl" for f in sorted(folders)] or ["%/agent-%.jsonl"]
+    for pattern in patterns:
+        for p, d, i, o in db.execute(
+            "SELECT path, dev, ino, offset FROM files WHERE path LIKE ? ESCAPE '\\'", (pattern,)
+        ):
+            p = p if isinstance(p, str) else os.fsdecode(p)
+            if is_flat_agent(p) and sid in flat_sessions(p, i, o) and (p, d, i, o) not in out:
+                out.append((p, d, i, o))
+    return out
+
+
+def _like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 # --- the live board ------------------------------------------------------------------------

@@ -186,7 +186,24 @@ _V5 = (
         SELECT 'outcomes_history', 'unread' WHERE EXISTS (SELECT 1 FROM files)""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5)  # version i -> i + 1
+# --- version 6 (chat span corrections) ---------------------------------------------------
+# - What each chat span carried when it was sent (its span id, tokens and cost), and how many
+#   corrections followed it: a copy of the response found larger after the span was sent is
+#   sent as the difference (docs/traces.md). Rows from before carry NULLs: never corrected.
+
+_V6 = (
+    "ALTER TABLE trace_chats ADD COLUMN span INTEGER",
+    "ALTER TABLE trace_chats ADD COLUMN input INTEGER",
+    "ALTER TABLE trace_chats ADD COLUMN output INTEGER",
+    "ALTER TABLE trace_chats ADD COLUMN cache_read INTEGER",
+    "ALTER TABLE trace_chats ADD COLUMN cw5m INTEGER",
+    "ALTER TABLE trace_chats ADD COLUMN cw1h INTEGER",
+    "ALTER TABLE trace_chats ADD COLUMN web_search INTEGER",
+    "ALTER TABLE trace_chats ADD COLUMN cost REAL",
+    "ALTER TABLE trace_chats ADD COLUMN corrections INTEGER NOT NULL DEFAULT 0",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6)  # version i -> i + 1
 VERSION = len(MIGRATIONS)
 
 # --- statements ------------------------------------------------------------------------

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import functools
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -22,6 +25,26 @@ from ccotel.state import schema as sql
 DB_NAME = "state.db"
 LOCK_NAME = "daemon.lock"
 _NAMES_CACHED = 8192
+READ_PAUSES = (0.01, 0.1)  # a lookup that fails is tried again after these pauses
+
+
+def _retried(fn):
+    """A lookup made while accounting, tried again when it fails (busy, a transient I/O
+    error): a read has no effect to undo. A failure that lasts is raised, and the caller
+    treats it like a failed commit (pipeline.Ingest._read_failed)."""
+
+    @functools.wraps(fn)
+    def lookup(*args):
+        for pause in READ_PAUSES:
+            try:
+                return fn(*args)
+            except sqlite3.OperationalError:
+                time.sleep(pause)
+        return fn(*args)
+
+    return lookup
+
+
 _STATUS = {None: None, "ok": 0, "error": 1}
 
 
@@ -66,7 +89,15 @@ def open_lock(state_dir: Path) -> StateLock:
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         return StateLock(state_dir)
     except OSError as exc:  # read-only filesystem, no permission, disk full
-        raise StateError(f"cannot write the state in {state_dir}: {exc.strerror or exc}") from None
+        hint = ""
+        if exc.errno == errno.EROFS and os.environ.get("INVOCATION_ID"):  # run by systemd
+            hint = (
+                " (the service may write only to the state folder it was installed with: "
+                "after changing state_dir, run `ccotel service install` again)"
+            )
+        raise StateError(
+            f"cannot write the state in {state_dir}: {exc.strerror or exc}{hint}"
+        ) from None
 
 
 class Store:
@@ -119,10 +150,7 @@ class Store:
                 self.db.execute(sql.CACHE_SIZE.format(kib=cache_mib * 1024))
             (self.version,) = self.db.execute("PRAGMA user_version").fetchone()
             if self.version > sql.VERSION:
-                raise StateError(
-                    f"state {self.path} was written by a newer ccotel (schema {self.version}; "
-                    f"this one reads up to {sql.VERSION}): upgrade ccotel, or use another --state-dir"
-                )
+                raise StateError(newer_message(self.path, self.version))
             if not readonly:
                 (check,) = self.db.execute("PRAGMA quick_check(1)").fetchone()
                 if check != "ok":  # damage SQLite sees: refuse it before writing over it
@@ -180,9 +208,11 @@ class Store:
             for path, dev, ino, offset, line_no, marker in self.db.execute(sql.FILES_ALL)
         }
 
+    @_retried
     def response(self, key: int) -> Response | None:
         return response_row(self.db, key)
 
+    @_retried
     def responses_by_mkey(self, mkey: int) -> list[Response]:
         return [Response(*r) for r in self.db.execute(sql.RESPONSE_BY_MKEY, (mkey,))]
 
@@ -203,14 +233,17 @@ class Store:
         """(session, cwd): each working directory a session had activity in."""
         yield from self.db.execute(sql.PLACES_ALL)
 
+    @_retried
     def session_cwd(self, sid: str) -> str | None:
         """The session's first working directory ("" if none); None: no such session."""
         row = self.db.execute(sql.SESSION_CWD, (sid,)).fetchone()
         return None if row is None else row[0] or ""
 
+    @_retried
     def has_place(self, sid: str, cwd: str) -> bool:
         return self.db.execute(sql.PLACE_GET, (sid, cwd)).fetchone() is not None
 
+    @_retried
     def tool(self, key: int) -> ToolCall | None:
         row = self.db.execute(sql.TOOL_GET, (key,)).fetchone()
         return None if row is None else ToolCall(*row)
@@ -308,7 +341,7 @@ class Store:
         for name in names:
             i = self._names.get(name)
             if i is None:
-                row = self.db.execute(sql.NAME_GET, (name,)).fetchone()
+                row = self._name_get(name)
                 if row is None:
                     i = self.db.execute(sql.NAME_ADD, (name,)).lastrowid
                     assert i is not None  # an insert into a rowid table
@@ -320,6 +353,10 @@ class Store:
                 self._names[name] = i
             out[name] = i
         return out
+
+    @_retried
+    def _name_get(self, name: str) -> tuple | None:
+        return self.db.execute(sql.NAME_GET, (name,)).fetchone()
 
     def checkpoint(self) -> None:
         """Fold the WAL into the file now (after a catch-up), not in the next small commit."""
@@ -361,10 +398,34 @@ def _response_row(r: Response, nid: dict[str | None, int]) -> tuple[Any, ...]:
             r.output, r.cache_read, r.cw5m, r.cw1h, r.web_search, flags, r.cost)  # fmt: skip
 
 
+def newer_message(path: Path, version: int) -> str:
+    return (
+        f"state {path} was written by a newer ccotel (schema {version}; "
+        f"this one reads up to {sql.VERSION}): upgrade ccotel, or use another --state-dir"
+    )
+
+
+def refuse_newer(path: Path) -> None:
+    """StateError when the state file at ``path`` was written by a newer ccotel (a file that
+    cannot be read says nothing: whoever opens it next reports that)."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return
+    try:
+        (version,) = db.execute("PRAGMA user_version").fetchone()
+    except sqlite3.Error:
+        return
+    finally:
+        db.close()
+    if version > sql.VERSION:
+        raise StateError(newer_message(path, version))
+
+
 _NOT_DAMAGE = {
     5: "is locked by another process (busy)",
     8: "is read-only",
-    10: "could not be written (I/O error)",
+    10: "could not be read or written (I/O error)",
     13: "is on a full disk",
     14: "cannot be opened",
 }
