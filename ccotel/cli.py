@@ -289,9 +289,14 @@ def run(ctx: click.Context, /, **flags: Any) -> None:
     _check_prices(cfg)
     if cfg.traces:
         _check_otlp(cfg)
-    from ccotel.otlp import configured
+    from ccotel.otlp import configured, push_interval, push_temporality
 
-    if cfg.metrics_push_interval > 0 and configured(cfg, "metrics"):
+    try:  # OTEL_METRIC_EXPORT_INTERVAL and the temporality preference, checked at start
+        interval = push_interval(cfg)
+        push_temporality(cfg)
+    except ValueError as exc:
+        _fail(f"configuration error: {exc}", EXIT_CONFIG)
+    if interval > 0 and configured(cfg, "metrics"):
         _check_otlp(cfg, "metrics")
     from ccotel import app, log
     from ccotel.config import ConfigError

@@ -19,12 +19,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import structlog
-
 from ccotel.outcomes import CALL, CALL_COMMIT, CALL_PR, COMMIT, LINES, PR, RESULT, TURN
 from ccotel.state import schema as sql
-
-log = structlog.get_logger()
 
 SEEN_KIND = 0x3C6EF372FE94F82B  # outcome keys in the accountant's Seen filter
 _PR_SALT = 0x5BD1E9955BD1E995  # a call's pull request row beside its commit row
