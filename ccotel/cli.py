@@ -291,7 +291,7 @@ def run(ctx: click.Context, /, **flags: Any) -> None:
         _check_otlp(cfg)
     from ccotel.otlp import configured
 
-    if cfg.metrics_push_interval > 0 and configured(cfg, "metrics"):
+    if cfg.metrics_push_interval != 0 and configured(cfg, "metrics"):  # None: the default
         _check_otlp(cfg, "metrics")
     from ccotel import app, log
     from ccotel.config import ConfigError
