@@ -95,8 +95,8 @@ def fast_command(args: list[str]) -> list[str]:
     "--state-dir", metavar="DIR", help="The daemon's state dir, written into the command."
 )
 @click.pass_context
-def install_cmd(ctx: click.Context, force: bool, dry_run: bool, settings_file: str | None, plain: bool,
-                state_dir: str | None) -> None:  # fmt: skip
+def install_cmd(ctx: click.Context, force: bool, dry_run: bool, settings_file: str | None,
+                plain: bool, state_dir: str | None) -> None:  # fmt: skip
     """Set Claude Code's statusLine to this ccotel's `statusline` (other settings kept).
 
     The command written runs this ccotel's Python on the client directly (about half the
