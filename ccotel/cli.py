@@ -566,7 +566,7 @@ def status(ctx: click.Context, /, as_json: bool, **flags: Any) -> None:
 @click.option("--once", is_flag=True, help="Print the board once and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the daemon's /api/live once.")
 @click.pass_context
-def live(ctx, once: bool, as_json: bool, **flags) -> None:
+def live(ctx: click.Context, /, once: bool, as_json: bool, **flags: Any) -> None:
     """Every Claude Code session of the last live_window, the ones waiting for you first:
     state, running tool, context use, cost and cost per hour; redrawn as they change until
     Ctrl-C. Reads the running daemon (TLS and basic auth as for `ccotel status`)."""
@@ -717,7 +717,7 @@ def _service() -> click.Group:
 main.add_command(_service())
 
 
-def _statusline():
+def _statusline() -> click.Group:
     from ccotel.statusline import statusline
 
     return statusline
