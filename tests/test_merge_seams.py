@@ -44,7 +44,6 @@ def test_pretended_commit_counts_the_same_with_or_without_a_restart(tmp_path: Pa
 def _downgrade_to_before_outcomes(state: Path) -> None:
     import sqlite3
 
-
     db = sqlite3.connect(state / "state.db")
     db.executescript(
         "DROP TABLE outcome; DROP TABLE outcome_call;"
