@@ -594,6 +594,6 @@ def _read_history(ingest: Ingest) -> int:
         acct.outcomes.committed()
     acct.outcomes.begin()
     with contextlib.suppress(sqlite3.Error):
-        for key in (ledger.HISTORY_META, ledger.MARKS_META):
-            store.del_meta(key)
+        for name in (ledger.HISTORY_META, ledger.MARKS_META):
+            store.del_meta(name)
     return len(paths)
