@@ -262,11 +262,14 @@ def test_corrupt_state_refused_then_rebuilt(tmp_path, seed):
     """Garbage over random places of the state database: run, backfill and report refuse
     with a message naming `ccotel backfill --rebuild`, never a traceback; backfill (which
     writes) refuses every state SQLite's quick_check finds damaged (damage SQLite cannot
-    see, inside a number, is not detectable); the rebuild reaches the oracle's totals."""
+    see, inside a number, is not detectable) and leaves it as it was, though a new transcript
+    waits to be written into it; the rebuild reaches the oracle's totals."""
     config = tmp_path / "claude"
     generate(config, files=8, seed=13)
     state = tmp_path / "state"
     backfill(config, state)
+    generate(tmp_path / "later", files=1, seed=14)  # new lines: a backfill that went on writes
+    shutil.copytree(tmp_path / "later" / "projects", config / "projects", dirs_exist_ok=True)
     want = ccusage_totals(config)
     db = state / "state.db"
     data = bytearray(db.read_bytes())
@@ -276,6 +279,7 @@ def test_corrupt_state_refused_then_rebuilt(tmp_path, seed):
         data[i : i + 16] = rng.randbytes(16)
     db.write_bytes(bytes(data))
     damaged = _quick_check(db) != "ok"
+    garbled = db.read_bytes()
     refused = {}
     for args in (["report", "--json", "--state-dir", str(state)],
                  ["backfill", "--claude-dir", str(config), "--state-dir", str(state)]):  # fmt: skip
@@ -286,7 +290,8 @@ def test_corrupt_state_refused_then_rebuilt(tmp_path, seed):
             assert "ccotel backfill --rebuild" in proc.stderr, proc.stderr[-2000:]
     if damaged:
         assert refused["backfill"], "backfill wrote over a state quick_check finds damaged"
-    assert any(refused.values()) or not damaged
+        assert db.read_bytes() == garbled, "the refused backfill wrote into the damaged state"
+        assert not Path(f"{db}-wal").exists() or Path(f"{db}-wal").stat().st_size == 0
     backfill(config, state, "--rebuild")
     assert_equal_totals(as_ccusage(report_totals(state)), want)
 
