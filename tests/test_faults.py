@@ -307,3 +307,66 @@ def _quick_check(db: Path) -> str:
             c.close()
     except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
         return str(exc)
+
+
+def _varint(buf: bytes, i: int) -> tuple[int, int]:
+    """SQLite's varint at ``i``: (value, length)."""
+    v = 0
+    for n in range(8):
+        v = (v << 7) | (buf[i + n] & 0x7F)
+        if buf[i + n] < 0x80:
+            return v, n + 1
+    return (v << 8) | buf[i + 8], 9
+
+
+def _swap_first_rowids(db: Path, table: str) -> None:
+    """Damage only quick_check sees: the rowids of the first two cells of one of the table's
+    leaf pages swapped (out of order). Reads of the table and writes into it go on."""
+    import sqlite3
+
+    c = sqlite3.connect(db)
+    try:
+        size = c.execute("PRAGMA page_size").fetchone()[0]
+        pages = [p for (p,) in c.execute(
+            "SELECT pageno FROM dbstat WHERE name = ? AND pagetype = 'leaf' AND ncell >= 2",
+            (table,))]  # fmt: skip
+    finally:
+        c.close()
+    data = bytearray(db.read_bytes())
+    for pageno in pages:
+        base = (pageno - 1) * size
+        hdr = base + (100 if pageno == 1 else 0)
+        cells = [int.from_bytes(data[hdr + 8 + 2 * k : hdr + 10 + 2 * k], "big") for k in (0, 1)]
+        spans = []
+        for off in cells:
+            _size, n = _varint(data, base + off)
+            _rowid, m = _varint(data, base + off + n)
+            spans.append((base + off + n, m))
+        (a, la), (b, lb) = spans
+        if la == lb:
+            data[a : a + la], data[b : b + lb] = data[b : b + lb], data[a : a + la]
+            db.write_bytes(bytes(data))
+            return
+    raise AssertionError(f"no leaf page of {table} with two rowids of one length")
+
+
+def test_damage_only_quick_check_sees_is_refused_before_writing(tmp_path):
+    """Rowids out of order in a page of the responses: every read at start goes through, so
+    only the quick_check before writing keeps a backfill (with new lines to write) from
+    writing into the damaged state."""
+    config = tmp_path / "claude"
+    generate(config, files=8, seed=13)
+    state = tmp_path / "state"
+    backfill(config, state)
+    db = state / "state.db"
+    _swap_first_rowids(db, "response")
+    assert "out of order" in _quick_check(db)
+    generate(tmp_path / "later", files=1, seed=14)
+    shutil.copytree(tmp_path / "later" / "projects", config / "projects", dirs_exist_ok=True)
+    damaged = db.read_bytes()
+    proc = ccotel("backfill", "--claude-dir", str(config), "--state-dir", str(state), check=False)
+    assert proc.returncode != 0 and "ccotel backfill --rebuild" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert db.read_bytes() == damaged
+    backfill(config, state, "--rebuild")
+    assert_equal_totals(as_ccusage(report_totals(state)), ccusage_totals(config))
