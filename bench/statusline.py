@@ -37,10 +37,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
 
-from run import OUT, ccotel_env, cpu_ticks, free_port, log, pct, proc_tree  # noqa: E402
-
+from bench.run import OUT, ccotel_env, cpu_ticks, free_port, log, pct, proc_tree  # noqa: E402
 from ccotel.statusline.cli import fast_command  # noqa: E402
 from tests.corpus import (  # noqa: E402
     SONNET46,

@@ -19,8 +19,9 @@ import structlog
 
 from ccotel.batch import Batch, Interval, Response, SessionInfo, ToolAgg, ToolCall
 from ccotel.digest import Digest, UsageEntry, rank
+from ccotel.keys import h64
 from ccotel.pricing import PriceTable
-from ccotel.records import Usage, h64
+from ccotel.records import Usage
 from ccotel.state import OutcomeLedger, Store, seen
 
 log = structlog.get_logger()

@@ -14,8 +14,16 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from ccotel.blocks import Block, Entry, active_block, burn_rate, identify_blocks, projection
+
+if TYPE_CHECKING:
+    from ccotel.batch import Batch
+    from ccotel.state import limits
+
+# (kind, key): a response's key (kind 0) or an API-error line's (kind 1), and its entry
+KeyedEntry = tuple[tuple[int, int], Entry]
 
 FULL_EVERY = 30.0  # seconds between full recomputations at most
 
@@ -28,8 +36,12 @@ class LiveBlocks:
     """``active(now)``: the active block (or None); ``committed(batch)`` after each commit;
     ``refresh()`` runs a pending full recomputation (the daemon calls it off the ingest path)."""
 
-    def __init__(self, read_entries: Callable[[float], list[tuple]], clock=time.time):
-        self.read_entries = read_entries  # since -> (key, ts, input, output, cw, cr, cost)
+    def __init__(
+        self,
+        read_entries: Callable[[float], list[limits.BlockEntry]],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.read_entries = read_entries  # since -> limits.block_entries' rows
         self.clock = clock
         self._lock = threading.Lock()
         self._full_lock = threading.Lock()
@@ -37,11 +49,11 @@ class LiveBlocks:
         self._tail: dict[tuple[int, int], Entry] = {}  # (kind, key) -> entry after the start
         self._need_full = True
         self._last_full = float("-inf")
-        self._pending: list[tuple[tuple[int, int], Entry]] | None = None  # during a full run
+        self._pending: list[KeyedEntry] | None = None  # during a full run
 
     # --- feeding ---------------------------------------------------------------------------
 
-    def committed(self, b) -> None:
+    def committed(self, b: Batch) -> None:
         """Take a committed batch's responses and marks (on the ingest thread: cheap)."""
         items = [
             ((0, k), Entry(r.ts, r.input, r.output, r.cw5m + r.cw1h, r.cache_read, r.cost))
@@ -53,7 +65,7 @@ class LiveBlocks:
             with self._lock:
                 self._take(items)
 
-    def _take(self, items) -> None:
+    def _take(self, items: list[KeyedEntry]) -> None:
         if self._pending is not None:
             self._pending += items
         start = self._tail_start
@@ -88,7 +100,7 @@ class LiveBlocks:
                 raise
             self._last_full = time.monotonic()
             items = sorted(
-                (((kind, key), Entry(*rest)) for kind, key, *rest in rows),
+                (((row[0], row[1]), Entry(*row[2:])) for row in rows),
                 key=lambda kv: _ms(kv[1].ts),
             )
             blocks = identify_blocks((e for _, e in items), now=self.clock())
@@ -125,7 +137,7 @@ class LiveBlocks:
     def active(self, now: float | None = None) -> Block | None:
         return active_block(self.blocks(now))
 
-    def summary(self, now: float | None = None) -> dict | None:
+    def summary(self, now: float | None = None) -> dict[str, Any] | None:
         """The active block for the page, API and status line: cost, start and end, time
         left, ccusage's burn rate and projection."""
         now = self.clock() if now is None else now

@@ -289,9 +289,14 @@ def run(ctx: click.Context, /, **flags: Any) -> None:
     _check_prices(cfg)
     if cfg.traces:
         _check_otlp(cfg)
-    from ccotel.otlp import configured
+    from ccotel.otlp import configured, push_interval, push_temporality
 
-    if cfg.metrics_push_interval > 0 and configured(cfg, "metrics"):
+    try:  # OTEL_METRIC_EXPORT_INTERVAL and the temporality preference, checked at start
+        interval = push_interval(cfg)
+        push_temporality(cfg)
+    except ValueError as exc:
+        _fail(f"configuration error: {exc}", EXIT_CONFIG)
+    if interval > 0 and configured(cfg, "metrics"):
         _check_otlp(cfg, "metrics")
     from ccotel import app, log
     from ccotel.config import ConfigError
@@ -561,7 +566,7 @@ def status(ctx: click.Context, /, as_json: bool, **flags: Any) -> None:
 @click.option("--once", is_flag=True, help="Print the board once and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the daemon's /api/live once.")
 @click.pass_context
-def live(ctx, once: bool, as_json: bool, **flags) -> None:
+def live(ctx: click.Context, /, once: bool, as_json: bool, **flags: Any) -> None:
     """Every Claude Code session of the last live_window, the ones waiting for you first:
     state, running tool, context use, cost and cost per hour; redrawn as they change until
     Ctrl-C. Reads the running daemon (TLS and basic auth as for `ccotel status`)."""
@@ -712,7 +717,7 @@ def _service() -> click.Group:
 main.add_command(_service())
 
 
-def _statusline():
+def _statusline() -> click.Group:
     from ccotel.statusline import statusline
 
     return statusline

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -247,7 +247,7 @@ def _from_env(env: Mapping[str, str], warn: Callable[[str], None]) -> dict[str, 
     return out
 
 
-def _flat(data: dict[str, Any]):
+def _flat(data: dict[str, Any]) -> Iterator[tuple[str, Any]]:
     """(key, value) of a layer, nested tables as table.key."""
     for k, v in data.items():
         if isinstance(v, dict) and k in _NESTED:

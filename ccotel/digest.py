@@ -17,8 +17,9 @@ from msgspec import Struct
 
 from ccotel import outcomes
 from ccotel.batch import Interval, SessionInfo
+from ccotel.keys import h64
 from ccotel.outcomes import OutcomeEntry
-from ccotel.records import Record, Usage, h64, message_key, response_key, strict_error
+from ccotel.records import Record, Usage, message_key, response_key, strict_error
 
 
 class UsageEntry(Struct, array_like=True, gc=False):

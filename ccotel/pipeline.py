@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import structlog
@@ -32,6 +32,9 @@ from ccotel.records import decode
 from ccotel.sources import CHUNK, Chunk, NotAFile, read_new, session_of, transcript_files
 from ccotel.state import Store, db_error_message, ledger
 from ccotel.totals import KEEP_SPEND, Totals
+
+if TYPE_CHECKING:
+    from ccotel.live import LiveBoard
 
 log = structlog.get_logger()
 
@@ -50,7 +53,7 @@ _decoder = msgspec.msgpack.Decoder(Digest)
 
 def _digest_chunks(
     path: str, cursor: FileCursor | None, max_line: int, cwd: str | None, chunk: int = CHUNK,
-    live=None,
+    live: LiveBoard | None = None,
 ) -> Iterator[tuple[Chunk, Digest]]:  # fmt: skip
     """Read a file's new lines and reduce them, chunk by chunk (and show them to ``live``,
     the daemon's live board)."""
@@ -124,7 +127,9 @@ class Ingest:
         self._in_batch: set[str] = set()  # files with lines in the uncommitted batch
         self._errors_logged: dict[str, int] = {}
         self._pending: dict[str, int] = {}
-        self.live = None  # the daemon's live board (ccotel.live.LiveBoard): sees lines and spend
+        self.live: LiveBoard | None = (
+            None  # the daemon's live board (ccotel.live.LiveBoard): sees lines and spend
+        )
         self._not_files: set[str] = set()  # named *.jsonl, not regular files: warned once
 
     def _load(self, sleep: Callable[[float], None]) -> None:

@@ -106,7 +106,7 @@ def utc_ms(ts: float) -> str:
     )
 
 
-def build_blocks(store: Store, since: float | None, now: float | None = None) -> dict:
+def build_blocks(store: Store, since: float | None, now: float | None = None) -> dict[str, Any]:
     """One row per 5-hour billing block with usage, as `ccusage blocks` (ccotel.blocks);
     ``since`` keeps the blocks with activity from then on."""
     from ccotel.blocks import blocks_from_store, burn_rate, projection

@@ -79,6 +79,9 @@ MISTAKES = [
      ["OTLP protocol 'http/json'"]),
     (["run"], {"CCOTEL_OTLP_ENDPOINT": "collector:4318"}, 2,
      ["CCOTEL_OTLP_ENDPOINT: expected a URL like http://collector:4318"]),
+    # metrics_push_interval unset: the push runs at its default interval, so its endpoint is checked
+    (["run"], {"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://[::1"}, 2,
+     ["OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"]),
     (["--config", "{t}/latin1.toml", "report"], {}, 2, ["is not UTF-8 text", "save it as UTF-8"]),
     (["--config", "{t}/missing.toml", "report"], {}, 2, ["config: no such file"]),
     (["--config", "{t}/empty", "report"], {}, 2, ["'--config'", "is a directory"]),

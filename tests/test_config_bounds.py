@@ -33,7 +33,7 @@ from ccotel.otlp.transport import Sender
 from tests.conftest import free_port
 from tests.test_cli_mistakes import clean_env, one_line
 
-KEYS = config._keys()
+KEYS = config.keys()
 OTEL = [
     f"OTEL_EXPORTER_OTLP_{sig}{name}"
     for sig in ("", "TRACES_", "METRICS_")
@@ -63,7 +63,7 @@ TIMER_MAX = min(threading.TIMEOUT_MAX, 1e9)
 def works(cfg: Config, env: dict) -> None:
     """What the daemon does with the values, without waiting or connecting."""
     for key in KEYS:
-        top, _, sub = key.partition(".")
+        top, _, sub = config.ALIASES.get(key, key).partition(".")
         v = getattr(getattr(cfg, top), sub) if sub else getattr(cfg, top)
         if isinstance(v, float | int) and not isinstance(v, bool):
             assert (math.isfinite(v) and 0 <= v <= 100 * 365 * 86400) or key == "max_line_bytes", (
@@ -71,8 +71,8 @@ def works(cfg: Config, env: dict) -> None:
                 v,
             )
     for key in ("rescan_interval", "metrics_push_interval", "otlp_retry_max", "otlp_timeout"):
-        assert getattr(cfg, key) <= TIMER_MAX, key  # threading/select would overflow
-    assert not 0 < cfg.metrics_push_interval < 1 and not 0 < cfg.trace_rate < 1
+        assert (getattr(cfg, key) or 0) <= TIMER_MAX, key  # threading/select would overflow
+    assert not 0 < (cfg.metrics_push_interval or 0) < 1 and not 0 < cfg.trace_rate < 1
     cfg.metrics_host_port()
     resource = resource_attributes(cfg, env)
     encode_metrics([], resource, 0)
@@ -134,7 +134,7 @@ def test_every_key_in_the_file(tmp_path_factory, key, value):
 
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
-    key=st.sampled_from(["otlp_endpoint", "metrics_addr", "state_dir", "log_level"]),
+    key=st.sampled_from(["otlp_endpoint", "http_addr", "state_dir", "log_level"]),
     value=st.sampled_from(EXTREMES) | st.text(max_size=30),
 )
 def test_flags(tmp_path_factory, key, value):

@@ -258,7 +258,7 @@ def _live(stages, tmp: Path, reads: Reads, monkeypatch) -> None:
             self.db = _Flaky(self.db, reads)
 
     monkeypatch.setattr(app, "Store", FlakyStore)
-    cfg = cfg_for(config, state, metrics_addr="127.0.0.1:0", rescan_interval=0.3)
+    cfg = cfg_for(config, state, http_addr="127.0.0.1:0", rescan_interval=0.3)
     d = app.Daemon(cfg, CLOCK)
     reads.armed = True
     d.ingest.chunk_bytes, d.ingest.batch_lines = CHUNK, BATCH

@@ -511,3 +511,34 @@ def test_the_team_profile_never_makes_a_pushed_counter_go_down(tmp_path):
     for k, v in after.items():
         assert later[k] >= v, k
     assert roomy.named == profile.named | {"zz-newer"}
+
+
+def test_an_exemplar_timed_with_a_prometheus_timestamp_is_encoded_and_folded(tmp_path):
+    """prometheus_client lets an exemplar's time be a Timestamp (sec, nsec) as well as a float
+    (ccotel's own are floats): the encoder and the team profile read both as seconds."""
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+    from prometheus_client.core import CounterMetricFamily
+    from prometheus_client.samples import Exemplar, Timestamp
+
+    from ccotel.otlp import encode_metrics
+
+    fam = CounterMetricFamily("ccotel_cost_usd", "Cost", labels=["project", "model"])
+    older = Exemplar({"trace_id": "ab" * 16}, 0.5, Timestamp(1_700_000_000, 250_000_000))
+    newer = Exemplar({"trace_id": "cd" * 16}, 0.7, 1_700_000_001.0)
+    fam.add_metric(["a", "m1"], 1.0, exemplar=older)
+    fam.add_metric(["a", "m2"], 2.0, exemplar=newer)
+    req = ExportMetricsServiceRequest.FromString(encode_metrics([fam], {}, 1))
+    (m,) = req.resource_metrics[0].scope_metrics[0].metrics
+    times = [e.time_unix_nano for p in m.sum.data_points for e in p.exemplars]
+    assert times == pytest.approx([1_700_000_000_250_000_000, 1_700_000_001_000_000_000], abs=1e3)
+    profile = TeamProfile(0, PushState(tmp_path / "push_state.json"))  # every project folded
+    (folded,) = profile.apply([fam])
+    (s,) = [s for s in folded.samples if s.name.endswith("_total") and s.labels["model"] == "m1"]
+    assert s.labels["project"] == "other" and s.exemplar == older
+    both = CounterMetricFamily("ccotel_cost_usd", "Cost", labels=["project"])
+    both.add_metric(["a"], 1.0, exemplar=older)
+    both.add_metric(["b"], 2.0, exemplar=newer)
+    (s,) = [s for s in profile.apply([both])[0].samples if s.name.endswith("_total")]
+    assert s.value == 3.0 and s.exemplar == newer  # the newest of the two it summed

@@ -6,22 +6,25 @@ lines (``board``, from ``state``), served as ``/api/live`` and as server-sent ev
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ccotel.lazy import loader
 from ccotel.live.board import Costs, LiveBoard
 from ccotel.live.stream import Stream
 
 if TYPE_CHECKING:
+    from ccotel.config import Config
     from ccotel.live.metrics import LiveCollector
     from ccotel.live.term import Feed, run
+    from ccotel.pipeline import Ingest
+    from ccotel.statusline import Reports
 
 __all__ = ["Costs", "Feed", "LiveBoard", "LiveCollector", "Stream", "board_for", "run"]
 __getattr__ = loader(__name__, {"LiveCollector": "metrics", "Feed": "term", "run": "term"})
 
 
-def board_for(cfg: Any, ingest: Any, clock: Callable[[], float],
-              project: Callable[[str], str], statusline: Callable[[], Any]) -> LiveBoard:  # fmt: skip
+def board_for(cfg: Config, ingest: Ingest, clock: Callable[[], float],
+              project: Callable[[str], str], statusline: Callable[[], Reports | None]) -> LiveBoard:  # fmt: skip
     """The daemon's board, over its ingest's prices and state."""
     from ccotel.state import queries as Q
 
@@ -33,7 +36,7 @@ def board_for(cfg: Any, ingest: Any, clock: Callable[[], float],
             out[sid] = out.get(sid, 0.0) + u.cost
         return out
 
-    def recent(since: float):
+    def recent(since: float) -> list[tuple[str, float, float]]:
         return Q.spend_since(db, since)
 
     return LiveBoard(

@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import structlog
@@ -53,6 +53,9 @@ from ccotel.live.state import (
 from ccotel.records import Record, Usage, decode, response_key
 from ccotel.sources import agent_of, session_of
 from ccotel.totals import ACTIVE_SECONDS
+
+if TYPE_CHECKING:
+    from ccotel.statusline import Reports
 
 log = structlog.get_logger()
 
@@ -126,8 +129,8 @@ class LiveBoard:
         project: Callable[[str], str] = lambda cwd: cwd,
         price: Callable[[Usage], float | None] = lambda u: None,
         costs: Costs | None = None,
-        statusline: Callable[[], Any] = lambda: None,
-    ):
+        statusline: Callable[[], Reports | None] = lambda: None,
+    ) -> None:
         self.clock, self.window, self.idle = clock, window, idle
         self.project, self.price, self.costs, self.statusline = project, price, costs, statusline
         self.ready = False
@@ -152,14 +155,14 @@ class LiveBoard:
         except Exception as exc:
             self._fault("lines", exc)
 
-    def spent(self, changes: Iterable[tuple[str, float, float]]) -> None:
+    def spent(self, changes: Iterable[tuple[str | None, float, float]]) -> None:
         """A committed batch's spend: (session, response time, USD), negative for a copy that a
         better one replaced."""
         try:
             horizon = self.clock() - RATE_SECONDS
             with self._lock:
                 for sid, ts, cost in changes:
-                    s = self._sessions.get(sid)
+                    s = self._sessions.get(sid) if sid is not None else None
                     if s is not None and cost:
                         s.cost += cost
                         if ts >= horizon:
@@ -203,7 +206,7 @@ class LiveBoard:
             s = self._sessions.get(f.session)
             if s is not None and f.agent is None:
                 s.main = Thread()
-            elif s is not None:
+            elif s is not None and f.agent is not None:
                 s.agents.pop(f.agent, None)
         marks = self._marks(f, lines) if f.agent is None else ()
         now = self.clock()
@@ -216,6 +219,7 @@ class LiveBoard:
                 raws = dict(lines)
             return raws.get(rec.line_no)
 
+        kind: str | None
         for rec in recs:
             ts, t = rec.ts, rec.type
             if ts is None or t not in ("user", "assistant", "system"):
@@ -370,7 +374,7 @@ class LiveBoard:
 
     # --- what readers call -----------------------------------------------------------------
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[str, Any]:
         """The board: ``{"now", "ready", "live_window", "idle_after", "states", "more",
         "sessions": [...]}``, sessions sorted waiting first (longest wait first), then tool,
         working, idle, ended; ``states`` counts every session, ``more`` those left out."""
@@ -399,13 +403,14 @@ class LiveBoard:
 
     def counts(self) -> dict[str, int]:
         """Sessions per state (every state named, 0 when none)."""
-        return self.snapshot()["states"]
+        states: dict[str, int] = self.snapshot()["states"]
+        return states
 
     def histogram(self) -> tuple[list[int], float]:
         with self._lock:
             return list(self.waits), self.wait_sum
 
-    def _statusline(self):
+    def _statusline(self) -> Reports | None:
         try:
             return self.statusline()
         except Exception:
@@ -419,7 +424,8 @@ class LiveBoard:
                 self._waited(now - s.main.wait_since)
         cut = now - RATE_SECONDS
         for s in self._sessions.values():
-            for th in (s, *s.agents.values()):
+            spenders: list[_Session | Thread] = [s, *s.agents.values()]
+            for th in spenders:
                 if th.spend and th.spend[0][0] < cut:
                     th.spend = [x for x in th.spend if x[0] >= cut]
         if len(self._files) > 2 * len(self._sessions) + 1000:
@@ -436,7 +442,7 @@ class LiveBoard:
             return IDLE, last
         return state, since
 
-    def _row(self, s: _Session, now: float, sl) -> dict:
+    def _row(self, s: _Session, now: float, sl: Reports | None) -> dict[str, Any]:
         last = s.last()
         state, since = self._state(s.main, now, last)
         row = self._fields(s.main, state, since, now, last)
@@ -473,7 +479,9 @@ class LiveBoard:
         row["subagents"] = subs
         return row
 
-    def _fields(self, th: Thread, state: str, since: float, now: float, last: float) -> dict:
+    def _fields(
+        self, th: Thread, state: str, since: float, now: float, last: float
+    ) -> dict[str, Any]:
         tool = th.running_tool() if state == TOOL else None
         out = {
             "state": state,
@@ -497,7 +505,7 @@ def _long(th: Thread) -> bool:
     return th.ctx_max > CONTEXT_WINDOW or "[1m]" in (th.model or "").lower()
 
 
-def _context(ratio: float, size: int, source: str) -> dict:
+def _context(ratio: float, size: int, source: str) -> dict[str, Any]:
     level = "red" if ratio >= CONTEXT_RED else "amber" if ratio >= CONTEXT_AMBER else "ok"
     return {"context_used_ratio": round(ratio, 4), "context_window": size,
             "context_source": source, "context_level": level}  # fmt: skip
@@ -517,7 +525,7 @@ def _t(ts: float | None) -> float | None:
     return None if ts is None else round(ts, 3)
 
 
-def _order(row: dict) -> tuple:
+def _order(row: dict[str, Any]) -> tuple[int, float, str]:
     st = row["state"]
     key = row["state_since"] if st in (WAITING, TOOL, WORKING) else -row["last_activity"]
     return (STATES.index(st), key, row["id"] or "")

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+from collections.abc import Iterator
+
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
 from ccotel.live.board import WAIT_BUCKETS, LiveBoard
 
 
 class LiveCollector:
-    def __init__(self, board: LiveBoard):
+    def __init__(self, board: LiveBoard) -> None:
         self.board = board
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         g = GaugeMetricFamily(
             "ccotel_sessions_by_state",
             "Claude Code sessions with a line in the live window, by live state "

@@ -122,7 +122,8 @@ class Thread:
         self.ctx_max = 0
         self.wait_since: float | None = None  # an open wait for the user (main thread)
         # subagents only: their responses priced here (a session's cost comes from the state)
-        self.kept: dict[int, tuple[tuple, float, float]] = {}  # key -> (rank, cost, ts)
+        # key -> (digest.rank, cost, ts)
+        self.kept: dict[int, tuple[tuple[bool, int, bool], float, float]] = {}
         self.cost = 0.0
         self.spend: list[tuple[float, float]] = []  # (ts, cost) of the last minutes
 

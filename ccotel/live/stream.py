@@ -24,6 +24,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import structlog
 
@@ -117,7 +118,10 @@ class Stream:
         sel = selectors.DefaultSelector()
         sel.register(self._r, selectors.EVENT_READ)
         clients: dict[int, _Client] = {}
-        seen: list = [None, 0.0]  # the board's key last sent, when the board was last looked at
+        seen: list[Any] = [
+            None,
+            0.0,
+        ]  # the board's key last sent, when the board was last looked at
         faults = 0
         try:
             while not self._stopping:
@@ -134,7 +138,9 @@ class Stream:
                 self._drop(sel, clients, c)
             sel.close()
 
-    def _step(self, sel, clients: dict[int, _Client], seen: list) -> None:
+    def _step(
+        self, sel: selectors.BaseSelector, clients: dict[int, _Client], seen: list[Any]
+    ) -> None:
         """One turn: wake-ups, reads and newcomers taken; what changed queued and sent."""
         events = sel.select(TICK if clients else None)
         now = self.clock()
@@ -164,11 +170,11 @@ class Stream:
             return
         if poked or newcomers or now - seen[1] >= TICK:
             seen[1] = now
-            key, data = self.payload()
+            board, data = self.payload()  # (the board's key, the event's data)
             event = b"data: " + data + b"\n\n"
-            for c in clients.values() if key != seen[0] else newcomers:
+            for c in clients.values() if board != seen[0] else newcomers:
                 c.next = event  # replaces one not started yet: only the newest counts
-            seen[0] = key
+            seen[0] = board
         for c in list(clients.values()):
             if not c.out and c.next is None and now - c.moved >= HEARTBEAT:
                 c.next = b": keep-alive\n\n"
@@ -182,7 +188,7 @@ class Stream:
             new, self._new = self._new, []
         return new
 
-    def _read(self, sel, clients: dict[int, _Client], c: _Client) -> None:
+    def _read(self, sel: selectors.BaseSelector, clients: dict[int, _Client], c: _Client) -> None:
         try:
             data = c.sock.recv(4096)
         except _AGAIN:
@@ -193,7 +199,9 @@ class Stream:
         if not data or c.received > MAX_INPUT:
             self._drop(sel, clients, c)
 
-    def _write(self, sel, clients: dict[int, _Client], c: _Client, now: float) -> None:
+    def _write(
+        self, sel: selectors.BaseSelector, clients: dict[int, _Client], c: _Client, now: float
+    ) -> None:
         if id(c) not in clients:
             return
         while True:
@@ -218,7 +226,7 @@ class Stream:
         if c.out and now - c.moved >= STALL:
             self._drop(sel, clients, c)
 
-    def _drop(self, sel, clients: dict[int, _Client], c: _Client) -> None:
+    def _drop(self, sel: selectors.BaseSelector, clients: dict[int, _Client], c: _Client) -> None:
         if clients.pop(id(c), None) is None and c.sock.fileno() < 0:
             return
         with contextlib.suppress(KeyError, ValueError, OSError):

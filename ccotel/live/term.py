@@ -9,6 +9,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from rich.console import Console, Group
@@ -52,7 +53,7 @@ def _short_model(m: str | None) -> str:
     return m[:-9] if len(m) > 9 and m[-9] == "-" and m[-8:].isdigit() else m
 
 
-def _context(row: dict) -> Text:
+def _context(row: dict[str, Any]) -> Text:
     r = row.get("context_used_ratio")
     if r is None:
         return Text("-", style="dim")
@@ -66,7 +67,7 @@ def _context(row: dict) -> Text:
     return t
 
 
-def _state(row: dict, now: float) -> Text:
+def _state(row: dict[str, Any], now: float) -> Text:
     st = row["state"]
     mark, style = MARKS.get(st, ("?", ""))
     since = now - (row.get("state_since") or now)
@@ -81,7 +82,7 @@ def _state(row: dict, now: float) -> Text:
     return Text(f"{mark} {st} {dur(since)}", style=style)
 
 
-def render(board: dict | None, now: float, note: str = "") -> Group | Text:
+def render(board: dict[str, Any] | None, now: float, note: str = "") -> Group | Text:
     """The board as a rich renderable (``now``: the daemon's clock, moved on locally)."""
     if board is None:
         return Text(note or "connecting to the daemon…", style="dim")
@@ -148,7 +149,7 @@ class Feed:
         u = urlsplit(base)
         self.host, self.port, self.https = u.hostname or "127.0.0.1", u.port, u.scheme == "https"
         self.tls, self.headers = tls, headers
-        self.board: dict | None = None
+        self.board: dict[str, Any] | None = None
         self.at = time.monotonic()  # when it came
         self.error = ""
         self.changed = threading.Event()
@@ -239,7 +240,7 @@ def run(feed: Feed, console: Console | None = None, once: bool = False,
     t = threading.Thread(target=feed.run, name="live-feed", daemon=True)
     t.start()
 
-    def frame():
+    def frame() -> Group | Text:
         if feed.board is None:
             return render(None, 0, feed.error)
         now = feed.board["now"] + (time.monotonic() - feed.at)

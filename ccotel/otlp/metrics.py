@@ -69,7 +69,7 @@ def histogram_points(
 
 def _exemplar(ex: Exemplar, now_ns: int) -> bytes:
     """An Exemplar message (NumberDataPoint field 5): time, value, trace id."""
-    ts = int(ex.timestamp * 1e9) if ex.timestamp else now_ns
+    ts = int(float(ex.timestamp) * 1e9) if ex.timestamp else now_ns  # float or Timestamp
     try:
         tid = bytes.fromhex(ex.labels.get("trace_id", ""))
     except ValueError:
@@ -150,11 +150,11 @@ def _metric(
         temporality = _DELTA if delta is not None else _CUMULATIVE
         return ld(2, head + ld(9, b"".join(pts) + temporality))
     # gauge, info, unknown: a gauge, without a start time
-    pts = b"".join(
+    gauge_pts = b"".join(
         ld(1, b"\x19" + fixed64(now_ns) + b"\x21" + DOUBLE.pack(float(s.value)) + attributes(7, {**s.labels, **extra}))
         for s in fam.samples
     )  # fmt: skip
-    return ld(2, head + ld(5, pts))
+    return ld(2, head + ld(5, gauge_pts))
 
 
 def _scope(name: str, version: str, metrics: bytes) -> bytes:
@@ -175,8 +175,9 @@ def native_point_attributes(resource: Mapping[str, Any]) -> dict[str, str]:
 
 
 def encode_request(
-    families: Iterable, resource_attrs: Mapping[str, Any], start_ns: int, now_ns: int,
-    delta: dict | None = None, sent: dict | None = None, delta_types: tuple = (),
+    families: Iterable[Metric], resource_attrs: Mapping[str, Any], start_ns: int, now_ns: int,
+    delta: dict[str, Any] | None = None, sent: dict[str, Any] | None = None,
+    delta_types: tuple[str, ...] = (),
 ) -> bytes:  # fmt: skip
     """The families as a serialized ExportMetricsServiceRequest: ccotel's under ccotel's scope,
     native ones under Claude Code's meter. Families whose type is in ``delta_types`` are sent
@@ -214,23 +215,25 @@ class MetricsEncoder:
     ``delta`` sends both as deltas and ``lowmemory`` only the histograms."""
 
     def __init__(self, resource: Mapping[str, Any], start_ns: int, temporality: str = "cumulative",
-                 baseline: dict | None = None):  # fmt: skip
+                 baseline: dict[str, Any] | None = None) -> None:  # fmt: skip
         self.resource, self.start_ns = resource, start_ns
         self.temporality = temporality
-        self.baseline: dict = baseline if baseline is not None else {}
+        self.baseline: dict[str, Any] = baseline if baseline is not None else {}
 
     @property
     def delta(self) -> bool:
         return self.temporality != "cumulative"
 
-    def encode(self, families: list, now_ns: int | None = None) -> tuple[bytes, dict]:
+    def encode(
+        self, families: list[Metric], now_ns: int | None = None
+    ) -> tuple[bytes, dict[str, Any]]:
         """(request, what to record as sent once the collector accepts it)."""
         now_ns = now_ns or time.time_ns()
         types = {"delta": ("counter", "histogram"), "lowmemory": ("histogram",)}
-        sent: dict = {}
+        sent: dict[str, Any] = {}
         body = encode_request(families, self.resource, self.start_ns, now_ns, self.baseline,
                               sent, types.get(self.temporality, ()))  # fmt: skip
         return body, sent
 
-    def accepted(self, sent: dict) -> None:
+    def accepted(self, sent: dict[str, Any]) -> None:
         self.baseline.update(sent)

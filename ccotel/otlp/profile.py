@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import structlog
 from prometheus_client.core import Metric
@@ -38,11 +39,11 @@ SPEND = "ccotel_cost_usd"
 
 
 class PushState:
-    def __init__(self, path: Path | None):
+    def __init__(self, path: Path | None) -> None:
         self.path = path
         self.named: list[str] = []  # the team profile's projects pushed by name
         self.folded: list[str] = []  # and those pushed as "other", for good
-        self.baseline: dict = {}  # delta temporality: series -> (value accepted, when)
+        self.baseline: dict[str, Any] = {}  # delta temporality: series -> (value accepted, when)
         if path is None or not path.exists():
             return
         try:
@@ -70,14 +71,14 @@ class PushState:
                         error=str(exc)[:200])  # fmt: skip
 
 
-def _fold(fam, relabel) -> Metric | None:
+def _fold(fam: Metric, relabel: Callable[[dict[str, str]], dict[str, str] | None]) -> Metric:
     """The family with each sample's labels passed through ``relabel`` (None: drop the
     sample), samples that meet summed (counts, sums and buckets all add)."""
     out = Metric(fam.name, fam.documentation, fam.type, fam.unit)
     for attr in ("otlp_name", "otlp_unit"):
         if hasattr(fam, attr):
             setattr(out, attr, getattr(fam, attr))
-    merged: dict[tuple, list] = {}
+    merged: dict[tuple[str, tuple[tuple[str, str], ...]], list[Any]] = {}
     for s in fam.samples:
         labels = relabel(s.labels)
         if labels is None:
@@ -89,7 +90,9 @@ def _fold(fam, relabel) -> Metric | None:
             continue
         cur[2] += s.value
         ex = s.exemplar
-        if ex is not None and (cur[3] is None or (ex.timestamp or 0) > (cur[3].timestamp or 0)):
+        if ex is not None and (
+            cur[3] is None or float(ex.timestamp or 0) > float(cur[3].timestamp or 0)
+        ):  # the newest (a timestamp is a float or a prometheus_client Timestamp)
             cur[3] = ex
     for name, labels, value, ex in merged.values():
         out.add_sample(name, labels, value, exemplar=ex)
@@ -97,11 +100,11 @@ def _fold(fam, relabel) -> Metric | None:
 
 
 class TeamProfile:
-    def __init__(self, projects: int, state: PushState):
+    def __init__(self, projects: int, state: PushState) -> None:
         self.projects, self.state = projects, state
         self.named, self.folded = set(state.named), set(state.folded)
 
-    def _admit(self, families: list) -> None:
+    def _admit(self, families: list[Metric]) -> None:
         """Projects seen for the first time: the biggest spenders are named while there is
         room, the rest folded for good (a project moved out of "other" would make it go down)."""
         spend: dict[str, float] = {}
@@ -122,18 +125,18 @@ class TeamProfile:
         self.state.named, self.state.folded = sorted(self.named), sorted(self.folded)
         self.state.save()
 
-    def apply(self, families: Iterable) -> list:
+    def apply(self, families: Iterable[Metric]) -> list[Metric]:
         families = list(families)
         self._admit(families)
         named = self.named
 
-        def project(labels: dict) -> dict:
+        def project(labels: dict[str, str]) -> dict[str, str]:
             p = labels.get("project")
             if p is None or p in named:
                 return labels
             return {**labels, "project": OTHER}
 
-        def unprojected(labels: dict) -> dict:
+        def unprojected(labels: dict[str, str]) -> dict[str, str]:
             return {k: v for k, v in labels.items() if k != "project"}
 
         out = []

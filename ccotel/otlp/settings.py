@@ -23,6 +23,7 @@ from ccotel.config import endpoint_problem, shown_path
 
 if TYPE_CHECKING:
     from ccotel.config import Config
+    from ccotel.state import Store
 
 Signal = Literal["traces", "metrics"]
 DEFAULT_ENDPOINT = "http://localhost:4318"
@@ -252,7 +253,7 @@ def resource_attributes(
 DEFAULT_PUSH_INTERVAL = 15.0
 
 
-def push_interval(cfg, env: Mapping[str, str] | None = None) -> float:
+def push_interval(cfg: Config, env: Mapping[str, str] | None = None) -> float:
     """Seconds between metrics pushes: metrics_push_interval, else OTEL_METRIC_EXPORT_INTERVAL
     (milliseconds), else 15. ValueError naming the variable for one that is not a duration."""
     if cfg.metrics_push_interval is not None:
@@ -272,7 +273,7 @@ def push_interval(cfg, env: Mapping[str, str] | None = None) -> float:
     return ms / 1000
 
 
-def push_temporality(cfg, env: Mapping[str, str] | None = None) -> str:
+def push_temporality(cfg: Config, env: Mapping[str, str] | None = None) -> str:
     """cumulative, delta or lowmemory: metrics_push_temporality, else
     OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE (any case), else cumulative."""
     if cfg.metrics_push_temporality:
@@ -290,7 +291,7 @@ def push_temporality(cfg, env: Mapping[str, str] | None = None) -> str:
 START_META, INSTANCE_META = "push_start_ns", "service_instance_id"
 
 
-def push_identity(store, now_ns: int | None = None) -> tuple[int, str]:
+def push_identity(store: Store, now_ns: int | None = None) -> tuple[int, str]:
     """(start time of the pushed counters in ns, service.instance.id), kept in the state: the
     first start sets them, restarts keep them. A collector's Prometheus exporter turns the start
     into the counters' created time, and the instance id into `instance`: both stay put across

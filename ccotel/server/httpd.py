@@ -67,7 +67,8 @@ PLAIN_ON_TLS = (
 # (status, content type, body) of a route of the page, or None when the path is not one;
 # a stream adds a fourth item, the callable that takes the connection once its head is sent
 # (True: it owns it now; the worker is free for the next request).
-WebRoutes = Callable[[str, str], tuple | None]
+Routed = tuple[int, str, bytes] | tuple[int, str, bytes, Callable[[socket.socket], bool]]
+WebRoutes = Callable[[str, str], Routed | None]
 
 
 class _Job:
@@ -219,7 +220,9 @@ class _App:
             h.wfile.write(body)
 
     @staticmethod
-    def stream(h: _Handler, code: int, ctype: str, body: bytes, adopt) -> None:
+    def stream(
+        h: _Handler, code: int, ctype: str, body: bytes, adopt: Callable[[socket.socket], bool]
+    ) -> None:
         """A response with no end: sent until the peer or ``adopt``'s owner closes it."""
         h.send_response(code)
         for k, v in (("Content-Type", ctype), *HEADERS):

@@ -16,7 +16,7 @@ counters it is what splits and multiplies series (resumed processes collide on i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client.core import CounterMetricFamily
 
@@ -35,7 +35,7 @@ class NativeCounter(CounterMetricFamily):
         self.otlp_name, self.otlp_unit = otlp_name, unit
 
 
-TOKEN_TYPES = (
+TOKEN_TYPES: tuple[tuple[str, Callable[[UsageSums], float]], ...] = (
     ("input", lambda v: v.input),
     ("output", lambda v: v.output),
     ("cacheRead", lambda v: v.cache_read),
@@ -44,7 +44,7 @@ TOKEN_TYPES = (
 
 
 class NativeCollector:
-    def __init__(self, totals: Totals, outcomes: OutcomeTotals):
+    def __init__(self, totals: Totals, outcomes: OutcomeTotals) -> None:
         self.totals, self.outcomes = totals, outcomes
 
     def collect(self) -> Iterator[NativeCounter]:
@@ -66,8 +66,8 @@ class NativeCollector:
         for model, v in sorted(by_model.items()):
             for typ, value in TOKEN_TYPES:
                 tokens.add_metric([typ, model], value(v))
-            ex = latest.get(model)
-            cost.add_metric([model], v.cost, exemplar=exemplar(ex) if ex else None)
+            last = latest.get(model)
+            cost.add_metric([model], v.cost, exemplar=exemplar(last) if last else None)
         o = self.outcomes.total()
         lines = NativeCounter("claude_code_lines_of_code_count", "Count of lines of code modified",
                               "claude_code.lines_of_code.count", labels=["type"])  # fmt: skip

@@ -8,16 +8,18 @@ are TotalsCollector's (its max_projects folding included), so cost and outcomes 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, Metric
 
 from ccotel.state import ADDED, COMMITS, FIELDS, PRS, REMOVED, OutcomeTotals
 from ccotel.totals import Totals
 
 
 class OutcomeCollector:
-    def __init__(self, outcomes: OutcomeTotals, totals: Totals, project: Callable[[str], str]):
+    def __init__(
+        self, outcomes: OutcomeTotals, totals: Totals, project: Callable[[str], str]
+    ) -> None:
         self.outcomes, self.totals, self.project = outcomes, totals, project
 
     def by_project(self) -> dict[str, list[float]]:
@@ -30,7 +32,7 @@ class OutcomeCollector:
                 row[i] += x
         return out
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         lines = CounterMetricFamily(
             "ccotel_code_lines",
             "Lines added and removed by Edit, MultiEdit and Write results (the patches applied)",

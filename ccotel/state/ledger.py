@@ -15,16 +15,19 @@ arrives, however much later, in another batch or after a restart: a successful r
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
-import structlog
+from typing import TYPE_CHECKING
 
 from ccotel.outcomes import CALL, CALL_COMMIT, CALL_PR, COMMIT, LINES, PR, RESULT, TURN
 from ccotel.state import schema as sql
 
-log = structlog.get_logger()
+if TYPE_CHECKING:
+    from ccotel.digest import Digest
+    from ccotel.state.seen import Seen
+    from ccotel.state.store import Store
 
 SEEN_KIND = 0x3C6EF372FE94F82B  # outcome keys in the accountant's Seen filter
 _PR_SALT = 0x5BD1E9955BD1E995  # a call's pull request row beside its commit row
@@ -33,6 +36,10 @@ HISTORY_META = "outcomes_history"  # in meta until read_history has read the old
 # Per working directory: lines added, lines removed, commits, pull requests, turn milliseconds.
 ADDED, REMOVED, COMMITS, PRS, TURN_MS = range(5)
 FIELDS = 5
+# outcome: (key, kind, session, cwd, ts, added, removed, ref)
+OutcomeRow = tuple[int, int, str, str, float, int, int, str | None]
+# outcome_call: (key, kinds, session, cwd, ts)
+CallRow = tuple[int, int, str, str, float]
 
 
 def row_key(kind: int, key: int) -> int:
@@ -62,7 +69,7 @@ class OutcomeTotals:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def load(cls, db) -> OutcomeTotals:
+    def load(cls, db: sqlite3.Connection) -> OutcomeTotals:
         t = cls()
         for cwd, kind, n, added, removed in db.execute(sql.OUTCOME_BY_CWD):
             row = t.by_cwd.setdefault(cwd, [0] * FIELDS)
@@ -101,15 +108,15 @@ class OutcomeTotals:
 class Writes:
     """What a batch adds to the state: new outcome rows, calls now waiting, calls resolved."""
 
-    rows: dict[int, tuple] = field(default_factory=dict)
-    calls: dict[int, tuple] = field(default_factory=dict)
+    rows: dict[int, OutcomeRow] = field(default_factory=dict)
+    calls: dict[int, CallRow] = field(default_factory=dict)
     resolved: set[int] = field(default_factory=set)
 
     def __bool__(self) -> bool:
         return bool(self.rows or self.calls or self.resolved)
 
 
-def write(db, w: Writes) -> None:
+def write(db: sqlite3.Connection, w: Writes) -> None:
     """Inside Store.commit's transaction."""
     db.executemany(sql.OUTCOME_PUT, w.rows.values())
     db.executemany(sql.OUTCOME_CALL_PUT, w.calls.values())
@@ -117,12 +124,12 @@ def write(db, w: Writes) -> None:
 
 
 class OutcomeLedger:
-    def __init__(self, store, seen):
+    def __init__(self, store: Store, seen: Seen) -> None:
         self.store, self.seen = store, seen
         db = store.db
         seen.update((k for (k,) in db.execute(sql.OUTCOME_KEYS)), SEEN_KIND)
         # calls waiting for their result: few (a call's result follows it within minutes)
-        self.waiting: dict[int, tuple] = {r[0]: r for r in db.execute(sql.OUTCOME_CALLS)}
+        self.waiting: dict[int, CallRow] = {r[0]: r for r in db.execute(sql.OUTCOME_CALLS)}
         self.totals = OutcomeTotals.load(db)
         self.begin()
 
@@ -147,14 +154,24 @@ class OutcomeLedger:
             return True
         return self.seen.has(rk, SEEN_KIND) and bool(self.store.query(sql.OUTCOME_GET, (rk,)))
 
-    def _count(self, kind: int, key: int, session, cwd: str, ts, added=0, removed=0, ref=None):
+    def _count(
+        self,
+        kind: int,
+        key: int,
+        session: str,
+        cwd: str,
+        ts: float,
+        added: int = 0,
+        removed: int = 0,
+        ref: str | None = None,
+    ) -> None:
         rk = row_key(kind, key)
         if self._counted(rk):
             return
         self.w.rows[rk] = (rk, kind, session, cwd, ts, added, removed, ref)
         _add(self.delta, cwd, kind, added, removed)
 
-    def _waiting(self, key: int) -> tuple | None:
+    def _waiting(self, key: int) -> CallRow | None:
         if key in self.w.resolved:
             return None
         return self.w.calls.get(key) or self.waiting.get(key)
@@ -164,7 +181,7 @@ class OutcomeLedger:
         if key in self.waiting:
             self.w.resolved.add(key)
 
-    def apply(self, d, cwd_of: Callable[[str], str]) -> None:
+    def apply(self, d: Digest, cwd_of: Callable[[str], str]) -> None:
         """One digested chunk: its outcomes, then the results of calls still waiting."""
         for e in d.outcomes:
             cwd = e.cwd or cwd_of(e.session)

@@ -11,6 +11,9 @@ BLOCK_ENTRIES = """SELECT 0, key, ts, input, output, cw5m + cw1h, cache_read, co
     WHERE ts >= ?
     UNION ALL SELECT 1, key, ts, 0, 0, 0, 0, 0.0 FROM block_marks WHERE ts >= ?"""
 
+# (kind, key, ts, input, output, cache_write, cache_read, cost)
+BlockEntry = tuple[int, int, float, int, int, int, int, float]
+
 HAS_MARKS = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'block_marks'"
 SESSION_COST = "SELECT COALESCE(SUM(cost), 0) FROM usage WHERE session = ?"
 
@@ -26,7 +29,7 @@ PLAN_PRUNE_ROWS = """DELETE FROM plan_history WHERE win = ? AND reported_at <
      LIMIT 1 OFFSET ?)"""
 
 
-def block_entries(db: sqlite3.Connection, since: float = float("-inf")) -> list[tuple]:
+def block_entries(db: sqlite3.Connection, since: float = float("-inf")) -> list[BlockEntry]:
     """(kind, key, ts, input, output, cache_write, cache_read, cost) of every block entry
     since: kind 0 a response, 1 a zero-usage API-error line (the two keys are apart). A
     state from before block_marks (read-only, not migrated) has responses only."""
@@ -37,7 +40,8 @@ def block_entries(db: sqlite3.Connection, since: float = float("-inf")) -> list[
 
 def session_cost(db: sqlite3.Connection, session: str) -> float:
     """A session's cost as `ccotel report --by session` counts it."""
-    return db.execute(SESSION_COST, (session,)).fetchone()[0]
+    cost: float = db.execute(SESSION_COST, (session,)).fetchone()[0]
+    return cost
 
 
 def plan_latest(db: sqlite3.Connection) -> list[tuple[str, float, float | None, float]]:

@@ -10,15 +10,15 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from msgspec.structs import astuple
 
 from ccotel.batch import Batch, FileCursor, Response, ToolAgg, ToolCall, UsageSums
-from ccotel.records import h64
+from ccotel.keys import h64
 from ccotel.state import ledger as outcome_ledger
 from ccotel.state import schema as sql
 
@@ -26,21 +26,23 @@ DB_NAME = "state.db"
 LOCK_NAME = "daemon.lock"
 _NAMES_CACHED = 8192
 READ_PAUSES = (0.01, 0.1)  # a lookup that fails is tried again after these pauses
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
-def _retried(fn):
+def _retried(fn: Callable[_P, _R]) -> Callable[_P, _R]:
     """A lookup made while accounting, tried again when it fails (busy, a transient I/O
     error): a read has no effect to undo. A failure that lasts is raised, and the caller
     treats it like a failed commit (pipeline.Ingest._read_failed)."""
 
     @functools.wraps(fn)
-    def lookup(*args):
+    def lookup(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         for pause in READ_PAUSES:
             try:
-                return fn(*args)
+                return fn(*args, **kwargs)
             except sqlite3.OperationalError:
                 time.sleep(pause)
-        return fn(*args)
+        return fn(*args, **kwargs)
 
     return lookup
 
@@ -355,8 +357,9 @@ class Store:
         return out
 
     @_retried
-    def _name_get(self, name: str) -> tuple | None:
-        return self.db.execute(sql.NAME_GET, (name,)).fetchone()
+    def _name_get(self, name: str) -> tuple[int] | None:
+        row: tuple[int] | None = self.db.execute(sql.NAME_GET, (name,)).fetchone()
+        return row
 
     def checkpoint(self) -> None:
         """Fold the WAL into the file now (after a catch-up), not in the next small commit."""

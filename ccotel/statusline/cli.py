@@ -7,8 +7,12 @@ import json
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from ccotel.statusline.install import Result
 
 
 def _client_args(ctx: click.Context, state_dir: str | None, metrics_addr: str | None) -> list[str]:
@@ -27,7 +31,7 @@ def _client_args(ctx: click.Context, state_dir: str | None, metrics_addr: str | 
 @click.option("--state-dir", metavar="DIR", help="The daemon's state dir (CCOTEL_STATE_DIR).")
 @click.option("--metrics-addr", metavar="HOST:PORT", help="Accepted as `ccotel status` takes it.")
 @click.pass_context
-def statusline(ctx, state_dir: str | None, metrics_addr: str | None) -> None:
+def statusline(ctx: click.Context, state_dir: str | None, metrics_addr: str | None) -> None:
     """Claude Code's status line, from the running daemon (reads the JSON on stdin).
 
     `ccotel statusline install` makes it Claude Code's statusLine. It prints one line:
@@ -59,7 +63,7 @@ def _path(settings_file: str | None) -> Path:
     return Path(settings_file).expanduser() if settings_file else settings_path()
 
 
-def _show(res) -> None:
+def _show(res: Result) -> None:
     click.echo(res.message)
     if res.old is not None and res.old != res.new:
         click.echo(f"  was: {json.dumps(res.old, ensure_ascii=False)}")
@@ -91,8 +95,8 @@ def fast_command(args: list[str]) -> list[str]:
     "--state-dir", metavar="DIR", help="The daemon's state dir, written into the command."
 )
 @click.pass_context
-def install_cmd(ctx, force: bool, dry_run: bool, settings_file: str | None, plain: bool,
-                state_dir: str | None) -> None:  # fmt: skip
+def install_cmd(ctx: click.Context, force: bool, dry_run: bool, settings_file: str | None,
+                plain: bool, state_dir: str | None) -> None:  # fmt: skip
     """Set Claude Code's statusLine to this ccotel's `statusline` (other settings kept).
 
     The command written runs this ccotel's Python on the client directly (about half the
@@ -101,6 +105,7 @@ def install_cmd(ctx, force: bool, dry_run: bool, settings_file: str | None, plai
     from ccotel.service import resolve_executable
     from ccotel.statusline.install import InstallError, install
 
+    assert ctx.parent is not None  # a subcommand of the statusline group
     parent = ctx.parent.params
     args = _client_args(ctx, state_dir or parent.get("state_dir"), parent.get("metrics_addr"))
     argv = [*resolve_executable(), "statusline", *args] if plain else fast_command(args)

@@ -41,9 +41,10 @@ def _flags(argv: list[str]) -> dict[str, str] | None:
         if name not in ("--state-dir", "--metrics-addr", "--config"):
             return None
         if not eq:
-            value = next(it, None)
-            if value is None:
+            following = next(it, None)
+            if following is None:
                 return None
+            value = following
         out[name[2:]] = value
     return out
 

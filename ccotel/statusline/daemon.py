@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from prometheus_client.core import GaugeMetricFamily
@@ -31,13 +32,17 @@ from ccotel.statusline.render import Facts, render
 from ccotel.statusline.reports import BadReport, Reports, check, context_of
 from ccotel.statusline.server import SocketServer
 
+if TYPE_CHECKING:
+    from ccotel.config import Config
+    from ccotel.totals import Totals
+
 log = structlog.get_logger()
 
 HISTORY_POINTS = 2000
 WORK_EVERY = 1.0  # seconds between the worker's rounds (plan writes, block recomputation)
 
 
-def _model_name(d: dict) -> str | None:
+def _model_name(d: dict[str, Any]) -> str | None:
     m = d.get("model")
     name = m.get("display_name") or m.get("id") if isinstance(m, dict) else None
     if not isinstance(name, str):
@@ -46,7 +51,7 @@ def _model_name(d: dict) -> str | None:
 
 
 class Hub:
-    def __init__(self, cfg, state_dir: Path, totals, budgets: dict[str, float],
+    def __init__(self, cfg: Config, state_dir: Path, totals: Totals, budgets: dict[str, float],
                  clock: Callable[[], float] = time.time, restore: sqlite3.Connection | None = None):  # fmt: skip
         self.cfg, self.state_dir, self.totals, self.budgets = cfg, state_dir, totals, budgets
         self.clock = clock
@@ -116,7 +121,7 @@ class Hub:
             except Exception:  # a bug here must not end the plan writes or the blocks
                 log.exception("plan/blocks worker")
 
-    def _read_entries(self, since: float) -> list[tuple]:
+    def _read_entries(self, since: float) -> list[sql.BlockEntry]:
         if self._worker_db is None:
             self._worker_db = self._connect(readonly=True)
         return sql.block_entries(self._worker_db, since)
@@ -156,7 +161,7 @@ class Hub:
         self.take(d)
         return 200, self.line(d) + "\n"
 
-    def take(self, d: dict) -> None:
+    def take(self, d: dict[str, Any]) -> None:
         """Keep a report and offer its plan figures."""
         self.reports.put(d)
         now = self.clock()
@@ -168,7 +173,7 @@ class Hub:
 
     # --- the line ------------------------------------------------------------------------------
 
-    def facts(self, d: dict) -> Facts:
+    def facts(self, d: dict[str, Any]) -> Facts:
         now = self.clock()
         f = Facts(model=_model_name(d), now=now, context=context_of(d))
         with contextlib.suppress(sqlite3.Error):
@@ -181,7 +186,7 @@ class Hub:
         f.budget_ratio = self.budget_ratio(now)
         return f
 
-    def line(self, d: dict) -> str:
+    def line(self, d: dict[str, Any]) -> str:
         cfg = self.cfg
         return render(self.facts(d), cfg.statusline_segments, cfg.statusline_separator,
                       cfg.statusline_color)  # fmt: skip
@@ -208,7 +213,7 @@ class Hub:
 
     # --- metrics ---------------------------------------------------------------------------------
 
-    def metrics(self) -> list:
+    def metrics(self) -> list[GaugeMetricFamily]:
         now = self.clock()
         used = GaugeMetricFamily("ccotel_plan_used_ratio",
             "Plan use per window as Claude Code's status line last reported it, 0-1", labels=["window"])  # fmt: skip
@@ -244,7 +249,7 @@ class Hub:
             burn.add_metric(["block"], b["burn_rate_usd_per_hour"])
         return [*out, cost, ends, proj, burn]
 
-    def page(self) -> dict:
+    def page(self) -> dict[str, Any]:
         """/api/plan: the plan windows, their history (the last 7 days, at most HISTORY_POINTS
         per window), the active block and the burn rate."""
         now = self.clock()
@@ -253,7 +258,7 @@ class Hub:
                 "seen_at": x.seen_at, "reset": x.resets_at is not None and x.resets_at <= now}
             for w, x in self.plan.windows().items()
         }  # fmt: skip
-        history: dict[str, list] = {}
+        history: dict[str, list[list[float | None]]] = {}
         with contextlib.suppress(sqlite3.Error):
             for w, at, ratio, resets_at in self.history(now - 7 * 86400):
                 history.setdefault(w, []).append([at, ratio, resets_at])

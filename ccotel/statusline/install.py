@@ -19,6 +19,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 class InstallError(Exception):
@@ -43,7 +44,7 @@ def settings_path(env: Mapping[str, str] | None = None, home: Path | None = None
     return base / "settings.json"
 
 
-def entry(command: str) -> dict:
+def entry(command: str) -> dict[str, Any]:
     return {"type": "command", "command": command, "padding": 0}
 
 
@@ -65,7 +66,7 @@ def is_ours(value: object) -> bool:
     )
 
 
-def _read(path: Path) -> tuple[dict, str | None]:
+def _read(path: Path) -> tuple[dict[str, Any], str | None]:
     """The settings and the file's text (None: no file yet)."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -96,7 +97,7 @@ def _writable(real: Path, existed: bool) -> None:
         raise InstallError(f"{folder} is not writable; not touched")
 
 
-def _write(path: Path, data: dict, old_text: str | None) -> Path | None:
+def _write(path: Path, data: dict[str, Any], old_text: str | None) -> Path | None:
     """Back up, then replace atomically; returns the backup (None when there was no file)."""
     real = path.resolve() if path.is_symlink() else path
     _writable(real, old_text is not None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 SEGMENTS = ("model", "costs", "block", "burn", "context", "plan", "budget")
@@ -105,6 +106,8 @@ def segment(name: str, f: Facts, color: bool) -> str:
     return ""
 
 
-def render(f: Facts, segments=SEGMENTS, separator: str = " | ", color: bool = True) -> str:
+def render(
+    f: Facts, segments: Iterable[str] = SEGMENTS, separator: str = " | ", color: bool = True
+) -> str:
     line = separator.join(s for s in (segment(n, f, color) for n in segments) if s)
     return line.replace("\n", " ").replace("\r", " ")

@@ -7,6 +7,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
 
 MAX_SESSIONS = 500
 KEEP_SECONDS = 24 * 3600.0
@@ -17,7 +18,7 @@ class BadReport(ValueError):
     """What the daemon refuses to keep: the message says why (it goes back to the client)."""
 
 
-def check(d: object) -> dict:
+def check(d: object) -> dict[str, Any]:
     """A parsed status-line JSON that names its session, or BadReport."""
     if not isinstance(d, dict):
         raise BadReport("not a JSON object")
@@ -33,7 +34,7 @@ def _num(x: object) -> float | None:
     return float(x)
 
 
-def context_of(d: dict) -> tuple[float, int] | None:
+def context_of(d: dict[str, Any]) -> tuple[float, int] | None:
     """(used ratio 0..1, window tokens) of a report's ``context_window``, or None."""
     cw = d.get("context_window")
     if not isinstance(cw, dict):
@@ -62,9 +63,9 @@ class Reports:
     def __init__(self, clock: Callable[[], float] = time.time):
         self.clock = clock
         self._lock = threading.Lock()
-        self._by_session: OrderedDict[str, dict] = OrderedDict()
+        self._by_session: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
-    def put(self, d: dict) -> None:
+    def put(self, d: dict[str, Any]) -> None:
         d = check(d)
         d["received_at"] = self.clock()
         with self._lock:
@@ -73,7 +74,7 @@ class Reports:
             while len(self._by_session) > MAX_SESSIONS:
                 self._by_session.popitem(last=False)
 
-    def report(self, session_id: str) -> dict | None:
+    def report(self, session_id: str) -> dict[str, Any] | None:
         with self._lock:
             d = self._by_session.get(session_id)
             if d is None:

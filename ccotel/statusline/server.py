@@ -52,13 +52,15 @@ def peer_uid(conn: socket.socket) -> int | None:
     """The uid of the process at the other end, or None where the system cannot say."""
     if hasattr(socket, "SO_PEERCRED"):  # Linux: struct ucred {pid, uid, gid}
         raw = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        return struct.unpack("3i", raw)[1]
+        uid: int = struct.unpack("3i", raw)[1]
+        return uid
     # macOS (SOL_LOCAL 0, LOCAL_PEERCRED 1 in <sys/un.h>), FreeBSD: struct xucred
     # {u_int version; uid_t uid; short ngroups; gid_t groups[16]}. A failure fails closed.
     local_peercred = getattr(socket, "LOCAL_PEERCRED", 1 if sys.platform == "darwin" else None)
     if local_peercred is not None:
         raw = conn.getsockopt(0, local_peercred, 4 + 4 + 2 + 2 + 16 * 4)
-        return struct.unpack_from("I", raw, 4)[0]
+        xuid: int = struct.unpack_from("I", raw, 4)[0]
+        return xuid
     return None  # the socket's 0600 is the only lock here
 
 

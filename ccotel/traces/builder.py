@@ -461,7 +461,9 @@ class Builder:
         if mine:
             self._add_usage(s, thread_key, (inp + cr + w5 + w1, out, cr, w5 + w1, dcost, 0))
 
-    def _add_usage(self, s: Session, thread_key: str, vals: tuple) -> None:
+    def _add_usage(
+        self, s: Session, thread_key: str, vals: tuple[float, float, float, float, float, int]
+    ) -> None:
         """Into the sums of the root and of the subagent (each sent once, at its end)."""
         targets = [s.usage]
         a = s.agents.get(thread_key) if thread_key != MAIN else None

@@ -434,13 +434,5 @@ def _signed(u64: int) -> int:
     return u64 - (1 << 64) if u64 >= 1 << 63 else u64
 
 
-_U64 = (1 << 64) - 1
-
-
-def _signed(u64: int) -> int:
-    """An unsigned 64-bit span id as SQLite's signed INTEGER (``& _U64`` maps it back)."""
-    return u64 - (1 << 64) if u64 >= 1 << 63 else u64
-
-
 class _Stopped(Exception):
     """The daemon is stopping: the pass ends without delivering (nothing is lost)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -19,7 +20,7 @@ from copy import copy
 from datetime import date, datetime, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qs, quote, unquote
 
 import structlog
@@ -29,6 +30,9 @@ from ccotel.state import queries as Q
 from ccotel.traces import Options, ids
 from ccotel.web import shape
 from ccotel.web.waterfall import Waterfalls
+
+if TYPE_CHECKING:
+    from ccotel.live import LiveBoard, Stream
 
 log = structlog.get_logger()
 
@@ -48,6 +52,8 @@ SORTS = ("last", "start", "active", "cost", "tokens")  # "duration": the old nam
 JSON = "application/json"
 ACTIVE_REFRESH = 30.0  # seconds a live session's active time may lag
 Response = tuple[int, str, bytes]
+# a stream: its head, and what takes the connection once the head is sent (ccotel.server)
+StreamResponse = tuple[int, str, bytes, Callable[[socket.socket], bool]]
 
 
 class _Held(NamedTuple):
@@ -99,9 +105,9 @@ class Web:
         self._active: dict[str, _Active] = {}  # session id -> its active time
         self._active_lock = threading.Lock()
         self._state_warned = -3600.0
-        self.plan: Callable[[], dict] | None = None  # /api/plan, set by the daemon
-        self.live: Any = None  # the live board (ccotel.live.LiveBoard), set by the daemon
-        self.live_stream: Any = None  # its server-sent events (ccotel.live.Stream)
+        self.plan: Callable[[], dict[str, Any]] | None = None  # /api/plan, set by the daemon
+        self.live: LiveBoard | None = None  # the live board, set by the daemon
+        self.live_stream: Stream | None = None  # its server-sent events
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -121,7 +127,7 @@ class Web:
         self._local.store = _Held(s, ino)
         return s
 
-    def handle(self, path: str, query: str) -> Response | tuple | None:
+    def handle(self, path: str, query: str) -> Response | StreamResponse | None:
         if path in ASSETS:
             name, ctype = ASSETS[path]
             return 200, ctype, resources.files("ccotel.web").joinpath(name).read_bytes()
@@ -215,7 +221,9 @@ class Web:
             "health": shape.health(self.health(), self.cfg),
         }  # fmt: skip
 
-    def _bought_by_project(self, cost_by_cwd: dict[str, float], db: sqlite3.Connection) -> list:
+    def _bought_by_project(
+        self, cost_by_cwd: dict[str, float], db: sqlite3.Connection
+    ) -> list[dict[str, Any]]:
         """All time, per project: cost, lines, commits, pull requests, cost per commit and per
         100 changed lines; the 20 biggest spenders."""
         per: dict[str, list[float]] = {}

@@ -56,7 +56,7 @@ def _rounded(v: Any) -> Any:
     return v
 
 
-def bought(cost: float, added: float, removed: float, commits: float, prs: float) -> dict:
+def bought(cost: float, added: float, removed: float, commits: float, prs: float) -> dict[str, Any]:
     """What the spend bought (ccotel.outcomes), and what each commit and 100 changed lines cost:
     None where there is nothing to divide by."""
     lines = added + removed
