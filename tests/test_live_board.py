@@ -401,8 +401,9 @@ def test_the_daemon_takes_context_from_the_status_line(interactive_claude, tmp_p
 
 
 def test_ccotel_live_once_and_json(site, tmp_path):
-    d, _, board, _ = site
-    addr = ["--metrics-addr", f"127.0.0.1:{d.port}"]
+    d = site[0]
+    board = d.live()  # now: another test of this module may have answered a waiting session
+    addr = ["--http-addr", f"127.0.0.1:{d.port}"]
     env = clean_env(COLUMNS="200")
     out = subprocess.run([sys.executable, "-m", "ccotel", "live", "--json", *addr],
                          capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
