@@ -158,6 +158,12 @@ def _whole_object(line: bytes) -> bool:
         return False
 
 
+def _ends_an_object(fd: int, offset: int, end: int) -> bool:
+    """Whether the file's last bytes could end a JSON object: cheap, before a half-written
+    line (read again at each wake-up while it grows) is read whole."""
+    return os.pread(fd, min(64, end - offset), max(offset, end - 64)).rstrip().endswith(b"}")
+
+
 def _line_end(fd: int, offset: int, end: int) -> int | None:
     """Where the line a cursor ends inside (after an unterminated last line read whole)
     really ends: after its newline (and a CR before it), or None while none has come."""
@@ -222,7 +228,7 @@ def read_new(
             if out.lines or out.oversized or out.restarted or pos != offset:
                 offset, restarted, line_no = pos, False, first + len(parts) - 1
                 yield out
-        if offset < end and end - offset <= max_line:
+        if offset < end and end - offset <= max_line and _ends_an_object(fd, offset, end):
             last = os.pread(fd, end - offset, offset)
             if b"\n" not in last and _whole_object(last):
                 line_no += 1
