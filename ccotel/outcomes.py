@@ -42,7 +42,8 @@ LINES, COMMIT, PR, TURN, CALL, RESULT = 1, 2, 3, 4, 5, 6
 # What a call may produce (a bit set: `git commit && gh pr create` makes both)
 CALL_COMMIT, CALL_PR = 1, 2
 
-_GIT = r"\bgit(?:\s+-[cC]\s+\S+|\s+--[\w-]+(?:=\S+)?)*\s+"
+# `git` as a word of its own (not the `git` of `--git`: starts there made the search quadratic)
+_GIT = r"(?<![\w-])git(?:\s+-[cC]\s+\S+|\s+--[\w-]+(?:=\S+)?)*\s+"
 _COMMIT_CMD = re.compile(_GIT + r"commit(?![\w-])")
 _PR_CMD = re.compile(r"\bgh\s+pr\s+create\b")
 _MCP_PR = re.compile(
@@ -54,6 +55,7 @@ _HASH = re.compile(r"\[[\w./-]+(?: \(root-commit\))? ([0-9a-f]{4,64})\]")
 _PR_URL = re.compile(r"https?://[^/\s\"]+/[^\s\"]+?/(?:pull|pull-requests|-/merge_requests)/\d+")
 _SHA = re.compile(r"[0-9a-f]{4,64}")
 MAX_REF = 300
+_URL_TAIL = 4096  # gh prints the pull request's URL last: the URL search reads this much
 _MEMORY = 4096  # Bash calls that may commit, remembered until their result (a live session)
 
 
@@ -189,6 +191,12 @@ def _stdout(tur: Any) -> str:
         return ""
 
 
+def _may_show(raw: bytes) -> bool:
+    """Whether a result's raw stdout may show a commit or pull request (or be empty), before
+    decoding it: most outputs of calls read elsewhere are long and show neither."""
+    return len(raw) <= 64 or b"] " in raw or b"/pull" in raw or b"merge_requests" in raw
+
+
 def commit_hash(op: _GitOperation | None, stdout: str) -> str | None:
     sha = op.commit.sha if op and op.commit else None
     if sha is None:
@@ -200,7 +208,7 @@ def commit_hash(op: _GitOperation | None, stdout: str) -> str | None:
 def pr_url(op: _GitOperation | None, stdout: str) -> str | None:
     url = op.pr.url if op and op.pr else None
     if url is None:
-        found = _PR_URL.findall(stdout)
+        found = _PR_URL.findall(stdout[-_URL_TAIL:])  # bounded: the search is quadratic
         url = found[-1] if found else None
     return url if url and len(url) <= MAX_REF and _PR_URL.fullmatch(url) else None
 
@@ -251,7 +259,11 @@ def take(rec: Any, session: str, cwd: str, ts: float, out: list[OutcomeEntry]) -
     # A successful call counts when it printed its commit (pull request), or nothing at all
     # (`git commit -q`); not when its output shows none (`echo "git commit"`, `--dry-run`,
     # `gh pr create --web`), where native counts one.
-    op, text = _git_op(tur), _stdout(tur)
+    op = _git_op(tur)
+    if not kinds and op is None and not _may_show(bytes(tur.stdout)):
+        out.append(OutcomeEntry(RESULT, key, session, cwd, ts))  # shows nothing: settled
+        return
+    text = _stdout(tur)
     quiet = not text.strip()
     sha = commit_hash(op, text)
     url = pr_url(op, text)
