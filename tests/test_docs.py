@@ -20,6 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ccotel.config import Config
+from ccotel.state import read_running
 from tests.conftest import FIXTURES, daemon_port, free_port
 from tests.test_live import start
 
@@ -390,6 +391,11 @@ def test_install_script_runs_it_in_the_foreground_where_no_service_manager_runs(
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(30)
+        running = read_running(state)
+        if running is not None and running.pid != proc.pid:  # a ccotel the script left behind
+            cmdline = Path(f"/proc/{running.pid}/cmdline")
+            if cmdline.exists() and str(home).encode() in cmdline.read_bytes():
+                os.kill(running.pid, signal.SIGTERM)
     text = log.read_text()
     assert code == 0, text
     said = [ln for ln in text.splitlines() if "no service manager" in ln]
@@ -429,3 +435,45 @@ def test_install_script_names_the_package_venv_needs(tmp_path):
     (line,) = proc.stderr.strip().splitlines()
     assert "install the package python3-venv" in line and "Traceback" not in line
     assert list(home.iterdir()) == []
+
+
+@pytest.mark.timeout(900)
+def test_install_script_starts_the_service_where_a_user_manager_runs(tmp_path):
+    """With a user manager (none runs here: a stand-in systemctl answers and starts the unit's
+    ExecStart, as systemd would), the install writes the unit for the linked ccotel, enables and
+    (re)starts it, and ends with the page's URL and `ccotel status` of the running service."""
+    src = clone(tmp_path / "ccotel")
+    home = tmp_path / "home"
+    shutil.copytree(FIXTURES / "claude-2.1.197", home / ".claude")
+    env = fresh_shell(home)
+    env["CCOTEL_HTTP_ADDR"] = "127.0.0.1:0"  # any free port (tests run in parallel)
+    calls, pid = tmp_path / "systemctl.calls", tmp_path / "service.pid"
+    fake = tmp_path / "fakebin" / "systemctl"
+    fake.parent.mkdir()
+    fake.write_text(
+        f"""#!/bin/sh
+echo "$*" >> {calls}
+if [ "$*" = "--user enable --now ccotel.service" ]; then
+  cmd=$(sed -n 's/^ExecStart=//p' "$HOME/.config/systemd/user/ccotel.service")
+  $cmd > {tmp_path / "service.log"} 2>&1 &
+  echo $! > {pid}
+fi
+"""
+    )
+    fake.chmod(0o755)
+    env["PATH"] = f"{fake.parent}:{env['PATH']}"
+    try:
+        proc = install_script(src, env)
+    finally:
+        if pid.exists():
+            os.kill(int(pid.read_text()), signal.SIGTERM)
+    ccotel = home / ".local" / "bin" / "ccotel"
+    unit = home / ".config" / "systemd" / "user" / "ccotel.service"
+    assert f"ExecStart={ccotel} run" in unit.read_text().splitlines()
+    done = calls.read_text().splitlines()
+    assert done.index("--user enable --now ccotel.service") < done.index(
+        "--user try-restart ccotel.service"
+    )  # a re-run after an upgrade restarts the old code
+    assert "runs in the background" in proc.stdout, proc.stdout
+    assert re.search(r"(ready|catching up) at http://127\.0\.0\.1:\d+/", proc.stdout), proc.stdout
+    assert "no service manager" not in proc.stdout + proc.stderr
