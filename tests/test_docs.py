@@ -462,6 +462,7 @@ fi
     )
     fake.chmod(0o755)
     env["PATH"] = f"{fake.parent}:{env['PATH']}"
+    install_script(src, env, "--no-start")  # installed first, started later: an upgrade
     try:
         proc = install_script(src, env)
     finally:
