@@ -25,6 +25,7 @@ Prints a report and writes bench/out/team.json. Exits 0 (a report), 1 if a check
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import random
@@ -264,10 +265,12 @@ class Receiver:
             req = ExportMetricsServiceRequest.FromString(body)
             host = _host(req.resource_metrics)
             n, sums = series_of(req)
+            gz = len(gzip.compress(body, 6))  # what otlp_compression = "gzip" would send
             with self.lock:
                 s = self.stats[host]
                 s["metric_requests"] += 1
                 s["metric_bytes"] += len(body)
+                s["metric_bytes_gzip"] += gz
                 self.series[host] = n
                 if self.before is not None and host not in self.checked and host in self.before:
                     self.checked.add(host)
@@ -283,6 +286,7 @@ class Receiver:
                 s = self.stats[host]
                 s["trace_requests"] += 1
                 s["trace_bytes"] += len(body)
+                s["trace_bytes_gzip"] += len(gzip.compress(body, 6))
                 s["spans"] += spans
 
     def snapshot(self) -> dict:
@@ -505,14 +509,17 @@ def figures(laps, recv, net0, net1, cpu0, cpu1, rss, hwm, elapsed, args, load) -
         a, b = net0.get(h, {}), net1.get(h, {})
         d = {
             k: b.get(k, 0) - a.get(k, 0)
-            for k in ("metric_requests", "metric_bytes", "trace_requests", "trace_bytes", "spans")
-        }
+            for k in ("metric_requests", "metric_bytes", "metric_bytes_gzip", "trace_requests",
+                      "trace_bytes", "trace_bytes_gzip", "spans")
+        }  # fmt: skip
         fam = recv.series.get(h, {})
         per_host.append({
             "host": h, "projects": lap.projects, "models": len(lap.models), "profile": lap.profile,
             "series": sum(fam.values()), "series_by_metric": fam,
             "metric_bytes_per_hour": d["metric_bytes"] * 3600 / elapsed,
             "trace_bytes_per_hour": d["trace_bytes"] * 3600 / elapsed,
+            "gzip_ratio": (d["metric_bytes_gzip"] + d["trace_bytes_gzip"])
+            / max(1, d["metric_bytes"] + d["trace_bytes"]),
             "spans_per_hour": d["spans"] * 3600 / elapsed,
             "requests_per_hour": (d["metric_requests"] + d["trace_requests"]) * 3600 / elapsed,
             "cpu_pct": (cpu1[lap.n] - cpu0[lap.n]) / HZ / elapsed * 100,
@@ -568,6 +575,7 @@ def figures(laps, recv, net0, net1, cpu0, cpu1, rss, hwm, elapsed, args, load) -
         "trace_bytes_per_host_hour": mean([r["trace_bytes_per_hour"] for r in per_host]),
         "spans_per_host_hour": mean([r["spans_per_hour"] for r in per_host]),
         "bytes_per_span": bytes_per_span,
+        "gzip_ratio": mean([r["gzip_ratio"] for r in per_host if r["gzip_ratio"]]),
         "receiver_requests_per_s": total_req, "requests_per_host_s": total_req / hosts,
         "daemon_cpu_pct": {"mean": mean([r["cpu_pct"] for r in per_host]), "max": max(r["cpu_pct"] for r in per_host)},
         "daemon_rss_mb": {"mean": mean([r["rss_mb"] for r in per_host]), "max": max(r["rss_peak_mb"] for r in per_host)},
@@ -653,6 +661,7 @@ def extrapolate(r: dict) -> dict:
             "prometheus_storage_gb_month": round(samples_s * MONTH * BYTES_PER_SAMPLE / 1e9, 1),
             "otlp_metrics_mb_per_hour": round(mb / 1e6, 1),
             "otlp_metrics_kb_per_s": round(mb / 3600 / 1e3, 1),
+            "otlp_metrics_kb_per_s_gzip": round(mb * r["gzip_ratio"] / 3600 / 1e3, 1),
         }
     tb = r["trace_bytes_per_host_hour"] * 1000
     out["collector"] = {
@@ -700,7 +709,8 @@ def report(r: dict) -> None:
             print("    " + ", ".join(f"{k} {v}" for k, v in top))
     print(f"\nOTLP per host per hour (all hosts): metrics {r['metric_bytes_per_host_hour'] / 1e6:.2f} MB,"
           f" traces {r['trace_bytes_per_host_hour'] / 1e6:.2f} MB ({r['spans_per_host_hour']:.0f} spans,"
-          f" {r['bytes_per_span']:.0f} B/span)")  # fmt: skip
+          f" {r['bytes_per_span']:.0f} B/span); with otlp_compression = \"gzip\""
+          f" {r['gzip_ratio']:.0%} of that")  # fmt: skip
     print(
         f"receiver: {r['receiver_requests_per_s']:.2f} requests/s ({r['requests_per_host_s'] * 3600:.0f} per host per hour)"
     )
