@@ -550,6 +550,7 @@ def figures(laps, recv, net0, net1, cpu0, cpu1, rss, hwm, elapsed, args, load) -
                 "series": mean([r["series"] for r in hs]),
                 "series_by_metric": hs[0]["series_by_metric"],
                 "metric_bytes_per_hour": mean([r["metric_bytes_per_hour"] for r in hs]),
+                "gzip_ratio": mean([r["gzip_ratio"] for r in hs]),
             }
         elif f:
             # no such host: the fit's series, bytes in proportion to the hosts' bytes per series
@@ -557,7 +558,8 @@ def figures(laps, recv, net0, net1, cpu0, cpu1, rss, hwm, elapsed, args, load) -
             rows = [r for r in pushed if r["profile"] == prof]
             bps = sum(r["metric_bytes_per_hour"] for r in rows) / sum(r["series"] for r in rows)
             typical[prof] = {"source": "fitted", "series": series, "series_by_metric": {},
-                             "metric_bytes_per_hour": series * bps}  # fmt: skip
+                             "metric_bytes_per_hour": series * bps,
+                             "gzip_ratio": mean([r["gzip_ratio"] for r in rows])}  # fmt: skip
         else:
             typical[prof] = None
     total_req = sum(r["requests_per_hour"] for r in per_host) / 3600
@@ -661,7 +663,7 @@ def extrapolate(r: dict) -> dict:
             "prometheus_storage_gb_month": round(samples_s * MONTH * BYTES_PER_SAMPLE / 1e9, 1),
             "otlp_metrics_mb_per_hour": round(mb / 1e6, 1),
             "otlp_metrics_kb_per_s": round(mb / 3600 / 1e3, 1),
-            "otlp_metrics_kb_per_s_gzip": round(mb * r["gzip_ratio"] / 3600 / 1e3, 1),
+            "otlp_metrics_kb_per_s_gzip": round(mb * t["gzip_ratio"] / 3600 / 1e3, 1),
         }
     tb = r["trace_bytes_per_host_hour"] * 1000
     out["collector"] = {
@@ -704,7 +706,8 @@ def report(r: dict) -> None:
             continue
         top = sorted(t["series_by_metric"].items(), key=lambda kv: -kv[1])
         print(f"  typical laptop (20 projects, 4 models), {prof}: {t['series']:.0f} series"
-              f" ({t['source']}), {t['metric_bytes_per_hour'] / 1e6:.2f} MB/h of metrics")  # fmt: skip
+              f" ({t['source']}), {t['metric_bytes_per_hour'] / 1e6:.2f} MB/h of metrics"
+              f" ({t['gzip_ratio']:.0%} of that with gzip)")  # fmt: skip
         if top:
             print("    " + ", ".join(f"{k} {v}" for k, v in top))
     print(f"\nOTLP per host per hour (all hosts): metrics {r['metric_bytes_per_host_hour'] / 1e6:.2f} MB,"
