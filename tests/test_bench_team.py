@@ -26,6 +26,10 @@ def test_the_typical_laptop_comes_first_and_thirty_hosts_cover_every_pair():
     for prof in team.PROFILES:
         first = [(p, m) for p, m, pr in mix[:20] if pr == prof]
         assert len({p for p, _ in first}) >= 4 and len({m for _, m in first}) == 3
+    # 12 hosts are enough to fit both profiles (bench/README.md says so)
+    for prof in team.PROFILES:
+        some = [(p, m) for p, m, pr in mix[:12] if pr == prof]
+        assert team._fit(rows(lambda p, m: 50 + p * m + p, some, prof)) is not None
 
 
 def rows(formula, pairs, profile):
