@@ -91,7 +91,9 @@ class OutcomeEntry(Struct, array_like=True, gc=False):
     turn line's uuid for TURN). LINES: ``added``/``removed``; TURN: ``added`` = milliseconds;
     CALL: a Bash or MCP call that may commit or open a pull request, ``added`` its CALL_* bits;
     COMMIT, PR: that call made one, ``ref`` the hash or URL when printed; RESULT: the call has
-    its (successful) result, whatever it made."""
+    its (successful) result; when this process did not see the call, ``added`` holds the
+    CALL_* bits its output shows (and ``ref`` the hash or URL), for the ledger to settle a call
+    waiting in the state."""
 
     kind: int
     key: int
@@ -206,8 +208,8 @@ def pr_url(op: _GitOperation | None, stdout: str) -> str | None:
 class Calls:
     """The calls that may commit or open a pull request, by tool_use id, in this process: a
     result read later (a live session) still finds its call's kind and parses its output.
-    A result whose call is not here (read before a restart) is still counted by the ledger,
-    from the state, only without its hash or URL."""
+    A result whose call is not here (read before a restart, or by a decode worker) says what
+    its output shows, and the ledger settles the call the state has waiting from that."""
 
     def __init__(self, size: int = _MEMORY):
         self.size = size
@@ -244,15 +246,23 @@ def take(rec: Any, session: str, cwd: str, ts: float, out: list[OutcomeEntry]) -
     if lines is not None:
         out.append(OutcomeEntry(LINES, key, session, cwd, ts, *lines))
     kinds = CALLS.get(r.tool_use_id)
-    if not kinds:
+    if not kinds and not (tur.stdout or tur.gitOperation):
         return
     # A successful call counts when it printed its commit (pull request), or nothing at all
     # (`git commit -q`); not when its output shows none (`echo "git commit"`, `--dry-run`,
     # `gh pr create --web`), where native counts one.
     op, text = _git_op(tur), _stdout(tur)
     quiet = not text.strip()
-    if kinds & CALL_COMMIT and ((sha := commit_hash(op, text)) or quiet):
+    sha = commit_hash(op, text)
+    url = pr_url(op, text)
+    if not kinds:
+        # The call was read by another process (a decode worker, before a restart): what the
+        # output shows, for the ledger to settle a call the state has waiting (and nothing else).
+        shows = (CALL_COMMIT if sha or quiet else 0) | (CALL_PR if url or quiet else 0)
+        out.append(OutcomeEntry(RESULT, key, session, cwd, ts, shows, ref=sha or url))
+        return
+    if kinds & CALL_COMMIT and (sha or quiet):
         out.append(OutcomeEntry(COMMIT, key, session, cwd, ts, ref=sha))
-    if kinds & CALL_PR and ((url := pr_url(op, text)) or quiet):
+    if kinds & CALL_PR and (url or quiet):
         out.append(OutcomeEntry(PR, key, session, cwd, ts, ref=url))
     out.append(OutcomeEntry(RESULT, key, session, cwd, ts))  # the call is settled
