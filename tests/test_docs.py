@@ -478,3 +478,25 @@ fi
     assert "runs in the background" in proc.stdout, proc.stdout
     assert re.search(r"(ready|catching up) at http://127\.0\.0\.1:\d+/", proc.stdout), proc.stdout
     assert "no service manager" not in proc.stdout + proc.stderr
+
+
+# ------------------------------------------------------------------------------ deploy.md sizing
+
+
+def test_deploy_md_has_no_placeholder_left_and_sizes_the_team_profile_under_500():
+    """docs/deploy.md's team figures come from bench/team.py: none of the placeholders it was
+    written with (FULL_TYPICAL, BENCH_TABLE, ...) is left in its prose, and the typical laptop
+    (20 projects, 4 models) pushes under 500 series in the team profile, as issue 14 asks."""
+    text = (REPO / "docs" / "deploy.md").read_text()
+    prose = re.sub(r"`[^`\n]*`", "", re.sub(r"```.*?```", "", text, flags=re.S))
+    words = set(re.findall(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b", prose))
+    assert words <= {"AF_UNIX", "AF_INET"}, words  # real names, written without backticks
+    assert not re.search(r"\b(TODO|TBD|XXX)\b", prose)
+    team = text.split("\n### The team profile\n", 1)[1].split("\n### ", 1)[0]
+    full, folded = (
+        int(n.replace(",", "")) for n in re.findall(r"about ([\d,]+)\s+series", team)[:2]
+    )
+    assert folded < 500 < full
+    sizing = text.split("\n### 1,000 laptops: what the stack needs\n", 1)[1].split("\n## ", 1)[0]
+    for figure in ("active series", "samples/s", "per month", "spans/s", "requests/s"):
+        assert figure in sizing, figure
