@@ -309,16 +309,18 @@ def _read_file(path: Path) -> dict[str, Any]:
 def _paths(data: dict[str, Any], base: Path | None) -> None:
     """Expand ~ in path keys; relative paths in a file are relative to that file."""
 
-    def fix(p: Any) -> Any:
+    def fix(key: str, p: Any) -> Any:
         if not isinstance(p, str) or not p:
             return p
+        if "\x00" in p:
+            raise ConfigError(f"{key}: a path cannot hold a NUL character")
         p = os.path.expanduser(p)
         return str(base / p) if base is not None and not os.path.isabs(p) else p
 
     for key in PATH_KEYS:
         if key in data:
             v = data[key]
-            data[key] = [fix(p) for p in v] if isinstance(v, list) else fix(v)
+            data[key] = [fix(key, p) for p in v] if isinstance(v, list) else fix(key, v)
 
 
 def load(
