@@ -325,7 +325,8 @@ class Daemon:
             elif self.ingest.last_error is not None:  # still failing: wait longer each time
                 retry_at = time.monotonic() + backoff
                 backoff = min(backoff * 2, interval)
-            self.exporters.notify()
+            if paths:  # new lines for the traces; an idle wake-up leaves them asleep
+                self.exporters.notify()
 
 
 def _close_exporters(exporters: Exporters) -> None:

@@ -332,7 +332,10 @@ class HttpServer:
 
         try:
             while not self._stopping:
-                for key, _ in sel.select(0.5):
+                # Asleep until a connection or stop() (the wake socket): no timer while idle.
+                first = min((p.deadline for p in pending.values()), default=None)
+                wait = None if first is None else max(0.0, first - time.monotonic())
+                for key, _ in sel.select(wait):
                     on_event(key)
                 now = time.monotonic()
                 for fd in [fd for fd, p in pending.items() if now >= p.deadline]:

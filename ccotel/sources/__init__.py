@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from ccotel.lazy import loader
 from ccotel.sources.discovery import (
     TranscriptPath,
+    TreeWalker,
     agent_of,
     claude_roots,
     parse_path,
@@ -33,6 +34,7 @@ __all__ = [
     "RESCAN",
     "Chunk",
     "TranscriptPath",
+    "TreeWalker",
     "Watcher",
     "agent_of",
     "claude_roots",

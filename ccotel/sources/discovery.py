@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import NamedTuple
@@ -24,11 +25,70 @@ def transcript_files(
     root: Path, on_error: Callable[[OSError], object] | None = None
 ) -> Iterator[str]:
     """Every *.jsonl below root/projects, subagents included. Links are not followed."""
-    base = projects_dir(root)
-    for dirpath, _dirs, files in os.walk(base, onerror=on_error, followlinks=False):
-        for name in files:
-            if name.endswith(".jsonl"):
-                yield os.path.join(dirpath, name)
+    yield from TreeWalker().files([root], on_error or (lambda exc: None))
+
+
+class TreeWalker:
+    """``transcript_files`` for a rescan: a folder is listed again only when its mtime (or
+    inode) moved since it was last listed, so a rescan of an unchanged tree costs one stat
+    per folder. A folder whose mtime was within SETTLE seconds of its listing is listed
+    again next time (a coarse-mtime filesystem could hide a change made in that second)."""
+
+    SETTLE = 2.0
+
+    def __init__(self) -> None:
+        # folder -> ((st_dev, st_ino, st_mtime_ns), its subfolders to walk, its .jsonl files)
+        self._dirs: dict[str, tuple[tuple[int, int, int], list[str], list[str]]] = {}
+
+    def files(self, roots: list[Path], on_error: Callable[[OSError], object]) -> list[str]:
+        out: list[str] = []
+        listed: dict[str, tuple[tuple[int, int, int], list[str], list[str]]] = {}
+        stack = [str(projects_dir(r)) for r in reversed(roots)]
+        while stack:
+            top = stack.pop()
+            try:
+                st = os.stat(top)
+            except OSError as exc:
+                on_error(exc)
+                continue
+            stamp = (st.st_dev, st.st_ino, st.st_mtime_ns)
+            cached = self._dirs.get(top)
+            if cached is not None and cached[0] == stamp:
+                entry = cached
+            else:
+                got = _list(top, on_error)
+                if got is None:
+                    continue
+                settled = st.st_mtime_ns < (time.time() - self.SETTLE) * 1e9
+                entry = (stamp if settled else (0, 0, 0), *got)
+            listed[top] = entry
+            out.extend(entry[2])
+            stack.extend(reversed(entry[1]))
+        self._dirs = listed
+        return out
+
+
+def _list(top: str, on_error: Callable[[OSError], object]) -> tuple[list[str], list[str]] | None:
+    """A folder's subfolders to walk into and its .jsonl files, as os.walk sees them (links
+    are listed, not followed); None when it cannot be read."""
+    dirs: list[str] = []
+    files: list[str] = []
+    try:
+        with os.scandir(top) as it:
+            for e in it:
+                try:
+                    is_dir = e.is_dir()
+                except OSError:
+                    is_dir = False
+                if is_dir:
+                    if not e.is_symlink():
+                        dirs.append(e.path)
+                elif e.name.endswith(".jsonl"):
+                    files.append(e.path)
+    except OSError as exc:
+        on_error(exc)
+        return None
+    return dirs, files
 
 
 class TranscriptPath(NamedTuple):

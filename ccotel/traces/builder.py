@@ -20,6 +20,7 @@ span, so chat spans sum to exactly what the metrics (and ccusage) count.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -593,26 +594,25 @@ class Builder:
 
     def due(self, now: float, idle: float) -> list[str]:
         """Open sessions to close: idle for ``idle`` seconds, or their -p run finished."""
-        grace = min(idle, FINISH_GRACE)
-        out = []
-        for sid, s in self.sessions.items():
-            if s.closed:
-                continue
-            quiet = now - s.last if s.last is not None else float("inf")
-            if (
-                quiet >= idle
-                or idle <= 0
-                or (
-                    s.finished
-                    and s.sdk
-                    and quiet >= grace
-                    and s.main_last == "assistant"
-                    and not s.tools
-                )
-            ):
-                out.append(sid)
-        return out
+        return [sid for sid, s in self.sessions.items() if _due_at(s, idle) <= now]
+
+    def next_due(self, idle: float) -> float | None:
+        """When (on the clock ``due`` is given) the first open session becomes due; None when
+        no session is open: until a line arrives, nothing is."""
+        return min((_due_at(s, idle) for s in self.sessions.values() if not s.closed), default=None)
 
     def take(self) -> list[Span]:
         out, self.out = self.out, []
         return out
+
+
+def _due_at(s: Session, idle: float) -> float:
+    """The time an open session is to be closed: once idle for ``idle`` seconds, or (a -p run
+    that finished) after FINISH_GRACE; a closed session never is."""
+    if s.closed:
+        return math.inf
+    if s.last is None or idle <= 0:
+        return -math.inf
+    if s.finished and s.sdk and s.main_last == "assistant" and not s.tools:
+        return s.last + min(idle, FINISH_GRACE)
+    return s.last + idle

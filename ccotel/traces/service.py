@@ -46,7 +46,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger()
 
-TICK = 5.0  # seconds between passes without file events (idle sessions, retries)
+TICK = 5.0  # the shortest pause between passes without file events
+QUIET_PASS = 3600.0  # the longest: a pass at least hourly (the watermark), even with nothing due
 WATERMARK = "traces_watermark"
 WAITING_NOTE = (
     "; spans wait in the transcripts until one answers (otlp_endpoint names another; "
@@ -107,7 +108,7 @@ class TraceThread:
     def _run(self) -> None:
         sh, h = self.shipper, self.health
         while not sh.stop.is_set():
-            self.ev.wait(h.wait_time() if h.backoff.failures else self.tick)
+            self.ev.wait(h.wait_time() if h.backoff.failures else self._quiet())
             self.ev.clear()
             if sh.stop.is_set():
                 break
@@ -118,6 +119,12 @@ class TraceThread:
             except Exception as exc:  # never let the thread die: log and retry later
                 log.exception("trace pass failed", error=str(exc))
                 h.failed(ExportError("internal error", TRANSIENT, str(exc)[:200], local=True))
+
+    def _quiet(self) -> float:
+        """How long to sleep when nothing failed: until notified (new lines), or until the
+        first open session is due to close, but not sooner than ``tick``."""
+        due = self.shipper.next_pass_in()
+        return QUIET_PASS if due is None else min(QUIET_PASS, max(self.tick, due))
 
     def _once(self) -> None:
         sh, h = self.shipper, self.health
