@@ -104,16 +104,18 @@ class TranscriptPath(NamedTuple):
 
 
 def parse_path(path: str) -> TranscriptPath:
-    p = Path(path)
-    sub = p.parent.name == "subagents"
-    stem = p.stem
+    parent, _, name = path.rpartition(os.sep)
+    grand, _, parent_name = parent.rpartition(os.sep)
+    sub = parent_name == "subagents"
+    dot = name.rfind(".")
+    stem = name[:dot] if 0 < dot < len(name) - 1 else name  # Path(path).stem
     agent = stem[len("agent-") :] if stem.startswith("agent-") else None
-    return TranscriptPath(
-        str(p.parent.parent.parent if sub else p.parent),
-        _text(p.parent.parent.name if sub else stem),
-        agent,
-        agent is not None and not sub,
-    )
+    if sub:
+        great, _, grand_name = grand.rpartition(os.sep)
+        project, session = great, grand_name
+    else:
+        project, session = parent, stem
+    return TranscriptPath(project or os.sep, _text(session), agent, agent is not None and not sub)
 
 
 def session_of(path: str) -> str:

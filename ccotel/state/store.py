@@ -266,8 +266,9 @@ class Store:
                     ],
                 )
                 db.executemany(sql.FILE_DELETE, [(_path_to_db(p),) for p in b.forgotten])
+                # in key order: B-tree inserts at neighbouring pages, not at random ones
                 db.executemany(
-                    sql.RESPONSE_PUT, [_response_row(r, nid) for r in b.responses.values()]
+                    sql.RESPONSE_PUT, sorted(_response_row(r, nid) for r in b.responses.values())
                 )
                 db.executemany(sql.ALIAS_PUT, b.aliases.items())
                 db.executemany(sql.USAGE_ADD, [(*k, *astuple(v)) for k, v in b.usage.items()])
@@ -279,7 +280,7 @@ class Store:
                 )
                 db.executemany(
                     sql.TOOL_PUT,
-                    [_tool_row(c, nid) for c in b.tools.values()],
+                    sorted(_tool_row(c, nid) for c in b.tools.values()),
                 )
                 db.executemany(
                     sql.TOOL_AGG_PUT,
