@@ -26,3 +26,88 @@ def test_next_due_is_the_first_time_due_returns_a_session():
     b.sessions["e"] = Session("e")  # no time at all: due at once
     assert b.next_due(600) == -math.inf and "e" in b.due(0.0, 600)
     assert b.next_due(0) == -math.inf  # session_idle 0: every open session is due
+
+
+def test_metrics_rendered_once_per_change(monkeypatch):
+    """/metrics is rendered again only when the version the daemon gives moves (or the cached
+    body is EXPOSITION_MAX_AGE old); every scrape of a version sees that version's values."""
+    import urllib.request
+
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import CounterMetricFamily
+
+    from ccotel.server import httpd
+
+    state = {"version": 0, "value": 1.0, "collects": 0}
+
+    class Collector:
+        def collect(self):
+            state["collects"] += 1
+            yield CounterMetricFamily("ccotel_x", "x", value=state["value"])
+
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(Collector())
+    server = httpd.HttpServer(
+        "127.0.0.1", 0, reg, lambda: {"ok": True}, metrics_version=lambda: state["version"]
+    )
+    server.start()
+
+    def scrape(accept: str = "text/plain") -> str:
+        req = urllib.request.Request(f"{server.url}/metrics", headers={"Accept": accept})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.read().decode()
+
+    try:
+        monkeypatch.setattr(httpd, "EXPOSITION_MAX_AGE", 3600.0)
+        assert "ccotel_x_total 1.0" in scrape() and state["collects"] == 1
+        state["value"] = 2.0  # changed without a version: the cached body stands
+        assert "ccotel_x_total 1.0" in scrape() and state["collects"] == 1
+        state["version"] = 1
+        assert "ccotel_x_total 2.0" in scrape() and state["collects"] == 2
+        om = scrape("application/openmetrics-text; version=1.0.0")  # its own cache entry
+        assert om.endswith("# EOF\n") and state["collects"] == 3
+        monkeypatch.setattr(httpd, "EXPOSITION_MAX_AGE", 0.0)  # too old: rendered again
+        state["value"] = 3.0
+        assert "ccotel_x_total 3.0" in scrape() and state["collects"] == 4
+    finally:
+        server.stop()
+
+
+def test_no_collector_yet_costs_an_empty_request_not_a_pass(tmp_path):
+    """While nothing has ever answered at the endpoint, a retry is an empty request first; the
+    transcripts are read (a pass) only once something answers."""
+    import structlog
+
+    from ccotel import app
+    from ccotel.otlp import ExportHealth
+    from ccotel.traces.service import TraceThread, options, span_sink
+    from ccotel.traces.shipper import Shipper
+    from tests.conftest import FIXTURES, free_port
+    from tests.test_traces import cfg_for
+    from tests.test_traces_receiver import Receiver
+
+    src, port = FIXTURES / "claude-2.1.38", free_port()
+    cfg = cfg_for(src, tmp_path / "state", otlp_endpoint=f"http://127.0.0.1:{port}")
+    app.backfill(cfg)
+    sink = span_sink(cfg)
+    shipper = Shipper(cfg.resolved_state_dir() / "state.db", sink, options(cfg), since=0)
+    passes = []
+    real_pass = shipper.run_pass
+    shipper.run_pass = lambda: passes.append(1) or real_pass()  # type: ignore[method-assign]
+    health = ExportHealth(structlog.get_logger(), "traces", sink.target.where, False, 0.05)
+    th = TraceThread(shipper, health)
+    try:
+        th._once()  # the first pass: refused
+        assert passes == [1] and health.state == "waiting" and health.backoff.failures == 1
+        for n in (2, 3):
+            assert th._reachable() is False  # still nobody: no pass, one more failure
+            assert passes == [1] and health.backoff.failures == n
+        with Receiver(port=port) as r:
+            assert th._reachable() is True and r.got.requests == 1  # the empty request
+            th._once()
+            assert passes == [1, 1] and health.state == "ok" and r.got.spans
+            sent = r.got.requests
+            assert th._reachable() is True and r.got.requests == sent  # answered: no probing
+    finally:
+        sink.shutdown()
+        shipper.close()

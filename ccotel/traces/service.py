@@ -112,13 +112,28 @@ class TraceThread:
             self.ev.clear()
             if sh.stop.is_set():
                 break
-            if not h.ready():
+            if not h.ready() or not self._reachable():
                 continue
             try:
                 self._once()
             except Exception as exc:  # never let the thread die: log and retry later
                 log.exception("trace pass failed", error=str(exc))
                 h.failed(ExportError("internal error", TRANSIENT, str(exc)[:200], local=True))
+
+    def _reachable(self) -> bool:
+        """While nothing has ever answered at the endpoint (no collector yet), a retry is an
+        empty request first: a refused connection then costs no reading of transcripts."""
+        h = self.health
+        if not h.backoff.failures or h.answered or h.last_local:
+            return True
+        try:
+            self.shipper.sink.probe()
+        except ExportError as exc:
+            h.failed(exc)
+            return False
+        except Exception:  # a sink that cannot probe: the pass finds out
+            return True
+        return True
 
     def _quiet(self) -> float:
         """How long to sleep when nothing failed: until notified (new lines), or until the
