@@ -111,3 +111,41 @@ def test_no_collector_yet_costs_an_empty_request_not_a_pass(tmp_path):
     finally:
         sink.shutdown()
         shipper.close()
+
+
+def test_text_exposition_equals_the_library_byte_for_byte(tmp_path):
+    """The remembered-lines renderer writes what prometheus-client's generate_latest writes, on
+    the daemon's own collector (real transcripts, odd project names), before and after changes."""
+    import time
+
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.exposition import generate_latest
+
+    from ccotel import app
+    from ccotel.batch import UsageSums
+    from ccotel.projects import project_labeler
+    from ccotel.server.exposition import TextExposition
+    from ccotel.sinks import TotalsCollector
+    from ccotel.state import Store
+    from ccotel.totals import Totals
+    from tests.conftest import FIXTURES
+    from tests.test_traces import cfg_for
+
+    cfg = cfg_for(FIXTURES / "claude-2.1.38", tmp_path / "state")
+    app.backfill(cfg)
+    store = Store(cfg.resolved_state_dir())
+    try:
+        totals = Totals.load(store, time.time())
+    finally:
+        store.close()
+    assert totals.usage and totals.tool_agg
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(TotalsCollector(totals, project_labeler("name"), {"1h": 2.5}, time.time))
+    text = TextExposition()
+    for odd in ('/home/u/quote"d', "/home/u/back\\slash", "/home/u/new\nline", "/home/u/ünï"):
+        assert text.render(reg) == generate_latest(reg)
+        totals.usage[("claude-x", odd)] = UsageSums(1, 2, 3, 4, 5, 0, 1, 0.25, 0)
+        key = next(iter(totals.usage))
+        totals.usage[key] = UsageSums(9, 9, 9, 9, 9, 9, 9, 9.5, 9)  # a value moved
+    body = text.render(reg)
+    assert body == generate_latest(reg) and b'quote\\"d' in body and b"new\\nline" in body

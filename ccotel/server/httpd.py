@@ -36,11 +36,12 @@ from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
+from prometheus_client.exposition import choose_encoder, generate_latest
 
 from ccotel.config import ConfigError
 from ccotel.server.access import ADDR_KEY, HostFilter, check_exposure, host_name, resolve
 from ccotel.server.auth import BasicAuth
+from ccotel.server.exposition import TextExposition
 
 log = structlog.get_logger()
 
@@ -142,6 +143,7 @@ class _App:
         self.version = version
         self._rendered: dict[str, tuple[object, float, str, bytes]] = {}
         self._render_lock = threading.Lock()
+        self._text = TextExposition()
         self._refused: set[str] = set()
         self._faults: dict[tuple[str, str], float] = {}
 
@@ -215,6 +217,8 @@ class _App:
     def _render(self, accept: str | None) -> tuple[str, bytes]:
         try:
             encoder, ctype = choose_encoder(accept or "")
+            if encoder is generate_latest:  # the plain text format: lines remembered
+                return ctype, self._text.render(self.registry)
             return ctype, encoder(self.registry)
         except (TypeError, ValueError):  # an Accept header prometheus-client trips on
             encoder, ctype = choose_encoder("")

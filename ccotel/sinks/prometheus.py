@@ -47,6 +47,9 @@ class TotalsCollector:
         self._admitted: set[str] = set()
         self._folded: set[str] = set()
         self._admit_lock = threading.Lock()
+        # the tool families of the last scrape, and what they were made from (tool calls
+        # change less often than tokens: most scrapes after an append reuse them)
+        self._tools_made: tuple[object, list[Metric]] | None = None
 
     def project(self, cwd: str) -> str:
         """The project label, or "other" for a project beyond max_projects."""
@@ -95,7 +98,7 @@ class TotalsCollector:
             files, lag, pending = t.files_tracked, t.lag, t.pending_bytes
         self._admit(usage, tools, sessions)
         yield from self._usage(usage, exemplars)
-        yield from self._tools(tools)
+        yield from self._tool_families(tools)
 
         yield _by_label(
             CounterMetricFamily("ccotel_sessions", "Sessions seen", labels=["project"]),
@@ -204,6 +207,13 @@ class TotalsCollector:
         for model, n in sorted(unp.items()):
             unpriced.add_metric([model], n)
         yield from (tokens, cost, reqs, web, unpriced)
+
+    def _tool_families(self, tools: dict[tuple[str, str, str], ToolAgg]) -> list[Metric]:
+        # ToolAgg values are replaced, never changed in place, and compare by value
+        made_from = (len(self._admitted), tuple(tools.items()))
+        if self._tools_made is None or self._tools_made[0] != made_from:
+            self._tools_made = (made_from, list(self._tools(tools)))
+        return self._tools_made[1]
 
     def _tools(self, tools: dict[tuple[str, str, str], ToolAgg]) -> Iterator[Metric]:
         calls = CounterMetricFamily(
