@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import os
 import signal
 import threading
@@ -293,6 +294,10 @@ class Daemon:
         if self.stopping:
             return
         log.info("caught up", lines=lines, files=self.ingest.totals.files_tracked)
+        # What the catch-up left (caches, key sets) lives as long as the daemon: out of the
+        # collector's sight, a full collection no longer walks it (a pause on an append).
+        gc.collect()
+        gc.freeze()
         self.ready.set()
         self.exporters.start()
         self._loop()
