@@ -27,7 +27,18 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _Main(click.Group):
-    """Usage errors in one line, as `ccotel: <what> (see `ccotel x --help`)`."""
+    """Usage errors in one line, as `ccotel: <what> (see `ccotel x --help`)`; the `service`
+    group loaded only when asked for (other commands start without it)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), "service"])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name == "service":
+            from ccotel.service import service
+
+            return service
+        return super().get_command(ctx, cmd_name)
 
     def main(
         self,
@@ -462,18 +473,18 @@ def report(
 
     from ccotel import report as rep
     from ccotel.projects import project_labeler
-    from ccotel.state import StateError, open_readonly
+    from ccotel.state import DB_NAME, StateError, connect_readonly
 
     cfg = _config(ctx, state_dir=state_dir)
     try:
-        store = open_readonly(cfg.resolved_state_dir())
+        db = connect_readonly(cfg.resolved_state_dir() / DB_NAME)
     except StateError as exc:
         _fail(str(exc))
     except sqlite3.DatabaseError as exc:  # corruption found past the open: same advice
         _fail(_corrupt(cfg, exc))
     try:
         data = rep.build(
-            store,
+            db,
             by,
             since,
             project_labeler(cfg.project_label if cfg.project_label != "off" else "name"),
@@ -481,7 +492,7 @@ def report(
     except sqlite3.DatabaseError as exc:
         _fail(_corrupt(cfg, exc))
     finally:
-        store.close()
+        db.close()
     if as_json:
         click.echo(json.dumps(rep.rounded(data), indent=2))
         return
@@ -650,15 +661,6 @@ def export_state(e: object, key: str = "traces") -> str | None:
         return f"failing: {endpoint}: {e.get('error') or 'no answer'}"
     sent = e.get("spans_exported")
     return f"{state}, to {endpoint}" + (f" ({sent} spans exported)" if sent else "")
-
-
-def _service() -> click.Group:
-    from ccotel.service import service
-
-    return service
-
-
-main.add_command(_service())
 
 
 if __name__ == "__main__":

@@ -90,10 +90,21 @@ def test_walker_lists_a_just_changed_folder_again(tmp_path, monkeypatch):
     assert listed == [str(proj), str(proj)]
 
 
-def test_walker_reports_unreadable_folders_and_a_missing_root(tmp_path):
+def test_walker_reports_a_missing_root_and_lists_again_after_a_chmod(tmp_path, monkeypatch):
+    """A chmod moves a folder's ctime, not its mtime: the folder is listed again, so one that
+    became unreadable is reported (and cleared) by the next rescan, not served from cache.
+    (The refusal itself is tested on a daemon without root's override: test_cli_mistakes.)"""
     errors: list[OSError] = []
     assert TreeWalker().files([tmp_path / "absent"], errors.append) == []
     assert len(errors) == 1 and isinstance(errors[0], FileNotFoundError)
+    root, proj, _sub = tree(tmp_path)
+    w = TreeWalker()
+    w.files([root], errors.append)
+    listed = counting(monkeypatch)
+    proj.chmod(0o700)
+    os.utime(proj, (OLD, OLD))
+    w.files([root], errors.append)
+    assert listed == [str(proj)]
 
 
 def test_rescan_finds_missed_appends_truncations_new_and_deleted_files(tmp_path):

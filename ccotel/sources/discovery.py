@@ -29,20 +29,20 @@ def transcript_files(
 
 
 class TreeWalker:
-    """``transcript_files`` for a rescan: a folder is listed again only when its mtime (or
-    inode) moved since it was last listed, so a rescan of an unchanged tree costs one stat
-    per folder. A folder whose mtime was within SETTLE seconds of its listing is listed
+    """``transcript_files`` for a rescan: a folder is listed again only when its mtime, ctime
+    (a chmod) or inode moved since it was last listed, so a rescan of an unchanged tree costs
+    one stat per folder. A folder whose mtime was within SETTLE seconds of its listing is listed
     again next time (a coarse-mtime filesystem could hide a change made in that second)."""
 
     SETTLE = 2.0
 
     def __init__(self) -> None:
-        # folder -> ((st_dev, st_ino, st_mtime_ns), its subfolders to walk, its .jsonl files)
-        self._dirs: dict[str, tuple[tuple[int, int, int], list[str], list[str]]] = {}
+        # folder -> ((dev, ino, mtime_ns, ctime_ns), its subfolders to walk, its .jsonl files)
+        self._dirs: dict[str, tuple[tuple[int, ...], list[str], list[str]]] = {}
 
     def files(self, roots: list[Path], on_error: Callable[[OSError], object]) -> list[str]:
         out: list[str] = []
-        listed: dict[str, tuple[tuple[int, int, int], list[str], list[str]]] = {}
+        listed: dict[str, tuple[tuple[int, ...], list[str], list[str]]] = {}
         stack = [str(projects_dir(r)) for r in reversed(roots)]
         while stack:
             top = stack.pop()
@@ -51,7 +51,7 @@ class TreeWalker:
             except OSError as exc:
                 on_error(exc)
                 continue
-            stamp = (st.st_dev, st.st_ino, st.st_mtime_ns)
+            stamp = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)  # ctime: chmod
             cached = self._dirs.get(top)
             if cached is not None and cached[0] == stamp:
                 entry = cached
@@ -60,7 +60,7 @@ class TreeWalker:
                 if got is None:
                     continue
                 settled = st.st_mtime_ns < (time.time() - self.SETTLE) * 1e9
-                entry = (stamp if settled else (0, 0, 0), *got)
+                entry = (stamp if settled else (), *got)
             listed[top] = entry
             out.extend(entry[2])
             stack.extend(reversed(entry[1]))

@@ -18,29 +18,32 @@ Which module owns what (no SQL lives outside this package):
 - ``running``: ``daemon.json``, where the running daemon serves (no SQL).
 
 Other packages import from here (``from ccotel.state import Store``), not from the modules;
-importing it loads no logging (``rebuild_state`` is loaded on first use: `ccotel report`
-stays light).
+importing it loads only ``readonly`` (the rest on first use: `ccotel report` stays light).
 """
 
 from typing import TYPE_CHECKING
 
 from ccotel.lazy import loader
-from ccotel.state import queries, seen
-from ccotel.state.running import RUNNING_NAME, Running, clear_running, read_running, write_running
-from ccotel.state.store import (
+from ccotel.state.readonly import (
     DB_NAME,
     StateError,
-    StateLock,
     StateLocked,
-    Store,
+    connect_readonly,
     db_error_message,
-    open_lock,
-    open_readonly,
 )
-from ccotel.state.traces import TraceState
 
 if TYPE_CHECKING:
+    from ccotel.state import queries, seen
     from ccotel.state.rebuild import rebuild_state
+    from ccotel.state.running import (
+        RUNNING_NAME,
+        Running,
+        clear_running,
+        read_running,
+        write_running,
+    )
+    from ccotel.state.store import StateLock, Store, open_lock, open_readonly
+    from ccotel.state.traces import TraceState
 
 __all__ = [
     "DB_NAME",
@@ -52,6 +55,7 @@ __all__ = [
     "Store",
     "TraceState",
     "clear_running",
+    "connect_readonly",
     "db_error_message",
     "open_lock",
     "open_readonly",
@@ -62,4 +66,19 @@ __all__ = [
     "write_running",
 ]
 
-__getattr__ = loader(__name__, {"rebuild_state": "rebuild"})  # logs: loads structlog
+# Each loads its module on first use: `ccotel report` needs only `readonly` and `queries`.
+__getattr__ = loader(
+    __name__,
+    {
+        "queries": "queries",
+        "seen": "seen",
+        "rebuild_state": "rebuild",  # logs: loads structlog
+        "TraceState": "traces",
+        **dict.fromkeys(
+            ("StateLock", "StateLocked", "Store", "open_lock", "open_readonly"), "store"
+        ),
+        **dict.fromkeys(
+            ("RUNNING_NAME", "Running", "clear_running", "read_running", "write_running"), "running"
+        ),
+    },
+)
