@@ -1,3 +1,3 @@
-from ccotel.cli import main
+from ccotel.entry import main
 
 main()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -19,9 +19,10 @@ import structlog
 
 from ccotel.batch import Batch, Interval, Response, SessionInfo, ToolAgg, ToolCall
 from ccotel.digest import Digest, UsageEntry, rank
+from ccotel.keys import h64
 from ccotel.pricing import PriceTable
-from ccotel.records import Usage, h64
-from ccotel.state import Store, seen
+from ccotel.records import Usage
+from ccotel.state import OutcomeLedger, Store, seen
 
 log = structlog.get_logger()
 
@@ -81,6 +82,7 @@ class Accountant:
         self.seen.update((h64(s) for s in store.session_ids()), seen.SESSION)
         self.seen.update((_place_key(s, c) for s, c in store.places()), seen.PLACE)
         self.tool_agg = store.tool_agg()
+        self.outcomes = OutcomeLedger(store, self.seen)  # what the spend bought
         self._rows: OrderedDict[int, Response] = OrderedDict()
         self._tools: OrderedDict[int, ToolCall] = OrderedDict()
         self._cwds: OrderedDict[str, str] = OrderedDict()  # session -> its first cwd
@@ -97,6 +99,7 @@ class Accountant:
         self._prior: dict[int, Response | None] = {}  # key -> its committed row (None: new)
         self.new_sessions: dict[str, str] = {}  # session -> cwd, not in the state before
         self.new_places: set[tuple[str, str]] = set()  # (session, cwd), not in the state before
+        self.outcomes.begin()
         return self.batch
 
     def finish(self) -> Batch:
@@ -107,6 +110,7 @@ class Accountant:
             prior = self._prior.get(key)
             if prior is not None:
                 self._add(prior, -1)
+        b.outcomes = self.outcomes.writes()
         return b
 
     def committed(self) -> None:
@@ -126,6 +130,16 @@ class Accountant:
         for place in self.new_places:
             _remember(self._places, place, True)
         self.tool_agg.update(b.tool_agg)
+        self.outcomes.committed()
+
+    def spend_changes(self) -> Iterator[tuple[str | None, float, float]]:
+        """(session, response time, USD) of the batch's kept responses, and the same negated
+        for the copies they replace: what each session's cost moves by (the live board)."""
+        for key, row in self.batch.responses.items():
+            yield row.session, row.ts, row.cost
+            prior = self._prior.get(key)
+            if prior is not None:
+                yield prior.session, prior.ts, -prior.cost
 
     # --- records -------------------------------------------------------------
 
@@ -145,6 +159,8 @@ class Accountant:
             self._touch_place(sid, cwd, first, last)
         for e in d.usage:
             self._usage(e, e.cwd or self._session_cwd(e.session))
+        for key, ts in d.marks.items():
+            b.marks[key] = min(ts, b.marks.get(key, ts))
         for t in d.tools:
             if t.name is not None and t.start is not None:  # a call (with its result or not)
                 self._tool_use(
@@ -152,6 +168,7 @@ class Accountant:
                 )
             if t.end is not None:
                 self._tool_result(t.key, t.is_error, t.end)
+        self.outcomes.apply(d, self._session_cwd)
 
     def _session_cwd(self, sid: str) -> str:
         """A session's first cwd: for a line of a file that has not named its own yet."""

@@ -18,10 +18,12 @@ from prometheus_client import CollectorRegistry
 
 from ccotel import __version__
 from ccotel.config import Config
-from ccotel.pipeline import Ingest, Progress
+from ccotel.live import LiveCollector, Stream, board_for
+from ccotel.otlp import push_identity
+from ccotel.pipeline import Ingest, Progress, read_history
 from ccotel.projects import project_labeler
 from ccotel.server import HttpServer
-from ccotel.sinks import TotalsCollector
+from ccotel.sinks import NativeCollector, OutcomeCollector, TotalsCollector
 from ccotel.sources import RESCAN, Watcher, claude_roots
 from ccotel.state import (
     DB_NAME,
@@ -31,6 +33,7 @@ from ccotel.state import (
     rebuild_state,
     write_running,
 )
+from ccotel.statusline import Hub
 from ccotel.traces import Exporters, backfill_traces
 from ccotel.wakeup import Wakeup
 
@@ -66,6 +69,7 @@ def catch_up(
     on_total: Callable[[int], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
+    read_history(ingest)  # once, after the upgrade that brought outcomes
     todo = ingest.scan()
     if on_total:
         on_total(len(todo))
@@ -149,7 +153,7 @@ def _catch_up_into(
     progress: Progress | None,
     on_total: Callable[[int], None] | None,
 ) -> dict[str, Any]:
-    ingest = Ingest(cfg, store, roots_of(cfg), clock)
+    ingest = Ingest(cfg, store, roots_of(cfg), clock, sleep=wake.sleep)
     ingest.stopping = lambda: wake.stop_requested
     t0 = time.perf_counter()
     lines = catch_up(ingest, workers_of(cfg), progress, on_total, wake.sleep)
@@ -192,34 +196,50 @@ class Daemon:
         cfg, clock, stack = self.cfg, self.clock, self._stack
         self.store = Store(cfg.resolved_state_dir())
         stack.callback(self.store.close)
-        self.ingest = Ingest(cfg, self.store, self.roots, clock)
+        self.ingest = Ingest(cfg, self.store, self.roots, clock, sleep=self.wake.sleep)
         self.ingest.stopping = lambda: self.wake.stop_requested
         stack.callback(self._last_flush)
         self.exporters = Exporters(cfg, self.store.path, clock)
         stack.callback(_close_exporters, self.exporters)
+        # The status line, plan limits and billing blocks (ccotel.statusline.daemon).
+        self.hub = Hub(cfg, self.store.dir, self.ingest.totals, budgets_of(cfg), clock,
+                       restore=self.store.db)  # fmt: skip
+        self.statusline = self.hub.reports  # the public interface: ccotel/statusline/__init__.py
+        self.ingest.on_commit.append(self.hub.blocks.committed)
+        stack.callback(self.hub.stop)
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(
-            TotalsCollector(
-                self.ingest.totals,
-                project_labeler(cfg.project_label),
-                budgets_of(cfg),
-                clock,
-                extra=self.exporters.metrics,
-                max_projects=cfg.max_projects,
-            )
+        totals_collector = TotalsCollector(
+            self.ingest.totals,
+            project_labeler(cfg.project_label),
+            budgets_of(cfg),
+            clock,
+            extra=lambda: self.exporters.metrics() + self.hub.metrics(),
+            max_projects=cfg.max_projects,
         )
-        self.exporters.attach_registry(registry)
+        registry.register(totals_collector)
+        outcomes = self.ingest.acct.outcomes.totals  # what the spend bought
+        registry.register(OutcomeCollector(outcomes, self.ingest.totals, totals_collector.project))
+        if cfg.native_metrics:
+            registry.register(NativeCollector(self.ingest.totals, outcomes))
+        # The page names projects as `ccotel report` does (project_label "off" hides them
+        # from metric labels only).
+        label = project_labeler(cfg.project_label if cfg.project_label != "off" else "name")
+        self.live = board_for(cfg, self.ingest, clock, label, lambda: self.statusline)
+        self.live_stream = Stream(self.live.payload)
+        self.live.on_change = self.live_stream.changed
+        stack.callback(self.live_stream.stop)
+        registry.register(LiveCollector(self.live))
+        self.exporters.attach_registry(registry, push_identity(self.store), self.store.dir)
         host, port = cfg.http_host_port()
         self.web = None
         if cfg.web:
             from ccotel.traces import options
             from ccotel.web import Web
 
-            # The page names projects as `ccotel report` does (project_label "off" hides them
-            # from metric labels only).
-            label = project_labeler(cfg.project_label if cfg.project_label != "off" else "name")
             self.web = Web(cfg, self.store.dir, self.ingest.totals, self.health, budgets_of(cfg),
                            label, options(cfg), clock)  # fmt: skip
+            self.web.live, self.web.live_stream = self.live, self.live_stream
+            self.web.plan = self.hub.page
         self.server = HttpServer(
             host, port, registry, self.health, web=self.web.handle if self.web else None,
             tls=(cfg.http_tls_cert, cfg.http_tls_key) if cfg.http_tls_cert else None,
@@ -273,6 +293,7 @@ class Daemon:
         if self.stopping:
             return
         self.server.start()
+        self.live_stream.start()
         base = self.server.url
         write_running(self.store.dir, base)  # the port it got, when http_addr asked for 0
         self._stack.callback(clear_running, self.store.dir)
@@ -285,6 +306,9 @@ class Daemon:
         )
         if self.stopping:
             return
+        self.hub.start()
+        if self.stopping:
+            return
         self.watcher = Watcher(self.roots, self.wake.add)
         self._stack.callback(self.watcher.stop)
         self.watcher.start()
@@ -294,11 +318,14 @@ class Daemon:
         if self.stopping:
             return
         log.info("caught up", lines=lines, files=self.ingest.totals.files_tracked)
+        self.live.rebuild(self.ingest.cursors, self.cfg.max_line_bytes)
+        self.ingest.live = self.live
         # What the catch-up left (caches, key sets) lives as long as the daemon: out of the
         # collector's sight, a full collection no longer walks it (a pause on an append).
         gc.collect()
         gc.freeze()
         self.ready.set()
+        self.hub.set_ready()
         self.exporters.start()
         self._loop()
 
@@ -331,9 +358,11 @@ class Daemon:
                 if self.stopping:
                     break
                 self.ingest.ingest(p)
-            if self.ingest.flush() and not self.ingest.retry:
+            flushed = self.ingest.flush()
+            self.live.published()
+            if flushed and not self.ingest.retry:
                 backoff = RETRY_FIRST
-            elif self.ingest.last_error is not None:  # still failing: wait longer each time
+            elif self.ingest.retry:  # a commit or a read still failing: wait longer each time
                 retry_at = time.monotonic() + backoff
                 backoff = min(backoff * 2, interval)
             if paths:  # new lines for the traces; an idle wake-up leaves them asleep

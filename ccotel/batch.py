@@ -7,6 +7,7 @@ tuples, and they travel between processes as msgpack arrays).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from msgspec import Struct
 
@@ -140,8 +141,10 @@ class Batch:
     tools: dict[int, ToolCall] = field(default_factory=dict)
     tool_agg: dict[tuple[str, str, str], ToolAgg] = field(default_factory=dict)
     spend: dict[int, float] = field(default_factory=dict)
+    marks: dict[int, float] = field(default_factory=dict)  # block entries without usage: key -> ts
     counters: dict[str, float] = field(default_factory=dict)
     last_event_ts: float | None = None
+    outcomes: Any = None  # outcome_ledger.Writes: what the spend bought, new in this batch
     lines: int = 0
     bytes: int = 0  # transcript bytes the batch's cursors moved over
 

@@ -2,7 +2,8 @@
 
 Read from ccusage's own code (``rust/crates/ccusage/src/blocks.rs``):
 
-* entries (de-duplicated API responses, the same set ``ccusage session`` sums) are
+* entries (de-duplicated API responses, the same set ``ccusage session`` sums, and the
+  zero-usage API-error lines ccusage also counts) are
   sorted by time; the first one opens a block that starts at its time floored to
   the UTC hour and ends 5 hours later;
 * an entry opens a new block when it is more than 5 hours (strictly) after the
@@ -24,12 +25,13 @@ to the millisecond. Times in and out are epoch seconds (floats).
 from __future__ import annotations
 
 import math
+import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ccotel.state import queries
+from ccotel.state import limits
 
 if TYPE_CHECKING:
     from ccotel.state import Store
@@ -41,6 +43,7 @@ __all__ = [
     "Entry",
     "Projection",
     "active_block",
+    "blocks_from_db",
     "blocks_from_store",
     "burn_rate",
     "identify_blocks",
@@ -186,12 +189,20 @@ def projection(block: Block, *, now: float | None = None) -> Projection | None:
 def blocks_from_store(
     store: Store, *, now: float | None = None, since: float | None = None
 ) -> list[Block]:
-    """The blocks of the responses in a :class:`ccotel.state.store.Store` (read only).
+    """The blocks of the entries in a :class:`ccotel.state.store.Store` (read only): its
+    responses and its zero-usage API-error lines (``block_marks``), as ccusage's entries.
 
     ``since``: the ``start`` of a block computed before; only it and the blocks after
     it are recomputed (a block's start depends only on the entries before it, so the
     earlier ones cannot change unless an older response arrives late: recompute all
     from time to time). Reading every response costs about 3 s per million.
     """
-    rows = queries.block_entries(store.db, since if since is not None else float("-inf"))
-    return identify_blocks((Entry(*row) for row in rows), now=now)
+    return blocks_from_db(store.db, now=now, since=since)
+
+
+def blocks_from_db(
+    db: sqlite3.Connection, *, now: float | None = None, since: float | None = None
+) -> list[Block]:
+    """``blocks_from_store`` on a state database connection (``connect_readonly``)."""
+    rows = limits.block_entries(db, since if since is not None else float("-inf"))
+    return identify_blocks((Entry(*row[2:]) for row in rows), now=now)

@@ -26,18 +26,23 @@ EXIT_CONFIG = 2
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# Groups loaded only when asked for: other commands start without their modules.
+_LAZY = {"service": "ccotel.service", "statusline": "ccotel.statusline"}
+
+
 class _Main(click.Group):
-    """Usage errors in one line, as `ccotel: <what> (see `ccotel x --help`)`; the `service`
-    group loaded only when asked for (other commands start without it)."""
+    """Usage errors in one line, as `ccotel: <what> (see `ccotel x --help`)`; the _LAZY
+    groups loaded only when asked for."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted([*super().list_commands(ctx), "service"])
+        return sorted([*super().list_commands(ctx), *_LAZY])
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name == "service":
-            from ccotel.service import service
+        if cmd_name in _LAZY:
+            import importlib
 
-            return service
+            cmd: click.Command = getattr(importlib.import_module(_LAZY[cmd_name]), cmd_name)
+            return cmd
         return super().get_command(ctx, cmd_name)
 
     def main(
@@ -224,10 +229,11 @@ def _check_prices(cfg: Config) -> None:
 
 
 def _check_otlp(cfg: Config, signal: str = "traces") -> None:
-    from ccotel.otlp import target
+    from ccotel.otlp import resource_attributes, target
 
     try:
         target(cfg, signal)  # type: ignore[arg-type]
+        resource_attributes(cfg)
     except ValueError as exc:  # an OTLP setting that cannot work (protocol, compression)
         _fail(f"configuration error: {exc}", EXIT_CONFIG)
 
@@ -299,6 +305,15 @@ def run(ctx: click.Context, /, **flags: Any) -> None:
     _check_prices(cfg)
     if cfg.traces:
         _check_otlp(cfg)
+    from ccotel.otlp import configured, push_interval, push_temporality
+
+    try:  # OTEL_METRIC_EXPORT_INTERVAL and the temporality preference, checked at start
+        interval = push_interval(cfg)
+        push_temporality(cfg)
+    except ValueError as exc:
+        _fail(f"configuration error: {exc}", EXIT_CONFIG)
+    if interval > 0 and configured(cfg, "metrics"):
+        _check_otlp(cfg, "metrics")
     from ccotel import app, log
     from ccotel.config import ConfigError
     from ccotel.state import StateError
@@ -374,12 +389,7 @@ def backfill(
         _warn("--since picks the sessions --traces exports; the metrics backfill reads everything")
     since_ts = since
     if export_traces:
-        from ccotel.otlp import target
-
-        try:
-            target(cfg, "traces")
-        except ValueError as exc:  # an OTLP setting that cannot work (protocol, compression)
-            _fail(f"configuration error: {exc}", EXIT_CONFIG)
+        _check_otlp(cfg)
     log.setup("warning", stream=sys.stderr)  # stdout stays empty: warnings beside the summary
     try:
         if sys.stderr.isatty():
@@ -453,10 +463,11 @@ def _rebuilt(res: dict[str, Any]) -> None:
 @click.option(
     "--by",
     "by",
-    type=click.Choice(["session", "day", "model", "project"]),
+    type=click.Choice(["session", "day", "model", "project", "block"]),
     default="day",
     show_default=True,
-    help="Rows per day or session (in time order), or per model or project (by cost).",
+    help="Rows per day, session or 5-hour billing block (in time order, blocks as `ccusage "
+    "blocks` counts them), or per model or project (by cost).",
 )
 @click.option(
     "--since",
@@ -518,17 +529,11 @@ def status(ctx: click.Context, /, as_json: bool, **flags: Any) -> None:
     0 (any free port), the port the daemon got is read from daemon.json in the state dir.
     Exit 0 up, 1 refused, 3 not running.
     """
-    from ccotel.config import url_host
     from ccotel.state import RUNNING_NAME, read_running
 
     cfg = _config(ctx, **flags)
-    host, port = cfg.http_host_port()
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
-    scheme = "https" if cfg.http_tls_cert else "http"
-    base = f"{scheme}://{url_host(host)}:{port}"
-    running = read_running(cfg.resolved_state_dir()) if port == 0 else None
-    if running is not None:
-        base = running.url.replace("://0.0.0.0:", "://127.0.0.1:").replace("://[::]:", "://[::1]:")
+    base = _daemon_base(cfg)
+    port = cfg.http_host_port()[1]
 
     def down(msg: str, code: int) -> NoReturn:
         if as_json:  # the reason for scripts on stdout, and for people on stderr
@@ -536,7 +541,7 @@ def status(ctx: click.Context, /, as_json: bool, **flags: Any) -> None:
             click.echo(json.dumps(out, indent=2))
         _fail(msg, code)
 
-    if port == 0 and running is None:
+    if port == 0 and read_running(cfg.resolved_state_dir()) is None:
         down(
             f"http_addr asks for any free port, and no daemon wrote its own to "
             f"{cfg.resolved_state_dir() / RUNNING_NAME}: the daemon is not running "
@@ -572,6 +577,37 @@ def status(ctx: click.Context, /, as_json: bool, **flags: Any) -> None:
             click.echo(f"  {label:<10} {line}")
 
 
+@main.command()
+@http_addr_options("Where the daemon listens (default: http_addr of the config).")
+@click.option("--once", is_flag=True, help="Print the board once and exit.")
+@click.option("--json", "as_json", is_flag=True, help="Print the daemon's /api/live once.")
+@click.pass_context
+def live(ctx: click.Context, /, once: bool, as_json: bool, **flags: Any) -> None:
+    """Every Claude Code session of the last live_window, the ones waiting for you first:
+    state, running tool, context use, cost and cost per hour; redrawn as they change until
+    Ctrl-C. Reads the running daemon (TLS and basic auth as for `ccotel status`)."""
+    from ccotel.live import Feed, run
+
+    cfg = _config(ctx, **flags)
+    base = _daemon_base(cfg)
+    h = _healthz(cfg, base, _fail)  # a clear message when no daemon answers
+    if not h.get("ok"):
+        _warn("the daemon is still catching up: the board fills when it is done")
+    tls, headers = _daemon_access(cfg, _fail)
+    feed = Feed(base, tls, headers)
+    if as_json:
+        try:
+            feed.get()
+        except Exception as exc:
+            _fail(f"{base}/api/live: {exc}")
+        click.echo(json.dumps(feed.board, indent=2))
+        return
+    try:
+        run(feed, once=once)
+    except Exception as exc:  # --once: the daemon went away or answered nonsense
+        _fail(f"{base}/api/live: {exc}")
+
+
 @main.command("hash-password")
 def hash_password() -> None:
     """Print the config line of http_basic_auth_password_hash for a password.
@@ -592,15 +628,28 @@ def hash_password() -> None:
     )
 
 
-def _healthz(cfg: Config, base: str, down: Callable[[str, int], NoReturn]) -> dict[str, Any]:
-    """GET /healthz, speaking the daemon's TLS and basic auth; ``down(msg, code)`` otherwise."""
-    import base64
-    import http.client
-    import ssl
-    import urllib.error
-    import urllib.request
+def _daemon_base(cfg: Config) -> str:
+    """The URL of the daemon this config runs (a wildcard address reached on loopback); with
+    http_addr's port 0, the one daemon.json in the state dir names."""
+    from ccotel.config import url_host
+    from ccotel.state import read_running
 
-    url = f"{base}/healthz"
+    host, port = cfg.http_host_port()
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    scheme = "https" if cfg.http_tls_cert else "http"
+    base = f"{scheme}://{url_host(host)}:{port}"
+    running = read_running(cfg.resolved_state_dir()) if port == 0 else None
+    if running is not None:
+        base = running.url.replace("://0.0.0.0:", "://127.0.0.1:").replace("://[::]:", "://[::1]:")
+    return base
+
+
+def _daemon_access(cfg: Config, down: Callable[[str, int], NoReturn]) -> tuple[Any, dict[str, str]]:
+    """(TLS context or None, headers) to speak to the daemon: its own certificate trusted,
+    basic auth from CCOTEL_HTTP_PASSWORD; ``down(msg, code)`` when that cannot be."""
+    import base64
+    import ssl
+
     tls = None
     if cfg.http_tls_cert:
         try:
@@ -608,13 +657,25 @@ def _healthz(cfg: Config, base: str, down: Callable[[str, int], NoReturn]) -> di
         except (OSError, ssl.SSLError) as exc:
             down(f"http_tls_cert {cfg.http_tls_cert}: cannot use it ({exc})", EXIT_CONFIG)
         tls.check_hostname = False  # the certificate names the host, not the loopback address
-    req = urllib.request.Request(url)
+    headers: dict[str, str] = {}
     if cfg.http_basic_auth_user:
         password = os.environ.get("CCOTEL_HTTP_PASSWORD")
         if password is None:
             down("the daemon asks for a password: set CCOTEL_HTTP_PASSWORD", EXIT_CONFIG)
         token = base64.b64encode(f"{cfg.http_basic_auth_user}:{password}".encode()).decode()
-        req.add_header("Authorization", f"Basic {token}")
+        headers["Authorization"] = f"Basic {token}"
+    return tls, headers
+
+
+def _healthz(cfg: Config, base: str, down: Callable[[str, int], NoReturn]) -> dict[str, Any]:
+    """GET /healthz, speaking the daemon's TLS and basic auth; ``down(msg, code)`` otherwise."""
+    import http.client
+    import urllib.error
+    import urllib.request
+
+    url = f"{base}/healthz"
+    tls, headers = _daemon_access(cfg, down)
+    req = urllib.request.Request(url, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=3, context=tls) as r:
             body = r.read()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -26,12 +26,17 @@ class ConfigError(ValueError):
     pass
 
 
+# Every number has bounds: an infinite, huge or tiny value would overflow a timer, spin a
+# loop or fill the memory far from where it was set; refused here, in one line naming the key.
+DAY = 86400.0
 NonNegative = Annotated[float, Meta(ge=0)]
+Seconds = Annotated[float, Meta(ge=0, le=DAY)]
+Usd = Annotated[float, Meta(ge=0, le=1e9)]
 
 
 class Budget(Struct, forbid_unknown_fields=True, frozen=True):
-    hourly_usd: NonNegative | None = None
-    daily_usd: NonNegative | None = None
+    hourly_usd: Usd | None = None
+    daily_usd: Usd | None = None
 
 
 class Config(Struct, forbid_unknown_fields=True, kw_only=True):
@@ -41,19 +46,20 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
         DEFAULT_HTTP_ADDR  # the page, /api/, /metrics and /healthz (old name: metrics_addr)
     )
     project_label: Literal["name", "path", "hash", "off"] = "name"
-    max_projects: Annotated[int, Meta(ge=0)] = (
+    max_projects: Annotated[int, Meta(ge=0, le=100_000)] = (
         200  # distinct project labels; the rest fold into "other"; 0: no cap
     )
     pricing_file: str = ""
     pricing_rules: Literal["ccusage", "anthropic"] = "ccusage"
     price_web_search: bool = False
     budget: Budget = Budget()
-    rescan_interval: Annotated[float, Meta(gt=0)] = 60.0
-    max_line_bytes: Annotated[int, Meta(ge=1024)] = 64 << 20
+    rescan_interval: Annotated[float, Meta(ge=0.05, le=DAY)] = 60.0
+    max_line_bytes: Annotated[int, Meta(ge=1024, le=1 << 32)] = 64 << 20
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
-    session_idle: NonNegative = 600.0
-    workers: Annotated[int, Meta(ge=0)] = 0  # backfill processes; 0: one per core
+    session_idle: Annotated[float, Meta(ge=0, le=30 * DAY)] = 600.0
+    live_window: Annotated[float, Meta(gt=0, le=30 * DAY)] = 7200.0  # the live board's span
+    workers: Annotated[int, Meta(ge=0, le=256)] = 0  # backfill processes; 0: one per core
     # Traces and OTLP push (docs/traces.md). Empty otlp_* values defer to OTEL_EXPORTER_OTLP_*.
     traces: bool = True
     otlp_endpoint: str = ""  # default http://localhost:4318 (grpc: :4317)
@@ -63,19 +69,30 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     otlp_client_certificate: str = ""
     otlp_client_key: str = ""
     otlp_compression: Literal["", "none", "gzip"] = ""
-    otlp_timeout: NonNegative = 0.0  # seconds per request; 0: OTEL_EXPORTER_OTLP_TIMEOUT or 10
-    otlp_retry_max: Annotated[float, Meta(gt=0)] = 60.0  # longest backoff between retries, seconds
-    metrics_push_interval: NonNegative = 15.0  # OTLP metrics push period; 0: off
+    otlp_timeout: Annotated[float, Meta(ge=0, le=3600)] = (
+        0.0  # seconds per request; 0: OTEL_EXPORTER_OTLP_TIMEOUT or 10
+    )
+    otlp_retry_max: Annotated[float, Meta(ge=0.05, le=DAY)] = (
+        60.0  # longest backoff between retries, seconds
+    )
+    # seconds; 0: off (else at least 1); none: OTEL_METRIC_EXPORT_INTERVAL, else 15
+    metrics_push_interval: Seconds | None = None
+    metrics_push_temporality: Literal["", "cumulative", "delta", "lowmemory"] = ""  # OTLP sums
+    metrics_push_profile: Literal["full", "team"] = "full"  # team: fewer series per laptop
+    metrics_push_projects: Annotated[int, Meta(ge=0, le=10_000)] = 5  # team: projects by name
+    native_metrics: bool = False  # also Claude Code's own metrics (claude_code_*), same names
     resource_user: str = "auto"  # user.name resource attribute: auto (login name), a value, or off
     resource_host: str = "auto"  # host.name: auto (hostname), a value, or off
     capture_content: bool = (
         False  # prompts, tool arguments and results on spans (redacted, truncated)
     )
     tool_details: bool = False  # only command lines and file paths of tool calls
-    content_max_chars: Annotated[int, Meta(ge=0)] = 4096
-    trace_batch_spans: Annotated[int, Meta(ge=1)] = 512  # spans per export request
-    trace_rate: NonNegative = 5000.0  # spans per second at most while catching up; 0: no limit
-    trace_lookback: NonNegative = (
+    content_max_chars: Annotated[int, Meta(ge=0, le=1_000_000)] = 4096
+    trace_batch_spans: Annotated[int, Meta(ge=1, le=100_000)] = 512  # spans per export request
+    trace_rate: Annotated[float, Meta(ge=0, le=1e7)] = (
+        5000.0  # spans per second at most while catching up; 0: no limit (else at least 1)
+    )
+    trace_lookback: Annotated[float, Meta(ge=0, le=100 * 365 * DAY)] = (
         86400.0  # the daemon traces files changed this recently (backfill: older)
     )
     # The HTTP server of /metrics, /healthz and the web page (docs/web.md): TLS and basic auth.
@@ -87,6 +104,14 @@ class Config(Struct, forbid_unknown_fields=True, kw_only=True):
     http_basic_auth_password_hash: str = ""  # "scrypt$..." from `ccotel hash-password`
     http_allowed_hosts: list[str] = []  # Host names served besides loopback names and IPs
     allow_unauthenticated_network_access: bool = False  # listen beyond loopback without auth
+    # `ccotel statusline` (docs/statusline.md): what the line shows, in this order.
+    statusline_segments: list[
+        Literal["model", "costs", "block", "burn", "context", "plan", "budget"]
+    ] = msgspec.field(
+        default_factory=lambda: ["model", "costs", "block", "burn", "context", "plan", "budget"]
+    )
+    statusline_separator: str = " | "  # between two segments
+    statusline_color: bool = True  # budget, plan and context colours (ANSI) as the page's bars
 
     def resolved_state_dir(self, platform: str | None = None) -> Path:
         """The state directory: the one place it is decided (the service unit, report, run)."""
@@ -127,7 +152,7 @@ def parse_addr(value: str, key: str) -> tuple[str, int]:
     import re
 
     host, sep, port = value.strip().rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+    if not sep or not re.fullmatch(r"[0-9]{1,5}", port) or not 0 <= int(port) < 65536:
         raise ConfigError(f"{key}: expected HOST:PORT with a port up to 65535, got {value!r}")
     try:
         if host.startswith("[") and host.endswith("]"):
@@ -220,6 +245,29 @@ def _from_env(env: Mapping[str, str], warn: Callable[[str], None]) -> dict[str, 
             top, _, sub = key.partition(".")
             (out.setdefault(top, {}) if sub else out)[sub or top] = value.strip()
     return out
+
+
+def _flat(data: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    """(key, value) of a layer, nested tables as table.key."""
+    for k, v in data.items():
+        if isinstance(v, dict) and k in _NESTED:
+            yield from ((f"{k}.{sk}", sv) for sk, sv in v.items())
+        else:
+            yield k, v
+
+
+def shown_path(path: str) -> str:
+    """A path as a one-line message shows it: as it is, or quoted when it holds line breaks
+    or other unprintable characters."""
+    return path[:300] if path.isprintable() else repr(path[:300])
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -334,45 +382,102 @@ def _source(key: str, layers: list[Layer]) -> str:
     return key
 
 
+# Keys whose 0 means "off" and whose other values must not be tiny (a push or a pause per
+# microsecond would spin): 0, or at least this.
+OFF_OR_AT_LEAST = {"metrics_push_interval": 1.0, "trace_rate": 1.0}
+
+
 def _check_values(cfg: Config, layers: list[Layer], env: Mapping[str, str]) -> None:
-    """What types alone cannot say: files that must exist, folders that must be folders."""
+    """What types alone cannot say: files that must exist, folders that must be folders,
+    text that must be UTF-8, endpoints that must be URLs."""
+    for key, least in OFF_OR_AT_LEAST.items():
+        value = getattr(cfg, key)
+        if value is not None and 0 < value < least:
+            raise ConfigError(
+                f"{_source(key, layers)}: expected 0 (off) or a number from {least:g}, got {value:g}"
+            )
+    for key in Config.__struct_fields__:  # text that leaves the machine or reaches a log
+        value = getattr(cfg, key)
+        if key not in PATH_KEYS and isinstance(value, str) and not _is_utf8(value):
+            raise ConfigError(f"{_source(key, layers)}: not UTF-8 text")
+    for key in PATH_KEYS:
+        value = getattr(cfg, key)
+        for v in value if isinstance(value, list) else [value]:
+            if v.startswith("~"):  # expanduser leaves ~name of an unknown user as it is
+                user = shown_path(v.split("/")[0])
+                raise ConfigError(f"{_source(key, layers)}: {user} names no user's home")
     for key in _FILE_KEYS:
         value = getattr(cfg, key)
         if value and not os.path.isfile(value):
             what = "is a folder" if os.path.isdir(value) else "does not exist"
-            raise ConfigError(f"{_source(key, layers)}: {value} {what}; name a file")
+            raise ConfigError(f"{_source(key, layers)}: {shown_path(value)} {what}; name a file")
     state = cfg.resolved_state_dir()
-    if state.exists() and not state.is_dir():
-        raise ConfigError(f"{_source('state_dir', layers)}: {state} is a file, not a folder")
+    try:
+        if state.exists() and not state.is_dir():
+            raise ConfigError(f"{_source('state_dir', layers)}: {state} is a file, not a folder")
+    except OSError as exc:  # a name too long, a loop of links
+        raise ConfigError(f"{_source('state_dir', layers)}: {exc.strerror}") from None
     if cfg.otlp_endpoint:
         _check_endpoint(cfg, _source("otlp_endpoint", layers), env)
 
 
 def _check_endpoint(cfg: Config, name: str, env: Mapping[str, str]) -> None:
-    from urllib.parse import urlsplit
-
-    value = cfg.otlp_endpoint
     grpc = (
         cfg.otlp_protocol
         or env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
         or env.get("OTEL_EXPORTER_OTLP_PROTOCOL", "")
-    ) == "grpc"
-    url = urlsplit(value if "://" in value else "//" + value)
+    ).strip().lower() == "grpc"
+    problem = endpoint_problem(cfg.otlp_endpoint, grpc)
+    if problem:
+        raise ConfigError(f"{name}: {problem}")
+
+
+def endpoint_problem(value: str, grpc: bool = False) -> str | None:
+    """Why an OTLP endpoint cannot work (the caller names where it came from), or None.
+    Checked whole here, at start: a URL that fails only when a request is made would
+    fail every pass with a message about something else."""
+    import ipaddress
+    import re
+    from urllib.parse import urlsplit
+
+    shown = repr(value[:200])
+    if re.search(r"[\x00-\x20\x7f]", value):
+        return f"a URL has no spaces or control characters, got {shown}"
+    try:
+        url = urlsplit(value if "://" in value else "//" + value)
+        host = url.hostname
+    except ValueError as exc:  # "Invalid IPv6 URL"
+        return f"not a URL ({exc}): {shown}"
     try:
         url.port  # noqa: B018 (a bad port raises here)
     except ValueError:
-        raise ConfigError(f"{name}: bad port in {value!r}") from None
-    if ("://" in value and url.scheme not in ("http", "https")) or not url.hostname:
-        raise ConfigError(f"{name}: expected a URL like http://collector:4318, got {value!r}")
+        return f"bad port in {shown}"
+    if ("://" in value and url.scheme not in ("http", "https")) or not host:
+        return f"expected a URL like http://collector:4318, got {shown}"
     if "://" not in value and not grpc:
-        raise ConfigError(
-            f"{name}: expected a URL like http://{value.rstrip('/')} (the scheme is missing)"
-        )
+        return f"expected a URL like http://{value.rstrip('/')} (the scheme is missing)"
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host.split("%", 1)[0])
+        except ValueError:
+            return f"{host!r} is not an IPv6 address: {shown}"
+        return None
+    try:
+        ascii_host = host.encode("idna").decode()
+    except UnicodeError:
+        return f"{host!r} is not a host name: {shown}"
+    if not re.fullmatch(r"[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_.])?", ascii_host):
+        return f"{host!r} is not a host name: {shown}"
+    return None
 
 
 def _check(data: dict[str, Any], strict: bool, name: Callable[[str], str]) -> None:
     if not data:
         return
+    for key, value in _flat(data):  # a path may be any bytes (a file name); other text not
+        texts = value if isinstance(value, list) else [value]
+        if key not in PATH_KEYS and any(isinstance(t, str) and not _is_utf8(t) for t in texts):
+            raise ConfigError(f"{name(key)}: not UTF-8 text")
     try:
         msgspec.convert(data, Config, strict=strict)
     except msgspec.ValidationError as exc:
@@ -445,6 +550,8 @@ def _describe_info(t: Any) -> str:
         return "true or false"
     if isinstance(t, (mi.IntType, mi.FloatType)):
         out = "a whole number" if isinstance(t, mi.IntType) else "a number"
+        if t.ge is not None and t.le is not None:
+            return f"{out} from {t.ge:g} to {t.le:g}"
         for op, bound in ((">=", t.ge), (">", t.gt), ("<=", t.le), ("<", t.lt)):
             if bound is not None:
                 out += f" {op} {bound:g}"

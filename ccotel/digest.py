@@ -15,8 +15,11 @@ from __future__ import annotations
 
 from msgspec import Struct
 
+from ccotel import outcomes
 from ccotel.batch import Interval, SessionInfo
-from ccotel.records import Record, Usage, h64, message_key, response_key, strict_error
+from ccotel.keys import h64
+from ccotel.outcomes import OutcomeEntry
+from ccotel.records import Record, Usage, message_key, response_key, strict_error
 
 
 class UsageEntry(Struct, array_like=True, gc=False):
@@ -48,6 +51,8 @@ class Digest(Struct, array_like=True, gc=False):
     places: list[tuple[str, str, float, float]] = []  # (session, cwd, first_ts, last_ts)
     last_ts: float | None = None
     cwd: str | None = None  # the file's cwd after this chunk
+    marks: dict[int, float] = {}  # zero-usage API-error lines: records.mark_key -> ts
+    outcomes: list[OutcomeEntry] = []  # lines, commits, pull requests, turns (ccotel.outcomes)
 
 
 def rank(u: Usage) -> tuple[bool, int, bool]:
@@ -62,7 +67,9 @@ def digest(
     """Reduce a chunk's records. The kept copy of each response is then checked the way
     ccusage refuses lines (records.strict_error); if one fails, the chunk is reduced again
     checking every copy that would be kept (``strict``), so the best valid copy wins."""
-    d = Digest(lines=lines, errors=[], usage=[], tools=[], sessions={}, places=[])
+    d = Digest(
+        lines=lines, errors=[], usage=[], tools=[], sessions={}, places=[], marks={}, outcomes=[]
+    )
     best: dict[int, int] = {}
     raws: list[bytes | None] = []
     tools: dict[str, ToolEntry] = {}
@@ -94,6 +101,8 @@ def digest(
                 p.first = ts
             elif ts > p.last:
                 p.last = ts
+        if rec.mark is not None and rec.mark not in d.marks:
+            d.marks[rec.mark] = ts
         u = rec.usage
         if u is not None:
             key = response_key(u, session, ts)
@@ -120,6 +129,8 @@ def digest(
                 )
             elif e.end is None:
                 e.end, e.is_error = ts, r.is_error
+        if rec.outcome:
+            outcomes.take(rec, session, here, ts, d.outcomes)
     if not strict and any(raw is not None and strict_error(raw) for raw in raws):
         return digest(recs, lines, file_session, start_cwd, strict=True)
     d.tools = list(tools.values())

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import structlog
@@ -29,9 +29,12 @@ from ccotel.config import Config
 from ccotel.digest import Digest, digest
 from ccotel.pricing import PriceTable
 from ccotel.records import decode
-from ccotel.sources import CHUNK, Chunk, TreeWalker, read_new, session_of
-from ccotel.state import Store, db_error_message
+from ccotel.sources import CHUNK, Chunk, NotAFile, TreeWalker, read_new, session_of
+from ccotel.state import Store, db_error_message, ledger
 from ccotel.totals import KEEP_SPEND, Totals
+
+if TYPE_CHECKING:
+    from ccotel.live import LiveBoard
 
 log = structlog.get_logger()
 
@@ -43,17 +46,22 @@ Progress = Callable[[int], None]  # told of each file done
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)  # backfill: waits before passes that committed nothing
 
 
+_NOT_A_FILE = "\0not a file: "  # a worker's error for a FIFO, socket... named *.jsonl
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Digest)
 
 
 def _digest_chunks(
-    path: str, cursor: FileCursor | None, max_line: int, cwd: str | None, chunk: int = CHUNK
-) -> Iterator[tuple[Chunk, Digest]]:
-    """Read a file's new lines and reduce them, chunk by chunk."""
+    path: str, cursor: FileCursor | None, max_line: int, cwd: str | None, chunk: int = CHUNK,
+    live: LiveBoard | None = None,
+) -> Iterator[tuple[Chunk, Digest]]:  # fmt: skip
+    """Read a file's new lines and reduce them, chunk by chunk (and show them to ``live``,
+    the daemon's live board)."""
     session = session_of(path)
     for ch in read_new(path, cursor, max_line, chunk):
         recs = [r for n, raw in ch.lines if (r := decode(raw, n)) is not None]
+        if live is not None:
+            live.lines(path, ch.lines, recs, ch.restarted)
         d = digest(recs, len(ch.lines), session, cwd)
         cwd = d.cwd
         yield ch, d
@@ -75,6 +83,8 @@ def _digest_file(
             out.append((cur_args, ch.oversized, ch.restarted, _encoder.encode(d)))
     except FileNotFoundError:
         return out, "", False
+    except NotAFile as exc:
+        return out, _NOT_A_FILE + str(exc), False
     except OSError as exc:
         return out, f"{type(exc).__name__}: {exc}", False
     except Exception as exc:  # never lose the pool to one file: report it, go on
@@ -93,6 +103,7 @@ class Ingest:
         chunk_bytes: int = CHUNK,
         batch_lines: int = BATCH_LINES,
         batch_bytes: int = BATCH_BYTES,
+        sleep: Callable[[float], None] = time.sleep,
     ):
         self.cfg, self.store, self.roots, self.clock = cfg, store, roots, clock
         self.chunk_bytes, self.batch_lines, self.batch_bytes = chunk_bytes, batch_lines, batch_bytes
@@ -101,23 +112,44 @@ class Ingest:
             cfg.pricing_rules,
             cfg.price_web_search,
         )
-        self.acct = Accountant(store, self.prices, clock)
-        self.totals = Totals.load(store, clock())
-        self.cursors = store.files()
-        self.totals.files_tracked = len(self.cursors)
+        self._load(sleep)
         self.unreadable: set[str] = set()  # paths already warned about
         self._walk_failed: set[str] = set()  # folders the last walk could not read
         self._walker = TreeWalker()  # lists again only the folders that changed
         self.broken: dict[str, str] = {}  # files ccotel itself failed on: not read again
-        self.retry: set[str] = set()  # files whose lines a failed commit threw away
-        self.last_error: BaseException | None = None  # of the last failed commit
+        self.retry: set[str] = set()  # files whose lines a failed commit (or read) threw away
+        self.last_error: BaseException | None = None  # of the last failed commit (or read)
+        self._failed_op = "write"  # what last_error failed to do: "read" or "write"
         self.commits = 0
         self._isolating = False  # a value the state refused: commit file by file to find it
         self.stopping: Callable[[], bool] = lambda: False
+        self.on_commit: list[Callable[[Batch], None]] = []  # called with each committed batch
         self._ctx: dict[str, FileContext] = {}
         self._in_batch: set[str] = set()  # files with lines in the uncommitted batch
         self._errors_logged: dict[str, int] = {}
         self._pending: dict[str, int] = {}
+        self.live: LiveBoard | None = (
+            None  # the daemon's live board (ccotel.live.LiveBoard): sees lines and spend
+        )
+        self._not_files: set[str] = set()  # named *.jsonl, not regular files: warned once
+
+    def _load(self, sleep: Callable[[float], None]) -> None:
+        """What the state holds, read at start; a read that fails is tried again after the
+        pauses a failed commit gets (RETRY_DELAYS), then raised (a damaged file, most
+        likely, which the caller's message names)."""
+        for i, pause in enumerate((*RETRY_DELAYS, None)):
+            try:
+                self.acct = Accountant(self.store, self.prices, self.clock)
+                self.totals = Totals.load(self.store, self.clock())
+                self.cursors = self.store.files()
+                break
+            except sqlite3.OperationalError as exc:  # busy, an I/O error: not damage
+                if pause is None:
+                    raise
+                if i == 0:
+                    log.warning("cannot read the state; trying again", error=str(exc))
+                sleep(pause)
+        self.totals.files_tracked = len(self.cursors)
 
     # --- discovery -----------------------------------------------------------
 
@@ -183,8 +215,9 @@ class Ingest:
         alone = self._isolating and not self._in_batch  # a failed commit would be this file's
         try:
             for ch, d in _digest_chunks(
-                path, self._cursor(path), self.cfg.max_line_bytes, ctx.cwd, self.chunk_bytes
-            ):
+                path, self._cursor(path), self.cfg.max_line_bytes, ctx.cwd, self.chunk_bytes,
+                self.live,
+            ):  # fmt: skip
                 n += self._account(path, ch.cursor, ch.oversized, ch.restarted, d)
                 if ch.cursor is not None:
                     self._pending[path] = max(0, ch.size - ch.cursor.offset)
@@ -198,16 +231,44 @@ class Ingest:
             self.unreadable.discard(path)
             if path in self.cursors:
                 self._forget(path)
+        except NotAFile as exc:
+            self._not_a_file(path, str(exc))
         except OSError as exc:
             if path not in self.unreadable:
                 self.unreadable.add(path)
                 log.warning("cannot read transcript", path=path, error=str(exc))
+        except sqlite3.Error as exc:  # a state read (a "maybe" looked up) failed
+            self._read_failed(path, exc)
         except Exception as exc:  # a fault of ccotel's own: isolate it to this file
             self._discard()  # the batch may hold half of what failed
             self._broken(path, f"{type(exc).__name__}: {exc}")
         if self._isolating and path in self._in_batch and not self.flush():
             self._refused(path, alone)
         return n
+
+    def _not_a_file(self, path: str, why: str) -> None:
+        """A FIFO, socket, device or folder named *.jsonl (discovery leaves them out; the
+        watcher names them, or a file was swapped for one): as if the transcript were gone."""
+        self.unreadable.discard(path)
+        if path in self.cursors:
+            self._forget(path)
+        if path not in self._not_files and len(self._not_files) < 1000:
+            self._not_files.add(path)
+            log.warning("skipped a transcript name that is not a file", path=path, error=why)
+
+    def _read_failed(self, path: str, exc: sqlite3.Error) -> None:
+        """A read of the state failed while accounting: like a failed commit, not the
+        transcript's fault. What was read since the last commit (this file's lines
+        included) is forgotten and read again from the committed cursors."""
+        if self.last_error is None:
+            log.error(
+                "cannot read the state; what was read since the last commit is read again later",
+                path=str(self.store.path),
+                error=str(exc),
+            )
+        self.last_error, self._failed_op = exc, "read"
+        self._in_batch.add(path)
+        self._discard()
 
     def _refused(self, path: str, alone: bool) -> None:
         """A commit of this file's lines alone failed on a value, not on the state: set the
@@ -291,7 +352,7 @@ class Ingest:
                     path=str(self.store.path),
                     error=str(exc) if isinstance(exc, sqlite3.Error) else repr(exc),
                 )
-            self.last_error = exc
+            self.last_error, self._failed_op = exc, "write"
             # Not the state's fault but a value's: one file's lines block every file of the
             # batch, so from now on each file is committed on its own until it is found.
             self._isolating = not isinstance(exc, sqlite3.Error)
@@ -318,6 +379,10 @@ class Ingest:
         self.totals.files_tracked = len(self.cursors)
         self.totals.pending_bytes = sum(self._pending.values())
         self.totals.merge(b, len(self.acct.new_sessions), self.acct.new_places, self.clock())
+        for listener in self.on_commit:
+            listener(b)
+        if self.live is not None:
+            self.live.spent(self.acct.spend_changes())
         self.acct.begin()
         return True
 
@@ -394,7 +459,13 @@ class Ingest:
                 todo, pool.map(_digest_file, jobs, chunksize=4), strict=False
             ):
                 done += 1
-                self._take(path, chunks, error, bug)
+                try:
+                    self._take(path, chunks, error, bug)
+                except sqlite3.Error as exc:
+                    self._read_failed(path, exc)
+                except Exception as exc:  # a fault of ccotel's own, as in ingest()
+                    self._discard()
+                    self._broken(path, f"{type(exc).__name__}: {exc}")
                 if progress:
                     progress(1)
                 self._pending.pop(path, None)
@@ -425,7 +496,9 @@ class Ingest:
             )
         if not error:
             self.unreadable.discard(path)
-        if error == "" and path in self.cursors:
+        if error and error.startswith(_NOT_A_FILE):
+            self._not_a_file(path, error[len(_NOT_A_FILE) :])
+        elif error == "" and path in self.cursors:
             self._forget(path)
         elif error and bug:
             self._broken(path, error)
@@ -442,7 +515,7 @@ class Ingest:
         if exc is not None and code & 0xFF in _DAMAGED:
             return db_error_message(self.store.path, exc)
         return (
-            f"cannot write the state {self.store.path} ({exc}); nothing was lost: "
+            f"cannot {self._failed_op} the state {self.store.path} ({exc}); nothing was lost: "
             "what was not committed is read again from the transcripts next time"
         )
 
@@ -467,3 +540,39 @@ def _worker_init(lock_fd: int | None, parent: int) -> None:
 
 def _cursor_args(c: FileCursor | None) -> tuple[Any, ...] | None:
     return (c.dev, c.ino, c.offset, c.line_no, c.marker) if c else None
+
+
+def read_history(ingest: Ingest) -> int:
+    """Once, after the upgrade that brought outcomes: read what the state's files said before
+    it (their outcomes only; tokens, lines and errors were counted then). Returns the files
+    read. Outcomes of lines read again later count nothing (keys)."""
+    store = ingest.store
+    if store.meta(ledger.HISTORY_META) is None:
+        return 0
+    acct = ingest.acct
+    paths = sorted(ingest.cursors)
+    log.info("reading the transcripts read before this version once more, for their outcomes",
+             files=len(paths))  # fmt: skip
+    for path in paths:
+        if ingest.stopping():
+            return 0  # the rest next start (the meta row stays)
+        acct.outcomes.begin()
+        try:
+            for _ch, d in _digest_chunks(path, None, ingest.cfg.max_line_bytes, None):
+                acct.outcomes.apply(d, acct._session_cwd)
+        except OSError:
+            continue  # gone or unreadable: what it said is lost with it
+        w = acct.outcomes.writes()
+        try:
+            if w:
+                store.commit(Batch(outcomes=w))
+        except sqlite3.Error as exc:  # the state cannot be written: the rest next start
+            log.warning("cannot write the state; outcomes of earlier transcripts wait",
+                        error=str(exc))  # fmt: skip
+            acct.outcomes.begin()
+            return 0
+        acct.outcomes.committed()
+    acct.outcomes.begin()
+    with contextlib.suppress(sqlite3.Error):
+        store.del_meta(ledger.HISTORY_META)
+    return len(paths)

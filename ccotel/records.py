@@ -8,7 +8,6 @@ never loses its tokens.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from datetime import datetime
@@ -17,6 +16,9 @@ from typing import Annotated, Any, Literal, NoReturn, Union
 
 import msgspec
 from msgspec import Meta, Raw, Struct
+
+from ccotel import outcomes
+from ccotel.keys import h64
 
 # No response has a trillion tokens; larger counts (and negative ones, and floats) make the
 # line malformed. ccusage sums any u64, which SQLite integers (and sums of them) cannot hold.
@@ -84,6 +86,13 @@ class _Message(Struct):
 
 class _ToolUseResult(Struct):
     agentId: str | None = None
+    # What ccotel.outcomes reads (raw, decoded there only when it matters): Edit/MultiEdit/Write
+    # patches and created files, Bash output and Claude Code's own git classification.
+    type: Raw = msgspec.field(default_factory=Raw)
+    structuredPatch: Raw = msgspec.field(default_factory=Raw)
+    content: Raw = msgspec.field(default_factory=Raw)
+    stdout: Raw = msgspec.field(default_factory=Raw)
+    gitOperation: Raw = msgspec.field(default_factory=Raw)
 
 
 class _Entry(Struct):
@@ -102,6 +111,8 @@ class _Entry(Struct):
     costUSD: float | None = None
     message: _Message | None = None
     toolUseResult: _ToolUseResult | str | list[Any] | int | float | bool | None = None
+    subtype: Raw = msgspec.field(default_factory=Raw)  # system: turn_duration (ccotel.outcomes)
+    durationMs: Raw = msgspec.field(default_factory=Raw)
 
 
 class _UsageMessage(Struct):
@@ -197,6 +208,7 @@ class ToolUse(Struct, array_like=True, gc=False):
     id: str
     name: str
     input: bytes | None  # raw JSON, kept only for content capture
+    outcome: int = 0  # outcomes.CALL_* bits: may commit or open a pull request
 
 
 class ToolResult(Struct, array_like=True, gc=False):
@@ -227,12 +239,10 @@ class Record(Struct, array_like=True, gc=False):
     result_agent_id: str | None = None
     error: str | None = None  # why the line (or part of it) could not be read
     raw: bytes | None = None  # the line, when it carries usage (for strict_error)
-
-
-def h64(text: str) -> int:
-    """A stable signed 64-bit integer (an SQLite INTEGER key) for a string."""
-    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
+    mark: int | None = None  # a zero-usage API-error line: its mark_key (a block entry only)
+    outcome: bool = False  # something for ccotel.outcomes.take: the two below, or a CALL
+    result: _ToolUseResult | None = None  # toolUseResult with a patch, file or output
+    turn_ms: int | None = None  # a turn_duration line's milliseconds
 
 
 def response_key(u: Usage, session: str, ts: float) -> int:
@@ -243,6 +253,15 @@ def response_key(u: Usage, session: str, ts: float) -> int:
     if u.message_id is None:
         return h64(f"\x00{session}\x00{ts}\x00{u!r}")
     return h64(u.message_id if u.request_id is None else f"{u.message_id}\x00{u.request_id}")
+
+
+def mark_key(message_id: str | None, request_id: str | None, session: str, ts: float) -> int:
+    """Identity of a zero-usage API-error line as ccusage 20.0.24 de-duplicates it for blocks:
+    message.id with requestId, or with sessionId when there is none (measured:
+    docs/notes/blocks.md); a line without a message id is its own."""
+    if message_id is None:
+        return h64(f"\x01{session}\x00{ts}")
+    return h64(f"\x01{message_id}\x00{request_id if request_id is not None else session}")
 
 
 def message_key(u: Usage, key: int) -> int:
@@ -319,9 +338,13 @@ def _blocks(
     for b in msg.content:
         if b.type == "tool_use" and b.id:
             uses = uses or []
+            name = b.name or "unknown"
             uses.append(
                 ToolUse(
-                    b.id, b.name or "unknown", bytes(b.input) if keep_content and b.input else None
+                    b.id,
+                    name,
+                    bytes(b.input) if keep_content and b.input else None,
+                    outcomes.call_kind(name, b.input),
                 )
             )
         elif b.type == "tool_result" and b.tool_use_id:
@@ -367,6 +390,9 @@ def _decode(raw: bytes, line_no: int, keep_content: bool) -> Record | None:
         sidechain,
         line.agentId,
     )
+    if line.durationMs and kind == "system":
+        rec.turn_ms = outcomes.turn_ms(line.subtype, line.durationMs)
+        rec.outcome = rec.turn_ms is not None
     if msg is None:
         return rec
     rec.model = msg.model
@@ -376,11 +402,15 @@ def _decode(raw: bytes, line_no: int, keep_content: bool) -> Record | None:
         and line.timestamp is not None
         and rec.ts is not None
         and _usage_eligible(raw, line.version, (line.sessionId, line.requestId, msg.id, msg.model))
-        and not _no_usage(msg.model, line.isApiErrorMessage)
     ):
-        rec.usage = _usage(msg.usage, msg.id, line.requestId, msg.model, sidechain)
-        rec.raw = raw
+        if not _no_usage(msg.model, line.isApiErrorMessage):
+            rec.usage = _usage(msg.usage, msg.id, line.requestId, msg.model, sidechain)
+            rec.raw = raw
+        elif line.sessionId:
+            rec.mark = mark_key(msg.id, line.requestId, line.sessionId, rec.ts)
     rec.tool_uses, rec.tool_results = _blocks(msg, keep_content)
+    if rec.tool_uses and any(t.outcome for t in rec.tool_uses):
+        rec.outcome = True
     if kind == "user":
         rec.prompt = (
             rec.tool_results is None
@@ -392,6 +422,10 @@ def _decode(raw: bytes, line_no: int, keep_content: bool) -> Record | None:
         if rec.tool_results:
             tur = line.toolUseResult
             rec.result_agent_id = tur.agentId if isinstance(tur, _ToolUseResult) else None
+            if isinstance(tur, _ToolUseResult) and (
+                tur.structuredPatch or (tur.type and tur.content) or tur.stdout or tur.gitOperation
+            ):
+                rec.result, rec.outcome = tur, True
     return rec
 
 
@@ -417,6 +451,8 @@ def _salvage(raw: bytes, line_no: int, exc: Exception) -> Record:
     if not _no_usage(m.model, u.isApiErrorMessage):
         rec.usage = _usage(m.usage, m.id, u.requestId, m.model, bool(u.isSidechain))
         rec.raw = raw
+    elif u.sessionId:
+        rec.mark = mark_key(m.id, u.requestId, u.sessionId, ts)
     return rec
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from ccotel.state import queries
@@ -52,6 +52,8 @@ def build(
 ) -> dict[str, Any]:
     """Usage grouped ``by`` from a state database (``Store.db``, ``connect_readonly``);
     ``since`` (epoch seconds) keeps the hours from the one holding it."""
+    if by == "block":
+        return build_blocks(db, since)
     since_hour = int(since // 3600) if since is not None else None
     if by == "session":
         rows = queries.usage_by_session_hour(db)
@@ -106,6 +108,52 @@ def build(
     return {"by": by, "totals": totals, "rows": out}
 
 
+def utc_ms(ts: float) -> str:
+    """ccusage's time format: ISO 8601 UTC to the millisecond (2026-01-05T10:00:00.000Z)."""
+    ms = round(ts * 1000)
+    return (
+        datetime.fromtimestamp(ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}Z"
+    )
+
+
+def build_blocks(
+    db: sqlite3.Connection, since: float | None, now: float | None = None
+) -> dict[str, Any]:
+    """One row per 5-hour billing block with usage, as `ccusage blocks` (ccotel.blocks);
+    ``since`` keeps the blocks with activity from then on."""
+    from ccotel.blocks import blocks_from_db, burn_rate, projection
+
+    totals = _empty()
+    del totals["cache_write_5m_tokens"], totals["cache_write_1h_tokens"], totals["requests"]
+    totals["entries"] = 0
+    rows = []
+    for b in blocks_from_db(db, now=now):
+        if since is not None and b.last_activity < since:
+            continue
+        row = {
+            "block": utc_ms(b.start),
+            "start": utc_ms(b.start),
+            "end": utc_ms(b.end),
+            "last_activity": utc_ms(b.last_activity),
+            "active": b.active,
+            "entries": b.entries,
+            "input_tokens": b.input,
+            "output_tokens": b.output,
+            "cache_read_tokens": b.cache_read,
+            "cache_write_tokens": b.cache_write,
+            "total_tokens": b.total_tokens,
+            "cost_usd": b.cost,
+        }
+        if b.active:
+            rate, proj = burn_rate(b), projection(b, now=now)
+            row["burn_rate_usd_per_hour"] = rate.cost_per_hour if rate else None
+            row["projected_cost_usd"] = proj.total_cost if proj else None
+        rows.append(row)
+        for k in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cost_usd", "entries"):  # fmt: skip
+            totals[k] += row[k]
+    return {"by": "block", "totals": totals, "rows": rows}
+
+
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
 
@@ -157,8 +205,13 @@ def render(data: dict[str, Any], width: int | None = None) -> None:
     # Columns: (header, footer, cells, right-aligned, may shrink)
     cols: list[tuple[str, str, list[str], bool, bool]] = []
     rows, tot = data["rows"], data["totals"]
-    label = {"session": "Session", "day": "Day", "model": "Model", "project": "Project"}[by]
-    if by == "session":
+    label = {"session": "Session", "day": "Day", "model": "Model", "project": "Project",
+             "block": "Block (5 h from)"}[by]  # fmt: skip
+    if by == "block":
+        start = [_local(r["start"]) + (" (active)" if r["active"] else "") for r in rows]
+        cols.append((label, "Total", start, False, False))
+        cols.append(("Last", "", [_local(r["last_activity"])[11:] for r in rows], False, False))
+    elif by == "session":
         last = [r["last_active"].replace("T", " ")[: 16 if wide else 10] for r in rows]
         cols.append(("Last active", "Total", last, False, False))
         cols.append((label, "", [r[by] if wide else r[by][:8] for r in rows], False, False))
@@ -166,7 +219,7 @@ def render(data: dict[str, Any], width: int | None = None) -> None:
     else:
         cells = [short_model(r[by]) if by == "model" else str(r[by]) for r in rows]
         cols.append((label, "Total", cells, False, by == "project"))
-    if wide and by != "model":
+    if wide and by not in ("model", "block"):
         models = [", ".join(short_model(m) for m in r["models"]) for r in rows]
         cols.append(("Models", "", models, False, True))
     for title, key in _TOKEN_COLS:
@@ -192,6 +245,12 @@ def render(data: dict[str, Any], width: int | None = None) -> None:
     for i in range(len(rows)):
         t.add_row(*(c[2][i] for c in cols))
     console.print(t)
+
+
+def _local(iso_utc: str) -> str:
+    """2026-01-05T10:00:00.000Z -> the local 2026-01-05 11:00."""
+    t = datetime.fromisoformat(iso_utc.replace("Z", "+00:00")).astimezone()
+    return t.strftime("%Y-%m-%d %H:%M")
 
 
 def _projects(names: list[str]) -> str:

@@ -170,8 +170,10 @@ def render_systemd_unit(
     sandbox: bool = True,
     escape: bool = True,
     environment: Mapping[str, str] | None = None,
+    private_tmp: bool = True,
 ) -> str:
-    """The unit file. ``escape=False`` takes values already in systemd syntax (``%h/...``)."""
+    """The unit file. ``escape=False`` takes values already in systemd syntax (``%h/...``).
+    ``private_tmp=False`` when ccotel's files are under /tmp: a private /tmp would hide them."""
     text = template_text(SYSTEMD_TEMPLATE)
     lines = text.splitlines(keepends=True)
     begin, end = lines.index("# sandbox-begin\n"), lines.index("# sandbox-end\n")
@@ -191,6 +193,8 @@ def render_systemd_unit(
         "".join(f"Environment={word(f'{k}={v}')}\n" for k, v in (environment or {}).items()),
     )
     text = text.replace("-@STATE_DIR@", word(f"-{state_dir}"))
+    if not private_tmp:
+        text = text.replace("PrivateTmp=yes\n", "PrivateTmp=no\n")
     _check_rendered(text, SYSTEMD_TEMPLATE)
     return text
 
@@ -273,6 +277,7 @@ class Context:
     out: Callable[[str], None]
     state_dir: Path  # from the config (ccotel.config), the one place it is resolved
     environment: dict[str, str] = field(default_factory=dict)  # what the unit carries
+    uses_tmp: bool = False  # state, transcripts or config under /tmp: no private /tmp
     sleep: Callable[[float], None] = time.sleep
 
     @property
@@ -361,7 +366,11 @@ def _write(path: Path, content: str) -> bool:
 def _render(ctx: Context, exec_args: Sequence[str], sandbox: bool) -> str:
     if ctx.platform == "linux":
         return render_systemd_unit(
-            exec_args, ctx.state_dir, sandbox=sandbox, environment=ctx.environment
+            exec_args,
+            ctx.state_dir,
+            sandbox=sandbox,
+            environment=ctx.environment,
+            private_tmp=not ctx.uses_tmp,
         )
     assert ctx.log_dir is not None
     return render_launchd_plist(exec_args, ctx.home, ctx.log_dir, ctx.environment)
@@ -489,7 +498,7 @@ def _listing(d: Path) -> list[Path]:
 
 def _ours(name: str) -> bool:
     """ccotel's files in its state directory (the database, its journals, the lock)."""
-    return name.startswith("state.db") or name == "daemon.lock"
+    return name.startswith("state.db") or name in ("daemon.lock", "statusline.sock")
 
 
 def status(
@@ -569,7 +578,9 @@ def make_context(
     uid: int | None = None,
     runner: Runner | None = None,
     out: Callable[[str], None] = print,
+    paths: Sequence[str | Path] = (),
 ) -> Context:
+    """``paths``: the other files and folders the service uses (transcripts, config file)."""
     return Context(
         platform=platform or detect_platform(),
         home=Path(home) if home is not None else Path.home(),
@@ -579,6 +590,18 @@ def make_context(
         out=out,
         state_dir=state_dir,
         environment=dict(environment or {}),
+        uses_tmp=any(under_tmp(p) for p in (state_dir, *paths)),
+    )
+
+
+TMP_DIRS = ("/tmp", "/var/tmp")  # what systemd's PrivateTmp= replaces
+
+
+def under_tmp(path: str | Path) -> bool:
+    """Whether ``path`` (links resolved as far as they exist) is in /tmp or /var/tmp."""
+    real = os.path.realpath(os.path.expanduser(str(path)))
+    return any(real == t or real.startswith(t + "/") for t in TMP_DIRS) or any(
+        str(path).startswith(t + "/") for t in TMP_DIRS
     )
 
 
@@ -623,13 +646,19 @@ def _context(platform: str | None, home: str | None) -> Context:
     except ServiceError as exc:
         raise click.ClickException(str(exc)) from None
     config_file = click_ctx.find_root().params.get("config")
+    from ccotel.app import roots_of
+    from ccotel.config import default_config_file
+
+    environment = service_environment(plat, os.environ, config_file)
+    used = [*roots_of(cfg), environment.get("CCOTEL_CONFIG") or default_config_file()]
     return make_context(
         plat,
         home,
         state_dir=cfg.resolved_state_dir(None if plat == here else plat),
-        environment=service_environment(plat, os.environ, config_file),
+        environment=environment,
         runner=lambda argv: run_command(argv),  # late lookup: tests replace run_command
         out=click.echo,
+        paths=used,
     )
 
 

@@ -11,6 +11,7 @@ from ccotel.state import Store
 
 ACTIVE_SECONDS = 300
 SPEND_WINDOWS = {"1h": 3600, "5h": 5 * 3600, "24h": 24 * 3600}
+BURN_WINDOW = 900  # the burn rate: spend of the last 15 minutes, per hour
 KEEP_SPEND = 25 * 3600  # per-minute spend feeds windows up to 24 h: older minutes are pruned
 
 
@@ -94,6 +95,12 @@ class Totals:
     def spend_in(self, seconds: int, now: float) -> float:
         start = (now - seconds) / 60
         return sum(c for m, c in self.spend.items() if m >= start and m * 60 <= now + 300)
+
+    def burn_rate(self, now: float) -> float:
+        """USD per hour at the pace of the last BURN_WINDOW seconds: the one burn rate of the
+        page, the API, the status line and ccotel_burn_rate_usd_per_hour{window="15m"}."""
+        with self.lock:
+            return self.spend_in(BURN_WINDOW, now) * 3600 / BURN_WINDOW
 
     def active_by_cwd(self, now: float) -> dict[str, int]:
         """Sessions with activity in the last 5 minutes, by the directory of that activity."""

@@ -5,6 +5,7 @@ resource attributes host.name / user.name to the labels `host` / `user` (transfo
 and serves the latest value of every series to Prometheus with the `prometheus` exporter:
 job = service.name, monotonic sums get `_total`, histograms `_bucket` / `_sum` / `_count`.
 The collector binary is not packaged for this machine, so `Collector` does those three steps
+(and the exporter's naming: `prometheus_name`, `label_name`, service.instance.id -> `instance`)
 in Python over the real pushed payload (decoded with opentelemetry-proto, served with
 prometheus_client's exposition); Prometheus then scrapes it with the stack's own job config.
 
@@ -15,6 +16,7 @@ prometheus_client's exposition); Prometheus then scrapes it with the stack's own
 from __future__ import annotations
 
 import gzip
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -33,6 +35,29 @@ from prometheus_client.core import (
 
 def _attrs(kvs) -> dict[str, str]:
     return {kv.key: kv.value.string_value for kv in kvs}
+
+
+_UNITS = {"s": "seconds", "ms": "milliseconds", "By": "bytes", "1": "ratio"}
+
+
+def prometheus_name(name: str, unit: str, monotonic_sum: bool) -> str:
+    """The exporter's name for a metric (otlptranslator, with suffixes): words of the name, the
+    unit's word appended unless the name has it, `total` moved to the end of a counter.
+    claude_code.cost.usage [USD] -> claude_code_cost_usage_USD_total; ccotel_tokens ->
+    ccotel_tokens_total; claude_code.active_time.total [s] -> claude_code_active_time_seconds_total."""
+    words = [w for w in re.split(r"[^A-Za-z0-9]+", name) if w]
+    unit = _UNITS.get(unit, re.sub(r"\{.*?\}", "", unit))
+    unit_words = [w for w in re.split(r"[^A-Za-z0-9]+", unit) if w]
+    if unit_words and words[-len(unit_words) :] != unit_words:
+        words += unit_words
+    if monotonic_sum:
+        words = [w for w in words if w != "total"] + ["total"]
+    return "_".join(words)
+
+
+def label_name(key: str) -> str:
+    """user.id -> user_id, as the exporter sanitizes attribute keys."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", key)
 
 
 class Collector:
@@ -98,6 +123,8 @@ class Collector:
             for rm in req.resource_metrics:
                 res = _attrs(rm.resource.attributes)
                 base = {"job": res.get("service.name", "")}
+                if "service.instance.id" in res:
+                    base["instance"] = res["service.instance.id"]
                 # transform/host_user: only when the attribute is there
                 if "host.name" in res:
                     base["host"] = res["host.name"]
@@ -106,9 +133,11 @@ class Collector:
                 for sm in rm.scope_metrics:
                     for m in sm.metrics:
                         kind = m.WhichOneof("data")
+                        name = prometheus_name(m.name, m.unit, kind == "sum" and m.sum.is_monotonic)
                         for p in getattr(m, kind).data_points:
-                            labels = {**_attrs(p.attributes), **base}
-                            key = (m.name, tuple(sorted(labels.items())))
+                            attrs = {label_name(k): v for k, v in _attrs(p.attributes).items()}
+                            labels = {**attrs, **base}
+                            key = (name, tuple(sorted(labels.items())))
                             self.series[key] = (kind, m.description, labels, p)
 
     def collect(self):

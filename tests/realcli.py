@@ -127,11 +127,15 @@ class Scenario:
     prompt: str = "Run the ccotel harness scenario."
     project: str = "work"  # cwd = HOME/src/<project>
     nonessential_traffic: bool = False  # True: let Claude Code make its side requests
+    allowed_tools: tuple[str, ...] = ("Bash", "Agent")  # --allowedTools; others are refused
     expect: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "steps", tuple(self.steps))
         object.__setattr__(self, "subagents", {k: tuple(v) for k, v in self.subagents.items()})
+
+
+GREET = 'def greet(name=None):\n    """Say hello."""\n    return "hello"\n\n\nprint(greet())\n'
 
 
 def _bash(command: str, description: str) -> ToolCall:
@@ -242,6 +246,60 @@ SCENARIOS: tuple[Scenario, ...] = (
             ),
         },
         expect={"tools": ["Agent"], "errors": 0, "agents": 1, "subagent_tools": ["Bash"]},
+    ),
+    # (f) what the spend bought, in a git repository (issue 14): a file written and committed,
+    # edited and committed again (quietly: git prints nothing), a commit with nothing to
+    # commit (fails), a pull request opened with a stand-in `gh` the session writes itself
+    Scenario(
+        name="git",
+        model=SONNET,
+        project="omega",
+        allowed_tools=("Bash", "Agent", "Write", "Edit"),
+        steps=(
+            Step(
+                text="Starting a repository.",
+                tools=(
+                    _bash(
+                        "git init -q && git config user.email ccotel@example.com"
+                        " && git config user.name ccotel",
+                        "Start a repository",
+                    ),
+                ),
+            ),
+            Step(tools=(ToolCall("Write", {"file_path": "{{cwd}}/greet.py", "content": GREET}),)),
+            Step(tools=(_bash("git add greet.py && git commit -m 'Add greet'", "Commit it"),)),
+            Step(
+                tools=(
+                    ToolCall(
+                        "Edit",
+                        {
+                            "file_path": "{{cwd}}/greet.py",
+                            "old_string": '    return "hello"\n',
+                            "new_string": '    name = name or "world"\n    return f"hello {name}"\n',
+                        },
+                    ),
+                )
+            ),
+            Step(tools=(_bash("git commit -qam 'Greet by name'", "Commit quietly"),)),
+            Step(tools=(_bash("git commit -m 'Nothing new'", "Commit nothing"),)),
+            Step(
+                tools=(
+                    _bash(
+                        'mkdir -p "$HOME/bin" && printf \'#!/bin/sh\\necho '
+                        'https://github.com/ccotel/demo/pull/42\\n\' > "$HOME/bin/gh"'
+                        ' && chmod +x "$HOME/bin/gh" && PATH="$HOME/bin:$PATH"'
+                        " gh pr create --title 'Greet by name' --body 'From the scenario'",
+                        "Open a pull request",
+                    ),
+                )
+            ),
+            Step(text="Two commits and a pull request."),
+        ),
+        expect={
+            "tools": ["Bash", "Write", "Bash", "Edit", "Bash", "Bash", "Bash"],
+            "errors": 1,
+            "stdout": ["ccotel/demo/pull/42"],
+        },
     ),
     # (e) the models: sonnet-4-5, opus-4-6 and haiku-4-5 are spread over the runs
     # above; this one answers in plain text on haiku with Claude Code's side
@@ -402,9 +460,15 @@ def _record(home: Path, run: SessionRun) -> None:
 
 
 # ---------------------------------------------------------------------------- running
-def _resolve_agent_markers(steps: Sequence[Step], tag: str, api: FakeAnthropic) -> list[Step]:
+def _resolve_agent_markers(
+    steps: Sequence[Step], tag: str, api: FakeAnthropic, cwd: Path | None = None
+) -> list[Step]:
+    """Agent markers become the stand-in's thread markers; ``{{cwd}}`` the run's directory."""
+
     def sub(value: Any) -> Any:
         if isinstance(value, str):
+            if cwd is not None:
+                value = value.replace("{{cwd}}", str(cwd))
             return _AGENT_RE.sub(lambda m: api.marker(f"{tag}/{m.group(1)}"), value)
         if isinstance(value, Mapping):
             return {k: sub(v) for k, v in value.items()}
@@ -488,20 +552,19 @@ def run_claude(
     binary = claude_bin()
     home_dirs(home)
     tag, _ = _allocate(home, scenario.name, seed)
-    api.script(tag, _resolve_agent_markers(scenario.steps, tag, api))
-    for thread, steps in scenario.subagents.items():
-        api.script(f"{tag}/{thread}", _resolve_agent_markers(steps, tag, api))
-
     cwd = Path(cwd) if cwd is not None else home / "src" / scenario.project
     cwd.mkdir(parents=True, exist_ok=True)
+    api.script(tag, _resolve_agent_markers(scenario.steps, tag, api, cwd))
+    for thread, steps in scenario.subagents.items():
+        api.script(f"{tag}/{thread}", _resolve_agent_markers(steps, tag, api, cwd))
+
     text = f"{prompt or scenario.prompt} {api.marker(tag)}"
     cmd = [
         str(binary),
         "-p",
         text,
         "--allowedTools",
-        "Bash",
-        "Agent",
+        *scenario.allowed_tools,
         "--model",
         model,
         "--output-format",

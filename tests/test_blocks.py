@@ -221,24 +221,101 @@ def corpus_blocks(request, tmp_path_factory):
     finally:
         store.close()
     oracle = ccusage_json(root, "blocks")
-    return files < 1000, root, info, entries, from_store, tail, oracle
+    report = json.loads(
+        ccotel("report", "--by", "block", "--json", "--state-dir", str(state)).stdout
+    )
+    return files < 1000, root, info, entries, from_store, tail, oracle, report
 
 
 def test_corpus_blocks_equal_ccusage(corpus_blocks):
-    sparse, root, info, entries, from_store, tail, oracle = corpus_blocks
+    sparse, root, info, entries, from_store, tail, oracle, _report = corpus_blocks
     gaps = sum(b["isGap"] for b in oracle["blocks"])
     # the sparse corpus has many gaps, the dense one chains block after block
     assert len(from_store) > (50 if sparse else 100)
     assert gaps > 30 if sparse else gaps < 5
-    # what the state holds: same blocks, edges, tokens and cost as ccusage
-    _compare(from_store, oracle, entries=False)
-    # with ccusage's empty API-error entries added, the entry counts match too
+    # what the state holds: same blocks, edges, tokens, cost and entries as ccusage (the
+    # zero-usage API-error lines are entries: block_marks)
+    _compare(from_store, oracle)
     zero = _zero_usage_lines(root)
     assert info.synthetic_lines and zero
     _compare(identify_blocks(entries + zero), oracle)
-    assert sum(b.entries for b in from_store) == len(entries)
+    assert sum(b.entries for b in from_store) == len(entries) + len(zero)
     # recomputing from a known block's start gives the same last blocks
     assert all(tail[k] == from_store[-k:] for k in tail)
+
+
+# ---------------------------------------------------------------- `ccotel report --by block`
+
+
+def _compare_report(report: dict, oracle: dict) -> None:
+    """`ccotel report --by block --json` row by row against ccusage's blocks (no gap rows)."""
+    theirs = [b for b in oracle["blocks"] if not b["isGap"]]
+    rows = report["rows"]
+    assert report["by"] == "block"
+    assert [r["start"] for r in rows] == [t["startTime"] for t in theirs]
+    for r, t in zip(rows, theirs, strict=True):
+        tc = t["tokenCounts"]
+        assert (r["end"], r["last_activity"], r["active"], r["entries"]) == (
+            t["endTime"],
+            t["actualEndTime"],
+            t["isActive"],
+            t["entries"],
+        ), t["startTime"]
+        assert (
+            r["input_tokens"],
+            r["output_tokens"],
+            r["cache_write_tokens"],
+            r["cache_read_tokens"],
+            r["total_tokens"],
+        ) == (
+            tc["inputTokens"],
+            tc["outputTokens"],
+            tc["cacheCreationInputTokens"],
+            tc["cacheReadInputTokens"],
+            t["totalTokens"],
+        ), t["startTime"]
+        assert r["cost_usd"] == pytest.approx(t["costUSD"], rel=1e-9, abs=1e-10), t["startTime"]
+    total = sum(t["costUSD"] for t in theirs)
+    assert report["totals"]["cost_usd"] == pytest.approx(total, rel=1e-9)
+    assert report["totals"]["entries"] == sum(t["entries"] for t in theirs)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_report_by_block_equals_ccusage_on_the_fixtures(version, tmp_path):
+    src = FIXTURES / version
+    state = tmp_path / "state"
+    ccotel("backfill", "--claude-dir", str(src), "--state-dir", str(state))
+    report = json.loads(
+        ccotel("report", "--by", "block", "--json", "--state-dir", str(state)).stdout
+    )
+    assert report["rows"]
+    _compare_report(report, ccusage_json(src, "blocks"))
+
+
+def test_report_by_block_equals_ccusage_on_the_corpus(corpus_blocks):
+    *_, oracle, report = corpus_blocks
+    assert len(report["rows"]) > 50
+    _compare_report(report, oracle)
+
+
+def test_report_by_block_table_and_since(tmp_path):
+    root = tmp_path / "claude"
+    _write(
+        root,
+        [("2026-01-04T10:17:03.250Z", U1), ("2026-01-07T12:00:00.002Z", U2)],
+        session="00000000-0000-4000-8000-0000000000b1",
+        cwd="/home/u/table",
+    )
+    state = tmp_path / "state"
+    ccotel("backfill", "--claude-dir", str(root), "--state-dir", str(state))
+    out = ccotel("report", "--by", "block", "--state-dir", str(state)).stdout
+    assert "Claude Code usage by block" in out and "Total" in out
+    since = json.loads(
+        ccotel("report", "--by", "block", "--json", "--since", "2026-01-06",
+               "--state-dir", str(state)).stdout
+    )  # fmt: skip
+    # local midnight of the 6th is between the two blocks in every time zone
+    assert [r["start"] for r in since["rows"]] == ["2026-01-07T12:00:00.000Z"]
 
 
 # ----------------------------------------------------------------------------- timelines
@@ -303,10 +380,10 @@ def test_edge_timeline_equals_ccusage(tmp_path):
     _compare(ours, oracle)
 
 
-def test_api_error_line_opens_a_block_in_ccusage(tmp_path):
-    """Known limit of the state (see docs/notes/blocks.md): a zero-usage ``<synthetic>``
-    API-error line is a block entry for ccusage, so after a gap it decides the block's
-    start hour; ccotel's responses table has no row for it."""
+def test_api_error_line_opens_a_block_as_in_ccusage(tmp_path):
+    """A zero-usage ``<synthetic>`` API-error line is a block entry for ccusage, so after a
+    gap it decides the block's start hour (docs/notes/blocks.md); the state keeps its time
+    (block_marks), not a response."""
     root = tmp_path / "claude"
     session, cwd = "00000000-0000-4000-8000-00000000000a", "/home/u/limit"
     _write(root, [("2026-01-07T02:10:00.000Z", U1)], session=session, cwd=cwd)
@@ -355,8 +432,14 @@ def test_api_error_line_opens_a_block_in_ccusage(tmp_path):
     finally:
         store.close()
     _compare(identify_blocks([Entry(*r) for r in rows] + _zero_usage_lines(root)), oracle)
-    # ... and the state alone starts that block at 09:00
-    assert [_iso(b.start) for b in ours] == ["2026-01-07T02:00:00.000Z", "2026-01-07T09:00:00.000Z"]
+    # ... and the state has it: the second block starts at 08:00, with three entries
+    _compare(ours, oracle)
+    assert [_iso(b.start) for b in ours] == ["2026-01-07T02:00:00.000Z", "2026-01-07T08:00:00.000Z"]
+    assert [b.entries for b in ours] == [1, 2]
+    # without the marks the state would start it at 09:00
+    assert [_iso(b.start) for b in identify_blocks([Entry(*r) for r in rows])][1] == (
+        "2026-01-07T09:00:00.000Z"
+    )
 
 
 def test_active_block_burn_rate_and_projection_equal_ccusage(tmp_path):
@@ -422,3 +505,20 @@ def test_window_that_ended_with_recent_activity_is_not_active(tmp_path):
     assert time.time() - ours[0].last_activity < 5 * H
     _compare(ours, oracle)
     assert projection(ours[0]) is None
+
+
+def test_report_by_block_reads_a_state_not_migrated_yet(tmp_path):
+    """`report` opens the state read-only: a 0.1.0 state (no block_marks, a `responses`
+    table) still gives its blocks, summing to the report's totals."""
+    import shutil
+
+    state = tmp_path / "state"
+    state.mkdir()
+    shutil.copy(Path(__file__).parent / "data" / "state-0.1.0.db", state / "state.db")
+    blocks = json.loads(
+        ccotel("report", "--by", "block", "--json", "--state-dir", str(state)).stdout
+    )
+    totals = json.loads(ccotel("report", "--json", "--state-dir", str(state)).stdout)["totals"]
+    assert len(blocks["rows"]) > 1
+    assert blocks["totals"]["cost_usd"] == pytest.approx(totals["cost_usd"], rel=1e-9)
+    assert blocks["totals"]["input_tokens"] == totals["input_tokens"]

@@ -238,7 +238,7 @@ def test_budget_written_as_a_string_is_refused_and_says_how_to_write_it(tmp_path
     with pytest.raises(ConfigError) as e:
         load(f, env={})
     assert str(e.value) == (
-        f'budget.daily_usd in {f}: expected a number >= 0, got the string "100" '
+        f'budget.daily_usd in {f}: expected a number from 0 to 1e+09, got the string "100" '
         "(write it without quotes)"
     )
     f.write_text("[budget]\ndaily_usd = 100\nhourly_usd = 2.5\n")
@@ -264,7 +264,7 @@ def test_environment_values_are_parsed_to_the_key_type():
 def test_bad_environment_value_names_the_variable():
     with pytest.raises(ConfigError) as e:
         load(None, env={"CCOTEL_BUDGET_HOURLY_USD": "abc"})
-    assert str(e.value) == "CCOTEL_BUDGET_HOURLY_USD: expected a number >= 0, got 'abc'"
+    assert str(e.value) == "CCOTEL_BUDGET_HOURLY_USD: expected a number from 0 to 1e+09, got 'abc'"
 
 
 @pytest.mark.parametrize("layer", ["file", "env", "flags"])

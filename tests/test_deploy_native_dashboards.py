@@ -8,8 +8,7 @@ queries, which labels it needs). Here:
   tests/fixtures/native-dashboards/contract.prom (what ccotel with native_metrics = true exposes
   through the stack's collector, per HELPERS.md's contract) with its counters growing: every panel
   must return data, with the label values a lead expects (users, models, token types);
-- the same against the real daemon, marked as waiting on the native_metrics code: it fails until
-  that code lands (xfail strict), then passes, and the marker must go.
+- the same against the real daemon (native_metrics = true) pushing over OTLP.
 """
 
 from __future__ import annotations
@@ -256,40 +255,47 @@ def drop_relabelling(cfg: dict) -> None:
         job.pop("metric_relabel_configs", None)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="waiting on the native_metrics code (issue 14 §1): ccotel does not emit claude_code_* "
-    "yet. When it does, this passes; remove the marker.",
-)
 @pytest.mark.timeout(300)
 def test_every_public_panel_fills_from_the_real_daemon(request, tmp_path):
     """The real daemon with native_metrics = true over real Claude Code transcripts, pushing over
-    OTLP to the collector stand-in, read by the real Prometheus with the stack's job: every
-    recorded public panel returns data."""
-    from ccotel.config import Config
-
-    assert "native_metrics" in Config.__struct_fields__, "ccotel has no native_metrics key yet"
-    real_claude_home = request.getfixturevalue("real_claude_home")  # the real CLI's transcripts
-
+    OTLP to the collector stand-in (which names series as the collector's Prometheus exporter
+    does), read by the real Prometheus with the stack's job: every recorded public panel returns
+    data greater than 0. The session that commits and opens a pull request arrives while
+    Prometheus watches, so that every counter grows under its eyes."""
     from datetime import UTC, datetime, timedelta
 
     from tests.pushed import Collector
     from tests.test_e2e_stack import daemon_env, transcripts_ending_at
     from tests.test_live import start
 
+    real_claude_home = request.getfixturevalue("real_claude_home")  # the real CLI's transcripts
     cfg = tmp_path / "claude"
     transcripts_ending_at(
         real_claude_home.config_dir, cfg, datetime.now(UTC) - timedelta(minutes=1)
     )
+    (git,) = cfg.rglob(f"{real_claude_home.run('git').session_id}.jsonl")
+    held = git.read_bytes()
+    git.unlink()
     with Collector() as collector:
         env = daemon_env(collector, hourly=1000, daily=1000) | {"CCOTEL_NATIVE_METRICS": "1"}
         daemon = start(cfg, tmp_path / "state", env=env)
         try:
             with Stack(tmp_path, collector.target) as stack:
+                first = wait_for_data(stack, [("sessions", "claude_code_session_count_total")])
+                assert not first, "the native series never reached Prometheus"
+                time.sleep(2)  # a scrape or two of the values before the session
+                git.write_bytes(held)
                 empty = wait_for_data(stack, queries(), timeout=90)
                 assert not empty, "panels without data:\n" + "\n".join(
                     f"{t}: {e}" for t, e in empty
                 )
+                by_title = {p.title: substitute(p.query()) for p in PANELS}
+                (users,) = stack.query(by_title["Active Users"])
+                assert users["value"][1] == "1"
+                cost = stack.query(by_title["Cost by User"])
+                assert {s["metric"]["user_id"] for s in cost} == {env["CCOTEL_RESOURCE_USER"]}
+                jobs = {s["metric"]["job"] for s in stack.query('{__name__=~"claude_code_.+"}')}
+                assert jobs == {"otel-collector"}
         finally:
             daemon.kill()
             daemon.wait(10)

@@ -360,7 +360,9 @@ def test_linux_install_writes_the_unit_and_starts_it(tmp_path, fake_ccotel):
     res = svc.install(ctx, [str(fake_ccotel)])
     unit = tmp_path / ".config/systemd/user/ccotel.service"
     assert res.changed and unit.read_text() == svc.render_systemd_unit(
-        [str(fake_ccotel)], tmp_path / ".local/state/ccotel"
+        [str(fake_ccotel)],
+        tmp_path / ".local/state/ccotel",
+        private_tmp=False,  # home in /tmp
     )
     assert (tmp_path / ".local/state/ccotel").is_dir()  # ReadWritePaths needs it to exist
     assert rec.calls == [

@@ -26,6 +26,7 @@ from tests.pushed import Collector
 from tests.test_deploy_dashboard import panel_queries
 from tests.test_deploy_live import HOST, USER, Stack
 from tests.test_live import start
+from tests.test_statusline_daemon import status_json, statusline
 
 
 def _parse(ts: str) -> datetime:
@@ -55,6 +56,23 @@ def transcripts_ending_at(src: Path, dst: Path, end: datetime) -> int:
             out.append(line)
         f.write_text("\n".join(out) + "\n")
     return len(stamps)
+
+
+def hold_back(config_dir: Path, session_id: str):
+    """Cut a session's transcript after its prompt; calling the result writes the rest. Counters
+    that grow while Prometheus watches give `increase()` something to see: a session that goes
+    on after the first scrapes (its commits make the cost-per-commit panels fill). The prompt
+    stays, so that its project's series exist, at 0, before the first commit."""
+    (path,) = config_dir.rglob(f"{session_id}.jsonl")
+    lines = path.read_bytes().splitlines(keepends=True)
+    cut = next(i for i, line in enumerate(lines) if b'"type":"user"' in line) + 1
+    path.write_bytes(b"".join(lines[:cut]))
+
+    def put_back() -> None:
+        with open(path, "ab") as f:
+            f.write(b"".join(lines[cut:]))
+
+    return put_back
 
 
 def daemon_env(collector: Collector, hourly: float, daily: float) -> dict:
@@ -102,11 +120,14 @@ def test_budget_alert_fires_and_resolves_panels_have_data(real_claude_home, tmp_
     transcripts_ending_at(
         real_claude_home.config_dir, cfg, datetime.now(UTC) - timedelta(minutes=1)
     )
+    put_back = hold_back(cfg, real_claude_home.run("git").session_id)
     state = tmp_path / "state"
     with Collector() as collector:
         daemon = start(cfg, state, env=daemon_env(collector, hourly=0.0001, daily=1000))
         port = daemon.port
         try:
+            # Claude Code's status line reports the plan (the plan panels read it)
+            statusline(state, status_json(next(cfg.rglob("*.jsonl")).stem))
             with Stack(tmp_path, collector.target) as stack:
                 alert = stack.wait_for_alert("CcotelHourlyBudgetExceeded", timeout=90)
                 assert alert["labels"] == {
@@ -117,6 +138,7 @@ def test_budget_alert_fires_and_resolves_panels_have_data(real_claude_home, tmp_
                     "user": USER,
                 }
                 assert "over the hourly budget of $0.00" in alert["annotations"]["description"]
+                put_back()  # the session with commits arrives while Prometheus watches
 
                 # Every panel of the dashboard answers with data from the real daemon.
                 empty = panel_queries()

@@ -661,7 +661,7 @@ def test_settings_that_cannot_work_are_a_failure_not_off(tmp_path, monkeypatch):
     with capture_logs() as logs:
         h = Exporters(cfg, tmp_path / "state" / "state.db").health()["traces"]
     assert (h["enabled"], h["state"]) == (True, "failing") and "http/json" in h["error"]
-    assert logs[0]["log_level"] == "error" and "otlp_protocol" in logs[0]["error"]
+    assert logs[0]["log_level"] == "error" and "OTEL_EXPORTER_OTLP_PROTOCOL" in logs[0]["error"]
 
 
 # --- the OTLP metrics push -----------------------------------------------------------

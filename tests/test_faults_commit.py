@@ -37,8 +37,9 @@ CLOCK = lambda: 1_800_000_000.0  # noqa: E731
 
 class _Breaking:
     """The state's connection, failing at one call of a transaction: its ``at``-th call
-    (1: BEGIN), or at COMMIT when the transaction has fewer calls. The transaction is left
-    as SQLite would leave it: statements before the failure done, COMMIT not."""
+    (1: BEGIN), and at COMMIT (reached when the transaction has fewer calls, or when the
+    failed call was a read the store tried again). The transaction is left as SQLite would
+    leave it: statements before the failure done, COMMIT not."""
 
     def __init__(self, db: sqlite3.Connection, at: int):
         self._db, self._at, self._i = db, at, 0
@@ -49,7 +50,6 @@ class _Breaking:
     def _maybe_fail(self, stmt: str) -> None:
         self._i += 1
         if self._at and (self._i == self._at or stmt == "COMMIT"):
-            self._at = 0
             raise sqlite3.OperationalError("disk I/O error (injected)")
 
     def execute(self, stmt, *args):

@@ -51,15 +51,17 @@ def test_defaults():
     )
 
 
-def test_standard_variables():
+def test_standard_variables(tmp_path):
+    for name in ("ca.pem", "client.pem", "client.key"):  # named files must exist
+        (tmp_path / name).write_text("")
     env = {
         "OTEL_EXPORTER_OTLP_ENDPOINT": "https://collector.example:4318/",
         "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "https://metrics.example/custom/path",
         "OTEL_EXPORTER_OTLP_HEADERS": "x-api-key=abc,team=a%20b",
         "OTEL_EXPORTER_OTLP_TRACES_HEADERS": "x-api-key=traces-only",
-        "OTEL_EXPORTER_OTLP_CERTIFICATE": "/etc/ca.pem",
-        "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE": "/etc/client.pem",
-        "OTEL_EXPORTER_OTLP_CLIENT_KEY": "/etc/client.key",
+        "OTEL_EXPORTER_OTLP_CERTIFICATE": f"{tmp_path}/ca.pem",
+        "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE": f"{tmp_path}/client.pem",
+        "OTEL_EXPORTER_OTLP_CLIENT_KEY": f"{tmp_path}/client.key",
         "OTEL_EXPORTER_OTLP_COMPRESSION": "gzip",
         "OTEL_EXPORTER_OTLP_TIMEOUT": "2500",
     }
@@ -67,9 +69,9 @@ def test_standard_variables():
     assert t.url == "https://collector.example:4318/v1/traces"
     assert t.headers == {"x-api-key": "traces-only"}
     assert (t.ca_file, t.client_cert, t.client_key, t.compression, t.timeout) == (
-        "/etc/ca.pem",
-        "/etc/client.pem",
-        "/etc/client.key",
+        f"{tmp_path}/ca.pem",
+        f"{tmp_path}/client.pem",
+        f"{tmp_path}/client.key",
         "gzip",
         2.5,
     )
@@ -82,7 +84,7 @@ def test_grpc_endpoints():
     env = {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4317"}
     assert target(cfg(), "traces", env=env).url == "https://collector:4317"
     env["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] = "http/protobuf"
-    with pytest.raises(ValueError, match=r"'collector:4317/v1/traces'.*not an http"):
+    with pytest.raises(ValueError, match=r"^OTEL_EXPORTER_OTLP_ENDPOINT: .*scheme is missing"):
         target(cfg(), "traces", env=env)  # OTLP/HTTP needs a URL
     env["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://collector:4318"
     assert target(cfg(), "traces", env=env).protocol == "http/protobuf"
@@ -235,6 +237,12 @@ def reference_spans(spans: Sequence[Span], resource_attrs: Mapping[str, str]) ->
     ).SerializeToString()
 
 
+def _pb_exemplar(ex) -> pbm.Exemplar:
+    """A counter sample's exemplar: the session's trace, its cost, its time."""
+    return pbm.Exemplar(time_unix_nano=int(ex.timestamp * 1e9), as_double=float(ex.value),
+                        trace_id=bytes.fromhex(ex.labels["trace_id"]))  # fmt: skip
+
+
 def reference_metrics(
     families: Iterable, resource_attrs: Mapping[str, str], start_ns: int, now_ns: int
 ) -> bytes:
@@ -246,7 +254,8 @@ def reference_metrics(
         if fam.type == "counter":
             pts = [
                 pbm.NumberDataPoint(attributes=kv(s.labels), start_time_unix_nano=start_ns,
-                                    time_unix_nano=now_ns, as_double=float(s.value))
+                                    time_unix_nano=now_ns, as_double=float(s.value),
+                                    exemplars=[_pb_exemplar(s.exemplar)] if s.exemplar else [])
                 for s in fam.samples if s.name.endswith("_total")
             ]  # fmt: skip
             m.sum.CopyFrom(pbm.Sum(data_points=pts, aggregation_temporality=cum, is_monotonic=True))
@@ -395,6 +404,7 @@ def test_metrics_encoder_on_a_daemon_registry(tmp_path):
     attrs = resource_attributes(cfg, env={})
     assert sum(len(f.samples) for f in fams) > 100
     assert {f.type for f in fams} >= {"counter", "gauge", "histogram"}
+    assert any(s.exemplar for f in fams for s in f.samples)  # the cost's trace, pushed too
     assert encode_metrics(fams, attrs, 5, 6) == reference_metrics(fams, attrs, 5, 6)
 
 

@@ -118,8 +118,10 @@ def test_daemon_on_an_upgraded_state_shows_the_old_history(old_state, tmp_path, 
         proc.wait(20)
 
 
-@pytest.mark.parametrize("cmd", ["report", "backfill", "run"])
+@pytest.mark.parametrize("cmd", ["report", "backfill", "run", "rebuild", "rebuild --force"])
 def test_a_state_from_a_newer_version_is_one_line(old_state, tmp_path, cmd):
+    """Every command refuses it, `backfill --rebuild` (even with --force) included: a rebuild
+    replaced a newer ccotel's state, and the history only it held, on ca2edcb."""
     db = sqlite3.connect(old_state / "state.db")
     db.execute(f"PRAGMA user_version={schema.VERSION + 7}")
     db.close()
@@ -128,6 +130,23 @@ def test_a_state_from_a_newer_version_is_one_line(old_state, tmp_path, cmd):
     args = {
         "report": ["report", "--state-dir", str(old_state)],
         "backfill": ["backfill", "--claude-dir", str(tmp_path), "--state-dir", str(old_state)],
+        "rebuild": [
+            "backfill",
+            "--rebuild",
+            "--claude-dir",
+            str(tmp_path),
+            "--state-dir",
+            str(old_state),
+        ],
+        "rebuild --force": [
+            "backfill",
+            "--rebuild",
+            "--force",
+            "--claude-dir",
+            str(tmp_path),
+            "--state-dir",
+            str(old_state),
+        ],
         "run": [
             "run",
             "--claude-dir",
@@ -145,6 +164,7 @@ def test_a_state_from_a_newer_version_is_one_line(old_state, tmp_path, cmd):
         proc.stderr
     )
     assert (old_state / "state.db").read_bytes() == before
+    assert not list(old_state.glob("state.db.*")), list(old_state.iterdir())  # no leftovers
 
 
 def test_rebuild_keeps_history_whose_transcripts_are_gone(old_state, tmp_path, want):

@@ -15,12 +15,16 @@ is imported only to read a collector's non-empty answer, grpcio only for gRPC.
 from ccotel.otlp import protowire
 from ccotel.otlp.backoff import Backoff
 from ccotel.otlp.health import ExportHealth, hint, off
-from ccotel.otlp.metrics import encode_metrics
+from ccotel.otlp.metrics import NATIVE_SCOPE, TEMPORALITIES, MetricsEncoder, encode_metrics
+from ccotel.otlp.profile import PUSH_STATE, PushState, TeamProfile
 from ccotel.otlp.settings import (
     Signal,
     Target,
     configured,
     display_url,
+    push_identity,
+    push_interval,
+    push_temporality,
     resource_attributes,
     target,
 )
@@ -36,22 +40,31 @@ from ccotel.otlp.transport import (
 
 __all__ = [
     "MALFORMED",
+    "NATIVE_SCOPE",
+    "PUSH_STATE",
     "REFUSED",
+    "TEMPORALITIES",
     "TOO_LARGE",
     "TRANSIENT",
     "Backoff",
     "ExportError",
     "ExportHealth",
+    "MetricsEncoder",
+    "PushState",
     "Reply",
     "Sender",
     "Signal",
     "Target",
+    "TeamProfile",
     "configured",
     "display_url",
     "encode_metrics",
     "hint",
     "off",
     "protowire",
+    "push_identity",
+    "push_interval",
+    "push_temporality",
     "resource_attributes",
     "target",
 ]

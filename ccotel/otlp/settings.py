@@ -12,15 +12,18 @@ import getpass
 import os
 import re
 import socket
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import unquote, urlsplit
 
 from ccotel import __version__
+from ccotel.config import endpoint_problem, shown_path
 
 if TYPE_CHECKING:
     from ccotel.config import Config
+    from ccotel.state import Store
 
 Signal = Literal["traces", "metrics"]
 DEFAULT_ENDPOINT = "http://localhost:4318"
@@ -90,8 +93,16 @@ def parse_headers(s: str, source: str, lower: bool = True) -> dict[str, str]:
                 f"{source}: entry {i}{f' ({name!r})' if name else ''} is not key=value "
                 "with a URL-encoded value"
             )
-        key = unquote(m.group(1))
-        out[key.lower() if lower else key] = unquote(m.group(2))
+        try:
+            key, value = unquote(m.group(1), errors="strict"), unquote(m.group(2), errors="strict")
+        except UnicodeDecodeError:
+            raise ValueError(f"{source}: entry {i} is not URL-encoded UTF-8") from None
+        if not (key.isprintable() and value.isprintable()) or (lower and not value.isascii()):
+            raise ValueError(  # a header value must be printable ASCII (HTTP, gRPC metadata)
+                f"{source}: entry {i} ({key[:40]!r}) decodes to a value that is not printable"
+                + (" ASCII" if lower else "")
+            )
+        out[key.lower() if lower else key] = value
     return out
 
 
@@ -119,18 +130,26 @@ def target(cfg: Config, signal: Signal, env: Mapping[str, str] | None = None) ->
     Raises ValueError, naming the key or variable, for a setting that cannot work.
     """
     env = os.environ if env is None else env
-    protocol = (
-        (cfg.otlp_protocol or _env(env, signal, "PROTOCOL")[0] or "http/protobuf").strip().lower()
+    value, var = (
+        (cfg.otlp_protocol, "otlp_protocol") if cfg.otlp_protocol else _env(env, signal, "PROTOCOL")
     )
+    protocol = (value or "http/protobuf").strip().lower()
     if protocol not in ("http/protobuf", "grpc"):
         raise ValueError(
-            f"OTLP protocol {protocol!r} (otlp_protocol, OTEL_EXPORTER_OTLP_PROTOCOL) is not supported: use http/protobuf or grpc"
+            f"{var}: OTLP protocol {value[:40]!r} is not supported: use http/protobuf or grpc"
         )
     if cfg.otlp_endpoint:
         base, specific = cfg.otlp_endpoint, ""
+        names = {base: "otlp_endpoint"}
     else:
         base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")
         specific = env.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT", "")
+        names = {base: "OTEL_EXPORTER_OTLP_ENDPOINT"}
+        names[specific] = f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT"
+    for value in (specific, base):  # each as it was set, named
+        problem = endpoint_problem(value, protocol == "grpc") if value else None
+        if problem:
+            raise ValueError(f"{names[value]}: {problem}")
     if protocol == "grpc":
         url = specific or base or DEFAULT_GRPC_ENDPOINT
         if "://" not in url:
@@ -159,34 +178,54 @@ def target(cfg: Config, signal: Signal, env: Mapping[str, str] | None = None) ->
     headers = parse_headers(env_headers, var) if env_headers else {}
     if cfg.otlp_headers:
         headers.update(parse_headers(cfg.otlp_headers, "otlp_headers"))
-    compression = (cfg.otlp_compression or _env(env, signal, "COMPRESSION")[0] or "none").lower()
+    value, var = (
+        (cfg.otlp_compression, "otlp_compression")
+        if cfg.otlp_compression
+        else _env(env, signal, "COMPRESSION")
+    )
+    compression = (value or "none").strip().lower()
     if compression not in ("none", "gzip"):
         raise ValueError(
-            f"OTLP compression {compression!r} (otlp_compression, OTEL_EXPORTER_OTLP_COMPRESSION) is not supported: use none or gzip"
+            f"{var}: OTLP compression {value[:40]!r} is not supported: use none or gzip"
         )
     timeout_ms, var = _env(env, signal, "TIMEOUT")
     try:
         timeout = cfg.otlp_timeout or (float(timeout_ms) / 1000 if timeout_ms else 10.0)
     except ValueError:
-        raise ValueError(f"{var}={timeout_ms!r} is not a number of milliseconds") from None
+        raise ValueError(f"{var}={timeout_ms[:40]!r} is not a number of milliseconds") from None
+    if not 0 < timeout <= 3600:  # NaN, inf, 1e308, negative
+        raise ValueError(f"{var}={timeout_ms[:40]!r}: expected milliseconds from 1 to 3600000")
+    files = {}
+    for name, key in (("CERTIFICATE", "otlp_certificate"),
+                      ("CLIENT_CERTIFICATE", "otlp_client_certificate"),
+                      ("CLIENT_KEY", "otlp_client_key")):  # fmt: skip
+        value, var = (getattr(cfg, key), key) if getattr(cfg, key) else _env(env, signal, name)
+        if value and not os.path.isfile(value):
+            raise ValueError(f"{var}: {shown_path(value)} is not a file")
+        files[key] = value
     return Target(
         signal,
         protocol,  # type: ignore[arg-type]
         url,
         headers,
-        cfg.otlp_certificate or _env(env, signal, "CERTIFICATE")[0],
-        cfg.otlp_client_certificate or _env(env, signal, "CLIENT_CERTIFICATE")[0],
-        cfg.otlp_client_key or _env(env, signal, "CLIENT_KEY")[0],
+        files["otlp_certificate"],
+        files["otlp_client_certificate"],
+        files["otlp_client_key"],
         compression,  # type: ignore[arg-type]
         timeout,
         _env(env, signal, "INSECURE")[0].lower() == "true",
     )
 
 
-def resource_attributes(cfg: Config, env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """service.name=ccotel, service.version, host.name, user.name, then OTEL_RESOURCE_ATTRIBUTES."""
+def resource_attributes(
+    cfg: Config, env: Mapping[str, str] | None = None, instance_id: str | None = None
+) -> dict[str, str]:
+    """service.name=ccotel, service.version, service.instance.id (when given), host.name,
+    user.name, then OTEL_RESOURCE_ATTRIBUTES."""
     env = os.environ if env is None else env
     attrs: dict[str, str] = {"service.name": "ccotel", "service.version": __version__}
+    if instance_id:
+        attrs["service.instance.id"] = instance_id
     host = cfg.resource_host
     if host == "auto":
         host = socket.gethostname()
@@ -201,8 +240,83 @@ def resource_attributes(cfg: Config, env: Mapping[str, str] | None = None) -> di
     if user and user != "off":
         attrs["user.name"] = user
     extra = env.get("OTEL_RESOURCE_ATTRIBUTES", "")
+    _utf8(extra, "OTEL_RESOURCE_ATTRIBUTES")  # sent with every request: UTF-8, or none is made
     for k, v in parse_headers(extra, "OTEL_RESOURCE_ATTRIBUTES", lower=False).items():
         attrs[k.strip()] = v.strip()
     if env.get("OTEL_SERVICE_NAME"):
-        attrs["service.name"] = env["OTEL_SERVICE_NAME"]
+        attrs["service.name"] = _utf8(env["OTEL_SERVICE_NAME"], "OTEL_SERVICE_NAME")
+    _utf8(attrs.get("host.name", ""), "the host name (resource_host)")
+    _utf8(attrs.get("user.name", ""), "the login name (resource_user)")
     return attrs
+
+
+DEFAULT_PUSH_INTERVAL = 15.0
+
+
+def push_interval(cfg: Config, env: Mapping[str, str] | None = None) -> float:
+    """Seconds between metrics pushes: metrics_push_interval, else OTEL_METRIC_EXPORT_INTERVAL
+    (milliseconds), else 15. ValueError naming the variable for one that is not a duration."""
+    if cfg.metrics_push_interval is not None:
+        return cfg.metrics_push_interval
+    env = os.environ if env is None else env
+    raw = env.get("OTEL_METRIC_EXPORT_INTERVAL", "").strip()
+    if not raw:
+        return DEFAULT_PUSH_INTERVAL
+    try:
+        ms = float(raw)
+    except ValueError:
+        ms = -1.0
+    if not ms > 0 or ms != ms or ms == float("inf"):
+        raise ValueError(
+            f"OTEL_METRIC_EXPORT_INTERVAL={raw[:40]!r} is not a positive number of milliseconds"
+        )
+    return ms / 1000
+
+
+def push_temporality(cfg: Config, env: Mapping[str, str] | None = None) -> str:
+    """cumulative, delta or lowmemory: metrics_push_temporality, else
+    OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE (any case), else cumulative."""
+    if cfg.metrics_push_temporality:
+        return cfg.metrics_push_temporality
+    env = os.environ if env is None else env
+    var = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"
+    raw = env.get(var, "").strip()
+    if not raw:
+        return "cumulative"
+    if raw.lower() not in ("cumulative", "delta", "lowmemory"):
+        raise ValueError(f"{var}={raw[:40]!r} is not cumulative, delta or lowmemory")
+    return raw.lower()
+
+
+START_META, INSTANCE_META = "push_start_ns", "service_instance_id"
+
+
+def push_identity(store: Store, now_ns: int | None = None) -> tuple[int, str]:
+    """(start time of the pushed counters in ns, service.instance.id), kept in the state: the
+    first start sets them, restarts keep them. A collector's Prometheus exporter turns the start
+    into the counters' created time, and the instance id into `instance`: both stay put across
+    restarts, so a backend that reads created times as resets never counts history twice, and
+    two laptops' series never merge."""
+    import sqlite3
+    import uuid
+
+    start, instance = store.meta(START_META), store.meta(INSTANCE_META)
+    new = {}
+    if start is None or not start.isdigit():
+        start = new[START_META] = str(now_ns or time.time_ns())
+    if not instance:
+        instance = new[INSTANCE_META] = str(uuid.uuid4())
+    try:
+        for k, v in new.items():
+            store.set_meta(k, v)
+    except sqlite3.Error:  # the state cannot be written now: this run's own, kept next start
+        pass
+    return int(start), instance
+
+
+def _utf8(text: str, source: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{source}: not UTF-8 text") from None
+    return text

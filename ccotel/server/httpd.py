@@ -12,7 +12,9 @@ What is the libraries' and what is ours (figures in docs/web.md, `python bench/s
   ``HEAD_TIMEOUT`` after it connected. A complete head goes to one of ``WORKERS`` threads, which
   answers within ``WRITE_TIMEOUT`` and closes (HTTP/1.0: no idle keep-alive holds a worker).
   At most ``PENDING`` connections wait for their head (past that the oldest is closed: an
-  idle flood cannot lock others out) and ``QUEUE`` complete requests for a worker. Whatever
+  idle flood cannot lock others out) and ``QUEUE`` complete requests for a worker. A stream
+  (server-sent events) is no exception: the worker sends its head and hands the connection
+  to the stream's own thread (ccotel.live.stream), never keeping it. Whatever
   a client sends, the worst it gets is a 4xx or a closed connection; a fault of ours is a
   500 and one log line, never a traceback.
 """
@@ -64,8 +66,11 @@ PLAIN_ON_TLS = (
     b"this port speaks HTTPS\n"
 )
 
-# (status, content type, body) of a route of the page, or None when the path is not one.
-WebRoutes = Callable[[str, str], tuple[int, str, bytes] | None]
+# (status, content type, body) of a route of the page, or None when the path is not one;
+# a stream adds a fourth item, the callable that takes the connection once its head is sent
+# (True: it owns it now; the worker is free for the next request).
+Routed = tuple[int, str, bytes] | tuple[int, str, bytes, Callable[[socket.socket], bool]]
+WebRoutes = Callable[[str, str], Routed | None]
 
 
 class _Job:
@@ -73,6 +78,8 @@ class _Job:
 
     def __init__(self, app: _App, head: bytes, too_big: bool):
         self.app, self.head, self.too_big = app, head, too_big
+        self.adopt: Callable[[socket.socket], bool] | None = None  # a stream's new owner
+        self.adopted = False
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -114,6 +121,8 @@ class _Handler(BaseHTTPRequestHandler):
         if data:
             self.connection.settimeout(WRITE_TIMEOUT)
             self.connection.sendall(data)
+        if self.server.adopt is not None:  # a stream: its head is out, the rest is not ours
+            self.server.adopted = self.server.adopt(self.connection)
 
     def do_GET(self) -> None:
         self.server.app.serve(self)
@@ -179,6 +188,8 @@ class _App:
             self.web(path, query) if self.web and path not in ("/metrics", "/healthz") else None
         )
         if routed is not None:
+            if len(routed) == 4:  # a stream: the head here, the connection to routed[3]
+                return self.stream(h, *routed)
             return self.send(h, *routed)
         if path == "/metrics":
             return self.send(h, 200, *self._exposition(h.headers.get("Accept")))
@@ -234,6 +245,19 @@ class _App:
         h.end_headers()
         if h.command != "HEAD":
             h.wfile.write(body)
+
+    @staticmethod
+    def stream(
+        h: _Handler, code: int, ctype: str, body: bytes, adopt: Callable[[socket.socket], bool]
+    ) -> None:
+        """A response with no end: sent until the peer or ``adopt``'s owner closes it."""
+        h.send_response(code)
+        for k, v in (("Content-Type", ctype), *HEADERS):
+            h.send_header(k, v)
+        h.end_headers()
+        if h.command != "HEAD":
+            h.wfile.write(body)
+            h.server.adopt = adopt
 
     def _warn_host(self, header: str) -> None:
         name = host_name(header)[:80]
@@ -412,16 +436,18 @@ class HttpServer:
             p = self._jobs.get()
             if p is None:
                 return
+            job = _Job(self.app, bytes(p.buf), not p.complete)
             try:
                 p.conn.setblocking(True)
                 p.conn.settimeout(WRITE_TIMEOUT)
-                _Handler(p.conn, p.addr, _Job(self.app, bytes(p.buf), not p.complete))  # type: ignore[arg-type]
+                _Handler(p.conn, p.addr, job)  # type: ignore[arg-type]
             except OSError as exc:  # the client went away or stopped reading
                 log.debug("http: connection dropped", client=p.addr[0], error=str(exc))
             except Exception as exc:  # a fault of ours outside a route: one line, go on
                 log.warning("http: connection failed", error=_describe(exc))
             finally:
-                p.close()
+                if not job.adopted:
+                    p.close()
 
 
 class _Pending:

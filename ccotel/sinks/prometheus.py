@@ -201,7 +201,7 @@ class TotalsCollector:
                               strict=True):  # fmt: skip
                 tokens.add_metric([model, typ, proj], n)
             last = latest.get((model, proj))
-            cost.add_metric([model, proj], v.cost, exemplar=_exemplar(last) if last else None)
+            cost.add_metric([model, proj], v.cost, exemplar=exemplar(last) if last else None)
             reqs.add_metric([model, proj], v.requests)
             web.add_metric([model, proj], v.web_search)
         for model, n in sorted(unp.items()):
@@ -255,6 +255,6 @@ def _by_label(family: _Family, values: Mapping[str, float]) -> _Family:
     return family
 
 
-def _exemplar(ex: CostExemplar) -> Exemplar:
+def exemplar(ex: CostExemplar) -> Exemplar:
     """The session's trace (the id its spans carry), on the cost it added last."""
     return Exemplar({"trace_id": ids.hex_trace(ids.trace_id(ex.session))}, ex.usd, ex.ts)

@@ -19,12 +19,23 @@ from ccotel.sources.discovery import (
     TreeWalker,
     agent_of,
     claude_roots,
+    flat_sessions,
+    is_flat_agent,
     parse_path,
     projects_dir,
     session_of,
     transcript_files,
 )
-from ccotel.sources.tail import CHUNK, Chunk, marker_at, read_lines, read_new
+from ccotel.sources.tail import (
+    CHUNK,
+    Chunk,
+    NotAFile,
+    marker_at,
+    open_regular,
+    read_head,
+    read_lines,
+    read_new,
+)
 
 if TYPE_CHECKING:
     from ccotel.sources.watch import RESCAN, Watcher
@@ -33,14 +44,19 @@ __all__ = [
     "CHUNK",
     "RESCAN",
     "Chunk",
+    "NotAFile",
     "TranscriptPath",
     "TreeWalker",
     "Watcher",
     "agent_of",
     "claude_roots",
+    "flat_sessions",
+    "is_flat_agent",
     "marker_at",
+    "open_regular",
     "parse_path",
     "projects_dir",
+    "read_head",
     "read_lines",
     "read_new",
     "session_of",

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import NamedTuple
+
+from ccotel.sources.tail import open_regular, read_head
 
 
 def claude_roots(env: Mapping[str, str], home: Path) -> list[Path]:
@@ -24,7 +29,9 @@ def projects_dir(root: Path) -> Path:
 def transcript_files(
     root: Path, on_error: Callable[[OSError], object] | None = None
 ) -> Iterator[str]:
-    """Every *.jsonl below root/projects, subagents included. Links are not followed."""
+    """Every *.jsonl regular file below root/projects, subagents included. Links to folders
+    are not followed; a link to a file is read as the file. A FIFO, socket, device or folder
+    named *.jsonl is not a transcript (opening a FIFO would wait for a writer for ever)."""
     yield from TreeWalker().files([root], on_error or (lambda exc: None))
 
 
@@ -69,25 +76,24 @@ class TreeWalker:
 
 
 def _list(top: str, on_error: Callable[[OSError], object]) -> tuple[list[str], list[str]] | None:
-    """A folder's subfolders to walk into and its .jsonl files, as os.walk sees them (links
-    are listed, not followed); None when it cannot be read."""
+    """A folder's subfolders to walk into (not links to folders) and its *.jsonl regular files
+    (a link to a file counts as the file); None when it cannot be read."""
     dirs: list[str] = []
     files: list[str] = []
     try:
         with os.scandir(top) as it:
-            for e in it:
-                try:
-                    is_dir = e.is_dir()
-                except OSError:
-                    is_dir = False
-                if is_dir:
-                    if not e.is_symlink():
-                        dirs.append(e.path)
-                elif e.name.endswith(".jsonl"):
-                    files.append(e.path)
+            entries = list(it)
     except OSError as exc:
         on_error(exc)
         return None
+    for e in entries:
+        try:
+            if e.is_dir(follow_symlinks=False):
+                dirs.append(e.path)
+            elif e.name.endswith(".jsonl") and e.is_file():
+                files.append(e.path)
+        except OSError:  # gone meanwhile, or a link that cannot be followed
+            continue
     return dirs, files
 
 
@@ -118,9 +124,90 @@ def parse_path(path: str) -> TranscriptPath:
     return TranscriptPath(project or os.sep, _text(session), agent, agent is not None and not sub)
 
 
+_SESSION_ID = re.compile(rb'"sessionId":"([^"\\]+)"')
+_flat: OrderedDict[str, str] = OrderedDict()  # flat agent file -> the session its lines name
+_flat_lock = threading.Lock()
+
+
 def session_of(path: str) -> str:
-    """The session a file belongs to, from its place in the tree (``parse_path``)."""
-    return parse_path(path).session
+    """The session a file belongs to: the one place it is decided (accounting, traces, the
+    page's waterfall all ask here).
+
+    <project>/<session>.jsonl and <project>/<session>/subagents/agent-x.jsonl by their place
+    in the tree; a legacy flat <project>/agent-x.jsonl (Claude Code up to 2.0) by the
+    sessionId its first lines name, since its name says nothing of it (its stem while it
+    names none yet).
+    """
+    p = Path(path)
+    if p.parent.name == "subagents":
+        return _text(p.parent.parent.name)
+    if p.stem.startswith("agent-"):
+        sid = _flat_session(path)
+        if sid:
+            return sid
+    return _text(p.stem)
+
+
+_named: OrderedDict[tuple[str, int, int], frozenset[str]] = OrderedDict()
+
+
+def flat_sessions(path: str, ino: int, size: int) -> frozenset[str]:
+    """Every session the lines of a legacy flat agent file name, up to ``size`` bytes: Claude
+    Code 2.0 wrote lines of several sessions into one (a session's waterfall reads each file
+    that names it, as accounting counts each line under the session it names). Cached while
+    the file does not change."""
+    key = (path, ino, size)
+    with _flat_lock:
+        got = _named.get(key)
+    if got is not None:
+        return got
+    found: set[str] = set()
+    tail = b""
+    try:
+        fd = open_regular(path)
+    except OSError:
+        return frozenset()
+    try:
+        at = 0
+        while at < size:
+            block = os.pread(fd, min(1 << 20, size - at), at)
+            if not block:
+                break
+            at += len(block)
+            data = tail + block
+            found.update(m.group(1).decode("utf-8", "replace") for m in _SESSION_ID.finditer(data))
+            tail = data[-200:]  # a sessionId cut by the block's end is whole in the next
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    got = frozenset(found)
+    with _flat_lock:
+        _named[key] = got
+        if len(_named) > 4096:
+            _named.popitem(last=False)
+    return got
+
+
+def is_flat_agent(path: str) -> bool:
+    p = Path(path)
+    return p.stem.startswith("agent-") and p.parent.name != "subagents"
+
+
+def _flat_session(path: str) -> str | None:
+    with _flat_lock:
+        sid = _flat.get(path)
+    if sid is not None:
+        return sid
+    m = _SESSION_ID.search(read_head(path, 4096)) or _SESSION_ID.search(read_head(path, 65536))
+    if m is None:
+        return None
+    sid = m.group(1).decode("utf-8", "replace")
+    with _flat_lock:
+        _flat[path] = sid
+        if len(_flat) > 20_000:
+            _flat.popitem(last=False)
+    return sid
 
 
 def _text(name: str) -> str:

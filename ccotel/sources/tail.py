@@ -12,6 +12,7 @@ without holding it in memory, and reported.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -29,6 +30,60 @@ class Chunk:
     cursor: FileCursor | None = None
     restarted: bool = False  # the file was read again from the start
     size: int = 0  # the file's size when read
+
+
+class NotAFile(OSError):
+    """A transcript's name on something other than a regular file (a FIFO, a socket, a
+    device, a folder): never read (opening a FIFO for reading would wait for a writer)."""
+
+
+_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a device",
+          stat.S_IFBLK: "a device", stat.S_IFDIR: "a folder"}  # fmt: skip
+
+
+def open_regular(path: str) -> int:
+    """A read-only descriptor of ``path`` if it is a regular file (links followed), else
+    NotAFile. O_NONBLOCK: opening a FIFO returns at once instead of waiting for a writer
+    (a regular file ignores the flag); the type is checked on the descriptor, so a file
+    swapped for something else after a stat is caught too."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:  # a socket cannot be opened at all (ENXIO)
+        try:
+            _check_regular(os.stat(path).st_mode)
+        except NotAFile:
+            raise
+        except OSError:
+            pass
+        raise exc from None
+    try:
+        _check_regular(os.fstat(fd).st_mode)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _check_regular(mode: int) -> None:
+    if not stat.S_ISREG(mode):
+        kind = _KINDS.get(stat.S_IFMT(mode), "something else")
+        raise NotAFile(f"{kind}, not a regular file: not read")
+
+
+def read_head(path: str, n: int) -> bytes:
+    """Up to ``n`` bytes from the start of a regular file; b"" when it cannot be read."""
+    try:
+        fd = open_regular(path)
+    except OSError:
+        return b""
+    try:
+        return os.pread(fd, n, 0)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
 
 
 def restart_reason(fd: int, dev: int, ino: int, size: int, cur: FileCursor | None) -> str | None:
@@ -92,9 +147,9 @@ def read_new(
 ) -> Iterator[Chunk]:
     """Yield the new complete lines in chunks, each with the cursor after it.
 
-    Raises FileNotFoundError / PermissionError for the caller to handle.
+    Raises FileNotFoundError / PermissionError / NotAFile for the caller to handle.
     """
-    fd = os.open(path, os.O_RDONLY)
+    fd = open_regular(path)
     try:
         st = os.fstat(fd)
         reason = restart_reason(fd, st.st_dev, st.st_ino, st.st_size, cur)
@@ -143,7 +198,7 @@ def read_lines(
     cursor describes (dev, ino, at least ``limit`` bytes): the metrics catch up first.
     """
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = open_regular(path)
     except OSError:
         return
     try:
@@ -170,7 +225,7 @@ def marker_at(path: str, offset: int) -> bytes:
     if offset <= 0:
         return b""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = open_regular(path)
     except OSError:
         return b""
     try:

@@ -11,9 +11,14 @@ Which module owns what (no SQL lives outside this package):
 - ``traces``: ``TraceState``, the trace shipper's own connection: the one writer of
   ``trace_files``, ``trace_sessions``, ``trace_chats`` and ``trace_meta`` (it reads
   ``files`` and ``responses``);
-- ``queries``: the read-only queries of the page, ``ccotel report`` and billing blocks;
+- ``queries``: the read-only queries of the page and ``ccotel report``;
+- ``limits``: ``plan_history`` (the plan's use as the status line reported it) and the
+  billing blocks' entries (responses and ``block_marks``), read and written by
+  ``ccotel.statusline`` and ``ccotel.blocks``;
 - ``rebuild``: ``backfill --rebuild``, which reads an old state beside the new one and
   carries its ``trace_*`` rows over;
+- ``ledger``: what the spend bought (``outcome``, ``outcome_call``): ``OutcomeLedger`` writes
+  in ``Store``'s transaction, ``OutcomeTotals`` keeps the sums;
 - ``seen``: the in-memory filter of the keys the state holds (no SQL);
 - ``running``: ``daemon.json``, where the running daemon serves (no SQL).
 
@@ -33,7 +38,17 @@ from ccotel.state.readonly import (
 )
 
 if TYPE_CHECKING:
-    from ccotel.state import queries, seen
+    from ccotel.state import ledger, limits, queries, seen
+    from ccotel.state.ledger import (
+        ADDED,
+        COMMITS,
+        FIELDS,
+        PRS,
+        REMOVED,
+        TURN_MS,
+        OutcomeLedger,
+        OutcomeTotals,
+    )
     from ccotel.state.rebuild import rebuild_state
     from ccotel.state.running import (
         RUNNING_NAME,
@@ -46,8 +61,16 @@ if TYPE_CHECKING:
     from ccotel.state.traces import TraceState
 
 __all__ = [
+    "ADDED",
+    "COMMITS",
     "DB_NAME",
+    "FIELDS",
+    "PRS",
+    "REMOVED",
     "RUNNING_NAME",
+    "TURN_MS",
+    "OutcomeLedger",
+    "OutcomeTotals",
     "Running",
     "StateError",
     "StateLock",
@@ -57,6 +80,8 @@ __all__ = [
     "clear_running",
     "connect_readonly",
     "db_error_message",
+    "ledger",
+    "limits",
     "open_lock",
     "open_readonly",
     "queries",
@@ -70,15 +95,25 @@ __all__ = [
 __getattr__ = loader(
     __name__,
     {
-        "queries": "queries",
-        "seen": "seen",
+        **{m: m for m in ("ledger", "limits", "queries", "seen")},
         "rebuild_state": "rebuild",  # logs: loads structlog
         "TraceState": "traces",
-        **dict.fromkeys(
-            ("StateLock", "StateLocked", "Store", "open_lock", "open_readonly"), "store"
-        ),
+        **dict.fromkeys(("StateLock", "Store", "open_lock", "open_readonly"), "store"),
         **dict.fromkeys(
             ("RUNNING_NAME", "Running", "clear_running", "read_running", "write_running"), "running"
+        ),
+        **dict.fromkeys(
+            (
+                "ADDED",
+                "COMMITS",
+                "FIELDS",
+                "PRS",
+                "REMOVED",
+                "TURN_MS",
+                "OutcomeLedger",
+                "OutcomeTotals",
+            ),
+            "ledger",
         ),
     },
 )

@@ -14,6 +14,8 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
+from ccotel.sources import flat_sessions, is_flat_agent
+
 USAGE_SUMS = "SUM(input), SUM(output), SUM(cache_read), SUM(cw5m + cw1h), SUM(requests), SUM(cost)"
 CHUNK = 500  # ids per IN (...) list
 
@@ -112,15 +114,6 @@ def session_times(db: sqlite3.Connection) -> list[tuple[str, float | None, float
 
 
 # --- billing blocks ----------------------------------------------------------------------
-
-
-def block_entries(db: sqlite3.Connection, since: float) -> list[tuple[Any, ...]]:
-    """(ts, input, output, cache write, cache read, cost) of each kept response from ``since``."""
-    return db.execute(
-        "SELECT ts, input, output, cw5m + cw1h, cache_read, cost FROM responses"
-        " WHERE ts IS NOT NULL AND ts >= ?",
-        (since,),
-    ).fetchall()
 
 
 # --- /api/summary and /api/spend --------------------------------------------------------
@@ -266,14 +259,56 @@ def active_seconds(db: sqlite3.Connection, ids: Sequence[str], idle: float) -> d
     return {sid: a or 0.0 for sid, a in rows}
 
 
+def outcomes_by_session(db: sqlite3.Connection, ids: Sequence[str]) -> dict[str, list[int]]:
+    """session -> [lines added, lines removed, commits, pull requests] (ccotel.state.ledger)."""
+    out: dict[str, list[int]] = {}
+    for chunk, marks in _chunks(ids):
+        for sid, kind, n, added, removed in db.execute(
+            f"SELECT session, kind, COUNT(*), SUM(added), SUM(removed) FROM outcome"
+            f" WHERE session IN ({marks}) AND kind IN (1, 2, 3) GROUP BY session, kind",
+            chunk,
+        ):
+            row = out.setdefault(sid, [0, 0, 0, 0])
+            if kind == 1:
+                row[0], row[1] = added or 0, removed or 0
+            else:
+                row[kind] = n  # 2: commits, 3: pull requests
+    return out
+
+
 # --- /api/sessions/<id> -----------------------------------------------------------------
 
 
 def files_of(db: sqlite3.Connection, sid: str) -> list[tuple[str, int, int, int]]:
-    """(path, dev, ino, offset read) of a session's transcript and its subagents' files."""
-    like = sid.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    """(path, dev, ino, offset read) of a session's files: its transcript, its subagents', and
+    the legacy flat agent-*.jsonl beside it whose lines name it (discovery.session_of and
+    discovery.flat_sessions: the answers accounting and the traces go by)."""
     rows = db.execute(
         "SELECT path, dev, ino, offset FROM files WHERE path LIKE ? ESCAPE '\\' OR path LIKE ? ESCAPE '\\'",
-        (f"%/{like}.jsonl", f"%/{like}/subagents/%"),
+        (f"%/{_like(sid)}.jsonl", f"%/{_like(sid)}/subagents/%"),
     )
-    return [(p if isinstance(p, str) else os.fsdecode(p), d, i, o) for p, d, i, o in rows]
+    out = [(p if isinstance(p, str) else os.fsdecode(p), d, i, o) for p, d, i, o in rows]
+    # Flat agent files live beside the session's transcript; a session whose transcript was
+    # never written (only its agents were) is looked for in every folder.
+    folders = {os.path.dirname(p) for p, *_ in out if "/subagents/" not in p}
+    patterns = [f"{_like(f)}/agent-%.jsonl" for f in sorted(folders)] or ["%/agent-%.jsonl"]
+    for pattern in patterns:
+        for p, d, i, o in db.execute(
+            "SELECT path, dev, ino, offset FROM files WHERE path LIKE ? ESCAPE '\\'", (pattern,)
+        ):
+            p = p if isinstance(p, str) else os.fsdecode(p)
+            if is_flat_agent(p) and sid in flat_sessions(p, i, o) and (p, d, i, o) not in out:
+                out.append((p, d, i, o))
+    return out
+
+
+def _like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+# --- the live board ------------------------------------------------------------------------
+
+
+def spend_since(db: sqlite3.Connection, since: float) -> list[tuple[str, float, float]]:
+    """(session, ts, cost) of each kept response from ``since``."""
+    return db.execute("SELECT session, ts, cost FROM responses WHERE ts >= ?", (since,)).fetchall()

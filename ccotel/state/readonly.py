@@ -19,10 +19,34 @@ class StateLocked(StateError):
     pass
 
 
+def newer_message(path: Path, version: int) -> str:
+    return (
+        f"state {path} was written by a newer ccotel (schema {version}; "
+        f"this one reads up to {sql.VERSION}): upgrade ccotel, or use another --state-dir"
+    )
+
+
+def refuse_newer(path: Path) -> None:
+    """StateError when the state file at ``path`` was written by a newer ccotel (a file that
+    cannot be read says nothing: whoever opens it next reports that)."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return
+    try:
+        (version,) = db.execute("PRAGMA user_version").fetchone()
+    except sqlite3.Error:
+        return
+    finally:
+        db.close()
+    if version > sql.VERSION:
+        raise StateError(newer_message(path, version))
+
+
 _NOT_DAMAGE = {
     5: "is locked by another process (busy)",
     8: "is read-only",
-    10: "could not be written (I/O error)",
+    10: "could not be read or written (I/O error)",
     13: "is on a full disk",
     14: "cannot be opened",
 }
@@ -42,10 +66,7 @@ def db_error_message(path: Path, exc: BaseException) -> str:
 
 def check_version(path: Path, version: int) -> None:
     if version > sql.VERSION:
-        raise StateError(
-            f"state {path} was written by a newer ccotel (schema {version}; "
-            f"this one reads up to {sql.VERSION}): upgrade ccotel, or use another --state-dir"
-        )
+        raise StateError(newer_message(path, version))
 
 
 def connect_readonly(path: Path, cache_mib: int | None = None) -> sqlite3.Connection:

@@ -1,6 +1,7 @@
 """`backfill --rebuild`: a new state from the transcripts, swapped in only when complete.
 
-1. The state dir's lock first: with a daemon running, nothing is touched.
+1. The state dir's lock first: with a daemon running, nothing is touched; a state written
+   by a newer ccotel is refused like everywhere else (upgrade instead).
 2. The new state is built beside the old one (state.db.rebuild, same folder, so the swap is
    one rename).
 3. Before replacing, the old state is compared with the new: the sessions it holds that the
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from ccotel.state.readonly import DB_NAME
+from ccotel.state.readonly import DB_NAME, refuse_newer
 from ccotel.state.store import Store, open_lock
 
 if TYPE_CHECKING:
@@ -50,6 +51,8 @@ def rebuild_state(
     lock = open_lock(state_dir)  # refused while a daemon holds it, before anything is touched
     try:
         old, new = state_dir / DB_NAME, state_dir / NEW_NAME
+        if old.exists():  # a newer ccotel's state is not ours to replace
+            refuse_newer(old)
         _remove(new)  # from a rebuild that did not finish
         store = Store(state_dir, db_name=NEW_NAME, lock=lock)
         try:
@@ -106,8 +109,12 @@ def _carry_traces(old: Path, new: sqlite3.Connection) -> None:
         have = {n for (n,) in new.execute("SELECT name FROM old.sqlite_master WHERE type='table'")}
         new.execute("BEGIN IMMEDIATE")
         for t in _TRACE_TABLES:
-            if t in have:
-                new.execute(f"INSERT OR REPLACE INTO main.{t} SELECT * FROM old.{t}")
+            if t in have:  # the columns both have (an older state may lack some)
+                cols = {r[1] for r in new.execute(f"PRAGMA old.table_info({t})")}
+                both = ", ".join(
+                    r[1] for r in new.execute(f"PRAGMA main.table_info({t})") if r[1] in cols
+                )
+                new.execute(f"INSERT OR REPLACE INTO main.{t}({both}) SELECT {both} FROM old.{t}")
         new.execute("COMMIT")
     except sqlite3.Error as exc:
         if new.in_transaction:

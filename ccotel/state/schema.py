@@ -149,12 +149,61 @@ _V2 = (
 )
 
 # --- version 3 -----------------------------------------------------------------------
-# - files.trace_offset and the meta table go: nothing read them (the traces' cursors and
-#   counters are in trace_files and trace_meta).
+# - files.trace_offset goes: nothing read it (the traces' cursors are in trace_files).
 
-_V3 = ("ALTER TABLE files DROP COLUMN trace_offset", "DROP TABLE meta")
+_V3 = ("ALTER TABLE files DROP COLUMN trace_offset",)
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)  # MIGRATIONS[i] takes version i to i + 1
+# --- version 4 (statusline) ---------------------------------------------------------------
+# - plan_history: the plan's 5-hour and weekly use as Claude Code's status line reported it,
+#   one row per change (ccotel.statusline.plan); the newest row per window is what a restart
+#   reads back. Bounded by age and rows.
+# - block_marks: the zero-usage API-error lines ("API Error: 529", "usage limit reached") that
+#   ccusage counts as billing-block entries (they can open a block or end one); no tokens, no
+#   cost, so `response` keeps no row for them. Keyed like a response (ccotel.records.mark_key).
+
+_V4 = (
+    """CREATE TABLE plan_history(
+        win TEXT NOT NULL, reported_at REAL NOT NULL, used_ratio REAL NOT NULL, resets_at REAL,
+        PRIMARY KEY(win, reported_at)) WITHOUT ROWID""",
+    "CREATE TABLE block_marks(key INTEGER PRIMARY KEY, ts REAL NOT NULL)",
+)
+
+# --- version 5 (outcomes) -----------------------------------------------------------------
+# What the spend bought (ccotel.state.ledger): each outcome counted once, by the hash of its
+# tool_use id (of its line's uuid for a turn), and the calls that may still commit. A state
+# upgraded with transcripts already read has their outcomes read once more from the start
+# (pipeline.read_history, until the meta row below is gone).
+
+_V5 = (
+    """CREATE TABLE outcome(
+        key INTEGER PRIMARY KEY, kind INTEGER NOT NULL, session TEXT, cwd TEXT NOT NULL,
+        ts REAL, added INTEGER NOT NULL DEFAULT 0, removed INTEGER NOT NULL DEFAULT 0, ref TEXT)""",
+    "CREATE INDEX outcome_session ON outcome(session)",
+    """CREATE TABLE outcome_call(
+        key INTEGER PRIMARY KEY, kinds INTEGER NOT NULL, session TEXT, cwd TEXT NOT NULL,
+        ts REAL)""",
+    """INSERT OR REPLACE INTO meta(key, value)
+        SELECT 'outcomes_history', 'unread' WHERE EXISTS (SELECT 1 FROM files)""",
+)
+
+# --- version 6 (chat span corrections) ---------------------------------------------------
+# - What each chat span carried when it was sent (its span id, tokens and cost), and how many
+#   corrections followed it: a copy of the response found larger after the span was sent is
+#   sent as the difference (docs/traces.md). Rows from before carry NULLs: never corrected.
+
+_V6 = (
+    "ALTER TABLE trace_chats ADD COLUMN span INTEGER",
+    "ALTER TABLE trace_chats ADD COLUMN input INTEGER",
+    "ALTER TABLE trace_chats ADD COLUMN output INTEGER",
+    "ALTER TABLE trace_chats ADD COLUMN cache_read INTEGER",
+    "ALTER TABLE trace_chats ADD COLUMN cw5m INTEGER",
+    "ALTER TABLE trace_chats ADD COLUMN cw1h INTEGER",
+    "ALTER TABLE trace_chats ADD COLUMN web_search INTEGER",
+    "ALTER TABLE trace_chats ADD COLUMN cost REAL",
+    "ALTER TABLE trace_chats ADD COLUMN corrections INTEGER NOT NULL DEFAULT 0",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6)  # version i -> i + 1
 VERSION = len(MIGRATIONS)
 
 # --- statements ------------------------------------------------------------------------
@@ -233,3 +282,20 @@ SPEND_PRUNE = "DELETE FROM spend_minutes WHERE minute < ?"
 COUNTER_ADD = """INSERT INTO counters(name, value) VALUES(?,?)
     ON CONFLICT(name) DO UPDATE SET value=value+excluded.value"""
 COUNTERS_ALL = "SELECT name, value FROM counters"
+MARK_PUT = """INSERT INTO block_marks(key, ts) VALUES(?,?)
+    ON CONFLICT(key) DO UPDATE SET ts=MIN(ts, excluded.ts)"""
+META_GET = "SELECT value FROM meta WHERE key=?"
+META_PUT = "INSERT OR REPLACE INTO meta(key, value) VALUES(?,?)"
+META_DEL = "DELETE FROM meta WHERE key=?"
+
+# What the spend bought (ccotel.state.ledger)
+OUTCOME_PUT = """INSERT OR IGNORE INTO outcome(key, kind, session, cwd, ts, added, removed, ref)
+    VALUES(?,?,?,?,?,?,?,?)"""
+OUTCOME_GET = "SELECT 1 FROM outcome WHERE key=?"
+OUTCOME_KEYS = "SELECT key FROM outcome"
+OUTCOME_BY_CWD = """SELECT cwd, kind, COUNT(*), SUM(added), SUM(removed) FROM outcome
+    GROUP BY cwd, kind"""
+OUTCOME_CALL_PUT = """INSERT OR REPLACE INTO outcome_call(key, kinds, session, cwd, ts)
+    VALUES(?,?,?,?,?)"""
+OUTCOME_CALL_DELETE = "DELETE FROM outcome_call WHERE key=?"
+OUTCOME_CALLS = "SELECT key, kinds, session, cwd, ts FROM outcome_call"

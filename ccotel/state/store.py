@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import functools
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from msgspec.structs import astuple
 
 from ccotel.batch import Batch, FileCursor, Response, ToolAgg, ToolCall, UsageSums
-from ccotel.records import h64
+from ccotel.keys import h64
+from ccotel.state import ledger as outcome_ledger
 from ccotel.state import schema as sql
 from ccotel.state.readonly import (
     DB_NAME,
@@ -28,6 +32,28 @@ from ccotel.state.readonly import (
 
 LOCK_NAME = "daemon.lock"
 _NAMES_CACHED = 8192
+READ_PAUSES = (0.01, 0.1)  # a lookup that fails is tried again after these pauses
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _retried(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """A lookup made while accounting, tried again when it fails (busy, a transient I/O
+    error): a read has no effect to undo. A failure that lasts is raised, and the caller
+    treats it like a failed commit (pipeline.Ingest._read_failed)."""
+
+    @functools.wraps(fn)
+    def lookup(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        for pause in READ_PAUSES:
+            try:
+                return fn(*args, **kwargs)
+            except sqlite3.OperationalError:
+                time.sleep(pause)
+        return fn(*args, **kwargs)
+
+    return lookup
+
+
 _STATUS = {None: None, "ok": 0, "error": 1}
 
 
@@ -64,7 +90,15 @@ def open_lock(state_dir: Path) -> StateLock:
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         return StateLock(state_dir)
     except OSError as exc:  # read-only filesystem, no permission, disk full
-        raise StateError(f"cannot write the state in {state_dir}: {exc.strerror or exc}") from None
+        hint = ""
+        if exc.errno == errno.EROFS and os.environ.get("INVOCATION_ID"):  # run by systemd
+            hint = (
+                " (the service may write only to the state folder it was installed with: "
+                "after changing state_dir, run `ccotel service install` again)"
+            )
+        raise StateError(
+            f"cannot write the state in {state_dir}: {exc.strerror or exc}{hint}"
+        ) from None
 
 
 class Store:
@@ -169,9 +203,11 @@ class Store:
             for path, dev, ino, offset, line_no, marker in self.db.execute(sql.FILES_ALL)
         }
 
+    @_retried
     def response(self, key: int) -> Response | None:
         return response_row(self.db, key)
 
+    @_retried
     def responses_by_mkey(self, mkey: int) -> list[Response]:
         return [Response(*r) for r in self.db.execute(sql.RESPONSE_BY_MKEY, (mkey,))]
 
@@ -192,14 +228,17 @@ class Store:
         """(session, cwd): each working directory a session had activity in."""
         yield from self.db.execute(sql.PLACES_ALL)
 
+    @_retried
     def session_cwd(self, sid: str) -> str | None:
         """The session's first working directory ("" if none); None: no such session."""
         row = self.db.execute(sql.SESSION_CWD, (sid,)).fetchone()
         return None if row is None else row[0] or ""
 
+    @_retried
     def has_place(self, sid: str, cwd: str) -> bool:
         return self.db.execute(sql.PLACE_GET, (sid, cwd)).fetchone() is not None
 
+    @_retried
     def tool(self, key: int) -> ToolCall | None:
         row = self.db.execute(sql.TOOL_GET, (key,)).fetchone()
         return None if row is None else ToolCall(*row)
@@ -232,6 +271,10 @@ class Store:
 
     def counters(self) -> dict[str, float]:
         return dict(self.db.execute(sql.COUNTERS_ALL).fetchall())
+
+    def meta(self, key: str) -> str | None:
+        row = self.db.execute(sql.META_GET, (key,)).fetchone()
+        return row[0] if row else None
 
     def query(self, q: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Any read-only SQL (tests and debugging; ccotel's own reads are named methods)."""
@@ -280,7 +323,10 @@ class Store:
                     ],
                 )
                 db.executemany(sql.SPEND_ADD, b.spend.items())
+                db.executemany(sql.MARK_PUT, b.marks.items())
                 db.executemany(sql.COUNTER_ADD, b.counters.items())
+                if b.outcomes:
+                    outcome_ledger.write(db, b.outcomes)
         except BaseException:
             for name in added:  # their rows were rolled back with the rest
                 self._names.pop(name, None)
@@ -291,7 +337,7 @@ class Store:
         for name in names:
             i = self._names.get(name)
             if i is None:
-                row = self.db.execute(sql.NAME_GET, (name,)).fetchone()
+                row = self._name_get(name)
                 if row is None:
                     i = self.db.execute(sql.NAME_ADD, (name,)).lastrowid
                     assert i is not None  # an insert into a rowid table
@@ -304,6 +350,11 @@ class Store:
             out[name] = i
         return out
 
+    @_retried
+    def _name_get(self, name: str) -> tuple[int] | None:
+        row: tuple[int] | None = self.db.execute(sql.NAME_GET, (name,)).fetchone()
+        return row
+
     def checkpoint(self) -> None:
         """Fold the WAL into the file now (after a catch-up), not in the next small commit."""
         with contextlib.suppress(sqlite3.Error):
@@ -312,6 +363,14 @@ class Store:
     def prune_spend(self, before_minute: int) -> None:
         with self.tx():
             self.db.execute(sql.SPEND_PRUNE, (before_minute,))
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.tx():
+            self.db.execute(sql.META_PUT, (key, value))
+
+    def del_meta(self, key: str) -> None:
+        with self.tx():
+            self.db.execute(sql.META_DEL, (key,))
 
 
 def response_row(db: sqlite3.Connection, key: int) -> Response | None:

@@ -3,7 +3,7 @@
 The shipper runs in its own thread with its own connection (this class). It reads the
 metrics' ``files`` cursors and kept ``responses``, and writes only ``trace_files`` (how far
 spans are delivered), ``trace_sessions`` (what a restart needs to continue a trace),
-``trace_chats`` (responses that have their chat span) and ``trace_meta`` (its counters and
+``trace_chats`` (what each response's chat span and corrections carried) and ``trace_meta`` (its counters and
 watermark), one transaction per confirmed batch.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from ccotel.batch import Response
 from ccotel.state.schema import CURSOR_UPSERT
@@ -26,8 +27,10 @@ FILE_UPSERT = CURSOR_UPSERT.format(table="trace_files")
 SESSIONS_OPEN = "SELECT id, blob FROM trace_sessions WHERE closed=0"
 SESSION_GET = "SELECT blob FROM trace_sessions WHERE id=?"
 SESSION_PUT = "INSERT OR REPLACE INTO trace_sessions(id, closed, last, blob) VALUES(?,?,?,?)"
-CHAT_GET = "SELECT 1 FROM trace_chats WHERE key=?"
-CHAT_ADD = "INSERT OR IGNORE INTO trace_chats(key) VALUES(?)"
+CHAT_SENT = """SELECT span, input, output, cache_read, cw5m, cw1h, web_search, cost, corrections
+    FROM trace_chats WHERE key=?"""
+CHAT_PUT = """INSERT OR REPLACE INTO trace_chats(key, span, input, output, cache_read, cw5m, cw1h,
+    web_search, cost, corrections) VALUES(?,?,?,?,?,?,?,?,?,?)"""
 META_GET = "SELECT value FROM trace_meta WHERE key=?"
 META_PUT = "INSERT OR REPLACE INTO trace_meta(key, value) VALUES(?,?)"
 
@@ -60,8 +63,12 @@ class TraceState:
         row = self.db.execute(SESSION_GET, (sid,)).fetchone()
         return row[0] if row else None
 
-    def chat_emitted(self, key: int) -> bool:
-        return self.db.execute(CHAT_GET, (key,)).fetchone() is not None
+    def chat_sent(self, key: int) -> tuple[Any, ...] | None:
+        """(span, input, output, cache_read, cw5m, cw1h, web_search, cost, corrections) of a
+        response's chat span and its corrections, as sent; span NULL: sent by a ccotel that
+        kept the key only. None: not sent."""
+        row: tuple[Any, ...] | None = self.db.execute(CHAT_SENT, (key,)).fetchone()
+        return row
 
     def response(self, key: int) -> Response | None:
         return response_row(self.db, key)
@@ -80,14 +87,15 @@ class TraceState:
         self,
         files: Iterable[tuple[str, int, int, int, int, bytes]],
         sessions: Iterable[tuple[str, int, float | None, bytes]],
-        chats: Iterable[int],
+        chats: Iterable[tuple[Any, ...]],
         meta: Mapping[str, str],
     ) -> None:
         """What one confirmed batch moved: trace cursors (path, dev, ino, offset, line_no,
-        marker), sessions (id, closed, last, blob), chat spans sent, and counters."""
+        marker), sessions (id, closed, last, blob), chat spans sent (rows of CHAT_PUT), and
+        counters."""
         with Transaction(self.db):
             self.db.executemany(FILE_UPSERT, files)
             self.db.executemany(SESSION_PUT, sessions)
-            self.db.executemany(CHAT_ADD, [(k,) for k in chats])
+            self.db.executemany(CHAT_PUT, chats)
             for key, value in meta.items():
                 self.set_meta(key, value)

@@ -15,7 +15,13 @@ the next prompt starts and at close, the root once, at close.
 
 Usage and cost on chat spans are those of the response's kept copy in the
 accounting state (the ``responses`` table), and only the kept copy gets a
-span, so chat spans sum to exactly what the metrics (and ccusage) count.
+span. A chat span is sent once its response is final: a final stop reason, a
+later response of its thread, a new prompt or the end of the turn, its subagent
+done; or the session closing with the response's last line RESPONSE_GRACE old.
+When a copy found afterwards moves the kept usage (a late line of the
+response, a better copy in another file), the difference is sent as a
+correction span (``ccotel.usage.correction``): chat spans, corrections
+included, sum to exactly what the metrics (and ccusage) count.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from ccotel.traces.model import (
     Agent,
     Event,
     Resp,
+    Sent,
     Session,
     Span,
     Thread,
@@ -59,6 +66,9 @@ _SDK = b'"entrypoint":"sdk-'
 # response, no tool call open, and nothing written for this long. Claude Code re-appends
 # last-prompt every 32 KiB written too, possibly between two lines of one response.
 FINISH_GRACE = 5.0
+# A response still being read when its session closes is sent once its last line is this old
+# (a session_idle shorter than this waits for it): lines of one response come seconds apart.
+RESPONSE_GRACE = 10.0
 
 
 def ns(ts: float) -> int:
@@ -154,16 +164,16 @@ class Builder:
         self,
         opts: Options,
         response_row: Callable[[int], Response | None],
-        chat_emitted: Callable[[int], bool],
+        chat_sent: Callable[[int], Sent | None],
         load_session: Callable[[str], Session | None] = lambda sid: None,
     ):
         self.o = opts
         self.row = response_row
-        self.chat_emitted = chat_emitted
+        self.chat_sent = chat_sent  # what a response's chat span carried, None: not sent
         self.load_session = load_session
         self.sessions: dict[str, Session] = {}
         self.touched: set[str] = set()
-        self.new_chats: set[int] = set()
+        self.new_chats: dict[int, Sent] = {}  # sent since the last commit
         self.out: list[Span] = []
         self._tids: dict[str, int] = {}
 
@@ -235,7 +245,7 @@ class Builder:
         if agent is not None:
             a = s.agents.get(agent)
             if a is None:
-                a = s.agents[agent] = Agent(agent, parent=self._main_parent(s))
+                a = s.agents[agent] = self._agent(s, agent, self._main_parent(s))
             if fi.agent == agent:
                 a.type = a.type or fi.agent_type
                 a.tool = a.tool or fi.tool_use_id
@@ -324,8 +334,9 @@ class Builder:
             self._finish_resp(s, th, thread_key)
             r = None
         if r is None:
-            if key == th.done:
-                return  # a late line of a response already emitted
+            if key == th.done:  # a late line of a response already finished
+                self._correct(s, key, rec.ts, parent, thread_key)
+                return
             start = rec.ts if th.last is None else min(th.last, rec.ts)
             r = th.resp = Resp(
                 key, u.message_id, u.request_id, u.model, start, rec.ts, rec.stop_reason, parent
@@ -349,11 +360,13 @@ class Builder:
         th.resp = None
         th.done = r.key
         row = self.row(r.key)
-        if row is None or row.key != r.key or row.session != s.id:
-            return  # not the kept copy: another file or session holds it
-        if r.key in self.new_chats or self.chat_emitted(r.key):
+        if row is None:
             return
-        self.new_chats.add(r.key)
+        if row.key != r.key or row.session != s.id or self._sent(row.key) is not None:
+            # another file or session holds the kept copy, or its span was sent: this copy
+            # may have moved its usage since
+            self._correct(s, row.key, r.last, r.parent, thread_key, row)
+            return
         inp, out, cr, w5, w1 = row.input, row.output, row.cache_read, row.cw5m, row.cw1h
         model = row.model or r.model or "unknown"
         attrs = self._base(s)
@@ -388,10 +401,71 @@ class Builder:
             attrs["gen_ai.output.messages"] = msgspec.json.encode(
                 [{"role": "assistant", "parts": [{"type": "text", "content": r.text}]}]
             ).decode()
-        self._emit(
-            s, ids.chat_id(s.id, r.key), r.parent, f"chat {model}", CLIENT, r.start, r.last, attrs
-        )
-        vals = (inp + cr + w5 + w1, out, cr, w5 + w1, row.cost, 1)
+        span = ids.chat_id(s.id, r.key)
+        self._emit(s, span, r.parent, f"chat {model}", CLIENT, r.start, r.last, attrs)
+        self.new_chats[r.key] = Sent(span, inp, out, cr, w5, w1, row.web_search, row.cost)
+        self._add_usage(s, thread_key, (inp + cr + w5 + w1, out, cr, w5 + w1, row.cost, 1))
+
+    def _sent(self, key: int) -> Sent | None:
+        sent = self.new_chats.get(key)
+        return sent if sent is not None else self.chat_sent(key)
+
+    def _correct(self, s: Session, key: int, ts: float, parent: int, thread_key: str,
+                 row: Response | None = None) -> None:  # fmt: skip
+        """A copy of a response whose chat span was sent: when the kept usage moved since
+        (a late line, a better copy), send the difference as a correction span, under the
+        chat span when it is in this trace. Chat spans and corrections sum to the kept row."""
+        row = row or self.row(key)
+        if row is None:
+            return
+        key = row.key
+        sent = self._sent(key)
+        if sent is None or not sent.span:  # not sent yet, or sent without a record of it
+            return
+        now = (row.input, row.output, row.cache_read, row.cw5m, row.cw1h, row.web_search)
+        was = (sent.input, sent.output, sent.cache_read, sent.cw5m, sent.cw1h, sent.web_search)
+        d = [a - b for a, b in zip(now, was, strict=True)]
+        dcost = row.cost - sent.cost
+        if not any(d) and abs(dcost) < 1e-12:
+            return
+        n = sent.corrections + 1
+        mine = sent.span == ids.chat_id(s.id, key)
+        inp, out, cr, w5, w1, ws = d
+        model = row.model or "unknown"
+        attrs = self._base(s)
+        attrs.update({
+            "gen_ai.operation.name": "chat",
+            "gen_ai.response.model": model,
+            "gen_ai.usage.input_tokens": inp + cr + w5 + w1,
+            "gen_ai.usage.output_tokens": out,
+            "gen_ai.usage.cache_read.input_tokens": cr,
+            "gen_ai.usage.cache_creation.input_tokens": w5 + w1,
+            "ccotel.usage.uncached_input_tokens": inp,
+            "ccotel.usage.cache_creation_5m.input_tokens": w5,
+            "ccotel.usage.cache_creation_1h.input_tokens": w1,
+            "gen_ai.usage.cost.amount": dcost,
+            "gen_ai.usage.cost.currency": "USD",
+            "gen_ai.usage.cost.source": "local",
+            "ccotel.cost_usd": dcost,
+            "ccotel.priced": bool(row.priced),
+            "ccotel.usage.correction": n,
+            "ccotel.usage.corrects_span_id": f"{sent.span:016x}",
+        })  # fmt: skip
+        if ws:
+            attrs["ccotel.web_search_requests"] = ws
+        if thread_key != MAIN:
+            attrs["gen_ai.agent.id"] = thread_key
+        span = ids.span_id("chat-correction", s.id, str(key), str(n))
+        self._emit(s, span, sent.span if mine else parent, f"chat {model} correction", CLIENT,
+                   ts, ts, attrs)  # fmt: skip
+        self.new_chats[key] = Sent(sent.span, *now, row.cost, n)
+        if mine:
+            self._add_usage(s, thread_key, (inp + cr + w5 + w1, out, cr, w5 + w1, dcost, 0))
+
+    def _add_usage(
+        self, s: Session, thread_key: str, vals: tuple[float, float, float, float, float, int]
+    ) -> None:
+        """Into the sums of the root and of the subagent (each sent once, at its end)."""
         targets = [s.usage]
         a = s.agents.get(thread_key) if thread_key != MAIN else None
         if a is not None:
@@ -470,12 +544,17 @@ class Builder:
             if a is None:
                 a = next((x for x in s.agents.values() if x.tool == t.id), None)
             if a is None and aid:
-                a = s.agents[aid] = Agent(aid, parent=t.parent)
+                a = s.agents[aid] = self._agent(s, aid, t.parent)
             if a is not None:
                 a.tool = a.tool or t.id
                 a.type = a.type or t.agent_type
                 a.linked = True
                 self._finish_agent(s, a)
+
+    def _agent(self, s: Session, aid: str, parent: int) -> Agent:
+        """A subagent met for the first time since its session was loaded: one whose span was
+        sent before the session closed is done already (its span id is sent once)."""
+        return Agent(aid, parent=parent, done=aid in s.agents_sent)
 
     def _finish_agent(self, s: Session, a: Agent, force: bool = False) -> None:
         if a.done or a.first is None or not (a.linked or force):
@@ -593,7 +672,8 @@ class Builder:
         s.root_done = True
 
     def due(self, now: float, idle: float) -> list[str]:
-        """Open sessions to close: idle for ``idle`` seconds, or their -p run finished."""
+        """Open sessions to close: idle for ``idle`` seconds (and each response still being
+        read RESPONSE_GRACE old), or their -p run finished."""
         return [sid for sid, s in self.sessions.items() if _due_at(s, idle) <= now]
 
     def next_due(self, idle: float) -> float | None:
@@ -607,12 +687,17 @@ class Builder:
 
 
 def _due_at(s: Session, idle: float) -> float:
-    """The time an open session is to be closed: once idle for ``idle`` seconds, or (a -p run
-    that finished) after FINISH_GRACE; a closed session never is."""
+    """The time ``due`` closes an open session from: idle for ``idle`` seconds with every
+    response being read RESPONSE_GRACE old, or (a -p run that finished) FINISH_GRACE after its
+    last line; never for a closed one."""
     if s.closed:
         return math.inf
-    if s.last is None or idle <= 0:
-        return -math.inf
+    idle_at = -math.inf if s.last is None or idle <= 0 else s.last + idle
+    settled_at = max(
+        (th.resp.last + RESPONSE_GRACE for th in s.threads.values() if th.resp is not None),
+        default=-math.inf,
+    )
+    at = max(idle_at, settled_at)
     if s.finished and s.sdk and s.main_last == "assistant" and not s.tools:
-        return s.last + min(idle, FINISH_GRACE)
-    return s.last + idle
+        at = min(at, -math.inf if s.last is None else s.last + min(idle, FINISH_GRACE))
+    return at

@@ -51,6 +51,20 @@ class Resp(Struct, array_like=True):
     text: str | None = None  # captured assistant text (capture_content only)
 
 
+class Sent(Struct, array_like=True):
+    """What a response's chat span (and its corrections) carried: the sum of what was sent."""
+
+    span: int  # the chat span's id (0: sent by a ccotel that did not record the rest)
+    input: int = 0
+    output: int = 0
+    cache_read: int = 0
+    cw5m: int = 0
+    cw1h: int = 0
+    web_search: int = 0
+    cost: float = 0.0
+    corrections: int = 0
+
+
 class Thread(Struct, array_like=True):
     last: float | None = None  # time of the thread's last record
     resp: Resp | None = None
@@ -107,11 +121,14 @@ class Session(Struct):
     finished: bool = False  # a last-prompt record came after the last record
     sdk: bool = False  # written by a non-interactive run (claude -p, the Agent SDK)
     main_last: str = ""  # type of the main thread's last record
+    agents_sent: list[str] = []  # subagents whose span was sent (a span id is sent once)
 
     def trim(self) -> None:
         """Forget per-call state once closed; what a continuation needs stays."""
         self.threads = {}
         self.tools = {}
+        done = (k for k, a in self.agents.items() if a.done)
+        self.agents_sent = list(dict.fromkeys([*self.agents_sent, *done]))
         self.agents = {k: a for k, a in self.agents.items() if not a.done}
 
 

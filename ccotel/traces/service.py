@@ -19,17 +19,22 @@ import structlog
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from ccotel.otlp import (
+    PUSH_STATE,
     REFUSED,
     TOO_LARGE,
     TRANSIENT,
     ExportError,
     ExportHealth,
+    MetricsEncoder,
+    PushState,
     Sender,
+    TeamProfile,
     configured,
     display_url,
-    encode_metrics,
     hint,
     off,
+    push_interval,
+    push_temporality,
     resource_attributes,
     target,
 )
@@ -155,18 +160,38 @@ class TraceThread:
 
 
 class MetricsPusher:
-    """Every ``interval`` s, what /metrics shows, cumulative, to the configured endpoint.
+    """Every ``interval`` s, what /metrics shows (the team profile's fold of it), cumulative
+    by default, to the configured endpoint.
 
-    A failed push is not retried as such: the next one carries the cumulative values.
-    While pushes fail, they are spaced by the backoff (at least ``interval``).
+    A failed push is not retried as such: the next one carries the cumulative values (with
+    delta temporality, what the collector has not accepted yet). While pushes fail, they are
+    spaced by the backoff (at least ``interval``). ``identity``: the counters' start time and
+    the service.instance.id, kept in the state (settings.push_identity); ``state_dir``: where
+    push_state.json lives (profile.PushState).
     """
 
-    def __init__(self, cfg: Config, collect: Callable[[], list[Metric]], interval: float):
+    def __init__(
+        self,
+        cfg: Config,
+        collect: Callable[[], list[Metric]],
+        interval: float,
+        identity: tuple[int, str] | None = None,
+        state_dir: Path | None = None,
+    ):
         self.t = target(cfg, "metrics")
         self.sender = Sender(self.t)
-        self.resource = resource_attributes(cfg)
+        self.start_ns, instance = identity or (time.time_ns(), None)
+        self.resource = resource_attributes(cfg, instance_id=instance)
         self.collect, self.interval = collect, interval
-        self.start_ns = time.time_ns()
+        self.state = PushState(Path(state_dir) / PUSH_STATE if state_dir else None)
+        self.encoder = MetricsEncoder(
+            self.resource, self.start_ns, push_temporality(cfg), self.state.baseline
+        )
+        self.profile = (
+            TeamProfile(cfg.metrics_push_projects, self.state)
+            if cfg.metrics_push_profile == "team"
+            else None
+        )
         self.health = ExportHealth(
             log, "metrics", self.t.where, True, max(cfg.otlp_retry_max, interval),
             failing_note=" over OTLP (/metrics still serves them)",
@@ -190,7 +215,8 @@ class MetricsPusher:
 
     def push(self) -> bool:
         try:
-            self._send(list(self.collect()))
+            families = list(self.collect())
+            self._send(self.profile.apply(families) if self.profile else families)
         except ExportError as exc:
             self.health.failed(exc)
             return False
@@ -203,8 +229,9 @@ class MetricsPusher:
         return True
 
     def _send(self, families: list[Any]) -> None:
+        body, sent = self.encoder.encode(families)
         try:
-            reply = self.sender.send(encode_metrics(families, self.resource, self.start_ns))
+            reply = self.sender.send(body)
         except ExportError as exc:
             if exc.kind == TOO_LARGE and len(families) > 1:  # send less at once
                 mid = len(families) // 2
@@ -212,6 +239,9 @@ class MetricsPusher:
                 self._send(families[mid:])
                 return
             raise
+        if sent:  # delta temporality: what the collector has now
+            self.encoder.accepted(sent)
+            self.state.save()
         if reply.rejected:
             self.rejected_points += reply.rejected
             if reply.message not in self._told and len(self._told) < 20:
@@ -266,16 +296,24 @@ class Exporters:
         )  # fmt: skip
         self.traces = TraceThread(shipper, health)
 
-    def attach_registry(self, registry: CollectorRegistry) -> None:
+    def attach_registry(
+        self,
+        registry: CollectorRegistry,
+        identity: tuple[int, str] | None = None,
+        state_dir: Path | None = None,
+    ) -> None:
         """The metrics to push over OTLP: what /metrics shows.
 
         Pushed only to an endpoint the user named: with the default one, the local stack
         scrapes /metrics, and a daemon reaching Prometheus both ways would count twice.
         """
-        if self.cfg.metrics_push_interval > 0 and configured(self.cfg, "metrics"):
+        if configured(self.cfg, "metrics"):
             try:
+                interval = push_interval(self.cfg)
+                if interval <= 0:
+                    return
                 self.pusher = MetricsPusher(
-                    self.cfg, lambda: list(registry.collect()), self.cfg.metrics_push_interval
+                    self.cfg, lambda: list(registry.collect()), interval, identity, state_dir
                 )
             except (ValueError, OSError) as exc:
                 log.error("OTLP metrics push is off: the OTLP settings cannot work", error=str(exc))

@@ -30,11 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from msgspec.structs import astuple
 
 from ccotel.batch import FileCursor, Response
 from ccotel.otlp import MALFORMED, REFUSED, TOO_LARGE, TRANSIENT, ExportError
 from ccotel.records import decode
-from ccotel.sources import agent_of, marker_at, parse_path, read_lines
+from ccotel.sources import agent_of, marker_at, parse_path, read_head, read_lines, session_of
 from ccotel.state import TraceState
 from ccotel.traces import model
 from ccotel.traces.builder import Builder, FileInfo, Options
@@ -60,29 +61,20 @@ class Stats:
 
 
 def _group_key(path: str) -> tuple[str, str]:
-    """(project folder, session): the files of one session are read together."""
-    t = parse_path(path)
-    if t.flat_agent:  # a legacy flat subagent file: its lines name the session
-        try:
-            with open(path, "rb") as f:
-                m = _SESSION_RE.search(f.read(65536))
-        except OSError:
-            m = None
-        if m:
-            return t.project, m.group(1).decode("utf-8", "replace")
-    return t.project, t.session
+    """(project folder, session): a session's files are read together."""
+    return parse_path(path).project, session_of(path)
 
 
 def file_info(path: str) -> FileInfo:
     """What a transcript's path (and a subagent's .meta.json beside it) says of its lines."""
     t = parse_path(path)
-    fi = FileInfo(path, t.session, t.agent)
+    fi = FileInfo(path, session_of(path), t.agent)
     if t.agent is not None:
         p = Path(path)
         meta = p.with_name(p.stem + ".meta.json")
         try:
-            data = json.loads(meta.read_bytes())
-        except (OSError, ValueError):
+            data = json.loads(read_head(str(meta), 1 << 20) or b"null")
+        except ValueError:
             data = None
         if isinstance(data, dict):
             fi.agent_type = (
@@ -122,7 +114,7 @@ class Shipper:
         )
         self.stop = stop or threading.Event()
         self.keep = opts.capture_content or opts.tool_details
-        self.builder = Builder(opts, self._row, self._chat_emitted, self._load)
+        self.builder = Builder(opts, self._row, self._chat_sent, self._load)
         for sid, blob in self.state.open_sessions():
             self.builder.sessions[sid] = model.load(blob)
         self.pending: dict[str, FileCursor] = {}
@@ -149,8 +141,13 @@ class Shipper:
     def _row(self, key: int) -> Response | None:
         return self.state.response(key)
 
-    def _chat_emitted(self, key: int) -> bool:
-        return self.state.chat_emitted(key)
+    def _chat_sent(self, key: int) -> model.Sent | None:
+        row = self.state.chat_sent(key)
+        if row is None:
+            return None
+        if row[0] is None:  # sent by a ccotel that kept only the key: never corrected
+            return model.Sent(0)
+        return model.Sent(row[0] & _U64, *row[1:])
 
     def _load(self, sid: str) -> model.Session | None:
         blob = self.state.session(sid)
@@ -299,7 +296,7 @@ class Shipper:
                 for p, c in self.pending.items()
             ],
             sessions,
-            b.new_chats,
+            [(k, _signed(sent.span), *astuple(sent)[1:]) for k, sent in b.new_chats.items()],
             meta,
         )
         self.stats.spans_exported += exported
@@ -433,6 +430,14 @@ class Shipper:
         b.touched.clear()
         self.pending.clear()
         self.stats.sessions_open = len(b.sessions)
+
+
+_U64 = (1 << 64) - 1
+
+
+def _signed(u64: int) -> int:
+    """An unsigned 64-bit span id as SQLite's signed INTEGER (``& _U64`` maps it back)."""
+    return u64 - (1 << 64) if u64 >= 1 << 63 else u64
 
 
 class _Stopped(Exception):

@@ -6,6 +6,6 @@
 - ``waterfall``: a session's span tree, built from its transcripts and cached.
 """
 
-from ccotel.web.routes import Web
+from ccotel.web.routes import Web, first_hour
 
-__all__ = ["Web"]
+__all__ = ["Web", "first_hour"]

@@ -40,6 +40,26 @@ function gauge(label, value, budget, id, sub) {
     ${sub ? `<div class="muted">${sub}</div>` : ""}</div>`;
 }
 
+// Plan limits (from Claude Code's status line: `ccotel statusline install`) and the active
+// 5-hour billing block with its projection.
+function planCard(p) {
+  if (!p) return "";
+  const bar = (name, w) => {
+    if (!w) return `<div class="muted">${name}: no report yet</div>`;
+    const pct = w.used_ratio * 100, cls = pct >= 100 ? "bad" : pct >= 80 ? "warn" : "";
+    const reset = w.resets_at == null ? "" : w.reset ? " · reset since" : ` · resets ${when(w.resets_at)}`;
+    return `<div class="plan-row" data-window="${name}"><span>${name}</span> <b>${Math.round(pct)}%</b><span class="muted">${reset}</span>
+      <div class="bar ${cls}"><i style="width:${Math.min(100, pct)}%"></i></div></div>`;
+  };
+  const k = p.block;
+  const block = k ? `<div id="block">block <b data-usd="${k.cost_usd}">${usd(k.cost_usd)}</b>, ${dur(k.seconds_left)} left` +
+    (k.projected_cost_usd != null ? `<div class="muted" id="projection">projected ${usd(k.projected_cost_usd)} at ${when(k.end)}</div>` : "") + "</div>"
+    : `<div class="muted" id="block">no active 5-hour block</div>`;
+  const none = !p.windows["5h"] && !p.windows["7d"];
+  return `<div class="card" id="plan"><div class="label">Plan limits</div>${bar("5h", p.windows["5h"])}${bar("7d", p.windows["7d"])}${block}` +
+    (none ? `<div class="muted">run <code>ccotel statusline install</code> to see them</div>` : "") + "</div>";
+}
+
 // Round axis ticks: steps of 1, 2, 2.5 or 5 times a power of ten.
 function niceStep(top, n = 4) {
   const raw = top / n, p = 10 ** Math.floor(Math.log10(raw)), f = raw / p;
@@ -95,18 +115,106 @@ function sessionRows(list) {
     <td class="num">${int(s.tool_calls)}</td><td class="num ${s.tool_errors ? "err" : ""}">${int(s.tool_errors)}</td></tr>`).join("");
 }
 
+// --- the live board: every session of the last live_window, the ones waiting for you first.
+// Fed by /api/live/events (server-sent events); polls /api/live when no stream is to be had.
+const LIVE_POLL = 2000, LIVE_RETRY_STREAM = 30000;
+const live = { data: null, offset: 0, es: null, poll: null, tick: null, retry: 0 };
+const liveNow = () => Date.now() / 1000 + live.offset;
+const ldur = (s) => { // a running time: 42s, 3m 07s, 2h 05m, 1d 04h
+  s = Math.max(0, Math.floor(s)); const p = (n) => String(n).padStart(2, "0");
+  return s < 60 ? s + "s" : s < 3600 ? `${Math.floor(s / 60)}m ${p(s % 60)}s` : s < 86400 ? `${Math.floor(s / 3600)}h ${p(Math.floor(s % 3600 / 60))}m` : `${Math.floor(s / 86400)}d ${p(Math.floor(s % 86400 / 3600))}h`;
+};
+const LEVEL = { ok: "", amber: "warn", red: "bad" };
+
+function liveStart() {
+  if (!live.tick) live.tick = setInterval(liveTimers, 1000);
+  if (live.es || live.poll) return;
+  if (!window.EventSource || Date.now() < live.retry) { livePoll(); return; }
+  const es = live.es = new EventSource("/api/live/events");
+  es.onmessage = (e) => liveTake(JSON.parse(e.data));
+  es.onerror = () => { // a closed stream (503: too many open) is not retried by the browser
+    if (es.readyState === EventSource.CLOSED) { live.es = null; live.retry = Date.now() + LIVE_RETRY_STREAM; livePoll(); }
+  };
+}
+function livePoll() {
+  const once = () => api("/api/live").then(liveTake).catch(() => {}).finally(() => {
+    if (!live.poll) return;
+    if (Date.now() >= live.retry) { live.poll = null; liveStart(); } else live.poll = setTimeout(once, LIVE_POLL);
+  });
+  live.poll = setTimeout(once, 0);
+}
+function liveStop() {
+  if (live.es) live.es.close();
+  clearTimeout(live.poll); clearInterval(live.tick);
+  live.es = live.poll = live.tick = null;
+}
+function liveTake(d) {
+  live.data = d; live.offset = d.now - Date.now() / 1000;
+  liveRender();
+}
+
+function liveState(x) {
+  const since = `<b class="timer" data-since="${x.state_since}">${ldur(liveNow() - x.state_since)}</b>`;
+  if (x.state === "waiting") return `<span class="pill"><span class="label">waiting for you</span> ${since}${x.may_have_exited ? ' <span class="maybe" title="Claude Code wrote nothing more after its last answer: the session may also have been closed">(or closed)</span>' : ""}</span>`;
+  if (x.state === "tool" && x.tool) {
+    const more = x.tool.running > 1 ? ` <span class="muted">+${x.tool.running - 1}</span>` : "";
+    return `<span class="pill" title="running, or waiting for your permission to run">⚙ ${esc(x.tool.name)}${more} <b class="timer" data-since="${x.tool.since}">${ldur(liveNow() - x.tool.since)}</b></span>`;
+  }
+  return `<span class="pill">${x.state} ${since}</span>`;
+}
+function liveContext(x) {
+  if (x.context_used_ratio == null) return `<span class="ctx muted">context –</span>`;
+  const pct = Math.round(x.context_used_ratio * 100), how = x.context_source === "statusline" ? "reported by the status line" : "estimated from the last request";
+  return `<span class="ctx" data-level="${x.context_level}" title="${pct}% of a ${tok(x.context_window)} context window (${how})"><span class="bar ${LEVEL[x.context_level] || ""}"><i style="width:${Math.min(100, pct)}%"></i></span>${pct}%${x.context_source === "statusline" ? "" : "<small>~</small>"}</span>`;
+}
+function liveRow(x) {
+  const subs = x.subagents.map((a) => `<span class="sub st-${a.state}" data-agent="${esc(a.id)}">${esc(a.type || "agent")} ${liveState(a)}${a.context_used_ratio != null ? ` <span class="muted">${Math.round(a.context_used_ratio * 100)}%</span>` : ""}</span>`).join("");
+  return `<a class="live-row st-${x.state}" href="#/session/${encodeURIComponent(x.id)}" data-id="${esc(x.id)}" data-state="${x.state}">
+    <span class="state">${liveState(x)}</span>
+    <span class="who"><span class="mono">${esc(x.id.slice(0, 8))}</span> <b>${esc(x.project)}</b>${x.branch ? ` <span class="muted">${esc(x.branch)}</span>` : ""} <span class="muted">${esc(shortModel(x.model))}</span></span>
+    ${liveContext(x)}
+    <span class="num cost" data-usd="${x.cost_usd}" title="cost so far">${usd(x.cost_usd)}</span>
+    <span class="num rate" data-usd="${x.cost_rate_usd_per_hour}" title="cost per hour over the last 15 minutes">${usd(x.cost_rate_usd_per_hour)}/h</span>
+    <span class="last muted">${x.last_tool ? esc(x.last_tool) + " · " : ""}<span class="timer" data-since="${x.last_activity}">${ldur(liveNow() - x.last_activity)}</span> ago</span>
+    ${subs ? `<span class="subs">${subs}</span>` : ""}</a>`;
+}
+function liveRender() {
+  const el = $("#live"), d = live.data;
+  if (!el || !d) return;
+  const rows = d.sessions, waiting = rows.filter((x) => x.state === "waiting").length;
+  document.title = waiting ? `(${waiting}) waiting · ccotel` : "ccotel";
+  $("#live-count", el).innerHTML = !d.ready ? "catching up…" : `${rows.length} in the last ${ldur(d.live_window)}` + (waiting ? ` · <span class="waiting-count">${waiting} waiting for you</span>` : "");
+  $("#live-rows", el).innerHTML = rows.map(liveRow).join("") || `<p class="muted small">No Claude Code session wrote a line in the last ${ldur(d.live_window)}.</p>`;
+  el.dataset.ready = "1";
+}
+function liveTimers() {
+  if (!live.data) return;
+  for (const t of document.querySelectorAll("#live .timer")) t.textContent = ldur(liveNow() - +t.dataset.since);
+}
+// What the spend bought, per project (all time): its own section at the end of the overview.
+function bought(rows) {
+  if (!$("#bought")) $("#overview").insertAdjacentHTML("beforeend", `<section id="bought"><h2>What the spend bought <span class="muted">all time, by project</span></h2>
+    <div class="tablewrap"><table><thead><tr><th>project</th><th class="num">cost</th><th class="num">commits</th><th class="num">lines + / −</th><th class="num">pull requests</th>
+    <th class="num">cost per commit</th><th class="num">cost per 100 lines</th></tr></thead><tbody></tbody></table></div></section>`);
+  $("#bought tbody").innerHTML = (rows || []).map((r) => `<tr data-project="${esc(r.project)}"><td>${esc(r.project)}</td>
+    <td class="num" data-usd="${r.cost_usd}">${usd(r.cost_usd)}</td><td class="num">${int(r.commits)}</td><td class="num">+${int(r.lines_added)} / −${int(r.lines_removed)}</td>
+    <td class="num">${int(r.pull_requests)}</td><td class="num per-commit">${usd(r.cost_per_commit_usd)}</td><td class="num per-lines">${usd(r.cost_per_100_lines_usd)}</td></tr>`).join("")
+    || `<tr><td colspan="7" class="muted">nothing yet</td></tr>`;
+}
+
 async function overview() {
   const qs = new URLSearchParams({ sort: (state.desc ? "" : "-") + state.sort, limit: "100" });
   if (state.project) qs.set("project", state.project);
   if (state.day) qs.set("day", state.day);
   if (state.q) qs.set("q", state.q);
-  const [sum, hourly, daily, sess] = await Promise.all([
+  const [sum, hourly, daily, sess, plan] = await Promise.all([
     api("/api/summary"), api(`/api/spend?by=${state.by}&bucket=hour`), api(`/api/spend?by=${state.by}&bucket=day`), api("/api/sessions?" + qs),
+    api("/api/plan").catch(() => null),
   ]);
   health(sum.health);
   const view = $("#view");
   if (!$("#overview", view)) {
-    view.innerHTML = `<div id="overview"><div class="cards" id="now"></div>
+    view.innerHTML = `<div id="overview"><section id="live"><h2>Live sessions <span class="muted" id="live-count">loading…</span></h2><div id="live-rows"></div></section><div class="cards" id="now"></div>
       <div class="charts"><section><h2>Spend per hour, last 48 h <span class="toggle" id="by"><button data-by="model">by model</button><button data-by="project">by project</button></span></h2><div id="hourly"></div></section>
       <section><h2>Spend per day, last 30 days</h2><div id="daily"></div></section></div>
       <section><h2>Sessions <span class="muted" id="count"></span></h2>
@@ -120,15 +228,19 @@ async function overview() {
       state.desc = state.sort === k ? !state.desc : true; state.sort = k; refresh();
     };
     for (const id of ["q", "project", "day"]) $("#" + id, view).oninput = (e) => { state[id] = e.target.value.trim(); refresh(); };
+    liveRender();
   }
+  liveStart();
   const b = sum.budgets;
   $("#now").innerHTML =
     gauge("Last 24 hours", sum.last_24h_usd, b.daily_usd, "day", `today (since midnight) <span data-usd="${sum.today.cost_usd}">${usd(sum.today.cost_usd)}</span>`) +
-    gauge("Last hour (burn rate /h)", sum.this_hour_usd, b.hourly_usd, "hour") +
+    gauge("Last hour", sum.this_hour_usd, b.hourly_usd, "hour", `burn rate ${usd(sum.burn_rate_usd_per_hour)}/h (last 15 min)`) +
+    planCard(plan) +
     `<div class="card" id="month"><div class="label">This month</div><div class="big" data-usd="${sum.this_month_usd}">${usd(sum.this_month_usd)}</div><div class="muted">all time <span id="all-time" data-usd="${sum.all_time.cost_usd}">${usd(sum.all_time.cost_usd)}</span> · ${int(sum.all_time.sessions)} sessions</div></div>` +
     `<div class="card" id="active"><div class="label">Active sessions</div><div class="big">${sum.active_sessions}</div><div class="muted">${sum.top_session_today ? `top today: <a class="mono" href="#/session/${encodeURIComponent(sum.top_session_today.id)}">${esc(sum.top_session_today.id.slice(0, 8))}</a> ${usd(sum.top_session_today.cost_usd)}` : "no spend today"}</div></div>` +
     `<div class="card" id="today-models"><div class="label">Today by model</div>${sum.today.by_model.slice(0, 4).map((m) => `<div>${esc(shortModel(m.model))} <span class="num" style="float:right">${usd(m.cost_usd)}</span></div>`).join("") || '<div class="muted">nothing yet</div>'}</div>`;
   for (const btn of document.querySelectorAll("#by button")) btn.classList.toggle("on", btn.dataset.by === state.by);
+  bought(sum.bought_by_project);
   $("#hourly").innerHTML = stacked(hourly);
   $("#daily").innerHTML = stacked(daily, 480);
   $("#count").textContent = `${sess.sessions.length} of ${int(sess.total)}`;
@@ -218,6 +330,7 @@ async function session(id) {
       <span class="muted">cost</span><span id="session-cost" data-usd="${s.cost_usd}">${usdExact(s.cost_usd)}</span>
       <span class="muted">tokens</span><span id="session-tokens" data-tokens="${s.tokens}">${int(s.tokens)} = ${int(s.uncached_input_tokens)} input · ${int(s.cache_read_tokens)} cache read · ${int(s.cache_write_tokens)} cache write · ${int(s.output_tokens)} output (${int(s.requests)} requests)</span>
       <span class="muted">tools</span><span>${int(s.tool_calls)} calls${s.tool_errors ? `, <span class="err">${s.tool_errors} failed</span>` : ""}</span>
+      <span class="muted">bought</span><span id="session-bought">${int(s.commits)} commits · +${int(s.lines_added)} / −${int(s.lines_removed)} lines · ${int(s.pull_requests)} pull requests · <span class="per-commit">${usd(s.cost_per_commit_usd)}</span> per commit · <span class="per-lines">${usd(s.cost_per_100_lines_usd)}</span> per 100 lines</span>
       <span class="muted">trace</span><span><a id="trace-link" href="${esc(s.trace_url)}" target="_blank" rel="noopener">${esc(s.trace_id)}</a> <span class="muted">(opens the trace UI)</span></span>
     </div>${s.content_captured ? "" : '<p class="muted">No prompt, command or file content is shown: content capture is off.</p>'}</section>
     <section><h2>Waterfall <span class="muted" id="wf-count"></span><span class="toggle"><button id="wf-collapse">collapse turns</button><button id="wf-expand">expand all</button></span></h2>
@@ -257,7 +370,7 @@ async function refresh() {
   clearTimeout(timer);
   const m = location.hash.match(/^#\/session\/(.+)$/);
   try {
-    if (m) await session(decodeURIComponent(m[1]));
+    if (m) { liveStop(); await session(decodeURIComponent(m[1])); }
     else await overview();
     if (document.body.dataset.ready !== "1") document.body.dataset.readyAt = String(performance.now());
     document.body.dataset.ready = "1";

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -19,16 +20,19 @@ from copy import copy
 from datetime import date, datetime, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qs, quote, unquote
 
 import structlog
 
-from ccotel.state import DB_NAME, StateError, Store
+from ccotel.state import DB_NAME, OutcomeTotals, StateError, Store
 from ccotel.state import queries as Q
 from ccotel.traces import Options, ids
 from ccotel.web import shape
 from ccotel.web.waterfall import Waterfalls
+
+if TYPE_CHECKING:
+    from ccotel.live import LiveBoard, Stream
 
 log = structlog.get_logger()
 
@@ -48,6 +52,8 @@ SORTS = ("last", "start", "active", "cost", "tokens")  # "duration": the old nam
 JSON = "application/json"
 ACTIVE_REFRESH = 30.0  # seconds a live session's active time may lag
 Response = tuple[int, str, bytes]
+# a stream: its head, and what takes the connection once the head is sent (ccotel.server)
+StreamResponse = tuple[int, str, bytes, Callable[[socket.socket], bool]]
 
 
 class _Held(NamedTuple):
@@ -99,6 +105,9 @@ class Web:
         self._active: dict[str, _Active] = {}  # session id -> its active time
         self._active_lock = threading.Lock()
         self._state_warned = -3600.0
+        self.plan: Callable[[], dict[str, Any]] | None = None  # /api/plan, set by the daemon
+        self.live: LiveBoard | None = None  # the live board, set by the daemon
+        self.live_stream: Stream | None = None  # its server-sent events
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -118,7 +127,7 @@ class Web:
         self._local.store = _Held(s, ino)
         return s
 
-    def handle(self, path: str, query: str) -> Response | None:
+    def handle(self, path: str, query: str) -> Response | StreamResponse | None:
         if path in ASSETS:
             name, ctype = ASSETS[path]
             return 200, ctype, resources.files("ccotel.web").joinpath(name).read_bytes()
@@ -132,10 +141,18 @@ class Web:
         try:
             if route == "/api/summary":
                 body = self.summary()
+            elif route == "/api/plan" and self.plan is not None:  # ccotel.statusline.daemon
+                body = self.plan()
             elif route == "/api/spend":
                 body = self.spend(q.get("by", "model"), q.get("bucket", "hour"))
             elif route == "/api/sessions":
                 body = self.sessions(q)
+            elif route == "/api/live" and self.live is not None:
+                return 200, JSON, self.live.payload()[1]
+            elif route == "/api/live/events" and self.live_stream is not None:
+                if not self.live_stream.room():
+                    return _error(503, "too many live streams open: poll /api/live")
+                return 200, "text/event-stream", b"", self.live_stream.adopt
             elif route.startswith("/api/sessions/") and "/" not in route[14:]:
                 info, spans = self.session(unquote(route[14:]))
                 return 200, JSON, shape.encode_with(info, "spans", spans)
@@ -163,6 +180,9 @@ class Web:
         t = self.totals
         with t.lock:
             rows = [copy(v) for v in t.usage.values()]
+            rows_by_cwd: dict[str, float] = {}
+            for (_model, cwd), v in t.usage.items():
+                rows_by_cwd[cwd] = rows_by_cwd.get(cwd, 0.0) + v.cost
             hour_spend = t.spend_in(3600, now)
             day_spend = t.spend_in(86400, now)
             active = t.active_sessions(now)
@@ -192,13 +212,29 @@ class Web:
             "last_24h_usd": day_spend,
             "this_month_usd": Q.cost_since(db, first_hour(month)),
             "month_since": day_start(month),
-            "burn_rate_usd_per_hour": hour_spend,
+            "burn_rate_usd_per_hour": t.burn_rate(now),
             "budgets": {"hourly_usd": self.budgets.get("1h"), "daily_usd": self.budgets.get("24h")},
             "active_sessions": active,
             "top_session_today": {"id": top[0], "cost_usd": top[1]} if top else None,
             "all_time": {**shape.usage(all_time), "sessions": sessions},
+            "bought_by_project": self._bought_by_project(rows_by_cwd, db),
             "health": shape.health(self.health(), self.cfg),
         }  # fmt: skip
+
+    def _bought_by_project(
+        self, cost_by_cwd: dict[str, float], db: sqlite3.Connection
+    ) -> list[dict[str, Any]]:
+        """All time, per project: cost, lines, commits, pull requests, cost per commit and per
+        100 changed lines; the 20 biggest spenders."""
+        per: dict[str, list[float]] = {}
+        for cwd, cost in cost_by_cwd.items():
+            per.setdefault(self.project(cwd or ""), [0.0] * 5)[0] += cost
+        for cwd, v in OutcomeTotals.load(db).by_cwd.items():
+            row = per.setdefault(self.project(cwd or ""), [0.0] * 5)
+            for i in range(4):  # lines added, removed, commits, pull requests
+                row[i + 1] += v[i]
+        ranked = sorted(per.items(), key=lambda kv: (-kv[1][0], kv[0]))[:20]
+        return [{"project": p, "cost_usd": v[0], **shape.bought(*v)} for p, v in ranked]
 
     # --- /api/spend ------------------------------------------------------------------------
 
@@ -314,6 +350,7 @@ class Web:
             name = self.project(cwd or "")
             p[name] = p.get(name, 0.0) + u.cost
         tools = Q.tool_counts(db, ids_)
+        bought = Q.outcomes_by_session(db, ids_)
         active = self._active_times(db, [(r.id, r.first_ts, r.last_ts) for r in rows])
         out = []
         for r in rows:
@@ -330,6 +367,7 @@ class Web:
                 "models": [m for m, _ in sorted((models.get(r.id) or {}).items(), key=lambda kv: (-kv[1], kv[0]))],
                 "tool_calls": n, "tool_errors": err,
                 **shape.usage(total.get(r.id, Q.Usage())),
+                **shape.bought(total.get(r.id, Q.Usage()).cost, *bought.get(r.id, (0, 0, 0, 0))),
             })  # fmt: skip
         return out
 

@@ -56,6 +56,20 @@ def _rounded(v: Any) -> Any:
     return v
 
 
+def bought(cost: float, added: float, removed: float, commits: float, prs: float) -> dict[str, Any]:
+    """What the spend bought (ccotel.outcomes), and what each commit and 100 changed lines cost:
+    None where there is nothing to divide by."""
+    lines = added + removed
+    return {
+        "lines_added": int(added),
+        "lines_removed": int(removed),
+        "commits": int(commits),
+        "pull_requests": int(prs),
+        "cost_per_commit_usd": cost / commits if commits else None,
+        "cost_per_100_lines_usd": cost * 100 / lines if lines else None,
+    }
+
+
 # --- health -------------------------------------------------------------------------------
 
 

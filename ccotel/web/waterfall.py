@@ -71,7 +71,7 @@ class Waterfalls:
     def _build(
         self, sid: str, files: Files, response: Callable[[int], Response | None]
     ) -> list[Span]:
-        b = Builder(self.opts, response, lambda key: False)
+        b = Builder(self.opts, response, lambda key: None)
         keep = self.opts.capture_content or self.opts.tool_details
         bad = 0
         for path, dev, ino, off in files:
