@@ -205,7 +205,7 @@ class Daemon:
         self.hub = Hub(cfg, self.store.dir, self.ingest.totals, budgets_of(cfg), clock,
                        restore=self.store.db)  # fmt: skip
         self.statusline = self.hub.reports  # the public interface: ccotel/statusline/__init__.py
-        self.ingest.on_commit.append(self.hub.blocks.committed)
+        self.ingest.on_commit.append(self.hub.committed)
         stack.callback(self.hub.stop)
         registry = CollectorRegistry(auto_describe=False)
         totals_collector = TotalsCollector(
@@ -246,14 +246,8 @@ class Daemon:
             auth=(cfg.http_basic_auth_user, cfg.http_basic_auth_password_hash) if cfg.http_basic_auth_user else None,
             allowed_hosts=cfg.http_allowed_hosts,
             allow_unauthenticated=cfg.allow_unauthenticated_network_access,
-            metrics_version=self._metrics_version,
         )  # fmt: skip
         stack.callback(self.server.stop)  # bound, not serving yet
-
-    def _metrics_version(self) -> object:
-        """What /metrics shows moves with these (the clock's second for the windowed gauges)."""
-        t = self.ingest.totals
-        return (t.version, t.pending_bytes, t.files_tracked, int(self.clock()))
 
     def health(self) -> dict[str, Any]:
         t = self.ingest.totals

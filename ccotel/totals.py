@@ -39,7 +39,6 @@ class Totals:
     last_event_ts: float | None = None
     read_lag: float = 0.0  # read time minus event time of the last line read
     exemplars: dict[tuple[str, str], CostExemplar] = field(default_factory=dict)  # (model, cwd)
-    version: int = 0  # moves with every change merged in (what a cached /metrics is keyed on)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -60,7 +59,6 @@ class Totals:
         """Fold a committed batch in: new_sessions and new_places (session, cwd) are the
         sessions and the session-directory pairs the state did not hold before b."""
         with self.lock:
-            self.version += 1
             for (session, hour, model, cwd), sums in b.usage.items():
                 row = self.usage.get((model, cwd))
                 if row is None:
@@ -122,7 +120,6 @@ class Totals:
 
     def prune(self, now: float) -> None:
         with self.lock:
-            self.version += 1
             self.recent = {k: last for k, last in self.recent.items() if last >= now - 3600}
             floor = (now - KEEP_SPEND) // 60
             self.spend = {m: c for m, c in self.spend.items() if m >= floor}

@@ -1,5 +1,6 @@
-"""What lets an idle daemon sleep: the trace exporter knows when the next session is due to
-close (and sleeps until then, or until new lines), and the HTTP server has no timer."""
+"""What lets an idle daemon sleep and a scrape stay cheap: the trace exporter knows when the
+next session is due to close (and sleeps until then, or until new lines); a missing collector
+costs an empty request per retry; /metrics remembers its formatted sample lines."""
 
 from __future__ import annotations
 
@@ -26,51 +27,6 @@ def test_next_due_is_the_first_time_due_returns_a_session():
     b.sessions["e"] = Session("e")  # no time at all: due at once
     assert b.next_due(600) == -math.inf and "e" in b.due(0.0, 600)
     assert b.next_due(0) == -math.inf  # session_idle 0: every open session is due
-
-
-def test_metrics_rendered_once_per_change(monkeypatch):
-    """/metrics is rendered again only when the version the daemon gives moves (or the cached
-    body is EXPOSITION_MAX_AGE old); every scrape of a version sees that version's values."""
-    import urllib.request
-
-    from prometheus_client import CollectorRegistry
-    from prometheus_client.core import CounterMetricFamily
-
-    from ccotel.server import httpd
-
-    state = {"version": 0, "value": 1.0, "collects": 0}
-
-    class Collector:
-        def collect(self):
-            state["collects"] += 1
-            yield CounterMetricFamily("ccotel_x", "x", value=state["value"])
-
-    reg = CollectorRegistry(auto_describe=False)
-    reg.register(Collector())
-    server = httpd.HttpServer(
-        "127.0.0.1", 0, reg, lambda: {"ok": True}, metrics_version=lambda: state["version"]
-    )
-    server.start()
-
-    def scrape(accept: str = "text/plain") -> str:
-        req = urllib.request.Request(f"{server.url}/metrics", headers={"Accept": accept})
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.read().decode()
-
-    try:
-        monkeypatch.setattr(httpd, "EXPOSITION_MAX_AGE", 3600.0)
-        assert "ccotel_x_total 1.0" in scrape() and state["collects"] == 1
-        state["value"] = 2.0  # changed without a version: the cached body stands
-        assert "ccotel_x_total 1.0" in scrape() and state["collects"] == 1
-        state["version"] = 1
-        assert "ccotel_x_total 2.0" in scrape() and state["collects"] == 2
-        om = scrape("application/openmetrics-text; version=1.0.0")  # its own cache entry
-        assert om.endswith("# EOF\n") and state["collects"] == 3
-        monkeypatch.setattr(httpd, "EXPOSITION_MAX_AGE", 0.0)  # too old: rendered again
-        state["value"] = 3.0
-        assert "ccotel_x_total 3.0" in scrape() and state["collects"] == 4
-    finally:
-        server.stop()
 
 
 def test_no_collector_yet_costs_an_empty_request_not_a_pass(tmp_path):
@@ -149,3 +105,36 @@ def test_text_exposition_equals_the_library_byte_for_byte(tmp_path):
         totals.usage[key] = UsageSums(9, 9, 9, 9, 9, 9, 9, 9.5, 9)  # a value moved
     body = text.render(reg)
     assert body == generate_latest(reg) and b'quote\\"d' in body and b"new\\nline" in body
+
+
+def test_statusline_worker_sleeps_until_there_is_work(tmp_path):
+    """The plan/blocks worker has no timer while idle; plan rows a failed write kept bring it
+    back every WORK_EVERY, a commit that makes a full block recomputation due wakes it (and it
+    runs no sooner than FULL_EVERY after the last)."""
+    from ccotel.batch import Batch, Response
+    from ccotel.blocks_live import FULL_EVERY
+    from ccotel.config import Config
+    from ccotel.state import Store
+    from ccotel.statusline import Hub
+    from ccotel.statusline.daemon import WORK_EVERY
+    from ccotel.totals import Totals
+
+    store = Store(tmp_path)
+    h = Hub(Config(), tmp_path, Totals(), {}, restore=store.db)
+    try:
+        assert h._next_round() is None  # not ready, nothing pending
+        h.ready.set()
+        assert h._next_round() is None or h.blocks.pending  # a first full run is pending
+        h.blocks.refresh(force=True)
+        assert h._next_round() is None and not h._wake.is_set()
+        b = Batch()
+        b.responses[1] = Response(1, 1, "s", "/p", "m", 1.7e9, 1, 1, 0, 0, 0, 0, 0, 0, 0.1, 1)
+        h.committed(b)  # an entry before the tail: a full recomputation is due
+        assert h._wake.is_set() and h.blocks.pending
+        assert WORK_EVERY <= h._next_round() <= FULL_EVERY
+        h.take({"session_id": "s", "rate_limits": {"five_hour": {"used_percentage": 5}}})
+        h.plan.put_back(h.plan.take_changes())  # as after a refused write
+        assert h.plan.has_changes() and h._next_round() == WORK_EVERY
+    finally:
+        h.stop()
+        store.close()

@@ -53,7 +53,6 @@ PENDING = 256  # connections still sending their request head; past it the oldes
 HEAD_TIMEOUT = 10.0  # seconds from accept to a complete request head (TLS handshake included)
 MAX_HEAD = 80 << 10  # bytes of a request head (the parser's own limit is 64 KiB a line)
 WRITE_TIMEOUT = 30.0  # seconds to send a response
-EXPOSITION_MAX_AGE = 1.0  # seconds a rendered /metrics is served again while nothing changed
 HEADERS = (
     ("X-Content-Type-Options", "nosniff"),
     ("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'"),
@@ -141,16 +140,10 @@ class _App:
     """Host check, basic auth, then the route."""
 
     def __init__(self, registry: CollectorRegistry, health: Callable[[], dict[str, Any]],
-                 web: WebRoutes | None, hosts: HostFilter, auth: BasicAuth | None,
-                 version: Callable[[], object] | None = None):  # fmt: skip
+                 web: WebRoutes | None, hosts: HostFilter, auth: BasicAuth | None):  # fmt: skip
         self.registry, self.health, self.web, self.hosts, self.auth = (
             registry, health, web, hosts, auth,
         )  # fmt: skip
-        # /metrics rendered once per change of ``version`` (and at most EXPOSITION_MAX_AGE old,
-        # for the gauges that move with the clock): a scrape of unchanged totals costs a dict
-        # lookup, and back-to-back scrapes leave the GIL to ingestion.
-        self.version = version
-        self._rendered: dict[str, tuple[object, float, str, bytes]] = {}
         self._render_lock = threading.Lock()
         self._text = TextExposition()
         self._refused: set[str] = set()
@@ -211,19 +204,8 @@ class _App:
             log.warning("http: request failed", route=key[0], error=_describe(exc))
 
     def _exposition(self, accept: str | None) -> tuple[str, bytes]:
-        if self.version is None:
+        with self._render_lock:  # scrapes that arrive together take turns (no pile-up)
             return self._render(accept)
-        key = accept or ""
-        with self._render_lock:  # scrapes that arrive together share one rendering
-            v, now = self.version(), time.monotonic()
-            hit = self._rendered.get(key)
-            if hit is not None and hit[0] == v and now - hit[1] < EXPOSITION_MAX_AGE:
-                return hit[2], hit[3]
-            ctype, body = self._render(accept)
-            if len(self._rendered) >= 8:  # Accept headers are few; never let them pile up
-                self._rendered.clear()
-            self._rendered[key] = (v, now, ctype, body)
-            return ctype, body
 
     def _render(self, accept: str | None) -> tuple[str, bytes]:
         try:
@@ -278,7 +260,6 @@ class HttpServer:
         web: WebRoutes | None = None, tls: tuple[str, str] | None = None,
         auth: tuple[str, str] | None = None, allowed_hosts: tuple[str, ...] | list[str] = (),
         allow_unauthenticated: bool = False, workers: int = WORKERS,
-        metrics_version: Callable[[], object] | None = None,
     ):  # fmt: skip
         """tls: (cert, key) files; auth: (user, "scrypt$..." hash); allowed_hosts: extra Host
         names to serve besides loopback names, IP addresses and ``host``."""
@@ -298,8 +279,7 @@ class HttpServer:
             basic = BasicAuth(*auth) if auth else None
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        self.app = _App(registry, health, web, HostFilter(host, allowed_hosts), basic,
-                        metrics_version)  # fmt: skip
+        self.app = _App(registry, health, web, HostFilter(host, allowed_hosts), basic)
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
