@@ -103,8 +103,15 @@ def test_text_exposition_equals_the_library_byte_for_byte(tmp_path):
         totals.usage[("claude-x", odd)] = UsageSums(1, 2, 3, 4, 5, 0, 1, 0.25, 0)
         key = next(iter(totals.usage))
         totals.usage[key] = UsageSums(9, 9, 9, 9, 9, 9, 9, 9.5, 9)  # a value moved
+        totals.version += 1  # as a merge does: the collector's usage families are made again
     body = text.render(reg)
     assert body == generate_latest(reg) and b'quote\\"d' in body and b"new\\nline" in body
+    assert text.render(reg) == body  # unchanged: the families' texts are reused
+    totals.usage[key] = UsageSums(7, 7, 7, 7, 7, 7, 7, 7.25, 7)
+    assert text.render(reg) == body  # changed without a merge: not seen (merges are the writers)
+    totals.version += 1
+    body = text.render(reg)
+    assert body == generate_latest(reg) and b"} 7.25\n" in body
 
 
 def test_statusline_worker_sleeps_until_there_is_work(tmp_path):

@@ -22,41 +22,60 @@ _TYPES = {"counter": ("_total", "counter"), "info": ("_info", "gauge"),
 
 
 class TextExposition:
-    """``render(registry)`` == ``generate_latest(registry)``, remembering sample lines."""
+    """``render(registry)`` == ``generate_latest(registry)``, remembering sample lines, and the
+    whole text of a family object the collector hands out again (its cached families)."""
 
     def __init__(self) -> None:
         self._lines: dict[tuple[Any, ...], str] = {}
+        self._blocks: dict[int, tuple[Metric, str]] = {}  # id -> (the family, its text)
         self._one = _line_renderer()
 
     def render(self, registry: CollectorRegistry) -> bytes:
         out: list[str] = []
-        lines, one = self._lines, self._one
-        if len(lines) > _MAX_LINES:
-            lines.clear()
+        if len(self._lines) > _MAX_LINES:
+            self._lines.clear()
+        # The last render's families stay referenced until this one ends: an id seen again is
+        # the same object, not a new one at a freed address.
+        before, self._blocks = self._blocks, {}
         for metric in registry.collect():
-            suffix, mtype = _TYPES.get(metric.type, ("", metric.type))
-            mname = metric.name + suffix
-            if not _plain_name(mname):  # names the library escapes: its own output
-                return generate_latest(registry)
-            doc = metric.documentation.replace("\\", r"\\").replace("\n", r"\n")
-            out.append(f"# HELP {mname} {doc}\n# TYPE {mname} {mtype}\n")
-            om: dict[str, list[str]] = {}
-            for s in metric.samples:
-                key = (s.name, tuple(s.labels.items()), s.value, s.timestamp)
-                line = lines.get(key)
-                if line is None:
-                    line = lines[key] = one(s)
-                for sfx in _OM_SUFFIXES:
-                    if s.name == metric.name + sfx:
-                        om.setdefault(sfx, []).append(line)
-                        break
-                else:
-                    out.append(line)
-            for sfx, sample_lines in sorted(om.items()):
-                out.append(f"# HELP {metric.name}{sfx} {doc}\n")
-                out.append(f"# TYPE {metric.name}{sfx} gauge\n")
-                out.extend(sample_lines)
+            hit = before.get(id(metric))
+            if hit is not None and hit[0] is metric:
+                text = hit[1]
+            else:
+                got = self._family(metric)
+                if got is None:  # names the library escapes: its own output
+                    self._blocks = {}
+                    return generate_latest(registry)
+                text = got
+            self._blocks[id(metric)] = (metric, text)
+            out.append(text)
         return "".join(out).encode("utf-8")
+
+    def _family(self, metric: Metric) -> str | None:
+        lines, one = self._lines, self._one
+        suffix, mtype = _TYPES.get(metric.type, ("", metric.type))
+        mname = metric.name + suffix
+        if not _plain_name(mname):
+            return None
+        doc = metric.documentation.replace("\\", r"\\").replace("\n", r"\n")
+        out = [f"# HELP {mname} {doc}\n# TYPE {mname} {mtype}\n"]
+        om: dict[str, list[str]] = {}
+        for s in metric.samples:
+            key = (s.name, tuple(s.labels.items()), s.value, s.timestamp)
+            line = lines.get(key)
+            if line is None:
+                line = lines[key] = one(s)
+            for sfx in _OM_SUFFIXES:
+                if s.name == metric.name + sfx:
+                    om.setdefault(sfx, []).append(line)
+                    break
+            else:
+                out.append(line)
+        for sfx, sample_lines in sorted(om.items()):
+            out.append(f"# HELP {metric.name}{sfx} {doc}\n")
+            out.append(f"# TYPE {metric.name}{sfx} gauge\n")
+            out.extend(sample_lines)
+        return "".join(out)
 
 
 def _plain_name(name: str) -> bool:
