@@ -545,7 +545,18 @@ def _cursor_args(c: FileCursor | None) -> tuple[Any, ...] | None:
 def read_history(ingest: Ingest) -> int:
     """Once, after the upgrade that brought outcomes: read what the state's files said before
     it (their outcomes only; tokens, lines and errors were counted then). Returns the files
-    read. Outcomes of lines read again later count nothing (keys)."""
+    read. Outcomes of lines read again later count nothing (keys). A state that cannot be
+    read or written now leaves the rest for the next start (its marker stays in meta)."""
+    try:
+        return _read_history(ingest)
+    except sqlite3.Error as exc:
+        log.warning("cannot read the state; outcomes of earlier transcripts wait for the next start",
+                    error=str(exc))  # fmt: skip
+        ingest.acct.outcomes.begin()
+        return 0
+
+
+def _read_history(ingest: Ingest) -> int:
     store = ingest.store
     if store.meta(ledger.HISTORY_META) is None:
         return 0

@@ -73,7 +73,7 @@ def works(cfg: Config, env: dict) -> None:
     for key in ("rescan_interval", "metrics_push_interval", "otlp_retry_max", "otlp_timeout"):
         assert (getattr(cfg, key) or 0) <= TIMER_MAX, key  # threading/select would overflow
     assert not 0 < (cfg.metrics_push_interval or 0) < 1 and not 0 < cfg.trace_rate < 1
-    cfg.metrics_host_port()
+    cfg.http_host_port()
     resource = resource_attributes(cfg, env)
     encode_metrics([], resource, 0)
     for signal in ("traces", "metrics"):

@@ -275,10 +275,10 @@ def test_ccotel_live_in_a_terminal(site, tmp_path):
     d, sessions, board, work = site
     tmux = tmux_bin()
     sock = tempfile.mkdtemp(prefix="cclive-") + "/tmux"
-    env = clean_env(TERM="xterm-256color")
-    cmd = shlex.join(
-        [sys.executable, "-m", "ccotel", "live", "--metrics-addr", f"127.0.0.1:{d.port}"]
-    )
+    env = clean_env(
+        TERM="xterm-256color", COLUMNS="200", LINES="50"
+    )  # the pane size, also under load
+    cmd = shlex.join([sys.executable, "-m", "ccotel", "live", "--http-addr", f"127.0.0.1:{d.port}"])
     subprocess.run([tmux, "-S", sock, "-f", "/dev/null", "new-session", "-d", "-x", "200", "-y", "50",
                     cmd], check=True, env=env)  # fmt: skip
 
@@ -401,8 +401,9 @@ def test_the_daemon_takes_context_from_the_status_line(interactive_claude, tmp_p
 
 
 def test_ccotel_live_once_and_json(site, tmp_path):
-    d, _, board, _ = site
-    addr = ["--metrics-addr", f"127.0.0.1:{d.port}"]
+    d = site[0]
+    board = d.live()  # now: another test of this module may have answered a waiting session
+    addr = ["--http-addr", f"127.0.0.1:{d.port}"]
     env = clean_env(COLUMNS="200")
     out = subprocess.run([sys.executable, "-m", "ccotel", "live", "--json", *addr],
                          capture_output=True, text=True, env=env, timeout=60)  # fmt: skip

@@ -154,12 +154,12 @@ def test_backfill_traces_of_real_cli_sessions(real_claude_home, tmp_path):
         assert agent.name == "invoke_agent general-purpose" and agent.attrs["gen_ai.agent.id"]
         assert agent.attrs["gen_ai.tool.call.id"] == tool.attrs["gen_ai.tool.call.id"]
         assert "execute_tool Bash" in kids and any(k.startswith("chat ") for k in kids)
-    # the failing tool
-    err = home.run("error")
-    errs = [s for s in spans if s.status == 2]
-    assert [(s.name, s.trace_id, s.attrs["error.type"]) for s in errs] == [
-        ("execute_tool Bash", uuid.UUID(err.session_id).hex, "tool_error")
-    ]
+    # the failing tools: the error scenario's, and the git scenario's refused commit
+    err, git = home.run("error"), home.run("git")
+    errs = sorted((s.name, s.trace_id, s.attrs["error.type"]) for s in spans if s.status == 2)
+    assert errs == sorted(
+        ("execute_tool Bash", uuid.UUID(r.session_id).hex, "tool_error") for r in (err, git)
+    )
     # two tools in one response: siblings under the same turn
     par = [
         s

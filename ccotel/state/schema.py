@@ -168,30 +168,12 @@ _V4 = (
     "CREATE TABLE block_marks(key INTEGER PRIMARY KEY, ts REAL NOT NULL)",
 )
 
-# --- version 5 (outcomes) -----------------------------------------------------------------
-# What the spend bought (ccotel.state.ledger): each outcome counted once, by the hash of its
-# tool_use id (of its line's uuid for a turn), and the calls that may still commit. A state
-# upgraded with transcripts already read has their outcomes read once more from the start
-# (pipeline.read_history, until the meta row below is gone).
-
-_V5 = (
-    """CREATE TABLE outcome(
-        key INTEGER PRIMARY KEY, kind INTEGER NOT NULL, session TEXT, cwd TEXT NOT NULL,
-        ts REAL, added INTEGER NOT NULL DEFAULT 0, removed INTEGER NOT NULL DEFAULT 0, ref TEXT)""",
-    "CREATE INDEX outcome_session ON outcome(session)",
-    """CREATE TABLE outcome_call(
-        key INTEGER PRIMARY KEY, kinds INTEGER NOT NULL, session TEXT, cwd TEXT NOT NULL,
-        ts REAL)""",
-    """INSERT OR REPLACE INTO meta(key, value)
-        SELECT 'outcomes_history', 'unread' WHERE EXISTS (SELECT 1 FROM files)""",
-)
-
-# --- version 6 (chat span corrections) ---------------------------------------------------
+# --- version 5 (chat span corrections) ---------------------------------------------------
 # - What each chat span carried when it was sent (its span id, tokens and cost), and how many
 #   corrections followed it: a copy of the response found larger after the span was sent is
 #   sent as the difference (docs/traces.md). Rows from before carry NULLs: never corrected.
 
-_V6 = (
+_V5 = (
     "ALTER TABLE trace_chats ADD COLUMN span INTEGER",
     "ALTER TABLE trace_chats ADD COLUMN input INTEGER",
     "ALTER TABLE trace_chats ADD COLUMN output INTEGER",
@@ -201,6 +183,24 @@ _V6 = (
     "ALTER TABLE trace_chats ADD COLUMN web_search INTEGER",
     "ALTER TABLE trace_chats ADD COLUMN cost REAL",
     "ALTER TABLE trace_chats ADD COLUMN corrections INTEGER NOT NULL DEFAULT 0",
+)
+
+# --- version 6 (outcomes) -----------------------------------------------------------------
+# What the spend bought (ccotel.state.ledger): each outcome counted once, by the hash of its
+# tool_use id (of its line's uuid for a turn), and the calls that may still commit. A state
+# upgraded with transcripts already read has their outcomes read once more from the start
+# (pipeline.read_history, until the meta row below is gone).
+
+_V6 = (
+    """CREATE TABLE outcome(
+        key INTEGER PRIMARY KEY, kind INTEGER NOT NULL, session TEXT, cwd TEXT NOT NULL,
+        ts REAL, added INTEGER NOT NULL DEFAULT 0, removed INTEGER NOT NULL DEFAULT 0, ref TEXT)""",
+    "CREATE INDEX outcome_session ON outcome(session)",
+    """CREATE TABLE outcome_call(
+        key INTEGER PRIMARY KEY, kinds INTEGER NOT NULL, session TEXT, cwd TEXT NOT NULL,
+        ts REAL)""",
+    """INSERT OR REPLACE INTO meta(key, value)
+        SELECT 'outcomes_history', 'unread' WHERE EXISTS (SELECT 1 FROM files)""",
 )
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6)  # version i -> i + 1

@@ -272,6 +272,7 @@ class Store:
     def counters(self) -> dict[str, float]:
         return dict(self.db.execute(sql.COUNTERS_ALL).fetchall())
 
+    @_retried
     def meta(self, key: str) -> str | None:
         row = self.db.execute(sql.META_GET, (key,)).fetchone()
         return row[0] if row else None
