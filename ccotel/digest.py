@@ -105,7 +105,7 @@ def digest(
             d.marks[rec.mark] = ts
         u = rec.usage
         if u is not None:
-            key = response_key(u, session, ts)
+            key = response_key(u, session, ts, rec.line_no)
             i = best.get(key)
             if i is None or rank(u) > rank(d.usage[i].usage):
                 if strict and rec.raw is not None and (bad := strict_error(rec.raw)):
@@ -113,7 +113,9 @@ def digest(
                         d.errors.append((rec.line_no, bad))
                 elif i is None:
                     best[key] = len(d.usage)
-                    d.usage.append(UsageEntry(u, ts, session, here, key, message_key(u, key)))
+                    d.usage.append(
+                        UsageEntry(u, ts, session, here, key, message_key(u, key, session))
+                    )
                     raws.append(rec.raw)
                 else:
                     d.usage[i] = UsageEntry(u, ts, session, here, key, d.usage[i].mkey)

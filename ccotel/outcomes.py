@@ -42,7 +42,8 @@ LINES, COMMIT, PR, TURN, CALL, RESULT = 1, 2, 3, 4, 5, 6
 # What a call may produce (a bit set: `git commit && gh pr create` makes both)
 CALL_COMMIT, CALL_PR = 1, 2
 
-_GIT = r"\bgit(?:\s+-[cC]\s+\S+|\s+--[\w-]+(?:=\S+)?)*\s+"
+# `git` as a word of its own (not the `git` of `--git`: starts there made the search quadratic)
+_GIT = r"(?<![\w-])git(?:\s+-[cC]\s+\S+|\s+--[\w-]+(?:=\S+)?)*\s+"
 _COMMIT_CMD = re.compile(_GIT + r"commit(?![\w-])")
 _PR_CMD = re.compile(r"\bgh\s+pr\s+create\b")
 _MCP_PR = re.compile(
@@ -54,6 +55,7 @@ _HASH = re.compile(r"\[[\w./-]+(?: \(root-commit\))? ([0-9a-f]{4,64})\]")
 _PR_URL = re.compile(r"https?://[^/\s\"]+/[^\s\"]+?/(?:pull|pull-requests|-/merge_requests)/\d+")
 _SHA = re.compile(r"[0-9a-f]{4,64}")
 MAX_REF = 300
+_URL_TAIL = 4096  # gh prints the pull request's URL last: the URL search reads this much
 _MEMORY = 4096  # Bash calls that may commit, remembered until their result (a live session)
 
 
@@ -91,7 +93,9 @@ class OutcomeEntry(Struct, array_like=True, gc=False):
     turn line's uuid for TURN). LINES: ``added``/``removed``; TURN: ``added`` = milliseconds;
     CALL: a Bash or MCP call that may commit or open a pull request, ``added`` its CALL_* bits;
     COMMIT, PR: that call made one, ``ref`` the hash or URL when printed; RESULT: the call has
-    its (successful) result, whatever it made."""
+    its (successful) result; when this process did not see the call, ``added`` holds the
+    CALL_* bits its output shows (and ``ref`` the hash or URL), for the ledger to settle a call
+    waiting in the state."""
 
     kind: int
     key: int
@@ -187,6 +191,12 @@ def _stdout(tur: Any) -> str:
         return ""
 
 
+def _may_show(raw: bytes) -> bool:
+    """Whether a result's raw stdout may show a commit or pull request (or be empty), before
+    decoding it: most outputs of calls read elsewhere are long and show neither."""
+    return len(raw) <= 64 or b"] " in raw or b"/pull" in raw or b"merge_requests" in raw
+
+
 def commit_hash(op: _GitOperation | None, stdout: str) -> str | None:
     sha = op.commit.sha if op and op.commit else None
     if sha is None:
@@ -198,7 +208,7 @@ def commit_hash(op: _GitOperation | None, stdout: str) -> str | None:
 def pr_url(op: _GitOperation | None, stdout: str) -> str | None:
     url = op.pr.url if op and op.pr else None
     if url is None:
-        found = _PR_URL.findall(stdout)
+        found = _PR_URL.findall(stdout[-_URL_TAIL:])  # bounded: the search is quadratic
         url = found[-1] if found else None
     return url if url and len(url) <= MAX_REF and _PR_URL.fullmatch(url) else None
 
@@ -206,8 +216,8 @@ def pr_url(op: _GitOperation | None, stdout: str) -> str | None:
 class Calls:
     """The calls that may commit or open a pull request, by tool_use id, in this process: a
     result read later (a live session) still finds its call's kind and parses its output.
-    A result whose call is not here (read before a restart) is still counted by the ledger,
-    from the state, only without its hash or URL."""
+    A result whose call is not here (read before a restart, or by a decode worker) says what
+    its output shows, and the ledger settles the call the state has waiting from that."""
 
     def __init__(self, size: int = _MEMORY):
         self.size = size
@@ -244,15 +254,27 @@ def take(rec: Any, session: str, cwd: str, ts: float, out: list[OutcomeEntry]) -
     if lines is not None:
         out.append(OutcomeEntry(LINES, key, session, cwd, ts, *lines))
     kinds = CALLS.get(r.tool_use_id)
-    if not kinds:
+    if not kinds and not (tur.stdout or tur.gitOperation):
         return
     # A successful call counts when it printed its commit (pull request), or nothing at all
     # (`git commit -q`); not when its output shows none (`echo "git commit"`, `--dry-run`,
     # `gh pr create --web`), where native counts one.
-    op, text = _git_op(tur), _stdout(tur)
+    op = _git_op(tur)
+    if not kinds and op is None and not _may_show(bytes(tur.stdout)):
+        out.append(OutcomeEntry(RESULT, key, session, cwd, ts))  # shows nothing: settled
+        return
+    text = _stdout(tur)
     quiet = not text.strip()
-    if kinds & CALL_COMMIT and ((sha := commit_hash(op, text)) or quiet):
+    sha = commit_hash(op, text)
+    url = pr_url(op, text)
+    if not kinds:
+        # The call was read by another process (a decode worker, before a restart): what the
+        # output shows, for the ledger to settle a call the state has waiting (and nothing else).
+        shows = (CALL_COMMIT if sha or quiet else 0) | (CALL_PR if url or quiet else 0)
+        out.append(OutcomeEntry(RESULT, key, session, cwd, ts, shows, ref=sha or url))
+        return
+    if kinds & CALL_COMMIT and (sha or quiet):
         out.append(OutcomeEntry(COMMIT, key, session, cwd, ts, ref=sha))
-    if kinds & CALL_PR and ((url := pr_url(op, text)) or quiet):
+    if kinds & CALL_PR and (url or quiet):
         out.append(OutcomeEntry(PR, key, session, cwd, ts, ref=url))
     out.append(OutcomeEntry(RESULT, key, session, cwd, ts))  # the call is settled

@@ -543,14 +543,15 @@ def _cursor_args(c: FileCursor | None) -> tuple[Any, ...] | None:
 
 
 def read_history(ingest: Ingest) -> int:
-    """Once, after the upgrade that brought outcomes: read what the state's files said before
-    it (their outcomes only; tokens, lines and errors were counted then). Returns the files
-    read. Outcomes of lines read again later count nothing (keys). A state that cannot be
-    read or written now leaves the rest for the next start (its marker stays in meta)."""
+    """Once, after an upgrade that keeps more of each line: read what the state's files said
+    before it (their outcomes, and the zero-usage API-error lines billing blocks start on;
+    tokens, lines and errors were counted then). Returns the files read. What lines read again
+    later say counts nothing twice (keys). A state that cannot be read or written now leaves
+    the rest for the next start (its markers stay in meta)."""
     try:
         return _read_history(ingest)
     except sqlite3.Error as exc:
-        log.warning("cannot read the state; outcomes of earlier transcripts wait for the next start",
+        log.warning("cannot read the state; what earlier transcripts said waits for the next start",
                     error=str(exc))  # fmt: skip
         ingest.acct.outcomes.begin()
         return 0
@@ -558,32 +559,40 @@ def read_history(ingest: Ingest) -> int:
 
 def _read_history(ingest: Ingest) -> int:
     store = ingest.store
-    if store.meta(ledger.HISTORY_META) is None:
+    outcomes = store.meta(ledger.HISTORY_META) is not None
+    marks = store.meta(ledger.MARKS_META) is not None
+    if not (outcomes or marks):
         return 0
     acct = ingest.acct
     paths = sorted(ingest.cursors)
-    log.info("reading the transcripts read before this version once more, for their outcomes",
-             files=len(paths))  # fmt: skip
+    log.info("reading the transcripts read before this version once more, for what it adds",
+             files=len(paths), outcomes=outcomes, block_marks=marks)  # fmt: skip
     for path in paths:
-        if ingest.stopping():
-            return 0  # the rest next start (the meta row stays)
         acct.outcomes.begin()
+        if ingest.stopping():
+            return 0  # the rest next start (the meta rows stay)
+        found: dict[int, float] = {}
         try:
             for _ch, d in _digest_chunks(path, None, ingest.cfg.max_line_bytes, None):
-                acct.outcomes.apply(d, acct._session_cwd)
+                if outcomes:
+                    acct.outcomes.apply(d, acct._session_cwd)
+                if marks:
+                    for key, ts in d.marks.items():
+                        found[key] = min(ts, found.get(key, ts))
         except OSError:
             continue  # gone or unreadable: what it said is lost with it
-        w = acct.outcomes.writes()
+        w = acct.outcomes.writes() if outcomes else None
         try:
-            if w:
-                store.commit(Batch(outcomes=w))
+            if w or found:
+                store.commit(Batch(outcomes=w or None, marks=found))
         except sqlite3.Error as exc:  # the state cannot be written: the rest next start
-            log.warning("cannot write the state; outcomes of earlier transcripts wait",
+            log.warning("cannot write the state; what earlier transcripts said waits",
                         error=str(exc))  # fmt: skip
             acct.outcomes.begin()
             return 0
         acct.outcomes.committed()
     acct.outcomes.begin()
     with contextlib.suppress(sqlite3.Error):
-        store.del_meta(ledger.HISTORY_META)
+        for name in (ledger.HISTORY_META, ledger.MARKS_META):
+            store.del_meta(name)
     return len(paths)

@@ -97,7 +97,10 @@ class PriceTable:
         return self.models[max(keys, key=len)] if keys else None
 
     def cost(self, u: Usage) -> float | None:
-        """USD for one response; None when the model has no price."""
+        """USD for one response; None when the model has no price. A line's own costUSD
+        (Claude Code <= 1.0.8 wrote it) is its cost, as in ccusage's default mode ("auto")."""
+        if u.cost_usd is not None:
+            return u.cost_usd
         rates = self.lookup(u.model)
         if rates is None:
             return None

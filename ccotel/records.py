@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
 from itertools import accumulate
 from typing import Annotated, Any, Literal, NoReturn, Union
 
@@ -193,6 +192,7 @@ class Usage(Struct, array_like=True, gc=False):
     fast: bool
     has_speed: bool
     sidechain: bool
+    cost_usd: float | None = None  # the line's costUSD (Claude Code <= 1.0.8): its cost
 
     @property
     def total(self) -> int:
@@ -242,14 +242,17 @@ class Record(Struct, array_like=True, gc=False):
     turn_ms: int | None = None  # a turn_duration line's milliseconds
 
 
-def response_key(u: Usage, session: str, ts: float) -> int:
-    """Identity of an API response: message.id and requestId, as ccusage keys it.
-
-    A line without a message id is never de-duplicated by ccusage: its key is the line's own.
+def response_key(u: Usage, session: str, ts: float, line_no: int) -> int:
+    """Identity of an API response, as ccusage 20.0.24 de-duplicates (measured with crafted
+    lines, docs/notes/parity.md): message.id with requestId across all sessions; message.id
+    alone only within its session (the line's sessionId, else its file's); a line without a
+    message id is never a copy of another (its key names the line itself).
     """
     if u.message_id is None:
-        return h64(f"\x00{session}\x00{ts}\x00{u!r}")
-    return h64(u.message_id if u.request_id is None else f"{u.message_id}\x00{u.request_id}")
+        return h64(f"\x00{session}\x00{ts}\x00{line_no}\x00{u!r}")
+    if u.request_id is None:
+        return h64(f"\x02{u.message_id}\x00{session}")
+    return h64(f"{u.message_id}\x00{u.request_id}")
 
 
 def mark_key(message_id: str | None, request_id: str | None, session: str, ts: float) -> int:
@@ -261,18 +264,50 @@ def mark_key(message_id: str | None, request_id: str | None, session: str, ts: f
     return h64(f"\x01{message_id}\x00{request_id if request_id is not None else session}")
 
 
-def message_key(u: Usage, key: int) -> int:
-    """The message id alone, which a /btw sidechain replay shares with its parent."""
-    return key if u.message_id is None else h64(u.message_id)
+def message_key(u: Usage, key: int, session: str) -> int:
+    """The message id within its session, which a /btw sidechain replay shares with its
+    parent (ccusage 20.0.24 collapses such a replay only within one session)."""
+    return key if u.message_id is None else h64(f"\x03{u.message_id}\x00{session}")
+
+
+_TS = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{3}))?(?:(Z)|([+-])(\d\d):(\d\d))",
+    re.ASCII,
+)
+_DAYS = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _days_from_civil(y: int, m: int, d: int) -> int:
+    y -= m <= 2
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    return era * 146_097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719_468
 
 
 def parse_ts(value: str | None) -> float | None:
-    if not value:
+    """Seconds since the epoch of a line's timestamp, read as ccusage 20 reads it (or None):
+    ``YYYY-MM-DDTHH:MM:SS``, optionally ``.mmm`` (exactly three digits), then ``Z`` or
+    ``+HH:MM``/``-HH:MM``; nothing else (no naive time, no other precision, no leap second).
+    A line whose timestamp ccusage cannot read counts nothing in either. Year 0, which
+    ccusage reads and Python's dates cannot hold, is refused too (docs/notes/parity.md)."""
+    if not value or len(value) not in (20, 24, 25, 29):
         return None
-    try:
-        return datetime.fromisoformat(value).timestamp()
-    except ValueError:
+    m = _TS.fullmatch(value)
+    if m is None:
         return None
+    y, mo, d, h, mi, sec = (int(g) for g in m.group(1, 2, 3, 4, 5, 6))
+    leap = y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
+    if y == 0 or not 1 <= mo <= 12 or d == 0 or d > _DAYS[mo] + (mo == 2 and leap):
+        return None
+    if h > 23 or mi > 59 or sec > 59:
+        return None
+    ms = int(m.group(7) or 0)
+    offset = 0 if m.group(8) else (int(m.group(10)) * 60 + int(m.group(11)))
+    if m.group(9) == "-":
+        offset = -offset
+    total = (_days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec - offset * 60) * 1000
+    return (total + ms) / 1000
 
 
 def _has_null_key(raw: bytes) -> bool:
@@ -294,7 +329,12 @@ def _usage_eligible(raw: bytes, version: str | None, ids: tuple[str | None, ...]
 
 
 def _usage(
-    u: _Usage, message_id: str | None, request_id: str | None, model: str | None, sidechain: bool
+    u: _Usage,
+    message_id: str | None,
+    request_id: str | None,
+    model: str | None,
+    sidechain: bool,
+    cost_usd: float | None,
 ) -> Usage:
     if u.cache_creation is not None:
         w5, w1 = (
@@ -316,6 +356,7 @@ def _usage(
         u.speed == "fast",
         u.speed is not None,
         sidechain,
+        cost_usd,
     )
 
 
@@ -404,8 +445,10 @@ def _decode(raw: bytes, line_no: int, keep_content: bool) -> Record | None:
         and rec.ts is not None
         and _usage_eligible(raw, line.version, (line.sessionId, line.requestId, msg.id, msg.model))
     ):
-        if not _no_usage(msg.model, line.isApiErrorMessage):
-            rec.usage = _usage(msg.usage, msg.id, line.requestId, msg.model, sidechain)
+        if not _no_usage(msg.model, line.isApiErrorMessage, msg.usage, line.costUSD):
+            rec.usage = _usage(
+                msg.usage, msg.id, line.requestId, msg.model, sidechain, line.costUSD
+            )
             rec.raw = raw
         elif line.sessionId:
             rec.mark = mark_key(msg.id, line.requestId, line.sessionId, rec.ts)
@@ -430,8 +473,17 @@ def _decode(raw: bytes, line_no: int, keep_content: bool) -> Record | None:
     return rec
 
 
-def _no_usage(model: str | None, api_error: bool | None) -> bool:
-    return model == SYNTHETIC_MODEL or bool(api_error)
+def _no_usage(model: str | None, api_error: bool | None, u: _Usage, cost_usd: float | None) -> bool:
+    """A <synthetic> or API-error line with nothing to count: a block mark, not a response.
+    One that does carry tokens (or a cost) counts them, as ccusage counts every usage line."""
+    if model != SYNTHETIC_MODEL and not api_error:
+        return False
+    c = u.cache_creation
+    return not (
+        u.input_tokens or u.output_tokens or u.cache_read_input_tokens or cost_usd
+        or (u.cache_creation_input_tokens if c is None
+            else c.ephemeral_5m_input_tokens or c.ephemeral_1h_input_tokens)
+    )  # fmt: skip
 
 
 def _salvage(raw: bytes, line_no: int, exc: Exception) -> Record:
@@ -449,8 +501,8 @@ def _salvage(raw: bytes, line_no: int, exc: Exception) -> Record:
     if ts is None or not _usage_eligible(raw, u.version, (u.sessionId, u.requestId, m.id, m.model)):
         return rec
     rec.ts, rec.session, rec.model = ts, u.sessionId, m.model
-    if not _no_usage(m.model, u.isApiErrorMessage):
-        rec.usage = _usage(m.usage, m.id, u.requestId, m.model, bool(u.isSidechain))
+    if not _no_usage(m.model, u.isApiErrorMessage, m.usage, u.costUSD):
+        rec.usage = _usage(m.usage, m.id, u.requestId, m.model, bool(u.isSidechain), u.costUSD)
         rec.raw = raw
     elif u.sessionId:
         rec.mark = mark_key(m.id, u.requestId, u.sessionId, ts)

@@ -262,11 +262,14 @@ def test_corrupt_state_refused_then_rebuilt(tmp_path, seed):
     """Garbage over random places of the state database: run, backfill and report refuse
     with a message naming `ccotel backfill --rebuild`, never a traceback; backfill (which
     writes) refuses every state SQLite's quick_check finds damaged (damage SQLite cannot
-    see, inside a number, is not detectable); the rebuild reaches the oracle's totals."""
+    see, inside a number, is not detectable) and leaves it as it was, though a new transcript
+    waits to be written into it; the rebuild reaches the oracle's totals."""
     config = tmp_path / "claude"
     generate(config, files=8, seed=13)
     state = tmp_path / "state"
     backfill(config, state)
+    generate(tmp_path / "later", files=1, seed=14)  # new lines: a backfill that went on writes
+    shutil.copytree(tmp_path / "later" / "projects", config / "projects", dirs_exist_ok=True)
     want = ccusage_totals(config)
     db = state / "state.db"
     data = bytearray(db.read_bytes())
@@ -276,6 +279,7 @@ def test_corrupt_state_refused_then_rebuilt(tmp_path, seed):
         data[i : i + 16] = rng.randbytes(16)
     db.write_bytes(bytes(data))
     damaged = _quick_check(db) != "ok"
+    garbled = db.read_bytes()
     refused = {}
     for args in (["report", "--json", "--state-dir", str(state)],
                  ["backfill", "--claude-dir", str(config), "--state-dir", str(state)]):  # fmt: skip
@@ -286,7 +290,8 @@ def test_corrupt_state_refused_then_rebuilt(tmp_path, seed):
             assert "ccotel backfill --rebuild" in proc.stderr, proc.stderr[-2000:]
     if damaged:
         assert refused["backfill"], "backfill wrote over a state quick_check finds damaged"
-    assert any(refused.values()) or not damaged
+        assert db.read_bytes() == garbled, "the refused backfill wrote into the damaged state"
+        assert not Path(f"{db}-wal").exists() or Path(f"{db}-wal").stat().st_size == 0
     backfill(config, state, "--rebuild")
     assert_equal_totals(as_ccusage(report_totals(state)), want)
 
@@ -302,3 +307,66 @@ def _quick_check(db: Path) -> str:
             c.close()
     except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
         return str(exc)
+
+
+def _varint(buf: bytes, i: int) -> tuple[int, int]:
+    """SQLite's varint at ``i``: (value, length)."""
+    v = 0
+    for n in range(8):
+        v = (v << 7) | (buf[i + n] & 0x7F)
+        if buf[i + n] < 0x80:
+            return v, n + 1
+    return (v << 8) | buf[i + 8], 9
+
+
+def _swap_first_rowids(db: Path, table: str) -> None:
+    """Damage only quick_check sees: the rowids of the first two cells of one of the table's
+    leaf pages swapped (out of order). Reads of the table and writes into it go on."""
+    import sqlite3
+
+    c = sqlite3.connect(db)
+    try:
+        size = c.execute("PRAGMA page_size").fetchone()[0]
+        pages = [p for (p,) in c.execute(
+            "SELECT pageno FROM dbstat WHERE name = ? AND pagetype = 'leaf' AND ncell >= 2",
+            (table,))]  # fmt: skip
+    finally:
+        c.close()
+    data = bytearray(db.read_bytes())
+    for pageno in pages:
+        base = (pageno - 1) * size
+        hdr = base + (100 if pageno == 1 else 0)
+        cells = [int.from_bytes(data[hdr + 8 + 2 * k : hdr + 10 + 2 * k], "big") for k in (0, 1)]
+        spans = []
+        for off in cells:
+            _size, n = _varint(data, base + off)
+            _rowid, m = _varint(data, base + off + n)
+            spans.append((base + off + n, m))
+        (a, la), (b, lb) = spans
+        if la == lb:
+            data[a : a + la], data[b : b + lb] = data[b : b + lb], data[a : a + la]
+            db.write_bytes(bytes(data))
+            return
+    raise AssertionError(f"no leaf page of {table} with two rowids of one length")
+
+
+def test_damage_only_quick_check_sees_is_refused_before_writing(tmp_path):
+    """Rowids out of order in a page of the responses: every read at start goes through, so
+    only the quick_check before writing keeps a backfill (with new lines to write) from
+    writing into the damaged state."""
+    config = tmp_path / "claude"
+    generate(config, files=8, seed=13)
+    state = tmp_path / "state"
+    backfill(config, state)
+    db = state / "state.db"
+    _swap_first_rowids(db, "response")
+    assert "out of order" in _quick_check(db)
+    generate(tmp_path / "later", files=1, seed=14)
+    shutil.copytree(tmp_path / "later" / "projects", config / "projects", dirs_exist_ok=True)
+    damaged = db.read_bytes()
+    proc = ccotel("backfill", "--claude-dir", str(config), "--state-dir", str(state), check=False)
+    assert proc.returncode != 0 and "ccotel backfill --rebuild" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert db.read_bytes() == damaged
+    backfill(config, state, "--rebuild")
+    assert_equal_totals(as_ccusage(report_totals(state)), ccusage_totals(config))

@@ -285,3 +285,35 @@ def test_a_value_the_state_refuses_is_confined_to_its_file(corpus, tmp_path, mon
     shutil.copytree(root, others)
     (others / Path(victim).relative_to(root)).unlink()
     assert_equal_totals(committed(tmp_path / "s")[0], ccusage_totals(others))
+
+
+class _FailingEnd(_Breaking):
+    """Fails COMMIT, and the ROLLBACK after it: the transaction stays open in SQLite."""
+
+    def _maybe_fail(self, stmt: str) -> None:
+        if stmt in ("COMMIT", "ROLLBACK"):
+            raise sqlite3.OperationalError("disk I/O error (injected)")
+
+
+def test_a_failed_rollback_does_not_wedge_the_state(tmp_path):
+    """A failed COMMIT whose ROLLBACK fails too left the transaction open, and every later
+    commit failed ("cannot start a transaction within a transaction"): the daemon never
+    wrote again (found by test_live_nth_commit_fails_for_every_n, one run in three, when the
+    injected failure landed on that ROLLBACK). The next commit ends it first."""
+    from ccotel.batch import Batch
+
+    store = Store(tmp_path / "state")
+    try:
+        lost, kept = Batch(), Batch()
+        lost.count("lines", 5)
+        kept.count("lines", 7)
+        real = store.db
+        store.db = _FailingEnd(real, at=0)
+        with pytest.raises(sqlite3.OperationalError):
+            store.commit(lost)
+        store.db = real
+        assert real.in_transaction  # what the two failures leave behind
+        store.commit(kept)
+        assert not real.in_transaction and store.counters()["lines"] == 7
+    finally:
+        store.close()

@@ -23,7 +23,7 @@ from ccotel.config import Config
 from ccotel.pipeline import Ingest, read_history
 from ccotel.projects import project_labeler
 from ccotel.records import decode
-from ccotel.state import ADDED, COMMITS, PRS, REMOVED, TURN_MS, OutcomeTotals, schema
+from ccotel.state import ADDED, COMMITS, PRS, REMOVED, TURN_MS, OutcomeTotals
 from ccotel.state.store import Store
 from tests import outcome_oracle
 from tests.conftest import FIXTURES
@@ -337,8 +337,8 @@ def test_rejected_failed_and_pretended_calls_count_nothing(tmp_path):
 
 def test_a_result_read_later_in_the_same_process_and_after_a_restart(tmp_path):
     """The daemon reads a commit call, then (a later pass) its result: counted with its hash.
-    A call read before a restart, its result after: counted, without the hash (the process
-    that parsed the call is gone); a failed one after a restart counts nothing."""
+    A call read before a restart, its result after: counted by what the result's output shows,
+    with its hash; a failed one after a restart counts nothing."""
     root, state = tmp_path / "claude", tmp_path / "s"
     f = root / "projects" / "-w-app" / f"{SID}.jsonl"
     ok = _bash_out("[main abc1234] m\n 1 file changed, 1 insertion(+)\n")
@@ -358,7 +358,7 @@ def test_a_result_read_later_in_the_same_process_and_after_a_restart(tmp_path):
                _result(SID, "/w/app", "t3", "Error: Exit code 1", True, 5)])  # fmt: skip
     backfill(root, state)
     assert by_project(state)["app"][COMMITS] == 2
-    assert refs(state, outcomes.COMMIT) == {"app": {"abc1234", None}}
+    assert refs(state, outcomes.COMMIT) == {"app": {"abc1234", "def5678"}}
     backfill(root, state)  # nothing new, nothing moves
     assert by_project(state)["app"][COMMITS] == 2
 
@@ -375,7 +375,7 @@ def test_an_upgraded_state_reads_its_history_once(tmp_path):
     before = dict(db.execute("SELECT name, value FROM counters").fetchall())
     db.executescript(
         "DROP TABLE outcome; DROP TABLE outcome_call;"
-        f" PRAGMA user_version={len(schema.MIGRATIONS) - 1};"  # the version before outcomes
+        " PRAGMA user_version=5;"  # the version before outcomes (schema.py: v6)
     )
     db.close()
     s = Store(state)

@@ -148,3 +148,35 @@ def test_kill9_during_a_rebuild_leaves_the_old_state(tmp_path):
     ccotel("backfill", "--rebuild", "--claude-dir", str(config), "--state-dir", str(state))
     assert_equal_totals(as_ccusage(report_totals(state)), ccusage_totals(config))
     assert sorted(p.name for p in state.iterdir() if "rebuild" in p.name) == []
+
+
+def test_the_swap_leaves_no_old_wal_to_replay_into_the_new_state(tmp_path):
+    """The swap itself, with the old state's WAL still holding frames (a daemon killed, and
+    nothing opened the old file for writing since): the new file in its place reads as the
+    new state, not the old one's frames replayed over it."""
+    from ccotel.state.rebuild import _swap
+
+    old, new = tmp_path / "state.db", tmp_path / "state.db.rebuild"
+    live = sqlite3.connect(tmp_path / "live.db")
+    live.execute("PRAGMA journal_mode=WAL")
+    live.execute("CREATE TABLE t (v TEXT)")
+    live.executemany("INSERT INTO t VALUES (?)", [("old",)] * 50)
+    live.commit()
+    for sfx in ("", "-wal"):  # the files as a kill -9 leaves them: frames in the WAL
+        Path(f"{old}{sfx}").write_bytes(Path(f"{tmp_path / 'live.db'}{sfx}").read_bytes())
+    live.close()
+    assert Path(f"{old}-wal").stat().st_size > 0
+    db = sqlite3.connect(new)  # a WAL database like every state (closed: no WAL left)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("CREATE TABLE t (v TEXT)")
+    db.execute("INSERT INTO t VALUES ('new')")
+    db.commit()
+    db.close()
+    assert _swap(old, new, readable=True) == "replaced"
+    assert not new.exists() and not Path(f"{old}-wal").exists()
+    db = sqlite3.connect(old)
+    try:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert db.execute("SELECT v FROM t").fetchall() == [("new",)]
+    finally:
+        db.close()

@@ -43,8 +43,21 @@ def test_breakdown_wins_over_flat_field():
 
 
 def test_synthetic_and_api_errors_count_nothing():
-    assert decode(assistant(model="<synthetic>").encode(), 1).usage is None
-    assert decode(assistant(isApiErrorMessage=True).encode(), 1).usage is None
+    """Zero-usage <synthetic> and API-error lines are block marks, not responses."""
+    zero = dict(inp=0, out=0, cr=0, w5=0)
+    for rec in (
+        decode(assistant(model="<synthetic>", **zero).encode(), 1),
+        decode(assistant(isApiErrorMessage=True, **zero).encode(), 1),
+    ):
+        assert rec.usage is None and rec.mark is not None
+
+
+def test_synthetic_and_api_errors_with_tokens_count_them():
+    """ccusage 20.0.24 counts every usage line: such a line that carries tokens counts them
+    (measured: tests/test_parity_crafted.py)."""
+    for line in (assistant(model="<synthetic>"), assistant(isApiErrorMessage=True)):
+        rec = decode(line.encode(), 1)
+        assert rec.mark is None and rec.usage is not None and rec.usage.total == 135
 
 
 def test_ccusage_gates():

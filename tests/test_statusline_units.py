@@ -82,7 +82,7 @@ def test_windows_are_independent_and_changes_are_taken_once():
     ],
 )
 def test_rate_limits_every_block_absent_present_or_malformed(obj, want):
-    assert parse_rate_limits(obj) == want
+    assert parse_rate_limits(obj, T0) == want
 
 
 # ------------------------------------------------------------------------------ reports

@@ -241,7 +241,7 @@ class LiveBoard:
             if t == "assistant":
                 th.assistant(rec, ts)
                 if agent is not None and rec.usage is not None:
-                    self._agent_cost(th, rec.usage, sid, ts)
+                    self._agent_cost(th, rec.usage, sid, ts, rec.line_no)
                 kind = assistant_kind(rec, raw(rec) if rec.stop_reason is None else None)
             elif t == "user":
                 if rec.result_agent_id:
@@ -299,9 +299,9 @@ class LiveBoard:
             th = s.agents[agent] = Thread(agent, kind)
         return th
 
-    def _agent_cost(self, th: Thread, u: Usage, sid: str, ts: float) -> None:
+    def _agent_cost(self, th: Thread, u: Usage, sid: str, ts: float, line_no: int) -> None:
         """A subagent's own spend, its responses de-duplicated within its file."""
-        key = response_key(u, sid, ts)
+        key = response_key(u, sid, ts, line_no)
         old = th.kept.get(key)
         if old is not None and rank(u) <= old[0]:
             return

@@ -178,9 +178,11 @@ class Stream:
         for c in list(clients.values()):
             if not c.out and c.next is None and now - c.moved >= HEARTBEAT:
                 c.next = b": keep-alive\n\n"
-            if not c.out and now - c.started >= LIFETIME:
-                self._drop(sel, clients, c)  # the browser reconnects
-                continue
+            if now - c.started >= LIFETIME:  # no new event: the one being sent, then close
+                c.next = None
+                if not c.out:
+                    self._drop(sel, clients, c)  # the browser reconnects
+                    continue
             self._write(sel, clients, c, now)
 
     def _take_new(self) -> list[socket.socket]:

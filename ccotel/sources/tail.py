@@ -2,7 +2,10 @@
 (``read_new``, in chunks) and the traces' (``read_lines``, a line at a time up to where the
 metrics have read), over one line splitter.
 
-Only lines ending in a newline are consumed; a half-written last line waits.
+Lines ending in a newline are consumed, and a last line without one when it is a whole
+JSON object (ccusage counts such a line; a half-written line never is one): the newline
+that may follow it later is then skipped, not read as a line of its own. Any other
+unterminated last line waits.
 A file that shrank, was replaced (another inode) or whose bytes before the
 cursor changed is read again from the start; de-duplication downstream keeps
 that from counting twice. A line longer than max_line is skipped whole,
@@ -15,6 +18,8 @@ import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+
+import msgspec
 
 from ccotel.batch import FileCursor
 
@@ -142,6 +147,43 @@ def _blocks(
         yield skipped, parts, first, after
 
 
+def _whole_object(line: bytes) -> bool:
+    """Whether an unterminated last line is a whole JSON object (then no byte can follow it
+    on its line but whitespace: Claude Code writes each line and its newline at once)."""
+    if not line.rstrip().endswith(b"}"):
+        return False
+    try:
+        return isinstance(msgspec.json.decode(line), dict)
+    except Exception:  # invalid JSON or UTF-8, nesting past msgspec's limit
+        return False
+
+
+def _ends_an_object(fd: int, offset: int, end: int) -> bool:
+    """Whether the file's last bytes could end a JSON object: cheap, before a half-written
+    line (read again at each wake-up while it grows) is read whole."""
+    return os.pread(fd, min(64, end - offset), max(offset, end - 64)).rstrip().endswith(b"}")
+
+
+def _line_end(fd: int, offset: int, end: int) -> int | None:
+    """Where the line a cursor ends inside (after an unterminated last line read whole)
+    really ends: after its newline (and a CR before it), or None while none has come."""
+    head = os.pread(fd, 2, offset)
+    if head[:1] == b"\n":
+        return offset + 1
+    if head == b"\r\n":
+        return offset + 2
+    pos = offset
+    while pos < end:  # the line went on after all: skip the rest of it
+        data = os.pread(fd, BLOCK, pos)
+        if not data:
+            break
+        nl = data.find(b"\n")
+        if nl >= 0:
+            return pos + nl + 1
+        pos += len(data)
+    return None
+
+
 def read_new(
     path: str, cur: FileCursor | None, max_line: int, chunk: int = CHUNK
 ) -> Iterator[Chunk]:
@@ -161,7 +203,17 @@ def read_new(
             if restarted:
                 yield Chunk(cursor=cur, restarted=True, size=end)
             return
-        for skipped, parts, first, pos in _blocks(fd, offset, cur.line_no, end, max_line, chunk):
+        line_no = cur.line_no
+        if offset and cur.marker and not cur.marker.endswith(b"\n"):  # after a last line read
+            nl = _line_end(fd, offset, end)
+            if nl is None:
+                return
+            offset = nl
+            yield Chunk(
+                cursor=FileCursor(st.st_dev, st.st_ino, nl, line_no, marker_before(fd, nl)),
+                size=end,
+            )
+        for skipped, parts, first, pos in _blocks(fd, offset, line_no, end, max_line, chunk):
             out = Chunk(restarted=restarted, size=end)
             if skipped is not None:
                 out.oversized.append(skipped)
@@ -174,8 +226,18 @@ def read_new(
                 st.st_dev, st.st_ino, pos, first + len(parts) - 1, marker_before(fd, pos)
             )
             if out.lines or out.oversized or out.restarted or pos != offset:
-                offset, restarted = pos, False
+                offset, restarted, line_no = pos, False, first + len(parts) - 1
                 yield out
+        if offset < end and end - offset <= max_line and _ends_an_object(fd, offset, end):
+            last = os.pread(fd, end - offset, offset)
+            if b"\n" not in last and _whole_object(last):
+                line_no += 1
+                yield Chunk(
+                    lines=[(line_no, last)],
+                    cursor=FileCursor(st.st_dev, st.st_ino, end, line_no, marker_before(fd, end)),
+                    restarted=restarted,
+                    size=end,
+                )
     finally:
         os.close(fd)
 

@@ -33,6 +33,7 @@ SEEN_KIND = 0x3C6EF372FE94F82B  # outcome keys in the accountant's Seen filter
 _PR_SALT = 0x5BD1E9955BD1E995  # a call's pull request row beside its commit row
 _U64 = (1 << 64) - 1
 HISTORY_META = "outcomes_history"  # in meta until read_history has read the old transcripts
+MARKS_META = "marks_history"  # likewise, for the block marks of lines read before they existed
 # Per working directory: lines added, lines removed, commits, pull requests, turn milliseconds.
 ADDED, REMOVED, COMMITS, PRS, TURN_MS = range(5)
 FIELDS = 5
@@ -193,7 +194,12 @@ class OutcomeLedger:
                     self.w.calls[e.key] = (e.key, e.added, e.session, cwd, e.ts)
                 continue
             if e.kind in (COMMIT, PR, RESULT):
+                call = self._waiting(e.key) if e.kind == RESULT and e.added else None
                 self._resolve(e.key)
+                if call is not None:  # a call read elsewhere: what its output showed
+                    for bit, kind in ((CALL_COMMIT, COMMIT), (CALL_PR, PR)):
+                        if call[1] & e.added & bit:
+                            self._count(kind, e.key, call[2], call[3], e.ts, ref=e.ref)
                 if e.kind == RESULT:
                     continue
             self._count(e.kind, e.key, e.session, cwd, e.ts, e.added, e.removed, e.ref)

@@ -203,7 +203,17 @@ _V6 = (
         SELECT 'outcomes_history', 'unread' WHERE EXISTS (SELECT 1 FROM files)""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6)  # version i -> i + 1
+# --- version 7 (block marks of the history) -------------------------------------------------
+# A state with transcripts read before block_marks existed (v4) lacks their API-error lines:
+# pipeline.read_history reads them once (until the meta row is gone), so its billing blocks
+# equal ccusage's.
+
+_V7 = (
+    """INSERT OR REPLACE INTO meta(key, value)
+        SELECT 'marks_history', 'unread' WHERE EXISTS (SELECT 1 FROM files)""",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)  # version i -> i+1
 VERSION = len(MIGRATIONS)
 
 # --- statements ------------------------------------------------------------------------

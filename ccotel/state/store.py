@@ -419,6 +419,8 @@ class Transaction:
         self.db = db
 
     def __enter__(self) -> sqlite3.Connection:
+        if self.db.in_transaction:  # a ROLLBACK that failed left one open: end it first
+            self.db.execute("ROLLBACK")
         self.db.execute("BEGIN IMMEDIATE")
         return self.db
 

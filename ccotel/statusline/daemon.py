@@ -27,7 +27,15 @@ from prometheus_client.core import GaugeMetricFamily
 from ccotel.blocks_live import LiveBlocks
 from ccotel.state import limits as sql
 from ccotel.state import queries
-from ccotel.statusline.plan import HISTORY_DAYS, HISTORY_ROWS, Plan, Window, parse_rate_limits
+from ccotel.statusline.plan import (
+    HISTORY_DAYS,
+    HISTORY_ROWS,
+    WINDOW_SECONDS,
+    Plan,
+    Window,
+    parse_rate_limits,
+    plausible_reset,
+)
 from ccotel.statusline.render import Facts, render
 from ccotel.statusline.reports import BadReport, Reports, check, context_of
 from ccotel.statusline.server import SocketServer
@@ -60,7 +68,12 @@ class Hub:
         self.reports = Reports(clock)
         held = []
         if restore is not None:
-            held = [Window(w, r, reset, at, at) for w, r, reset, at in sql.plan_latest(restore)]
+            now = clock()
+            held = [
+                Window(w, r, reset, at, at)
+                for w, r, reset, at in sql.plan_latest(restore)
+                if w in WINDOW_SECONDS and plausible_reset(w, reset, now)
+            ]
         self.plan = Plan(held)
         self.blocks = LiveBlocks(self._read_entries, clock)
         self.server = SocketServer(state_dir, self.handle)
@@ -183,7 +196,7 @@ class Hub:
         self.reports.put(d)
         now = self.clock()
         changed = False
-        for window, (ratio, resets_at) in parse_rate_limits(d.get("rate_limits")).items():
+        for window, (ratio, resets_at) in parse_rate_limits(d.get("rate_limits"), now).items():
             changed |= self.plan.offer(window, ratio, resets_at, now)
         if changed:
             self._wake.set()

@@ -42,9 +42,31 @@ class Window:
     seen_at: float  # the last report of this window, changed or not
 
 
-def parse_rate_limits(obj: object) -> dict[str, tuple[float, float | None]]:
+RESET_SLACK = 86400.0  # a reset time further than the window's length (and this) is bogus
+
+
+def number(x: object) -> float | None:
+    """A JSON number as a finite float; None for anything else (an integer too big for a
+    float included)."""
+    if isinstance(x, bool) or not isinstance(x, int | float):
+        return None
+    try:
+        f = float(x)
+    except OverflowError:
+        return None
+    return f if math.isfinite(f) else None
+
+
+def plausible_reset(window: str, resets_at: float | None, now: float) -> bool:
+    """A window resets within its length from now: a reset far ahead would hold the plan
+    figure for good (a later window wins over every true report)."""
+    return resets_at is None or resets_at <= now + WINDOW_SECONDS[window] + RESET_SLACK
+
+
+def parse_rate_limits(obj: object, now: float) -> dict[str, tuple[float, float | None]]:
     """``rate_limits`` of a status-line JSON -> {"5h": (ratio, resets_at), ...}; what is
-    absent, malformed or out of range is left out."""
+    absent, malformed or out of range is left out (a reset time beyond the window's length
+    from ``now`` leaves the window out)."""
     out: dict[str, tuple[float, float | None]] = {}
     if not isinstance(obj, dict):
         return out
@@ -52,20 +74,15 @@ def parse_rate_limits(obj: object) -> dict[str, tuple[float, float | None]]:
         w = obj.get(key)
         if not isinstance(w, dict):
             continue
-        pct = w.get("used_percentage")
-        if isinstance(pct, bool) or not isinstance(pct, int | float):
+        pct = number(w.get("used_percentage"))
+        if pct is None or not 0 <= pct <= 1000:
             continue
-        if not math.isfinite(pct) or not 0 <= pct <= 1000:
-            continue
-        reset = w.get("resets_at")
-        if (
-            isinstance(reset, bool)
-            or not isinstance(reset, int | float)
-            or not math.isfinite(reset)
-            or not 0 < reset < 1e11
-        ):
+        reset = number(w.get("resets_at"))
+        if reset is not None and not 0 < reset < 1e11:
             reset = None
-        out[name] = (pct / 100.0, float(reset) if reset is not None else None)
+        if not plausible_reset(name, reset, now):
+            continue
+        out[name] = (pct / 100.0, reset)
     return out
 
 

@@ -41,6 +41,8 @@ def duration(s: float) -> str:
 
 def pct(ratio: float) -> str:
     """A ratio as a whole percentage, halves up (42.5 % -> 43 %, as people round)."""
+    if not math.isfinite(ratio):
+        return "?%"
     return f"{math.floor(round(ratio * 100, 6) + 0.5)}%"
 
 

@@ -9,6 +9,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from ccotel.statusline.plan import number
+
 MAX_SESSIONS = 500
 KEEP_SECONDS = 24 * 3600.0
 MAX_ID = 200  # characters of a session id
@@ -28,10 +30,7 @@ def check(d: object) -> dict[str, Any]:
     return d
 
 
-def _num(x: object) -> float | None:
-    if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x):
-        return None
-    return float(x)
+_num = number
 
 
 def context_of(d: dict[str, Any]) -> tuple[float, int] | None:
@@ -54,7 +53,8 @@ def context_of(d: dict[str, Any]) -> tuple[float, int] | None:
     ]
     if any(p is None or p < 0 for p in parts):
         return None
-    return sum(parts) / size, int(size)  # type: ignore[arg-type]
+    ratio = sum(parts) / size  # type: ignore[arg-type]
+    return (ratio, int(size)) if math.isfinite(ratio) else None
 
 
 class Reports:

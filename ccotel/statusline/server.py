@@ -127,11 +127,17 @@ class SocketServer:
             except OSError:
                 if self._stopping:
                     return
+                time.sleep(0.05)  # out of descriptors (EMFILE): no busy loop
                 continue
             if not self._slots.acquire(blocking=False):
                 conn.close()  # too many at once: the client prints its short line
                 continue
-            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+            try:
+                threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+            except RuntimeError as exc:  # no thread to be had now: this request only fails
+                self._slots.release()
+                conn.close()
+                log.warning("statusline: cannot start a thread", error=str(exc))
 
     def _one(self, conn: socket.socket) -> None:
         try:
@@ -153,7 +159,7 @@ class SocketServer:
                 try:
                     status, text = self.handle(method, path, body, query)
                 except Exception as exc:  # a bug here must not stop the socket
-                    log.exception("statusline: request failed")
+                    log.error("statusline: request failed", error=f"{type(exc).__name__}: {exc}")
                     status, text = 500, f"ccotel: internal error ({type(exc).__name__})\n"
                 _reply(conn, status, text)
         except OSError:  # the client left or timed out: nothing to tell it

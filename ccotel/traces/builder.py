@@ -328,7 +328,7 @@ class Builder:
     ) -> None:
         u = rec.usage
         assert u is not None and rec.ts is not None
-        key = response_key(u, s.id, rec.ts)
+        key = response_key(u, s.id, rec.ts, rec.line_no)
         r = th.resp
         if r is not None and r.key != key:
             self._finish_resp(s, th, thread_key)
