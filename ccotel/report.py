@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from ccotel.state import queries
 
@@ -47,11 +47,16 @@ def _session_times(db: sqlite3.Connection) -> dict[str, tuple[float, float]]:
     return {s: (f, t) for s, f, t in rows if f is not None and t is not None}
 
 
+class _HasDb(Protocol):
+    db: sqlite3.Connection
+
+
 def build(
-    db: sqlite3.Connection, by: str, since: float | None, project: Callable[[str], str]
+    state: sqlite3.Connection | _HasDb, by: str, since: float | None, project: Callable[[str], str]
 ) -> dict[str, Any]:
-    """Usage grouped ``by`` from a state database (``Store.db``, ``connect_readonly``);
+    """Usage grouped ``by`` from a state database (``connect_readonly``, or a ``Store``);
     ``since`` (epoch seconds) keeps the hours from the one holding it."""
+    db = state if isinstance(state, sqlite3.Connection) else state.db
     if by == "block":
         return build_blocks(db, since)
     since_hour = int(since // 3600) if since is not None else None
@@ -117,7 +122,7 @@ def utc_ms(ts: float) -> str:
 
 
 def build_blocks(
-    db: sqlite3.Connection, since: float | None, now: float | None = None
+    state: sqlite3.Connection | _HasDb, since: float | None, now: float | None = None
 ) -> dict[str, Any]:
     """One row per 5-hour billing block with usage, as `ccusage blocks` (ccotel.blocks);
     ``since`` keeps the blocks with activity from then on."""
@@ -127,6 +132,7 @@ def build_blocks(
     del totals["cache_write_5m_tokens"], totals["cache_write_1h_tokens"], totals["requests"]
     totals["entries"] = 0
     rows = []
+    db = state if isinstance(state, sqlite3.Connection) else state.db
     for b in blocks_from_db(db, now=now):
         if since is not None and b.last_activity < since:
             continue

@@ -102,7 +102,7 @@ def cfg_for(root: Path, state: Path, **kw) -> Config:
 def committed(state: Path) -> tuple[dict, float]:
     s = Store(state, readonly=True)
     try:
-        t = report.build(s.db, "day", None, project_labeler("name"))["totals"]
+        t = report.build(s, "day", None, project_labeler("name"))["totals"]
         return as_ccusage(t), s.counters().get("lines", 0)
     finally:
         s.close()

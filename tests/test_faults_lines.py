@@ -130,7 +130,7 @@ def ingest_file(root: Path, state: Path, workers: int = 1) -> Ingest:
 def state_totals(state: Path) -> dict:
     s = Store(state, readonly=True)
     try:
-        return as_ccusage(report.build(s.db, "day", None, project_labeler("name"))["totals"])
+        return as_ccusage(report.build(s, "day", None, project_labeler("name"))["totals"])
     finally:
         s.close()
 
