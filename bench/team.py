@@ -25,7 +25,7 @@ Prints a report and writes bench/out/team.json. Exits 0 (a report), 1 if a check
 from __future__ import annotations
 
 import argparse
-import itertools
+import gzip
 import json
 import os
 import random
@@ -63,6 +63,8 @@ TOOLS = ("Bash", "Read", "Edit", "Write", "Grep", "Glob", "TodoWrite", "Task", "
 PROJECTS = (2, 5, 10, 20, 40)
 MODEL_COUNTS = (1, 2, 4)
 PROFILES = ("full", "team")
+TYPICAL = (20, 4)  # the typical laptop: projects, models
+TEAM_PROJECTS = 5  # metrics_push_projects' default: the team profile names that many projects
 HZ = os.sysconf("SC_CLK_TCK")
 # What the push must carry exactly (the export's own health counters move on their own).
 COMPARED = frozenset({"ccotel_tokens", "ccotel_cost_usd", "ccotel_requests", "ccotel_tool_calls",
@@ -177,28 +179,44 @@ class Laptop:
         self._append(path, self._response(sid, self.cwds[j], now, model, self.rng.choice(TOOLS)))
 
 
+def host_mix() -> list[tuple[int, int, str]]:
+    """(projects, models, profile) per host, in the order hosts take them: the typical laptop
+    (20 projects, 4 models) first, then every other pair with both numbers changing from one
+    pair to the next, each pair in both profiles, so that a few hosts already vary both (the
+    fit needs that) and 30 hosts cover every pair. Walks k -> (PROJECTS[k % 5],
+    MODEL_COUNTS[k % 3]): 5 and 3 are coprime, so 15 steps meet all 15 pairs once."""
+    n = len(PROJECTS) * len(MODEL_COUNTS)
+    start = next(k for k in range(n) if (PROJECTS[k % 5], MODEL_COUNTS[k % 3]) == TYPICAL)
+    pairs = [(PROJECTS[k % 5], MODEL_COUNTS[k % 3]) for k in range(start, start + n)]
+    return [(p, m, prof) for p, m in pairs for prof in PROFILES]
+
+
 # --- the receiver ------------------------------------------------------------------------------
 
 
-def series_of(req: ExportMetricsServiceRequest) -> tuple[int, dict]:
-    """(Prometheus series a collector makes of it, monotonic sums' values by series)."""
-    n, sums = 0, {}
+def series_of(req: ExportMetricsServiceRequest) -> tuple[dict[str, int], dict]:
+    """(Prometheus series a collector makes of it, by metric name; monotonic sums' values by
+    series). A histogram point makes one series per bucket (+Inf included), _sum and _count;
+    each resource makes one target_info."""
+    n: dict[str, int] = defaultdict(int)
+    sums = {}
     for rm in req.resource_metrics:
+        n["target_info"] += 1
         for sm in rm.scope_metrics:
             for m in sm.metrics:
                 kind = m.WhichOneof("data")
                 for p in getattr(m, kind).data_points:
                     if kind == "histogram":
-                        n += len(p.bucket_counts) + 2
+                        n[m.name] += len(p.bucket_counts) + 2
                         continue
-                    n += 1
+                    n[m.name] += 1
                     if kind == "sum" and m.sum.is_monotonic:
                         key = (
                             m.name,
                             tuple(sorted((a.key, a.value.string_value) for a in p.attributes)),
                         )
                         sums[key] = p.as_double
-    return n, sums
+    return dict(n), sums
 
 
 class Receiver:
@@ -207,7 +225,7 @@ class Receiver:
         self.lock = threading.Lock()
         self.stats = defaultdict(lambda: defaultdict(float))  # host -> figure -> value
         self.latest: dict[str, dict] = {}  # host -> monotonic sums of its last metrics push
-        self.series: dict[str, int] = {}  # host -> series of its last push
+        self.series: dict[str, dict[str, int]] = {}  # host -> series of its last push, by name
         self.before: dict[str, dict] | None = None  # self.latest when it went down
         self.lower: list[tuple] = []  # counters that came back lower after the restart
         self.checked: set[str] = set()
@@ -247,10 +265,12 @@ class Receiver:
             req = ExportMetricsServiceRequest.FromString(body)
             host = _host(req.resource_metrics)
             n, sums = series_of(req)
+            gz = len(gzip.compress(body, 6))  # what otlp_compression = "gzip" would send
             with self.lock:
                 s = self.stats[host]
                 s["metric_requests"] += 1
                 s["metric_bytes"] += len(body)
+                s["metric_bytes_gzip"] += gz
                 self.series[host] = n
                 if self.before is not None and host not in self.checked and host in self.before:
                     self.checked.add(host)
@@ -266,6 +286,7 @@ class Receiver:
                 s = self.stats[host]
                 s["trace_requests"] += 1
                 s["trace_bytes"] += len(body)
+                s["trace_bytes_gzip"] += len(gzip.compress(body, 6))
                 s["spans"] += spans
 
     def snapshot(self) -> dict:
@@ -293,7 +314,7 @@ def start_daemon(lap: Laptop, state: Path, port: int, endpoint: str) -> subproce
         "OTEL_RESOURCE_ATTRIBUTES": f"team.id=team-{lap.n % 5}", "PYTHONPATH": str(REPO),
     }  # fmt: skip
     cmd = [sys.executable, "-m", "ccotel", "run", "--claude-dir", str(lap.root), "--state-dir",
-           str(state), "--metrics-addr", f"127.0.0.1:{port}", "--log-level", "warning"]  # fmt: skip
+           str(state), "--http-addr", f"127.0.0.1:{port}", "--log-level", "warning"]  # fmt: skip
     log_file = open(state.parent / f"daemon-{lap.n:03d}.log", "w")  # noqa: SIM115 - the process keeps it
     return subprocess.Popen(
         cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
@@ -339,10 +360,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.hosts < 1 or args.minutes <= 0:
         ap.error("--hosts >= 1 and --minutes > 0")
 
+    load = {"before": os.getloadavg()}
     work = OUT / "team"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    combos = list(itertools.product(PROJECTS, MODEL_COUNTS, PROFILES))
+    combos = host_mix()
     laps = []
     now = time.time()
     for n in range(args.hosts):
@@ -404,6 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         measured = args.minutes * 60
         time.sleep(measured / 2)
+        load["during"] = os.getloadavg()
         log(f"receiver down for {args.down_seconds:.0f} s (a collector restart)")
         recv.stop()
         time.sleep(args.down_seconds)
@@ -415,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
             recv.snapshot(),
         )
         rss = {n: rss_mb(v) for n, v in pids.items()}
+        load["end"] = os.getloadavg()
         hwm = {n: rss_mb(v, "VmHWM") for n, v in pids.items()}
         stop.set()
         writer.join()
@@ -460,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
             recv.server.shutdown()
 
     elapsed = t1 - t0
-    res = figures(laps, recv, net0, net1, cpu0, cpu1, rss, hwm, elapsed, args)
+    res = figures(laps, recv, net0, net1, cpu0, cpu1, rss, hwm, elapsed, args, load)
     res["checks"] = {"failed": failed, "hosts_exact": exact, "restart_lower": len(recv.lower),
                      "hosts_checked_after_restart": len(recv.checked)}  # fmt: skip
     report(res)
@@ -471,81 +495,142 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-def figures(laps, recv, net0, net1, cpu0, cpu1, rss, hwm, elapsed, args) -> dict:
+def pushed_projects(projects: int, profile: str) -> int:
+    """Projects a host pushes by name (+1 for "other" when the team profile folds some)."""
+    if profile == "team" and projects > TEAM_PROJECTS:
+        return TEAM_PROJECTS + 1
+    return projects
+
+
+def figures(laps, recv, net0, net1, cpu0, cpu1, rss, hwm, elapsed, args, load) -> dict:
     per_host = []
     for lap in laps:
         h = f"host-{lap.n:03d}"
         a, b = net0.get(h, {}), net1.get(h, {})
         d = {
             k: b.get(k, 0) - a.get(k, 0)
-            for k in ("metric_requests", "metric_bytes", "trace_requests", "trace_bytes", "spans")
-        }
+            for k in ("metric_requests", "metric_bytes", "metric_bytes_gzip", "trace_requests",
+                      "trace_bytes", "trace_bytes_gzip", "spans")
+        }  # fmt: skip
+        fam = recv.series.get(h, {})
         per_host.append({
             "host": h, "projects": lap.projects, "models": len(lap.models), "profile": lap.profile,
-            "series": recv.series.get(h, 0),
+            "series": sum(fam.values()), "series_by_metric": fam,
             "metric_bytes_per_hour": d["metric_bytes"] * 3600 / elapsed,
             "trace_bytes_per_hour": d["trace_bytes"] * 3600 / elapsed,
+            "gzip_ratio": (d["metric_bytes_gzip"] + d["trace_bytes_gzip"])
+            / max(1, d["metric_bytes"] + d["trace_bytes"]),
             "spans_per_hour": d["spans"] * 3600 / elapsed,
             "requests_per_hour": (d["metric_requests"] + d["trace_requests"]) * 3600 / elapsed,
             "cpu_pct": (cpu1[lap.n] - cpu0[lap.n]) / HZ / elapsed * 100,
             "rss_mb": rss[lap.n], "rss_peak_mb": hwm[lap.n],
         })  # fmt: skip
+    pushed = [r for r in per_host if r["series"] > 0]
     by: dict[tuple, list] = defaultdict(list)
-    for r in per_host:
-        by[(r["profile"], r["projects"], r["models"])].append(r["series"])
-    table = {f"{p}/{pr}p/{m}m": sum(v) / len(v) for (p, pr, m), v in sorted(by.items())}
-    # series per host ~ a + b * projects * models + c * projects, per profile (least squares)
-    fits = {prof: _fit([r for r in per_host if r["profile"] == prof]) for prof in PROFILES}
+    for r in pushed:
+        by[(r["profile"], r["projects"], r["models"])].append(r)
     mean = lambda xs: sum(xs) / len(xs) if xs else 0.0  # noqa: E731
-    # the typical laptop: measured where hosts had 20 projects and 4 models, else the fit
-    typical = {
-        prof: table.get(
-            f"{prof}/20p/4m", fits[prof]["a"] + fits[prof]["b"] * 80 + fits[prof]["c"] * 20
-        )
-        for prof in PROFILES
+    table = {
+        f"{p}/{pr}p/{m}m": {
+            "hosts": len(v),
+            "series": mean([r["series"] for r in v]),
+            "metric_bytes_per_hour": mean([r["metric_bytes_per_hour"] for r in v]),
+        }
+        for (p, pr, m), v in sorted(by.items())
     }
+    fits = {prof: _fit([r for r in pushed if r["profile"] == prof]) for prof in PROFILES}
+    # the typical laptop: measured on the hosts that had 20 projects and 4 models, else fitted
+    typical = {}
+    for prof in PROFILES:
+        hs = by.get((prof, *TYPICAL), [])
+        f = fits[prof]
+        if hs:
+            typical[prof] = {
+                "source": f"measured on {len(hs)} host(s)",
+                "series": mean([r["series"] for r in hs]),
+                "series_by_metric": hs[0]["series_by_metric"],
+                "metric_bytes_per_hour": mean([r["metric_bytes_per_hour"] for r in hs]),
+                "gzip_ratio": mean([r["gzip_ratio"] for r in hs]),
+            }
+        elif f:
+            # no such host: the fit's series, bytes in proportion to the hosts' bytes per series
+            series = _fitted(f, *TYPICAL, prof)
+            rows = [r for r in pushed if r["profile"] == prof]
+            bps = sum(r["metric_bytes_per_hour"] for r in rows) / sum(r["series"] for r in rows)
+            typical[prof] = {"source": "fitted", "series": series, "series_by_metric": {},
+                             "metric_bytes_per_hour": series * bps,
+                             "gzip_ratio": mean([r["gzip_ratio"] for r in rows])}  # fmt: skip
+        else:
+            typical[prof] = None
     total_req = sum(r["requests_per_hour"] for r in per_host) / 3600
     hosts = len(per_host)
-    metric_bph = mean([r["metric_bytes_per_hour"] for r in per_host])
-    trace_bph = mean([r["trace_bytes_per_hour"] for r in per_host])
-    spans_ph = mean([r["spans_per_hour"] for r in per_host])
     bytes_per_span = sum(r["trace_bytes_per_hour"] for r in per_host) / max(
         1, sum(r["spans_per_hour"] for r in per_host)
     )
     out = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "args": vars(args), "hosts": hosts, "measured_s": round(elapsed, 1),
+        "args": vars(args), "hosts": hosts, "hosts_pushed": len(pushed),
+        "measured_s": round(elapsed, 1), "load_average": load, "cores": os.cpu_count(),
         "series_by_profile_projects_models": table, "series_fit": fits,
-        "typical_laptop_series": typical,  # 20 projects, 4 models
-        "metric_bytes_per_host_hour": metric_bph, "trace_bytes_per_host_hour": trace_bph,
-        "spans_per_host_hour": spans_ph, "bytes_per_span": bytes_per_span,
+        "typical_laptop": typical,  # 20 projects, 4 models
+        "metric_bytes_per_host_hour": mean([r["metric_bytes_per_hour"] for r in per_host]),
+        "trace_bytes_per_host_hour": mean([r["trace_bytes_per_hour"] for r in per_host]),
+        "spans_per_host_hour": mean([r["spans_per_hour"] for r in per_host]),
+        "bytes_per_span": bytes_per_span,
+        "gzip_ratio": mean([r["gzip_ratio"] for r in per_host if r["gzip_ratio"]]),
         "receiver_requests_per_s": total_req, "requests_per_host_s": total_req / hosts,
         "daemon_cpu_pct": {"mean": mean([r["cpu_pct"] for r in per_host]), "max": max(r["cpu_pct"] for r in per_host)},
         "daemon_rss_mb": {"mean": mean([r["rss_mb"] for r in per_host]), "max": max(r["rss_peak_mb"] for r in per_host)},
         "per_host": per_host,
     }  # fmt: skip
-    out["at_1000_hosts"] = extrapolate(out, fits)
+    out["at_1000_hosts"] = extrapolate(out)
     return out
 
 
-def _fit(rows: list[dict]) -> dict:
-    """series = a + b*projects*models + c*projects, least squares (3x3 normal equations)."""
-    xs = [(1.0, r["projects"] * r["models"], r["projects"]) for r in rows]
+FIT_TERMS = ("a", "b", "c", "d")  # series = a + b*P*models + c*P + d*models, P: pushed projects
+
+
+def _fitted(f: dict, projects: int, models: int, profile: str) -> float:
+    p = pushed_projects(projects, profile)
+    return f["a"] + f["b"] * p * models + f["c"] * p + f["d"] * models
+
+
+def _fit(rows: list[dict]) -> dict | None:
+    """series = a + b*P*models + c*P + d*models by least squares, where P is the projects the
+    host pushes by name (the team profile folds all but 5 into "other"); with the residuals'
+    largest relative error. None when the hosts do not vary enough to determine the four."""
+    pts = {(pushed_projects(r["projects"], r["profile"]), r["models"]) for r in rows}
+    if len(pts) < len(FIT_TERMS) + 1:
+        return None
+    xs = [
+        (1.0, p * m, p, m)
+        for r in rows
+        for p, m in [(pushed_projects(r["projects"], r["profile"]), r["models"])]
+    ]
     ys = [r["series"] for r in rows]
-    ata = [[sum(x[i] * x[j] for x in xs) for j in range(3)] for i in range(3)]
-    aty = [sum(x[i] * y for x, y in zip(xs, ys, strict=True)) for i in range(3)]
+    k = len(FIT_TERMS)
+    ata = [[sum(x[i] * x[j] for x in xs) for j in range(k)] for i in range(k)]
+    aty = [sum(x[i] * y for x, y in zip(xs, ys, strict=True)) for i in range(k)]
     sol = _solve(ata, aty)
-    return {"a": sol[0], "b": sol[1], "c": sol[2]}
+    if sol is None:
+        return None
+    f = dict(zip(FIT_TERMS, sol, strict=True))
+    err = max(
+        abs(_fitted(f, r["projects"], r["models"], r["profile"]) - r["series"]) / r["series"]
+        for r in rows
+    )
+    return f | {"max_rel_error": err, "points": len(pts)}
 
 
-def _solve(m: list[list[float]], v: list[float]) -> list[float]:
+def _solve(m: list[list[float]], v: list[float]) -> list[float] | None:
+    """Gauss-Jordan with partial pivoting; None for a singular system."""
     n = len(v)
     a = [[*row, v[i]] for i, row in enumerate(m)]
     for i in range(n):
         p = max(range(i, n), key=lambda r: abs(a[r][i]))
         a[i], a[p] = a[p], a[i]
-        if abs(a[i][i]) < 1e-12:
-            return [0.0] * n
+        if abs(a[i][i]) < 1e-9 * max(1.0, max(abs(x) for row in m for x in row)):
+            return None
         for r in range(n):
             if r != i:
                 f = a[r][i] / a[i][i]
@@ -555,55 +640,86 @@ def _solve(m: list[list[float]], v: list[float]) -> list[float]:
 
 BYTES_PER_SAMPLE = 2.0  # Prometheus TSDB: 1-2 bytes per sample after compression (upper end)
 MONTH = 30 * DAY
-PUSH = 15.0  # the default push interval; the stack scrapes the collector every 15 s too
+WORK_HOURS_MONTH = 8 * 22  # a laptop busy 8 hours a day, 22 days a month
+SCRAPE = 15.0  # the stack scrapes the collector every 15 s (the push interval's default too)
 
 
-def extrapolate(r: dict, fits: dict) -> dict:
-    """1,000 laptops like the typical one (20 projects, 4 models), in each profile."""
-    out = {}
+def extrapolate(r: dict) -> dict:
+    """1,000 laptops like the typical one (20 projects, 4 models), in each profile. Metrics
+    are pushed every interval whether the laptop is busy or not (while ccotel runs); spans
+    come with activity, measured here at the benchmark's rate (busy all the time)."""
+    out: dict = {}
     for prof in PROFILES:
-        series = r["typical_laptop_series"][prof] * 1000
-        samples_s = series / PUSH
+        t = r["typical_laptop"][prof]
+        if t is None:
+            out[prof] = None
+            continue
+        series = t["series"] * 1000
+        samples_s = series / SCRAPE
+        mb = t["metric_bytes_per_hour"] * 1000
         out[prof] = {
             "active_series": round(series),
             "samples_per_s": round(samples_s),
             "prometheus_storage_gb_month": round(samples_s * MONTH * BYTES_PER_SAMPLE / 1e9, 1),
+            "otlp_metrics_mb_per_hour": round(mb / 1e6, 1),
+            "otlp_metrics_kb_per_s": round(mb / 3600 / 1e3, 1),
+            "otlp_metrics_kb_per_s_gzip": round(mb * t["gzip_ratio"] / 3600 / 1e3, 1),
         }
-    mb = r["metric_bytes_per_host_hour"] * 1000
     tb = r["trace_bytes_per_host_hour"] * 1000
     out["collector"] = {
-        "otlp_metrics_mb_per_hour": round(mb / 1e6, 1),
-        "otlp_traces_mb_per_hour": round(tb / 1e6, 1),
-        "otlp_bytes_per_s": round((mb + tb) / 3600),
         "requests_per_s": round(r["requests_per_host_s"] * 1000, 1),
+        "otlp_traces_mb_per_busy_hour": round(tb / 1e6, 1),
+        "otlp_traces_kb_per_s_busy": round(tb / 3600 / 1e3, 1),
     }
     spans_s = r["spans_per_host_hour"] * 1000 / 3600
     out["tempo"] = {
-        "spans_per_s": round(spans_s, 1),
-        "otlp_gb_month": round(tb * 24 * 30 / 1e9, 1),
+        "spans_per_s_busy": round(spans_s, 1),
+        "otlp_gb_month_busy_always": round(tb * 24 * 30 / 1e9, 1),
+        "otlp_gb_month_8h_22d": round(tb * WORK_HOURS_MONTH / 1e9, 1),
     }
     return out
 
 
 def report(r: dict) -> None:
-    print(
-        f"\nccotel team benchmark  {r['when']}  {r['hosts']} daemons, {r['measured_s']:.0f} s measured"
-    )
+    la = r["load_average"]
+    print(f"\nccotel team benchmark  {r['when']}  {r['hosts']} daemons ({r['hosts_pushed']} pushed),"
+          f" {r['measured_s']:.0f} s measured, {r['cores']} cores; 1-min load average before"
+          f" {la['before'][0]:.1f}, during {la['during'][0]:.1f}, end {la['end'][0]:.1f}")  # fmt: skip
     print("\nseries per host (latest push, as a collector's Prometheus exporter makes them):")
+    print(f"  {'profile/projects/models':<24} {'hosts':>5} {'series':>8} {'metrics MB/h':>13}")
     for k, v in r["series_by_profile_projects_models"].items():
-        print(f"  {k:<16} {v:8.0f}")
+        print(f"  {k:<24} {v['hosts']:5d} {v['series']:8.0f} {v['metric_bytes_per_hour'] / 1e6:13.2f}")  # fmt: skip
     for prof, f in r["series_fit"].items():
-        print(f"  fit {prof}: {f['a']:.0f} + {f['b']:.2f} x projects x models + {f['c']:.2f} x projects"
-              f"  -> typical laptop (20 projects, 4 models): {r['typical_laptop_series'][prof]:.0f}")  # fmt: skip
-    print(f"\nOTLP per host per hour: metrics {r['metric_bytes_per_host_hour'] / 1e6:.2f} MB, traces "
-          f"{r['trace_bytes_per_host_hour'] / 1e6:.2f} MB ({r['spans_per_host_hour']:.0f} spans, "
-          f"{r['bytes_per_span']:.0f} B/span)")  # fmt: skip
+        if f is None:
+            print(
+                f"  fit {prof}: not enough hosts with different projects and models (needs 5 pairs)"
+            )
+            continue
+        print(f"  fit {prof}: {f['a']:.1f} + {f['b']:.2f} P x models + {f['c']:.2f} P + {f['d']:.2f}"
+              f" models (P: projects pushed by name{', at most 5 + other' if prof == 'team' else ''});"
+              f" {f['points']} points, max error {f['max_rel_error']:.1%}")  # fmt: skip
+    for prof, t in r["typical_laptop"].items():
+        if t is None:
+            print(
+                f"  typical laptop (20 projects, 4 models), {prof}: unknown (no such host, no fit)"
+            )
+            continue
+        top = sorted(t["series_by_metric"].items(), key=lambda kv: -kv[1])
+        print(f"  typical laptop (20 projects, 4 models), {prof}: {t['series']:.0f} series"
+              f" ({t['source']}), {t['metric_bytes_per_hour'] / 1e6:.2f} MB/h of metrics"
+              f" ({t['gzip_ratio']:.0%} of that with gzip)")  # fmt: skip
+        if top:
+            print("    " + ", ".join(f"{k} {v}" for k, v in top))
+    print(f"\nOTLP per host per hour (all hosts): metrics {r['metric_bytes_per_host_hour'] / 1e6:.2f} MB,"
+          f" traces {r['trace_bytes_per_host_hour'] / 1e6:.2f} MB ({r['spans_per_host_hour']:.0f} spans,"
+          f" {r['bytes_per_span']:.0f} B/span); with otlp_compression = \"gzip\""
+          f" {r['gzip_ratio']:.0%} of that")  # fmt: skip
     print(
         f"receiver: {r['receiver_requests_per_s']:.2f} requests/s ({r['requests_per_host_s'] * 3600:.0f} per host per hour)"
     )
     print(f"daemon CPU: mean {r['daemon_cpu_pct']['mean']:.2f} % of a core, max {r['daemon_cpu_pct']['max']:.2f} %;"
           f" RSS mean {r['daemon_rss_mb']['mean']:.0f} MB, peak {r['daemon_rss_mb']['max']:.0f} MB")  # fmt: skip
-    print("\nat 1,000 hosts:")
+    print("\nat 1,000 hosts (typical laptops):")
     for k, v in r["at_1000_hosts"].items():
         print(f"  {k:<10} {json.dumps(v)}")
     c = r["checks"]

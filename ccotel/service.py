@@ -15,6 +15,7 @@ counters and offsets) unless ``purge_state`` is set.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import sys
@@ -472,11 +473,11 @@ def uninstall(ctx: Context, *, dry_run: bool = False, purge_state: bool = False)
         return res
     if ctx.platform == "linux":
         if ctx.path.is_file():
-            ctx.run(res.commands[0])
+            _run_if_there(ctx, res.commands[0])
         res.changed = ctx.path.is_file()
         ctx.path.unlink(missing_ok=True)
-        ctx.run(res.commands[2])
-        ctx.run(res.commands[3])
+        _run_if_there(ctx, res.commands[2])
+        _run_if_there(ctx, res.commands[3])
     else:
         if _is_loaded(ctx):
             ctx.run(res.commands[0])
@@ -487,6 +488,12 @@ def uninstall(ctx: Context, *, dry_run: bool = False, purge_state: bool = False)
 
         shutil.rmtree(d, ignore_errors=True)
     return res
+
+
+def _run_if_there(ctx: Context, step: Step) -> None:
+    """Uninstalling where systemctl is missing (a container): no manager, so nothing runs."""
+    with contextlib.suppress(ServiceError):
+        ctx.run(step)
 
 
 def _listing(d: Path) -> list[Path]:

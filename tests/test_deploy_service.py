@@ -471,6 +471,21 @@ def test_uninstall_keeps_state_unless_purged(tmp_path, fake_ccotel, platform):
         assert not ctx.log_dir.exists()
 
 
+def test_uninstall_where_systemctl_is_missing_still_removes_and_purges(tmp_path, fake_ccotel):
+    """A container: `service install` wrote the unit and failed; uninstall cleans up anyway."""
+
+    def missing(argv):
+        raise FileNotFoundError(argv[0])
+
+    ctx = context("linux", tmp_path, missing)
+    ctx.path.parent.mkdir(parents=True)
+    ctx.path.write_text("[Service]\n")
+    ctx.state_dir.mkdir(parents=True)
+    (ctx.state_dir / "state.db").write_text("counters")
+    res = svc.uninstall(ctx, purge_state=True)
+    assert res.changed and not ctx.path.exists() and not ctx.state_dir.exists()
+
+
 def test_status_exit_codes(tmp_path, fake_ccotel):
     rec = Recorder()
     ctx = context("linux", tmp_path, rec)

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
+import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -17,6 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ccotel.config import Config
+from ccotel.state import read_running
 from tests.conftest import FIXTURES, daemon_port, free_port
 from tests.test_live import start
 
@@ -137,14 +141,19 @@ def test_readme_metrics_table_is_what_a_running_daemon_serves(tmp_path):
 
 def test_readme_starts_with_the_install_and_the_test_commands():
     text = README.read_text()
-    install, *_ = code_blocks(section(text, "Install and run it"))
-    lines = [ln.split("#")[0].strip() for ln in install.strip().splitlines()]
-    assert lines[0].startswith("uv tool install ") and "git+" in lines[0]
-    assert "pipx install" in install
-    assert lines[1] == "ccotel service install"
-    (tests,) = code_blocks(section(text, "Run the tests"))
-    assert tests.strip() == "./scripts/test"
+    intro = text.split("\n## ", 1)[0]
+    assert "```" not in intro  # the first code block of the README is the install section's
+    first = code_blocks(text)[0]
+    assert first == code_blocks(section(text, "Install and run it"))[0]
+    lines = [ln.split("#")[0].strip() for ln in first.strip().splitlines()]
+    assert lines == ["./scripts/install", "./scripts/test"]
+    assert "./scripts/test" in section(text, "Run the tests")
     assert text.index("## Install and run it") < text.index("## Run the tests") < text.index("---")
+    for script in ("install", "test"):
+        assert os.access(REPO / "scripts" / script, os.X_OK), script
+    docs = [README, *REPO.glob("docs/*.md"), *REPO.glob("deploy/**/*.md")]
+    for doc in docs:  # no placeholder to copy: every install starts from a clone
+        assert "<repository URL>" not in doc.read_text(), doc
     steps = ("bash scripts/setup", "bash scripts/check", ".venv/bin/python -m pytest -n auto")
     for script in (REPO / ".ci" / "run", REPO / "scripts" / "test"):  # CI does what README says
         text = script.read_text()
@@ -250,3 +259,244 @@ def test_install_from_a_clone_then_run_with_no_configuration(tmp_path, installer
     )
     assert unit.returncode == 0, unit.stdout + unit.stderr
     assert f"ExecStart={ccotel} run" in unit.stdout
+
+
+# ------------------------------------------------------------------------------ scripts/install
+
+
+def fresh_shell(home: Path) -> dict[str, str]:
+    """A new user's shell on a fresh machine: the system's python3 and base tools on PATH (no
+    uv, pipx or venv), HOME empty but for ~/.claude, and no user manager reachable (no
+    XDG_RUNTIME_DIR or session bus: systemctl --user fails, as in a container or over ssh).
+    pip keeps this machine's cache and index settings, so dependencies are not fetched again."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CCOTEL_", "OTEL_", "CLAUDE_", "XDG_", "VIRTUAL_ENV", "UV_", "PIPX_"))
+        and k not in ("PYTHONPATH", "PYTHONHOME", "DBUS_SESSION_BUS_ADDRESS")
+    }
+    python_dir = Path(sys.base_prefix) / "bin"  # the python3 this .venv was made from
+    env.update(
+        HOME=str(home),
+        PATH=f"{python_dir}:/usr/bin:/bin",
+        PIP_CACHE_DIR=os.environ.get("PIP_CACHE_DIR") or str(Path.home() / ".cache" / "pip"),
+    )
+    return env
+
+
+def install_script(src: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [str(src / "scripts" / "install"), *args],
+        cwd=src.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=500,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def tree(d: Path) -> set[str]:
+    return {str(p.relative_to(d)) for p in d.rglob("*")}
+
+
+@pytest.mark.timeout(900)
+def test_install_script_installs_from_a_clone_that_can_then_go(tmp_path):
+    """README's first command with --no-start, into an empty HOME: ccotel in its own venv with
+    a link on ~/.local/bin, the clone left as it was (and not needed afterwards); the installed
+    ccotel on ~/.claude serves ccusage's totals; a second run upgrades; --uninstall."""
+    from importlib.metadata import version
+
+    from tests.test_live import wait_equal
+
+    src = clone(tmp_path / "ccotel")
+    home = tmp_path / "home"
+    shutil.copytree(FIXTURES / "claude-2.1.197", home / ".claude")
+    env = fresh_shell(home)
+    before = tree(src)
+    proc = install_script(src, env, "--no-start")
+    assert "~/.local/bin is not on your PATH" in proc.stdout  # and how to add it
+    assert 'export PATH="$HOME/.local/bin:$PATH"' in proc.stdout
+    assert "not started" in proc.stdout
+    assert tree(src) == before  # no build/ or egg-info left in the clone
+    ccotel = home / ".local" / "bin" / "ccotel"
+    venv = home / ".local" / "share" / "ccotel" / "venv"
+    assert ccotel.is_symlink() and ccotel.resolve().is_relative_to(venv.resolve())
+    assert not (home / ".local" / "state" / "ccotel").exists()  # --no-start: nothing ran
+
+    shutil.move(src, tmp_path / "moved")  # the clone moves: the install is a copy
+    got = subprocess.run([str(ccotel), "--version"], env=env, capture_output=True, text=True)
+    assert got.returncode == 0 and got.stdout.split()[-1] == version("ccotel"), got
+
+    daemon = subprocess.Popen(
+        [str(ccotel), "run", "--http-addr", "127.0.0.1:0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        port = daemon_port(home / ".local" / "state" / "ccotel", daemon)
+        wait_equal(port, home / ".claude", timeout=60)
+    finally:
+        daemon.terminate()
+        assert daemon.wait(15) == 0
+
+    src = tmp_path / "moved"
+    again = install_script(src, env, "--no-start")  # re-runnable: that is the upgrade
+    assert "upgrading ccotel in" in again.stdout and ccotel.resolve().is_file()
+
+    gone = install_script(src, env, "--uninstall")
+    assert not ccotel.exists() and not ccotel.is_symlink() and not venv.exists()
+    assert "state kept" in gone.stdout
+    assert (home / ".local" / "state" / "ccotel" / "state.db").is_file()  # the counters stay
+    assert "no ccotel in" in install_script(src, env, "--uninstall").stdout  # twice is fine
+
+
+@pytest.mark.timeout(900)
+def test_install_script_runs_it_in_the_foreground_where_no_service_manager_runs(tmp_path):
+    """No systemd user manager (this sandbox, a container, root over ssh): the install says so
+    in one line and runs ccotel in the foreground, where SIGTERM stops it cleanly; then
+    --uninstall --purge-state leaves nothing of ccotel in HOME but ~/.claude."""
+    src = clone(tmp_path / "ccotel")
+    home = tmp_path / "home"
+    shutil.copytree(FIXTURES / "claude-2.1.197", home / ".claude")
+    env = fresh_shell(home)
+    env["CCOTEL_HTTP_ADDR"] = "127.0.0.1:0"  # any free port (tests run in parallel)
+    state = home / ".local" / "state" / "ccotel"
+    log = tmp_path / "install.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(src / "scripts" / "install")],
+            cwd=src.parent,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        port = daemon_port(state, proc, timeout=500)  # the script became ccotel (exec)
+        health: dict = {}
+        for _ in range(600):
+            assert proc.poll() is None, log.read_text()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+                    health = json.loads(r.read())
+                if health.get("ok"):
+                    break
+            except OSError:
+                pass
+            time.sleep(0.1)
+        assert health.get("ok"), health
+        assert str(home / ".claude") in health["roots"]  # the user's real ~/.claude, no config
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+        running = read_running(state)
+        if running is not None and running.pid != proc.pid:  # a ccotel the script left behind
+            cmdline = Path(f"/proc/{running.pid}/cmdline")
+            if cmdline.exists() and str(home).encode() in cmdline.read_bytes():
+                os.kill(running.pid, signal.SIGTERM)
+    text = log.read_text()
+    assert code == 0, text
+    said = [ln for ln in text.splitlines() if "no service manager" in ln]
+    assert len(said) == 1 and "foreground" in said[0], text
+    assert not (home / ".config" / "systemd").exists()  # no unit left for a manager never seen
+
+    install_script(src, env, "--uninstall", "--purge-state")
+    assert sorted(p.name for p in home.iterdir()) == [".claude", ".local"]
+    assert [p for p in (home / ".local").rglob("*") if p.is_file() or p.is_symlink()] == []
+
+
+def test_install_script_names_the_package_venv_needs(tmp_path):
+    """Debian and Ubuntu's python3 without python3-venv (no ensurepip), for a user who can not
+    install it (no root, no apt-get): one line naming the package, and nothing half made."""
+    home = tmp_path / "home"
+    home.mkdir()
+    no_ensurepip = tmp_path / "no-ensurepip"
+    no_ensurepip.mkdir()
+    (no_ensurepip / "ensurepip.py").write_text("raise ImportError('python3-venv is missing')\n")
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    for tool in ("bash", "dirname", "basename"):
+        (bin_ / tool).symlink_to(shutil.which(tool))
+    (bin_ / "python3").write_text(
+        f'#!/bin/sh\nPYTHONPATH={no_ensurepip} exec {sys.executable} "$@"\n'
+    )
+    (bin_ / "python3").chmod(0o755)
+    env = {"HOME": str(home), "PATH": str(bin_), "LANG": "C.UTF-8"}
+    proc = subprocess.run(
+        [str(REPO / "scripts" / "install"), "--no-start"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert "install the package python3-venv" in line and "Traceback" not in line
+    assert list(home.iterdir()) == []
+
+
+@pytest.mark.timeout(900)
+def test_install_script_starts_the_service_where_a_user_manager_runs(tmp_path):
+    """With a user manager (none runs here: a stand-in systemctl answers and starts the unit's
+    ExecStart, as systemd would), the install writes the unit for the linked ccotel, enables and
+    (re)starts it, and ends with the page's URL and `ccotel status` of the running service."""
+    src = clone(tmp_path / "ccotel")
+    home = tmp_path / "home"
+    shutil.copytree(FIXTURES / "claude-2.1.197", home / ".claude")
+    env = fresh_shell(home)
+    env["CCOTEL_HTTP_ADDR"] = "127.0.0.1:0"  # any free port (tests run in parallel)
+    calls, pid = tmp_path / "systemctl.calls", tmp_path / "service.pid"
+    fake = tmp_path / "fakebin" / "systemctl"
+    fake.parent.mkdir()
+    fake.write_text(
+        f"""#!/bin/sh
+echo "$*" >> {calls}
+if [ "$*" = "--user enable --now ccotel.service" ]; then
+  cmd=$(sed -n 's/^ExecStart=//p' "$HOME/.config/systemd/user/ccotel.service")
+  $cmd > {tmp_path / "service.log"} 2>&1 &
+  echo $! > {pid}
+fi
+"""
+    )
+    fake.chmod(0o755)
+    env["PATH"] = f"{fake.parent}:{env['PATH']}"
+    install_script(src, env, "--no-start")  # installed first, started later: an upgrade
+    try:
+        proc = install_script(src, env)
+    finally:
+        if pid.exists():
+            os.kill(int(pid.read_text()), signal.SIGTERM)
+    ccotel = home / ".local" / "bin" / "ccotel"
+    unit = home / ".config" / "systemd" / "user" / "ccotel.service"
+    assert f"ExecStart={ccotel} run" in unit.read_text().splitlines()
+    done = calls.read_text().splitlines()
+    assert done.index("--user enable --now ccotel.service") < done.index(
+        "--user try-restart ccotel.service"
+    )  # a re-run after an upgrade restarts the old code
+    assert "runs in the background" in proc.stdout, proc.stdout
+    assert re.search(r"(ready|catching up) at http://127\.0\.0\.1:\d+/", proc.stdout), proc.stdout
+    assert "no service manager" not in proc.stdout + proc.stderr
+
+
+# ------------------------------------------------------------------------------ deploy.md sizing
+
+
+def test_deploy_md_has_no_placeholder_left_and_sizes_the_team_profile_under_500():
+    """docs/deploy.md's team figures come from bench/team.py: none of the placeholders it was
+    written with (FULL_TYPICAL, BENCH_TABLE, ...) is left in its prose, and the typical laptop
+    (20 projects, 4 models) pushes under 500 series in the team profile, as issue 14 asks."""
+    text = (REPO / "docs" / "deploy.md").read_text()
+    prose = re.sub(r"`[^`\n]*`", "", re.sub(r"```.*?```", "", text, flags=re.S))
+    words = set(re.findall(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b", prose))
+    assert words <= {"AF_UNIX", "AF_INET"}, words  # real names, written without backticks
+    assert not re.search(r"\b(TODO|TBD|XXX)\b", prose)
+    team = text.split("\n### The team profile\n", 1)[1].split("\n### ", 1)[0]
+    full, folded = (
+        int(n.replace(",", "")) for n in re.findall(r"about ([\d,]+)\s+series", team)[:2]
+    )
+    assert folded < 500 < full
+    sizing = text.split("\n### 1,000 laptops: what the stack needs\n", 1)[1].split("\n## ", 1)[0]
+    for figure in ("active series", "samples/s", "per month", "spans/s", "requests/s"):
+        assert figure in sizing, figure
