@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import os
 import signal
 import threading
@@ -204,7 +205,7 @@ class Daemon:
         self.hub = Hub(cfg, self.store.dir, self.ingest.totals, budgets_of(cfg), clock,
                        restore=self.store.db)  # fmt: skip
         self.statusline = self.hub.reports  # the public interface: ccotel/statusline/__init__.py
-        self.ingest.on_commit.append(self.hub.blocks.committed)
+        self.ingest.on_commit.append(self.hub.committed)
         stack.callback(self.hub.stop)
         registry = CollectorRegistry(auto_describe=False)
         totals_collector = TotalsCollector(
@@ -313,6 +314,10 @@ class Daemon:
         log.info("caught up", lines=lines, files=self.ingest.totals.files_tracked)
         self.live.rebuild(self.ingest.cursors, self.cfg.max_line_bytes)
         self.ingest.live = self.live
+        # What the catch-up left (caches, key sets) lives as long as the daemon: out of the
+        # collector's sight, a full collection no longer walks it (a pause on an append).
+        gc.collect()
+        gc.freeze()
         self.ready.set()
         self.hub.set_ready()
         self.exporters.start()
@@ -354,7 +359,8 @@ class Daemon:
             elif self.ingest.retry:  # a commit or a read still failing: wait longer each time
                 retry_at = time.monotonic() + backoff
                 backoff = min(backoff * 2, interval)
-            self.exporters.notify()
+            if paths:  # new lines for the traces; an idle wake-up leaves them asleep
+                self.exporters.notify()
 
 
 def _close_exporters(exporters: Exporters) -> None:

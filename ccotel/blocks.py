@@ -25,6 +25,7 @@ to the millisecond. Times in and out are epoch seconds (floats).
 from __future__ import annotations
 
 import math
+import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ __all__ = [
     "Entry",
     "Projection",
     "active_block",
+    "blocks_from_db",
     "blocks_from_store",
     "burn_rate",
     "identify_blocks",
@@ -195,5 +197,12 @@ def blocks_from_store(
     earlier ones cannot change unless an older response arrives late: recompute all
     from time to time). Reading every response costs about 3 s per million.
     """
-    rows = limits.block_entries(store.db, since if since is not None else float("-inf"))
+    return blocks_from_db(store.db, now=now, since=since)
+
+
+def blocks_from_db(
+    db: sqlite3.Connection, *, now: float | None = None, since: float | None = None
+) -> list[Block]:
+    """``blocks_from_store`` on a state database connection (``connect_readonly``)."""
+    rows = limits.block_entries(db, since if since is not None else float("-inf"))
     return identify_blocks((Entry(*row[2:]) for row in rows), now=now)

@@ -81,6 +81,10 @@ class LiveBlocks:
     def pending(self) -> bool:
         return self._need_full
 
+    def full_in(self) -> float:
+        """Seconds until a pending full recomputation may run (``refresh``)."""
+        return max(0.0, FULL_EVERY - (time.monotonic() - self._last_full))
+
     def refresh(self, force: bool = False) -> bool:
         """Recompute everything from the state when needed (and not done in the last
         FULL_EVERY seconds, unless ``force``); True when it ran."""

@@ -26,8 +26,24 @@ EXIT_CONFIG = 2
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# Groups loaded only when asked for: other commands start without their modules.
+_LAZY = {"service": "ccotel.service", "statusline": "ccotel.statusline"}
+
+
 class _Main(click.Group):
-    """Usage errors in one line, as `ccotel: <what> (see `ccotel x --help`)`."""
+    """Usage errors in one line, as `ccotel: <what> (see `ccotel x --help`)`; the _LAZY
+    groups loaded only when asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *_LAZY])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in _LAZY:
+            import importlib
+
+            cmd: click.Command = getattr(importlib.import_module(_LAZY[cmd_name]), cmd_name)
+            return cmd
+        return super().get_command(ctx, cmd_name)
 
     def main(
         self,
@@ -468,18 +484,18 @@ def report(
 
     from ccotel import report as rep
     from ccotel.projects import project_labeler
-    from ccotel.state import StateError, open_readonly
+    from ccotel.state import DB_NAME, StateError, connect_readonly
 
     cfg = _config(ctx, state_dir=state_dir)
     try:
-        store = open_readonly(cfg.resolved_state_dir())
+        db = connect_readonly(cfg.resolved_state_dir() / DB_NAME)
     except StateError as exc:
         _fail(str(exc))
     except sqlite3.DatabaseError as exc:  # corruption found past the open: same advice
         _fail(_corrupt(cfg, exc))
     try:
         data = rep.build(
-            store,
+            db,
             by,
             since,
             project_labeler(cfg.project_label if cfg.project_label != "off" else "name"),
@@ -487,7 +503,7 @@ def report(
     except sqlite3.DatabaseError as exc:
         _fail(_corrupt(cfg, exc))
     finally:
-        store.close()
+        db.close()
     if as_json:
         click.echo(json.dumps(rep.rounded(data), indent=2))
         return
@@ -706,24 +722,6 @@ def export_state(e: object, key: str = "traces") -> str | None:
         return f"failing: {endpoint}: {e.get('error') or 'no answer'}"
     sent = e.get("spans_exported")
     return f"{state}, to {endpoint}" + (f" ({sent} spans exported)" if sent else "")
-
-
-def _service() -> click.Group:
-    from ccotel.service import service
-
-    return service
-
-
-main.add_command(_service())
-
-
-def _statusline() -> click.Group:
-    from ccotel.statusline import statusline
-
-    return statusline
-
-
-main.add_command(_statusline())
 
 
 if __name__ == "__main__":

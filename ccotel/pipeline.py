@@ -29,7 +29,7 @@ from ccotel.config import Config
 from ccotel.digest import Digest, digest
 from ccotel.pricing import PriceTable
 from ccotel.records import decode
-from ccotel.sources import CHUNK, Chunk, NotAFile, read_new, session_of, transcript_files
+from ccotel.sources import CHUNK, Chunk, NotAFile, TreeWalker, read_new, session_of
 from ccotel.state import Store, db_error_message, ledger
 from ccotel.totals import KEEP_SPEND, Totals
 
@@ -115,6 +115,7 @@ class Ingest:
         self._load(sleep)
         self.unreadable: set[str] = set()  # paths already warned about
         self._walk_failed: set[str] = set()  # folders the last walk could not read
+        self._walker = TreeWalker()  # lists again only the folders that changed
         self.broken: dict[str, str] = {}  # files ccotel itself failed on: not read again
         self.retry: set[str] = set()  # files whose lines a failed commit (or read) threw away
         self.last_error: BaseException | None = None  # of the last failed commit (or read)
@@ -153,10 +154,8 @@ class Ingest:
     # --- discovery -----------------------------------------------------------
 
     def all_files(self) -> list[str]:
-        files: list[str] = []
         failed, self._walk_failed = self._walk_failed, set()
-        for root in self.roots:
-            files.extend(transcript_files(root, on_error=self._walk_error))
+        files = self._walker.files(self.roots, self._walk_error)
         self.unreadable -= failed - self._walk_failed  # readable again (or gone)
         return sorted(files)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import PurePath
@@ -20,6 +19,8 @@ def project_labeler(mode: str) -> Callable[[str], str]:
         if mode == "path":
             return cwd
         if mode == "hash":
+            import hashlib  # only for this mode: `ccotel report` starts without it
+
             return hashlib.sha256(cwd.encode()).hexdigest()[:12]
         return PurePath(cwd).name or cwd
 

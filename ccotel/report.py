@@ -10,12 +10,9 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ccotel.state import queries
-
-if TYPE_CHECKING:
-    from ccotel.state import Store
 
 _COLS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cost_usd")
 COST_DECIMALS = 10  # per-token prices go down to ~1e-8 USD; beyond this is float noise
@@ -41,44 +38,62 @@ def _add(acc: dict[str, Any], inp: int, out: int, cr: int, w5: int, w1: int, req
     acc["cost_usd"] += cost
 
 
-def _session_times(store: Store) -> dict[str, tuple[float, float]]:
+def _session_times(db: sqlite3.Connection) -> dict[str, tuple[float, float]]:
     """First and last activity of each session, to the second (usage rows are hourly)."""
     try:
-        rows = queries.session_times(store.db)
+        rows = queries.session_times(db)
     except sqlite3.OperationalError:  # a state without the table: hours will do
         return {}
     return {s: (f, t) for s, f, t in rows if f is not None and t is not None}
 
 
+class _HasDb(Protocol):
+    db: sqlite3.Connection
+
+
 def build(
-    store: Store, by: str, since: float | None, project: Callable[[str], str]
+    state: sqlite3.Connection | _HasDb, by: str, since: float | None, project: Callable[[str], str]
 ) -> dict[str, Any]:
-    """Usage grouped ``by``; ``since`` (epoch seconds) keeps the hours from the one holding it."""
+    """Usage grouped ``by`` from a state database (``connect_readonly``, or a ``Store``);
+    ``since`` (epoch seconds) keeps the hours from the one holding it."""
+    db = state if isinstance(state, sqlite3.Connection) else state.db
     if by == "block":
-        return build_blocks(store, since)
+        return build_blocks(db, since)
     since_hour = int(since // 3600) if since is not None else None
-    rows = queries.usage_by_session_hour(store.db)
+    if by == "session":
+        rows = queries.usage_by_session_hour(db)
+    else:  # the sessions summed by SQLite: fewer rows to walk here
+        rows = [("", *r) for r in queries.usage_by_hour(db)]
     totals = _empty()
     groups: dict[str, dict[str, Any]] = {}
+    days: dict[int, str] = {}  # hour -> its local day
+    names: dict[str, str] = {}  # cwd -> its project
     for session, hour, model, cwd, *vals in rows:
         if since_hour is not None and hour < since_hour:
             continue
-        day = datetime.fromtimestamp(hour * 3600).date()
-        key = {"session": session, "day": day.isoformat(), "model": model, "project": project(cwd)}[
-            by
-        ]
-        g = groups.setdefault(
-            key,
-            _empty()
-            | {"models": set(), "projects": {}, "first": hour * 3600.0, "last": hour * 3600.0},
-        )
+        proj = names.get(cwd)
+        if proj is None:
+            proj = names[cwd] = project(cwd)
+        if by == "day":
+            key = days.get(hour)
+            if key is None:
+                key = days[hour] = datetime.fromtimestamp(hour * 3600).date().isoformat()
+        else:
+            key = {"session": session, "model": model, "project": proj}[by]
+        start = hour * 3600.0
+        g = groups.get(key)
+        if g is None:
+            g = groups[key] = _empty() | {"models": set(), "projects": {}, "first": start,
+                                          "last": start + 3599}  # fmt: skip
         _add(g, *vals)
         _add(totals, *vals)
         g["models"].add(model)
-        g["projects"][project(cwd)] = g["projects"].get(project(cwd), 0.0) + vals[-1]
-        g["first"] = min(g["first"], hour * 3600.0)
-        g["last"] = max(g["last"], hour * 3600.0 + 3599)
-    times = _session_times(store) if by == "session" else {}
+        g["projects"][proj] = g["projects"].get(proj, 0.0) + vals[-1]
+        if start < g["first"]:
+            g["first"] = start
+        if start + 3599 > g["last"]:
+            g["last"] = start + 3599
+    times = _session_times(db) if by == "session" else {}
     for key, g in groups.items():
         first, last = times.get(key, (g["first"], g["last"]))
         g["first"], g["last"] = max(first, g["first"]), min(last, g["last"])
@@ -106,16 +121,19 @@ def utc_ms(ts: float) -> str:
     )
 
 
-def build_blocks(store: Store, since: float | None, now: float | None = None) -> dict[str, Any]:
+def build_blocks(
+    state: sqlite3.Connection | _HasDb, since: float | None, now: float | None = None
+) -> dict[str, Any]:
     """One row per 5-hour billing block with usage, as `ccusage blocks` (ccotel.blocks);
     ``since`` keeps the blocks with activity from then on."""
-    from ccotel.blocks import blocks_from_store, burn_rate, projection
+    from ccotel.blocks import blocks_from_db, burn_rate, projection
 
     totals = _empty()
     del totals["cache_write_5m_tokens"], totals["cache_write_1h_tokens"], totals["requests"]
     totals["entries"] = 0
     rows = []
-    for b in blocks_from_store(store, now=now):
+    db = state if isinstance(state, sqlite3.Connection) else state.db
+    for b in blocks_from_db(db, now=now):
         if since is not None and b.last_activity < since:
             continue
         row = {

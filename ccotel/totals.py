@@ -39,6 +39,7 @@ class Totals:
     last_event_ts: float | None = None
     read_lag: float = 0.0  # read time minus event time of the last line read
     exemplars: dict[tuple[str, str], CostExemplar] = field(default_factory=dict)  # (model, cwd)
+    version: int = 0  # moves with each batch merged in (what the collector's cache is keyed on)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -59,6 +60,7 @@ class Totals:
         """Fold a committed batch in: new_sessions and new_places (session, cwd) are the
         sessions and the session-directory pairs the state did not hold before b."""
         with self.lock:
+            self.version += 1
             for (session, hour, model, cwd), sums in b.usage.items():
                 row = self.usage.get((model, cwd))
                 if row is None:

@@ -38,11 +38,12 @@ from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
+from prometheus_client.exposition import choose_encoder, generate_latest
 
 from ccotel.config import ConfigError
 from ccotel.server.access import ADDR_KEY, HostFilter, check_exposure, host_name, resolve
 from ccotel.server.auth import BasicAuth
+from ccotel.server.exposition import TextExposition
 
 log = structlog.get_logger()
 
@@ -143,6 +144,8 @@ class _App:
         self.registry, self.health, self.web, self.hosts, self.auth = (
             registry, health, web, hosts, auth,
         )  # fmt: skip
+        self._render_lock = threading.Lock()
+        self._text = TextExposition()
         self._refused: set[str] = set()
         self._faults: dict[tuple[str, str], float] = {}
 
@@ -201,8 +204,14 @@ class _App:
             log.warning("http: request failed", route=key[0], error=_describe(exc))
 
     def _exposition(self, accept: str | None) -> tuple[str, bytes]:
+        with self._render_lock:  # scrapes that arrive together take turns (no pile-up)
+            return self._render(accept)
+
+    def _render(self, accept: str | None) -> tuple[str, bytes]:
         try:
             encoder, ctype = choose_encoder(accept or "")
+            if encoder is generate_latest:  # the plain text format: lines remembered
+                return ctype, self._text.render(self.registry)
             return ctype, encoder(self.registry)
         except (TypeError, ValueError):  # an Accept header prometheus-client trips on
             encoder, ctype = choose_encoder("")
@@ -356,7 +365,10 @@ class HttpServer:
 
         try:
             while not self._stopping:
-                for key, _ in sel.select(0.5):
+                # Asleep until a connection or stop() (the wake socket): no timer while idle.
+                first = min((p.deadline for p in pending.values()), default=None)
+                wait = None if first is None else max(0.0, first - time.monotonic())
+                for key, _ in sel.select(wait):
                     on_event(key)
                 now = time.monotonic()
                 for fd in [fd for fd, p in pending.items() if now >= p.deadline]:

@@ -47,6 +47,11 @@ class TotalsCollector:
         self._admitted: set[str] = set()
         self._folded: set[str] = set()
         self._admit_lock = threading.Lock()
+        # the tool families of the last scrape, and what they were made from (tool calls
+        # change less often than tokens: most scrapes after an append reuse them)
+        self._tools_made: tuple[object, list[Metric]] | None = None
+        # the usage families (most of a scrape) of the last Totals.version collected
+        self._usage_made: tuple[int, list[Metric]] | None = None
 
     def project(self, cwd: str) -> str:
         """The project label, or "other" for a project beyond max_projects."""
@@ -84,18 +89,24 @@ class TotalsCollector:
     def collect(self) -> Iterator[Metric]:
         now = self.clock()
         t = self.t
+        made = self._usage_made
         with t.lock:
-            usage = {k: copy(v) for k, v in t.usage.items()}
-            exemplars = dict(t.exemplars)
+            fresh = made is None or made[0] != t.version  # usage changes only with a merge
+            if fresh:
+                version = t.version
+                usage = {k: copy(v) for k, v in t.usage.items()}
+                exemplars = dict(t.exemplars)
             tools = dict(t.tool_agg)  # replaced, never changed in place
             sessions = dict(t.sessions_by_cwd)
             active = t.active_by_cwd(now)
             spend = {w: t.spend_in(s, now) for w, s in SPEND_WINDOWS.items()}
             counters = dict(t.counters)
             files, lag, pending = t.files_tracked, t.lag, t.pending_bytes
-        self._admit(usage, tools, sessions)
-        yield from self._usage(usage, exemplars)
-        yield from self._tools(tools)
+        if made is None or fresh:
+            self._admit(usage, tools, sessions)
+            made = self._usage_made = (version, list(self._usage(usage, exemplars)))
+        yield from made[1]
+        yield from self._tool_families(tools)
 
         yield _by_label(
             CounterMetricFamily("ccotel_sessions", "Sessions seen", labels=["project"]),
@@ -204,6 +215,13 @@ class TotalsCollector:
         for model, n in sorted(unp.items()):
             unpriced.add_metric([model], n)
         yield from (tokens, cost, reqs, web, unpriced)
+
+    def _tool_families(self, tools: dict[tuple[str, str, str], ToolAgg]) -> list[Metric]:
+        # ToolAgg values are replaced, never changed in place, and compare by value
+        made_from = (len(self._admitted), tuple(tools.items()))
+        if self._tools_made is None or self._tools_made[0] != made_from:
+            self._tools_made = (made_from, list(self._tools(tools)))
+        return self._tools_made[1]
 
     def _tools(self, tools: dict[tuple[str, str, str], ToolAgg]) -> Iterator[Metric]:
         calls = CounterMetricFamily(

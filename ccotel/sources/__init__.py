@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from ccotel.lazy import loader
 from ccotel.sources.discovery import (
     TranscriptPath,
+    TreeWalker,
     agent_of,
     claude_roots,
     flat_sessions,
@@ -45,6 +46,7 @@ __all__ = [
     "Chunk",
     "NotAFile",
     "TranscriptPath",
+    "TreeWalker",
     "Watcher",
     "agent_of",
     "claude_roots",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -31,24 +32,69 @@ def transcript_files(
     """Every *.jsonl regular file below root/projects, subagents included. Links to folders
     are not followed; a link to a file is read as the file. A FIFO, socket, device or folder
     named *.jsonl is not a transcript (opening a FIFO would wait for a writer for ever)."""
-    todo = [str(projects_dir(root))]
-    while todo:
-        top = todo.pop()
-        try:
-            with os.scandir(top) as it:
-                entries = list(it)
-        except OSError as exc:
-            if on_error is not None:
-                on_error(exc)
-            continue
-        for e in entries:
+    yield from TreeWalker().files([root], on_error or (lambda exc: None))
+
+
+class TreeWalker:
+    """``transcript_files`` for a rescan: a folder is listed again only when its mtime, ctime
+    (a chmod) or inode moved since it was last listed, so a rescan of an unchanged tree costs
+    one stat per folder. A folder whose mtime was within SETTLE seconds of its listing is listed
+    again next time (a coarse-mtime filesystem could hide a change made in that second)."""
+
+    SETTLE = 2.0
+
+    def __init__(self) -> None:
+        # folder -> ((dev, ino, mtime_ns, ctime_ns), its subfolders to walk, its .jsonl files)
+        self._dirs: dict[str, tuple[tuple[int, ...], list[str], list[str]]] = {}
+
+    def files(self, roots: list[Path], on_error: Callable[[OSError], object]) -> list[str]:
+        out: list[str] = []
+        listed: dict[str, tuple[tuple[int, ...], list[str], list[str]]] = {}
+        stack = [str(projects_dir(r)) for r in reversed(roots)]
+        while stack:
+            top = stack.pop()
             try:
-                if e.is_dir(follow_symlinks=False):
-                    todo.append(e.path)
-                elif e.name.endswith(".jsonl") and e.is_file():
-                    yield e.path
-            except OSError:  # gone meanwhile, or a link that cannot be followed
+                st = os.stat(top)
+            except OSError as exc:
+                on_error(exc)
                 continue
+            stamp = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)  # ctime: chmod
+            cached = self._dirs.get(top)
+            if cached is not None and cached[0] == stamp:
+                entry = cached
+            else:
+                got = _list(top, on_error)
+                if got is None:
+                    continue
+                settled = st.st_mtime_ns < (time.time() - self.SETTLE) * 1e9
+                entry = (stamp if settled else (), *got)
+            listed[top] = entry
+            out.extend(entry[2])
+            stack.extend(reversed(entry[1]))
+        self._dirs = listed
+        return out
+
+
+def _list(top: str, on_error: Callable[[OSError], object]) -> tuple[list[str], list[str]] | None:
+    """A folder's subfolders to walk into (not links to folders) and its *.jsonl regular files
+    (a link to a file counts as the file); None when it cannot be read."""
+    dirs: list[str] = []
+    files: list[str] = []
+    try:
+        with os.scandir(top) as it:
+            entries = list(it)
+    except OSError as exc:
+        on_error(exc)
+        return None
+    for e in entries:
+        try:
+            if e.is_dir(follow_symlinks=False):
+                dirs.append(e.path)
+            elif e.name.endswith(".jsonl") and e.is_file():
+                files.append(e.path)
+        except OSError:  # gone meanwhile, or a link that cannot be followed
+            continue
+    return dirs, files
 
 
 class TranscriptPath(NamedTuple):
@@ -64,16 +110,18 @@ class TranscriptPath(NamedTuple):
 
 
 def parse_path(path: str) -> TranscriptPath:
-    p = Path(path)
-    sub = p.parent.name == "subagents"
-    stem = p.stem
+    parent, _, name = path.rpartition(os.sep)
+    grand, _, parent_name = parent.rpartition(os.sep)
+    sub = parent_name == "subagents"
+    dot = name.rfind(".")
+    stem = name[:dot] if 0 < dot < len(name) - 1 else name  # Path(path).stem
     agent = stem[len("agent-") :] if stem.startswith("agent-") else None
-    return TranscriptPath(
-        str(p.parent.parent.parent if sub else p.parent),
-        _text(p.parent.parent.name if sub else stem),
-        agent,
-        agent is not None and not sub,
-    )
+    if sub:
+        great, _, grand_name = grand.rpartition(os.sep)
+        project, session = great, grand_name
+    else:
+        project, session = parent, stem
+    return TranscriptPath(project or os.sep, _text(session), agent, agent is not None and not sub)
 
 
 _SESSION_ID = re.compile(rb'"sessionId":"([^"\\]+)"')

@@ -23,39 +23,42 @@ Which module owns what (no SQL lives outside this package):
 - ``running``: ``daemon.json``, where the running daemon serves (no SQL).
 
 Other packages import from here (``from ccotel.state import Store``), not from the modules;
-importing it loads no logging (``rebuild_state`` is loaded on first use: `ccotel report`
-stays light).
+importing it loads only ``readonly`` (the rest on first use: `ccotel report` stays light).
 """
 
 from typing import TYPE_CHECKING
 
 from ccotel.lazy import loader
-from ccotel.state import ledger, limits, queries, seen
-from ccotel.state.ledger import (
-    ADDED,
-    COMMITS,
-    FIELDS,
-    PRS,
-    REMOVED,
-    TURN_MS,
-    OutcomeLedger,
-    OutcomeTotals,
-)
-from ccotel.state.running import RUNNING_NAME, Running, clear_running, read_running, write_running
-from ccotel.state.store import (
+from ccotel.state.readonly import (
     DB_NAME,
     StateError,
-    StateLock,
     StateLocked,
-    Store,
+    connect_readonly,
     db_error_message,
-    open_lock,
-    open_readonly,
 )
-from ccotel.state.traces import TraceState
 
 if TYPE_CHECKING:
+    from ccotel.state import ledger, limits, queries, seen
+    from ccotel.state.ledger import (
+        ADDED,
+        COMMITS,
+        FIELDS,
+        PRS,
+        REMOVED,
+        TURN_MS,
+        OutcomeLedger,
+        OutcomeTotals,
+    )
     from ccotel.state.rebuild import rebuild_state
+    from ccotel.state.running import (
+        RUNNING_NAME,
+        Running,
+        clear_running,
+        read_running,
+        write_running,
+    )
+    from ccotel.state.store import StateLock, Store, open_lock, open_readonly
+    from ccotel.state.traces import TraceState
 
 __all__ = [
     "ADDED",
@@ -75,6 +78,7 @@ __all__ = [
     "Store",
     "TraceState",
     "clear_running",
+    "connect_readonly",
     "db_error_message",
     "ledger",
     "limits",
@@ -87,4 +91,29 @@ __all__ = [
     "write_running",
 ]
 
-__getattr__ = loader(__name__, {"rebuild_state": "rebuild"})  # logs: loads structlog
+# Each loads its module on first use: `ccotel report` needs only `readonly` and `queries`.
+__getattr__ = loader(
+    __name__,
+    {
+        **{m: m for m in ("ledger", "limits", "queries", "seen")},
+        "rebuild_state": "rebuild",  # logs: loads structlog
+        "TraceState": "traces",
+        **dict.fromkeys(("StateLock", "Store", "open_lock", "open_readonly"), "store"),
+        **dict.fromkeys(
+            ("RUNNING_NAME", "Running", "clear_running", "read_running", "write_running"), "running"
+        ),
+        **dict.fromkeys(
+            (
+                "ADDED",
+                "COMMITS",
+                "FIELDS",
+                "PRS",
+                "REMOVED",
+                "TURN_MS",
+                "OutcomeLedger",
+                "OutcomeTotals",
+            ),
+            "ledger",
+        ),
+    },
+)

@@ -99,6 +99,15 @@ def usage_by_session_hour(db: sqlite3.Connection) -> list[tuple[Any, ...]]:
     ).fetchall()
 
 
+def usage_by_hour(db: sqlite3.Connection) -> list[tuple[Any, ...]]:
+    """(hour, model, cwd, input, output, cache_read, cw5m, cw1h, requests, cost): the
+    sessions summed."""
+    return db.execute(
+        "SELECT hour, model, cwd, SUM(input), SUM(output), SUM(cache_read), SUM(cw5m),"
+        " SUM(cw1h), SUM(requests), SUM(cost) FROM usage GROUP BY hour, model, cwd"
+    ).fetchall()
+
+
 def session_times(db: sqlite3.Connection) -> list[tuple[str, float | None, float | None]]:
     """(id, first_ts, last_ts) of every session."""
     return db.execute("SELECT id, first_ts, last_ts FROM sessions").fetchall()

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from ccotel.state.store import DB_NAME, Store, open_lock, refuse_newer
+from ccotel.state.readonly import DB_NAME, refuse_newer
+from ccotel.state.store import Store, open_lock
 
 if TYPE_CHECKING:
     from ccotel.config import Config

@@ -21,8 +21,15 @@ from ccotel.batch import Batch, FileCursor, Response, ToolAgg, ToolCall, UsageSu
 from ccotel.keys import h64
 from ccotel.state import ledger as outcome_ledger
 from ccotel.state import schema as sql
+from ccotel.state.readonly import (
+    DB_NAME,
+    StateError,
+    StateLocked,
+    check_version,
+    connect_readonly,
+    db_error_message,
+)
 
-DB_NAME = "state.db"
 LOCK_NAME = "daemon.lock"
 _NAMES_CACHED = 8192
 READ_PAUSES = (0.01, 0.1)  # a lookup that fails is tried again after these pauses
@@ -48,14 +55,6 @@ def _retried(fn: Callable[_P, _R]) -> Callable[_P, _R]:
 
 
 _STATUS = {None: None, "ok": 0, "error": 1}
-
-
-class StateError(RuntimeError):
-    """The state cannot be used; the message says what to do."""
-
-
-class StateLocked(StateError):
-    pass
 
 
 class StateLock:
@@ -125,39 +124,33 @@ class Store:
         self.db: sqlite3.Connection
         self._open = False  # self.db is open
         if readonly:
-            if not self.path.exists():
-                raise StateError(
-                    f"no state at {self.path}: run `ccotel backfill` or `ccotel run` first"
-                )
-            uri = f"file:{self.path}?mode=ro"
-            self.db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            self.db = connect_readonly(self.path, cache_mib)
             self._open = True
-        else:
-            if lock is None:
-                self._lock = self._own_lock = open_lock(state_dir)
-            try:
-                self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-                self._open = True
-                os.chmod(self.path, 0o600)
-            except OSError as exc:
-                self.close()
-                raise StateError(
-                    f"cannot write the state in {state_dir}: {exc.strerror or exc}"
-                ) from None
+            (self.version,) = self.db.execute("PRAGMA user_version").fetchone()
+            return
+        if lock is None:
+            self._lock = self._own_lock = open_lock(state_dir)
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._open = True
+            os.chmod(self.path, 0o600)
+        except OSError as exc:
+            self.close()
+            raise StateError(
+                f"cannot write the state in {state_dir}: {exc.strerror or exc}"
+            ) from None
         try:
             self.db.create_function("ccotel_h64", 1, h64, deterministic=True)
-            for p in sql.PRAGMAS if not readonly else sql.PRAGMAS[3:]:
+            for p in sql.PRAGMAS:
                 self.db.execute(p)
             if cache_mib is not None:
                 self.db.execute(sql.CACHE_SIZE.format(kib=cache_mib * 1024))
             (self.version,) = self.db.execute("PRAGMA user_version").fetchone()
-            if self.version > sql.VERSION:
-                raise StateError(newer_message(self.path, self.version))
-            if not readonly:
-                (check,) = self.db.execute("PRAGMA quick_check(1)").fetchone()
-                if check != "ok":  # damage SQLite sees: refuse it before writing over it
-                    raise sqlite3.DatabaseError(f"quick_check: {check.splitlines()[0]}")
-                self._migrate()
+            check_version(self.path, self.version)
+            (check,) = self.db.execute("PRAGMA quick_check(1)").fetchone()
+            if check != "ok":  # damage SQLite sees: refuse it before writing over it
+                raise sqlite3.DatabaseError(f"quick_check: {check.splitlines()[0]}")
+            self._migrate()
         except (
             sqlite3.DatabaseError,
             UnicodeDecodeError,
@@ -307,8 +300,9 @@ class Store:
                     ],
                 )
                 db.executemany(sql.FILE_DELETE, [(_path_to_db(p),) for p in b.forgotten])
+                # in key order: B-tree inserts at neighbouring pages, not at random ones
                 db.executemany(
-                    sql.RESPONSE_PUT, [_response_row(r, nid) for r in b.responses.values()]
+                    sql.RESPONSE_PUT, sorted(_response_row(r, nid) for r in b.responses.values())
                 )
                 db.executemany(sql.ALIAS_PUT, b.aliases.items())
                 db.executemany(sql.USAGE_ADD, [(*k, *astuple(v)) for k, v in b.usage.items()])
@@ -320,7 +314,7 @@ class Store:
                 )
                 db.executemany(
                     sql.TOOL_PUT,
-                    [_tool_row(c, nid) for c in b.tools.values()],
+                    sorted(_tool_row(c, nid) for c in b.tools.values()),
                 )
                 db.executemany(
                     sql.TOOL_AGG_PUT,
@@ -400,51 +394,6 @@ def _response_row(r: Response, nid: dict[str | None, int]) -> tuple[Any, ...]:
     flags = (1 if r.sidechain else 0) | (2 if r.has_speed else 0) | (4 if r.priced else 0)
     return (r.key, r.mkey, nid.get(r.session), nid.get(r.cwd), nid.get(r.model), r.ts, r.input,
             r.output, r.cache_read, r.cw5m, r.cw1h, r.web_search, flags, r.cost)  # fmt: skip
-
-
-def newer_message(path: Path, version: int) -> str:
-    return (
-        f"state {path} was written by a newer ccotel (schema {version}; "
-        f"this one reads up to {sql.VERSION}): upgrade ccotel, or use another --state-dir"
-    )
-
-
-def refuse_newer(path: Path) -> None:
-    """StateError when the state file at ``path`` was written by a newer ccotel (a file that
-    cannot be read says nothing: whoever opens it next reports that)."""
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    except sqlite3.Error:
-        return
-    try:
-        (version,) = db.execute("PRAGMA user_version").fetchone()
-    except sqlite3.Error:
-        return
-    finally:
-        db.close()
-    if version > sql.VERSION:
-        raise StateError(newer_message(path, version))
-
-
-_NOT_DAMAGE = {
-    5: "is locked by another process (busy)",
-    8: "is read-only",
-    10: "could not be read or written (I/O error)",
-    13: "is on a full disk",
-    14: "cannot be opened",
-}
-
-
-def db_error_message(path: Path, exc: BaseException) -> str:
-    """What to do about an SQLite error: free space or fix permissions when the disk is
-    the problem (the state is intact, nothing to rebuild), rebuild when the file is damaged."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None and code & 0xFF in _NOT_DAMAGE:
-        return (
-            f"state database {path} {_NOT_DAMAGE[code & 0xFF]} ({exc}); nothing was lost: "
-            "free space or fix the permissions, then start ccotel again"
-        )
-    return f"state database {path} is unreadable ({exc}); rebuild it from the transcripts with `ccotel backfill --rebuild`"
 
 
 def _path_to_db(path: str) -> str | bytes:

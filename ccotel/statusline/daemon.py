@@ -41,6 +41,7 @@ from ccotel.statusline.reports import BadReport, Reports, check, context_of
 from ccotel.statusline.server import SocketServer
 
 if TYPE_CHECKING:
+    from ccotel.batch import Batch
     from ccotel.config import Config
     from ccotel.totals import Totals
 
@@ -119,9 +120,25 @@ class Hub:
         conn.execute("PRAGMA busy_timeout=5000")
         return conn
 
+    def committed(self, b: Batch) -> None:
+        """After each commit (the ingest thread): the blocks take its entries, and a full
+        recomputation it made due wakes the worker."""
+        self.blocks.committed(b)
+        if self.ready.is_set() and self.blocks.pending:
+            self._wake.set()
+
+    def _next_round(self) -> float | None:
+        """Seconds until the worker has something to do unasked: plan rows a failed write
+        kept, or a full block recomputation due; None: until woken (idle: no timer)."""
+        if self.plan.has_changes():
+            return WORK_EVERY
+        if self.ready.is_set() and self.blocks.pending:
+            return max(WORK_EVERY, self.blocks.full_in())
+        return None
+
     def _work(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(WORK_EVERY)
+            self._wake.wait(self._next_round())
             self._wake.clear()  # (a wake-up during this round is kept for the next)
             if self._stop.is_set():
                 return

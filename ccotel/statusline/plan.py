@@ -120,6 +120,9 @@ class Plan:
         with self._lock:
             return dict(self._held)
 
+    def has_changes(self) -> bool:
+        return bool(self._changes)
+
     def take_changes(self) -> list[Window]:
         with self._lock:
             out, self._changes = self._changes, []

@@ -26,6 +26,7 @@ included, sum to exactly what the metrics (and ccusage) count.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -673,25 +674,30 @@ class Builder:
     def due(self, now: float, idle: float) -> list[str]:
         """Open sessions to close: idle for ``idle`` seconds (and each response still being
         read RESPONSE_GRACE old), or their -p run finished."""
-        grace = min(idle, FINISH_GRACE)
-        out = []
-        for sid, s in self.sessions.items():
-            if s.closed:
-                continue
-            quiet = now - s.last if s.last is not None else float("inf")
-            settled = all(
-                th.resp is None or now - th.resp.last >= RESPONSE_GRACE for th in s.threads.values()
-            )
-            if ((quiet >= idle or idle <= 0) and settled) or (
-                s.finished
-                and s.sdk
-                and quiet >= grace
-                and s.main_last == "assistant"
-                and not s.tools
-            ):
-                out.append(sid)
-        return out
+        return [sid for sid, s in self.sessions.items() if _due_at(s, idle) <= now]
+
+    def next_due(self, idle: float) -> float | None:
+        """When (on the clock ``due`` is given) the first open session becomes due; None when
+        no session is open: until a line arrives, nothing is."""
+        return min((_due_at(s, idle) for s in self.sessions.values() if not s.closed), default=None)
 
     def take(self) -> list[Span]:
         out, self.out = self.out, []
         return out
+
+
+def _due_at(s: Session, idle: float) -> float:
+    """The time ``due`` closes an open session from: idle for ``idle`` seconds with every
+    response being read RESPONSE_GRACE old, or (a -p run that finished) FINISH_GRACE after its
+    last line; never for a closed one."""
+    if s.closed:
+        return math.inf
+    idle_at = -math.inf if s.last is None or idle <= 0 else s.last + idle
+    settled_at = max(
+        (th.resp.last + RESPONSE_GRACE for th in s.threads.values() if th.resp is not None),
+        default=-math.inf,
+    )
+    at = max(idle_at, settled_at)
+    if s.finished and s.sdk and s.main_last == "assistant" and not s.tools:
+        at = min(at, -math.inf if s.last is None else s.last + min(idle, FINISH_GRACE))
+    return at

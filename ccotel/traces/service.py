@@ -51,7 +51,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger()
 
-TICK = 5.0  # seconds between passes without file events (idle sessions, retries)
+TICK = 5.0  # the shortest pause between passes without file events
+QUIET_PASS = 3600.0  # the longest: a pass at least hourly (the watermark), even with nothing due
 WATERMARK = "traces_watermark"
 WAITING_NOTE = (
     "; spans wait in the transcripts until one answers (otlp_endpoint names another; "
@@ -112,17 +113,38 @@ class TraceThread:
     def _run(self) -> None:
         sh, h = self.shipper, self.health
         while not sh.stop.is_set():
-            self.ev.wait(h.wait_time() if h.backoff.failures else self.tick)
+            self.ev.wait(h.wait_time() if h.backoff.failures else self._quiet())
             self.ev.clear()
             if sh.stop.is_set():
                 break
-            if not h.ready():
+            if not h.ready() or not self._reachable():
                 continue
             try:
                 self._once()
             except Exception as exc:  # never let the thread die: log and retry later
                 log.exception("trace pass failed", error=str(exc))
                 h.failed(ExportError("internal error", TRANSIENT, str(exc)[:200], local=True))
+
+    def _reachable(self) -> bool:
+        """While nothing has ever answered at the endpoint (no collector yet), a retry is an
+        empty request first: a refused connection then costs no reading of transcripts."""
+        h = self.health
+        if not h.backoff.failures or h.answered or h.last_local:
+            return True
+        try:
+            self.shipper.sink.probe()
+        except ExportError as exc:
+            h.failed(exc)
+            return False
+        except Exception:  # a sink that cannot probe: the pass finds out
+            return True
+        return True
+
+    def _quiet(self) -> float:
+        """How long to sleep when nothing failed: until notified (new lines), or until the
+        first open session is due to close, but not sooner than ``tick``."""
+        due = self.shipper.next_pass_in()
+        return QUIET_PASS if due is None else min(QUIET_PASS, max(self.tick, due))
 
     def _once(self) -> None:
         sh, h = self.shipper, self.health

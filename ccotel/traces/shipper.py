@@ -249,6 +249,12 @@ class Shipper:
         self._close_due()
         self._flush()
 
+    def next_pass_in(self) -> float | None:
+        """Seconds until a pass has something to do without new lines (an open session to
+        close); None: nothing until the daemon reads new lines (and calls notify)."""
+        due = self.builder.next_due(self.idle)
+        return None if due is None else max(0.0, due - self.clock())
+
     def _close_due(self) -> None:
         for sid in self.builder.due(self.clock(), self.idle):
             self.builder.close(sid)

@@ -1,0 +1,138 @@
+"""The rescan (the daemon's safety net for missed file events) lists only the folders whose
+mtime moved, and still finds every new file, append, truncation and deletion."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from ccotel.config import Config
+from ccotel.pipeline import Ingest
+from ccotel.sources import TreeWalker, discovery, transcript_files
+from ccotel.state.store import Store
+from tests.lines import SID, assistant
+
+NOW = 1_795_000_000.0
+OLD = time.time() - 3600  # folder mtimes far from "just changed": the walker trusts them
+
+
+def age(*paths: Path) -> None:
+    for p in paths:
+        os.utime(p, (OLD, OLD))
+
+
+def tree(tmp_path: Path) -> tuple[Path, Path, Path]:
+    root = tmp_path / "claude"
+    proj = root / "projects" / "-home-u-proj"
+    sub = proj / SID / "subagents"
+    sub.mkdir(parents=True)
+    (proj / f"{SID}.jsonl").write_text(assistant() + "\n")
+    (sub / "agent-a1.jsonl").write_text(assistant("msg_2", "req_2") + "\n")
+    (proj / "notes.txt").write_text("not a transcript\n")
+    age(root / "projects", proj, proj / SID, sub)
+    return root, proj, sub
+
+
+def counting(monkeypatch) -> list[str]:
+    listed: list[str] = []
+    real = discovery._list
+
+    def spy(top, on_error):
+        listed.append(top)
+        return real(top, on_error)
+
+    monkeypatch.setattr(discovery, "_list", spy)
+    return listed
+
+
+def test_walker_lists_only_changed_folders_and_finds_what_os_walk_finds(tmp_path, monkeypatch):
+    root, proj, sub = tree(tmp_path)
+    listed = counting(monkeypatch)
+    w = TreeWalker()
+    errors: list[OSError] = []
+    first = sorted(w.files([root], errors.append))
+    want = sorted(
+        os.path.join(d, f)
+        for d, _, fs in os.walk(root / "projects")
+        for f in fs
+        if f.endswith(".jsonl")
+    )
+    assert first == want and len(first) == 2 and not errors
+    assert len(listed) == 4  # projects, the project, the session folder, subagents
+
+    listed.clear()
+    assert sorted(w.files([root], errors.append)) == first
+    assert listed == []  # nothing moved: stat only
+
+    (sub / "agent-a2.jsonl").write_text("")  # a new file: its folder's mtime moves
+    (proj / "new-session").mkdir()
+    (proj / "new-session" / "x.jsonl").write_text("")
+    got = sorted(w.files([root], errors.append))
+    assert str(sub / "agent-a2.jsonl") in got and str(proj / "new-session" / "x.jsonl") in got
+    assert set(listed) == {str(sub), str(proj), str(proj / "new-session")}
+
+    os.remove(sub / "agent-a1.jsonl")
+    assert str(sub / "agent-a1.jsonl") not in w.files([root], errors.append)
+    assert sorted(transcript_files(root)) == sorted(w.files([root], errors.append))
+
+
+def test_walker_lists_a_just_changed_folder_again(tmp_path, monkeypatch):
+    """A folder changed within SETTLE seconds of its listing is not trusted from cache: a
+    coarse mtime could hide a file added in the same tick."""
+    root, proj, _sub = tree(tmp_path)
+    w = TreeWalker()
+    w.files([root], lambda e: None)
+    os.utime(proj, None)  # now
+    listed = counting(monkeypatch)
+    w.files([root], lambda e: None)
+    w.files([root], lambda e: None)
+    assert listed == [str(proj), str(proj)]
+
+
+def test_walker_reports_a_missing_root_and_lists_again_after_a_chmod(tmp_path, monkeypatch):
+    """A chmod moves a folder's ctime, not its mtime: the folder is listed again, so one that
+    became unreadable is reported (and cleared) by the next rescan, not served from cache.
+    (The refusal itself is tested on a daemon without root's override: test_cli_mistakes.)"""
+    errors: list[OSError] = []
+    assert TreeWalker().files([tmp_path / "absent"], errors.append) == []
+    assert len(errors) == 1 and isinstance(errors[0], FileNotFoundError)
+    root, proj, _sub = tree(tmp_path)
+    w = TreeWalker()
+    w.files([root], errors.append)
+    listed = counting(monkeypatch)
+    proj.chmod(0o700)
+    os.utime(proj, (OLD, OLD))
+    w.files([root], errors.append)
+    assert listed == [str(proj)]
+
+
+def test_rescan_finds_missed_appends_truncations_new_and_deleted_files(tmp_path):
+    root, proj, sub = tree(tmp_path)
+    store = Store(tmp_path / "state")
+    ing = Ingest(Config(), store, [root], lambda: NOW)
+    main, agent = str(proj / f"{SID}.jsonl"), str(sub / "agent-a1.jsonl")
+    assert sorted(ing.scan()) == sorted([main, agent])
+    for p in ing.scan():
+        ing.ingest(p)
+    assert ing.flush() and ing.scan() == []
+
+    with open(main, "a") as f:  # an append no event told of
+        f.write(assistant("msg_3", "req_3") + "\n")
+    assert ing.scan() == [main]
+    ing.ingest(main)
+    assert ing.flush() and ing.scan() == []
+
+    os.truncate(agent, 10)  # a truncation
+    assert ing.scan() == [agent]
+
+    age(proj)
+    ing.scan()  # the project folder is trusted from cache now
+    late = proj / "late.jsonl"  # a new file no event told of: its folder's mtime moved
+    late.write_text(assistant("msg_4", "req_4") + "\n")
+    assert str(late) in ing.scan()
+
+    os.remove(main)
+    ing.scan()
+    assert main in ing.acct.batch.forgotten
+    store.close()
