@@ -371,7 +371,8 @@ def _render(ctx: Context, exec_args: Sequence[str], sandbox: bool) -> str:
             ctx.state_dir,
             sandbox=sandbox,
             environment=ctx.environment,
-            private_tmp=not ctx.uses_tmp,
+            # a private /tmp would hide ccotel's own files there, its executable included
+            private_tmp=not (ctx.uses_tmp or any(under_tmp(a) for a in exec_args if "/" in a)),
         )
     assert ctx.log_dir is not None
     return render_launchd_plist(exec_args, ctx.home, ctx.log_dir, ctx.environment)

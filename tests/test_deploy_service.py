@@ -728,3 +728,27 @@ def test_purge_state_refuses_a_folder_holding_other_files(tmp_path, fake_ccotel)
     (ctx.state_dir / "thesis.tex").unlink()
     svc.uninstall(ctx, purge_state=True)
     assert not ctx.state_dir.exists()
+
+
+def test_a_private_tmp_only_when_nothing_of_ccotels_is_in_tmp(tmp_path, no_commands):
+    """PrivateTmp= hides /tmp from the service: not when its executable lives there (a clone
+    in /tmp, as CI makes one), as for its state, transcripts or config."""
+    outside = Path(tempfile.mkdtemp(prefix="ccotel-home-", dir=Path.home()))
+    try:
+        home = outside / "home"
+        exes = {}
+        for where in (tmp_path, outside):
+            exe = where / "bin" / "ccotel"
+            exe.parent.mkdir(parents=True)
+            exe.write_text("#!/bin/sh\n")
+            exe.chmod(0o755)
+            exes[where] = exe
+        got = {}
+        for where, exe in exes.items():
+            res = invoke("install", "--dry-run", "--platform", "linux", "--home", str(home),
+                         "--exec", str(exe), env={"HOME": str(home), **NO_XDG})  # fmt: skip
+            assert res.exit_code == 0, res.output
+            got[where] = [ln for ln in res.output.splitlines() if ln.startswith("PrivateTmp=")]
+        assert got == {tmp_path: ["PrivateTmp=no"], outside: ["PrivateTmp=yes"]}
+    finally:
+        shutil.rmtree(outside, ignore_errors=True)
