@@ -369,24 +369,8 @@ class Builder:
             return
         inp, out, cr, w5, w1 = row.input, row.output, row.cache_read, row.cw5m, row.cw1h
         model = row.model or r.model or "unknown"
-        attrs = self._base(s)
-        attrs.update({
-            "gen_ai.operation.name": "chat",
-            "gen_ai.request.model": r.model or model,
-            "gen_ai.response.model": model,
-            "gen_ai.usage.input_tokens": inp + cr + w5 + w1,
-            "gen_ai.usage.output_tokens": out,
-            "gen_ai.usage.cache_read.input_tokens": cr,
-            "gen_ai.usage.cache_creation.input_tokens": w5 + w1,
-            "ccotel.usage.uncached_input_tokens": inp,
-            "ccotel.usage.cache_creation_5m.input_tokens": w5,
-            "ccotel.usage.cache_creation_1h.input_tokens": w1,
-            "gen_ai.usage.cost.amount": row.cost,
-            "gen_ai.usage.cost.currency": "USD",
-            "gen_ai.usage.cost.source": "local",
-            "ccotel.cost_usd": row.cost,
-            "ccotel.priced": bool(row.priced),
-        })  # fmt: skip
+        attrs = self._chat_attrs(s, model, inp, out, cr, w5, w1, row.cost, row.priced)
+        attrs["gen_ai.request.model"] = r.model or model
         if r.mid:
             attrs["gen_ai.response.id"] = r.mid
         if r.rid:
@@ -405,6 +389,29 @@ class Builder:
         self._emit(s, span, r.parent, f"chat {model}", CLIENT, r.start, r.last, attrs)
         self.new_chats[r.key] = Sent(span, inp, out, cr, w5, w1, row.web_search, row.cost)
         self._add_usage(s, thread_key, (inp + cr + w5 + w1, out, cr, w5 + w1, row.cost, 1))
+
+    def _chat_attrs(self, s: Session, model: str, inp: int, out: int, cr: int, w5: int, w1: int,
+                    cost: float, priced: int) -> dict[str, Any]:  # fmt: skip
+        """A chat span's (or correction's) attributes: its usage as GenAI names it (input
+        includes the cache) and ccotel's uncached parts, and its cost."""
+        attrs = self._base(s)
+        attrs.update({
+            "gen_ai.operation.name": "chat",
+            "gen_ai.response.model": model,
+            "gen_ai.usage.input_tokens": inp + cr + w5 + w1,
+            "gen_ai.usage.output_tokens": out,
+            "gen_ai.usage.cache_read.input_tokens": cr,
+            "gen_ai.usage.cache_creation.input_tokens": w5 + w1,
+            "ccotel.usage.uncached_input_tokens": inp,
+            "ccotel.usage.cache_creation_5m.input_tokens": w5,
+            "ccotel.usage.cache_creation_1h.input_tokens": w1,
+            "gen_ai.usage.cost.amount": cost,
+            "gen_ai.usage.cost.currency": "USD",
+            "gen_ai.usage.cost.source": "local",
+            "ccotel.cost_usd": cost,
+            "ccotel.priced": bool(priced),
+        })  # fmt: skip
+        return attrs
 
     def _sent(self, key: int) -> Sent | None:
         sent = self.new_chats.get(key)
@@ -432,25 +439,9 @@ class Builder:
         mine = sent.span == ids.chat_id(s.id, key)
         inp, out, cr, w5, w1, ws = d
         model = row.model or "unknown"
-        attrs = self._base(s)
-        attrs.update({
-            "gen_ai.operation.name": "chat",
-            "gen_ai.response.model": model,
-            "gen_ai.usage.input_tokens": inp + cr + w5 + w1,
-            "gen_ai.usage.output_tokens": out,
-            "gen_ai.usage.cache_read.input_tokens": cr,
-            "gen_ai.usage.cache_creation.input_tokens": w5 + w1,
-            "ccotel.usage.uncached_input_tokens": inp,
-            "ccotel.usage.cache_creation_5m.input_tokens": w5,
-            "ccotel.usage.cache_creation_1h.input_tokens": w1,
-            "gen_ai.usage.cost.amount": dcost,
-            "gen_ai.usage.cost.currency": "USD",
-            "gen_ai.usage.cost.source": "local",
-            "ccotel.cost_usd": dcost,
-            "ccotel.priced": bool(row.priced),
-            "ccotel.usage.correction": n,
-            "ccotel.usage.corrects_span_id": f"{sent.span:016x}",
-        })  # fmt: skip
+        attrs = self._chat_attrs(s, model, inp, out, cr, w5, w1, dcost, row.priced)
+        attrs["ccotel.usage.correction"] = n
+        attrs["ccotel.usage.corrects_span_id"] = f"{sent.span:016x}"
         if ws:
             attrs["ccotel.web_search_requests"] = ws
         if thread_key != MAIN:
