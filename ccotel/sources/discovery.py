@@ -9,7 +9,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from ccotel.sources.tail import open_regular, read_head
 
@@ -127,6 +127,8 @@ def parse_path(path: str) -> TranscriptPath:
 _SESSION_ID = re.compile(rb'"sessionId":"([^"\\]+)"')
 _flat: OrderedDict[str, str] = OrderedDict()  # flat agent file -> the session its lines name
 _flat_lock = threading.Lock()
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 
 def session_of(path: str) -> str:
@@ -138,14 +140,12 @@ def session_of(path: str) -> str:
     sessionId its first lines name, since its name says nothing of it (its stem while it
     names none yet).
     """
-    p = Path(path)
-    if p.parent.name == "subagents":
-        return _text(p.parent.parent.name)
-    if p.stem.startswith("agent-"):
+    t = parse_path(path)
+    if t.flat_agent:
         sid = _flat_session(path)
         if sid:
             return sid
-    return _text(p.stem)
+    return t.session
 
 
 _named: OrderedDict[tuple[str, int, int], frozenset[str]] = OrderedDict()
@@ -182,16 +182,20 @@ def flat_sessions(path: str, ino: int, size: int) -> frozenset[str]:
     finally:
         os.close(fd)
     got = frozenset(found)
-    with _flat_lock:
-        _named[key] = got
-        if len(_named) > 4096:
-            _named.popitem(last=False)
+    _remember(_named, key, got, 4096)
     return got
 
 
 def is_flat_agent(path: str) -> bool:
-    p = Path(path)
-    return p.stem.startswith("agent-") and p.parent.name != "subagents"
+    return parse_path(path).flat_agent
+
+
+def _remember(cache: OrderedDict[_K, _V], key: _K, value: _V, size: int) -> None:
+    """Keep ``value`` in a bounded cache shared by threads (the oldest entry goes first)."""
+    with _flat_lock:
+        cache[key] = value
+        if len(cache) > size:
+            cache.popitem(last=False)
 
 
 def _flat_session(path: str) -> str | None:
@@ -203,10 +207,7 @@ def _flat_session(path: str) -> str | None:
     if m is None:
         return None
     sid = m.group(1).decode("utf-8", "replace")
-    with _flat_lock:
-        _flat[path] = sid
-        if len(_flat) > 20_000:
-            _flat.popitem(last=False)
+    _remember(_flat, path, sid, 20_000)
     return sid
 
 

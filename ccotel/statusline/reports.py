@@ -30,25 +30,22 @@ def check(d: object) -> dict[str, Any]:
     return d
 
 
-_num = number
-
-
 def context_of(d: dict[str, Any]) -> tuple[float, int] | None:
     """(used ratio 0..1, window tokens) of a report's ``context_window``, or None."""
     cw = d.get("context_window")
     if not isinstance(cw, dict):
         return None
-    size = _num(cw.get("context_window_size"))
+    size = number(cw.get("context_window_size"))
     if size is None or size <= 0:
         return None
-    pct = _num(cw.get("used_percentage"))
+    pct = number(cw.get("used_percentage"))
     if pct is not None and 0 <= pct <= 1000:
         return pct / 100.0, int(size)
     cu = cw.get("current_usage")
     if not isinstance(cu, dict):
         return None
     parts = [
-        _num(cu.get(k))
+        number(cu.get(k))
         for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
     ]
     if any(p is None or p < 0 for p in parts):
