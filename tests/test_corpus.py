@@ -96,8 +96,9 @@ def parsed(corpus):
 
 def need_ccusage() -> Path:
     exe = find_ccusage()
-    if exe is None:
-        pytest.skip("ccusage not installed: run scripts/install-test-deps or set CCOTEL_CCUSAGE")
+    assert exe is not None, (
+        "ccusage not installed: run scripts/install-test-deps or set CCOTEL_CCUSAGE"
+    )
     return exe
 
 
