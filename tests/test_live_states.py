@@ -304,6 +304,8 @@ def test_the_32k_metadata_reappend_is_no_exit(interactive_claude, tmp_path):
         big.submit("Answer at length")
         big.wait_idle()
         bid = big.session_id
+        # the re-append may land a moment after the screen goes idle
+        wait_for(lambda: marks(big.transcript_lines()), "the answer's re-append")
         lines = big.transcript_lines()
         (mark,) = marks(lines)
         assert any(stop_of(x) == "end_turn" for x in lines[:mark])  # the re-append follows
