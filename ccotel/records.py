@@ -170,6 +170,7 @@ _tagged_decoder = msgspec.json.Decoder(_Assistant | _User | _System | Union[_SKI
 _line_decoder = msgspec.json.Decoder(_Line)
 _usage_decoder = msgspec.json.Decoder(_UsageLine)
 _any_decoder = msgspec.json.Decoder()
+_server_tool_use = msgspec.json.Decoder(_ServerToolUse)
 # msgspec raises UnicodeDecodeError for invalid UTF-8 in a declared string.
 _DECODE_ERRORS = (msgspec.DecodeError, UnicodeDecodeError)
 
@@ -285,12 +286,34 @@ def _days_from_civil(y: int, m: int, d: int) -> int:
     return era * 146_097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719_468
 
 
+# What Claude Code writes (``2026-01-02T03:04:05.678Z``): read through a cache of the hour.
+_TS_Z = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", re.ASCII)
+_HOURS: dict[str, int | None] = {}  # "YYYY-MM-DDTHH" -> its milliseconds since the epoch
+
+
 def parse_ts(value: str | None) -> float | None:
     """Seconds since the epoch of a line's timestamp, read as ccusage 20 reads it (or None):
     ``YYYY-MM-DDTHH:MM:SS``, optionally ``.mmm`` (exactly three digits), then ``Z`` or
     ``+HH:MM``/``-HH:MM``; nothing else (no naive time, no other precision, no leap second).
     A line whose timestamp ccusage cannot read counts nothing in either. Year 0, which
     ccusage reads and Python's dates cannot hold, is refused too (docs/notes/parity.md)."""
+    if value is not None and len(value) == 24 and _TS_Z.fullmatch(value):
+        hour = value[:13]
+        base = _HOURS.get(hour, -1)
+        if base == -1:
+            t = _parse_ts(hour + ":00:00Z")
+            base = None if t is None else int(t) * 1000
+            if len(_HOURS) >= 4096:
+                _HOURS.clear()
+            _HOURS[hour] = base
+        mi, sec = int(value[14:16]), int(value[17:19])
+        if base is None or mi > 59 or sec > 59:
+            return None
+        return (base + (mi * 60 + sec) * 1000 + int(value[20:23])) / 1000
+    return _parse_ts(value)
+
+
+def _parse_ts(value: str | None) -> float | None:
     if not value or len(value) not in (20, 24, 25, 29):
         return None
     m = _TS.fullmatch(value)
@@ -325,7 +348,7 @@ def _usage_eligible(raw: bytes, version: str | None, ids: tuple[str | None, ...]
         return False
     if version is not None and not _SEMVER_PREFIX.match(version):
         return False
-    return all(v is None or v != "" for v in ids)
+    return "" not in ids
 
 
 def _usage(
@@ -364,7 +387,7 @@ def _web_searches(raw: Raw) -> int:
     if not raw:
         return 0
     try:
-        n = msgspec.json.decode(raw, type=_ServerToolUse).web_search_requests
+        n = _server_tool_use.decode(raw).web_search_requests
     except _DECODE_ERRORS:
         return 0
     return int(n) if isinstance(n, int | float) and 0 < n <= MAX_TOKENS else 0

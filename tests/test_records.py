@@ -7,7 +7,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ccotel.records import decode
+from ccotel.records import _parse_ts, decode, parse_ts
 from tests.lines import assistant, prompt, tool_result, tool_use
 
 
@@ -123,3 +123,33 @@ def test_mutated_real_lines_never_raise(pos, junk):
     raw = tool_use("toolu_9").encode()
     pos = min(pos, len(raw))
     decode((raw[:pos] + junk + raw[pos:]).replace(b"\n", b""), 1)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([0, 1970, 2023, 2024, 2100, 9999]),
+            *(st.integers(0, hi) for hi in (13, 32, 25, 61, 61, 999)),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_timestamps_read_through_the_hour_cache_as_without_it(stamps):
+    """Claude Code's own form (``...T03:04:05.678Z``) is read through a cache of its hour: the
+    same answer as the general reader for valid and invalid dates, hours, minutes and
+    seconds, on the first reading of an hour and on later ones."""
+    for y, mo, d, h, mi, s, ms in stamps * 2:
+        value = f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{s:02d}.{ms:03d}Z"
+        assert parse_ts(value) == _parse_ts(value), value
+        assert parse_ts(value.replace("Z", "z")) is None
+
+
+def test_timestamp_hour_cache_keeps_refusals():
+    for _ in range(2):
+        assert parse_ts("2023-02-29T10:00:00.000Z") is None  # no 29 February in 2023
+        assert parse_ts("2024-02-29T10:00:00.000Z") == 1709200800.0
+        assert parse_ts("2024-02-29T10:60:00.000Z") is None
+        assert parse_ts("2024-02-29T24:00:00.000Z") is None
+        assert parse_ts("2024-02-29T10:00:0٣.000Z") is None  # a digit, but not an ASCII one
