@@ -1,0 +1,118 @@
+"""A first backfill into an empty state keeps what it committed in memory and looks nothing
+up (accounting.Accountant.cold); a state that holds rows is never treated so.
+
+The corpus (resumed copies across files, a larger copy and a /btw sidechain replay of
+responses committed batches earlier, tool results far from their calls) is read with small
+chunks and batches, so that most de-duplication happens against committed batches. The
+state it leaves, table by table, must equal the one the seen filter and lookups leave
+(the path every warm state takes), and the one of a fill that leaves the cold mode half-way.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ccotel import accounting
+from ccotel.pipeline import Ingest
+from ccotel.state.store import Store
+from tests.corpus import generate
+from tests.oracle import ccusage_totals
+from tests.test_faults_commit import BATCH, CHUNK, CLOCK, cfg_for, check
+from tests.test_faults_read import _extras
+
+# Every table accounting writes, in a stable order (keys are random: sorted by them).
+TABLES = {
+    "responses": "SELECT * FROM responses ORDER BY key",
+    "aliases": "SELECT * FROM response_alias ORDER BY key",
+    "tools": "SELECT * FROM tools ORDER BY id",
+    "tool_agg": "SELECT * FROM tool_agg ORDER BY 1, 2, 3",
+    "sessions": "SELECT * FROM sessions ORDER BY id",
+    "places": "SELECT * FROM session_cwds ORDER BY 1, 2",
+    "usage": "SELECT * FROM usage ORDER BY 1, 2, 3, 4",
+    "spend": "SELECT minute, round(cost, 9) FROM spend_minutes ORDER BY 1",
+    "outcomes": "SELECT * FROM outcome ORDER BY key",
+    "counters": "SELECT * FROM counters ORDER BY name",
+    "files": "SELECT path, offset, line_no FROM files ORDER BY path",
+}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cold") / "claude"
+    generate(root, files=24, target_bytes=900_000, seed=12)
+    _extras(sorted(root.rglob("*.jsonl"))[::2], root)
+    lines = sum(p.read_bytes().count(b"\n") for p in root.rglob("*.jsonl"))
+    return root, ccusage_totals(root), lines
+
+
+def _fill(root: Path, state: Path, workers: int, cold: bool | None = None) -> Ingest:
+    """Backfill ``root`` into ``state``; ``cold=False``: as if the state held rows."""
+    store = Store(state)
+    try:
+        ing = Ingest(cfg_for(root, state), store, [root], CLOCK, chunk_bytes=CHUNK,
+                     batch_lines=BATCH)  # fmt: skip
+        if cold is not None:
+            ing.acct.cold = cold
+        ing.backfill(ing.scan(), workers)
+        assert not ing.retry and not ing.broken
+        return ing
+    finally:
+        store.close()
+
+
+def _tables(state: Path) -> dict[str, list[tuple]]:
+    s = Store(state, readonly=True)
+    try:
+        return {name: s.query(q) for name, q in TABLES.items()}
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "workers"])
+def test_cold_fill_leaves_the_state_a_warm_fill_leaves(corpus, tmp_path, monkeypatch, workers):
+    root, want, lines = corpus
+    ing = _fill(root, tmp_path / "cold", workers)
+    assert ing.acct.cold and ing.commits > 8  # cold all along, over many commits
+    check(tmp_path / "cold", want, lines, ing.totals)
+    ing = _fill(root, tmp_path / "warm", workers, cold=False)
+    assert not ing.acct.cold
+    check(tmp_path / "warm", want, lines, ing.totals)
+    monkeypatch.setattr(accounting, "COLD_KEYS", 100)  # leaves the cold mode a few commits in
+    ing = _fill(root, tmp_path / "half", workers)
+    assert not ing.acct.cold
+    check(tmp_path / "half", want, lines, ing.totals)
+    cold = _tables(tmp_path / "cold")
+    assert cold["aliases"] and cold["responses"] and cold["tools"]  # what is compared is there
+    assert cold == _tables(tmp_path / "warm")
+    assert cold == _tables(tmp_path / "half")
+
+
+def test_a_state_with_rows_is_not_cold(corpus, tmp_path):
+    """Half of the corpus committed, then all of it read by a new process: every copy of a
+    committed response, every result of a committed call and every known session is found
+    in the state (a cold shortcut here would count them twice, or miss the results)."""
+    full, want, lines = corpus
+    root, state = tmp_path / "claude", tmp_path / "state"
+    files = sorted(full.rglob("*.jsonl"))
+
+    def add(some: list[Path]) -> None:
+        for p in some:
+            dst = root / p.relative_to(full)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(p, dst)
+
+    add(files[::2])
+    assert _fill(root, state, 1).acct.cold
+    add(files[1::2])
+    ing = _fill(root, state, 1)
+    assert not ing.acct.cold
+    check(state, want, lines, ing.totals)
+    whole = _fill(full, tmp_path / "whole", 1)
+    assert ing.totals.sessions == whole.totals.sessions == len(_tables(state)["sessions"])
+    assert sum(a.count for a in ing.totals.tool_agg.values()) == sum(
+        a.count for a in whole.totals.tool_agg.values()
+    )
+    assert len(_tables(state)["responses"]) == len(_tables(tmp_path / "whole")["responses"])
