@@ -8,6 +8,8 @@ moves the totals by its difference only.
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -184,6 +186,8 @@ class Accountant:
             _trim(cache)
         self._aliases, self._mkeys = {}, {}
         self.cold = False
+        with contextlib.suppress(sqlite3.Error):  # lookups by message key from now on
+            self.store.restore_indexes()
 
     def spend_changes(self) -> Iterator[tuple[str | None, float, float]]:
         """(session, response time, USD) of the batch's kept responses, and the same negated

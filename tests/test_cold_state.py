@@ -63,6 +63,14 @@ def _fill(root: Path, state: Path, workers: int, cold: bool | None = None) -> In
         store.close()
 
 
+def _schema(state: Path) -> list[tuple]:
+    s = Store(state, readonly=True)
+    try:
+        return s.query("SELECT type, name, sql FROM sqlite_master ORDER BY 1, 2")
+    finally:
+        s.close()
+
+
 def _tables(state: Path) -> dict[str, list[tuple]]:
     s = Store(state, readonly=True)
     try:
@@ -84,6 +92,7 @@ def test_cold_fill_leaves_the_state_a_warm_fill_leaves(corpus, tmp_path, monkeyp
     ing = _fill(root, tmp_path / "half", workers)
     assert not ing.acct.cold
     check(tmp_path / "half", want, lines, ing.totals)
+    assert _schema(tmp_path / "cold") == _schema(tmp_path / "warm")  # its indexes built again
     cold = _tables(tmp_path / "cold")
     assert cold["aliases"] and cold["responses"] and cold["tools"]  # what is compared is there
     assert cold == _tables(tmp_path / "warm")
@@ -116,3 +125,32 @@ def test_a_state_with_rows_is_not_cold(corpus, tmp_path):
         a.count for a in whole.totals.tool_agg.values()
     )
     assert len(_tables(state)["responses"]) == len(_tables(tmp_path / "whole")["responses"])
+
+
+def test_indexes_a_stopped_first_backfill_left_out_are_built_at_open(tmp_path):
+    """A kill -9 between a first backfill's start and its end leaves the state without the
+    indexes it builds at its end: the next open builds them. A state with rows keeps them."""
+    fresh = _schema_of_new(tmp_path / "fresh")
+    store = Store(tmp_path / "s")
+    assert store.defer_indexes()
+    store.close()  # as a kill leaves it
+    assert _schema(tmp_path / "s") != fresh  # the readers' view: no index
+    Store(tmp_path / "s").close()
+    assert _schema(tmp_path / "s") == fresh
+
+
+def test_indexes_are_kept_on_a_state_with_rows(corpus, tmp_path):
+    root, _, _ = corpus
+    ing = _fill(root, tmp_path / "s", 1)
+    store = Store(tmp_path / "s")
+    try:
+        assert not store.defer_indexes()
+        assert not Ingest(cfg_for(root, tmp_path / "s"), store, [root], CLOCK).acct.cold
+    finally:
+        store.close()
+    assert ing.commits and _schema(tmp_path / "s") == _schema_of_new(tmp_path / "fresh")
+
+
+def _schema_of_new(state: Path) -> list[tuple]:
+    Store(state).close()
+    return _schema(state)
