@@ -102,7 +102,8 @@ class Accountant:
         # hold every row committed since: whatever is not in them is not in the state.
         self.cold = self.seen.keys == 0
         self._aliases: dict[int, int] = {}  # cold: committed alias -> its response's key
-        self._mkeys: dict[int, list[int]] = {}  # cold: committed message key -> response keys
+        # cold: committed message key -> its response's key (a list for the few with several)
+        self._mkeys: dict[int, int | list[int]] = {}
         self.begin()
 
     # --- batch lifecycle -----------------------------------------------------
@@ -159,11 +160,13 @@ class Accountant:
         for key, prior in self._prior.items():
             if prior is None:  # a new response (a replaced one keeps its key and message key)
                 mkey = b.responses[key].mkey
-                keys = mkeys.get(mkey)
-                if keys is None:
-                    mkeys[mkey] = [key]
+                had = mkeys.get(mkey)
+                if had is None:
+                    mkeys[mkey] = key
+                elif isinstance(had, int):
+                    mkeys[mkey] = [had, key]
                 else:
-                    keys.append(key)
+                    had.append(key)
         for sid in self.new_sessions:
             self._cwds[sid] = b.sessions[sid].cwd or ""
         for place in self.new_places:
@@ -305,7 +308,9 @@ class Accountant:
         committed: list[Response] = []
         if self.cold:
             keys = self._mkeys.get(mkey)
-            if keys:  # in the order the state's index returns them
+            if isinstance(keys, int):
+                committed = [self._rows[keys]]
+            elif keys:  # in the order the state's index returns them
                 committed = [self._rows[k] for k in sorted(keys)]
         elif self.seen.has(mkey, seen.MESSAGE):
             committed = self.store.responses_by_mkey(mkey)

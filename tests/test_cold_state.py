@@ -19,6 +19,7 @@ from ccotel import accounting
 from ccotel.pipeline import Ingest
 from ccotel.state.store import Store
 from tests.corpus import generate
+from tests.lines import SID, assistant
 from tests.oracle import ccusage_totals
 from tests.test_faults_commit import BATCH, CHUNK, CLOCK, cfg_for, check
 from tests.test_faults_read import _extras
@@ -154,3 +155,36 @@ def test_indexes_are_kept_on_a_state_with_rows(corpus, tmp_path):
 def _schema_of_new(state: Path) -> list[tuple]:
     Store(state).close()
     return _schema(state)
+
+
+def test_a_message_id_under_several_request_ids(tmp_path):
+    """Main-thread responses sharing a message id (another request id each) committed, then a
+    sidechain replay of it: the cold state finds the same committed copy the state's index
+    gives (the first by key), with its several keys kept in memory."""
+
+    def run(name: str, cold: bool) -> dict[str, list[tuple]]:
+        root, state = tmp_path / name / "claude", tmp_path / name / "state"
+        path = root / "projects" / "-home-u-proj" / f"{SID}.jsonl"
+        path.parent.mkdir(parents=True)
+        store = Store(state)
+        try:
+            ing = Ingest(cfg_for(root, state), store, [root], CLOCK)
+            ing.acct.cold = cold
+            for lines in (
+                [assistant("msg_m", f"req_{i}", out=10 * i) for i in (1, 2, 3)],
+                [assistant("msg_m", "req_btw", out=5, sidechain=True)],
+                [assistant("msg_m", "req_btw", out=500, sidechain=True)],  # a better replay
+            ):
+                with open(path, "a") as f:
+                    f.write("".join(line + "\n" for line in lines))
+                for p in ing.scan():
+                    ing.ingest(p)
+                assert ing.flush()
+            assert ing.acct.cold == cold
+            return {k: v for k, v in _tables(state).items() if k != "files"}
+        finally:
+            store.close()
+
+    cold = run("cold", True)
+    assert len(cold["responses"]) == 3 and len(cold["aliases"]) == 1
+    assert cold == run("warm", False)
