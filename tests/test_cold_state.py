@@ -120,12 +120,7 @@ def test_a_state_with_rows_is_not_cold(corpus, tmp_path):
     ing = _fill(root, state, 1)
     assert not ing.acct.cold
     check(state, want, lines, ing.totals)
-    whole = _fill(full, tmp_path / "whole", 1)
-    assert ing.totals.sessions == whole.totals.sessions == len(_tables(state)["sessions"])
-    assert sum(a.count for a in ing.totals.tool_agg.values()) == sum(
-        a.count for a in whole.totals.tool_agg.values()
-    )
-    assert len(_tables(state)["responses"]) == len(_tables(tmp_path / "whole")["responses"])
+    _same_counts(ing, _fill(full, tmp_path / "whole", 1), state, tmp_path / "whole")
 
 
 def test_indexes_a_stopped_first_backfill_left_out_are_built_at_open(tmp_path):
@@ -188,3 +183,43 @@ def test_a_message_id_under_several_request_ids(tmp_path):
     cold = run("cold", True)
     assert len(cold["responses"]) == 3 and len(cold["aliases"]) == 1
     assert cold == run("warm", False)
+
+
+def test_leaving_the_cold_mode_between_batches_finds_every_committed_row(
+    corpus, tmp_path, monkeypatch
+):
+    """The daemon leaves the cold mode after its catch-up (Accountant.warm): what comes next
+    is looked up through the seen filter, which must know every row committed while cold
+    (the caches shrunk to one row: every look beyond the batch goes to the state)."""
+    monkeypatch.setattr(accounting, "_CACHE", 1)
+    full, want, lines = corpus
+    root, state = tmp_path / "claude", tmp_path / "state"
+    files = sorted(full.rglob("*.jsonl"))
+    store = Store(state)
+    try:
+        ing = Ingest(cfg_for(root, state), store, [root], CLOCK, chunk_bytes=CHUNK,
+                     batch_lines=BATCH)  # fmt: skip
+        for some in (files[::2], files[1::2]):
+            for p in some:
+                dst = root / p.relative_to(full)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(p, dst)
+            ing.backfill(ing.scan(), 1)
+            assert not ing.retry and not ing.broken
+            if ing.acct.cold:
+                ing.acct.warm()
+                assert len(ing.acct._rows) == 1 and not ing.acct.cold
+    finally:
+        store.close()
+    check(state, want, lines, ing.totals)
+    _same_counts(ing, _fill(full, tmp_path / "whole", 1), state, tmp_path / "whole")
+
+
+def _same_counts(ing: Ingest, whole: Ingest, state: Path, whole_state: Path) -> None:
+    """Sessions, tool calls with a result and kept responses: as many as a fill in one go."""
+    assert ing.totals.sessions == whole.totals.sessions == len(_tables(state)["sessions"])
+    assert sum(a.count for a in ing.totals.tool_agg.values()) == sum(
+        a.count for a in whole.totals.tool_agg.values()
+    )
+    assert ing.totals.sessions_by_cwd == whole.totals.sessions_by_cwd
+    assert len(_tables(state)["responses"]) == len(_tables(whole_state)["responses"])
