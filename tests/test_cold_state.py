@@ -223,3 +223,38 @@ def _same_counts(ing: Ingest, whole: Ingest, state: Path, whole_state: Path) -> 
     )
     assert ing.totals.sessions_by_cwd == whole.totals.sessions_by_cwd
     assert len(_tables(state)["responses"]) == len(_tables(whole_state)["responses"])
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["cold", "warm"])
+def test_a_copy_found_through_a_committed_alias_meets_the_batch_s_better_copy(tmp_path, restart):
+    """A main-thread response committed under its /btw replay's key (an alias), then, in one
+    batch, a larger copy of it and a smaller one (two files): the larger stays (ccusage keeps
+    the largest copy). The lookup through the alias used to return the committed copy, which
+    the smaller one beat."""
+    root, state = tmp_path / "claude", tmp_path / "state"
+    folder = root / "projects" / "-home-u-proj"
+    folder.mkdir(parents=True)
+
+    def sync(ing: Ingest, name: str, *lines: str) -> None:
+        (folder / name).write_text("".join(line + "\n" for line in lines))
+        for p in ing.scan():
+            ing.ingest(p)
+        assert ing.flush()
+
+    store = Store(state)
+    try:
+        ing = Ingest(cfg_for(root, state), store, [root], CLOCK)
+        sync(ing, "a.jsonl", assistant("msg_p", "req_btw", out=5, sidechain=True))
+        sync(ing, "b.jsonl", assistant("msg_p", "req_p", out=100))  # takes the replay's key
+        if restart:
+            store.close()
+            store = Store(state)
+            ing = Ingest(cfg_for(root, state), store, [root], CLOCK)
+        assert ing.acct.cold != restart
+        (folder / "c.jsonl").write_text(assistant("msg_p", "req_p", out=200) + "\n")
+        sync(ing, "d.jsonl", assistant("msg_p", "req_p", out=150))
+        assert sum(u.output for u in ing.totals.usage.values()) == 200
+        assert sum(u.requests for u in ing.totals.usage.values()) == 1
+    finally:
+        store.close()
+    assert ccusage_totals(root)["outputTokens"] == 200
