@@ -8,11 +8,13 @@ moves the totals by its difference only.
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 import structlog
@@ -28,6 +30,10 @@ log = structlog.get_logger()
 
 TOOL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 _CACHE = 20_000
+# A state that held nothing at start (a first backfill): what it holds is what this process
+# committed, kept whole in memory, so nothing is looked up (no seen filter, no SELECT) until
+# this many responses and tool calls; then the seen filter takes over (Accountant.warm).
+COLD_KEYS = 100_000
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -49,13 +55,17 @@ def _remember(cache: OrderedDict[K, V], key: K, row: V) -> None:
         cache.popitem(last=False)
 
 
+def _trim(cache: OrderedDict[Any, Any]) -> None:
+    while len(cache) > _CACHE:
+        cache.popitem(last=False)
+
+
 def _remember_all(cache: OrderedDict[K, V], rows: dict[K, V]) -> None:
     """The newest rows, keeping at most _CACHE."""
     for key, row in rows.items():
         cache[key] = row
         cache.move_to_end(key)
-    while len(cache) > _CACHE:
-        cache.popitem(last=False)
+    _trim(cache)
 
 
 def _place_key(sid: str, cwd: str) -> int:
@@ -88,6 +98,12 @@ class Accountant:
         self._cwds: OrderedDict[str, str] = OrderedDict()  # session -> its first cwd
         self._places: OrderedDict[tuple[str, str], bool] = OrderedDict()  # known (session, cwd)
         self._warned: set[str] = set()
+        # Cold: the state held nothing at start, and the caches above (and the two below)
+        # hold every row committed since: whatever is not in them is not in the state.
+        self.cold = self.seen.keys == 0
+        self._aliases: dict[int, int] = {}  # cold: committed alias -> its response's key
+        # cold: committed message key -> its response's key (a list for the few with several)
+        self._mkeys: dict[int, int | list[int]] = {}
         self.begin()
 
     # --- batch lifecycle -----------------------------------------------------
@@ -117,20 +133,64 @@ class Accountant:
         """The batch is durable: remember what it holds (never before: a failed commit
         must leave nothing behind that says these lines were counted)."""
         b = self.batch
-        self.seen.update(b.responses)
-        self.seen.update(b.aliases)
-        self.seen.update((r.mkey for r in b.responses.values()), seen.MESSAGE)
-        self.seen.update(b.tools, seen.TOOL)
-        self.seen.update((h64(sid) for sid in self.new_sessions), seen.SESSION)
-        self.seen.update((_place_key(s, c) for s, c in self.new_places), seen.PLACE)
-        _remember_all(self._rows, b.responses)
-        _remember_all(self._tools, b.tools)
-        for sid in self.new_sessions:
-            _remember(self._cwds, sid, b.sessions[sid].cwd or "")
-        for place in self.new_places:
-            _remember(self._places, place, True)
+        if self.cold:
+            self._keep_all(b)
+        else:
+            self.seen.update(b.responses)
+            self.seen.update(b.aliases)
+            self.seen.update((r.mkey for r in b.responses.values()), seen.MESSAGE)
+            self.seen.update(b.tools, seen.TOOL)
+            self.seen.update((h64(sid) for sid in self.new_sessions), seen.SESSION)
+            self.seen.update((_place_key(s, c) for s, c in self.new_places), seen.PLACE)
+            _remember_all(self._rows, b.responses)
+            _remember_all(self._tools, b.tools)
+            for sid in self.new_sessions:
+                _remember(self._cwds, sid, b.sessions[sid].cwd or "")
+            for place in self.new_places:
+                _remember(self._places, place, True)
         self.tool_agg.update(b.tool_agg)
         self.outcomes.committed()
+
+    def _keep_all(self, b: Batch) -> None:
+        """Cold: keep every committed row (what the seen filter and the lookups would find)."""
+        self._rows.update(b.responses)
+        self._tools.update(b.tools)
+        self._aliases.update(b.aliases)
+        mkeys = self._mkeys
+        for key, prior in self._prior.items():
+            if prior is None:  # a new response (a replaced one keeps its key and message key)
+                mkey = b.responses[key].mkey
+                had = mkeys.get(mkey)
+                if had is None:
+                    mkeys[mkey] = key
+                elif isinstance(had, int):
+                    mkeys[mkey] = [had, key]
+                else:
+                    had.append(key)
+        for sid in self.new_sessions:
+            self._cwds[sid] = b.sessions[sid].cwd or ""
+        for place in self.new_places:
+            self._places[place] = True
+        if len(self._rows) + len(self._tools) > COLD_KEYS:
+            self.warm()
+
+    def warm(self) -> None:
+        """Leave the cold mode: the seen filter learns every committed key (all in memory),
+        the caches shrink to their size."""
+        if not self.cold:
+            return
+        self.seen.update(self._rows)
+        self.seen.update(self._aliases)
+        self.seen.update(self._mkeys, seen.MESSAGE)
+        self.seen.update(self._tools, seen.TOOL)
+        self.seen.update((h64(sid) for sid in self._cwds), seen.SESSION)
+        self.seen.update((_place_key(s, c) for s, c in self._places), seen.PLACE)
+        for cache in (self._rows, self._tools, self._cwds, self._places):
+            _trim(cache)
+        self._aliases, self._mkeys = {}, {}
+        self.cold = False
+        with contextlib.suppress(sqlite3.Error):  # lookups by message key from now on
+            self.store.restore_indexes()
 
     def spend_changes(self) -> Iterator[tuple[str | None, float, float]]:
         """(session, response time, USD) of the batch's kept responses, and the same negated
@@ -176,7 +236,7 @@ class Accountant:
         cwd = cur.cwd if cur else None
         if not cwd:
             cwd = self._cwds.get(sid)
-            if cwd is None and self.seen.has(h64(sid), seen.SESSION):
+            if cwd is None and not self.cold and self.seen.has(h64(sid), seen.SESSION):
                 cwd = self.store.session_cwd(sid)
                 if cwd is not None:
                     _remember(self._cwds, sid, cwd)
@@ -185,6 +245,8 @@ class Accountant:
     def _session_known(self, sid: str) -> bool:
         if sid in self._cwds:
             return True
+        if self.cold:
+            return False
         cwd = self.store.session_cwd(sid) if self.seen.has(h64(sid), seen.SESSION) else None
         if cwd is not None:
             _remember(self._cwds, sid, cwd)
@@ -210,7 +272,11 @@ class Accountant:
         b.places[(sid, cwd)] = Interval(first, last)
         if (sid, cwd) in self._places:
             return
-        if self.seen.has(_place_key(sid, cwd), seen.PLACE) and self.store.has_place(sid, cwd):
+        if (
+            not self.cold
+            and self.seen.has(_place_key(sid, cwd), seen.PLACE)
+            and self.store.has_place(sid, cwd)
+        ):
             _remember(self._places, (sid, cwd), True)
         else:
             self.new_places.add((sid, cwd))
@@ -218,26 +284,39 @@ class Accountant:
     # --- usage ---------------------------------------------------------------
 
     def _row(self, key: int) -> Response | None:
-        row = self.batch.responses.get(key)
+        b = self.batch
+        row = b.responses.get(key)
+        if row is not None:
+            return row
+        target = b.aliases.get(key)
+        if target is not None:
+            return self._row(target)
+        row = self._rows.get(key)
         if row is None:
-            target = self.batch.aliases.get(key)
-            if target is not None:
-                return self._row(target)
-            row = self._rows.get(key)
-        if row is None and self.seen.has(key):
-            row = self.store.response(key)
+            if self.cold:
+                target = self._aliases.get(key)
+                row = None if target is None else self._rows[target]
+            elif self.seen.has(key):
+                row = self.store.response(key)
+        if row is not None and row.key != key:  # found by an alias: the batch may have it better
+            return b.responses.get(row.key, row)
         return row
 
     def _sidechain_match(self, mkey: int, candidate_side: bool) -> Response | None:
         """A /btw sidechain replay of a parent message under a new request id."""
         rows = [self.batch.responses[k] for k in self._batch_mkeys.get(mkey, ())]
-        if self.seen.has(mkey, seen.MESSAGE):
+        committed: list[Response] = []
+        if self.cold:
+            keys = self._mkeys.get(mkey)
+            if isinstance(keys, int):
+                committed = [self._rows[keys]]
+            elif keys:  # in the order the state's index returns them
+                committed = [self._rows[k] for k in sorted(keys)]
+        elif self.seen.has(mkey, seen.MESSAGE):
+            committed = self.store.responses_by_mkey(mkey)
+        if committed:
             have = {r.key for r in rows}
-            rows += [
-                self.batch.responses.get(r.key, r)
-                for r in self.store.responses_by_mkey(mkey)
-                if r.key not in have
-            ]
+            rows += [self.batch.responses.get(r.key, r) for r in committed if r.key not in have]
         for r in rows:
             if candidate_side or r.sidechain:
                 return r
@@ -281,7 +360,7 @@ class Accountant:
 
     def _tool(self, key: int) -> ToolCall | None:
         row = self.batch.tools.get(key) or self._tools.get(key)
-        if row is None and self.seen.has(key, seen.TOOL):
+        if row is None and not self.cold and self.seen.has(key, seen.TOOL):
             row = self.store.tool(key)
         return row
 

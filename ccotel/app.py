@@ -312,6 +312,7 @@ class Daemon:
         if self.stopping:
             return
         log.info("caught up", lines=lines, files=self.ingest.totals.files_tracked)
+        self.ingest.acct.warm()  # a first catch-up's rows, kept whole: to the caches' size
         self.live.rebuild(self.ingest.cursors, self.cfg.max_line_bytes)
         self.ingest.live = self.live
         # What the catch-up left (caches, key sets) lives as long as the daemon: out of the

@@ -419,18 +419,24 @@ class Ingest:
         given up after the last pause (``retry`` then stays non-empty). Returns the lines
         committed."""
         start = self.totals.counters.get("lines", 0)
-        self._pass(paths, workers, progress)
-        stuck = 0
-        while self.retry and not self.stopping():
-            mark = self.commits
-            self._pass(sorted(self.retry), 1, None)
-            if self.commits > mark:
-                stuck = 0
-                continue
-            if stuck == len(RETRY_DELAYS):
-                break
-            sleep(RETRY_DELAYS[stuck])
-            stuck += 1
+        deferred = self.acct.cold and self.store.defer_indexes()  # built once, at the end
+        try:
+            self._pass(paths, workers, progress)
+            stuck = 0
+            while self.retry and not self.stopping():
+                mark = self.commits
+                self._pass(sorted(self.retry), 1, None)
+                if self.commits > mark:
+                    stuck = 0
+                    continue
+                if stuck == len(RETRY_DELAYS):
+                    break
+                sleep(RETRY_DELAYS[stuck])
+                stuck += 1
+        finally:
+            if deferred:
+                with contextlib.suppress(sqlite3.Error):  # or when the state is opened next
+                    self.store.restore_indexes()
         return int(self.totals.counters.get("lines", 0) - start)
 
     def _pass(self, paths: list[str], workers: int, progress: Progress | None) -> None:
@@ -456,7 +462,9 @@ class Ingest:
         )
         try:
             for path, (chunks, error, bug) in zip(
-                todo, pool.map(_digest_file, jobs, chunksize=4), strict=False
+                todo,
+                pool.map(_digest_file, jobs, chunksize=_chunksize(len(jobs), workers)),
+                strict=False,
             ):
                 done += 1
                 try:
@@ -536,6 +544,13 @@ def _worker_init(lock_fd: int | None, parent: int) -> None:
                 os._exit(1)
         except (OSError, AttributeError):
             pass
+
+
+def _chunksize(jobs: int, workers: int) -> int:
+    """Files per task of the pool: each task costs this process a round trip (0.2 s of its
+    CPU for 3,500 files 4 a task, 0.08 s 32 a task); larger tasks leave a worker idle longer
+    at the end."""
+    return max(1, min(32, jobs // (workers * 8)))
 
 
 def _cursor_args(c: FileCursor | None) -> tuple[Any, ...] | None:

@@ -81,8 +81,10 @@ def test_the_daemon_prunes_as_time_passes(tmp_path):
 def test_dedupe_stays_exact_past_the_caches(tmp_path, monkeypatch):
     """With the row caches shrunk to 50 and 500 responses, copies of every one of them
     (a resumed session) count nothing: what left the caches is found through the key
-    filter and the state; the caches stay at their bound."""
+    filter and the state; the caches stay at their bound. (A first backfill keeps every row
+    while the state is small, accounting.COLD_KEYS: here it leaves that mode at once.)"""
     monkeypatch.setattr(accounting, "_CACHE", 50)
+    monkeypatch.setattr(accounting, "COLD_KEYS", 0)
     root = tmp_path / "claude"
     lines = [assistant(f"m{i}", f"r{i}", out=i + 1, ts=iso(NOW - 3600 + i)) for i in range(500)]
     write(root, f"{SID}.jsonl", lines)

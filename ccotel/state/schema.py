@@ -218,6 +218,15 @@ VERSION = len(MIGRATIONS)
 
 # --- statements ------------------------------------------------------------------------
 
+# Secondary indexes of random keys that a first backfill builds once at its end instead of
+# row by row (Store.defer_indexes; a state opened without them gets them back). Their
+# statements as the migrations above created them: a migration that changes one changes it here.
+DEFERRABLE_INDEXES = {
+    "response_mkey": "CREATE INDEX response_mkey ON response(mkey)",
+    "tool_call_session": "CREATE INDEX tool_call_session ON tool_call(session)",
+}
+INDEXES_PRESENT = "SELECT name FROM sqlite_master WHERE type='index'"
+
 FILES_ALL = "SELECT path, dev, ino, offset, line_no, marker FROM files"
 # A file's cursor, in `files` (the metrics') or `trace_files` (the traces').
 CURSOR_UPSERT = """INSERT INTO {table}(path, dev, ino, offset, line_no, marker) VALUES(?,?,?,?,?,?)

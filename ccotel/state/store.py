@@ -151,6 +151,7 @@ class Store:
             if check != "ok":  # damage SQLite sees: refuse it before writing over it
                 raise sqlite3.DatabaseError(f"quick_check: {check.splitlines()[0]}")
             self._migrate()
+            self.restore_indexes()  # a first backfill stopped before it built them
         except (
             sqlite3.DatabaseError,
             UnicodeDecodeError,
@@ -355,6 +356,30 @@ class Store:
     def _name_get(self, name: str) -> tuple[int] | None:
         row: tuple[int] | None = self.db.execute(sql.NAME_GET, (name,)).fetchone()
         return row
+
+    def defer_indexes(self) -> bool:
+        """Drop the indexes a first backfill is faster to build once at its end (the caller
+        then calls restore_indexes; a state opened without them gets them back). Only on a
+        state whose tables they index are empty: nothing looks them up meanwhile."""
+        try:
+            with self.tx():
+                if self.db.execute("SELECT 1 FROM response UNION ALL SELECT 1 FROM tool_call "
+                                   "LIMIT 1").fetchone():  # fmt: skip
+                    return False
+                for name in sql.DEFERRABLE_INDEXES:
+                    self.db.execute(f"DROP INDEX IF EXISTS {name}")
+            return True
+        except sqlite3.Error:
+            return False  # built row by row then
+
+    def restore_indexes(self) -> None:
+        """Build the deferred indexes that are missing."""
+        have = {name for (name,) in self.db.execute(sql.INDEXES_PRESENT)}
+        missing = [stmt for name, stmt in sql.DEFERRABLE_INDEXES.items() if name not in have]
+        if missing:
+            with self.tx():
+                for stmt in missing:
+                    self.db.execute(stmt)
 
     def checkpoint(self) -> None:
         """Fold the WAL into the file now (after a catch-up), not in the next small commit."""
