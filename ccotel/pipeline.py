@@ -166,11 +166,21 @@ class Ingest:
                 self.unreadable.add(exc.filename)
                 log.warning("cannot read folder", path=exc.filename, error=exc.strerror)
 
-    def scan(self) -> list[str]:
-        """Stat every transcript: the ones with bytes to read; forget the deleted."""
+    def scan(self, full: bool = True) -> list[str]:
+        """Stat every transcript: the ones with bytes to read; forget the deleted. Not
+        ``full``: only the new ones and those of folders that changed (the daemon's rescan
+        while file events arrive: an append to a known file is an event's to tell)."""
         present = self.all_files()
-        todo, self._pending = [], {}
-        for path in present:
+        todo, before, self._pending = [], self._pending, {}
+        stat = present
+        if not full:
+            changed, stat = self._walker.relisted, []
+            for path in present:
+                if self._cursor(path) is None or os.path.dirname(path) in changed:
+                    stat.append(path)
+                elif path in before:  # as the last full scan (or a read since) left it
+                    self._pending[path] = before[path]
+        for path in stat:
             try:
                 st = os.stat(path)
             except OSError:

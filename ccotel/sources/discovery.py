@@ -39,17 +39,21 @@ class TreeWalker:
     """``transcript_files`` for a rescan: a folder is listed again only when its mtime, ctime
     (a chmod) or inode moved since it was last listed, so a rescan of an unchanged tree costs
     one stat per folder. A folder whose mtime was within SETTLE seconds of its listing is listed
-    again next time (a coarse-mtime filesystem could hide a change made in that second)."""
+    again next time (a coarse-mtime filesystem could hide a change made in that second).
+    ``relisted``: the folders the last call listed (files were added, removed or renamed in
+    them since the call before)."""
 
     SETTLE = 2.0
 
     def __init__(self) -> None:
         # folder -> ((dev, ino, mtime_ns, ctime_ns), its subfolders to walk, its .jsonl files)
         self._dirs: dict[str, tuple[tuple[int, ...], list[str], list[str]]] = {}
+        self.relisted: set[str] = set()
 
     def files(self, roots: list[Path], on_error: Callable[[OSError], object]) -> list[str]:
         out: list[str] = []
         listed: dict[str, tuple[tuple[int, ...], list[str], list[str]]] = {}
+        self.relisted = set()
         stack = [str(projects_dir(r)) for r in reversed(roots)]
         while stack:
             top = stack.pop()
@@ -68,6 +72,7 @@ class TreeWalker:
                     continue
                 settled = st.st_mtime_ns < (time.time() - self.SETTLE) * 1e9
                 entry = (stamp if settled else (), *got)
+                self.relisted.add(top)
             listed[top] = entry
             out.extend(entry[2])
             stack.extend(reversed(entry[1]))
