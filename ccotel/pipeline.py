@@ -171,6 +171,8 @@ class Ingest:
         ``full``: only the new ones and those of folders that changed (the daemon's rescan
         while file events arrive: an append to a known file is an event's to tell)."""
         present = self.all_files()
+        if not full and not self._walker.relisted:
+            return []  # no folder changed: no file came or went, the pending bytes stay
         todo, before, self._pending = [], self._pending, {}
         stat = present
         if not full:
