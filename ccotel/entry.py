@@ -38,20 +38,21 @@ def _report_args(argv: list[str]) -> dict[str, object] | None:
     seen: set[str] = set()
     args = list(argv)
     while args and args[0].startswith("--config"):
-        name, eq, value = args.pop(0).partition("=")
+        name, eq, given = args.pop(0).partition("=")
         if name != "--config" or "config" in seen or not (eq or args):
             return None
-        out["config"] = value if eq else args.pop(0)
+        out["config"] = given if eq else args.pop(0)
         seen.add("config")
     if args[:1] != ["report"]:
         return None
     args.pop(0)
     while args:
-        name, eq, value = args.pop(0).partition("=")
+        name, eq, given = args.pop(0).partition("=")
+        key, value = "", given  # type: tuple[str, object]
         if name == "--json" and not eq:
             key, value = "as_json", True
         elif name in _REPORT_VALUES and (eq or args):
-            key, value = _REPORT_VALUES[name], value if eq else args.pop(0)
+            key, value = _REPORT_VALUES[name], given if eq else args.pop(0)
         else:
             return None  # --help, a mistake, an option click spells otherwise
         if key in seen:

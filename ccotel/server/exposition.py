@@ -74,9 +74,8 @@ class TextExposition:
                 line = hit[1]
             else:
                 key = (s.name, tuple(s.labels.items()), s.value, s.timestamp)
-                line = lines.get(key)
-                if line is None:
-                    line = lines[key] = one(s)
+                known = lines.get(key)
+                line = lines[key] = one(s) if known is None else known
                 seen[id(s)] = (s, line)
             sfx = om_names.get(s.name)
             if sfx is None:

@@ -245,7 +245,7 @@ class TotalsCollector:
         yield hist
 
 
-def _usage_families() -> tuple[Metric, ...]:
+def _usage_families() -> tuple[CounterMetricFamily, ...]:
     """The usage families, empty: tokens, cost, requests, web searches, unpriced tokens."""
     return (
         CounterMetricFamily("ccotel_tokens", "Tokens of de-duplicated API responses",
@@ -261,7 +261,7 @@ def _usage_families() -> tuple[Metric, ...]:
     )  # fmt: skip
 
 
-def _usage_row(fams: tuple[Metric, ...], key: tuple[str, str], v: UsageSums,
+def _usage_row(fams: tuple[CounterMetricFamily, ...], key: tuple[str, str], v: UsageSums,
                last: CostExemplar | None) -> None:  # fmt: skip
     """One (model, project)'s samples, added to the usage families."""
     tokens, cost, reqs, web = fams[:4]
