@@ -169,6 +169,24 @@ def test_a_light_rescan_finds_new_files_and_changed_folders_and_a_full_one_every
     os.utime(sub, (OLD, OLD))  # a folder whose mtime went back: its inode and ctime moved
     ing.scan(full=False)
     assert agent in ing.acct.batch.forgotten
+
+    # A link to a transcript elsewhere: no event on its folder tells of an append to the
+    # target, so every light rescan stats it.
+    elsewhere = tmp_path / "elsewhere.jsonl"
+    elsewhere.write_text(assistant("msg_5", "req_5") + "\n")
+    linked = proj / "linked.jsonl"
+    linked.symlink_to(elsewhere)
+    todo = ing.scan()
+    assert str(linked) in todo
+    for path in todo:
+        ing.ingest(path)
+    assert ing.flush()
+    age(proj, sub)
+    ing.scan()
+    assert ing.scan(full=False) == []
+    with open(elsewhere, "a") as f:
+        f.write(assistant("msg_6", "req_6") + "\n")
+    assert ing.scan(full=False) == [str(linked)]
     store.close()
 
 
