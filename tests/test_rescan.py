@@ -213,6 +213,7 @@ def test_watcher_reports_lost_events_and_whether_it_covers_every_root(tmp_path):
         assert FULL_RESCAN in got
     finally:
         w.stop()
+    assert not w.complete  # a stopped observer tells of nothing
     got.clear()
     logging.getLogger("watchdog.observers.inotify_c").warning("Inotify queue overflowed")
     assert got == []  # a stopped watcher's filter is gone

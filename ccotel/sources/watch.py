@@ -73,7 +73,8 @@ class Watcher:
     def complete(self) -> bool:
         """Every root's projects folder is watched with everything below it: events tell of
         each append, and a rescan need only look for new files (``Ingest.scan(full=False)``)."""
-        return self._started and all(projects_dir(r) in self._recursive for r in self.roots)
+        return (self._started and self.observer.is_alive()
+                and all(projects_dir(r) in self._recursive for r in self.roots))  # fmt: skip
 
     def start(self) -> None:
         self.refresh()
