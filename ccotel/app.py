@@ -7,6 +7,7 @@ import functools
 import gc
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,7 +25,7 @@ from ccotel.pipeline import Ingest, Progress, read_history
 from ccotel.projects import project_labeler
 from ccotel.server import HttpServer
 from ccotel.sinks import NativeCollector, OutcomeCollector, TotalsCollector
-from ccotel.sources import RESCAN, Watcher, claude_roots
+from ccotel.sources import FULL_RESCAN, RESCAN, Watcher, claude_roots
 from ccotel.state import (
     DB_NAME,
     StateError,
@@ -41,6 +42,9 @@ log = structlog.get_logger()
 
 BACKFILL_PARALLEL_BYTES = 32 << 20  # below this, one process is faster than a pool
 RETRY_FIRST = 1.0  # seconds before the daemon reads again what a failed commit threw away
+SWITCH_INTERVAL = 0.001  # seconds (sys.setswitchinterval) once caught up
+FULL_RESCAN_EVERY = 10  # rescans: every this many, one stats every transcript (the others,
+# while file events cover every root, only the folders and the new files)
 
 
 def roots_of(cfg: Config) -> list[Path]:
@@ -319,6 +323,10 @@ class Daemon:
         # collector's sight, a full collection no longer walks it (a pause on an append).
         gc.collect()
         gc.freeze()
+        # A thread that wakes (a scrape after a commit) waits at most this long for the GIL
+        # held by another (the trace or live threads), not Python's default 5 ms.
+        self._stack.callback(sys.setswitchinterval, sys.getswitchinterval())
+        sys.setswitchinterval(SWITCH_INTERVAL)
         self.ready.set()
         self.hub.set_ready()
         self.exporters.start()
@@ -331,6 +339,7 @@ class Daemon:
     def _loop(self) -> None:
         interval = self.cfg.rescan_interval
         next_scan = time.monotonic() + interval
+        next_full = time.monotonic() + interval * FULL_RESCAN_EVERY
         backoff = RETRY_FIRST
         retry_at = time.monotonic()
         while not self.stopping:
@@ -339,14 +348,21 @@ class Daemon:
             if self.stopping:
                 return
             now = time.monotonic()
-            if RESCAN in paths or now >= next_scan:
-                paths.discard(RESCAN)
+            if RESCAN in paths or FULL_RESCAN in paths or now >= next_scan:
                 for _ in range(8):
                     if self.watcher is None or not self.watcher.refresh():
                         break
-                paths.update(self.ingest.scan())
+                # While file events cover every root, a rescan looks for new files only (a
+                # stat per folder); every FULL_RESCAN_EVERY rescans, after events were lost,
+                # or without a complete watch, it stats every transcript.
+                full = (FULL_RESCAN in paths or now >= next_full or self.watcher is None
+                        or not self.watcher.complete)  # fmt: skip
+                paths -= {RESCAN, FULL_RESCAN}
+                paths.update(self.ingest.scan(full))
                 self.ingest.prune()
                 next_scan = time.monotonic() + interval
+                if full:
+                    next_full = time.monotonic() + interval * FULL_RESCAN_EVERY
             if self.ingest.retry and now >= retry_at:
                 paths |= self.ingest.retry
             for p in sorted(paths):

@@ -18,11 +18,10 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from ccotel import __version__
+from ccotel.report import BY, EXIT_CONFIG
 
 if TYPE_CHECKING:
     from ccotel.config import Config
-
-EXIT_CONFIG = 2
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -117,27 +116,14 @@ class Since(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.
     def convert(
         self, value: Any, param: click.Parameter | None, ctx: click.Context | None
     ) -> float:
-        import re
-        import time
-        from datetime import datetime
+        from ccotel.report import parse_since
 
         if isinstance(value, float):
             return value
-        v = str(value).strip()
-        m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhdw])", v)
-        if m:
-            unit = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}[m.group(2)]
-            return time.time() - float(m.group(1)) * unit
-        if re.fullmatch(r"\d{4}-?\d{2}-?\d{2}", v):
-            try:
-                return datetime.strptime(v.replace("-", ""), "%Y%m%d").timestamp()
-            except ValueError:
-                self.fail(f"{value!r} is not a date", param, ctx)
-        self.fail(
-            f"expected YYYY-MM-DD, YYYYMMDD or a duration like 12h or 7d, got {value!r}",
-            param,
-            ctx,
-        )
+        try:
+            return parse_since(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 SINCE = Since()
@@ -463,7 +449,7 @@ def _rebuilt(res: dict[str, Any]) -> None:
 @click.option(
     "--by",
     "by",
-    type=click.Choice(["session", "day", "model", "project", "block"]),
+    type=click.Choice(BY),
     default="day",
     show_default=True,
     help="Rows per day, session or 5-hour billing block (in time order, blocks as `ccusage "
@@ -478,38 +464,11 @@ def _rebuilt(res: dict[str, Any]) -> None:
 @click.pass_context
 def report(
     ctx: click.Context, by: str, since: float | None, as_json: bool, state_dir: str | None
-) -> None:
+) -> int:
     """Usage and cost tables from the state (the daemon need not run)."""
-    import sqlite3
+    from ccotel.report import run
 
-    from ccotel import report as rep
-    from ccotel.projects import project_labeler
-    from ccotel.state import DB_NAME, StateError, connect_readonly
-
-    cfg = _config(ctx, state_dir=state_dir)
-    try:
-        db = connect_readonly(cfg.resolved_state_dir() / DB_NAME)
-    except StateError as exc:
-        _fail(str(exc))
-    except sqlite3.DatabaseError as exc:  # corruption found past the open: same advice
-        _fail(_corrupt(cfg, exc))
-    try:
-        data = rep.build(
-            db,
-            by,
-            since,
-            project_labeler(cfg.project_label if cfg.project_label != "off" else "name"),
-        )
-    except sqlite3.DatabaseError as exc:
-        _fail(_corrupt(cfg, exc))
-    finally:
-        db.close()
-    if as_json:
-        click.echo(json.dumps(rep.rounded(data), indent=2))
-        return
-    rep.render(data)
-    if not data["rows"]:
-        _warn(f"no usage in {cfg.resolved_state_dir()}" + (" in that time" if since else " yet"))
+    return run(ctx.find_root().params.get("config"), by, since, as_json, state_dir)
 
 
 @main.command()

@@ -131,6 +131,8 @@ _FILE_KEYS = PATH_KEYS[2:]
 def default_state_dir(platform: str | None = None) -> Path:
     """platformdirs' user state dir; ``platform`` ("linux", "darwin") previews another OS's."""
     if platform is None:
+        if sys.platform.startswith("linux"):
+            return Path(_xdg("XDG_STATE_HOME", ".local/state"))
         import platformdirs
 
         return Path(platformdirs.user_state_dir(APP))
@@ -141,9 +143,26 @@ def default_state_dir(platform: str | None = None) -> Path:
 
 
 def default_config_file() -> Path:
+    if sys.platform.startswith("linux"):
+        return Path(_xdg("XDG_CONFIG_HOME", ".config")) / "config.toml"
     import platformdirs
 
     return Path(platformdirs.user_config_dir(APP)) / "config.toml"
+
+
+def _xdg(var: str, under_home: str) -> str:
+    """platformdirs' answer on Linux (tests/test_startup.py holds them equal): an absolute
+    $var, else ~/under_home (a relative HOME counts as unset), then /ccotel. Without its
+    imports (tempfile, random, shutil...), which every command would pay for at start."""
+    base = os.environ.get(var, "")
+    if os.path.isabs(base):
+        return os.path.join(base, APP)
+    home = os.environ.get("HOME", "")
+    if not os.path.isabs(home):
+        import pwd
+
+        home = pwd.getpwuid(os.getuid()).pw_dir
+    return os.path.join(home.rstrip("/") or "/", under_home, APP)
 
 
 def parse_addr(value: str, key: str) -> tuple[str, int]:
@@ -226,14 +245,14 @@ def _unalias(data: dict[str, Any], name: Callable[[str], str]) -> Callable[[str]
 
 def _from_env(env: Mapping[str, str], warn: Callable[[str], None]) -> dict[str, Any]:
     """The CCOTEL_* variables, as strings (lists split on commas); msgspec parses them."""
-    import difflib
-
     out: dict[str, Any] = {}
     names = {env_name(k): k for k in keys()}
     for var, value in env.items():
         key = names.get(var)
         if key is None:
             if var.startswith("CCOTEL_") and var not in OTHER_VARIABLES:
+                import difflib
+
                 close = difflib.get_close_matches(var, list(names), n=1, cutoff=0.85)
                 if close:
                     warn(f"{var} is not a ccotel setting; did you mean {close[0]}?")

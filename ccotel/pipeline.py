@@ -166,11 +166,26 @@ class Ingest:
                 self.unreadable.add(exc.filename)
                 log.warning("cannot read folder", path=exc.filename, error=exc.strerror)
 
-    def scan(self) -> list[str]:
-        """Stat every transcript: the ones with bytes to read; forget the deleted."""
+    def scan(self, full: bool = True) -> list[str]:
+        """Stat every transcript: the ones with bytes to read; forget the deleted. Not
+        ``full``: only the new ones, the links, and those of folders that changed (the
+        daemon's rescan while file events arrive: an append to a known file is an event's to
+        tell)."""
         present = self.all_files()
-        todo, self._pending = [], {}
-        for path in present:
+        walker = self._walker
+        if not full and not walker.relisted and not walker.links:
+            return []  # no folder changed: no file came or went, the pending bytes stay
+        todo, before, self._pending = [], self._pending, {}
+        stat = present
+        if not full:
+            changed, stat = walker.relisted, []
+            for path in present:
+                if (self._cursor(path) is None or path in walker.links
+                        or os.path.dirname(path) in changed):  # fmt: skip
+                    stat.append(path)
+                elif path in before:  # as the last full scan (or a read since) left it
+                    self._pending[path] = before[path]
+        for path in stat:
             try:
                 st = os.stat(path)
             except OSError:

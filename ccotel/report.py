@@ -8,6 +8,7 @@ latest next to the total); models and projects by cost, the largest first.
 from __future__ import annotations
 
 import sqlite3
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -16,6 +17,84 @@ from ccotel.state import queries
 
 _COLS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cost_usd")
 COST_DECIMALS = 10  # per-token prices go down to ~1e-8 USD; beyond this is float noise
+
+
+BY = ("session", "day", "model", "project", "block")
+EXIT_CONFIG = 2
+
+
+def parse_since(value: str) -> float:
+    """A point in time: YYYY-MM-DD or YYYYMMDD (local midnight), or a duration ago (90m, 12h,
+    7d, 2w), as epoch seconds: the one parser of every --since. ValueError says what is
+    wrong."""
+    import re
+    import time
+
+    v = str(value).strip()
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhdw])", v)
+    if m:
+        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}[m.group(2)]
+        return time.time() - float(m.group(1)) * unit
+    if re.fullmatch(r"\d{4}-?\d{2}-?\d{2}", v):
+        try:
+            return datetime.strptime(v.replace("-", ""), "%Y%m%d").timestamp()
+        except ValueError:
+            raise ValueError(f"{value!r} is not a date") from None
+    raise ValueError(f"expected YYYY-MM-DD, YYYYMMDD or a duration like 12h or 7d, got {value!r}")
+
+
+def run(config: str | None, by: str, since: float | None, as_json: bool,
+        state_dir: str | None) -> int:  # fmt: skip
+    """`ccotel report`: the command's whole body, without click (ccotel.entry runs it
+    directly for a plain command line; ccotel.cli for the rest). Returns the exit code."""
+    from pathlib import Path
+
+    from ccotel.config import ConfigError, load
+    from ccotel.projects import project_labeler
+    from ccotel.state import DB_NAME, StateError, connect_readonly, db_error_message
+
+    try:
+        cfg = load(Path(config) if config else None,
+                   flags={"state_dir": state_dir} if state_dir is not None else {})  # fmt: skip
+    except ConfigError as exc:
+        return _fail(f"configuration error: {exc}", EXIT_CONFIG)
+    path = cfg.resolved_state_dir() / DB_NAME
+    try:
+        db = connect_readonly(path)
+    except StateError as exc:
+        return _fail(str(exc))
+    except sqlite3.DatabaseError as exc:  # corruption found past the open: same advice
+        return _fail(db_error_message(path, exc))
+    try:
+        label = project_labeler(cfg.project_label if cfg.project_label != "off" else "name")
+        data = build(db, by, since, label)
+    except sqlite3.DatabaseError as exc:
+        return _fail(db_error_message(path, exc))
+    finally:
+        db.close()
+    if as_json:
+        import json
+
+        sys.stdout.write(json.dumps(rounded(data), indent=2) + "\n")
+        sys.stdout.flush()
+        return 0
+    render(data)
+    if not data["rows"]:
+        _say(
+            f"warning: no usage in {cfg.resolved_state_dir()}"
+            + (" in that time" if since else " yet")
+        )
+    return 0
+
+
+def _say(msg: str) -> None:
+    sys.stderr.write(f"ccotel: {msg}\n")
+    sys.stderr.flush()
+
+
+def _fail(msg: str, code: int = 1) -> int:
+    _say(msg)
+    return code
 
 
 def _empty() -> dict[str, Any]:

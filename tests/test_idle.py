@@ -113,6 +113,27 @@ def test_text_exposition_equals_the_library_byte_for_byte(tmp_path):
     body = text.render(reg)
     assert body == generate_latest(reg) and b"} 7.25\n" in body
 
+    # A merge that moves one (model, project) row: only that row's samples (5 token types,
+    # cost, requests, web searches) are looked up or formatted again; the other rows' sample
+    # objects are the collector's from before, their lines reused as they are.
+    looked: list[str] = []
+
+    class Looked(dict):
+        def get(self, key, default=None):
+            looked.append(key[0])
+            return super().get(key, default)
+
+    text._lines = Looked(text._lines)
+    totals.usage[key] = UsageSums(101, 102, 103, 104, 105, 106, 107, 108.5, 0)
+    totals.version += 1
+    body = text.render(reg)
+    assert body == generate_latest(reg) and b"} 108.5\n" in body
+    usage = ("ccotel_tokens", "ccotel_cost", "ccotel_requests", "ccotel_web")
+    assert sorted(n for n in looked if n.startswith(usage)) == sorted(
+        ["ccotel_tokens_total"] * 5
+        + ["ccotel_cost_usd_total", "ccotel_requests_total", "ccotel_web_search_requests_total"]
+    )
+
 
 def test_statusline_worker_sleeps_until_there_is_work(tmp_path):
     """The plan/blocks worker has no timer while idle; plan rows a failed write kept bring it

@@ -136,3 +136,138 @@ def test_rescan_finds_missed_appends_truncations_new_and_deleted_files(tmp_path)
     ing.scan()
     assert main in ing.acct.batch.forgotten
     store.close()
+
+
+def test_a_light_rescan_finds_new_files_and_changed_folders_and_a_full_one_every_append(tmp_path):
+    """scan(full=False), the daemon's rescan while file events cover the roots: a stat per
+    folder, and per file only for new files and the files of folders that changed. An append
+    no event told of waits for the next full scan."""
+    root, proj, sub = tree(tmp_path)
+    store = Store(tmp_path / "state")
+    ing = Ingest(Config(), store, [root], lambda: NOW)
+    main, agent = str(proj / f"{SID}.jsonl"), str(sub / "agent-a1.jsonl")
+    assert sorted(ing.scan(full=False)) == sorted([main, agent])  # no cursors yet
+    for p in ing.scan():
+        ing.ingest(p)
+    assert ing.flush() and ing.scan(full=False) == []
+    age(proj, sub)
+    ing.scan()  # the folders are trusted from cache now
+
+    with open(main, "a") as f:  # an append no event told of, in a folder that did not change
+        f.write(assistant("msg_3", "req_3") + "\n")
+    assert ing.scan(full=False) == []
+    assert ing.totals.pending_bytes == 0
+    assert ing.scan() == [main] and ing.totals.pending_bytes > 0  # the full scan finds it
+    assert ing.scan(full=False) == [] and ing.totals.pending_bytes > 0  # still pending
+
+    late = proj / "late.jsonl"  # a new file: its folder's mtime moved
+    late.write_text(assistant("msg_4", "req_4") + "\n")
+    assert sorted(ing.scan(full=False)) == sorted([main, str(late)])  # its folder changed
+    os.replace(late, sub / "agent-b2.jsonl")  # renamed: gone here, new there
+    assert str(sub / "agent-b2.jsonl") in ing.scan(full=False)
+    os.remove(agent)
+    os.utime(sub, (OLD, OLD))  # a folder whose mtime went back: its inode and ctime moved
+    ing.scan(full=False)
+    assert agent in ing.acct.batch.forgotten
+
+    # A link to a transcript elsewhere: no event on its folder tells of an append to the
+    # target, so every light rescan stats it.
+    elsewhere = tmp_path / "elsewhere.jsonl"
+    elsewhere.write_text(assistant("msg_5", "req_5") + "\n")
+    linked = proj / "linked.jsonl"
+    linked.symlink_to(elsewhere)
+    todo = ing.scan()
+    assert str(linked) in todo
+    for path in todo:
+        ing.ingest(path)
+    assert ing.flush()
+    age(proj, sub)
+    ing.scan()
+    assert ing.scan(full=False) == []
+    with open(elsewhere, "a") as f:
+        f.write(assistant("msg_6", "req_6") + "\n")
+    assert ing.scan(full=False) == [str(linked)]
+    store.close()
+
+
+def test_watcher_reports_lost_events_and_whether_it_covers_every_root(tmp_path):
+    """watchdog rebuilds its watches after the kernel's queue overflowed without telling a
+    handler; its warning is what asks the daemon for a full rescan. A root whose projects
+    folder does not exist yet is watched from its parent: not complete."""
+    import logging
+
+    from ccotel.sources import FULL_RESCAN, Watcher
+
+    root, _proj, _sub = tree(tmp_path)
+    missing = tmp_path / "other"
+    got: list[str] = []
+    w = Watcher([root, missing], got.append)
+    w.start()
+    try:
+        assert not w.complete
+        (missing / "projects").mkdir(parents=True)
+        assert w.refresh() and w.complete
+        logging.getLogger("watchdog.observers.inotify_c").warning(
+            "Inotify queue overflowed; filesystem events were lost"
+        )
+        assert FULL_RESCAN in got
+    finally:
+        w.stop()
+    assert not w.complete  # a stopped observer tells of nothing
+    got.clear()
+    logging.getLogger("watchdog.observers.inotify_c").warning("Inotify queue overflowed")
+    assert got == []  # a stopped watcher's filter is gone
+
+
+def test_the_daemon_finds_an_append_its_watcher_missed(tmp_path, monkeypatch):
+    """The rescan is the safety net: events for one transcript are dropped (as an overflow
+    or an unwatched mount would), and its append is still counted, by a full rescan (every
+    FULL_RESCAN_EVERY rescans); a new file no event told of is found by the next rescan."""
+    import threading
+
+    from ccotel import app
+    from ccotel.sources import watch
+    from tests.test_traces import cfg_for
+
+    root, proj, _sub = tree(tmp_path)
+    main = str(proj / f"{SID}.jsonl")
+    real = watch._Handler.on_any_event
+
+    def deaf(self, event):  # the watcher misses everything in the project folder
+        if not str(event.src_path).startswith(str(proj)):
+            real(self, event)
+
+    monkeypatch.setattr(watch._Handler, "on_any_event", deaf)
+    scans: list[bool] = []
+    real_scan = app.Ingest.scan
+    monkeypatch.setattr(
+        app.Ingest, "scan", lambda self, full=True: scans.append(full) or real_scan(self, full)
+    )
+    cfg = cfg_for(root, tmp_path / "state", http_addr="127.0.0.1:0", rescan_interval=0.1, web=False)
+    d = app.Daemon(cfg)
+    t = threading.Thread(target=d.run)
+    t.start()
+
+    def lines() -> float:
+        return d.ingest.totals.counters.get("lines", 0)
+
+    def wait_for(n: float) -> None:
+        deadline = time.monotonic() + 60
+        while lines() < n:
+            assert time.monotonic() < deadline, (lines(), n)
+            time.sleep(0.02)
+
+    try:
+        assert d.ready.wait(30)
+        assert d.watcher is not None and d.watcher.complete
+        wait_for(2)
+        with open(main, "a") as f:
+            f.write(assistant("msg_3", "req_3") + "\n")
+        wait_for(3)
+        assert False in scans and True in scans[1:]  # light rescans, and a full one found it
+        (proj / "late.jsonl").write_text(assistant("msg_4", "req_4") + "\n")
+        wait_for(4)
+    finally:
+        d.stop()
+        t.join(30)
+    assert not t.is_alive()

@@ -15,6 +15,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import Metric
 
 _MAX_LINES = 50_000  # remembered sample lines; past it the memory starts over
+_MAX_FAMILIES = 1000  # family names whose sample objects are remembered
 _OM_SUFFIXES = ("_created", "_gsum", "_gcount")
 _TYPES = {"counter": ("_total", "counter"), "info": ("_info", "gauge"),
           "stateset": ("", "gauge"), "gaugehistogram": ("", "histogram"),
@@ -28,6 +29,9 @@ class TextExposition:
     def __init__(self) -> None:
         self._lines: dict[tuple[Any, ...], str] = {}
         self._blocks: dict[int, tuple[Metric, str]] = {}  # id -> (the family, its text)
+        # per family name, the sample objects of its last text: a family made again that
+        # reuses most of them (the collector's usage rows) formats only the new ones
+        self._samples: dict[str, dict[int, tuple[Any, str]]] = {}
         self._one = _line_renderer()
 
     def render(self, registry: CollectorRegistry) -> bytes:
@@ -60,17 +64,27 @@ class TextExposition:
         doc = metric.documentation.replace("\\", r"\\").replace("\n", r"\n")
         out = [f"# HELP {mname} {doc}\n# TYPE {mname} {mtype}\n"]
         om: dict[str, list[str]] = {}
+        om_names = {metric.name + sfx: sfx for sfx in _OM_SUFFIXES}
+        before = self._samples.get(mname, {})
+        seen: dict[int, tuple[Any, str]] = {}
         for s in metric.samples:
-            key = (s.name, tuple(s.labels.items()), s.value, s.timestamp)
-            line = lines.get(key)
-            if line is None:
-                line = lines[key] = one(s)
-            for sfx in _OM_SUFFIXES:
-                if s.name == metric.name + sfx:
-                    om.setdefault(sfx, []).append(line)
-                    break
+            hit = before.get(id(s))
+            if hit is not None and hit[0] is s:
+                seen[id(s)] = hit
+                line = hit[1]
             else:
+                key = (s.name, tuple(s.labels.items()), s.value, s.timestamp)
+                known = lines.get(key)
+                line = lines[key] = one(s) if known is None else known
+                seen[id(s)] = (s, line)
+            sfx = om_names.get(s.name)
+            if sfx is None:
                 out.append(line)
+            else:
+                om.setdefault(sfx, []).append(line)
+        if len(self._samples) > _MAX_FAMILIES:
+            self._samples.clear()
+        self._samples[mname] = seen
         for sfx, sample_lines in sorted(om.items()):
             out.append(f"# HELP {metric.name}{sfx} {doc}\n")
             out.append(f"# TYPE {metric.name}{sfx} gauge\n")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from copy import copy
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -52,6 +52,9 @@ class TotalsCollector:
         self._tools_made: tuple[object, list[Metric]] | None = None
         # the usage families (most of a scrape) of the last Totals.version collected
         self._usage_made: tuple[int, list[Metric]] | None = None
+        self._usage_rows: dict[
+            tuple[str, str], tuple[UsageSums, CostExemplar | None, list[list[Any]]]
+        ] = {}
 
     def project(self, cwd: str) -> str:
         """The project label, or "other" for a project beyond max_projects."""
@@ -171,25 +174,6 @@ class TotalsCollector:
         usage: dict[tuple[str, str], UsageSums],
         exemplars: dict[tuple[str, str], CostExemplar],
     ) -> Iterator[Metric]:
-        tokens = CounterMetricFamily(
-            "ccotel_tokens",
-            "Tokens of de-duplicated API responses",
-            labels=["model", "type", "project"],
-        )
-        cost = CounterMetricFamily(
-            "ccotel_cost_usd",
-            "Cost of de-duplicated API responses, USD",
-            labels=["model", "project"],
-        )
-        reqs = CounterMetricFamily(
-            "ccotel_requests", "De-duplicated API responses", labels=["model", "project"]
-        )
-        web = CounterMetricFamily(
-            "ccotel_web_search_requests", "Web search requests", labels=["model", "project"]
-        )
-        unpriced = CounterMetricFamily(
-            "ccotel_unpriced_tokens", "Tokens of models without a price", labels=["model"]
-        )
         merged: dict[tuple[str, str], UsageSums] = {}
         unp: dict[str, float] = {}
         for (model, cwd), v in usage.items():
@@ -204,17 +188,25 @@ class TotalsCollector:
             key = (model, self.project(cwd))
             if key not in latest or ex.ts > latest[key].ts:
                 latest[key] = ex
-        for (model, proj), v in sorted(merged.items()):
-            for typ, n in zip(TOKEN_TYPES, (v.input, v.output, v.cache_read, v.cw5m, v.cw1h),
-                              strict=True):  # fmt: skip
-                tokens.add_metric([model, typ, proj], n)
-            last = latest.get((model, proj))
-            cost.add_metric([model, proj], v.cost, exemplar=exemplar(last) if last else None)
-            reqs.add_metric([model, proj], v.requests)
-            web.add_metric([model, proj], v.web_search)
+        # A row (model, project) whose sums and exemplar are as last time keeps its sample
+        # objects: an append makes the samples of the rows it moved, and the exposition
+        # formats only those again (ccotel.server.exposition).
+        rows: dict[tuple[str, str], tuple[UsageSums, CostExemplar | None, list[list[Any]]]] = {}
+        for key, v in sorted(merged.items()):
+            last = latest.get(key)
+            hit = self._usage_rows.get(key)
+            if hit is None or hit[0] != v or hit[1] != last:
+                fams = _usage_families()
+                _usage_row(fams, key, v, last)
+                hit = (v, last, [f.samples for f in fams[:4]])
+            rows[key] = hit
+        self._usage_rows = rows
+        families = _usage_families()
+        for i, family in enumerate(families[:4]):
+            family.samples = [s for _v, _last, samples in rows.values() for s in samples[i]]
         for model, n in sorted(unp.items()):
-            unpriced.add_metric([model], n)
-        yield from (tokens, cost, reqs, web, unpriced)
+            families[4].add_metric([model], n)
+        yield from families
 
     def _tool_families(self, tools: dict[tuple[str, str, str], ToolAgg]) -> list[Metric]:
         # ToolAgg values are replaced, never changed in place, and compare by value
@@ -251,6 +243,34 @@ class TotalsCollector:
             hist.add_metric([tool], cum, dur)
         yield calls
         yield hist
+
+
+def _usage_families() -> tuple[CounterMetricFamily, ...]:
+    """The usage families, empty: tokens, cost, requests, web searches, unpriced tokens."""
+    return (
+        CounterMetricFamily("ccotel_tokens", "Tokens of de-duplicated API responses",
+                            labels=["model", "type", "project"]),
+        CounterMetricFamily("ccotel_cost_usd", "Cost of de-duplicated API responses, USD",
+                            labels=["model", "project"]),
+        CounterMetricFamily("ccotel_requests", "De-duplicated API responses",
+                            labels=["model", "project"]),
+        CounterMetricFamily("ccotel_web_search_requests", "Web search requests",
+                            labels=["model", "project"]),
+        CounterMetricFamily("ccotel_unpriced_tokens", "Tokens of models without a price",
+                            labels=["model"]),
+    )  # fmt: skip
+
+
+def _usage_row(fams: tuple[CounterMetricFamily, ...], key: tuple[str, str], v: UsageSums,
+               last: CostExemplar | None) -> None:  # fmt: skip
+    """One (model, project)'s samples, added to the usage families."""
+    tokens, cost, reqs, web = fams[:4]
+    model, proj = key
+    for typ, n in zip(TOKEN_TYPES, (v.input, v.output, v.cache_read, v.cw5m, v.cw1h), strict=True):
+        tokens.add_metric([model, typ, proj], n)
+    cost.add_metric([model, proj], v.cost, exemplar=exemplar(last) if last else None)
+    reqs.add_metric([model, proj], v.requests)
+    web.add_metric([model, proj], v.web_search)
 
 
 _Family = TypeVar("_Family", CounterMetricFamily, GaugeMetricFamily)

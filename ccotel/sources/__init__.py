@@ -38,10 +38,11 @@ from ccotel.sources.tail import (
 )
 
 if TYPE_CHECKING:
-    from ccotel.sources.watch import RESCAN, Watcher
+    from ccotel.sources.watch import FULL_RESCAN, RESCAN, Watcher
 
 __all__ = [
     "CHUNK",
+    "FULL_RESCAN",
     "RESCAN",
     "Chunk",
     "NotAFile",
@@ -63,4 +64,4 @@ __all__ = [
     "transcript_files",
 ]
 
-__getattr__ = loader(__name__, {"RESCAN": "watch", "Watcher": "watch"})
+__getattr__ = loader(__name__, {"FULL_RESCAN": "watch", "RESCAN": "watch", "Watcher": "watch"})

@@ -39,17 +39,23 @@ class TreeWalker:
     """``transcript_files`` for a rescan: a folder is listed again only when its mtime, ctime
     (a chmod) or inode moved since it was last listed, so a rescan of an unchanged tree costs
     one stat per folder. A folder whose mtime was within SETTLE seconds of its listing is listed
-    again next time (a coarse-mtime filesystem could hide a change made in that second)."""
+    again next time (a coarse-mtime filesystem could hide a change made in that second).
+    ``relisted``: the folders the last call listed (files were added, removed or renamed in
+    them since the call before); ``links``: the files found that are links (an event on the
+    folder does not tell of an append to a link's target)."""
 
     SETTLE = 2.0
 
     def __init__(self) -> None:
-        # folder -> ((dev, ino, mtime_ns, ctime_ns), its subfolders to walk, its .jsonl files)
-        self._dirs: dict[str, tuple[tuple[int, ...], list[str], list[str]]] = {}
+        # folder -> ((dev, ino, mtime_ns, ctime_ns), subfolders to walk, .jsonl files, links)
+        self._dirs: dict[str, tuple[tuple[int, ...], list[str], list[str], list[str]]] = {}
+        self.relisted: set[str] = set()
+        self.links: set[str] = set()
 
     def files(self, roots: list[Path], on_error: Callable[[OSError], object]) -> list[str]:
         out: list[str] = []
-        listed: dict[str, tuple[tuple[int, ...], list[str], list[str]]] = {}
+        listed: dict[str, tuple[tuple[int, ...], list[str], list[str], list[str]]] = {}
+        self.relisted, self.links = set(), set()
         stack = [str(projects_dir(r)) for r in reversed(roots)]
         while stack:
             top = stack.pop()
@@ -68,18 +74,24 @@ class TreeWalker:
                     continue
                 settled = st.st_mtime_ns < (time.time() - self.SETTLE) * 1e9
                 entry = (stamp if settled else (), *got)
+                self.relisted.add(top)
             listed[top] = entry
             out.extend(entry[2])
+            self.links.update(entry[3])
             stack.extend(reversed(entry[1]))
         self._dirs = listed
         return out
 
 
-def _list(top: str, on_error: Callable[[OSError], object]) -> tuple[list[str], list[str]] | None:
-    """A folder's subfolders to walk into (not links to folders) and its *.jsonl regular files
-    (a link to a file counts as the file); None when it cannot be read."""
+def _list(
+    top: str, on_error: Callable[[OSError], object]
+) -> tuple[list[str], list[str], list[str]] | None:
+    """A folder's subfolders to walk into (not links to folders), its *.jsonl regular files
+    (a link to a file counts as the file), and which of those are links; None when it cannot
+    be read."""
     dirs: list[str] = []
     files: list[str] = []
+    links: list[str] = []
     try:
         with os.scandir(top) as it:
             entries = list(it)
@@ -92,9 +104,11 @@ def _list(top: str, on_error: Callable[[OSError], object]) -> tuple[list[str], l
                 dirs.append(e.path)
             elif e.name.endswith(".jsonl") and e.is_file():
                 files.append(e.path)
+                if e.is_symlink():
+                    links.append(e.path)
         except OSError:  # gone meanwhile, or a link that cannot be followed
             continue
-    return dirs, files
+    return dirs, files, links
 
 
 class TranscriptPath(NamedTuple):

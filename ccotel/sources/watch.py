@@ -8,6 +8,7 @@ do not exist yet are watched from their parent until they appear.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +22,22 @@ from ccotel.sources.discovery import projects_dir
 log = structlog.get_logger()
 
 RESCAN = "<rescan>"  # a directory appeared or vanished: walk again
+FULL_RESCAN = "<full rescan>"  # events were lost (the kernel's queue overflowed): stat all
+_INOTIFY_LOG = "watchdog.observers.inotify_c"  # where watchdog says the queue overflowed
+
+
+class _Overflow(logging.Filter):
+    """Sees watchdog's warning that the kernel dropped events (inotify's queue overflowed:
+    watchdog rebuilds its watches but tells no handler); lets the record through."""
+
+    def __init__(self, notify: Callable[[str], None]):
+        super().__init__()
+        self.notify = notify
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "overflow" in str(record.msg).lower():
+            self.notify(FULL_RESCAN)
+        return True
 
 
 class _Handler(FileSystemEventHandler):
@@ -48,6 +65,16 @@ class Watcher:
         self.handler = _Handler(notify)
         self._started = False
         self._watches: dict[Path, ObservedWatch] = {}
+        self._recursive: set[Path] = set()  # the roots' projects folders, watched with all below
+        self._overflow = _Overflow(notify)
+        logging.getLogger(_INOTIFY_LOG).addFilter(self._overflow)
+
+    @property
+    def complete(self) -> bool:
+        """Every root's projects folder is watched with everything below it: events tell of
+        each append, and a rescan need only look for new files (``Ingest.scan(full=False)``)."""
+        return (self._started and self.observer.is_alive()
+                and all(projects_dir(r) in self._recursive for r in self.roots))  # fmt: skip
 
     def start(self) -> None:
         self.refresh()
@@ -73,6 +100,7 @@ class Watcher:
                 wanted.setdefault(parent, False)
         for path in list(self._watches):
             if path not in wanted or not path.is_dir():
+                self._recursive.discard(path)
                 with contextlib.suppress(KeyError, ValueError):
                     self.observer.unschedule(self._watches.pop(path))
         for path, recursive in wanted.items():
@@ -82,6 +110,8 @@ class Watcher:
                 self._watches[path] = self.observer.schedule(
                     self.handler, str(path), recursive=recursive
                 )
+                if recursive:
+                    self._recursive.add(path)
             except OSError as exc:
                 log.warning(
                     "cannot watch folder; the periodic rescan covers it",
@@ -91,6 +121,7 @@ class Watcher:
         return set(self._watches) != before
 
     def stop(self) -> None:
+        logging.getLogger(_INOTIFY_LOG).removeFilter(self._overflow)
         self.observer.stop()
         if self._started:
             self.observer.join(timeout=5)

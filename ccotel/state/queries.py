@@ -14,8 +14,6 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
-from ccotel.sources import flat_sessions, is_flat_agent
-
 USAGE_SUMS = "SUM(input), SUM(output), SUM(cache_read), SUM(cw5m + cw1h), SUM(requests), SUM(cost)"
 CHUNK = 500  # ids per IN (...) list
 
@@ -283,6 +281,8 @@ def files_of(db: sqlite3.Connection, sid: str) -> list[tuple[str, int, int, int]
     """(path, dev, ino, offset read) of a session's files: its transcript, its subagents', and
     the legacy flat agent-*.jsonl beside it whose lines name it (discovery.session_of and
     discovery.flat_sessions: the answers accounting and the traces go by)."""
+    from ccotel.sources import flat_sessions, is_flat_agent  # not for `ccotel report`
+
     rows = db.execute(
         "SELECT path, dev, ino, offset FROM files WHERE path LIKE ? ESCAPE '\\' OR path LIKE ? ESCAPE '\\'",
         (f"%/{_like(sid)}.jsonl", f"%/{_like(sid)}/subagents/%"),
