@@ -17,16 +17,16 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import msgspec
-import structlog
 
 from ccotel.batch import Batch, Interval, Response, SessionInfo, ToolAgg, ToolCall
 from ccotel.digest import Digest, UsageEntry, rank
 from ccotel.keys import h64
+from ccotel.log import get_logger
 from ccotel.pricing import PriceTable
 from ccotel.records import Usage
 from ccotel.state import OutcomeLedger, Store, seen
 
-log = structlog.get_logger()
+log = get_logger()
 
 TOOL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 _CACHE = 20_000

@@ -362,7 +362,8 @@ def backfill(
     """Ingest everything not yet ingested into the state, then exit."""
     import sqlite3
 
-    from ccotel import app, log
+    from ccotel import backfill as oneshot
+    from ccotel import log
     from ccotel.otlp import ExportError
     from ccotel.state import StateError
 
@@ -383,7 +384,7 @@ def backfill(
 
             with Progress(transient=True) as bar:
                 task = bar.add_task("backfill", total=None)
-                res = app.backfill(
+                res = oneshot.backfill(
                     cfg,
                     progress=lambda n: bar.advance(task, n),
                     on_total=lambda n: bar.update(task, total=n),
@@ -393,7 +394,7 @@ def backfill(
                     force=force,
                 )
         else:
-            res = app.backfill(
+            res = oneshot.backfill(
                 cfg, traces=export_traces, since=since_ts, rebuild=rebuild, force=force
             )
     except StateError as exc:

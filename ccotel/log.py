@@ -4,9 +4,29 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
-import structlog
+
+def _structlog() -> Any:
+    """structlog without rich: its console renderer imports rich (when installed) only to
+    pretty-print tracebacks, which ccotel prints plainly, and that import costs every start
+    ~65 ms (a fifth of a backfill's imports). Commands that draw with rich import it later."""
+    if "structlog" in sys.modules or "rich" in sys.modules:
+        import structlog
+    else:
+        sys.modules["rich"] = None  # type: ignore[assignment]  # import rich -> ImportError
+        try:
+            import structlog
+        finally:
+            del sys.modules["rich"]
+    return structlog
+
+
+structlog = _structlog()
+
+
+def get_logger() -> Any:
+    return structlog.get_logger()
 
 
 def setup(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:

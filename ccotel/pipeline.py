@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-import structlog
 
 from ccotel.accounting import Accountant, FileContext
 from ccotel.batch import Batch, FileCursor
 from ccotel.config import Config
 from ccotel.digest import Digest, digest
+from ccotel.log import get_logger
 from ccotel.pricing import PriceTable
 from ccotel.records import decode
 from ccotel.sources import CHUNK, Chunk, NotAFile, TreeWalker, read_new, session_of
@@ -36,7 +36,7 @@ from ccotel.totals import KEEP_SPEND, Totals
 if TYPE_CHECKING:
     from ccotel.live import LiveBoard
 
-log = structlog.get_logger()
+log = get_logger()
 
 _ERRORS_LOGGED_PER_FILE = 5
 BATCH_LINES = 50_000  # a commit at least every this many lines

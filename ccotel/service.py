@@ -654,7 +654,7 @@ def _context(platform: str | None, home: str | None) -> Context:
     except ServiceError as exc:
         raise click.ClickException(str(exc)) from None
     config_file = click_ctx.find_root().params.get("config")
-    from ccotel.app import roots_of
+    from ccotel.backfill import roots_of
     from ccotel.config import default_config_file
 
     environment = service_environment(plat, os.environ, config_file)

@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-import structlog
 
 from ccotel.digest import rank
 from ccotel.live.state import (
@@ -50,6 +49,7 @@ from ccotel.live.state import (
     assistant_kind,
     user_kind,
 )
+from ccotel.log import get_logger
 from ccotel.records import Record, Usage, decode, response_key
 from ccotel.sources import agent_of, session_of
 from ccotel.totals import ACTIVE_SECONDS
@@ -57,7 +57,7 @@ from ccotel.totals import ACTIVE_SECONDS
 if TYPE_CHECKING:
     from ccotel.statusline import Reports
 
-log = structlog.get_logger()
+log = get_logger()
 
 DEFAULT_WINDOW = 7200.0
 RATE_SECONDS = 900.0  # cost per hour over the last 15 minutes

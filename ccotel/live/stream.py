@@ -26,9 +26,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import structlog
+from ccotel.log import get_logger
 
-log = structlog.get_logger()
+log = get_logger()
 
 MAX_CLIENTS = 32
 TICK = 1.0

@@ -26,10 +26,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import structlog
 from prometheus_client.core import Metric
 
-log = structlog.get_logger()
+from ccotel.log import get_logger
+
+log = get_logger()
 
 PUSH_STATE = "push_state.json"
 OTHER = "other"

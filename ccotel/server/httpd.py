@@ -36,16 +36,16 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import PurePath
 from typing import Any
 
-import structlog
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder, generate_latest
 
 from ccotel.config import ConfigError
+from ccotel.log import get_logger
 from ccotel.server.access import ADDR_KEY, HostFilter, check_exposure, host_name, resolve
 from ccotel.server.auth import BasicAuth
 from ccotel.server.exposition import TextExposition
 
-log = structlog.get_logger()
+log = get_logger()
 
 WORKERS = 8  # threads that answer requests (each may hold a read-only SQLite connection)
 QUEUE = 32  # complete requests waiting for a worker; more are closed

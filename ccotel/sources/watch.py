@@ -12,14 +12,14 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-import structlog
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import ObservedWatch
 
+from ccotel.log import get_logger
 from ccotel.sources.discovery import projects_dir
 
-log = structlog.get_logger()
+log = get_logger()
 
 RESCAN = "<rescan>"  # a directory appeared or vanished: walk again
 FULL_RESCAN = "<full rescan>"  # events were lost (the kernel's queue overflowed): stat all

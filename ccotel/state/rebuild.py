@@ -24,15 +24,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
+from ccotel.log import get_logger
 from ccotel.state.readonly import DB_NAME, refuse_newer
 from ccotel.state.store import Store, open_lock
 
 if TYPE_CHECKING:
     from ccotel.config import Config
 
-log = structlog.get_logger()
+log = get_logger()
 
 NEW_NAME = DB_NAME + ".rebuild"
 _SIDE = ("-wal", "-shm", "-journal")

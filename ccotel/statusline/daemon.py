@@ -21,10 +21,10 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import structlog
 from prometheus_client.core import GaugeMetricFamily
 
 from ccotel.blocks_live import LiveBlocks
+from ccotel.log import get_logger
 from ccotel.state import limits as sql
 from ccotel.state import queries
 from ccotel.statusline.plan import (
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from ccotel.config import Config
     from ccotel.totals import Totals
 
-log = structlog.get_logger()
+log = get_logger()
 
 HISTORY_POINTS = 2000
 WORK_EVERY = 1.0  # seconds between the worker's rounds (plan writes, block recomputation)

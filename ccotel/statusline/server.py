@@ -30,9 +30,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import structlog
+from ccotel.log import get_logger
 
-log = structlog.get_logger()
+log = get_logger()
 
 SOCKET_NAME = "statusline.sock"
 MAX_BODY = 256 << 10  # Claude Code sends about 2 KB

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import structlog
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from ccotel.log import get_logger
 from ccotel.otlp import (
     PUSH_STATE,
     REFUSED,
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from ccotel.config import Config
     from ccotel.otlp import Signal, Target
 
-log = structlog.get_logger()
+log = get_logger()
 
 TICK = 5.0  # the shortest pause between passes without file events
 QUIET_PASS = 3600.0  # the longest: a pass at least hourly (the watermark), even with nothing due

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import structlog
 from msgspec.structs import astuple
 
 from ccotel.batch import FileCursor, Response
+from ccotel.log import get_logger
 from ccotel.otlp import MALFORMED, REFUSED, TOO_LARGE, TRANSIENT, ExportError
 from ccotel.records import decode
 from ccotel.sources import agent_of, marker_at, parse_path, read_head, read_lines, session_of
@@ -41,7 +41,7 @@ from ccotel.traces import model
 from ccotel.traces.builder import Builder, FileInfo, Options
 from ccotel.traces.export import SpanSink
 
-log = structlog.get_logger()
+log = get_logger()
 
 DROP_STREAK_MAX = 64  # a collector refusing this many spans in a row, and none accepted, is broken
 _SESSION_RE = re.compile(rb'"sessionId":"([^"]+)"')

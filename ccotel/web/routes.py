@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qs, quote, unquote
 
-import structlog
-
+from ccotel.log import get_logger
 from ccotel.state import DB_NAME, OutcomeTotals, StateError, Store
 from ccotel.state import queries as Q
 from ccotel.traces import Options, ids
@@ -34,7 +33,7 @@ from ccotel.web.waterfall import Waterfalls
 if TYPE_CHECKING:
     from ccotel.live import LiveBoard, Stream
 
-log = structlog.get_logger()
+log = get_logger()
 
 DEFAULT_TRACE_UI = (
     "http://localhost:3000/explore?left="

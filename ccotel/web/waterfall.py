@@ -13,15 +13,14 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import NamedTuple
 
-import structlog
-
 from ccotel.batch import Response
+from ccotel.log import get_logger
 from ccotel.records import decode
 from ccotel.sources import agent_of, read_lines
 from ccotel.traces import Builder, Options, Span, file_info, ids
 from ccotel.web import shape
 
-log = structlog.get_logger()
+log = get_logger()
 
 CACHED_BYTES = 64 << 20  # of span trees as JSON; at least the newest one is kept
 
