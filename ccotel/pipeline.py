@@ -153,6 +153,11 @@ class Ingest:
 
     # --- discovery -----------------------------------------------------------
 
+    @property
+    def folders(self) -> set[tuple[int, int]]:
+        """The (dev, ino) of every folder the last scan walked."""
+        return self._walker.folders
+
     def all_files(self) -> list[str]:
         failed, self._walk_failed = self._walk_failed, set()
         files = self._walker.files(self.roots, self._walk_error)
