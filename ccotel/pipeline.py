@@ -154,8 +154,8 @@ class Ingest:
     # --- discovery -----------------------------------------------------------
 
     @property
-    def folders(self) -> set[tuple[int, int]]:
-        """The (dev, ino) of every folder the last scan walked."""
+    def folders(self) -> set[int]:
+        """The inode numbers of every folder the last scan walked."""
         return self._walker.folders
 
     def all_files(self) -> list[str]:

@@ -79,11 +79,12 @@ class Watcher:
         return (self._started and self.observer.is_alive()
                 and all(projects_dir(r) in self._recursive for r in self.roots))  # fmt: skip
 
-    def covers(self, folders: set[tuple[int, int]]) -> bool:
-        """Every one of these folders (dev, ino) has an inotify watch. watchdog skips a
-        subfolder it cannot watch (the inotify watch limit reached) without a word: appends
-        there send no event, so a rescan must stat every transcript. True where the
-        watches cannot be listed (not inotify)."""
+    def covers(self, folders: set[int]) -> bool:
+        """Every one of these folders (inode numbers) has an inotify watch. watchdog skips a
+        subfolder it cannot watch (the inotify watch limit reached) without a word, and
+        watches a projects folder that is a link as the link (no event from the folder it
+        points to, no watch on a project folder made later): appends there send no event, so
+        a rescan must stat every transcript. True where the watches cannot be listed."""
         watched = inotify_watches()
         if watched is None:
             return True
@@ -91,8 +92,8 @@ class Watcher:
         if missing and not self._missing_told:
             self._missing_told = True
             log.warning(
-                "folders without a file watch (the inotify watch limit, "
-                "fs.inotify.max_user_watches?); every rescan stats every transcript",
+                "folders without a file watch (a linked projects folder, or the inotify "
+                "watch limit: fs.inotify.max_user_watches); every rescan stats every transcript",
                 folders=missing,
             )
         return not missing
@@ -148,14 +149,14 @@ class Watcher:
             self.observer.join(timeout=5)
 
 
-def inotify_watches() -> set[tuple[int, int]] | None:
-    """The (dev, ino) of every folder this process's inotify instances watch, from
+def inotify_watches() -> set[int] | None:
+    """The inode number of every folder this process's inotify instances watch, from
     /proc/self/fdinfo; None where there is none to read (not Linux)."""
     try:
         fds = os.listdir("/proc/self/fd")
     except OSError:
         return None
-    out: set[tuple[int, int]] = set()
+    out: set[int] = set()
     found = False
     for fd in fds:
         try:
@@ -167,9 +168,9 @@ def inotify_watches() -> set[tuple[int, int]] | None:
             continue
         found = True
         for m in _WATCH.finditer(info):
-            sdev = int(m.group(2), 16)  # the kernel's dev_t: major << 20 | minor
-            out.add((os.makedev(sdev >> 20, sdev & 0xFFFFF), int(m.group(1), 16)))
+            out.add(int(m.group(1), 16))
     return out if found else None
 
 
-_WATCH = re.compile(r"^inotify wd:\S+ ino:([0-9a-f]+) sdev:([0-9a-f]+)", re.M)
+# ino only: its sdev is the superblock's, which stat's st_dev is not on btrfs subvolumes
+_WATCH = re.compile(r"^inotify wd:\S+ ino:([0-9a-f]+) ", re.M)
