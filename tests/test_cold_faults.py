@@ -73,3 +73,54 @@ def test_nth_commit_fails_in_a_fill_leaving_the_cold_mode(corpus, tmp_path, monk
         check(state, ccusage_totals(root), lines + body.count(b"\n"), ing.totals)
         shutil.rmtree(state)
         shutil.rmtree(root)
+
+
+def test_the_daemon_s_first_catch_up_then_live_copies_of_old_responses(
+    corpus,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+):
+    """A daemon on an empty state catches up cold, leaves the cold mode (caches of one row:
+    what follows is looked up), then reads appended copies of responses its catch-up
+    committed, its second commit having failed: nothing counted twice."""
+    import threading
+    import time
+
+    from ccotel import app
+    from tests.test_traces import cfg_for as daemon_cfg
+
+    full, _want, lines = corpus
+    root = tmp_path / "claude"
+    shutil.copytree(full, root)
+    monkeypatch.setattr(accounting, "_CACHE", 1)
+    Faults(lambda k: k == 2).install(monkeypatch)
+    cfg = daemon_cfg(root, tmp_path / "state", http_addr="127.0.0.1:0", rescan_interval=0.1,
+                     web=False, traces=False)  # fmt: skip
+    d = app.Daemon(cfg)
+    t = threading.Thread(target=d.run)
+    t.start()
+
+    def wait_for(n: int) -> None:
+        deadline = time.monotonic() + 120
+        while d.ingest.totals.counters.get("lines", 0) < n:
+            assert time.monotonic() < deadline, (d.ingest.totals.counters, n)
+            time.sleep(0.05)
+
+    try:
+        assert d.ready.wait(120)
+        wait_for(lines)
+        assert not d.ingest.acct.cold
+        body = _old_copies(root)
+        extra = root / "projects" / "-home-u-late" / "bbbbbbbb-0000-4000-8000-00000000000b.jsonl"
+        extra.parent.mkdir(parents=True)
+        extra.write_bytes(body[: len(body) // 2])  # a partial line first
+        time.sleep(0.3)
+        with open(extra, "ab") as f:
+            f.write(body[len(body) // 2 :])
+        wait_for(lines + body.count(b"\n"))
+        time.sleep(0.3)
+    finally:
+        d.stop()
+        t.join(30)
+    assert not t.is_alive()
+    check(tmp_path / "state", ccusage_totals(root), lines + body.count(b"\n"), d.ingest.totals)
