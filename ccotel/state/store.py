@@ -151,7 +151,9 @@ class Store:
             if check != "ok":  # damage SQLite sees: refuse it before writing over it
                 raise sqlite3.DatabaseError(f"quick_check: {check.splitlines()[0]}")
             self._migrate()
-            self.restore_indexes()  # a first backfill stopped before it built them
+            # a first backfill stopped before it built them; a full disk: the next backfill
+            with contextlib.suppress(sqlite3.OperationalError):  # (an index only speeds lookups)
+                self.restore_indexes()
         except (
             sqlite3.DatabaseError,
             UnicodeDecodeError,
