@@ -353,6 +353,11 @@ def test_appends_under_a_linked_projects_folder_are_counted(tmp_path, monkeypatc
     root.mkdir()
     (root / "projects").symlink_to(real)
     monkeypatch.setattr(app, "FULL_RESCAN_EVERY", 10**6)  # no scheduled full rescan
+    scans: list[bool] = []
+    real_scan = app.Ingest.scan
+    monkeypatch.setattr(
+        app.Ingest, "scan", lambda self, full=True: scans.append(full) or real_scan(self, full)
+    )
     cfg = cfg_for(root, tmp_path / "state", http_addr="127.0.0.1:0", rescan_interval=0.1, web=False)
     d = app.Daemon(cfg)
     t = threading.Thread(target=d.run)
@@ -372,7 +377,10 @@ def test_appends_under_a_linked_projects_folder_are_counted(tmp_path, monkeypatc
         late.write_text(assistant("msg_2", "req_2") + "\n")
         wait_for(2)  # a new file: the light rescan finds it
         age(late.parent)
-        time.sleep(1)  # rescans list the folder again, settled: trusted from then on
+        seen, deadline = len(scans), time.monotonic() + 30
+        while len(scans) < seen + 3:  # rescans list the folder again, settled: trusted then
+            assert time.monotonic() < deadline and t.is_alive()
+            time.sleep(0.02)
         with open(late, "a") as f:
             f.write(assistant("msg_3", "req_3") + "\n")
         wait_for(3)
