@@ -439,8 +439,8 @@ class Ingest:
         given up after the last pause (``retry`` then stays non-empty). Returns the lines
         committed."""
         start = self.totals.counters.get("lines", 0)
-        if self.acct.cold:
-            self.store.defer_indexes()  # built once, at the end
+        # built once, at the end (and those an open could not build)
+        deferred = (self.acct.cold and self.store.defer_indexes()) or self.store.indexes_missing
         try:
             self._pass(paths, workers, progress)
             stuck = 0
@@ -454,9 +454,10 @@ class Ingest:
                     break
                 sleep(RETRY_DELAYS[stuck])
                 stuck += 1
-        finally:  # those it dropped, or that an open could not build (a full disk then)
-            with contextlib.suppress(sqlite3.Error):  # or when the state is opened next
-                self.store.restore_indexes()
+        finally:
+            if deferred:
+                with contextlib.suppress(sqlite3.Error):  # or when the state is opened next
+                    self.store.restore_indexes()
         return int(self.totals.counters.get("lines", 0) - start)
 
     def _pass(self, paths: list[str], workers: int, progress: Progress | None) -> None:

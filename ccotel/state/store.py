@@ -123,6 +123,7 @@ class Store:
         self._names: dict[str, int] = {}
         self.db: sqlite3.Connection
         self._open = False  # self.db is open
+        self.indexes_missing = False  # deferred indexes the open could not build
         if readonly:
             self.db = connect_readonly(self.path, cache_mib)
             self._open = True
@@ -151,9 +152,10 @@ class Store:
             if check != "ok":  # damage SQLite sees: refuse it before writing over it
                 raise sqlite3.DatabaseError(f"quick_check: {check.splitlines()[0]}")
             self._migrate()
-            # a first backfill stopped before it built them; a full disk: the next backfill
-            with contextlib.suppress(sqlite3.OperationalError):  # (an index only speeds lookups)
+            try:  # a first backfill stopped before it built them
                 self.restore_indexes()
+            except sqlite3.OperationalError:  # a full disk: the next backfill (they only speed
+                self.indexes_missing = True  # lookups up; the state is whole)
         except (
             sqlite3.DatabaseError,
             UnicodeDecodeError,
@@ -382,6 +384,7 @@ class Store:
             with self.tx():
                 for stmt in missing:
                     self.db.execute(stmt)
+        self.indexes_missing = False
 
     def checkpoint(self) -> None:
         """Fold the WAL into the file now (after a catch-up), not in the next small commit."""
