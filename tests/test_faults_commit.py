@@ -62,10 +62,11 @@ class _Breaking:
 
 
 class Faults:
-    """Which state commits fail: ``fail(n)`` for the nth commit (1-based)."""
+    """Which state commits fail: ``fail(n)`` for the nth commit (1-based); ``leave_open``:
+    at COMMIT and at the ROLLBACK after it, leaving the failed transaction open."""
 
-    def __init__(self, fail=lambda n: False):
-        self.fail, self.n, self.failed = fail, 0, 0
+    def __init__(self, fail=lambda n: False, leave_open: bool = False):
+        self.fail, self.n, self.failed, self.leave_open = fail, 0, 0, leave_open
 
     def install(self, monkeypatch) -> Faults:
         orig = Store.commit
@@ -77,7 +78,10 @@ class Faults:
                 return orig(store, b)
             faults.failed += 1
             real = store.db
-            store.db = _Breaking(real, at=1 + faults.n % 16)  # BEGIN, a statement, or COMMIT
+            if faults.leave_open:
+                store.db = _FailingEnd(real, at=0)
+            else:  # BEGIN, a statement, or COMMIT
+                store.db = _Breaking(real, at=1 + faults.n % 16)
             try:
                 return orig(store, b)
             finally:
@@ -177,6 +181,35 @@ def test_failure_lasts_then_clears(corpus, tmp_path, monkeypatch, workers):
     faults.fail = lambda k: False
     ing = backfill(root, tmp_path / "s", workers)
     check(tmp_path / "s", want, lines, ing.totals)
+
+
+@pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "workers"])
+def test_nth_commit_and_its_rollback_fail_after_a_restart(corpus, tmp_path, monkeypatch, workers):
+    """A failed COMMIT whose ROLLBACK fails too leaves the failed batch in an open
+    transaction, visible to the process's own reads until the next commit ends it. After a
+    restart nothing is cached, so accounting looks rows up in the state: the lines read again
+    looked counted already (a response's final copy, a tool's result) and were lost. For
+    every n: half of each file committed, a restart, the rest read with its nth commit
+    failing so."""
+    root, want, lines = corpus
+    data = tmp_path / "data"
+    rounds = _rounds(root, data, 2)
+    next(rounds)
+    backfill(data, tmp_path / "half", workers)
+    next(rounds)
+    faults = Faults(leave_open=True).install(monkeypatch)
+    shutil.copytree(tmp_path / "half", tmp_path / "clean")
+    backfill(data, tmp_path / "clean", workers)
+    commits = faults.n
+    assert commits >= (6 if workers == 1 else 3), commits
+    for n in range(1, commits + 1):
+        faults.fail, faults.n, faults.failed = (lambda k, n=n: k == n), 0, 0
+        state = tmp_path / f"s{n}"
+        shutil.copytree(tmp_path / "half", state)
+        ing = backfill(data, state, workers)
+        assert faults.failed == 1 and not ing.retry
+        check(state, want, lines, ing.totals)
+        shutil.rmtree(state)
 
 
 def test_cli_backfill_reports_a_state_that_stays_unwritable(corpus, tmp_path, monkeypatch):
