@@ -240,27 +240,59 @@ def _rounds(src: Path, dst: Path, parts: int = 3):
         yield r
 
 
-def live(src: Path, tmp: Path, faults: Faults, want: dict, lines: int) -> int:
-    config = tmp / "claude"
-    (config / "projects").mkdir(parents=True)
-    cfg = cfg_for(config, tmp / "state", http_addr="127.0.0.1:0", rescan_interval=0.3)
+STALL = 60  # seconds without a commit while work remains: the daemon stopped, not slow
+
+
+def settle(d: app.Daemon, config: Path) -> None:
+    """Wait until the daemon has committed every byte written under ``config`` (its
+    committed cursors at each file's size, nothing left to retry). Slowness is no failure:
+    it fails only when the daemon makes no commit for STALL seconds while work remains."""
+    ing = d.ingest
+    mark, since = ing.commits, time.monotonic()
+    while True:
+        cursors, retry = dict(ing.cursors), set(ing.retry)
+        behind = {
+            str(p): (p.stat().st_size, c.offset if (c := cursors.get(str(p))) else None)
+            for p in config.rglob("*.jsonl")
+        }
+        behind = {p: v for p, v in behind.items() if v[0] != v[1]}
+        if not behind and not retry:
+            return
+        if ing.commits != mark:
+            mark, since = ing.commits, time.monotonic()
+        elif time.monotonic() - since > STALL:
+            raise AssertionError(
+                f"no commit for {STALL} s with work left: behind={behind} retry={retry} "
+                f"last_error={ing.last_error!r} loop alive={d.ready.is_set()}"
+            )
+        time.sleep(0.02)
+
+
+def start_daemon(config: Path, state: Path, rescan: float) -> tuple[app.Daemon, threading.Thread]:
+    cfg = cfg_for(config, state, http_addr="127.0.0.1:0", rescan_interval=rescan)
     d = app.Daemon(cfg, CLOCK)
     d.ingest.chunk_bytes, d.ingest.batch_lines = CHUNK, BATCH
     t = threading.Thread(target=d.run)
     t.start()
+    return d, t
+
+
+def live(src: Path, tmp: Path, faults: Faults, want: dict, lines: int, phase: str = "live") -> int:
+    """The corpus written in rounds while the daemon runs. ``phase``: "catch-up" writes the
+    first round before the daemon starts (its catch-up commits it); "no-rescan" turns the
+    periodic rescan off (an hour), leaving a failed commit to the retry timer alone."""
+    config = tmp / "claude"
+    (config / "projects").mkdir(parents=True)
+    rounds = _rounds(src, config)
+    if phase == "catch-up":
+        next(rounds)
+    d, t = start_daemon(config, tmp / "state", 3600 if phase == "no-rescan" else 0.3)
     try:
-        assert d.ready.wait(10)
-        for _ in _rounds(src, config):
+        assert d.ready.wait(60)
+        for _ in rounds:
             time.sleep(0.05)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                check(tmp / "state", want, lines)
-                break
-            except AssertionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        settle(d, config)
+        check(tmp / "state", want, lines)
     finally:
         d.stop()
         t.join(30)
@@ -269,19 +301,58 @@ def live(src: Path, tmp: Path, faults: Faults, want: dict, lines: int) -> int:
     return faults.n
 
 
-def test_live_nth_commit_fails_for_every_n(corpus, tmp_path, monkeypatch):
+@pytest.mark.parametrize("phase", ["live", "catch-up", "no-rescan"])
+def test_live_nth_commit_fails_for_every_n(corpus, tmp_path, monkeypatch, phase):
     root, want, lines = corpus
     monkeypatch.setattr(app, "RETRY_FIRST", 0.05)
     faults = Faults().install(monkeypatch)
-    commits = live(root, tmp_path / "clean", faults, want, lines)
+    commits = live(root, tmp_path / "clean", faults, want, lines, phase)
     assert commits >= 10, commits
     hit = 0  # commits a run makes vary with timing: count the runs whose nth one failed
     for n in range(1, commits + 1):
         faults.fail, faults.n, faults.failed = (lambda k, n=n: k == n), 0, 0
-        live(root, tmp_path / f"s{n}", faults, want, lines)
+        live(root, tmp_path / f"s{n}", faults, want, lines, phase)
         assert faults.failed == (faults.n >= n)
         hit += faults.failed
     assert hit >= commits * 2 // 3, (hit, commits)
+
+
+def test_live_retry_not_put_off_by_other_files(corpus, tmp_path, monkeypatch):
+    """A file whose commit failed and that gets no further line (a session that ended) is
+    read again by the retry timer alone when the rescan is far off. Each wake-up for another
+    file's lines pushed that timer back and doubled its pause: while any other session
+    wrote, the file waited, and after, it waited up to the rescan interval (an hour here)."""
+    root, want, lines = corpus
+    monkeypatch.setattr(app, "RETRY_FIRST", 0.05)
+    faults = Faults().install(monkeypatch)
+    config = tmp_path / "claude"
+    files = sorted(root.rglob("*.jsonl"))
+    quiet, busy = files[0], max(files, key=lambda p: p.stat().st_size)
+    copy = {p: config / p.relative_to(root) for p in files}
+    for p in files:  # all but the last lines of the quiet file and the busy one
+        copy[p].parent.mkdir(parents=True, exist_ok=True)
+        data = p.read_bytes().splitlines(keepends=True)
+        copy[p].write_bytes(b"".join(data[: len(data) // 2 if p in (quiet, busy) else None]))
+    d, t = start_daemon(config, tmp_path / "state", 3600)
+    try:
+        assert d.ready.wait(60)
+        faults.fail = lambda k, n=faults.n + 1: k == n  # the next commit: the quiet file's
+        data = quiet.read_bytes().splitlines(keepends=True)
+        with open(copy[quiet], "ab") as f:
+            f.write(b"".join(data[len(data) // 2 :]))
+        while not faults.failed:
+            time.sleep(0.01)
+        data = busy.read_bytes().splitlines(keepends=True)
+        for line in data[len(data) // 2 :]:  # another session goes on writing
+            with open(copy[busy], "ab") as f:
+                f.write(line)
+            time.sleep(0.01)
+        settle(d, config)
+    finally:
+        d.stop()
+        t.join(30)
+    assert faults.failed == 1
+    check(tmp_path / "state", want, lines, d.ingest.totals)
 
 
 def test_live_every_third_then_failing_for_a_while(corpus, tmp_path, monkeypatch):
