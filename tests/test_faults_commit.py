@@ -421,3 +421,24 @@ def test_a_failed_rollback_does_not_wedge_the_state(tmp_path):
         assert not real.in_transaction and store.counters()["lines"] == 7
     finally:
         store.close()
+
+
+def test_a_path_noted_during_a_retry_pause_wakes_the_next_wait():
+    """The catch-up's pauses between retries (Wakeup.sleep) drain the wake-up pipe and keep
+    the paths the watcher noted meanwhile: the loop's first wait then slept until the rescan
+    (60 s by default) with new lines waiting."""
+    from ccotel.wakeup import Wakeup
+
+    wake = Wakeup()
+    try:
+        wake.add("/p/s.jsonl")
+        wake.sleep(0.01)
+        got: list[set[str]] = []
+        t = threading.Thread(target=lambda: got.append(wake.wait(3600)))
+        t.start()
+        t.join(60)
+        assert got == [{"/p/s.jsonl"}]
+    finally:
+        wake.request_stop()
+        t.join()
+        wake.close()
