@@ -442,3 +442,48 @@ def test_a_path_noted_during_a_retry_pause_wakes_the_next_wait():
         wake.request_stop()
         t.join()
         wake.close()
+
+
+class _RollbackFailsFor(_Breaking):
+    """COMMIT fails once; ROLLBACK fails its first ``n`` times (the failed batch stays open)."""
+
+    def __init__(self, db: sqlite3.Connection, n: int):
+        super().__init__(db, at=0)
+        self.commits, self.rollbacks = 1, n
+
+    def _maybe_fail(self, stmt: str) -> None:
+        if stmt == "COMMIT" and self.commits:
+            self.commits -= 1
+            raise sqlite3.OperationalError("disk I/O error (injected)")
+        if stmt == "ROLLBACK" and self.rollbacks:
+            self.rollbacks -= 1
+            raise sqlite3.OperationalError("disk I/O error (injected)")
+
+
+@pytest.mark.parametrize("rollbacks", [1, 3, 5])
+def test_a_batch_left_open_is_never_read_as_counted(tmp_path, rollbacks):
+    """After a restart (nothing cached) a response's final copy is read; its commit fails and
+    the ROLLBACK after it too, for a while: reading again waits until the failed batch is gone
+    (it would see the final copy as counted already), then counts it once."""
+    from tests.lines import assistant
+
+    root = tmp_path / "claude"
+    f = root / "projects" / "-p" / "11111111-2222-3333-4444-555555555555.jsonl"
+    f.parent.mkdir(parents=True)
+    f.write_text(assistant(out=5) + "\n")
+    cfg = cfg_for(root, tmp_path / "s")
+    store = Store(tmp_path / "s")
+    Ingest(cfg, store, [root], CLOCK).backfill([str(f)], 1)
+    store.close()
+    with f.open("a") as fh:
+        fh.write(assistant(out=50) + "\n")  # the same response, its final usage
+    store = Store(tmp_path / "s")
+    try:
+        ing = Ingest(cfg, store, [root], CLOCK)
+        store.db = _RollbackFailsFor(store.db, rollbacks)
+        ing.backfill([str(f)], 1, sleep=lambda s: None)
+        assert not ing.retry and not store.db.rollbacks
+        assert store.query("SELECT sum(output) FROM usage") == [(50,)]
+        assert store.counters()["lines"] == 2
+    finally:
+        store.close()
