@@ -243,7 +243,9 @@ class Daemon:
                 next_scan = time.monotonic() + interval
                 if full:
                     next_full = time.monotonic() + interval * FULL_RESCAN_EVERY
-            if self.ingest.retry and now >= retry_at:
+            waiting = bool(self.ingest.retry)  # files a failed commit (or read) threw away
+            retried = waiting and now >= retry_at
+            if retried:
                 paths |= self.ingest.retry
             for p in sorted(paths):
                 if self.stopping:
@@ -253,7 +255,9 @@ class Daemon:
             self.live.published()
             if flushed and not self.ingest.retry:
                 backoff = RETRY_FIRST
-            elif self.ingest.retry:  # a commit or a read still failing: wait longer each time
+            elif self.ingest.retry and (retried or not waiting):
+                # a retry that failed again waits longer each time; a wake-up for other
+                # files does not put it off (a file with no new lines has only this timer)
                 retry_at = time.monotonic() + backoff
                 backoff = min(backoff * 2, interval)
             if paths:  # new lines for the traces; an idle wake-up leaves them asleep

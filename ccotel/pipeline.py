@@ -320,6 +320,7 @@ class Ingest:
         restarted: bool,
         d: Digest,
     ) -> int:
+        self.store.end_failed()  # no lookup may see a batch that failed
         ctx = self.context(path)
         if restarted:
             log.info(

@@ -139,39 +139,24 @@ def build(
     if by == "block":
         return build_blocks(db, since)
     since_hour = int(since // 3600) if since is not None else None
-    if by == "session":
-        rows = queries.usage_by_session_hour(db)
-    else:  # the sessions summed by SQLite: fewer rows to walk here
-        rows = [("", *r) for r in queries.usage_by_hour(db)]
     totals = _empty()
     groups: dict[str, dict[str, Any]] = {}
-    days: dict[int, str] = {}  # hour -> its local day
     names: dict[str, str] = {}  # cwd -> its project
-    for session, hour, model, cwd, *vals in rows:
-        if since_hour is not None and hour < since_hour:
-            continue
+    for k, model, cwd, first_h, last_h, *vals in queries.usage_grouped(db, by, since_hour):
         proj = names.get(cwd)
         if proj is None:
             proj = names[cwd] = project(cwd)
-        if by == "day":
-            key = days.get(hour)
-            if key is None:
-                key = days[hour] = datetime.fromtimestamp(hour * 3600).date().isoformat()
-        else:
-            key = {"session": session, "model": model, "project": proj}[by]
-        start = hour * 3600.0
+        key = model if by == "model" else proj if by == "project" else k
+        first, last = first_h * 3600.0, last_h * 3600.0 + 3599
         g = groups.get(key)
         if g is None:
-            g = groups[key] = _empty() | {"models": set(), "projects": {}, "first": start,
-                                          "last": start + 3599}  # fmt: skip
+            g = groups[key] = _empty() | {"models": set(), "projects": {}, "first": first,
+                                          "last": last}  # fmt: skip
         _add(g, *vals)
         _add(totals, *vals)
         g["models"].add(model)
         g["projects"][proj] = g["projects"].get(proj, 0.0) + vals[-1]
-        if start < g["first"]:
-            g["first"] = start
-        if start + 3599 > g["last"]:
-            g["last"] = start + 3599
+        g["first"], g["last"] = min(first, g["first"]), max(last, g["last"])
     times = _session_times(db) if by == "session" else {}
     for key, g in groups.items():
         first, last = times.get(key, (g["first"], g["last"]))

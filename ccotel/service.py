@@ -401,9 +401,13 @@ def install(
             return res
         for d in _dirs(ctx):
             d.mkdir(parents=True, exist_ok=True)
+        before = ctx.path.read_text(encoding="utf-8") if existed else None
         res.changed = _write(ctx.path, content)
-        ctx.run(res.commands[1])
-        ctx.run(res.commands[2])
+        try:
+            ctx.run(res.commands[1])
+            ctx.run(res.commands[2])
+        except ServiceError as exc:
+            raise ServiceError(f"{exc} {_put_back(ctx, before)}") from None
         if res.changed and existed:  # running with the old unit (old path, old flags): restart
             ctx.run(restart)
         return res
@@ -419,10 +423,44 @@ def install(
     if _is_loaded(ctx):
         ctx.run(Step(bootout.argv, check=False))
         _wait_unloaded(ctx)
+    before = ctx.path.read_text(encoding="utf-8") if ctx.path.is_file() else None
     res.changed = _write(ctx.path, content)
-    ctx.run(enable)
-    _bootstrap(ctx, bootstrap)
+    try:
+        ctx.run(enable)
+        _bootstrap(ctx, bootstrap)
+    except ServiceError as exc:
+        raise ServiceError(f"{exc} {_put_back(ctx, before)}") from None
     return res
+
+
+def _put_back(ctx: Context, before: str | None) -> str:
+    """After a failed enable or start: the service file as it was before the install (none,
+    or the previous one), and what the message should add about it."""
+    what = "unit file" if ctx.platform == "linux" else "plist"
+    if before is None and ctx.platform == "linux":  # enable may have linked it before failing
+        with contextlib.suppress(ServiceError):  # (no systemctl at all)
+            ctx.run(Step(_systemctl("disable", UNIT_NAME), check=False))
+    try:
+        if before is None:
+            ctx.path.unlink(missing_ok=True)
+        else:
+            _write(ctx.path, before)
+    except OSError as exc:
+        return (
+            f"The new {what} {ctx.path} was left in place ({exc.strerror}); "
+            "`ccotel service uninstall` removes it."
+        )
+    if ctx.platform == "linux":
+        with contextlib.suppress(ServiceError):  # let systemd forget it
+            ctx.run(Step(_systemctl("daemon-reload"), check=False))
+    if before is None:
+        return f"Nothing was installed: the {what} {ctx.path} was removed."
+    if ctx.platform == "linux":
+        return f"The previous {what} {ctx.path} was put back."
+    return (
+        f"The previous {what} {ctx.path} was put back, not loaded "
+        f"(`launchctl bootstrap {ctx.domain} {ctx.path}` loads it)."
+    )
 
 
 def _wait_unloaded(ctx: Context, tries: int = 20) -> None:

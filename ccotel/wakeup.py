@@ -54,7 +54,9 @@ class Wakeup:
 
     def wait(self, timeout: float) -> set[str]:
         """The paths added since the last wait, after at most ``timeout`` seconds."""
-        self._sleep_until_poked(timeout)
+        with self._lock:  # added during a sleep(), whose poke that sleep took: no wait
+            waiting = bool(self._paths)
+        self._sleep_until_poked(0 if waiting else timeout)
         with self._lock:
             paths, self._paths = self._paths, set()
         return paths

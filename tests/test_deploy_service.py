@@ -9,6 +9,7 @@ import json
 import os
 import plistlib
 import re
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -447,8 +448,14 @@ def test_darwin_bootstrap_is_retried_while_launchd_is_busy(tmp_path, fake_ccotel
         [(("launchctl", "print"), 113, "")] + [(("launchctl", "bootstrap"), 5, "")] * 5
     )
     ctx = context("darwin", tmp_path, always)
-    with pytest.raises(svc.ServiceError, match="bootstrap"):
+    with pytest.raises(svc.ServiceError, match=r"bootstrap.*put back, not loaded"):
         svc.install(ctx, [str(fake_ccotel)])
+    assert ctx.path.is_file()  # the one installed before, as it was
+    ctx.path.unlink()
+    always.answers = [(("launchctl", "print"), 113, "")] + [(("launchctl", "bootstrap"), 5, "")] * 5
+    with pytest.raises(svc.ServiceError, match=r"Nothing was installed: the plist .* was removed"):
+        svc.install(ctx, [str(fake_ccotel)])
+    assert not ctx.path.exists()
 
 
 @pytest.mark.parametrize("platform", ["linux", "darwin"])
@@ -547,6 +554,46 @@ def test_cli_reports_errors_without_a_traceback(tmp_path, fake_ccotel, monkeypat
         ["install", "--platform", "linux", "--home", str(tmp_path), "--exec", str(fake_ccotel)],
     )
     assert res.exit_code == 1 and "Error:" in res.output and "Traceback" not in res.output
+
+
+def _fake_systemctl(tmp_path: Path, fails: str) -> tuple[dict, Path]:
+    """A `systemctl` first on PATH that logs its arguments and fails the verb ``fails`` (a
+    container, a headless box without a user manager); the real CLI runs with it."""
+    bin_dir, log = tmp_path / "fakebin", tmp_path / "systemctl.log"
+    bin_dir.mkdir()
+    tool = bin_dir / "systemctl"
+    tool.write_text(
+        f'#!/bin/sh\necho "$*" >> {shlex.quote(str(log))}\n'
+        f'case " $* " in *" {fails} "*) echo "Failed to connect to bus" >&2; exit 1;; esac\n'
+    )
+    tool.chmod(0o755)
+    env = {**os.environ, **NO_XDG, "HOME": str(tmp_path / "home"),
+           "PATH": f"{bin_dir}:{os.environ['PATH']}"}  # fmt: skip
+    return env, log
+
+
+@pytest.mark.parametrize("fails", ["daemon-reload", "enable"])
+def test_install_that_systemctl_refuses_leaves_no_unit_behind(tmp_path, fake_ccotel, fails):
+    env, log = _fake_systemctl(tmp_path, fails)
+    unit = tmp_path / "home/.config/systemd/user/ccotel.service"
+    args = ("service", "install", "--platform", "linux", "--exec", str(fake_ccotel))
+    proc = _cli(*args, env=env)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    err = proc.stderr.strip()
+    assert len(err.splitlines()) == 1 and "Failed to connect to bus" in err
+    assert f"Nothing was installed: the unit file {unit} was removed." in err
+    assert not unit.exists()
+    calls = log.read_text().splitlines()
+    assert "--user disable ccotel.service" in calls  # what enable may have linked
+    assert calls[-1] == "--user daemon-reload"  # systemd forgets the removed unit
+
+    unit.parent.mkdir(parents=True, exist_ok=True)  # a reinstall: the old unit is put back
+    unit.write_text("[Unit]\nDescription=the old one\n")
+    log.unlink()
+    proc = _cli(*args, env=env)
+    assert proc.returncode == 1 and f"The previous unit file {unit} was put back." in proc.stderr
+    assert unit.read_text() == "[Unit]\nDescription=the old one\n"
+    assert "--user disable ccotel.service" not in log.read_text()  # it was enabled: stays
 
 
 # ------------------------------------------------------------------ one state (issue 9)

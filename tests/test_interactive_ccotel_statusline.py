@@ -89,11 +89,14 @@ def test_claude_code_shows_ccotel_line_and_the_plan_reaches_metrics(interactive_
         s.submit("Two")  # a new render after the state has the session
         s.wait_idle()
         want = f"Sonnet 4.5 | ${cost:,.2f} session"
-        shown = wait_for(
-            lambda: (x := s.statusline_shown() or "") and x.startswith("Sonnet 4.5 | $") and x,
-            "ccotel's line in the pane",
+        plan = re.compile(r"5h 43% ↻\d\d:\d\d · 7d 17%")
+        shown = wait_for(  # a render after the daemon has the plan (the pane may lag a render)
+            lambda: (
+                ((x := s.statusline_shown() or "").startswith("Sonnet 4.5 | $") and plan.search(x))
+                and x
+            ),
+            "ccotel's line with the plan in the pane",
         )
-        assert re.search(r"5h 43% ↻\d\d:\d\d · 7d 17%", shown), shown
         cost2 = _session_cost(state, sid)
         assert shown.startswith(want) or shown.startswith(f"Sonnet 4.5 | ${cost2:,.2f} session"), (
             shown,

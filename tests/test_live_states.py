@@ -16,6 +16,7 @@ from tests.fakeapi import Step, ToolCall
 from tests.interactive import gate_command, interactive_claude_fixture, wait_for  # noqa: F401
 from tests.livedaemon import LiveDaemon, first, has_tool_use, last, lines_of, stop_of, ts
 from tests.realcli import run_claude, scenario
+from tests.test_interactive_states import local_command
 
 ALLOW = {"permissions": {"allow": ["Bash", "Agent"]}}
 
@@ -39,12 +40,20 @@ def test_print_runs_end_and_a_restart_rebuilds_them(tmp_path):
         # a -p run whose last write was a re-append (a 40 KB answer): it has ended all the same
         loud = run_claude(home, scenario=[Step(text="a" * 40000)])
         d.wait_row(loud.session_id, lambda r: r["state"] == "ended", "ended")
-        rows = {}
-        for run in (bash, agent):
-            rows[run.session_id] = d.wait_row(
-                run.session_id, lambda r: r["state"] == "ended", "ended"
-            )
-        costs = {s["id"]: s["cost_usd"] for s in _sessions(d)}
+        runs = (bash.session_id, agent.session_id)
+
+        def settled():  # a row turns "ended" when its lines are read, its cost moves with
+            # the commit after: read both until they agree
+            costs = {s["id"]: s["cost_usd"] for s in _sessions(d)}
+            rows = {sid: d.row(sid) for sid in runs}
+            ok = all(
+                r is not None and r["state"] == "ended" and sid in costs
+                and r["cost_usd"] == pytest.approx(costs[sid], rel=1e-9)
+                for sid, r in rows.items()
+            )  # fmt: skip
+            return (rows, costs) if ok else None
+
+        rows, costs = wait_for(settled, "the runs ended, with the state's costs", 60)
         assert d.states() == {"waiting": 0, "tool": 0, "working": 0, "idle": 0, "ended": 3}
     for run in (bash, agent):
         r = rows[run.session_id]
@@ -120,7 +129,11 @@ def test_interactive_session_works_runs_a_tool_waits_and_ends(interactive_claude
         # the user answers: the wait ends, observed with the transcript's times
         s.submit("Again")
         s.wait_idle()
-        r = d.wait_row(sid, lambda r: r["state_since"] > ts(answer["timestamp"]), "waiting again")
+        r = d.wait_row(
+            sid,
+            lambda r: r["state"] == "waiting" and r["state_since"] > ts(answer["timestamp"]),
+            "waiting again",
+        )
         lines = s.transcript_lines()
         again = prompt_line(lines, "Again")
         count, total = d.waits()
@@ -262,17 +275,6 @@ def test_a_killed_session_stays_waiting_a_terminated_one_ends(interactive_claude
 LOUD = "head -c 40000 /dev/zero | tr '\\0' a"  # 40 KB of output: Claude Code re-appends
 
 
-def is_message(x: dict) -> bool:
-    return x.get("type") in ("user", "assistant")
-
-
-def local_command(x: dict) -> bool:
-    """A user line the CLI writes for a slash command or its output (a string opening with a
-    tag, e.g. ``<command-name>/exit</command-name>``): no prompt."""
-    content = (x.get("message") or {}).get("content")
-    return x.get("type") == "user" and isinstance(content, str) and content.lstrip().startswith("<")
-
-
 def marks(lines: list[dict]) -> list[int]:
     """Indexes of last-prompt lines that carry the prompt (exit marks and re-appends)."""
     return [i for i, x in enumerate(lines) if x.get("type") == "last-prompt" and "lastPrompt" in x]
@@ -306,7 +308,10 @@ def test_the_32k_metadata_reappend_is_no_exit(interactive_claude, tmp_path):
         assert r["may_have_exited"] is False
         s.submit("Again")
         s.wait_idle()
-        d.wait_row(sid, lambda r: r["state_since"] > r["started"] + 0.001, "waiting again")
+        since = r["state_since"]
+        d.wait_row(
+            sid, lambda r: r["state"] == "waiting" and r["state_since"] > since, "waiting again"
+        )
         assert s.exit() == 0
         d.wait_row(sid, lambda r: r["state"] == "ended", "ended")
         lines = s.transcript_lines()
@@ -321,15 +326,17 @@ def test_the_32k_metadata_reappend_is_no_exit(interactive_claude, tmp_path):
         (mark,) = marks(lines)
         assert any(stop_of(x) == "end_turn" for x in lines[:mark])  # the re-append follows
         assert not [x for x in lines[mark:] if x.get("type") in ("user", "assistant")]
-        r = d.wait_row(bid, lambda r: r["state"] == "waiting", "waiting")
-        assert r["may_have_exited"] is True
+        # the daemon may read the answer and its re-append in two wake-ups: waiting, then
+        # maybe exited (the file ends with the mark)
+        d.wait_row(bid, lambda r: r["state"] == "waiting" and r["may_have_exited"] is True,
+                   "waiting, with the file ending in the re-append")  # fmt: skip
         assert big.exit() == 0
         after = big.transcript_lines()  # no exit mark: the file ended with one (the CLI may
         # still add bookkeeping lines at exit, file-history snapshots and the like: no message)
         assert after[: len(lines)] == lines and len(marks(after)) == 1
-        # /exit itself may be written (its command and output lines), seen once under load
-        extra = [x for x in after[len(lines) :] if is_message(x)]
-        assert all(local_command(x) for x in extra), [x.get("message") for x in extra]
+        # /exit's own lines (its caveat, the command, its output) may follow: no prompt
+        talk = [x for x in after[len(lines) :] if x.get("type") in ("user", "assistant")]
+        assert not [x for x in talk if not local_command(x)], talk
         assert d.row(bid)["state"] == "waiting"  # so it cannot be told from the transcript
     with LiveDaemon([s.config_dir, big.config_dir], tmp_path / "state") as d:  # a rebuild agrees
         assert d.row(sid)["state"] == "ended"

@@ -158,6 +158,44 @@ def test_the_collector_names_them_as_the_native_dashboards_query_them(fixture_re
         assert keys - {"job", "instance", "host", "user", "user_id"} == NATIVE[name], name
 
 
+def test_the_push_has_the_series_metrics_has_zeros_included(fixture_registry):
+    """What the collector makes of a push (tests/pushed.py) is what /metrics shows, series by
+    series, zeros included: a zero ccotel_web_search_requests per model and project with no
+    search is on both sides (kept: increase() counts a first search only on a series that
+    existed before it), and nothing is on one side only."""
+    from prometheus_client import generate_latest
+
+    def own(samples, drop=()) -> dict:
+        return {
+            (s.name, tuple(sorted((k, v) for k, v in s.labels.items() if k not in drop))): s.value
+            for s in samples
+            if s.name.startswith("ccotel_") and not s.name.endswith("_created")
+        }
+
+    t, o = typical_laptop(projects=3, models=2, tools=1)
+    searched = ("claude-model-1", "/home/dev/src/project-02")
+    for key, u in t.usage.items():
+        u.web_search = 4 if key == searched else 0
+    for reg in (registry_of(t, o), fixture_registry):
+        text = generate_latest(reg).decode()
+        shown = own(s for f in text_string_to_metric_families(text) for s in f.samples)
+        req, _ = push_once(reg)
+        c = Collector()
+        c._receive(req)
+        pushed = own(
+            (s for f in c.collect() for s in f.samples), ("job", "instance", "host", "user")
+        )
+        web = {k: v for k, v in shown.items() if k[0] == "ccotel_web_search_requests_total"}
+        assert web and 0 in web.values()
+        assert {k: v for k, v in pushed.items() if k in shown} == pytest.approx(
+            {k: v for k, v in shown.items() if k in pushed}
+        )
+        assert set(pushed) == set(shown), set(pushed) ^ set(shown)
+    assert web == {  # the last: the fixture (real sessions, no search)
+        k: 0.0 for k in web
+    }
+
+
 def scrape(port: int) -> list:
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     return [s for f in text_string_to_metric_families(body) for s in f.samples]

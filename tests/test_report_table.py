@@ -111,3 +111,27 @@ def test_wide_terminal_shows_whole_ids_models_and_counts(state):
         assert f"{r['cache_read_tokens']:,}" in line
     big = next(ln for ln in body if LONG[:30] in ln)
     assert "opus-4-1" in big and "$" in big
+
+
+@pytest.mark.parametrize("tz", ["UTC", "America/New_York", "Pacific/Chatham", "Asia/Kolkata"])
+def test_days_are_local_days_summed_by_sqlite_as_python_would(state, tz):
+    """--by day groups in SQL by SQLite's local date; the same days, tokens and costs as
+    grouping the usage rows by Python's local date of each hour (DST and odd offsets too)."""
+    import sqlite3
+    from zoneinfo import ZoneInfo
+
+    db = sqlite3.connect(state / "state.db")
+    want: dict[str, list[float]] = {}
+    for hour, inp, out, cost in db.execute("SELECT hour, input, output, cost FROM usage"):
+        day = datetime.fromtimestamp(hour * 3600, ZoneInfo(tz)).date().isoformat()
+        w = want.setdefault(day, [0, 0, 0.0])
+        w[0], w[1], w[2] = w[0] + inp, w[1] + out, w[2] + cost
+    db.close()
+    assert len(want) >= 3
+    out = json.loads(ccotel("report", "--by", "day", "--json", "--state-dir", str(state),
+                            env=_env(80) | {"TZ": tz}).stdout)  # fmt: skip
+    got = {r["day"]: r for r in out["rows"]}
+    assert sorted(got) == sorted(want)
+    for day, (inp, outp, cost) in want.items():
+        assert (got[day]["input_tokens"], got[day]["output_tokens"]) == (inp, outp), day
+        assert got[day]["cost_usd"] == pytest.approx(cost, rel=1e-9), day

@@ -89,20 +89,26 @@ def _chunks(ids: Sequence[str]) -> Iterator[tuple[Sequence[str], str]]:
 # --- ccotel report -----------------------------------------------------------------------
 
 
-def usage_by_session_hour(db: sqlite3.Connection) -> list[tuple[Any, ...]]:
-    """(session, hour, model, cwd, input, output, cache_read, cw5m, cw1h, requests, cost)."""
-    return db.execute(
-        "SELECT session, hour, model, cwd, SUM(input), SUM(output), SUM(cache_read), SUM(cw5m),"
-        " SUM(cw1h), SUM(requests), SUM(cost) FROM usage GROUP BY session, hour, model, cwd"
-    ).fetchall()
+_GROUPS = {  # the report's grouping key (a local day: SQLite's localtime is the C library's,
+    # as Python's datetime.fromtimestamp is)
+    "day": "date(hour * 3600, 'unixepoch', 'localtime')",
+    "session": "session",
+    "model": "''",
+    "project": "''",
+}
 
 
-def usage_by_hour(db: sqlite3.Connection) -> list[tuple[Any, ...]]:
-    """(hour, model, cwd, input, output, cache_read, cw5m, cw1h, requests, cost): the
-    sessions summed."""
+def usage_grouped(db: sqlite3.Connection, by: str, since_hour: int | None) -> list[tuple[Any, ...]]:
+    """(key, model, cwd, first hour, last hour, input, output, cache_read, cw5m, cw1h,
+    requests, cost) summed by ``by`` ("day", "session"; "model" and "project" give an empty
+    key: they are told apart by model and cwd), model and cwd, from ``since_hour`` on."""
+    key = _GROUPS[by]
+    where = "WHERE hour >= ?" if since_hour is not None else ""
     return db.execute(
-        "SELECT hour, model, cwd, SUM(input), SUM(output), SUM(cache_read), SUM(cw5m),"
-        " SUM(cw1h), SUM(requests), SUM(cost) FROM usage GROUP BY hour, model, cwd"
+        f"SELECT {key} AS k, model, cwd, MIN(hour), MAX(hour), SUM(input), SUM(output),"
+        " SUM(cache_read), SUM(cw5m), SUM(cw1h), SUM(requests), SUM(cost)"
+        f" FROM usage {where} GROUP BY k, model, cwd",
+        () if since_hour is None else (since_hour,),
     ).fetchall()
 
 

@@ -386,6 +386,13 @@ class Store:
                     self.db.execute(stmt)
         self.indexes_missing = False
 
+    def end_failed(self) -> None:
+        """End the transaction a failed COMMIT and ROLLBACK left open: until then this
+        connection's reads see the batch that failed, and lines read again would look counted
+        already. Raises when it still cannot (the caller reads again later)."""
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
+
     def checkpoint(self) -> None:
         """Fold the WAL into the file now (after a catch-up), not in the next small commit."""
         with contextlib.suppress(sqlite3.Error):
