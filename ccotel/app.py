@@ -235,7 +235,8 @@ class Daemon:
                 # stat per folder); every FULL_RESCAN_EVERY rescans, after events were lost,
                 # or without a complete watch, it stats every transcript.
                 full = (FULL_RESCAN in paths or now >= next_full or self.watcher is None
-                        or not self.watcher.complete)  # fmt: skip
+                        or not self.watcher.complete
+                        or not self.watcher.covers(self.ingest.folders))  # fmt: skip
                 paths -= {RESCAN, FULL_RESCAN}
                 paths.update(self.ingest.scan(full))
                 self.ingest.prune()

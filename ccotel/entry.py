@@ -93,6 +93,9 @@ def main() -> None:
 
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             code = 1
+        except KeyboardInterrupt:  # Ctrl-C: as click's Abort (a new line, 130), no traceback
+            sys.stderr.write("\n")
+            code = 130
         sys.exit(code)
     from ccotel.cli import main as cli
 

@@ -153,6 +153,11 @@ class Ingest:
 
     # --- discovery -----------------------------------------------------------
 
+    @property
+    def folders(self) -> set[int]:
+        """The inode numbers of every folder the last scan walked."""
+        return self._walker.folders
+
     def all_files(self) -> list[str]:
         failed, self._walk_failed = self._walk_failed, set()
         files = self._walker.files(self.roots, self._walk_error)
@@ -435,7 +440,8 @@ class Ingest:
         given up after the last pause (``retry`` then stays non-empty). Returns the lines
         committed."""
         start = self.totals.counters.get("lines", 0)
-        deferred = self.acct.cold and self.store.defer_indexes()  # built once, at the end
+        # built once, at the end (and those an open could not build)
+        deferred = (self.acct.cold and self.store.defer_indexes()) or self.store.indexes_missing
         try:
             self._pass(paths, workers, progress)
             stuck = 0

@@ -258,3 +258,29 @@ def test_a_copy_found_through_a_committed_alias_meets_the_batch_s_better_copy(tm
     finally:
         store.close()
     assert ccusage_totals(root)["outputTokens"] == 200
+
+
+def test_a_state_without_its_indexes_opens_on_a_full_disk(corpus, tmp_path, monkeypatch):
+    """A first backfill stopped before it built its indexes (a kill, or the disk filling up),
+    then an open while the disk is still full: building them fails, and the state opens
+    anyway (they only speed lookups up; a daemon used to start and wait for space); the next
+    open builds them."""
+    import sqlite3
+
+    root, want, lines = corpus
+    fresh = _schema_of_new(tmp_path / "fresh")
+    store = Store(tmp_path / "s")
+    assert store.defer_indexes()
+    store.close()
+    real = Store.restore_indexes
+
+    def full(self):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(Store, "restore_indexes", full)
+    Store(tmp_path / "s").close()
+    assert _schema(tmp_path / "s") != fresh
+    monkeypatch.setattr(Store, "restore_indexes", real)
+    ing = _fill(root, tmp_path / "s", 1)
+    check(tmp_path / "s", want, lines, ing.totals)
+    assert _schema(tmp_path / "s") == fresh

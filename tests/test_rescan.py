@@ -271,3 +271,120 @@ def test_the_daemon_finds_an_append_its_watcher_missed(tmp_path, monkeypatch):
         d.stop()
         t.join(30)
     assert not t.is_alive()
+
+
+def test_an_append_in_a_folder_watchdog_could_not_watch_is_counted(tmp_path, monkeypatch):
+    """watchdog skips a subfolder whose inotify watch fails (ENOSPC: the watch limit reached)
+    without a word, so the watch still looks complete; appends there send no event. The
+    rescan sees the folder without a watch and stats every transcript: the append counts
+    at the next rescan, not only at the rare full one."""
+    import errno
+    import threading
+
+    from watchdog.observers import inotify_c
+
+    from ccotel import app
+    from ccotel.sources import Watcher
+    from tests.test_traces import cfg_for
+
+    root, _proj, sub = tree(tmp_path)
+    agent = str(sub / "agent-a1.jsonl")
+    real = inotify_c.InotifyFD.add_callback
+
+    def limited(self, path, *args, **kwargs):
+        if os.fsdecode(path) == str(sub):
+            raise OSError(errno.ENOSPC, "inotify watch limit reached")
+        return real(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(inotify_c.InotifyFD, "add_callback", limited)
+    w = Watcher([root], lambda p: None)
+    w.start()
+    try:
+        walker = TreeWalker()
+        walker.files([root], lambda exc: None)
+        assert w.complete and len(walker.folders) == 4
+        assert not w.covers(walker.folders)
+        assert w.covers(walker.folders - {os.stat(sub).st_ino})
+    finally:
+        w.stop()
+
+    monkeypatch.setattr(app, "FULL_RESCAN_EVERY", 10**6)  # no scheduled full rescan
+    cfg = cfg_for(root, tmp_path / "state", http_addr="127.0.0.1:0", rescan_interval=0.1, web=False)
+    d = app.Daemon(cfg)
+    t = threading.Thread(target=d.run)
+    t.start()
+
+    def lines() -> float:
+        return d.ingest.totals.counters.get("lines", 0)
+
+    try:
+        assert d.ready.wait(30)
+        assert d.watcher is not None and d.watcher.complete
+        deadline = time.monotonic() + 60
+        while lines() < 2:
+            assert time.monotonic() < deadline, lines()
+            time.sleep(0.02)
+        with open(agent, "a") as f:
+            f.write(assistant("msg_3", "req_3") + "\n")
+        deadline = time.monotonic() + 30
+        while lines() < 3:
+            assert time.monotonic() < deadline, lines()
+            time.sleep(0.02)
+    finally:
+        d.stop()
+        t.join(30)
+    assert not t.is_alive()
+
+
+def test_appends_under_a_linked_projects_folder_are_counted(tmp_path, monkeypatch):
+    """<root>/projects a link to a folder elsewhere: watchdog watches the link itself, so a
+    project folder made later gets no watch and its appends send no event. The rescan sees
+    it and stats every transcript: a project made after the start, and an append to it, count
+    at the next rescans, not only at the rare full one."""
+    import threading
+
+    from ccotel import app
+    from tests.test_traces import cfg_for
+
+    real = tmp_path / "elsewhere"
+    (real / "-home-u-a").mkdir(parents=True)
+    (real / "-home-u-a" / f"{SID}.jsonl").write_text(assistant() + "\n")
+    root = tmp_path / "claude"
+    root.mkdir()
+    (root / "projects").symlink_to(real)
+    monkeypatch.setattr(app, "FULL_RESCAN_EVERY", 10**6)  # no scheduled full rescan
+    scans: list[bool] = []
+    real_scan = app.Ingest.scan
+    monkeypatch.setattr(
+        app.Ingest, "scan", lambda self, full=True: scans.append(full) or real_scan(self, full)
+    )
+    cfg = cfg_for(root, tmp_path / "state", http_addr="127.0.0.1:0", rescan_interval=0.1, web=False)
+    d = app.Daemon(cfg)
+    t = threading.Thread(target=d.run)
+    t.start()
+
+    def wait_for(n: float) -> None:
+        deadline = time.monotonic() + 30
+        while d.ingest.totals.counters.get("lines", 0) < n:
+            assert time.monotonic() < deadline, (d.ingest.totals.counters, n)
+            time.sleep(0.02)
+
+    try:
+        assert d.ready.wait(30)
+        wait_for(1)
+        late = real / "-home-u-b" / "11111111-2222-4333-8444-555555555555.jsonl"
+        late.parent.mkdir()
+        late.write_text(assistant("msg_2", "req_2") + "\n")
+        wait_for(2)  # a new file: the light rescan finds it
+        age(late.parent)
+        seen, deadline = len(scans), time.monotonic() + 30
+        while len(scans) < seen + 3:  # rescans list the folder again, settled: trusted then
+            assert time.monotonic() < deadline and t.is_alive()
+            time.sleep(0.02)
+        with open(late, "a") as f:
+            f.write(assistant("msg_3", "req_3") + "\n")
+        wait_for(3)
+    finally:
+        d.stop()
+        t.join(30)
+    assert not t.is_alive()

@@ -112,3 +112,26 @@ def test_default_folders_on_linux_are_platformdirs(xdg, home, tmp_path, monkeypa
     assert config.default_config_file() == config.Path(
         platformdirs.user_config_dir("ccotel"), "config.toml"
     )
+
+
+def test_report_interrupted_says_what_the_command_says(state, tmp_path):
+    """Ctrl-C while a plain `ccotel report` reads the state: as the click command (a new line,
+    exit 130), not a traceback."""
+    env = _env(tmp_path)
+    probe = (
+        "import sys, ccotel.report as r\n"
+        "def stop(*a, **k): raise KeyboardInterrupt\n"
+        "r.build = stop\n"
+        "sys.argv = ['ccotel', *sys.argv[2:]]\n"
+        "if __import__('os').environ['MODE'] == 'entry':\n"
+        "    from ccotel.entry import main; main()\n"
+        "else:\n"
+        "    from ccotel.cli import main; main(sys.argv[1:])\n"
+    )
+    got = {}
+    for mode in ("entry", "cli"):
+        p = subprocess.run([sys.executable, "-c", probe, "-", "report", "--state-dir", state],
+                           capture_output=True, text=True, env=env | {"MODE": mode},
+                           timeout=120)  # fmt: skip
+        got[mode] = (p.returncode, p.stdout, p.stderr)
+    assert got["entry"] == got["cli"] == (130, "", "\n")

@@ -42,7 +42,8 @@ class TreeWalker:
     again next time (a coarse-mtime filesystem could hide a change made in that second).
     ``relisted``: the folders the last call listed (files were added, removed or renamed in
     them since the call before); ``links``: the files found that are links (an event on the
-    folder does not tell of an append to a link's target)."""
+    folder does not tell of an append to a link's target); ``folders``: the inode numbers of
+    every folder the last call walked (what a file watch must cover)."""
 
     SETTLE = 2.0
 
@@ -51,11 +52,12 @@ class TreeWalker:
         self._dirs: dict[str, tuple[tuple[int, ...], list[str], list[str], list[str]]] = {}
         self.relisted: set[str] = set()
         self.links: set[str] = set()
+        self.folders: set[int] = set()
 
     def files(self, roots: list[Path], on_error: Callable[[OSError], object]) -> list[str]:
         out: list[str] = []
         listed: dict[str, tuple[tuple[int, ...], list[str], list[str], list[str]]] = {}
-        self.relisted, self.links = set(), set()
+        self.relisted, self.links, self.folders = set(), set(), set()
         stack = [str(projects_dir(r)) for r in reversed(roots)]
         while stack:
             top = stack.pop()
@@ -76,6 +78,7 @@ class TreeWalker:
                 entry = (stamp if settled else (), *got)
                 self.relisted.add(top)
             listed[top] = entry
+            self.folders.add(st.st_ino)
             out.extend(entry[2])
             self.links.update(entry[3])
             stack.extend(reversed(entry[1]))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -67,6 +69,7 @@ class Watcher:
         self._watches: dict[Path, ObservedWatch] = {}
         self._recursive: set[Path] = set()  # the roots' projects folders, watched with all below
         self._overflow = _Overflow(notify)
+        self._missing_told = False
         logging.getLogger(_INOTIFY_LOG).addFilter(self._overflow)
 
     @property
@@ -75,6 +78,25 @@ class Watcher:
         each append, and a rescan need only look for new files (``Ingest.scan(full=False)``)."""
         return (self._started and self.observer.is_alive()
                 and all(projects_dir(r) in self._recursive for r in self.roots))  # fmt: skip
+
+    def covers(self, folders: set[int]) -> bool:
+        """Every one of these folders (inode numbers) has an inotify watch. watchdog skips a
+        subfolder it cannot watch (the inotify watch limit reached) without a word, and
+        watches a projects folder that is a link as the link (no event from the folder it
+        points to, no watch on a project folder made later): appends there send no event, so
+        a rescan must stat every transcript. True where the watches cannot be listed."""
+        watched = inotify_watches()
+        if watched is None:
+            return True
+        missing = len(folders - watched)
+        if missing and not self._missing_told:
+            self._missing_told = True
+            log.warning(
+                "folders without a file watch (a linked projects folder, or the inotify "
+                "watch limit: fs.inotify.max_user_watches); every rescan stats every transcript",
+                folders=missing,
+            )
+        return not missing
 
     def start(self) -> None:
         self.refresh()
@@ -125,3 +147,30 @@ class Watcher:
         self.observer.stop()
         if self._started:
             self.observer.join(timeout=5)
+
+
+def inotify_watches() -> set[int] | None:
+    """The inode number of every folder this process's inotify instances watch, from
+    /proc/self/fdinfo; None where there is none to read (not Linux)."""
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return None
+    out: set[int] = set()
+    found = False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") != "anon_inode:inotify":
+                continue
+            with open(f"/proc/self/fdinfo/{fd}") as f:
+                info = f.read()
+        except OSError:  # closed meanwhile
+            continue
+        found = True
+        for m in _WATCH.finditer(info):
+            out.add(int(m.group(1), 16))
+    return out if found else None
+
+
+# ino only: its sdev is the superblock's, which stat's st_dev is not on btrfs subvolumes
+_WATCH = re.compile(r"^inotify wd:\S+ ino:([0-9a-f]+) ", re.M)

@@ -123,6 +123,7 @@ class Store:
         self._names: dict[str, int] = {}
         self.db: sqlite3.Connection
         self._open = False  # self.db is open
+        self.indexes_missing = False  # deferred indexes the open could not build
         if readonly:
             self.db = connect_readonly(self.path, cache_mib)
             self._open = True
@@ -151,7 +152,10 @@ class Store:
             if check != "ok":  # damage SQLite sees: refuse it before writing over it
                 raise sqlite3.DatabaseError(f"quick_check: {check.splitlines()[0]}")
             self._migrate()
-            self.restore_indexes()  # a first backfill stopped before it built them
+            try:  # a first backfill stopped before it built them
+                self.restore_indexes()
+            except sqlite3.OperationalError:  # a full disk: the next backfill (they only speed
+                self.indexes_missing = True  # lookups up; the state is whole)
         except (
             sqlite3.DatabaseError,
             UnicodeDecodeError,
@@ -380,6 +384,7 @@ class Store:
             with self.tx():
                 for stmt in missing:
                     self.db.execute(stmt)
+        self.indexes_missing = False
 
     def end_failed(self) -> None:
         """End the transaction a failed COMMIT and ROLLBACK left open: until then this
