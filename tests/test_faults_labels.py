@@ -84,3 +84,52 @@ def test_config_with_auth_headers_readable_by_others_warns(tmp_path):
     assert "readable by others" in ccotel(*args, check=False).stderr
     cfg.write_text('log_level = "info"\n')
     assert "readable by others" not in ccotel(*args, check=False).stderr
+
+
+def test_projects_are_admitted_again_only_when_a_directory_is_new(tmp_path):
+    """The fold into "other" is decided when a directory first shows; a merge that moves only
+    values keeps it (and skips the walk that decides it); a new directory is admitted or folded."""
+    import time
+
+    from prometheus_client import CollectorRegistry
+
+    from ccotel import app
+    from ccotel.batch import UsageSums
+    from ccotel.projects import project_labeler
+    from ccotel.sinks import TotalsCollector
+    from ccotel.state import Store
+    from ccotel.totals import Totals
+    from tests.conftest import FIXTURES
+    from tests.test_traces import cfg_for
+
+    cfg = cfg_for(FIXTURES / "claude-2.1.38", tmp_path / "state")
+    app.backfill(cfg)
+    store = Store(cfg.resolved_state_dir())
+    try:
+        totals = Totals.load(store, time.time())
+    finally:
+        store.close()
+    label = project_labeler("name")
+    have = {label(cwd) for _, cwd in totals.usage}
+    c = TotalsCollector(totals, label, {}, time.time, max_projects=len(have) + 1)
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(c)
+
+    def folded() -> float:
+        return next(m for m in reg.collect() if m.name == "ccotel_projects_folded").samples[0].value
+
+    assert folded() == 0
+    decided = c._admitted_from
+    key = next(iter(totals.usage))
+    totals.usage[key] = UsageSums(9, 9, 9, 9, 9, 9, 9, 9.5, 9)
+    totals.version += 1
+    assert folded() == 0 and c._admitted_from is decided  # values only: not walked again
+    totals.usage[("claude-x", "/home/u/big-new")] = UsageSums(1, 1, 1, 1, 1, 0, 1, 50.0, 0)
+    totals.usage[("claude-x", "/home/u/small-new")] = UsageSums(1, 1, 1, 1, 1, 0, 1, 0.5, 0)
+    totals.version += 1
+    assert folded() == 1  # one room left: the bigger new project takes it
+    assert c.project("/home/u/big-new") == "big-new"
+    assert c.project("/home/u/small-new") == "other"
+    totals.usage[("claude-x", "/home/u/small-new")] = UsageSums(1, 1, 1, 1, 1, 0, 1, 500.0, 0)
+    totals.version += 1
+    assert folded() == 1 and c.project("/home/u/small-new") == "other"  # once folded, folded

@@ -96,7 +96,8 @@ def test_text_exposition_equals_the_library_byte_for_byte(tmp_path):
         store.close()
     assert totals.usage and totals.tool_agg
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(TotalsCollector(totals, project_labeler("name"), {"1h": 2.5}, time.time))
+    collector = TotalsCollector(totals, project_labeler("name"), {"1h": 2.5}, time.time)
+    reg.register(collector)
     text = TextExposition()
     for odd in ('/home/u/quote"d', "/home/u/back\\slash", "/home/u/new\nline", "/home/u/ünï"):
         assert text.render(reg) == generate_latest(reg)
@@ -133,6 +134,19 @@ def test_text_exposition_equals_the_library_byte_for_byte(tmp_path):
         ["ccotel_tokens_total"] * 5
         + ["ccotel_cost_usd_total", "ccotel_requests_total", "ccotel_web_search_requests_total"]
     )
+    # ... and the usage families are formatted a row at a time: each row's run of samples is
+    # remembered as one piece (a row unchanged since the last text costs one lookup)
+    rows = len(collector._usage_rows)
+    assert rows >= 5
+    for name in ("ccotel_tokens_total", "ccotel_cost_usd_total"):
+        kept = text._samples[name]
+        assert sum(isinstance(obj, list) for obj, _ in kept.values()) == rows
+    again = text._samples["ccotel_tokens_total"]
+    totals.version += 1  # a merge that moved nothing: every row is found whole
+    assert text.render(reg) == generate_latest(reg)
+    assert {id(o) for o, _ in text._samples["ccotel_tokens_total"].values()} == {
+        i for i, (o, _) in again.items() if isinstance(o, list)
+    }
 
 
 def test_statusline_worker_sleeps_until_there_is_work(tmp_path):

@@ -31,7 +31,7 @@ class TextExposition:
         self._blocks: dict[int, tuple[Metric, str]] = {}  # id -> (the family, its text)
         # per family name, the sample objects of its last text: a family made again that
         # reuses most of them (the collector's usage rows) formats only the new ones
-        self._samples: dict[str, dict[int, tuple[Any, str]]] = {}
+        self._samples: dict[str, dict[int, tuple[Any, Any]]] = {}
         self._one = _line_renderer()
 
     def render(self, registry: CollectorRegistry) -> bytes:
@@ -56,7 +56,6 @@ class TextExposition:
         return "".join(out).encode("utf-8")
 
     def _family(self, metric: Metric) -> str | None:
-        lines, one = self._lines, self._one
         suffix, mtype = _TYPES.get(metric.type, ("", metric.type))
         mname = metric.name + suffix
         if not _plain_name(mname):
@@ -66,8 +65,46 @@ class TextExposition:
         om: dict[str, list[str]] = {}
         om_names = {metric.name + sfx: sfx for sfx in _OM_SUFFIXES}
         before = self._samples.get(mname, {})
-        seen: dict[int, tuple[Any, str]] = {}
-        for s in metric.samples:
+        seen: dict[int, tuple[Any, Any]] = {}
+        # A family the collector made of rows (`chunks`: runs of its samples, a row's list
+        # handed out again while the row is unchanged) is looked up a row at a time.
+        chunks: list[list[Any]] | None = getattr(metric, "chunks", None)
+        if chunks is None or sum(map(len, chunks)) != len(metric.samples):
+            chunks = [metric.samples]
+        for chunk in chunks:
+            hit = before.get(id(chunk))
+            if hit is not None and hit[0] is chunk and len(chunks) > 1:
+                seen[id(chunk)] = hit
+                main, extra = hit[1]
+            else:
+                main, extra = self._lines_of(chunk, before, seen, om_names)
+                if len(chunks) > 1:
+                    seen[id(chunk)] = (chunk, (main, extra))
+            out.append(main)
+            for sfx, sample_lines in extra:
+                om.setdefault(sfx, []).extend(sample_lines)
+        if len(self._samples) > _MAX_FAMILIES:
+            self._samples.clear()
+        self._samples[mname] = seen
+        for sfx, sample_lines in sorted(om.items()):
+            out.append(f"# HELP {metric.name}{sfx} {doc}\n")
+            out.append(f"# TYPE {metric.name}{sfx} gauge\n")
+            out.extend(sample_lines)
+        return "".join(out)
+
+    def _lines_of(
+        self,
+        samples: list[Any],
+        before: dict[int, tuple[Any, Any]],
+        seen: dict[int, tuple[Any, Any]],
+        om_names: dict[str, str],
+    ) -> tuple[str, list[tuple[str, list[str]]]]:
+        """The samples' lines (each remembered by the sample's identity, and by its content),
+        and those of OpenMetrics suffixes apart, by suffix."""
+        lines, one = self._lines, self._one
+        main: list[str] = []
+        om: dict[str, list[str]] = {}
+        for s in samples:
             hit = before.get(id(s))
             if hit is not None and hit[0] is s:
                 seen[id(s)] = hit
@@ -79,17 +116,10 @@ class TextExposition:
                 seen[id(s)] = (s, line)
             sfx = om_names.get(s.name)
             if sfx is None:
-                out.append(line)
+                main.append(line)
             else:
                 om.setdefault(sfx, []).append(line)
-        if len(self._samples) > _MAX_FAMILIES:
-            self._samples.clear()
-        self._samples[mname] = seen
-        for sfx, sample_lines in sorted(om.items()):
-            out.append(f"# HELP {metric.name}{sfx} {doc}\n")
-            out.append(f"# TYPE {metric.name}{sfx} gauge\n")
-            out.extend(sample_lines)
-        return "".join(out)
+        return "".join(main), list(om.items())
 
 
 def _plain_name(name: str) -> bool:

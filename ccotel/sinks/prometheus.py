@@ -47,6 +47,7 @@ class TotalsCollector:
         self._admitted: set[str] = set()
         self._folded: set[str] = set()
         self._admit_lock = threading.Lock()
+        self._admitted_from: tuple[frozenset[Any], ...] = ()  # the keys of the last admission
         # the tool families of the last scrape, and what they were made from (tool calls
         # change less often than tokens: most scrapes after an append reuse them)
         self._tools_made: tuple[object, list[Metric]] | None = None
@@ -73,6 +74,9 @@ class TotalsCollector:
         keeps its own series (so no counter moves between series and goes down)."""
         if not self.max_projects:
             return
+        keys = (frozenset(usage), frozenset(tools), frozenset(sessions))
+        if keys == self._admitted_from:  # no new directory: no project to admit or fold
+            return
         spend: dict[str, float] = {}
         for (_, cwd), v in usage.items():
             p = self._labeler(cwd)
@@ -88,6 +92,7 @@ class TotalsCollector:
             room = self.max_projects - len(self._admitted)
             self._admitted.update(new[: max(room, 0)])
             self._folded = {p for p in spend if p not in self._admitted}
+            self._admitted_from = keys
 
     def collect(self) -> Iterator[Metric]:
         now = self.clock()
@@ -203,7 +208,9 @@ class TotalsCollector:
         self._usage_rows = rows
         families = _usage_families()
         for i, family in enumerate(families[:4]):
-            family.samples = [s for _v, _last, samples in rows.values() for s in samples[i]]
+            chunks = [samples[i] for _v, _last, samples in rows.values()]
+            family.samples = [s for chunk in chunks for s in chunk]
+            family.chunks = chunks  # type: ignore[attr-defined]  # rows, for the exposition
         for model, n in sorted(unp.items()):
             families[4].add_metric([model], n)
         yield from families
