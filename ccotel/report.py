@@ -147,6 +147,8 @@ def build(
         if proj is None:
             proj = names[cwd] = project(cwd)
         key = model if by == "model" else proj if by == "project" else k
+        if by == "day" and isinstance(k, int):  # an hour SQLite's localtime gets wrong
+            key = datetime.fromtimestamp(k * 3600).date().isoformat()
         first, last = first_h * 3600.0, last_h * 3600.0 + 3599
         g = groups.get(key)
         if g is None:

@@ -89,9 +89,14 @@ def _chunks(ids: Sequence[str]) -> Iterator[tuple[Sequence[str], str]]:
 # --- ccotel report -----------------------------------------------------------------------
 
 
-_GROUPS = {  # the report's grouping key (a local day: SQLite's localtime is the C library's,
-    # as Python's datetime.fromtimestamp is)
-    "day": "date(hour * 3600, 'unixepoch', 'localtime')",
+# SQLite's localtime is the C library's, as Python's datetime.fromtimestamp is, but only for
+# years 1971-2037: outside, SQLite takes 2000-01-01's offset (no DST, 2100-02-29). Those hours
+# keep their hour as the key; the caller takes Python's local day of it.
+_LOCAL_HOURS = (8760 + 24, 596088 - 24)  # 1971-01-02 .. 2037-12-31 UTC, in hours
+
+_GROUPS = {  # the report's grouping key (a local day)
+    "day": f"CASE WHEN hour BETWEEN {_LOCAL_HOURS[0]} AND {_LOCAL_HOURS[1]}"
+    " THEN date(hour * 3600, 'unixepoch', 'localtime') ELSE hour END",
     "session": "session",
     "model": "''",
     "project": "''",
@@ -100,8 +105,9 @@ _GROUPS = {  # the report's grouping key (a local day: SQLite's localtime is the
 
 def usage_grouped(db: sqlite3.Connection, by: str, since_hour: int | None) -> list[tuple[Any, ...]]:
     """(key, model, cwd, first hour, last hour, input, output, cache_read, cw5m, cw1h,
-    requests, cost) summed by ``by`` ("day", "session"; "model" and "project" give an empty
-    key: they are told apart by model and cwd), model and cwd, from ``since_hour`` on."""
+    requests, cost) summed by ``by`` ("day": a local date, or the int hour outside 1971-2037;
+    "session"; "model" and "project" give an empty key: they are told apart by model and
+    cwd), model and cwd, from ``since_hour`` on."""
     key = _GROUPS[by]
     where = "WHERE hour >= ?" if since_hour is not None else ""
     return db.execute(
