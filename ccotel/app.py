@@ -21,7 +21,7 @@ from ccotel.live import LiveCollector, Stream, board_for
 from ccotel.log import get_logger
 from ccotel.otlp import push_identity
 from ccotel.pipeline import Ingest
-from ccotel.projects import project_labeler
+from ccotel.projects import project_labeler, shown_labeler
 from ccotel.server import HttpServer
 from ccotel.sinks import NativeCollector, OutcomeCollector, TotalsCollector
 from ccotel.sources import FULL_RESCAN, RESCAN, Watcher
@@ -104,9 +104,7 @@ class Daemon:
         registry.register(OutcomeCollector(outcomes, self.ingest.totals, totals_collector.project))
         if cfg.native_metrics:
             registry.register(NativeCollector(self.ingest.totals, outcomes))
-        # The page names projects as `ccotel report` does (project_label "off" hides them
-        # from metric labels only).
-        label = project_labeler(cfg.project_label if cfg.project_label != "off" else "name")
+        label = shown_labeler(cfg.project_label)
         self.live = board_for(cfg, self.ingest, clock, label, lambda: self.statusline)
         self.live_stream = Stream(self.live.payload)
         self.live.on_change = self.live_stream.changed

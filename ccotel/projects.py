@@ -25,3 +25,9 @@ def project_labeler(mode: str) -> Callable[[str], str]:
         return PurePath(cwd).name or cwd
 
     return label
+
+
+def shown_labeler(mode: str) -> Callable[[str], str]:
+    """The project names a report, the page and spans show: ``project_label`` "off" hides
+    projects from metric labels only, so there they are named as "name" names them."""
+    return project_labeler(mode if mode != "off" else "name")

@@ -50,7 +50,7 @@ def run(config: str | None, by: str, since: float | None, as_json: bool,
     from pathlib import Path
 
     from ccotel.config import ConfigError, load
-    from ccotel.projects import project_labeler
+    from ccotel.projects import shown_labeler
     from ccotel.state import DB_NAME, StateError, connect_readonly, db_error_message
 
     try:
@@ -66,7 +66,7 @@ def run(config: str | None, by: str, since: float | None, as_json: bool,
     except sqlite3.DatabaseError as exc:  # corruption found past the open: same advice
         return _fail(db_error_message(path, exc))
     try:
-        label = project_labeler(cfg.project_label if cfg.project_label != "off" else "name")
+        label = shown_labeler(cfg.project_label)
         data = build(db, by, since, label)
     except sqlite3.DatabaseError as exc:
         return _fail(db_error_message(path, exc))

@@ -185,3 +185,22 @@ def test_days_in_a_half_hour_zone_are_ccusage_days(tmp_path):
         "2026-11-20": 10, "2026-11-21": 10}  # fmt: skip
     assert {r["day"]: r["input_tokens"] for r in out["rows"]} == {
         "2026-11-20": 10, "2026-11-21": 10}  # fmt: skip
+
+
+def test_project_label_off_hides_metric_labels_only(state):
+    """`project_label = "off"` keeps projects out of metric labels; the report still names
+    them as "name" does (as the page and the spans do: projects.shown_labeler)."""
+    named = rows(state, "project")
+    off = json.loads(
+        ccotel(
+            "report",
+            "--by",
+            "project",
+            "--json",
+            "--state-dir",
+            str(state),
+            env=_env(80) | {"CCOTEL_PROJECT_LABEL": "off"},
+        ).stdout
+    )["rows"]
+    assert [r["project"] for r in off] == [r["project"] for r in named]
+    assert LONG in {r["project"] for r in off}

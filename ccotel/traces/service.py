@@ -38,7 +38,7 @@ from ccotel.otlp import (
     resource_attributes,
     target,
 )
-from ccotel.projects import project_labeler
+from ccotel.projects import shown_labeler
 from ccotel.traces.builder import Options
 from ccotel.traces.export import OtlpSpanSink, SpanSink
 from ccotel.traces.shipper import Shipper
@@ -66,7 +66,7 @@ def options(cfg: Config) -> Options:
         capture_content=cfg.capture_content,
         tool_details=cfg.tool_details,
         max_chars=cfg.content_max_chars,
-        project=project_labeler(cfg.project_label if cfg.project_label != "off" else "name"),
+        project=shown_labeler(cfg.project_label),
         include_cwd=cfg.project_label not in ("hash", "off"),
     )
 
