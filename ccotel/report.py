@@ -130,12 +130,17 @@ class _HasDb(Protocol):
     db: sqlite3.Connection
 
 
+def _db(state: sqlite3.Connection | _HasDb) -> sqlite3.Connection:
+    """The database of a state (``connect_readonly``'s connection, or a ``Store``)."""
+    return state if isinstance(state, sqlite3.Connection) else state.db
+
+
 def build(
     state: sqlite3.Connection | _HasDb, by: str, since: float | None, project: Callable[[str], str]
 ) -> dict[str, Any]:
     """Usage grouped ``by`` from a state database (``connect_readonly``, or a ``Store``);
     ``since`` (epoch seconds) keeps the hours from the one holding it."""
-    db = state if isinstance(state, sqlite3.Connection) else state.db
+    db = _db(state)
     if by == "block":
         return build_blocks(db, since)
     since_hour = int(since // 3600) if since is not None else None
@@ -198,8 +203,7 @@ def build_blocks(
     del totals["cache_write_5m_tokens"], totals["cache_write_1h_tokens"], totals["requests"]
     totals["entries"] = 0
     rows = []
-    db = state if isinstance(state, sqlite3.Connection) else state.db
-    for b in blocks_from_db(db, now=now):
+    for b in blocks_from_db(_db(state), now=now):
         if since is not None and b.last_activity < since:
             continue
         row = {
