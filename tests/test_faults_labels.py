@@ -93,22 +93,12 @@ def test_projects_are_admitted_again_only_when_a_directory_is_new(tmp_path):
 
     from prometheus_client import CollectorRegistry
 
-    from ccotel import app
     from ccotel.batch import UsageSums
     from ccotel.projects import project_labeler
     from ccotel.sinks import TotalsCollector
-    from ccotel.state import Store
-    from ccotel.totals import Totals
-    from tests.conftest import FIXTURES
-    from tests.test_traces import cfg_for
+    from tests.test_idle import backfilled_totals
 
-    cfg = cfg_for(FIXTURES / "claude-2.1.38", tmp_path / "state")
-    app.backfill(cfg)
-    store = Store(cfg.resolved_state_dir())
-    try:
-        totals = Totals.load(store, time.time())
-    finally:
-        store.close()
+    totals = backfilled_totals(tmp_path)
     label = project_labeler("name")
     have = {label(cwd) for _, cwd in totals.usage}
     c = TotalsCollector(totals, label, {}, time.time, max_projects=len(have) + 1)

@@ -69,19 +69,11 @@ def test_no_collector_yet_costs_an_empty_request_not_a_pass(tmp_path):
         shipper.close()
 
 
-def test_text_exposition_equals_the_library_byte_for_byte(tmp_path):
-    """The remembered-lines renderer writes what prometheus-client's generate_latest writes, on
-    the daemon's own collector (real transcripts, odd project names), before and after changes."""
+def backfilled_totals(tmp_path):
+    """The in-memory totals of a state backfilled from one real fixture (Claude Code 2.1.38)."""
     import time
 
-    from prometheus_client import CollectorRegistry
-    from prometheus_client.exposition import generate_latest
-
     from ccotel import app
-    from ccotel.batch import UsageSums
-    from ccotel.projects import project_labeler
-    from ccotel.server.exposition import TextExposition
-    from ccotel.sinks import TotalsCollector
     from ccotel.state import Store
     from ccotel.totals import Totals
     from tests.conftest import FIXTURES
@@ -91,9 +83,25 @@ def test_text_exposition_equals_the_library_byte_for_byte(tmp_path):
     app.backfill(cfg)
     store = Store(cfg.resolved_state_dir())
     try:
-        totals = Totals.load(store, time.time())
+        return Totals.load(store, time.time())
     finally:
         store.close()
+
+
+def test_text_exposition_equals_the_library_byte_for_byte(tmp_path):
+    """The remembered-lines renderer writes what prometheus-client's generate_latest writes, on
+    the daemon's own collector (real transcripts, odd project names), before and after changes."""
+    import time
+
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.exposition import generate_latest
+
+    from ccotel.batch import UsageSums
+    from ccotel.projects import project_labeler
+    from ccotel.server.exposition import TextExposition
+    from ccotel.sinks import TotalsCollector
+
+    totals = backfilled_totals(tmp_path)
     assert totals.usage and totals.tool_agg
     reg = CollectorRegistry(auto_describe=False)
     collector = TotalsCollector(totals, project_labeler("name"), {"1h": 2.5}, time.time)
