@@ -3,6 +3,7 @@ mtime moved, and still finds every new file, append, truncation and deletion."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -12,6 +13,48 @@ from ccotel.pipeline import Ingest
 from ccotel.sources import TreeWalker, discovery, transcript_files
 from ccotel.state.store import Store
 from tests.lines import SID, assistant
+
+
+def record_scans(monkeypatch) -> list[bool]:
+    """The ``full`` argument of every Ingest.scan from now on."""
+    from ccotel import app
+
+    scans: list[bool] = []
+    real_scan = app.Ingest.scan
+    monkeypatch.setattr(
+        app.Ingest, "scan", lambda self, full=True: scans.append(full) or real_scan(self, full)
+    )
+    return scans
+
+
+@contextlib.contextmanager
+def running(root: Path, state: Path):
+    """ccotel's daemon on ``root`` (a 0.1 s rescan, no page) in a thread, ready; then stopped."""
+    import threading
+
+    from ccotel import app
+    from tests.test_traces import cfg_for
+
+    cfg = cfg_for(root, state, http_addr="127.0.0.1:0", rescan_interval=0.1, web=False)
+    d = app.Daemon(cfg)
+    t = threading.Thread(target=d.run)
+    t.start()
+    try:
+        assert d.ready.wait(30)
+        yield d, t
+    finally:
+        d.stop()
+        t.join(30)
+    assert not t.is_alive()
+
+
+def wait_lines(d, n: float, timeout: float) -> None:
+    """Until the daemon has counted ``n`` lines; fails after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while d.ingest.totals.counters.get("lines", 0) < n:
+        assert time.monotonic() < deadline, (d.ingest.totals.counters, n)
+        time.sleep(0.02)
+
 
 NOW = 1_795_000_000.0
 OLD = time.time() - 3600  # folder mtimes far from "just changed": the walker trusts them
@@ -223,11 +266,8 @@ def test_the_daemon_finds_an_append_its_watcher_missed(tmp_path, monkeypatch):
     """The rescan is the safety net: events for one transcript are dropped (as an overflow
     or an unwatched mount would), and its append is still counted, by a full rescan (every
     FULL_RESCAN_EVERY rescans); a new file no event told of is found by the next rescan."""
-    import threading
 
-    from ccotel import app
     from ccotel.sources import watch
-    from tests.test_traces import cfg_for
 
     root, proj, _sub = tree(tmp_path)
     main = str(proj / f"{SID}.jsonl")
@@ -238,39 +278,16 @@ def test_the_daemon_finds_an_append_its_watcher_missed(tmp_path, monkeypatch):
             real(self, event)
 
     monkeypatch.setattr(watch._Handler, "on_any_event", deaf)
-    scans: list[bool] = []
-    real_scan = app.Ingest.scan
-    monkeypatch.setattr(
-        app.Ingest, "scan", lambda self, full=True: scans.append(full) or real_scan(self, full)
-    )
-    cfg = cfg_for(root, tmp_path / "state", http_addr="127.0.0.1:0", rescan_interval=0.1, web=False)
-    d = app.Daemon(cfg)
-    t = threading.Thread(target=d.run)
-    t.start()
-
-    def lines() -> float:
-        return d.ingest.totals.counters.get("lines", 0)
-
-    def wait_for(n: float) -> None:
-        deadline = time.monotonic() + 60
-        while lines() < n:
-            assert time.monotonic() < deadline, (lines(), n)
-            time.sleep(0.02)
-
-    try:
-        assert d.ready.wait(30)
+    scans = record_scans(monkeypatch)
+    with running(root, tmp_path / "state") as (d, _t):
         assert d.watcher is not None and d.watcher.complete
-        wait_for(2)
+        wait_lines(d, 2, 60)
         with open(main, "a") as f:
             f.write(assistant("msg_3", "req_3") + "\n")
-        wait_for(3)
+        wait_lines(d, 3, 60)
         assert False in scans and True in scans[1:]  # light rescans, and a full one found it
         (proj / "late.jsonl").write_text(assistant("msg_4", "req_4") + "\n")
-        wait_for(4)
-    finally:
-        d.stop()
-        t.join(30)
-    assert not t.is_alive()
+        wait_lines(d, 4, 60)
 
 
 def test_an_append_in_a_folder_watchdog_could_not_watch_is_counted(tmp_path, monkeypatch):
@@ -279,13 +296,11 @@ def test_an_append_in_a_folder_watchdog_could_not_watch_is_counted(tmp_path, mon
     rescan sees the folder without a watch and stats every transcript: the append counts
     at the next rescan, not only at the rare full one."""
     import errno
-    import threading
 
     from watchdog.observers import inotify_c
 
     from ccotel import app
     from ccotel.sources import Watcher
-    from tests.test_traces import cfg_for
 
     root, _proj, sub = tree(tmp_path)
     agent = str(sub / "agent-a1.jsonl")
@@ -309,31 +324,12 @@ def test_an_append_in_a_folder_watchdog_could_not_watch_is_counted(tmp_path, mon
         w.stop()
 
     monkeypatch.setattr(app, "FULL_RESCAN_EVERY", 10**6)  # no scheduled full rescan
-    cfg = cfg_for(root, tmp_path / "state", http_addr="127.0.0.1:0", rescan_interval=0.1, web=False)
-    d = app.Daemon(cfg)
-    t = threading.Thread(target=d.run)
-    t.start()
-
-    def lines() -> float:
-        return d.ingest.totals.counters.get("lines", 0)
-
-    try:
-        assert d.ready.wait(30)
+    with running(root, tmp_path / "state") as (d, _t):
         assert d.watcher is not None and d.watcher.complete
-        deadline = time.monotonic() + 60
-        while lines() < 2:
-            assert time.monotonic() < deadline, lines()
-            time.sleep(0.02)
+        wait_lines(d, 2, 60)
         with open(agent, "a") as f:
             f.write(assistant("msg_3", "req_3") + "\n")
-        deadline = time.monotonic() + 30
-        while lines() < 3:
-            assert time.monotonic() < deadline, lines()
-            time.sleep(0.02)
-    finally:
-        d.stop()
-        t.join(30)
-    assert not t.is_alive()
+        wait_lines(d, 3, 30)
 
 
 def test_appends_under_a_linked_projects_folder_are_counted(tmp_path, monkeypatch):
@@ -341,10 +337,8 @@ def test_appends_under_a_linked_projects_folder_are_counted(tmp_path, monkeypatc
     project folder made later gets no watch and its appends send no event. The rescan sees
     it and stats every transcript: a project made after the start, and an append to it, count
     at the next rescans, not only at the rare full one."""
-    import threading
 
     from ccotel import app
-    from tests.test_traces import cfg_for
 
     real = tmp_path / "elsewhere"
     (real / "-home-u-a").mkdir(parents=True)
@@ -353,29 +347,13 @@ def test_appends_under_a_linked_projects_folder_are_counted(tmp_path, monkeypatc
     root.mkdir()
     (root / "projects").symlink_to(real)
     monkeypatch.setattr(app, "FULL_RESCAN_EVERY", 10**6)  # no scheduled full rescan
-    scans: list[bool] = []
-    real_scan = app.Ingest.scan
-    monkeypatch.setattr(
-        app.Ingest, "scan", lambda self, full=True: scans.append(full) or real_scan(self, full)
-    )
-    cfg = cfg_for(root, tmp_path / "state", http_addr="127.0.0.1:0", rescan_interval=0.1, web=False)
-    d = app.Daemon(cfg)
-    t = threading.Thread(target=d.run)
-    t.start()
-
-    def wait_for(n: float) -> None:
-        deadline = time.monotonic() + 30
-        while d.ingest.totals.counters.get("lines", 0) < n:
-            assert time.monotonic() < deadline, (d.ingest.totals.counters, n)
-            time.sleep(0.02)
-
-    try:
-        assert d.ready.wait(30)
-        wait_for(1)
+    scans = record_scans(monkeypatch)
+    with running(root, tmp_path / "state") as (d, t):
+        wait_lines(d, 1, 30)
         late = real / "-home-u-b" / "11111111-2222-4333-8444-555555555555.jsonl"
         late.parent.mkdir()
         late.write_text(assistant("msg_2", "req_2") + "\n")
-        wait_for(2)  # a new file: the light rescan finds it
+        wait_lines(d, 2, 30)  # a new file: the light rescan finds it
         age(late.parent)
         seen, deadline = len(scans), time.monotonic() + 30
         while len(scans) < seen + 3:  # rescans list the folder again, settled: trusted then
@@ -383,8 +361,4 @@ def test_appends_under_a_linked_projects_folder_are_counted(tmp_path, monkeypatc
             time.sleep(0.02)
         with open(late, "a") as f:
             f.write(assistant("msg_3", "req_3") + "\n")
-        wait_for(3)
-    finally:
-        d.stop()
-        t.join(30)
-    assert not t.is_alive()
+        wait_lines(d, 3, 30)
