@@ -87,6 +87,7 @@ def test_the_daemon_s_first_catch_up_then_live_copies_of_old_responses(
     import time
 
     from ccotel import app
+    from tests.test_rescan import wait_lines
     from tests.test_traces import cfg_for as daemon_cfg
 
     full, _want, lines = corpus
@@ -100,15 +101,9 @@ def test_the_daemon_s_first_catch_up_then_live_copies_of_old_responses(
     t = threading.Thread(target=d.run)
     t.start()
 
-    def wait_for(n: int) -> None:
-        deadline = time.monotonic() + 120
-        while d.ingest.totals.counters.get("lines", 0) < n:
-            assert time.monotonic() < deadline, (d.ingest.totals.counters, n)
-            time.sleep(0.05)
-
     try:
         assert d.ready.wait(120)
-        wait_for(lines)
+        wait_lines(d, lines, 120)
         assert not d.ingest.acct.cold
         body = _old_copies(root)
         extra = root / "projects" / "-home-u-late" / "bbbbbbbb-0000-4000-8000-00000000000b.jsonl"
@@ -117,7 +112,7 @@ def test_the_daemon_s_first_catch_up_then_live_copies_of_old_responses(
         time.sleep(0.3)
         with open(extra, "ab") as f:
             f.write(body[len(body) // 2 :])
-        wait_for(lines + body.count(b"\n"))
+        wait_lines(d, lines + body.count(b"\n"), 120)
         time.sleep(0.3)
     finally:
         d.stop()
