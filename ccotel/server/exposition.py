@@ -71,14 +71,15 @@ class TextExposition:
         chunks: list[list[Any]] | None = getattr(metric, "chunks", None)
         if chunks is None or sum(map(len, chunks)) != len(metric.samples):
             chunks = [metric.samples]
+        by_row = len(chunks) > 1  # else per sample, as for any family
         for chunk in chunks:
-            hit = before.get(id(chunk))
-            if hit is not None and hit[0] is chunk and len(chunks) > 1:
+            hit = before.get(id(chunk)) if by_row else None
+            if hit is not None and hit[0] is chunk:
                 seen[id(chunk)] = hit
                 main, extra = hit[1]
             else:
                 main, extra = self._lines_of(chunk, before, seen, om_names)
-                if len(chunks) > 1:
+                if by_row:
                     seen[id(chunk)] = (chunk, (main, extra))
             out.append(main)
             for sfx, sample_lines in extra:
