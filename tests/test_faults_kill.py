@@ -49,10 +49,15 @@ def kill_during_backfill(tmp: Path, loops: int, seed: int = 0, log=print) -> dic
     if not config.exists():
         generate(config, files=120, target_bytes=40 << 20, seed=seed)
     want = ccusage_totals(config)
-    t0 = time.monotonic()
-    p = _backfill_proc(config, tmp / "timing")
-    p.wait()
-    full = time.monotonic() - t0  # startup included: kills land anywhere from import to exit
+    runs = []
+    for _ in range(2):  # the first may pay for cold caches (a fresh clone compiles every
+        # module): the kills are drawn over a warm run's length, as the killed runs are
+        shutil.rmtree(tmp / "timing", ignore_errors=True)
+        t0 = time.monotonic()
+        p = _backfill_proc(config, tmp / "timing")
+        p.wait()
+        runs.append(time.monotonic() - t0)
+    full = min(runs)  # startup included: kills land anywhere from import to exit
     total = committed_lines(tmp / "timing")
     shutil.rmtree(tmp / "timing")
     rng = random.Random(seed)
